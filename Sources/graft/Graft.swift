@@ -1,0 +1,13 @@
+import ArgumentParser
+import GraftTensor
+
+/// The `graft` command line.
+@main
+struct Graft: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "graft",
+    abstract: "Parameter-efficient transfer learning on frozen backbones, natively on CPUs.",
+    version: GraftVersion.string,
+    subcommands: [Bench.self]
+  )
+}
