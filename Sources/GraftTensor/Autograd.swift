@@ -8,7 +8,8 @@ final class GradFn {
   let backward: (Tensor) -> [Tensor?]
   let savedBytes: Int
 
-  init(name: String, inputs: [Tensor?], savedBytes: Int, backward: @escaping (Tensor) -> [Tensor?]) {
+  init(name: String, inputs: [Tensor?], savedBytes: Int, backward: @escaping (Tensor) -> [Tensor?])
+  {
     self.name = name
     self.inputs = inputs
     self.backward = backward

@@ -195,7 +195,12 @@ extension Tensor {
   public func rsqrt() -> Tensor {
     let out = mapUnary(self) { 1 / $0.squareRoot() }
     return out.recording("rsqrt", [self], saving: [self, out]) { g in
-      [mapPair(mapPair(g, out) { $0 * $1 * $1 * $1 }, self) { _ = $1; return -0.5 * $0 }]
+      [
+        mapPair(mapPair(g, out) { $0 * $1 * $1 * $1 }, self) {
+          _ = $1
+          return -0.5 * $0
+        }
+      ]
     }
   }
 
@@ -237,7 +242,8 @@ extension Tensor {
   /// max(x, 0).
   public func relu() -> Tensor {
     let out = mapUnary(self) { $0 > 0 ? $0 : 0 }
-    return out.recording("relu", [self], saving: [out]) { g in [mapPair(g, out) { $1 > 0 ? $0 : 0 }] }
+    return out.recording("relu", [self], saving: [out]) { g in [mapPair(g, out) { $1 > 0 ? $0 : 0 }]
+    }
   }
 
   /// GELU, exact form x·Φ(x) with erf (timm's and PyTorch's default `nn.GELU()`).

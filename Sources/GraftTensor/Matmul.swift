@@ -53,16 +53,21 @@ extension Tensor {
     let out = Tensor(shape: batch + [m, n], zeroed: false)
     let (pa, pb, pc) = (a.pointer, b.pointer, out.pointer)
     for i in 0..<count {
-      sgemm(pa + i * m * k, transA: ta, pb + i * k * n, transB: tb, pc + i * m * n, m: m, n: n, k: k)
+      sgemm(
+        pa + i * m * k, transA: ta, pb + i * k * n, transB: tb, pc + i * m * n, m: m, n: n, k: k)
     }
     return out.recording("matmul", [a, b], saving: [a, b]) { g in
       var ga: Tensor?
       var gb: Tensor?
       if a.requiresGrad {
-        ga = ta ? b.matmul(g, transposeSelf: tb, transposeOther: true) : g.matmul(b, transposeOther: !tb)
+        ga =
+          ta
+          ? b.matmul(g, transposeSelf: tb, transposeOther: true) : g.matmul(b, transposeOther: !tb)
       }
       if b.requiresGrad {
-        gb = tb ? g.matmul(a, transposeSelf: true, transposeOther: ta) : a.matmul(g, transposeSelf: !ta)
+        gb =
+          tb
+          ? g.matmul(a, transposeSelf: true, transposeOther: ta) : a.matmul(g, transposeSelf: !ta)
       }
       return [ga, gb]
     }

@@ -66,4 +66,3 @@ public struct RandomGenerator: RandomNumberGenerator, Sendable {
     return p
   }
 }
-

@@ -41,7 +41,9 @@ extension Tensor {
   }
 
   /// Sum along one axis.
-  public func sum(axis: Int, keepDims: Bool = false) -> Tensor { sum(axes: [axis], keepDims: keepDims) }
+  public func sum(axis: Int, keepDims: Bool = false) -> Tensor {
+    sum(axes: [axis], keepDims: keepDims)
+  }
 
   /// Mean along `axes`.
   public func mean(axes: [Int], keepDims: Bool = false) -> Tensor {
@@ -50,7 +52,9 @@ extension Tensor {
   }
 
   /// Mean along one axis.
-  public func mean(axis: Int, keepDims: Bool = false) -> Tensor { mean(axes: [axis], keepDims: keepDims) }
+  public func mean(axis: Int, keepDims: Bool = false) -> Tensor {
+    mean(axes: [axis], keepDims: keepDims)
+  }
 
   /// Variance along `axes` with Bessel's `correction` (1 = unbiased, PyTorch's default).
   public func variance(axes: [Int], correction: Int = 1, keepDims: Bool = false) -> Tensor {

@@ -175,7 +175,8 @@ extension Tensor {
     outShape[a] = 0
     for p in parts {
       var s = p.shape
-      precondition(p.rank == outShape.count, "concat: ranks differ, \(p.shape) vs \(parts[0].shape)")
+      precondition(
+        p.rank == outShape.count, "concat: ranks differ, \(p.shape) vs \(parts[0].shape)")
       s[a] = 0
       var o = outShape
       o[a] = 0
@@ -221,7 +222,9 @@ extension Tensor {
   public func indexSelect(_ axis: Int, _ indices: [Int]) -> Tensor {
     let a = self.axis(axis)
     let n = shape[a]
-    for i in indices { precondition(i >= 0 && i < n, "index \(i) out of range 0..<\(n) on axis \(a)") }
+    for i in indices {
+      precondition(i >= 0 && i < n, "index \(i) out of range 0..<\(n) on axis \(a)")
+    }
     let outer = shape[..<a].reduce(1, *)
     let inner = shape[(a + 1)...].reduce(1, *)
     var outShape = shape
@@ -254,7 +257,8 @@ extension Tensor {
   public func gather(_ axis: Int, _ index: [Int], shape indexShape: [Int]) -> Tensor {
     let a = self.axis(axis)
     precondition(indexShape.count == rank, "gather index rank \(indexShape.count) != \(rank)")
-    precondition(index.count == indexShape.reduce(1, *), "gather index count does not fit its shape")
+    precondition(
+      index.count == indexShape.reduce(1, *), "gather index count does not fit its shape")
     let st = strides
     let out = Tensor(shape: indexShape, zeroed: false)
     var flat = [Int](repeating: 0, count: index.count)
@@ -266,7 +270,9 @@ extension Tensor {
       for d in 0..<rank {
         let c = rem / idxStrides[d]
         rem %= idxStrides[d]
-        if d != a { precondition(c < shape[d], "gather index shape \(indexShape) exceeds \(shape)") }
+        if d != a {
+          precondition(c < shape[d], "gather index shape \(indexShape) exceeds \(shape)")
+        }
         off += (d == a ? ix : c) * st[d]
       }
       flat[pos] = off
