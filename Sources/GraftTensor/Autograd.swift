@@ -6,14 +6,19 @@ final class GradFn {
   /// Inputs aligned with the gradients `backward` returns; nil where no gradient is wanted.
   let inputs: [Tensor?]
   let backward: (Tensor) -> [Tensor?]
+  /// Tensors kept for backward. Holding them here (not only through the closure's raw pointers)
+  /// keeps them alive exactly as long as the node, and makes the byte count exact.
+  let saved: [Tensor]
   let savedBytes: Int
 
-  init(name: String, inputs: [Tensor?], savedBytes: Int, backward: @escaping (Tensor) -> [Tensor?])
-  {
+  init(
+    name: String, inputs: [Tensor?], saved: [Tensor], backward: @escaping (Tensor) -> [Tensor?]
+  ) {
     self.name = name
     self.inputs = inputs
     self.backward = backward
-    self.savedBytes = savedBytes
+    self.saved = saved
+    self.savedBytes = saved.reduce(0) { $0 + $1.byteCount }
     TapeStats.saved.add(savedBytes, ordering: .relaxed)
     TapeStats.nodes.add(1, ordering: .relaxed)
   }
@@ -56,17 +61,17 @@ public func withNoGrad<T>(_ body: () throws -> T) rethrows -> T {
 extension Tensor {
   /// Records `backward` for this freshly computed tensor when any of `inputs` needs a gradient.
   ///
-  /// `saving` lists the tensors the closure keeps for backward (for the tape byte counter); the
-  /// closure returns one gradient per input, in order, or nil for inputs that need none.
+  /// `saving` lists every tensor the closure reads in backward: the node keeps them alive and
+  /// counts their bytes. The closure returns one gradient per input, in order, or nil for inputs
+  /// that need none.
   @discardableResult
   func recording(
     _ name: String, _ inputs: [Tensor], saving: [Tensor] = [],
     _ backward: @escaping (Tensor) -> [Tensor?]
   ) -> Tensor {
     guard GradMode.enabled, inputs.contains(where: { $0.requiresGrad }) else { return self }
-    let bytes = saving.reduce(0) { $0 + $1.byteCount }
     gradFn = GradFn(
-      name: name, inputs: inputs.map { $0.requiresGrad ? $0 : nil }, savedBytes: bytes,
+      name: name, inputs: inputs.map { $0.requiresGrad ? $0 : nil }, saved: saving,
       backward: backward)
     return self
   }

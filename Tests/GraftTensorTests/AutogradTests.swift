@@ -1,0 +1,66 @@
+import XCTest
+
+@testable import GraftTensor
+
+final class AutogradTests: XCTestCase {
+  func testGradientsAccumulateAcrossBackwardCalls() {
+    let w = Tensor([1, 2, 3]).requiringGrad()
+    (w * w).sum().backward()
+    XCTAssertEqual(w.grad!.scalars, [2, 4, 6])
+    (w * 3).sum().backward()
+    XCTAssertEqual(w.grad!.scalars, [5, 7, 9])
+    w.zeroGrad()
+    XCTAssertNil(w.grad)
+  }
+
+  func testSharedSubexpressionGetsSummedGradient() {
+    let x = Tensor([2]).requiringGrad()
+    let y = x * x  // used twice below
+    (y + y * x).sum().backward()  // d/dx (x² + x³) = 2x + 3x² = 16
+    XCTAssertEqual(x.grad!.item, 16)
+  }
+
+  func testNoGradScopeAndFrozenInputsRecordNothing() {
+    let frozen = randomTensor([64, 64], seed: 1)
+    let before = TapeStats.savedBytes
+    let nodesBefore = TapeStats.liveNodes
+    let y = (frozen.matmul(frozen).gelu() * frozen).softmax()
+    XCTAssertNil(y.gradFnName)
+    XCTAssertEqual(TapeStats.savedBytes, before)
+    XCTAssertEqual(TapeStats.liveNodes, nodesBefore)
+
+    let w = randomTensor([64, 64], seed: 2).requiringGrad()
+    let inScope = withNoGrad { frozen.matmul(w).gelu() }
+    XCTAssertFalse(inScope.requiresGrad)
+    XCTAssertEqual(TapeStats.savedBytes, before)
+
+    let recorded = frozen.matmul(w).gelu()
+    XCTAssertTrue(recorded.requiresGrad)
+    XCTAssertGreaterThan(TapeStats.savedBytes, before)
+    recorded.sum().backward()
+    // Backward releases the graph and with it every saved activation.
+    XCTAssertEqual(TapeStats.savedBytes, before)
+    XCTAssertEqual(TapeStats.liveNodes, nodesBefore)
+  }
+
+  func testDetachStopsGradient() {
+    let x = Tensor([3]).requiringGrad()
+    let y = x * x.detached()
+    y.sum().backward()
+    XCTAssertEqual(x.grad!.item, 3)
+  }
+
+  func testNonScalarBackwardTakesSeed() {
+    let x = Tensor([1, 2]).requiringGrad()
+    (x * 2).backward(Tensor([1, 10]))
+    XCTAssertEqual(x.grad!.scalars, [2, 20])
+  }
+
+  func testDeepChainDoesNotOverflowTheStack() {
+    let x = Tensor([1]).requiringGrad()
+    var y = x
+    for _ in 0..<20_000 { y = y + 1 }
+    y.sum().backward()
+    XCTAssertEqual(x.grad!.item, 1)
+  }
+}

@@ -1,0 +1,82 @@
+import XCTest
+
+@testable import GraftTensor
+
+final class MatmulTests: XCTestCase {
+  /// Naive triple loop on explicitly transposed copies.
+  func naive(_ a: Tensor, _ b: Tensor, _ ta: Bool, _ tb: Bool) -> [Float] {
+    let m = ta ? a.shape[1] : a.shape[0]
+    let k = ta ? a.shape[0] : a.shape[1]
+    let n = tb ? b.shape[0] : b.shape[1]
+    var c = [Float](repeating: 0, count: m * n)
+    for i in 0..<m {
+      for j in 0..<n {
+        var acc: Double = 0
+        for p in 0..<k {
+          let av = ta ? a[p, i] : a[i, p]
+          let bv = tb ? b[j, p] : b[p, j]
+          acc += Double(av) * Double(bv)
+        }
+        c[i * n + j] = Float(acc)
+      }
+    }
+    return c
+  }
+
+  func testAllTransposeCombinationsAndOddShapes() {
+    let shapes = [(1, 1, 1), (3, 5, 7), (17, 1, 9), (1, 33, 2), (64, 65, 63), (5, 0, 3)]
+    for (m, k, n) in shapes {
+      for ta in [false, true] {
+        for tb in [false, true] {
+          let a = randomTensor(ta ? [k, m] : [m, k], seed: UInt64(m * 100 + k))
+          let b = randomTensor(tb ? [n, k] : [k, n], seed: UInt64(n * 100 + k + 1))
+          let c = a.matmul(b, transposeSelf: ta, transposeOther: tb)
+          XCTAssertEqual(c.shape, [m, n])
+          assertClose(c.scalars, naive(a, b, ta, tb), tolerance: 1e-4)
+        }
+      }
+    }
+  }
+
+  func testDegenerateEmptyOutput() {
+    let c = Tensor.zeros([0, 4]).matmul(Tensor.ones([4, 3]))
+    XCTAssertEqual(c.shape, [0, 3])
+  }
+
+  func testBatchedAndLinearLayerShapes() {
+    let a = randomTensor([2, 3, 4, 5], seed: 1)
+    let b = randomTensor([2, 3, 5, 6], seed: 2)
+    let c = a.matmul(b)
+    XCTAssertEqual(c.shape, [2, 3, 4, 6])
+    let a1 = a.slice(0, 1..<2).slice(1, 2..<3).reshaped([4, 5])
+    let b1 = b.slice(0, 1..<2).slice(1, 2..<3).reshaped([5, 6])
+    assertClose(
+      c.slice(0, 1..<2).slice(1, 2..<3).scalars, naive(a1, b1, false, false), tolerance: 1e-4)
+    // Batch broadcast: [3,4,5] · [5,6] (linear layer) and [1,4,5] · [3,5,6].
+    let w = randomTensor([6, 5], seed: 3)
+    let y = a.matmul(w, transposeOther: true)
+    XCTAssertEqual(y.shape, [2, 3, 4, 6])
+    assertClose(
+      y.slice(0, 1..<2).slice(1, 2..<3).scalars, naive(a1, w, false, true), tolerance: 1e-4)
+    XCTAssertEqual(
+      randomTensor([1, 4, 5], seed: 4).matmul(randomTensor([3, 5, 6], seed: 5)).shape, [3, 4, 6])
+  }
+
+  func testMatmulGradients() {
+    for ta in [false, true] {
+      for tb in [false, true] {
+        let a = randomTensor(ta ? [4, 3] : [3, 4], seed: 6)
+        let b = randomTensor(tb ? [5, 4] : [4, 5], seed: 7)
+        assertGradients([a, b]) { $0[0].matmul($0[1], transposeSelf: ta, transposeOther: tb) }
+      }
+    }
+    let x = randomTensor([2, 3, 4], seed: 8)
+    let w = randomTensor([5, 4], seed: 9)
+    assertGradients([x, w]) { $0[0].matmul($0[1], transposeOther: true) }
+    let q = randomTensor([2, 3, 4], seed: 10)
+    let k = randomTensor([2, 5, 4], seed: 11)
+    assertGradients([q, k]) { $0[0].matmul($0[1], transposeOther: true) }
+    let shared = randomTensor([4, 2], seed: 12)
+    assertGradients([q, shared]) { $0[0].matmul($0[1].broadcast(to: [2, 4, 2])) }
+  }
+}
