@@ -1,6 +1,44 @@
 import Foundation
 
 // Elementwise arithmetic with NumPy broadcasting, and the pointwise activations.
+//
+// Every hot loop is generic over a small kernel type instead of taking a closure: the compiler
+// specialises the loop for each kernel and vectorises it, where a closure called through the
+// parallel-for would cost an indirect call per element.
+
+/// A two-argument elementwise function.
+protocol BinaryKernel {
+  func callAsFunction(_ a: Float, _ b: Float) -> Float
+}
+
+/// A one-argument elementwise function with its derivative.
+protocol UnaryKernel {
+  /// Op name on the tape.
+  static var name: String { get }
+  /// Whether `gradient` reads x (else only y is saved for backward).
+  static var needsInput: Bool { get }
+  func callAsFunction(_ x: Float) -> Float
+  /// dL/dx from dL/dy = g, the input x and the output y.
+  func gradient(_ g: Float, x: Float, y: Float) -> Float
+}
+
+struct AddKernel: BinaryKernel {
+  @inline(__always) func callAsFunction(_ a: Float, _ b: Float) -> Float { a + b }
+}
+struct SubKernel: BinaryKernel {
+  @inline(__always) func callAsFunction(_ a: Float, _ b: Float) -> Float { a - b }
+}
+struct MulKernel: BinaryKernel {
+  @inline(__always) func callAsFunction(_ a: Float, _ b: Float) -> Float { a * b }
+}
+struct DivKernel: BinaryKernel {
+  @inline(__always) func callAsFunction(_ a: Float, _ b: Float) -> Float { a / b }
+}
+/// Any closure as a kernel, for cold paths where speed does not matter.
+struct ClosureKernel: BinaryKernel {
+  let f: (Float, Float) -> Float
+  @inline(__always) func callAsFunction(_ a: Float, _ b: Float) -> Float { f(a, b) }
+}
 
 extension Tensor {
   /// The broadcast of two shapes by NumPy's rules (align right, extents equal or 1).
@@ -26,14 +64,11 @@ extension Tensor {
   }
 }
 
-/// Applies `f` over two broadcast operands into a new tensor of the broadcast shape.
-@inline(__always)
-func broadcastBinary(_ a: Tensor, _ b: Tensor, _ f: (Float, Float) -> Float) -> Tensor {
+/// `f` over two broadcast operands into a new tensor of the broadcast shape.
+func broadcastBinary<K: BinaryKernel>(_ a: Tensor, _ b: Tensor, _ f: K) -> Tensor {
   let shape = a.shape == b.shape ? a.shape : Tensor.broadcastShape(a.shape, b.shape)
   let out = Tensor(shape: shape, zeroed: false)
-  let pa = a.pointer
-  let pb = b.pointer
-  let po = out.pointer
+  let (pa, pb, po) = (a.pointer, b.pointer, out.pointer)
   let n = out.count
   if a.count == n && b.count == n {
     Parallel.forRange(n) { r in for i in r { po[i] = f(pa[i], pb[i]) } }
@@ -47,24 +82,20 @@ func broadcastBinary(_ a: Tensor, _ b: Tensor, _ f: (Float, Float) -> Float) -> 
     let sa = Tensor.broadcastStrides(a.shape, to: shape)
     let sb = Tensor.broadcastStrides(b.shape, to: shape)
     let inner = shape.last ?? 1
-    let ia = sa.last ?? 0
-    let ib = sb.last ?? 0
+    let (ia, ib) = (sa.last ?? 0, sb.last ?? 0)
     let rows = n / Swift.max(inner, 1)
     let outer = Array(shape.dropLast())
     Parallel.forRange(rows, grain: Swift.max(1, 32_768 / Swift.max(inner, 1))) { range in
       for row in range {
         var rem = row
-        var oa = 0
-        var ob = 0
+        var (oa, ob) = (0, 0)
         for d in stride(from: outer.count - 1, through: 0, by: -1) {
           let ix = rem % outer[d]
           rem /= outer[d]
           oa += ix * sa[d]
           ob += ix * sb[d]
         }
-        let dst = po + row * inner
-        let xa = pa + oa
-        let xb = pb + ob
+        let (dst, xa, xb) = (po + row * inner, pa + oa, pb + ob)
         switch (ia, ib) {
         case (1, 1): for j in 0..<inner { dst[j] = f(xa[j], xb[j]) }
         case (1, 0):
@@ -83,26 +114,35 @@ func broadcastBinary(_ a: Tensor, _ b: Tensor, _ f: (Float, Float) -> Float) -> 
   return out
 }
 
-/// Applies `f` to every element into a new tensor.
-@inline(__always)
-func mapUnary(_ x: Tensor, _ f: (Float) -> Float) -> Tensor {
+/// `f` pairwise over two tensors with the same element count, shaped like `x`.
+func zipMap<K: BinaryKernel>(_ x: Tensor, _ y: Tensor, _ f: K) -> Tensor {
+  precondition(x.count == y.count, "zipMap: \(x.shape) vs \(y.shape)")
   let out = Tensor(shape: x.shape, zeroed: false)
-  let px = x.pointer
-  let po = out.pointer
-  Parallel.forRange(x.count) { r in for i in r { po[i] = f(px[i]) } }
+  let (px, py, po) = (x.pointer, y.pointer, out.pointer)
+  Parallel.forRange(x.count) { r in for i in r { po[i] = f(px[i], py[i]) } }
   return out
 }
 
-/// Applies `f(x, y)` pairwise over two same-count tensors (backward helpers).
-@inline(__always)
-func mapPair(_ x: Tensor, _ y: Tensor, _ f: (Float, Float) -> Float) -> Tensor {
-  precondition(x.count == y.count, "mapPair: \(x.shape) vs \(y.shape)")
+/// `f` pairwise over two same-count tensors (backward helpers on cold paths).
+func mapPair(_ x: Tensor, _ y: Tensor, _ f: @escaping (Float, Float) -> Float) -> Tensor {
+  zipMap(x, y, ClosureKernel(f: f))
+}
+
+/// Applies a pointwise function and records its derivative.
+func pointwise<K: UnaryKernel>(_ x: Tensor, _ f: K) -> Tensor {
   let out = Tensor(shape: x.shape, zeroed: false)
-  let px = x.pointer
-  let py = y.pointer
-  let po = out.pointer
-  Parallel.forRange(x.count) { r in for i in r { po[i] = f(px[i], py[i]) } }
-  return out
+  let (px, po) = (x.pointer, out.pointer)
+  Parallel.forRange(x.count) { r in for i in r { po[i] = f(px[i]) } }
+  let saved = K.needsInput ? x : out
+  return out.recording(K.name, [x], saving: [saved]) { g in
+    let gi = Tensor(shape: x.shape, zeroed: false)
+    let (pg, ps, pd) = (g.pointer, saved.pointer, gi.pointer)
+    // Only one of x and y is kept; the kernel reads the one it declared.
+    Parallel.forRange(x.count) { r in
+      for i in r { pd[i] = f.gradient(pg[i], x: ps[i], y: ps[i]) }
+    }
+    return [gi]
+  }
 }
 
 // MARK: Arithmetic
@@ -110,58 +150,58 @@ func mapPair(_ x: Tensor, _ y: Tensor, _ f: (Float, Float) -> Float) -> Tensor {
 extension Tensor {
   /// Elementwise sum with broadcasting.
   public static func + (a: Tensor, b: Tensor) -> Tensor {
-    let out = broadcastBinary(a, b, +)
+    let out = broadcastBinary(a, b, AddKernel())
     return out.recording("add", [a, b]) { g in [g.sumTo(a.shape), g.sumTo(b.shape)] }
   }
 
   /// Elementwise difference with broadcasting.
   public static func - (a: Tensor, b: Tensor) -> Tensor {
-    let out = broadcastBinary(a, b, -)
+    let out = broadcastBinary(a, b, SubKernel())
     return out.recording("sub", [a, b]) { g in [g.sumTo(a.shape), (-g).sumTo(b.shape)] }
   }
 
   /// Elementwise product with broadcasting.
   public static func * (a: Tensor, b: Tensor) -> Tensor {
-    let out = broadcastBinary(a, b, *)
+    let out = broadcastBinary(a, b, MulKernel())
     return out.recording("mul", [a, b], saving: [a, b]) { g in
       [
-        a.requiresGrad ? broadcastBinary(g, b, *).sumTo(a.shape) : nil,
-        b.requiresGrad ? broadcastBinary(g, a, *).sumTo(b.shape) : nil,
+        a.requiresGrad ? broadcastBinary(g, b, MulKernel()).sumTo(a.shape) : nil,
+        b.requiresGrad ? broadcastBinary(g, a, MulKernel()).sumTo(b.shape) : nil,
       ]
     }
   }
 
   /// Elementwise quotient with broadcasting.
   public static func / (a: Tensor, b: Tensor) -> Tensor {
-    let out = broadcastBinary(a, b, /)
-    return out.recording("div", [a, b], saving: [a, b]) { g in
+    let out = broadcastBinary(a, b, DivKernel())
+    return out.recording("div", [a, b], saving: [a, b, out]) { g in
       [
-        a.requiresGrad ? broadcastBinary(g, b, /).sumTo(a.shape) : nil,
+        a.requiresGrad ? broadcastBinary(g, b, DivKernel()).sumTo(a.shape) : nil,
         b.requiresGrad
-          ? broadcastBinary(broadcastBinary(g, out, *), b, { -$0 / $1 }).sumTo(b.shape) : nil,
+          ? broadcastBinary(zipMap(g, out, MulKernel()), b, ClosureKernel { -$0 / $1 }).sumTo(
+            b.shape) : nil,
       ]
     }
   }
 
   /// Negation.
-  public static prefix func - (a: Tensor) -> Tensor {
-    mapUnary(a) { -$0 }.recording("neg", [a]) { g in [mapUnary(g) { -$0 }] }
-  }
+  public static prefix func - (a: Tensor) -> Tensor { a * -1 }
 
   /// Adds a scalar.
   public static func + (a: Tensor, s: Float) -> Tensor {
-    mapUnary(a) { $0 + s }.recording("add_scalar", [a]) { g in [g] }
+    pointwise(a, AffineKernel(scale: 1, shift: s))
   }
   /// Adds a scalar.
   public static func + (s: Float, a: Tensor) -> Tensor { a + s }
   /// Subtracts a scalar.
   public static func - (a: Tensor, s: Float) -> Tensor { a + (-s) }
   /// Scalar minus tensor.
-  public static func - (s: Float, a: Tensor) -> Tensor { (-a) + s }
-
+  public static func - (s: Float, a: Tensor) -> Tensor {
+    pointwise(a, AffineKernel(scale: -1, shift: s))
+  }
   /// Multiplies by a scalar.
   public static func * (a: Tensor, s: Float) -> Tensor {
-    mapUnary(a) { $0 * s }.recording("mul_scalar", [a]) { g in [mapUnary(g) { $0 * s }] }
+    pointwise(a, AffineKernel(scale: s, shift: 0))
   }
   /// Multiplies by a scalar.
   public static func * (s: Float, a: Tensor) -> Tensor { a * s }
@@ -171,130 +211,169 @@ extension Tensor {
 
 // MARK: Pointwise functions
 
+struct AffineKernel: UnaryKernel {
+  static let name = "affine"
+  static let needsInput = false
+  let scale: Float
+  let shift: Float
+  @inline(__always) func callAsFunction(_ x: Float) -> Float { x * scale + shift }
+  @inline(__always) func gradient(_ g: Float, x: Float, y: Float) -> Float { g * scale }
+}
+
+struct ExpKernel: UnaryKernel {
+  static let name = "exp"
+  static let needsInput = false
+  @inline(__always) func callAsFunction(_ x: Float) -> Float { fastExp(x) }
+  @inline(__always) func gradient(_ g: Float, x: Float, y: Float) -> Float { g * y }
+}
+
+struct LogKernel: UnaryKernel {
+  static let name = "log"
+  static let needsInput = true
+  @inline(__always) func callAsFunction(_ x: Float) -> Float { Foundation.log(x) }
+  @inline(__always) func gradient(_ g: Float, x: Float, y: Float) -> Float { g / x }
+}
+
+struct SqrtKernel: UnaryKernel {
+  static let name = "sqrt"
+  static let needsInput = false
+  @inline(__always) func callAsFunction(_ x: Float) -> Float { x.squareRoot() }
+  @inline(__always) func gradient(_ g: Float, x: Float, y: Float) -> Float { g / (2 * y) }
+}
+
+struct RsqrtKernel: UnaryKernel {
+  static let name = "rsqrt"
+  static let needsInput = false
+  @inline(__always) func callAsFunction(_ x: Float) -> Float { 1 / x.squareRoot() }
+  // d(x^-1/2)/dx = −x^-3/2 / 2 = −y³ / 2
+  @inline(__always) func gradient(_ g: Float, x: Float, y: Float) -> Float { -0.5 * g * y * y * y }
+}
+
+struct AbsKernel: UnaryKernel {
+  static let name = "abs"
+  static let needsInput = true
+  @inline(__always) func callAsFunction(_ x: Float) -> Float { Swift.abs(x) }
+  @inline(__always) func gradient(_ g: Float, x: Float, y: Float) -> Float {
+    x > 0 ? g : (x < 0 ? -g : 0)
+  }
+}
+
+struct SquareKernel: UnaryKernel {
+  static let name = "square"
+  static let needsInput = true
+  @inline(__always) func callAsFunction(_ x: Float) -> Float { x * x }
+  @inline(__always) func gradient(_ g: Float, x: Float, y: Float) -> Float { 2 * g * x }
+}
+
+struct PowKernel: UnaryKernel {
+  static let name = "pow"
+  static let needsInput = true
+  let p: Float
+  @inline(__always) func callAsFunction(_ x: Float) -> Float { Foundation.pow(x, p) }
+  @inline(__always) func gradient(_ g: Float, x: Float, y: Float) -> Float {
+    g * p * Foundation.pow(x, p - 1)
+  }
+}
+
+struct TanhKernel: UnaryKernel {
+  static let name = "tanh"
+  static let needsInput = false
+  @inline(__always) func callAsFunction(_ x: Float) -> Float { fastTanh(x) }
+  @inline(__always) func gradient(_ g: Float, x: Float, y: Float) -> Float { g * (1 - y * y) }
+}
+
+struct SigmoidKernel: UnaryKernel {
+  static let name = "sigmoid"
+  static let needsInput = false
+  @inline(__always) func callAsFunction(_ x: Float) -> Float { sigmoidScalar(x) }
+  @inline(__always) func gradient(_ g: Float, x: Float, y: Float) -> Float { g * y * (1 - y) }
+}
+
+struct ReluKernel: UnaryKernel {
+  static let name = "relu"
+  static let needsInput = false
+  @inline(__always) func callAsFunction(_ x: Float) -> Float { x > 0 ? x : 0 }
+  @inline(__always) func gradient(_ g: Float, x: Float, y: Float) -> Float { y > 0 ? g : 0 }
+}
+
+struct GeluKernel: UnaryKernel {
+  static let name = "gelu"
+  static let needsInput = true
+  @inline(__always) func callAsFunction(_ x: Float) -> Float {
+    0.5 * x * (1 + fastErf(x * 0.707_106_77))
+  }
+  @inline(__always) func gradient(_ g: Float, x: Float, y: Float) -> Float {
+    let cdf = 0.5 * (1 + fastErf(x * 0.707_106_77))
+    let pdf = 0.398_942_28 * fastExp(-0.5 * x * x)
+    return g * (cdf + x * pdf)
+  }
+}
+
+struct GeluTanhKernel: UnaryKernel {
+  static let name = "gelu_tanh"
+  static let needsInput = true
+  static let k: Float = 0.797_884_56  // sqrt(2/pi)
+  @inline(__always) func callAsFunction(_ x: Float) -> Float {
+    0.5 * x * (1 + fastTanh(Self.k * (x + 0.044715 * x * x * x)))
+  }
+  @inline(__always) func gradient(_ g: Float, x: Float, y: Float) -> Float {
+    let t = fastTanh(Self.k * (x + 0.044715 * x * x * x))
+    let du = Self.k * (1 + 3 * 0.044715 * x * x)
+    return g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du)
+  }
+}
+
+struct QuickGeluKernel: UnaryKernel {
+  static let name = "quick_gelu"
+  static let needsInput = true
+  @inline(__always) func callAsFunction(_ x: Float) -> Float { x * sigmoidScalar(1.702 * x) }
+  @inline(__always) func gradient(_ g: Float, x: Float, y: Float) -> Float {
+    let s = sigmoidScalar(1.702 * x)
+    return g * (s + 1.702 * x * s * (1 - s))
+  }
+}
+
+struct ClampKernel: UnaryKernel {
+  static let name = "clamp"
+  static let needsInput = true
+  let low: Float
+  let high: Float
+  @inline(__always) func callAsFunction(_ x: Float) -> Float { Swift.min(Swift.max(x, low), high) }
+  @inline(__always) func gradient(_ g: Float, x: Float, y: Float) -> Float {
+    x >= low && x <= high ? g : 0
+  }
+}
+
 extension Tensor {
   /// e^x.
-  public func exp() -> Tensor {
-    let out = mapUnary(self) { Foundation.exp($0) }
-    return out.recording("exp", [self], saving: [out]) { g in [mapPair(g, out, *)] }
-  }
-
+  public func exp() -> Tensor { pointwise(self, ExpKernel()) }
   /// Natural logarithm.
-  public func log() -> Tensor {
-    mapUnary(self) { Foundation.log($0) }.recording("log", [self], saving: [self]) { g in
-      [mapPair(g, self, /)]
-    }
-  }
-
+  public func log() -> Tensor { pointwise(self, LogKernel()) }
   /// Square root.
-  public func sqrt() -> Tensor {
-    let out = mapUnary(self) { $0.squareRoot() }
-    return out.recording("sqrt", [self], saving: [out]) { g in [mapPair(g, out) { $0 / (2 * $1) }] }
-  }
-
+  public func sqrt() -> Tensor { pointwise(self, SqrtKernel()) }
   /// 1 / sqrt(x).
-  public func rsqrt() -> Tensor {
-    let out = mapUnary(self) { 1 / $0.squareRoot() }
-    return out.recording("rsqrt", [self], saving: [self, out]) { g in
-      [
-        mapPair(mapPair(g, out) { $0 * $1 * $1 * $1 }, self) {
-          _ = $1
-          return -0.5 * $0
-        }
-      ]
-    }
-  }
-
+  public func rsqrt() -> Tensor { pointwise(self, RsqrtKernel()) }
   /// |x| (gradient 0 at 0, as PyTorch's sign).
-  public func abs() -> Tensor {
-    mapUnary(self) { Swift.abs($0) }.recording("abs", [self], saving: [self]) { g in
-      [mapPair(g, self) { $1 > 0 ? $0 : ($1 < 0 ? -$0 : 0) }]
-    }
-  }
-
+  public func abs() -> Tensor { pointwise(self, AbsKernel()) }
   /// x raised to a constant power.
   public func pow(_ p: Float) -> Tensor {
-    if p == 2 {
-      return mapUnary(self) { $0 * $0 }.recording("square", [self], saving: [self]) { g in
-        [mapPair(g, self) { 2 * $0 * $1 }]
-      }
-    }
-    return mapUnary(self) { Foundation.pow($0, p) }.recording("pow", [self], saving: [self]) { g in
-      [mapPair(g, self) { $0 * p * Foundation.pow($1, p - 1) }]
-    }
+    p == 2 ? pointwise(self, SquareKernel()) : pointwise(self, PowKernel(p: p))
   }
-
   /// Hyperbolic tangent.
-  public func tanh() -> Tensor {
-    let out = mapUnary(self) { Foundation.tanh($0) }
-    return out.recording("tanh", [self], saving: [out]) { g in
-      [mapPair(g, out) { $0 * (1 - $1 * $1) }]
-    }
-  }
-
+  public func tanh() -> Tensor { pointwise(self, TanhKernel()) }
   /// Logistic sigmoid.
-  public func sigmoid() -> Tensor {
-    let out = mapUnary(self, sigmoidScalar)
-    return out.recording("sigmoid", [self], saving: [out]) { g in
-      [mapPair(g, out) { $0 * $1 * (1 - $1) }]
-    }
-  }
-
+  public func sigmoid() -> Tensor { pointwise(self, SigmoidKernel()) }
   /// max(x, 0).
-  public func relu() -> Tensor {
-    let out = mapUnary(self) { $0 > 0 ? $0 : 0 }
-    return out.recording("relu", [self], saving: [out]) { g in [mapPair(g, out) { $1 > 0 ? $0 : 0 }]
-    }
-  }
-
+  public func relu() -> Tensor { pointwise(self, ReluKernel()) }
   /// GELU, exact form x·Φ(x) with erf (timm's and PyTorch's default `nn.GELU()`).
-  public func gelu() -> Tensor {
-    mapUnary(self) { 0.5 * $0 * (1 + erff($0 * 0.707_106_77)) }
-      .recording("gelu", [self], saving: [self]) { g in
-        [
-          mapPair(g, self) { g, x in
-            let cdf = 0.5 * (1 + erff(x * 0.707_106_77))
-            let pdf = 0.398_942_28 * Foundation.exp(-0.5 * x * x)
-            return g * (cdf + x * pdf)
-          }
-        ]
-      }
-  }
-
+  public func gelu() -> Tensor { pointwise(self, GeluKernel()) }
   /// GELU, tanh approximation (PyTorch's `approximate='tanh'`).
-  public func geluTanh() -> Tensor {
-    let k: Float = 0.797_884_56  // sqrt(2/pi)
-    return mapUnary(self) { x in 0.5 * x * (1 + Foundation.tanh(k * (x + 0.044715 * x * x * x))) }
-      .recording("gelu_tanh", [self], saving: [self]) { g in
-        [
-          mapPair(g, self) { g, x in
-            let u = k * (x + 0.044715 * x * x * x)
-            let t = Foundation.tanh(u)
-            let du = k * (1 + 3 * 0.044715 * x * x)
-            return g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du)
-          }
-        ]
-      }
-  }
-
+  public func geluTanh() -> Tensor { pointwise(self, GeluTanhKernel()) }
   /// QuickGELU, x·sigmoid(1.702x), as OpenAI CLIP.
-  public func quickGELU() -> Tensor {
-    mapUnary(self) { $0 * sigmoidScalar(1.702 * $0) }
-      .recording("quick_gelu", [self], saving: [self]) { g in
-        [
-          mapPair(g, self) { g, x in
-            let s = sigmoidScalar(1.702 * x)
-            return g * (s + 1.702 * x * s * (1 - s))
-          }
-        ]
-      }
-  }
-
+  public func quickGELU() -> Tensor { pointwise(self, QuickGeluKernel()) }
   /// Limits every element to `[low, high]`; the gradient passes only inside the range.
   public func clamp(min low: Float = -.infinity, max high: Float = .infinity) -> Tensor {
-    mapUnary(self) { Swift.min(Swift.max($0, low), high) }
-      .recording("clamp", [self], saving: [self]) { g in
-        [mapPair(g, self) { $1 >= low && $1 <= high ? $0 : 0 }]
-      }
+    pointwise(self, ClampKernel(low: low, high: high))
   }
 
   /// `mask ? a : b` elementwise with broadcasting; `mask` holds 0 (false) or non-zero (true).
@@ -325,5 +404,18 @@ extension Tensor {
 }
 
 @inline(__always) func sigmoidScalar(_ x: Float) -> Float {
-  x >= 0 ? 1 / (1 + Foundation.exp(-x)) : Foundation.exp(x) / (1 + Foundation.exp(x))
+  // 1 / (1 + e^−x) computed from e^−|x| so neither branch overflows.
+  let e = fastExp(-Swift.abs(x))
+  return x >= 0 ? 1 / (1 + e) : e / (1 + e)
+}
+
+/// tanh(x) = sign(x)·(1 − e^−2|x|) / (1 + e^−2|x|), vectorisable; exact to ~1e-7 away from 0,
+/// and x itself near 0 where the formula would cancel.
+@inline(__always) func fastTanh(_ x: Float) -> Float {
+  let a = Swift.abs(x)
+  let e = fastExp(-2 * a)
+  let t = (1 - e) / (1 + e)
+  let small = x - x * x * x / 3
+  let r = a < 0.004 ? Swift.abs(small) : t
+  return x < 0 ? -r : r
 }

@@ -20,14 +20,8 @@ extension Tensor {
       for row in r {
         let x = px + row * d
         let y = po + row * d
-        var sum: Float = 0
-        for j in 0..<d { sum += x[j] }
-        let mean = sum / Float(d)
-        var sq: Float = 0
-        for j in 0..<d {
-          let c = x[j] - mean
-          sq += c * c
-        }
+        let mean = simdSum(x, d) / Float(d)
+        let sq = simdSumSquaredDeviation(x, d, mean)
         let rstd = 1 / (sq / Float(d) + eps).squareRoot()
         ps[2 * row] = mean
         ps[2 * row + 1] = rstd
@@ -55,20 +49,16 @@ extension Tensor {
             let (mean, rstd) = (ps[2 * row], ps[2 * row + 1])
             let x = px + row * d
             let gr = pg + row * d
-            var sumG: Float = 0
-            var sumGX: Float = 0
-            for j in 0..<d {
-              let gh = pw.map { gr[j] * $0[j] } ?? gr[j]
-              sumG += gh
-              sumGX += gh * (x[j] - mean) * rstd
-            }
-            let mg = sumG / Float(d)
-            let mgx = sumGX / Float(d)
             let dx = pd + row * d
-            for j in 0..<d {
-              let gh = pw.map { gr[j] * $0[j] } ?? gr[j]
-              dx[j] = rstd * (gh - mg - (x[j] - mean) * rstd * mgx)
+            // ĝ goes into dx first, then dx is rewritten in place.
+            if let pw {
+              for j in 0..<d { dx[j] = gr[j] * pw[j] }
+            } else {
+              dx.update(from: gr, count: d)
             }
+            let mg = simdSum(dx, d) / Float(d)
+            let mgx = (simdDot(dx, x, d) - mean * simdSum(dx, d)) * rstd / Float(d)
+            for j in 0..<d { dx[j] = rstd * (dx[j] - mg - (x[j] - mean) * rstd * mgx) }
           }
         }
         grads.append(gx)

@@ -37,7 +37,7 @@ extension Tensor {
       for i in 0..<n where targets[i] != ignoreIndex {
         for j in 0..<c {
           let target = (j == targets[i] ? 1 - eps : 0) + eps / Float(c)
-          pd[i * c + j] = (Foundation.exp(lp[i * c + j]) - target) * scale
+          pd[i * c + j] = (fastExp(lp[i * c + j]) - target) * scale
         }
       }
       return [gi]
@@ -61,8 +61,8 @@ extension Tensor {
     let mask = Tensor(shape: shape, zeroed: false)
     let keep = 1 / (1 - p)
     for i in 0..<count { mask.pointer[i] = generator.nextFloat() >= p ? keep : 0 }
-    let out = mapPair(self, mask, *)
-    return out.recording("dropout", [self], saving: [mask]) { g in [mapPair(g, mask, *)] }
+    let out = zipMap(self, mask, MulKernel())
+    return out.recording("dropout", [self], saving: [mask]) { g in [zipMap(g, mask, MulKernel())] }
   }
 
   /// Rows of the table `weight` [V, D] picked by `indices`, shaped `indexShape + [D]`

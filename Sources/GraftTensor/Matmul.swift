@@ -1,22 +1,64 @@
 import CBLAS
 
 // Matrix products on OpenBLAS. Transposes are passed to sgemm as flags, never copied.
+//
+// Threading: OpenBLAS runs single-threaded and Graft's own pool splits each large GEMM into one
+// row (or column) block per core. OpenBLAS's worker threads would otherwise spin in
+// `sched_yield` for tens of milliseconds after every GEMM, stealing the cores from the
+// elementwise ops that follow; with one pool there is never more than one thread per core.
 
-/// C[m,n] (+)= op(A)·op(B) for row-major contiguous operands.
-@inline(__always)
+/// Makes OpenBLAS single-threaded, once, before the first GEMM.
+let blasSingleThreaded: Void = { openblas_set_num_threads(1) }()
+
+/// C[m,n] = op(A)·op(B) (+ beta·C) for row-major contiguous operands, split across the pool's
+/// threads when it is large enough to pay for it.
 func sgemm(
   _ a: UnsafePointer<Float>, transA: Bool, _ b: UnsafePointer<Float>, transB: Bool,
   _ c: UnsafeMutablePointer<Float>, m: Int, n: Int, k: Int, beta: Float = 0
 ) {
   if m == 0 || n == 0 { return }
   if k == 0 {
-    if beta == 0 { c.update(repeating: 0, count: m * n) }
+    if beta == 0 {
+      c.update(repeating: 0, count: m * n)
+    } else {
+      for i in 0..<(m * n) { c[i] *= beta }
+    }
     return
   }
+  _ = blasSingleThreaded
+  let flops = 2 * m * n * k
+  let parts = flops >= 4_000_000 ? Parallel.threadCount : 1
+  let (lda, ldb) = (transA ? m : k, transB ? k : n)
+  if parts <= 1 {
+    sgemmBlock(a, transA, lda, b, transB, ldb, c, n, m: m, n: n, k: k, beta: beta)
+  } else if m >= n {
+    // Row blocks of C: rows of op(A).
+    Parallel.forRange(m, grain: Swift.max(1, m / parts)) { r in
+      let aBlock = transA ? a + r.lowerBound : a + r.lowerBound * k
+      sgemmBlock(
+        aBlock, transA, lda, b, transB, ldb, c + r.lowerBound * n, n, m: r.count, n: n, k: k,
+        beta: beta)
+    }
+  } else {
+    // Column blocks of C: columns of op(B).
+    Parallel.forRange(n, grain: Swift.max(1, n / parts)) { r in
+      let bBlock = transB ? b + r.lowerBound * k : b + r.lowerBound
+      sgemmBlock(
+        a, transA, lda, bBlock, transB, ldb, c + r.lowerBound, n, m: m, n: r.count, k: k,
+        beta: beta)
+    }
+  }
+}
+
+@inline(__always)
+private func sgemmBlock(
+  _ a: UnsafePointer<Float>, _ transA: Bool, _ lda: Int, _ b: UnsafePointer<Float>,
+  _ transB: Bool, _ ldb: Int, _ c: UnsafeMutablePointer<Float>, _ ldc: Int,
+  m: Int, n: Int, k: Int, beta: Float
+) {
   cblas_sgemm(
     CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-    Int32(m), Int32(n), Int32(k), 1, a, Int32(transA ? m : k), b, Int32(transB ? k : n),
-    beta, c, Int32(n))
+    Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
 }
 
 extension Tensor {
@@ -52,9 +94,21 @@ extension Tensor {
     let count = batch.reduce(1, *)
     let out = Tensor(shape: batch + [m, n], zeroed: false)
     let (pa, pb, pc) = (a.pointer, b.pointer, out.pointer)
-    for i in 0..<count {
-      sgemm(
-        pa + i * m * k, transA: ta, pb + i * k * n, transB: tb, pc + i * m * n, m: m, n: n, k: k)
+    if count == 1 || 2 * m * n * k >= 4_000_000 {
+      for i in 0..<count {
+        sgemm(
+          pa + i * m * k, transA: ta, pb + i * k * n, transB: tb, pc + i * m * n, m: m, n: n, k: k)
+      }
+    } else {
+      // Many small products (attention heads): one single-threaded GEMM per pool task.
+      _ = blasSingleThreaded
+      Parallel.forRange(count, grain: 1) { r in
+        for i in r {
+          sgemmBlock(
+            pa + i * m * k, ta, ta ? m : k, pb + i * k * n, tb, tb ? k : n, pc + i * m * n, n,
+            m: m, n: n, k: k, beta: 0)
+        }
+      }
     }
     return out.recording("matmul", [a, b], saving: [a, b]) { g in
       var ga: Tensor?
@@ -62,12 +116,14 @@ extension Tensor {
       if a.requiresGrad {
         ga =
           ta
-          ? b.matmul(g, transposeSelf: tb, transposeOther: true) : g.matmul(b, transposeOther: !tb)
+          ? b.matmul(g, transposeSelf: tb, transposeOther: true)
+          : g.matmul(b, transposeOther: !tb)
       }
       if b.requiresGrad {
         gb =
           tb
-          ? g.matmul(a, transposeSelf: true, transposeOther: ta) : a.matmul(g, transposeSelf: !ta)
+          ? g.matmul(a, transposeSelf: true, transposeOther: ta)
+          : a.matmul(g, transposeSelf: !ta)
       }
       return [ga, gb]
     }

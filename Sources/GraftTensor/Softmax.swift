@@ -12,6 +12,16 @@ extension Tensor {
       // dx = y · (g − Σ g·y)
       let gi = Tensor(shape: out.shape, zeroed: false)
       let (py, pg, pd) = (out.pointer, g.pointer, gi.pointer)
+      if inner == 1 {
+        Parallel.forRange(outer, grain: Swift.max(1, 8192 / Swift.max(n, 1))) { r in
+          for row in r {
+            let (y, gr, d) = (py + row * n, pg + row * n, pd + row * n)
+            let dot = simdDot(gr, y, n)
+            for k in 0..<n { d[k] = y[k] * (gr[k] - dot) }
+          }
+        }
+        return [gi]
+      }
       Parallel.forRange(outer * inner, grain: Swift.max(1, 8192 / Swift.max(n, 1))) { r in
         for line in r {
           let base = (line / inner) * n * inner + line % inner
@@ -36,6 +46,16 @@ extension Tensor {
       // dx = g − softmax · Σ g
       let gi = Tensor(shape: out.shape, zeroed: false)
       let (py, pg, pd) = (out.pointer, g.pointer, gi.pointer)
+      if inner == 1 {
+        Parallel.forRange(outer, grain: Swift.max(1, 8192 / Swift.max(n, 1))) { r in
+          for row in r {
+            let (y, gr, d) = (py + row * n, pg + row * n, pd + row * n)
+            let total = simdSum(gr, n)
+            for k in 0..<n { d[k] = gr[k] - fastExp(y[k]) * total }
+          }
+        }
+        return [gi]
+      }
       Parallel.forRange(outer * inner, grain: Swift.max(1, 8192 / Swift.max(n, 1))) { r in
         for line in r {
           let base = (line / inner) * n * inner + line % inner
@@ -43,7 +63,7 @@ extension Tensor {
           for k in 0..<n { total += pg[base + k * inner] }
           for k in 0..<n {
             let i = base + k * inner
-            pd[i] = pg[i] - Foundation.exp(py[i]) * total
+            pd[i] = pg[i] - fastExp(py[i]) * total
           }
         }
       }
@@ -56,6 +76,26 @@ extension Tensor {
     let (outer, n, inner) = splitAround(shape, a)
     let out = Tensor(shape: shape, zeroed: false)
     let (px, po) = (pointer, out.pointer)
+    if inner == 1 {
+      // Contiguous rows (the attention and classifier case): vectorised passes.
+      Parallel.forRange(outer, grain: Swift.max(1, 8192 / Swift.max(n, 1))) { r in
+        for row in r {
+          let (x, y) = (px + row * n, po + row * n)
+          var m = simdMax(x, n)
+          if m == -.infinity { m = 0 }
+          for k in 0..<n { y[k] = fastExp(x[k] - m) }
+          let total = simdSum(y, n)
+          if log {
+            let lse = m + Foundation.log(total)
+            for k in 0..<n { y[k] = x[k] - lse }
+          } else {
+            let inv = 1 / total
+            for k in 0..<n { y[k] *= inv }
+          }
+        }
+      }
+      return out
+    }
     Parallel.forRange(outer * inner, grain: Swift.max(1, 8192 / Swift.max(n, 1))) { r in
       for line in r {
         let base = (line / inner) * n * inner + line % inner
@@ -64,7 +104,7 @@ extension Tensor {
         if m == -.infinity { m = 0 }  // a fully masked line gives NaN/-inf as PyTorch, not a crash
         var total: Float = 0
         for k in 0..<n {
-          let e = Foundation.exp(px[base + k * inner] - m)
+          let e = fastExp(px[base + k * inner] - m)
           po[base + k * inner] = e
           total += e
         }

@@ -16,7 +16,7 @@ public final class TensorStorage: @unchecked Sendable {
   public init(count: Int, zeroed: Bool = true) {
     precondition(count >= 0, "negative storage size \(count)")
     let bytes = max(count, 1) * MemoryLayout<Float>.stride
-    let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+    let raw = BufferPool.shared.take(bytes)
     if zeroed { raw.initializeMemory(as: UInt8.self, repeating: 0, count: bytes) }
     pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
     self.count = count
@@ -36,7 +36,8 @@ public final class TensorStorage: @unchecked Sendable {
   deinit {
     if owned {
       StorageStats.freed(bytes: max(count, 1) * MemoryLayout<Float>.stride)
-      UnsafeMutableRawPointer(pointer).deallocate()
+      BufferPool.shared.give(
+        UnsafeMutableRawPointer(pointer), max(count, 1) * MemoryLayout<Float>.stride)
     }
   }
 

@@ -1,3 +1,64 @@
 import ArgumentParser
+import Foundation
+import GraftTensor
 
-struct Bench: ParsableCommand {}
+/// `graft bench …`: speed measurements, each printed as a ratio against its anchor.
+struct Bench: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Measure Graft's speed against its anchors (one run, same machine).",
+    subcommands: [BenchOps.self]
+  )
+}
+
+/// `graft bench ops`.
+struct BenchOps: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "ops",
+    abstract: "sgemm through the tensor API vs cblas_sgemm, and op throughput vs a plain copy.",
+    discussion: """
+      OpenBLAS picks its kernel when the library loads. These machines set OPENBLAS_CORETYPE and
+      OPENBLAS_L2_SIZE (Haswell kernel); unset both in the command to measure the AVX-512 kernel:
+      env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE graft bench ops
+      """
+  )
+
+  @Flag(help: "Print one JSON object instead of a table.")
+  var json = false
+
+  @Flag(help: "Fewer repeats (a quick smoke run).")
+  var quick = false
+
+  func run() throws {
+    let report = OpsBenchmark.run(quick: quick) { step in
+      if !json { FileHandle.standardError.write(Data("  measuring \(step)…\n".utf8)) }
+    }
+    if json {
+      let encoder = JSONEncoder()
+      encoder.outputFormatting = [.sortedKeys]
+      print(String(decoding: try encoder.encode(report), as: UTF8.self))
+      return
+    }
+    print("OpenBLAS kernel: \(report.openblasKernel)   (\(report.openblasConfig))")
+    print("threads: \(report.threads)\n")
+    print("sgemm            m      n      k   graft GFLOP/s   cblas GFLOP/s   ratio (≥ 0.95)")
+    for r in report.sgemm {
+      print(
+        pad(r.label, 8) + pad("\(r.m)", 7, right: true) + pad("\(r.n)", 7, right: true)
+          + pad("\(r.k)", 7, right: true) + pad(fmt(r.graftGflops, 1), 16, right: true)
+          + pad(fmt(r.cblasGflops, 1), 16, right: true) + pad(fmt(r.ratio, 3), 9, right: true))
+    }
+    print("\nop [12608, 384]  pass        GB/s   copy GB/s   ratio (forward ≥ 0.5)")
+    for r in report.ops {
+      print(
+        pad(r.op, 16) + pad(r.pass, 9) + pad(fmt(r.gbps, 1), 9, right: true)
+          + pad(fmt(r.copyGbps, 1), 12, right: true) + pad(fmt(r.ratio, 3), 9, right: true))
+    }
+  }
+}
+
+func fmt(_ v: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", v) }
+
+func pad(_ s: String, _ width: Int, right: Bool = false) -> String {
+  let fill = String(repeating: " ", count: max(0, width - s.count))
+  return right ? fill + s : s + fill
+}

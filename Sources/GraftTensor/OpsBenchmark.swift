@@ -1,0 +1,176 @@
+import CBLAS
+import Foundation
+
+/// `graft bench ops`: GEMM through the tensor API against direct `cblas_sgemm`, and the memory
+/// throughput of the hot non-GEMM ops against a plain copy of the same bytes, all in one run.
+public enum OpsBenchmark {
+  /// One GEMM shape's figures.
+  public struct GemmRow: Codable, Sendable {
+    public var label: String
+    public var m: Int
+    public var n: Int
+    public var k: Int
+    public var graftGflops: Double
+    public var cblasGflops: Double
+    /// graft / cblas; the target is ≥ 0.95.
+    public var ratio: Double { graftGflops / cblasGflops }
+
+    enum CodingKeys: String, CodingKey {
+      case label, m, n, k
+      case graftGflops = "graft_gflops"
+      case cblasGflops = "cblas_gflops"
+    }
+  }
+
+  /// One op and pass.
+  public struct OpRow: Codable, Sendable {
+    public var op: String
+    public var pass: String
+    /// Bytes the pass must read and write at least (each input and output once).
+    public var bytes: Int
+    public var gbps: Double
+    public var copyGbps: Double
+    /// gbps / copy_gbps; the forward target is ≥ 0.5.
+    public var ratio: Double { gbps / copyGbps }
+
+    enum CodingKeys: String, CodingKey {
+      case op, pass, bytes, gbps
+      case copyGbps = "copy_gbps"
+    }
+  }
+
+  /// The whole report (`--json` prints this object).
+  public struct Report: Codable, Sendable {
+    public var openblasKernel: String
+    public var openblasConfig: String
+    public var threads: Int
+    public var sgemm: [GemmRow]
+    public var ops: [OpRow]
+
+    enum CodingKeys: String, CodingKey {
+      case openblasKernel = "openblas_kernel"
+      case openblasConfig = "openblas_config"
+      case threads, sgemm, ops
+    }
+  }
+
+  /// The OpenBLAS kernel chosen at load time (e.g. "Haswell", "SkylakeX", "Zen").
+  public static var openblasKernel: String {
+    String(cString: openblas_get_corename())
+  }
+
+  /// Median wall time in seconds of `repeats` calls after one warm-up call.
+  static func medianSeconds(_ repeats: Int, _ body: () -> Void) -> Double {
+    body()
+    var times: [Double] = []
+    for _ in 0..<repeats {
+      let start = DispatchTime.now().uptimeNanoseconds
+      body()
+      times.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
+    }
+    times.sort()
+    return times[times.count / 2]
+  }
+
+  /// Runs every measurement; `quick` uses fewer repeats (for a smoke run).
+  public static func run(quick: Bool = false, log: (String) -> Void = { _ in }) -> Report {
+    let repeats = quick ? 3 : 7
+    var rng = RandomGenerator(seed: 0)
+    // Shapes of ../PERF.md: a square GEMM and ViT-S/16's linear layers at batch 64 (197 tokens).
+    let shapes: [(String, Int, Int, Int, Bool)] = [
+      ("2048^3", 2048, 2048, 2048, false),
+      ("S-qkv", 12608, 1152, 384, true),
+      ("S-fc1", 12608, 1536, 384, true),
+      ("S-fc2", 12608, 384, 1536, true),
+    ]
+    var gemm: [GemmRow] = []
+    for (label, m, n, k, linear) in shapes {
+      log("sgemm \(label)")
+      let a = Tensor.rand([m, k], generator: &rng)
+      // A linear layer stores its weight as [out, in] and multiplies by its transpose.
+      let b = Tensor.rand(linear ? [n, k] : [k, n], generator: &rng)
+      let flop = 2.0 * Double(m) * Double(n) * Double(k)
+      let c = Tensor(shape: [m, n], zeroed: false)
+      // The anchor is OpenBLAS as users call it: its own threads, one per core.
+      openblas_set_num_threads(Int32(Parallel.threadCount))
+      defer { openblas_set_num_threads(1) }
+      let direct = medianSeconds(repeats) {
+        cblas_sgemm(
+          CblasRowMajor, CblasNoTrans, linear ? CblasTrans : CblasNoTrans, Int32(m), Int32(n),
+          Int32(k), 1, a.pointer, Int32(k), b.pointer, Int32(linear ? k : n), 0, c.pointer,
+          Int32(n))
+      }
+      openblas_set_num_threads(1)
+      let api = medianSeconds(repeats) { _ = a.matmul(b, transposeOther: linear) }
+      gemm.append(
+        GemmRow(
+          label: label, m: m, n: n, k: k, graftGflops: flop / api / 1e9,
+          cblasGflops: flop / direct / 1e9))
+    }
+
+    // Non-GEMM ops on ViT-S/16 activations at batch 64: [64·197, 384].
+    let shape = [64 * 197, 384]
+    let x = Tensor.randn(shape, generator: &rng)
+    let y = Tensor.randn(shape, generator: &rng)
+    let g = Tensor.randn(shape, generator: &rng)
+    let weight = Tensor.rand([384], low: 0.5, high: 1.5, generator: &rng)
+    let bias = Tensor.randn([384], generator: &rng)
+    let size = x.byteCount
+    let copyTarget = Tensor(shape: shape, zeroed: false)
+    log("copy")
+    let copySeconds = medianSeconds(repeats) {
+      let (src, dst) = (x.pointer, copyTarget.pointer)
+      Parallel.forRange(x.count, grain: 1 << 16) { r in
+        (dst + r.lowerBound).update(from: src + r.lowerBound, count: r.count)
+      }
+    }
+    let copyGbps = 2.0 * Double(size) / copySeconds / 1e9
+
+    var ops: [OpRow] = []
+    func measure(_ op: String, forwardTensors: Int, backwardTensors: Int, _ f: (Tensor) -> Tensor) {
+      log(op)
+      let input = x.detached()
+      let fwd = medianSeconds(repeats) { _ = withNoGrad { f(input) } }
+      ops.append(
+        OpRow(
+          op: op, pass: "forward", bytes: forwardTensors * size,
+          gbps: Double(forwardTensors * size) / fwd / 1e9, copyGbps: copyGbps))
+      input.requiresGrad = true
+      let out = f(input)
+      guard let node = out.gradFn else { return }
+      // The node's own backward, without the tape walk or leaf accumulation around it.
+      let bwd = medianSeconds(repeats) { _ = withNoGrad { node.backward(g) } }
+      ops.append(
+        OpRow(
+          op: op, pass: "backward", bytes: backwardTensors * size,
+          gbps: Double(backwardTensors * size) / bwd / 1e9, copyGbps: copyGbps))
+    }
+    // Forward reads x and writes y; backward reads the output gradient and one saved tensor and
+    // writes the input gradient (parameter gradients are extra, uncounted traffic).
+    measure("layer_norm", forwardTensors: 2, backwardTensors: 3) {
+      $0.layerNorm(weight: weight, bias: bias, eps: 1e-6)
+    }
+    measure("softmax", forwardTensors: 2, backwardTensors: 3) { $0.softmax(axis: -1) }
+    measure("gelu", forwardTensors: 2, backwardTensors: 3) { $0.gelu() }
+    // add: forward reads two tensors and writes one; its backward passes the gradient through
+    // untouched, so the row measures the broadcast case of a bias add (sum over rows).
+    log("add")
+    let fwd = medianSeconds(repeats) { _ = x + y }
+    ops.append(
+      OpRow(
+        op: "add", pass: "forward", bytes: 3 * size, gbps: 3 * Double(size) / fwd / 1e9,
+        copyGbps: copyGbps))
+    let b = bias.detached().requiringGrad()
+    let out = x + b
+    if let node = out.gradFn {
+      let bwd = medianSeconds(repeats) { _ = withNoGrad { node.backward(g) } }
+      ops.append(
+        OpRow(
+          op: "add", pass: "backward", bytes: size, gbps: Double(size) / bwd / 1e9,
+          copyGbps: copyGbps))
+    }
+    return Report(
+      openblasKernel: openblasKernel, openblasConfig: String(cString: openblas_get_config()),
+      threads: Parallel.threadCount, sgemm: gemm, ops: ops)
+  }
+}
