@@ -272,6 +272,13 @@ public struct StateDictError: Error, CustomStringConvertible, Equatable, Sendabl
     public var expected: [Int]
     /// The shape the dict offered.
     public var got: [Int]
+
+    /// A mismatch of `name`: `expected` held, `got` offered.
+    public init(name: String, expected: [Int], got: [Int]) {
+      self.name = name
+      self.expected = expected
+      self.got = got
+    }
   }
 
   /// Names expected but absent, in module order.
