@@ -80,13 +80,7 @@ public final class LayerNorm: Module, UnaryModule {
   public func callAsFunction(_ x: Tensor) -> Tensor {
     precondition(
       x.rank >= 1 && x.shape[x.rank - 1] == dim, "LayerNorm(\(dim)) applied to \(x.shape)")
-    // Composite form until the fused `layerNorm` op with its own backward lands in GraftTensor.
-    let centered = x - x.mean(axes: [-1], keepDims: true)
-    let variance = centered.pow(2).mean(axes: [-1], keepDims: true)
-    var y = centered * (variance + eps).rsqrt()
-    if let weight { y = y * weight }
-    if let bias { y = y + bias }
-    return y
+    return x.layerNorm(weight: weight, bias: bias, eps: eps)
   }
 }
 

@@ -97,19 +97,22 @@ func simdDot(_ p: UnsafePointer<Float>, _ q: UnsafePointer<Float>, _ n: Int) -> 
   return s
 }
 
-/// max p[0..<n] (−inf for n = 0), vectorised.
+/// max p[0..<n] (−inf for n = 0), vectorised. Written with compare-and-select on 8 lanes:
+/// the generic `pointwiseMax` on wider vectors compiles to per-lane scalar code.
 @inline(__always)
 func simdMax(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
-  var acc = SIMD16<Float>(repeating: -.infinity)
+  var acc = SIMD8<Float>(repeating: -.infinity)
   var i = 0
   let raw = UnsafeRawPointer(p)
-  while i + 16 <= n {
-    acc = pointwiseMax(acc, raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self))
-    i += 16
+  while i + 8 <= n {
+    let v = raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+    acc.replace(with: v, where: v .> acc)
+    i += 8
   }
-  var m = acc.max()
+  var m = -Float.infinity
+  for lane in 0..<8 where acc[lane] > m { m = acc[lane] }
   while i < n {
-    m = Swift.max(m, p[i])
+    if p[i] > m { m = p[i] }
     i += 1
   }
   return m
