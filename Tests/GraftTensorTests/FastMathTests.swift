@@ -30,13 +30,14 @@ final class FastMathTests: XCTestCase {
   }
 
   func testFastErfMatchesLibm() {
-    // A&S 7.1.26 bounds the absolute error by 1.5e-7; allow float rounding on top.
+    // A&S 7.1.26 bounds the absolute error by 1.5e-7; float32 rounding near 1 (ulp 1.2e-7)
+    // adds up to about two ulps.
     var worst = 0.0
     for i in 0...100_000 {
       let x = Float(-6 + 12 * Double(i) / 100_000)
       worst = max(worst, abs(Double(fastErf(x)) - erf(Double(x))))
     }
-    XCTAssertLessThan(worst, 3e-7)
+    XCTAssertLessThan(worst, 4e-7)
     // Near zero the error is relative, not only absolute.
     XCTAssertLessThan(worstRelativeError(-0.5...0.5, fastErf, erf, floor: 1e-12), 1e-6)
   }
