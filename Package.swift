@@ -19,6 +19,8 @@ let package = Package(
     .executable(name: "graft", targets: ["graft"]),
     .library(name: "GraftTensor", targets: ["GraftTensor"]),
     .library(name: "GraftNN", targets: ["GraftNN"]),
+    .library(name: "GraftData", targets: ["GraftData"]),
+    .library(name: "GraftModels", targets: ["GraftModels"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
@@ -28,6 +30,17 @@ let package = Package(
       name: "CBLAS",
       pkgConfig: "openblas",
       providers: [.apt(["libopenblas-dev"])]
+    ),
+    .systemLibrary(
+      name: "CZlib",
+      pkgConfig: "zlib",
+      providers: [.apt(["zlib1g-dev"])]
+    ),
+    // libpng and libjpeg behind C functions that return error codes (libjpeg reports errors by
+    // longjmp, which Swift cannot catch).
+    .target(
+      name: "CImageCodecs",
+      linkerSettings: [.linkedLibrary("png16"), .linkedLibrary("jpeg")]
     ),
     .target(
       name: "GraftTensor",
@@ -40,10 +53,20 @@ let package = Package(
       dependencies: ["GraftTensor"],
       swiftSettings: numericSettings
     ),
+    .target(
+      name: "GraftData",
+      dependencies: ["GraftTensor", "CImageCodecs"],
+      swiftSettings: numericSettings
+    ),
+    .target(
+      name: "GraftModels",
+      dependencies: ["GraftNN", "GraftData", "CZlib"],
+      swiftSettings: numericSettings
+    ),
     .executableTarget(
       name: "graft",
       dependencies: [
-        "GraftTensor", "GraftNN", "CBLAS",
+        "GraftTensor", "GraftNN", "GraftData", "GraftModels", "CBLAS",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
@@ -52,5 +75,13 @@ let package = Package(
       resources: [.copy("Fixtures")]
     ),
     .testTarget(name: "GraftNNTests", dependencies: ["GraftNN", "GraftTensor"]),
+    .testTarget(
+      name: "GraftDataTests", dependencies: ["GraftData"],
+      resources: [.copy("Fixtures")]
+    ),
+    .testTarget(
+      name: "GraftModelsTests", dependencies: ["GraftModels", "GraftData"],
+      resources: [.copy("Fixtures")]
+    ),
   ]
 )
