@@ -11,15 +11,15 @@ public func fastExp(_ x: Float) -> Float {
   let clamped = x.isNaN ? 0 : Swift.min(Swift.max(x, -87.3), 88.7)
   let n = (clamped * 1.442_695_04).rounded(.toNearestOrEven)
   // r = x − n·ln2 with ln2 split Cody–Waite style: n·0.693359375 is exact in float.
-  let r = (clamped - n * 0.693_359_375) + n * 2.121_944_4e-4
+  let r = clamped.addingProduct(-n, 0.693_359_375).addingProduct(n, 2.121_944_4e-4)
   var p: Float = 1.0 / 5040
-  p = p * r + 1.0 / 720
-  p = p * r + 1.0 / 120
-  p = p * r + 1.0 / 24
-  p = p * r + 1.0 / 6
-  p = p * r + 0.5
-  p = p * r + 1
-  p = p * r + 1
+  p = (1.0 / 720 as Float).addingProduct(p, r)
+  p = (1.0 / 120 as Float).addingProduct(p, r)
+  p = (1.0 / 24 as Float).addingProduct(p, r)
+  p = (1.0 / 6 as Float).addingProduct(p, r)
+  p = (0.5 as Float).addingProduct(p, r)
+  p = (1 as Float).addingProduct(p, r)
+  p = (1 as Float).addingProduct(p, r)
   let scale = Float(bitPattern: UInt32(bitPattern: Int32(n) + 127) << 23)
   let result = p * scale
   return x > 88.7 ? .infinity : (x < -87.3 ? 0 : (x.isNaN ? x : result))
@@ -33,18 +33,18 @@ public func fastErf(_ x: Float) -> Float {
   // 2/√π · (x − x³/3 + x⁵/10 − x⁷/42 + x⁹/216 − x¹¹/1320); the next term is < 2e-8 at 0.5.
   let z = a * a
   var series: Float = -1.0 / 1320
-  series = series * z + 1.0 / 216
-  series = series * z - 1.0 / 42
-  series = series * z + 1.0 / 10
-  series = series * z - 1.0 / 3
-  series = series * z + 1
+  series = (1.0 / 216 as Float).addingProduct(series, z)
+  series = (-1.0 / 42 as Float).addingProduct(series, z)
+  series = (1.0 / 10 as Float).addingProduct(series, z)
+  series = (-1.0 / 3 as Float).addingProduct(series, z)
+  series = (1 as Float).addingProduct(series, z)
   series *= 1.128_379_17 * a
   let t = 1 / (1 + 0.327_591_1 * a)
   var p: Float = 1.061_405_429
-  p = p * t - 1.453_152_027
-  p = p * t + 1.421_413_741
-  p = p * t - 0.284_496_736
-  p = p * t + 0.254_829_592
+  p = (-1.453_152_027 as Float).addingProduct(p, t)
+  p = (1.421_413_741 as Float).addingProduct(p, t)
+  p = (-0.284_496_736 as Float).addingProduct(p, t)
+  p = (0.254_829_592 as Float).addingProduct(p, t)
   let tail = 1 - p * t * fastExp(-z)
   let y = a < 0.5 ? series : tail
   return x < 0 ? -y : y

@@ -16,9 +16,34 @@ public enum OpsBenchmark {
     public var ratio: Double { graftGflops / cblasGflops }
 
     enum CodingKeys: String, CodingKey {
-      case label, m, n, k
+      case label, m, n, k, ratio
       case graftGflops = "graft_gflops"
       case cblasGflops = "cblas_gflops"
+    }
+
+    public init(label: String, m: Int, n: Int, k: Int, graftGflops: Double, cblasGflops: Double) {
+      (self.label, self.m, self.n, self.k) = (label, m, n, k)
+      (self.graftGflops, self.cblasGflops) = (graftGflops, cblasGflops)
+    }
+
+    public init(from decoder: Decoder) throws {
+      let c = try decoder.container(keyedBy: CodingKeys.self)
+      self.init(
+        label: try c.decode(String.self, forKey: .label), m: try c.decode(Int.self, forKey: .m),
+        n: try c.decode(Int.self, forKey: .n), k: try c.decode(Int.self, forKey: .k),
+        graftGflops: try c.decode(Double.self, forKey: .graftGflops),
+        cblasGflops: try c.decode(Double.self, forKey: .cblasGflops))
+    }
+
+    public func encode(to encoder: Encoder) throws {
+      var c = encoder.container(keyedBy: CodingKeys.self)
+      try c.encode(label, forKey: .label)
+      try c.encode(m, forKey: .m)
+      try c.encode(n, forKey: .n)
+      try c.encode(k, forKey: .k)
+      try c.encode(graftGflops, forKey: .graftGflops)
+      try c.encode(cblasGflops, forKey: .cblasGflops)
+      try c.encode(ratio, forKey: .ratio)
     }
   }
 
@@ -34,8 +59,31 @@ public enum OpsBenchmark {
     public var ratio: Double { gbps / copyGbps }
 
     enum CodingKeys: String, CodingKey {
-      case op, pass, bytes, gbps
+      case op, pass, bytes, gbps, ratio
       case copyGbps = "copy_gbps"
+    }
+
+    public init(op: String, pass: String, bytes: Int, gbps: Double, copyGbps: Double) {
+      (self.op, self.pass, self.bytes, self.gbps, self.copyGbps) = (op, pass, bytes, gbps, copyGbps)
+    }
+
+    public init(from decoder: Decoder) throws {
+      let c = try decoder.container(keyedBy: CodingKeys.self)
+      self.init(
+        op: try c.decode(String.self, forKey: .op), pass: try c.decode(String.self, forKey: .pass),
+        bytes: try c.decode(Int.self, forKey: .bytes),
+        gbps: try c.decode(Double.self, forKey: .gbps),
+        copyGbps: try c.decode(Double.self, forKey: .copyGbps))
+    }
+
+    public func encode(to encoder: Encoder) throws {
+      var c = encoder.container(keyedBy: CodingKeys.self)
+      try c.encode(op, forKey: .op)
+      try c.encode(pass, forKey: .pass)
+      try c.encode(bytes, forKey: .bytes)
+      try c.encode(gbps, forKey: .gbps)
+      try c.encode(copyGbps, forKey: .copyGbps)
+      try c.encode(ratio, forKey: .ratio)
     }
   }
 

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Graft builds against (idempotent, non-interactive).
+# Swift itself is expected on PATH (swift.org toolchain, 6.1 or later).
+set -euo pipefail
+packages=(pkg-config libopenblas-dev libpng-dev libjpeg-dev zlib1g-dev)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "setup: installing ${missing[*]}"
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+command -v swift >/dev/null || { echo "setup: swift is not on PATH (install a Swift 6.1+ toolchain)" >&2; exit 1; }
+echo "setup: ok ($(swift --version 2>&1 | head -1))"
