@@ -36,7 +36,7 @@ final class DigitsTrainingTests: XCTestCase {
       return (x, indices.map { data.labels[$0] })
     }
     let model = MLP(64, hidden: 128, out: 10, generator: &rng)
-    let epochs = 25
+    let epochs = 40
     let batchSize = 64
     let stepsPerEpoch = (train.count + batchSize - 1) / batchSize
     let optimizer = AdamW(
