@@ -55,7 +55,7 @@ let package = Package(
     ),
     .target(
       name: "GraftData",
-      dependencies: ["GraftTensor", "CImageCodecs"],
+      dependencies: ["GraftTensor", "CImageCodecs", "CZlib"],
       swiftSettings: numericSettings
     ),
     .target(

@@ -1,0 +1,106 @@
+import Foundation
+
+/// The samples of `base` at `indices`, in that order (duplicates allowed).
+public struct Subset: Dataset {
+  /// The dataset sampled from.
+  public let base: any Dataset
+  /// Positions in `base`; sample `i` here is `base`'s sample `indices[i]`.
+  public let indices: [Int]
+  /// The label of every sample.
+  public let labels: [Int]
+
+  /// A view of `base` at `indices`; every index must lie in `0..<base.count`.
+  public init(_ base: any Dataset, indices: [Int]) throws {
+    if let bad = indices.first(where: { $0 < 0 || $0 >= base.count }) {
+      throw DatasetError(
+        .invalidArgument, path: "", "subset index \(bad) is outside 0..<\(base.count)")
+    }
+    self.base = base
+    self.indices = indices
+    self.labels = indices.map { base.label(at: $0) }
+  }
+
+  /// Number of samples.
+  public var count: Int { indices.count }
+  /// `base`'s class names.
+  public var classNames: [String] { base.classNames }
+  /// The label of sample `index`.
+  public func label(at index: Int) -> Int { labels[index] }
+  /// `base`'s image at `indices[index]`.
+  public func image(at index: Int) throws -> RGBImage { try base.image(at: indices[index]) }
+}
+
+/// Few-shot sampling: `k` samples of every class, chosen by a seed.
+public enum FewShot {
+  /// Indices of `k` samples of each class of `dataset` (every class in `classNames`), sorted
+  /// ascending. The same dataset, `k` and seed always give the same indices; each class's
+  /// choice is uniform without replacement. Throws when a class has fewer than `k` samples.
+  public static func sample(_ dataset: any Dataset, perClass k: Int, seed: UInt64) throws -> [Int] {
+    guard k > 0 else {
+      throw DatasetError(.invalidArgument, path: "", "few-shot k must be positive, got \(k)")
+    }
+    let byClass = indicesByClass(dataset)
+    var generator = RandomGenerator(seed: seed)
+    var chosen: [Int] = []
+    for (label, members) in byClass.enumerated() {
+      guard members.count >= k else {
+        throw DatasetError(
+          .tooFewSamples, path: "",
+          "class \(label) ('\(dataset.classNames[label])') has \(members.count) samples, "
+            + "fewer than the \(k) asked for")
+      }
+      chosen += generator.permutation(members.count).prefix(k).map { members[$0] }
+    }
+    return chosen.sorted()
+  }
+
+  /// `sample`'s indices as a dataset.
+  public static func subset(_ dataset: any Dataset, perClass k: Int, seed: UInt64) throws -> Subset
+  {
+    try Subset(dataset, indices: sample(dataset, perClass: k, seed: seed))
+  }
+}
+
+/// Seeded splits of a dataset's indices into training and validation parts.
+public enum DatasetSplit {
+  /// A uniformly random `validationCount` of the indices for validation, the rest for training;
+  /// both lists sorted ascending and determined by the seed.
+  public static func random(
+    _ dataset: any Dataset, validationCount: Int, seed: UInt64
+  ) throws -> (train: [Int], validation: [Int]) {
+    guard validationCount >= 0, validationCount <= dataset.count else {
+      throw DatasetError(
+        .invalidArgument, path: "",
+        "validation size \(validationCount) is outside 0...\(dataset.count)")
+    }
+    var generator = RandomGenerator(seed: seed)
+    let order = generator.permutation(dataset.count)
+    return (
+      order[validationCount...].sorted(), order[..<validationCount].sorted()
+    )
+  }
+
+  /// Stratified: `perClass` random samples of every class for validation, the rest for
+  /// training; both lists sorted ascending and determined by the seed. Throws when a class has
+  /// fewer than `perClass` samples.
+  public static func stratified(
+    _ dataset: any Dataset, validationPerClass perClass: Int, seed: UInt64
+  ) throws -> (train: [Int], validation: [Int]) {
+    guard perClass >= 0 else {
+      throw DatasetError(.invalidArgument, path: "", "validation size \(perClass) per class")
+    }
+    let validation =
+      perClass == 0 ? [] : try FewShot.sample(dataset, perClass: perClass, seed: seed)
+    let held = Set(validation)
+    return ((0..<dataset.count).filter { !held.contains($0) }, validation)
+  }
+}
+
+/// Every class's sample indices, ascending, indexed by label.
+func indicesByClass(_ dataset: any Dataset) -> [[Int]] {
+  var byClass = [[Int]](repeating: [], count: dataset.classCount)
+  for (i, l) in dataset.labels.enumerated() where l >= 0 && l < byClass.count {
+    byClass[l].append(i)
+  }
+  return byClass
+}
