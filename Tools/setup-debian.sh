@@ -2,7 +2,8 @@
 # Installs the Debian packages Graft builds against (idempotent, non-interactive).
 # Swift itself is expected on PATH (swift.org toolchain, 6.1 or later).
 set -euo pipefail
-packages=(pkg-config libopenblas-dev libpng-dev libjpeg-dev zlib1g-dev)
+# dataset-fashion-mnist: the real Fashion-MNIST (MIT), read by the IDX tests and pretraining.
+packages=(pkg-config libopenblas-dev libpng-dev libjpeg-dev zlib1g-dev dataset-fashion-mnist)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,3 +1,5 @@
+import Foundation
+
 /// One recorded operation: the inputs that need a gradient and how to map the output's gradient
 /// to theirs. Nodes are created only when grad mode is on and some input requires a gradient, so
 /// a frozen forward pass records nothing and keeps no activations alive.
@@ -29,9 +31,20 @@ final class GradFn {
   }
 }
 
-/// Whether ops record onto the tape. Graft trains on one thread; the flag is process-wide.
+/// Whether ops record onto the tape. The flag is per thread (data-loader workers run tensor ops
+/// in transforms while the trainer switches recording on and off); it starts on in every thread.
 public enum GradMode {
-  nonisolated(unsafe) static var enabled = true
+  /// Thread-specific slot: unset (nil) means recording is on.
+  private static let disabledKey: pthread_key_t = {
+    var key = pthread_key_t()
+    precondition(pthread_key_create(&key, nil) == 0, "pthread_key_create failed")
+    return key
+  }()
+
+  static var enabled: Bool {
+    get { pthread_getspecific(disabledKey) == nil }
+    set { pthread_setspecific(disabledKey, newValue ? nil : UnsafeRawPointer(bitPattern: 1)) }
+  }
 
   /// True while ops record their backward.
   public static var isEnabled: Bool { enabled }

@@ -1,3 +1,4 @@
+import Dispatch
 import XCTest
 
 @testable import GraftTensor
@@ -62,5 +63,23 @@ final class AutogradTests: XCTestCase {
     for _ in 0..<20_000 { y = y + 1 }
     y.sum().backward()
     XCTAssertEqual(x.grad!.item, 1)
+  }
+}
+
+final class GradModeThreadTests: XCTestCase {
+  func testNoGradScopeIsPerThread() {
+    let done = DispatchSemaphore(value: 0)
+    withNoGrad {
+      XCTAssertFalse(GradMode.isEnabled)
+      DispatchQueue.global().async {
+        // Another thread still records while this one is in a no-grad scope.
+        XCTAssertTrue(GradMode.isEnabled)
+        let w = Tensor([1, 2]).requiringGrad()
+        XCTAssertTrue((w * 2).requiresGrad)
+        done.signal()
+      }
+      done.wait()
+    }
+    XCTAssertTrue(GradMode.isEnabled)
   }
 }
