@@ -1,0 +1,706 @@
+import Foundation
+
+// timm's `VisionTransformer` with its exact parameter names, and the attach points that tuning
+// methods use (DESIGN.md): the token sequence before the blocks, before and after each block,
+// inside each block (the attention and MLP residual branches, the output of every linear layer)
+// and the final features. A frozen backbone run under `withNoGrad` records nothing.
+
+// MARK: - Attach points
+
+/// One linear layer inside a block, named as its state-dict path below the block
+/// (`attn.qkv`, `attn.proj`, `mlp.fc1`, `mlp.fc2` in a ViT).
+public struct LinearSite: Hashable, Sendable, CustomStringConvertible {
+  /// Index of the block.
+  public var block: Int
+  /// Path of the layer inside the block.
+  public var name: String
+
+  /// The layer `name` of block `block`.
+  public init(block: Int, name: String) {
+    self.block = block
+    self.name = name
+  }
+
+  /// The layer's module path from the backbone root, `blocks.3.attn.qkv`: its parameters are this
+  /// path plus `.weight` / `.bias`.
+  public var path: String { "blocks.\(block).\(name)" }
+  /// Same as `path`.
+  public var description: String { path }
+}
+
+/// Where a tuning method acts on a backbone's forward pass. Every requirement has a default that
+/// changes nothing, so a method implements only the points it uses.
+///
+/// The points, in the order a forward pass meets them:
+/// - `tokens`: the embedded sequence [B, N, D] fed to block 0 (after patch and position
+///   embedding, prefix tokens and any pre-norm). VPT-shallow inserts prompt rows here.
+/// - `beforeBlock`: the input of block i. VPT-deep replaces its prompt rows; IDPT inserts.
+/// - inside block i: `linear` sees each linear layer's input and output and returns the output to
+///   use (LoRA adds its low-rank term); `attentionBranch` and `mlpBranch` see a residual branch's
+///   input (the residual stream before its norm) and output (after LayerScale, before the add)
+///   and return the output to add (MP+'s PSRP scale and shift, AdaptFormer's parallel adapter).
+/// - `afterBlock`: the output of block i (read-only taps for LST, UniPT, the MP head; HST
+///   removes its meta tokens here).
+///
+/// Rows a method keeps at the front of the sequence up to the final norm (prompts that stay)
+/// are declared in `insertedPrefixTokens` so average pooling leaves them out; class-token
+/// pooling reads row 0, which must stay the class token.
+public protocol BackboneHooks: AnyObject {
+  /// Rows the hooks keep at the front of the final sequence, besides the model's own prefix.
+  var insertedPrefixTokens: Int { get }
+  /// The sequence entering block 0.
+  func tokens(_ x: Tensor) -> Tensor
+  /// The sequence entering block `index`.
+  func beforeBlock(_ index: Int, _ x: Tensor) -> Tensor
+  /// The output of block `index`; what is returned feeds the next block.
+  func afterBlock(_ index: Int, _ x: Tensor) -> Tensor
+  /// The attention residual branch of block `index`: `input` is the residual stream, `output`
+  /// the branch (after LayerScale) about to be added to it.
+  func attentionBranch(_ index: Int, input: Tensor, output: Tensor) -> Tensor
+  /// The MLP residual branch of block `index`, as `attentionBranch`.
+  func mlpBranch(_ index: Int, input: Tensor, output: Tensor) -> Tensor
+  /// A linear layer inside a block: `input` [..., in] and the layer's `output` [..., out].
+  func linear(_ site: LinearSite, input: Tensor, output: Tensor) -> Tensor
+}
+
+extension BackboneHooks {
+  /// None.
+  public var insertedPrefixTokens: Int { 0 }
+  /// Unchanged.
+  public func tokens(_ x: Tensor) -> Tensor { x }
+  /// Unchanged.
+  public func beforeBlock(_ index: Int, _ x: Tensor) -> Tensor { x }
+  /// Unchanged.
+  public func afterBlock(_ index: Int, _ x: Tensor) -> Tensor { x }
+  /// Unchanged.
+  public func attentionBranch(_ index: Int, input: Tensor, output: Tensor) -> Tensor { output }
+  /// Unchanged.
+  public func mlpBranch(_ index: Int, input: Tensor, output: Tensor) -> Tensor { output }
+  /// Unchanged.
+  public func linear(_ site: LinearSite, input: Tensor, output: Tensor) -> Tensor { output }
+}
+
+/// What a backbone's forward pass produces.
+public struct BackboneOutput {
+  /// Every token after the final norm, [B, N, D] (before pooling; with `fc_norm` models the norm
+  /// comes after pooling, so these are the last block's tokens).
+  public var tokens: Tensor
+  /// Pooled features, [B, D] (timm's pre-logits), or all tokens when the pool is `none`.
+  public var features: Tensor
+  /// The output of each block, [B, N, D] (what `afterBlock` received); empty when not asked for.
+  public var hiddenStates: [Tensor]
+  /// Leading rows that are not patches: the model's class/distillation/register tokens plus the
+  /// hooks' `insertedPrefixTokens`.
+  public var prefixTokenCount: Int
+  /// The patch grid (rows, columns) of the input, for image backbones.
+  public var patchGrid: Size2D?
+
+  /// The patch tokens alone, [B, gridH·gridW, D].
+  public var patchTokens: Tensor {
+    tokens.narrow(1, start: prefixTokenCount, length: tokens.shape[1] - prefixTokenCount)
+  }
+}
+
+/// An embedded input: the token sequence [B, N, D] and, for images, its patch grid.
+public struct EmbeddedTokens {
+  /// The sequence entering the first block.
+  public var tokens: Tensor
+  /// The patch grid, for image backbones.
+  public var patchGrid: Size2D?
+
+  /// Wraps `tokens` and `patchGrid`.
+  public init(tokens: Tensor, patchGrid: Size2D?) {
+    self.tokens = tokens
+    self.patchGrid = patchGrid
+  }
+}
+
+/// A transformer encoder seen as embed → blocks → final norm → pool, whatever its input
+/// (images here, point clouds later). `forward(_:hooks:)` runs it with the attach points of
+/// `BackboneHooks`, the same way for every backbone.
+public protocol SequenceBackbone<Input>: AnyObject {
+  /// What `embed` takes (pixels [B, C, H, W] for a ViT).
+  associatedtype Input
+  /// Token width D.
+  var width: Int { get }
+  /// Number of blocks.
+  var depth: Int { get }
+  /// Leading non-patch tokens the embedding produces (class, registers, …).
+  var prefixTokens: Int { get }
+  /// The input as a token sequence, ready for block 0.
+  func embed(_ input: Input) -> EmbeddedTokens
+  /// Block `index` applied to `x` [B, N, D], calling the inner hooks when given.
+  func block(_ index: Int, _ x: Tensor, hooks: (any BackboneHooks)?) -> Tensor
+  /// The norm after the last block (identity when the model norms after pooling).
+  func finalNorm(_ x: Tensor) -> Tensor
+  /// Pooled features of the final tokens; the first `prefixTokens` rows are not patches.
+  func pool(_ tokens: Tensor, prefixTokens: Int) -> Tensor
+}
+
+extension SequenceBackbone {
+  /// The full forward pass with the attach points of `hooks`; `hiddenStates` asks for the output
+  /// of every block. Under `withNoGrad` (a frozen backbone) nothing is kept for backward.
+  public func forward(
+    _ input: Input, hooks: (any BackboneHooks)? = nil, hiddenStates: Bool = true
+  ) -> BackboneOutput {
+    let embedded = embed(input)
+    var x = hooks?.tokens(embedded.tokens) ?? embedded.tokens
+    var states: [Tensor] = []
+    for i in 0..<depth {
+      if let hooks { x = hooks.beforeBlock(i, x) }
+      x = block(i, x, hooks: hooks)
+      if hiddenStates { states.append(x) }
+      if let hooks { x = hooks.afterBlock(i, x) }
+    }
+    let prefix = prefixTokens + (hooks?.insertedPrefixTokens ?? 0)
+    let tokens = finalNorm(x)
+    return BackboneOutput(
+      tokens: tokens, features: pool(tokens, prefixTokens: prefix), hiddenStates: states,
+      prefixTokenCount: prefix, patchGrid: embedded.patchGrid)
+  }
+}
+
+// MARK: - Parameter sources
+
+/// How a fresh parameter is initialised (timm's `init_weights`).
+enum ParameterInit {
+  case truncatedNormal(std: Float)
+  case normal(std: Float)
+  case uniform(bound: Float)
+  case constant(Float)
+}
+
+/// Where the model's parameters come from: new random tensors, or a checkpoint's tensors used in
+/// place (no copy).
+final class ParameterSource {
+  /// The random stream, advanced by every fresh parameter.
+  private(set) var generator: RandomGenerator
+  private let weights: [String: Tensor]?
+
+  init(generator: RandomGenerator) {
+    self.generator = generator
+    weights = nil
+  }
+
+  init(weights: [String: Tensor]) {
+    generator = RandomGenerator(seed: 0)
+    self.weights = weights
+  }
+
+  /// The tensor for `name`, of `shape`.
+  func take(_ name: String, _ shape: [Int], _ initialiser: ParameterInit) -> Tensor {
+    if let weights {
+      guard let t = weights[name] else { preconditionFailure("checked weights lack '\(name)'") }
+      precondition(t.shape == shape, "checked weight '\(name)' has shape \(t.shape) ≠ \(shape)")
+      // A leaf view of the same storage: checkpoint memory is used in place.
+      return t.isLeaf ? t : t.detached()
+    }
+    switch initialiser {
+    case .truncatedNormal(let std):
+      return Tensor.truncatedNormal(shape, std: std, generator: &generator)
+    case .normal(let std):
+      return Tensor.randn(shape, std: std, generator: &generator)
+    case .uniform(let bound):
+      return Tensor.rand(shape, low: -bound, high: bound, generator: &generator)
+    case .constant(let v):
+      return Tensor.full(shape, v)
+    }
+  }
+
+  /// A timm-initialised linear layer `in → out` named `name` (trunc-normal 0.02, zero bias).
+  func linear(_ name: String, _ inputs: Int, _ outputs: Int, bias: Bool = true) -> Linear {
+    let w = take(name + ".weight", [outputs, inputs], .truncatedNormal(std: 0.02))
+    let b = bias ? take(name + ".bias", [outputs], .constant(0)) : nil
+    return Linear(weight: w, bias: b)
+  }
+
+  /// A LayerNorm named `name` (ones and zeros when fresh).
+  func layerNorm(_ name: String, _ dim: Int, eps: Float) -> LayerNorm {
+    let norm = LayerNorm(dim, eps: eps)
+    if weights != nil {
+      // LayerNorm allocates its own vectors; these are D floats each, so copying is free.
+      norm.weight!.assign(take(name + ".weight", [dim], .constant(1)))
+      norm.bias!.assign(take(name + ".bias", [dim], .constant(0)))
+    }
+    return norm
+  }
+}
+
+// MARK: - Layers
+
+/// The patch projection (timm's `patch_embed.proj`, a strided `Conv2d`): `weight`
+/// [D, C, ph, pw] and an optional `bias` [D].
+public final class PatchProjection: Module {
+  /// Kernel, [D, C, ph, pw].
+  public let weight: Tensor
+  /// Bias, [D], absent in the CLIP towers.
+  public let bias: Tensor?
+
+  init(weight: Tensor, bias: Tensor?) {
+    self.weight = weight
+    self.bias = bias
+    super.init()
+    registerParameter("weight", weight)
+    if let bias { registerParameter("bias", bias) }
+  }
+}
+
+/// timm's `PatchEmbed`: non-overlapping patches projected to D, as one GEMM over all patches of
+/// the batch.
+public final class PatchEmbed: Module {
+  /// The projection (`patch_embed.proj`).
+  public let proj: PatchProjection
+  /// Patch height and width.
+  public let patchSize: Size2D
+
+  init(config c: ViTConfig, source: ParameterSource) {
+    patchSize = c.patchSize
+    let fanIn = c.inChans * c.patchSize.area
+    // PyTorch's Conv2d default: U(±1/√fan_in) for weight and bias.
+    let bound = 1 / Float(fanIn).squareRoot()
+    proj = PatchProjection(
+      weight: source.take(
+        "patch_embed.proj.weight",
+        [c.embedDim, c.inChans, c.patchSize.height, c.patchSize.width], .uniform(bound: bound)),
+      bias: c.patchBias
+        ? source.take("patch_embed.proj.bias", [c.embedDim], .uniform(bound: bound)) : nil)
+    super.init()
+    registerModule("proj", proj)
+  }
+
+  /// Patch tokens [B, gh·gw, D] of `pixels` [B, C, H, W] (H and W multiples of the patch), with
+  /// patches in row-major grid order and each patch flattened channel-major (c, y, x) as
+  /// `Conv2d` reads it.
+  public func callAsFunction(_ pixels: Tensor) -> (tokens: Tensor, grid: Size2D) {
+    let (b, c, h, w) = (pixels.shape[0], pixels.shape[1], pixels.shape[2], pixels.shape[3])
+    let (ph, pw) = (patchSize.height, patchSize.width)
+    let grid = Size2D(h / ph, w / pw)
+    let d = proj.weight.shape[0]
+    let k = c * ph * pw
+    // [B, C, gh, ph, gw, pw] → [B, gh, gw, C, ph, pw]: one row of k pixels per patch.
+    let patches = pixels.reshaped([b, c, grid.height, ph, grid.width, pw])
+      .permuted([0, 2, 4, 1, 3, 5]).reshaped([b * grid.area, k])
+    var y = patches.matmul(proj.weight.reshaped([d, k]), transposeOther: true)
+    if let bias = proj.bias { y = y + bias }
+    return (y.reshaped([b, grid.area, d]), grid)
+  }
+}
+
+/// LayerScale (`ls1`, `ls2`): a learned per-channel scale `gamma` [D].
+public final class LayerScale: Module {
+  /// The scale, [D].
+  public let gamma: Tensor
+
+  init(gamma: Tensor) {
+    self.gamma = gamma
+    super.init()
+    registerParameter("gamma", gamma)
+  }
+
+  /// `x · gamma` over the last axis.
+  public func callAsFunction(_ x: Tensor) -> Tensor { x * gamma }
+}
+
+/// timm's `Attention`: a fused `qkv` projection, multi-head scaled dot-product attention, and
+/// the output projection `proj`.
+public final class ViTAttention: Module {
+  /// q, k, v projection, D → 3·D.
+  public let qkv: Linear
+  /// Output projection, D → D.
+  public let proj: Linear
+  /// Number of heads.
+  public let heads: Int
+
+  init(prefix: String, config c: ViTConfig, source: ParameterSource) {
+    qkv = source.linear(prefix + "qkv", c.embedDim, 3 * c.embedDim, bias: c.qkvBias)
+    proj = source.linear(prefix + "proj", c.embedDim, c.embedDim)
+    heads = c.numHeads
+    super.init()
+    registerModule("qkv", qkv)
+    registerModule("proj", proj)
+  }
+}
+
+/// A pre-norm transformer block (timm's `Block`):
+/// `x + ls1(attn(norm1(x)))`, then `x + ls2(mlp(norm2(x)))`.
+public final class ViTBlock: Module {
+  /// Norm before attention.
+  public let norm1: LayerNorm
+  /// Multi-head self-attention.
+  public let attn: ViTAttention
+  /// LayerScale of the attention branch, if the model has LayerScale.
+  public let ls1: LayerScale?
+  /// Norm before the MLP.
+  public let norm2: LayerNorm
+  /// The MLP (`fc1`, activation, `fc2`).
+  public let mlp: ViTMLP
+  /// LayerScale of the MLP branch, if the model has LayerScale.
+  public let ls2: LayerScale?
+  /// Position of the block in the model.
+  public let index: Int
+
+  init(index: Int, config c: ViTConfig, source: ParameterSource) {
+    let p = "blocks.\(index)."
+    self.index = index
+    norm1 = source.layerNorm(p + "norm1", c.embedDim, eps: c.normEps)
+    attn = ViTAttention(prefix: p + "attn.", config: c, source: source)
+    if let v = c.initValues {
+      ls1 = LayerScale(gamma: source.take(p + "ls1.gamma", [c.embedDim], .constant(v)))
+    } else {
+      ls1 = nil
+    }
+    norm2 = source.layerNorm(p + "norm2", c.embedDim, eps: c.normEps)
+    let activation: Activation =
+      switch c.activation {
+      case .gelu: .gelu
+      case .quickGELU: .quickGELU
+      case .geluTanh: .geluTanh
+      }
+    mlp = ViTMLP(
+      fc1: source.linear(p + "mlp.fc1", c.embedDim, c.mlpHidden), activation: activation,
+      fc2: source.linear(p + "mlp.fc2", c.mlpHidden, c.embedDim))
+    if let v = c.initValues {
+      ls2 = LayerScale(gamma: source.take(p + "ls2.gamma", [c.embedDim], .constant(v)))
+    } else {
+      ls2 = nil
+    }
+    super.init()
+    registerModule("norm1", norm1)
+    registerModule("attn", attn)
+    if let ls1 { registerModule("ls1", ls1) }
+    registerModule("norm2", norm2)
+    registerModule("mlp", mlp)
+    if let ls2 { registerModule("ls2", ls2) }
+  }
+
+  /// The block on `x` [B, N, D], calling the inner hooks when given.
+  public func callAsFunction(_ x: Tensor, hooks: (any BackboneHooks)? = nil) -> Tensor {
+    func linear(_ layer: Linear, _ name: String, _ input: Tensor) -> Tensor {
+      let y = layer(input)
+      return hooks?.linear(LinearSite(block: index, name: name), input: input, output: y) ?? y
+    }
+    // Attention branch.
+    let h = norm1(x)
+    let qkv = linear(attn.qkv, "attn.qkv", h)
+    let mixed = Tensor.attention(qkv: qkv, heads: attn.heads)
+    var a = linear(attn.proj, "attn.proj", mixed)
+    if let ls1 { a = ls1(a) }
+    if let hooks { a = hooks.attentionBranch(index, input: x, output: a) }
+    let x1 = x + a
+    // MLP branch.
+    let hidden = mlp.act(linear(mlp.fc1, "mlp.fc1", norm2(x1)))
+    var m = linear(mlp.fc2, "mlp.fc2", hidden)
+    if let ls2 { m = ls2(m) }
+    if let hooks { m = hooks.mlpBranch(index, input: x1, output: m) }
+    return x1 + m
+  }
+}
+
+/// timm's `Mlp` over given layers: `fc1`, the activation, `fc2`.
+public final class ViTMLP: Module, UnaryModule {
+  /// First layer, D → hidden.
+  public let fc1: Linear
+  /// The activation (no parameters).
+  public let act: Activation
+  /// Second layer, hidden → D.
+  public let fc2: Linear
+
+  init(fc1: Linear, activation: Activation, fc2: Linear) {
+    self.fc1 = fc1
+    act = activation
+    self.fc2 = fc2
+    super.init()
+    registerModule("fc1", fc1)
+    registerModule("act", act)
+    registerModule("fc2", fc2)
+  }
+
+  /// `fc2(act(fc1(x)))`.
+  public func callAsFunction(_ x: Tensor) -> Tensor { fc2(act(fc1(x))) }
+}
+
+// MARK: - The model
+
+/// timm's `VisionTransformer` (and DeiT's distilled variant): patch embedding, class/register
+/// tokens, absolute position embedding, pre-norm blocks, final norm, pooling and head.
+///
+/// State-dict names and order are timm's (`cls_token`, `reg_token`, `pos_embed`,
+/// `patch_embed.proj.weight`, `blocks.0.attn.qkv.weight`, …, `head.bias`), so
+/// `loadStateDict(timm_model.state_dict())` works as is and name patterns such as
+/// `blocks.*.norm*.*` select what they select in timm.
+public final class VisionTransformer: Module, SequenceBackbone {
+  /// The configuration the model was built with.
+  public let config: ViTConfig
+  /// Class token, [1, 1, D].
+  public let clsToken: Tensor?
+  /// Register tokens, [1, R, D].
+  public let regToken: Tensor?
+  /// Absolute position embedding, [1, L, D] laid out for `config.gridSize`.
+  public let posEmbed: Tensor
+  /// DeiT's distillation token, [1, 1, D].
+  public let distToken: Tensor?
+  /// Patch embedding.
+  public let patchEmbed: PatchEmbed
+  /// CLIP's norm after the embedding.
+  public let normPre: LayerNorm?
+  /// The transformer blocks.
+  public let blocks: ModuleList<ViTBlock>
+  /// Final norm before pooling.
+  public let norm: LayerNorm?
+  /// Final norm after pooling (average-pooled models).
+  public let fcNorm: LayerNorm?
+  /// Classifier, D → classes.
+  public let head: Linear?
+  /// DeiT's distillation classifier.
+  public let headDist: Linear?
+
+  /// A model with fresh parameters initialised as timm does (trunc-normal 0.02 linear weights
+  /// and position embedding, zero biases, class and register tokens N(0, 1e-6), LayerScale at
+  /// `initValues`, PyTorch's Conv2d default for the patch projection).
+  public convenience init(config: ViTConfig, generator: inout RandomGenerator) throws {
+    try config.validate()
+    let source = ParameterSource(generator: generator)
+    self.init(checked: config, source: source)
+    generator = source.generator
+  }
+
+  /// A model whose parameters are `weights`' tensors themselves (no copy; LayerNorm vectors
+  /// excepted), named as timm's state dict. Every name and shape is checked first: anything
+  /// missing, unexpected or of the wrong shape throws `StateDictError` (with `source` as its
+  /// origin), and an impossible configuration throws `ViTConfigError`.
+  public convenience init(config: ViTConfig, weights: [String: Tensor], source: String? = nil)
+    throws
+  {
+    try config.validate()
+    let expected = config.stateShapes
+    var known = Set<String>()
+    var missing: [String] = []
+    var misshaped: [StateDictError.Mismatch] = []
+    for (name, shape) in expected {
+      known.insert(name)
+      guard let t = weights[name] else {
+        missing.append(name)
+        continue
+      }
+      if t.shape != shape { misshaped.append(.init(name: name, expected: shape, got: t.shape)) }
+    }
+    let unexpected = weights.keys.filter { !known.contains($0) }.sorted()
+    if !missing.isEmpty || !unexpected.isEmpty || !misshaped.isEmpty {
+      throw StateDictError(
+        missing: missing, unexpected: unexpected, misshaped: misshaped, source: source)
+    }
+    self.init(checked: config, source: ParameterSource(weights: weights))
+  }
+
+  private init(checked c: ViTConfig, source: ParameterSource) {
+    config = c
+    let d = c.embedDim
+    clsToken = c.classToken ? source.take("cls_token", [1, 1, d], .normal(std: 1e-6)) : nil
+    regToken =
+      c.regTokens > 0 ? source.take("reg_token", [1, c.regTokens, d], .normal(std: 1e-6)) : nil
+    posEmbed = source.take("pos_embed", [1, c.posEmbedLength, d], .truncatedNormal(std: 0.02))
+    distToken =
+      c.distilled ? source.take("dist_token", [1, 1, d], .truncatedNormal(std: 0.02)) : nil
+    patchEmbed = PatchEmbed(config: c, source: source)
+    normPre = c.preNorm ? source.layerNorm("norm_pre", d, eps: c.normEps) : nil
+    blocks = ModuleList((0..<c.depth).map { ViTBlock(index: $0, config: c, source: source) })
+    norm = c.finalNorm && !c.usesFcNorm ? source.layerNorm("norm", d, eps: c.normEps) : nil
+    fcNorm = c.finalNorm && c.usesFcNorm ? source.layerNorm("fc_norm", d, eps: c.normEps) : nil
+    head = c.numClasses > 0 ? source.linear("head", d, c.numClasses) : nil
+    headDist = c.numClasses > 0 && c.distilled ? source.linear("head_dist", d, c.numClasses) : nil
+    super.init()
+    // Registration order is timm's state-dict order: own parameters first, then children.
+    if let clsToken { registerParameter("cls_token", clsToken) }
+    if let regToken { registerParameter("reg_token", regToken) }
+    registerParameter("pos_embed", posEmbed)
+    if let distToken { registerParameter("dist_token", distToken) }
+    registerModule("patch_embed", patchEmbed)
+    if let normPre { registerModule("norm_pre", normPre) }
+    registerModule("blocks", blocks)
+    if let norm { registerModule("norm", norm) }
+    if let fcNorm { registerModule("fc_norm", fcNorm) }
+    if let head { registerModule("head", head) }
+    if let headDist { registerModule("head_dist", headDist) }
+  }
+
+  // MARK: SequenceBackbone
+
+  /// Token width D.
+  public var width: Int { config.embedDim }
+  /// Number of blocks.
+  public var depth: Int { config.depth }
+  /// Class, distillation and register tokens.
+  public var prefixTokens: Int { config.prefixTokens }
+
+  /// Patch embedding, prefix tokens, position embedding and `norm_pre`, as timm's
+  /// `patch_embed` → `_pos_embed` → `norm_pre`. The input must be `config.imgSize`, or with
+  /// `dynamicImgSize` any size divisible by the patch (the position embedding is then resampled
+  /// bicubically with antialiasing, as timm).
+  public func embed(_ pixels: Tensor) -> EmbeddedTokens {
+    let c = config
+    precondition(
+      pixels.rank == 4 && pixels.shape[1] == c.inChans,
+      "VisionTransformer: input \(pixels.shape) must be [B, \(c.inChans), H, W]")
+    let size = Size2D(pixels.shape[2], pixels.shape[3])
+    if c.dynamicImgSize {
+      precondition(
+        size.height % c.patchSize.height == 0 && size.width % c.patchSize.width == 0
+          && size.height > 0 && size.width > 0,
+        "VisionTransformer: input \(size) is not a multiple of the patch \(c.patchSize)")
+    } else {
+      precondition(
+        size == c.imgSize,
+        "VisionTransformer: input \(size) differs from img_size \(c.imgSize) "
+          + "(dynamic_img_size is off)")
+    }
+    let b = pixels.shape[0]
+    let (patches, grid) = patchEmbed(pixels)
+    let pos = positionEmbedding(for: grid)
+    var prefix: [Tensor] = []
+    if let clsToken { prefix.append(clsToken.broadcast(to: [b, 1, c.embedDim])) }
+    if let distToken { prefix.append(distToken.broadcast(to: [b, 1, c.embedDim])) }
+    if let regToken { prefix.append(regToken.broadcast(to: [b, c.regTokens, c.embedDim])) }
+    var x: Tensor
+    if c.noEmbedClass {
+      x = patches + pos
+      if !prefix.isEmpty { x = Tensor.concat(prefix + [x], axis: 1) }
+    } else {
+      x = prefix.isEmpty ? patches : Tensor.concat(prefix + [patches], axis: 1)
+      x = x + pos
+    }
+    if let normPre { x = normPre(x) }
+    return EmbeddedTokens(tokens: x, patchGrid: grid)
+  }
+
+  /// The position embedding for a `grid` of patches, [1, L, D]: `posEmbed` itself at the
+  /// configured grid, resampled otherwise.
+  public func positionEmbedding(for grid: Size2D) -> Tensor {
+    if grid == config.gridSize { return posEmbed }
+    return Self.resamplePositionEmbedding(
+      posEmbed, from: config.gridSize, to: grid,
+      prefixTokens: config.noEmbedClass ? 0 : config.prefixTokens)
+  }
+
+  /// Block `index`.
+  public func block(_ index: Int, _ x: Tensor, hooks: (any BackboneHooks)?) -> Tensor {
+    blocks[index](x, hooks: hooks)
+  }
+
+  /// `norm`, or identity for models that norm after pooling.
+  public func finalNorm(_ x: Tensor) -> Tensor { norm.map { $0(x) } ?? x }
+
+  /// timm's `pool` then `fc_norm`: the class token, or the mean/max over the tokens after the
+  /// first `prefixTokens` (all of them with `poolIncludePrefix`); DeiT's distilled model averages
+  /// the class and distillation tokens.
+  public func pool(_ tokens: Tensor, prefixTokens: Int) -> Tensor {
+    func row(_ i: Int) -> Tensor { tokens.narrow(1, start: i, length: 1).squeezed(1) }
+    var x: Tensor
+    if config.distilled {
+      x = (row(0) + row(1)) * 0.5
+    } else {
+      switch config.globalPool {
+      case .token:
+        x = row(0)
+      case .none:
+        x = tokens
+      case .avg, .avgmax, .max:
+        let skip = config.poolIncludePrefix ? 0 : prefixTokens
+        let rest = tokens.narrow(1, start: skip, length: tokens.shape[1] - skip)
+        switch config.globalPool {
+        case .avg: x = rest.mean(axis: 1)
+        case .max: x = rest.max(axis: 1)
+        default: x = (rest.max(axis: 1) + rest.mean(axis: 1)) * 0.5
+        }
+      }
+    }
+    if let fcNorm { x = fcNorm(x) }
+    return x
+  }
+
+  // MARK: Convenience forwards
+
+  /// Pre-logits features [B, D] of `pixels` [B, C, H, W] (timm's
+  /// `forward_head(forward_features(x), pre_logits=True)`).
+  public func features(_ pixels: Tensor) -> Tensor {
+    forward(pixels, hiddenStates: false).features
+  }
+
+  /// All tokens after the final norm, [B, N, D] (timm's `forward_features`).
+  public func forwardTokens(_ pixels: Tensor) -> Tensor {
+    forward(pixels, hiddenStates: false).tokens
+  }
+
+  /// Logits [B, classes] of a forward pass's output: the head on the features (for DeiT's
+  /// distilled model, the mean of `head` on the class token and `head_dist` on the distillation
+  /// token); the features themselves when the model has no head.
+  public func logits(_ output: BackboneOutput) -> Tensor {
+    guard let head else { return output.features }
+    if let headDist {
+      let t = output.tokens
+      let cls = t.narrow(1, start: 0, length: 1).squeezed(1)
+      let dist = t.narrow(1, start: 1, length: 1).squeezed(1)
+      return (head(cls) + headDist(dist)) * 0.5
+    }
+    return head(output.features)
+  }
+
+  /// Logits [B, classes] of `pixels` (timm's `model(x)`), or the features without a head.
+  public func callAsFunction(_ pixels: Tensor) -> Tensor {
+    logits(forward(pixels, hiddenStates: false))
+  }
+
+  // MARK: Position embedding resampling
+
+  /// timm's `resample_abs_pos_embed`: the grid part of `posEmbed` [1, prefix + old.area, D]
+  /// resampled from `old` to `new` with antialiased bicubic interpolation (PyTorch's
+  /// `F.interpolate(mode='bicubic', antialias=True, align_corners=False)`), the leading
+  /// `prefixTokens` rows kept as they are. Differentiable with respect to `posEmbed`.
+  public static func resamplePositionEmbedding(
+    _ posEmbed: Tensor, from old: Size2D, to new: Size2D, prefixTokens: Int
+  ) -> Tensor {
+    precondition(
+      posEmbed.rank == 3 && posEmbed.shape[0] == 1
+        && posEmbed.shape[1] == prefixTokens + old.area,
+      "resamplePositionEmbedding: \(posEmbed.shape) is not [1, \(prefixTokens) + \(old), D]")
+    let d = posEmbed.shape[2]
+    let grid = posEmbed.narrow(1, start: prefixTokens, length: old.area)
+    let rows = antialiasedBicubicWeights(input: old.height, output: new.height)
+    let cols = antialiasedBicubicWeights(input: old.width, output: new.width)
+    // out[i, j] = Σ_a Σ_b rows[i, a] · cols[j, b] · grid[a, b]: rows first over [oh, ow·D], then
+    // columns per output row as one batched product.
+    let byRows = rows.matmul(grid.reshaped([old.height, old.width * d]))
+      .reshaped([new.height, old.width, d])
+    let resampled = cols.matmul(byRows).reshaped([1, new.area, d])
+    guard prefixTokens > 0 else { return resampled }
+    return Tensor.concat([posEmbed.narrow(1, start: 0, length: prefixTokens), resampled], axis: 1)
+  }
+
+  /// The [output, input] matrix of PyTorch's antialiased bicubic resampling of one axis
+  /// (`_upsample_bicubic2d_aa`, align_corners false): Keys' cubic with a = −0.5, stretched by
+  /// the scale when shrinking, over the taps inside the input, normalised to sum to 1.
+  static func antialiasedBicubicWeights(input: Int, output: Int) -> Tensor {
+    let m = Tensor(shape: [output, input])
+    let scale = Double(input) / Double(output)
+    let support = scale >= 1 ? 2 * scale : 2
+    let invScale = scale >= 1 ? 1 / scale : 1
+    func filter(_ x: Double) -> Double {
+      let a = -0.5
+      let x = Swift.abs(x)
+      if x < 1 { return ((a + 2) * x - (a + 3)) * x * x + 1 }
+      if x < 2 { return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a }
+      return 0
+    }
+    for i in 0..<output {
+      let center = scale * (Double(i) + 0.5)
+      let lo = Swift.max(Int(center - support + 0.5), 0)
+      let hi = Swift.min(Int(center + support + 0.5), input)
+      var w: [Double] = []
+      for j in lo..<Swift.max(lo, hi) { w.append(filter((Double(j) - center + 0.5) * invScale)) }
+      let total = w.reduce(0, +)
+      for (k, v) in w.enumerated() {
+        m.pointer[i * input + lo + k] = Float(total != 0 ? v / total : v)
+      }
+    }
+    return m
+  }
+}

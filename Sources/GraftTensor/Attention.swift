@@ -1,0 +1,221 @@
+import CBLAS
+
+// Scaled dot-product attention, softmax(q·kᵀ·scale)·v, as one op with a hand-written backward.
+//
+// Each (batch, head) pair is two small GEMMs and a row softmax. The pairs are independent, so the
+// pool runs them in parallel, each calling single-threaded OpenBLAS directly: no thread ever
+// waits on another and OpenBLAS never spawns threads of its own (see Matmul.swift). Operands are
+// read in place through BLAS leading dimensions, so the fused `[B, N, 3·D]` projection of a ViT
+// block is consumed without splitting it into q, k and v, and the result is written straight
+// into `[B, N, D]` with the heads side by side: no permute copies in either direction.
+//
+// Backward keeps q, k, v (the inputs) and the attention probabilities P:
+//   dV = Pᵀ·dO,  dP = dO·Vᵀ,  dS = P ⊙ (dP − rowsum(dP ⊙ P)) · scale,  dQ = dS·K,  dK = dSᵀ·Q.
+
+/// Where the matrix of one (batch, head) pair starts and how far apart its rows are.
+struct AttentionLayout {
+  let batchStride: Int
+  let headStride: Int
+  /// Row stride (the BLAS leading dimension).
+  let rowStride: Int
+
+  @inline(__always) func offset(_ b: Int, _ h: Int) -> Int { b * batchStride + h * headStride }
+}
+
+/// Sizes and layouts of one attention call; shared by forward and backward.
+struct AttentionProblem {
+  let batch: Int
+  let heads: Int
+  /// Query rows and key/value rows per (batch, head).
+  let nq: Int
+  let nk: Int
+  /// Query/key width and value width.
+  let d: Int
+  let dv: Int
+  let scale: Float
+  let q: AttentionLayout
+  let k: AttentionLayout
+  let v: AttentionLayout
+  let out: AttentionLayout
+
+  var pairs: Int { batch * heads }
+
+  /// Pairs per pool task: small problems run inline rather than pay for a thread hand-off.
+  var grain: Int { Swift.max(1, 262_144 / Swift.max(1, 2 * nq * nk * (d + dv))) }
+}
+
+@inline(__always)
+private func gemm(
+  _ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+  _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+  _ c: UnsafeMutablePointer<Float>, _ ldc: Int
+) {
+  cblas_sgemm(
+    CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), 0, c, Int32(ldc))
+}
+
+/// In-place softmax of `rows` contiguous rows of `n` (already scaled) logits.
+@inline(__always)
+private func softmaxRows(_ s: UnsafeMutablePointer<Float>, rows: Int, n: Int) {
+  for r in 0..<rows {
+    let row = s + r * n
+    var m = simdMax(row, n)
+    if m == -.infinity { m = 0 }
+    for j in 0..<n { row[j] = fastExp(row[j] - m) }
+    let inv = 1 / simdSum(row, n)
+    for j in 0..<n { row[j] *= inv }
+  }
+}
+
+/// Runs the forward pass; writes P into `probs` ([pairs, nq, nk]) when given, else uses scratch.
+private func attentionForward(
+  _ p: AttentionProblem, q: UnsafePointer<Float>, k: UnsafePointer<Float>,
+  v: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
+  probs: UnsafeMutablePointer<Float>?
+) {
+  _ = blasSingleThreaded
+  let (nq, nk, d, dv) = (p.nq, p.nk, p.d, p.dv)
+  Parallel.forRange(p.pairs, grain: p.grain) { range in
+    let scratch: UnsafeMutablePointer<Float>? =
+      probs == nil ? .allocate(capacity: Swift.max(1, nq * nk)) : nil
+    defer { scratch?.deallocate() }
+    for pair in range {
+      let (b, h) = (pair / p.heads, pair % p.heads)
+      let s = probs.map { $0 + pair * nq * nk } ?? scratch!
+      gemm(
+        false, true, nq, nk, d, p.scale, q + p.q.offset(b, h), p.q.rowStride,
+        k + p.k.offset(b, h), p.k.rowStride, s, nk)
+      softmaxRows(s, rows: nq, n: nk)
+      gemm(
+        false, false, nq, dv, nk, 1, s, nk, v + p.v.offset(b, h), p.v.rowStride,
+        out + p.out.offset(b, h), p.out.rowStride)
+    }
+  }
+}
+
+/// Runs the backward pass from `gOut` (laid out as the output) into whichever of `gq`, `gk`,
+/// `gv` are non-nil (laid out as q, k, v; every element of them is written).
+private func attentionBackward(
+  _ p: AttentionProblem, q: UnsafePointer<Float>, k: UnsafePointer<Float>,
+  v: UnsafePointer<Float>, probs: UnsafePointer<Float>, gOut: UnsafePointer<Float>,
+  gq: UnsafeMutablePointer<Float>?, gk: UnsafeMutablePointer<Float>?,
+  gv: UnsafeMutablePointer<Float>?
+) {
+  _ = blasSingleThreaded
+  let (nq, nk, d, dv) = (p.nq, p.nk, p.d, p.dv)
+  let needScores = gq != nil || gk != nil
+  Parallel.forRange(p.pairs, grain: p.grain) { range in
+    let ds: UnsafeMutablePointer<Float> = .allocate(capacity: Swift.max(1, nq * nk))
+    defer { ds.deallocate() }
+    for pair in range {
+      let (b, h) = (pair / p.heads, pair % p.heads)
+      let prob = probs + pair * nq * nk
+      let go = gOut + p.out.offset(b, h)
+      if let gv {
+        gemm(
+          true, false, nk, dv, nq, 1, prob, nk, go, p.out.rowStride, gv + p.v.offset(b, h),
+          p.v.rowStride)
+      }
+      guard needScores else { continue }
+      gemm(
+        false, true, nq, nk, dv, 1, go, p.out.rowStride, v + p.v.offset(b, h), p.v.rowStride, ds, nk
+      )
+      for r in 0..<nq {
+        let (pr, dr) = (prob + r * nk, ds + r * nk)
+        let dot = simdDot(dr, pr, nk)
+        for j in 0..<nk { dr[j] = pr[j] * (dr[j] - dot) * p.scale }
+      }
+      if let gq {
+        gemm(
+          false, false, nq, d, nk, 1, ds, nk, k + p.k.offset(b, h), p.k.rowStride,
+          gq + p.q.offset(b, h), p.q.rowStride)
+      }
+      if let gk {
+        gemm(
+          true, false, nk, d, nq, 1, ds, nk, q + p.q.offset(b, h), p.q.rowStride,
+          gk + p.k.offset(b, h), p.k.rowStride)
+      }
+    }
+  }
+}
+
+extension Tensor {
+  /// Scaled dot-product attention `softmax(q·kᵀ·scale)·v` per batch and head, as PyTorch's
+  /// `F.scaled_dot_product_attention` without mask or dropout.
+  ///
+  /// Shapes: `q` [B, H, Nq, d], `k` [B, H, Nk, d], `v` [B, H, Nk, dv] → [B, H, Nq, dv]. `scale`
+  /// defaults to `1/√d`. The backward pass keeps q, k, v and the probabilities [B, H, Nq, Nk].
+  public static func attention(q: Tensor, k: Tensor, v: Tensor, scale: Float? = nil) -> Tensor {
+    precondition(
+      q.rank == 4 && k.rank == 4 && v.rank == 4,
+      "attention: q \(q.shape), k \(k.shape), v \(v.shape) must all be [B, H, N, d]")
+    let (b, h, nq, d) = (q.shape[0], q.shape[1], q.shape[2], q.shape[3])
+    let (nk, dv) = (k.shape[2], v.shape[3])
+    precondition(
+      k.shape == [b, h, nk, d] && v.shape == [b, h, nk, dv],
+      "attention: q \(q.shape), k \(k.shape), v \(v.shape) do not fit together")
+    let problem = AttentionProblem(
+      batch: b, heads: h, nq: nq, nk: nk, d: d, dv: dv,
+      scale: scale ?? 1 / Float(Swift.max(d, 1)).squareRoot(),
+      q: AttentionLayout(batchStride: h * nq * d, headStride: nq * d, rowStride: d),
+      k: AttentionLayout(batchStride: h * nk * d, headStride: nk * d, rowStride: d),
+      v: AttentionLayout(batchStride: h * nk * dv, headStride: nk * dv, rowStride: dv),
+      out: AttentionLayout(batchStride: h * nq * dv, headStride: nq * dv, rowStride: dv))
+    let out = Tensor(shape: [b, h, nq, dv], zeroed: false)
+    let record =
+      GradMode.enabled && (q.requiresGrad || k.requiresGrad || v.requiresGrad) && nq * nk > 0
+    let probs = record ? Tensor(shape: [b, h, nq, nk], zeroed: false) : nil
+    attentionForward(
+      problem, q: q.pointer, k: k.pointer, v: v.pointer, out: out.pointer, probs: probs?.pointer)
+    guard let probs else { return out }
+    return out.recording("scaled_dot_product_attention", [q, k, v], saving: [q, k, v, probs]) {
+      g in
+      let gq = q.requiresGrad ? Tensor(shape: q.shape, zeroed: false) : nil
+      let gk = k.requiresGrad ? Tensor(shape: k.shape, zeroed: false) : nil
+      let gv = v.requiresGrad ? Tensor(shape: v.shape, zeroed: false) : nil
+      attentionBackward(
+        problem, q: q.pointer, k: k.pointer, v: v.pointer, probs: probs.pointer,
+        gOut: g.pointer, gq: gq?.pointer, gk: gk?.pointer, gv: gv?.pointer)
+      return [gq, gk, gv]
+    }
+  }
+
+  /// Multi-head self-attention on a fused projection, as timm's `Attention` after its `qkv`
+  /// linear layer: `qkv` [B, N, 3·D] holds q, k and v side by side (each D wide, split into
+  /// `heads` heads of D/heads), and the result [B, N, D] holds the heads side by side, ready for
+  /// the output projection. `scale` defaults to `1/√(D/heads)`.
+  ///
+  /// Equivalent to splitting, permuting to [B, H, N, d], calling `attention(q:k:v:)` and permuting
+  /// back, without any of the copies. The backward pass keeps `qkv` and the probabilities.
+  public static func attention(qkv: Tensor, heads: Int, scale: Float? = nil) -> Tensor {
+    precondition(
+      qkv.rank == 3 && heads > 0 && qkv.shape[2] % (3 * heads) == 0,
+      "attention: fused qkv \(qkv.shape) must be [B, N, 3·D] with D divisible by \(heads) heads")
+    let (b, n, width) = (qkv.shape[0], qkv.shape[1], qkv.shape[2])
+    let dim = width / 3
+    let d = dim / heads
+    let rows = AttentionLayout(batchStride: n * width, headStride: d, rowStride: width)
+    let problem = AttentionProblem(
+      batch: b, heads: heads, nq: n, nk: n, d: d, dv: d,
+      scale: scale ?? 1 / Float(Swift.max(d, 1)).squareRoot(),
+      q: rows, k: rows, v: rows,
+      out: AttentionLayout(batchStride: n * dim, headStride: d, rowStride: dim))
+    let out = Tensor(shape: [b, n, dim], zeroed: false)
+    let record = GradMode.enabled && qkv.requiresGrad && n > 0
+    let probs = record ? Tensor(shape: [b, heads, n, n], zeroed: false) : nil
+    let base = qkv.pointer
+    attentionForward(
+      problem, q: base, k: base + dim, v: base + 2 * dim, out: out.pointer,
+      probs: probs?.pointer)
+    guard let probs else { return out }
+    return out.recording("fused_qkv_attention", [qkv], saving: [qkv, probs]) { g in
+      let gqkv = Tensor(shape: qkv.shape, zeroed: false)
+      let (src, dst) = (qkv.pointer, gqkv.pointer)
+      attentionBackward(
+        problem, q: src, k: src + dim, v: src + 2 * dim, probs: probs.pointer, gOut: g.pointer,
+        gq: dst, gk: dst + dim, gv: dst + 2 * dim)
+      return [gqkv]
+    }
+  }
+}
