@@ -243,7 +243,8 @@ extension ImageError {
     case GIC_INVALID_ARGUMENT: kind = .invalidArgument
     default: kind = .corrupt
     }
-    let text = String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    let text = String(
+      decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     self.init(file: file, kind: kind, detail: "\(format == .png ? "PNG" : "JPEG"): \(text)")
   }
 }

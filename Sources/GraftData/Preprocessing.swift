@@ -190,17 +190,17 @@ extension RGBImage {
       out.withUnsafeMutableBufferPointer { dst in
         acc.withUnsafeMutableBufferPointer { acc in
           taps.weights.withUnsafeBufferPointer { weights in
-          for yy in 0..<outHeight {
-            for i in 0..<rowLength { acc[i] = roundingHalf }
-            let k = weights.baseAddress! + yy * taps.stride
-            for y in 0..<taps.count[yy] {
-              let w = Int(k[y])
-              let row = src.baseAddress! + (taps.first[yy] - rowOffset + y) * rowLength
-              for i in 0..<rowLength { acc[i] += Int(row[i]) * w }
+            for yy in 0..<outHeight {
+              for i in 0..<rowLength { acc[i] = roundingHalf }
+              let k = weights.baseAddress! + yy * taps.stride
+              for y in 0..<taps.count[yy] {
+                let w = Int(k[y])
+                let row = src.baseAddress! + (taps.first[yy] - rowOffset + y) * rowLength
+                for i in 0..<rowLength { acc[i] += Int(row[i]) * w }
+              }
+              let dstRow = dst.baseAddress! + yy * rowLength
+              for i in 0..<rowLength { dstRow[i] = clip8(acc[i]) }
             }
-            let dstRow = dst.baseAddress! + yy * rowLength
-            for i in 0..<rowLength { dstRow[i] = clip8(acc[i]) }
-          }
           }
         }
       }
@@ -237,7 +237,9 @@ extension RGBImage {
   /// torchvision's `CenterCrop((height, width))` (and timm's `CenterCropOrPad`): pads with `fill`
   /// where the image is smaller (left/top get the smaller half), then crops at offsets
   /// `round((size − crop) / 2)`, rounding halves to even as Python does.
-  public func centerCropped(width cropWidth: Int, height cropHeight: Int, fill: [UInt8] = [0, 0, 0])
+  public func centerCropped(
+    width cropWidth: Int, height cropHeight: Int, fill: [UInt8] = [0, 0, 0]
+  )
     -> RGBImage
   {
     var image = self

@@ -141,6 +141,34 @@ final class ImageCodecTests: XCTestCase {
     XCTAssertGreaterThan(refused, 10, "damage in the headers is an error")
   }
 
+  /// Headers promising more pixels than Pillow's decompression-bomb limit (178,956,970) are
+  /// refused before any allocation.
+  func testTooManyPixelsIsUnsupported() throws {
+    var jpeg = try ImageFixtures.bytes("jpeg_baseline.jpg")
+    let sof = (0..<(jpeg.count - 1)).first { jpeg[$0] == 0xFF && jpeg[$0 + 1] == 0xC0 }!
+    jpeg.replaceSubrange((sof + 5)..<(sof + 9), with: [0xEA, 0x60, 0xEA, 0x60])  // 60000²
+    var png = try ImageFixtures.bytes("png_rgb.png")
+    png.replaceSubrange(16..<24, with: [0, 0, 0x4E, 0x20, 0, 0, 0x4E, 0x20])  // 20000²
+    let crc = crc32(png[12..<29])
+    png.replaceSubrange(
+      29..<33, with: (0..<4).map { UInt8(truncatingIfNeeded: crc >> (24 - 8 * $0)) })
+    for (name, bytes) in [("huge.jpg", jpeg), ("huge.png", png)] {
+      XCTAssertThrowsError(try ImageCodec.decode(data: Data(bytes), name: name)) { error in
+        XCTAssertEqual((error as? ImageError)?.kind, .unsupported, "\(error)")
+      }
+    }
+  }
+
+  /// CRC-32 (IEEE, reflected), as PNG chunks use.
+  private func crc32(_ bytes: ArraySlice<UInt8>) -> UInt32 {
+    var crc: UInt32 = 0xFFFF_FFFF
+    for byte in bytes {
+      crc ^= UInt32(byte)
+      for _ in 0..<8 { crc = crc & 1 == 1 ? (crc >> 1) ^ 0xEDB8_8320 : crc >> 1 }
+    }
+    return ~crc
+  }
+
   func testPNGRoundTripIsLossless() throws {
     var generator = RandomGenerator(seed: 5)
     let pixels = (0..<(13 * 7 * 3)).map { _ in UInt8(truncatingIfNeeded: generator.next()) }

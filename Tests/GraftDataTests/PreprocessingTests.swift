@@ -15,7 +15,9 @@ final class PreprocessingTests: XCTestCase {
     var out = [UInt8](repeating: 0, count: image.pixels.count)
     for y in 0..<image.height {
       for x in 0..<image.width {
-        for c in 0..<3 { out[(x * image.height + y) * 3 + c] = image.pixels[(y * image.width + x) * 3 + c] }
+        for c in 0..<3 {
+          out[(x * image.height + y) * 3 + c] = image.pixels[(y * image.width + x) * 3 + c]
+        }
       }
     }
     return RGBImage(width: image.height, height: image.width, pixels: out)
@@ -24,7 +26,11 @@ final class PreprocessingTests: XCTestCase {
   private func floats(_ name: String) throws -> [Float] {
     let data = try Data(contentsOf: ImageFixtures.url(name))
     return data.withUnsafeBytes { raw in
-      (0..<(data.count / 4)).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))) }
+      (0..<(data.count / 4)).map {
+        Float(
+          bitPattern: UInt32(
+            littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self)))
+      }
     }
   }
 
@@ -133,17 +139,20 @@ final class PreprocessingTests: XCTestCase {
     XCTAssertEqual(config.interpolation, .bilinear)
     XCTAssertEqual(config.cropMode, .squash)
     XCTAssertEqual(config.scaleSize.height, 384)
-    XCTAssertEqual(try ImagePreprocessConfig(pretrainedCfgJSON: hubConfig, useTestSize: true).height, 448)
+    XCTAssertEqual(
+      try ImagePreprocessConfig(pretrainedCfgJSON: hubConfig, useTestSize: true).height, 448)
 
     // timm's defaults for missing, null, empty and zero entries.
-    let defaults = try ImagePreprocessConfig(pretrainedCfgJSON: Data(
-      #"{"crop_pct": 0, "mean": [], "interpolation": "", "input_size": null}"#.utf8))
+    let defaults = try ImagePreprocessConfig(
+      pretrainedCfgJSON: Data(
+        #"{"crop_pct": 0, "mean": [], "interpolation": "", "input_size": null}"#.utf8))
     XCTAssertEqual(defaults, ImagePreprocessConfig())
     XCTAssertEqual(defaults.scaleSize.width, 256)  // floor(224 / 0.875)
 
     // Codable uses timm's key names and fills defaults the same way.
     let decoded = try JSONDecoder().decode(
-      ImagePreprocessConfig.self, from: Data(#"{"input_size": [3, 160, 192], "crop_pct": 0.95}"#.utf8))
+      ImagePreprocessConfig.self,
+      from: Data(#"{"input_size": [3, 160, 192], "crop_pct": 0.95}"#.utf8))
     XCTAssertEqual(decoded.inputSize, [3, 160, 192])
     XCTAssertEqual(decoded.cropPct, 0.95)
     XCTAssertEqual(decoded.interpolation, .bicubic)
@@ -163,7 +172,8 @@ final class PreprocessingTests: XCTestCase {
 
   /// torchvision's sizes: the longer side is truncated; crop offsets round half to even.
   func testShorterSideResizeAndCentreCropGeometry() {
-    let landscape = RGBImage(width: 500, height: 375, pixels: [UInt8](repeating: 9, count: 500 * 375 * 3))
+    let landscape = RGBImage(
+      width: 500, height: 375, pixels: [UInt8](repeating: 9, count: 500 * 375 * 3))
     let resized = landscape.resizedShorterSide(to: 256, interpolation: .bilinear)
     XCTAssertEqual([resized.width, resized.height], [341, 256])  // int(256 * 500 / 375) = 341
     XCTAssertEqual(Set(resized.pixels), [9], "a flat image stays flat")
