@@ -1,23 +1,37 @@
 import Foundation
 
-/// One recorded operation: the inputs that need a gradient and how to map the output's gradient
-/// to theirs. Nodes are created only when grad mode is on and some input requires a gradient, so
-/// a frozen forward pass records nothing and keeps no activations alive.
+/// Where an op's input gradient goes: into the node that produced the input, or into a leaf.
+enum GradEdge {
+  case node(GradFn)
+  case leaf(Tensor)
+}
+
+/// One recorded operation: where its inputs' gradients go and how to compute them from the
+/// output's gradient. Nodes are created only when grad mode is on and some input requires a
+/// gradient, so a frozen forward pass records nothing and keeps no activations alive.
+///
+/// A node refers to the *nodes* of its inputs, not to the input tensors: an intermediate result
+/// stays alive only if some backward actually reads it (it is then in `saved`). After backward
+/// passes through a node, `release()` drops its closure and saved tensors at once.
 final class GradFn {
   let name: String
-  /// Inputs aligned with the gradients `backward` returns; nil where no gradient is wanted.
-  let inputs: [Tensor?]
-  let backward: (Tensor) -> [Tensor?]
+  /// One per input, aligned with the gradients `backward` returns; nil where none is wanted.
+  private(set) var edges: [GradEdge?]
+  /// Input shapes, to check every gradient.
+  private(set) var inputShapes: [[Int]]
+  private(set) var backward: ((Tensor) -> [Tensor?])?
   /// Tensors kept for backward. Holding them here (not only through the closure's raw pointers)
-  /// keeps them alive exactly as long as the node, and makes the byte count exact.
-  let saved: [Tensor]
-  let savedBytes: Int
+  /// keeps them alive exactly as long as needed, and makes the byte count exact.
+  private(set) var saved: [Tensor]
+  private(set) var savedBytes: Int
 
   init(
-    name: String, inputs: [Tensor?], saved: [Tensor], backward: @escaping (Tensor) -> [Tensor?]
+    name: String, edges: [GradEdge?], inputShapes: [[Int]], saved: [Tensor],
+    backward: @escaping (Tensor) -> [Tensor?]
   ) {
     self.name = name
-    self.inputs = inputs
+    self.edges = edges
+    self.inputShapes = inputShapes
     self.backward = backward
     self.saved = saved
     self.savedBytes = saved.reduce(0) { $0 + $1.byteCount }
@@ -25,10 +39,22 @@ final class GradFn {
     TapeStats.nodes.add(1, ordering: .relaxed)
   }
 
-  deinit {
+  /// True once backward has gone through this node.
+  var isReleased: Bool { backward == nil }
+
+  /// Frees what backward needed; the node stays as an empty marker.
+  func release() {
+    guard backward != nil else { return }
     TapeStats.saved.subtract(savedBytes, ordering: .relaxed)
     TapeStats.nodes.subtract(1, ordering: .relaxed)
+    backward = nil
+    saved = []
+    edges = []
+    inputShapes = []
+    savedBytes = 0
   }
+
+  deinit { release() }
 }
 
 /// Whether ops record onto the tape. The flag is per thread (data-loader workers run tensor ops
@@ -83,8 +109,12 @@ extension Tensor {
     _ backward: @escaping (Tensor) -> [Tensor?]
   ) -> Tensor {
     guard GradMode.enabled, inputs.contains(where: { $0.requiresGrad }) else { return self }
+    let edges: [GradEdge?] = inputs.map { input in
+      if let fn = input.gradFn { return .node(fn) }
+      return input.requiresGrad ? .leaf(input) : nil
+    }
     gradFn = GradFn(
-      name: name, inputs: inputs.map { $0.requiresGrad ? $0 : nil }, saved: saving,
+      name: name, edges: edges, inputShapes: inputs.map(\.shape), saved: saving,
       backward: backward)
     return self
   }
@@ -93,7 +123,9 @@ extension Tensor {
   public var gradFnName: String? { gradFn?.name }
 
   /// Back-propagates from this tensor. A scalar (one element) seeds with 1; otherwise pass
-  /// `gradient` of the same shape. Leaf gradients accumulate into `grad`; the graph is released.
+  /// `gradient` of the same shape. Leaf gradients accumulate into `grad`. Each node's saved
+  /// tensors are freed as soon as its gradient has been passed on, so a graph can be
+  /// back-propagated once (as PyTorch without `retain_graph`).
   public func backward(_ gradient: Tensor? = nil) {
     precondition(requiresGrad, "backward() on a tensor that does not require a gradient")
     let seed: Tensor
@@ -104,35 +136,43 @@ extension Tensor {
       precondition(count == 1, "backward() without a gradient needs a scalar, shape is \(shape)")
       seed = Tensor.ones(shape)
     }
-    let order = topologicalOrder()
-    var pending: [ObjectIdentifier: Tensor] = [ObjectIdentifier(self): seed]
+    guard let root = gradFn else {
+      accumulateGrad(seed)
+      return
+    }
+    precondition(
+      !root.isReleased,
+      "backward() through \(root.name) a second time: its saved tensors were already freed")
+    var order: [GradFn?] = Tensor.topologicalOrder(from: root)
+    var pending: [ObjectIdentifier: Tensor] = [ObjectIdentifier(root): seed]
     GradMode.withNoGrad {
-      for node in order.reversed() {
-        guard let g = pending.removeValue(forKey: ObjectIdentifier(node)) else { continue }
-        if let fn = node.gradFn {
-          let grads = fn.backward(g)
-          precondition(grads.count == fn.inputs.count, "\(fn.name): wrong number of gradients")
-          for (input, grad) in zip(fn.inputs, grads) {
-            guard let input, let grad else { continue }
-            precondition(
-              grad.shape == input.shape,
-              "\(fn.name): gradient shape \(grad.shape) for input of shape \(input.shape)")
-            let key = ObjectIdentifier(input)
-            if let existing = pending[key] {
-              pending[key] = existing + grad
-            } else {
-              pending[key] = grad
-            }
-          }
-          node.gradFn = nil  // release saved activations as soon as they are used
-        } else if node.leafRequiresGradFlag {
-          node.accumulateGrad(g)
+      for position in stride(from: order.count - 1, through: 0, by: -1) {
+        guard let fn = order[position] else { continue }
+        order[position] = nil
+        guard let g = pending.removeValue(forKey: ObjectIdentifier(fn)) else { continue }
+        guard let backward = fn.backward else {
+          preconditionFailure(
+            "backward() through \(fn.name) a second time: its saved tensors were already freed")
         }
+        let grads = backward(g)
+        precondition(grads.count == fn.edges.count, "\(fn.name): wrong number of gradients")
+        for (i, (edge, grad)) in zip(fn.edges, grads).enumerated() {
+          guard let edge, let grad else { continue }
+          precondition(
+            grad.shape == fn.inputShapes[i],
+            "\(fn.name): gradient shape \(grad.shape) for input of shape \(fn.inputShapes[i])")
+          switch edge {
+          case .leaf(let leaf):
+            leaf.accumulateGrad(grad)
+          case .node(let input):
+            let key = ObjectIdentifier(input)
+            pending[key] = pending[key].map { $0 + grad } ?? grad
+          }
+        }
+        fn.release()  // free saved activations as soon as they are used
       }
     }
   }
-
-  var leafRequiresGradFlag: Bool { requiresGrad && gradFn == nil }
 
   /// Adds `g` into `grad`, owning a private copy so in-place updates never alias another tensor.
   func accumulateGrad(_ g: Tensor) {
@@ -145,22 +185,20 @@ extension Tensor {
     }
   }
 
-  /// Nodes reachable from self through recorded ops, inputs before outputs.
-  private func topologicalOrder() -> [Tensor] {
-    var order: [Tensor] = []
+  /// Nodes reachable from `root`, inputs before outputs (iterative: graphs can be deep).
+  private static func topologicalOrder(from root: GradFn) -> [GradFn?] {
+    var order: [GradFn?] = []
     var visited = Set<ObjectIdentifier>()
-    var stack: [(Tensor, Bool)] = [(self, false)]
-    while let (node, expanded) = stack.popLast() {
+    var stack: [(GradFn, Bool)] = [(root, false)]
+    while let (fn, expanded) = stack.popLast() {
       if expanded {
-        order.append(node)
+        order.append(fn)
         continue
       }
-      guard visited.insert(ObjectIdentifier(node)).inserted else { continue }
-      stack.append((node, true))
-      if let fn = node.gradFn {
-        for case let input? in fn.inputs where !visited.contains(ObjectIdentifier(input)) {
-          stack.append((input, false))
-        }
+      guard visited.insert(ObjectIdentifier(fn)).inserted else { continue }
+      stack.append((fn, true))
+      for case .node(let input)? in fn.edges where !visited.contains(ObjectIdentifier(input)) {
+        stack.append((input, false))
       }
     }
     return order

@@ -17,6 +17,8 @@ protocol UnaryKernel {
   static var name: String { get }
   /// Whether `gradient` reads x (else only y is saved for backward).
   static var needsInput: Bool { get }
+  /// Whether `gradient` reads x or y at all (an affine map needs neither).
+  static var needsSaved: Bool { get }
   func callAsFunction(_ x: Float) -> Float
   /// dL/dx from dL/dy = g, the input x and the output y.
   func gradient(_ g: Float, x: Float, y: Float) -> Float
@@ -34,6 +36,10 @@ struct MulKernel: BinaryKernel {
 struct DivKernel: BinaryKernel {
   @inline(__always) func callAsFunction(_ a: Float, _ b: Float) -> Float { a / b }
 }
+extension UnaryKernel {
+  static var needsSaved: Bool { true }
+}
+
 /// Any closure as a kernel, for cold paths where speed does not matter.
 struct ClosureKernel: BinaryKernel {
   let f: (Float, Float) -> Float
@@ -133,12 +139,16 @@ func pointwise<K: UnaryKernel>(_ x: Tensor, _ f: K) -> Tensor {
   let out = Tensor(shape: x.shape, zeroed: false)
   let (px, po) = (x.pointer, out.pointer)
   Parallel.forRange(x.count) { r in for i in r { po[i] = f(px[i]) } }
-  let saved = K.needsInput ? x : out
-  return out.recording(K.name, [x], saving: [saved]) { g in
-    let gi = Tensor(shape: x.shape, zeroed: false)
-    let (pg, ps, pd) = (g.pointer, saved.pointer, gi.pointer)
+  // The closure captures only what backward reads (never `x` itself, which would keep an
+  // intermediate result alive): the one saved tensor, if the kernel needs any, and the shape.
+  let kept: Tensor? = K.needsSaved ? (K.needsInput ? x : out) : nil
+  let shape = x.shape
+  return out.recording(K.name, [x], saving: kept.map { [$0] } ?? []) { g in
+    let gi = Tensor(shape: shape, zeroed: false)
+    let (pg, pd) = (g.pointer, gi.pointer)
     // Only one of x and y is kept; the kernel reads the one it declared.
-    Parallel.forRange(x.count) { r in
+    let ps = kept?.pointer ?? pg
+    Parallel.forRange(gi.count) { r in
       for i in r { pd[i] = f.gradient(pg[i], x: ps[i], y: ps[i]) }
     }
     return [gi]
@@ -151,22 +161,28 @@ extension Tensor {
   /// Elementwise sum with broadcasting.
   public static func + (a: Tensor, b: Tensor) -> Tensor {
     let out = broadcastBinary(a, b, AddKernel())
-    return out.recording("add", [a, b]) { g in [g.sumTo(a.shape), g.sumTo(b.shape)] }
+    let (sa, sb) = (a.shape, b.shape)
+    return out.recording("add", [a, b]) { g in [g.sumTo(sa), g.sumTo(sb)] }
   }
 
   /// Elementwise difference with broadcasting.
   public static func - (a: Tensor, b: Tensor) -> Tensor {
     let out = broadcastBinary(a, b, SubKernel())
-    return out.recording("sub", [a, b]) { g in [g.sumTo(a.shape), (-g).sumTo(b.shape)] }
+    let (sa, sb) = (a.shape, b.shape)
+    return out.recording("sub", [a, b]) { g in [g.sumTo(sa), (-g).sumTo(sb)] }
   }
 
   /// Elementwise product with broadcasting.
   public static func * (a: Tensor, b: Tensor) -> Tensor {
     let out = broadcastBinary(a, b, MulKernel())
-    return out.recording("mul", [a, b], saving: [a, b]) { g in
+    // da = g·b and db = g·a: keep each operand only if the *other* one needs a gradient.
+    let (sa, sb) = (a.shape, b.shape)
+    let keptA: Tensor? = b.requiresGrad ? a : nil
+    let keptB: Tensor? = a.requiresGrad ? b : nil
+    return out.recording("mul", [a, b], saving: [keptA, keptB].compactMap { $0 }) { g in
       [
-        a.requiresGrad ? broadcastBinary(g, b, MulKernel()).sumTo(a.shape) : nil,
-        b.requiresGrad ? broadcastBinary(g, a, MulKernel()).sumTo(b.shape) : nil,
+        keptB.map { broadcastBinary(g, $0, MulKernel()).sumTo(sa) },
+        keptA.map { broadcastBinary(g, $0, MulKernel()).sumTo(sb) },
       ]
     }
   }
@@ -174,12 +190,15 @@ extension Tensor {
   /// Elementwise quotient with broadcasting.
   public static func / (a: Tensor, b: Tensor) -> Tensor {
     let out = broadcastBinary(a, b, DivKernel())
-    return out.recording("div", [a, b], saving: [a, b, out]) { g in
+    // da = g / b; db = −g·out / b.
+    let (sa, sb, rb) = (a.shape, b.shape, b.requiresGrad)
+    let keptOut: Tensor? = rb ? out : nil
+    return out.recording("div", [a, b], saving: [b] + (keptOut.map { [$0] } ?? [])) { g in
       [
-        a.requiresGrad ? broadcastBinary(g, b, DivKernel()).sumTo(a.shape) : nil,
-        b.requiresGrad
-          ? broadcastBinary(zipMap(g, out, MulKernel()), b, ClosureKernel { -$0 / $1 }).sumTo(
-            b.shape) : nil,
+        broadcastBinary(g, b, DivKernel()).sumTo(sa),
+        keptOut.map {
+          broadcastBinary(zipMap(g, $0, MulKernel()), b, ClosureKernel { -$0 / $1 }).sumTo(sb)
+        },
       ]
     }
   }
@@ -214,6 +233,7 @@ extension Tensor {
 struct AffineKernel: UnaryKernel {
   static let name = "affine"
   static let needsInput = false
+  static let needsSaved = false
   let scale: Float
   let shift: Float
   @inline(__always) func callAsFunction(_ x: Float) -> Float { x * scale + shift }
@@ -385,10 +405,11 @@ extension Tensor {
     let out = Tensor(shape: shape, zeroed: false)
     let (pm, pa, pb, po) = (m.pointer, ea.pointer, eb.pointer, out.pointer)
     Parallel.forRange(out.count) { r in for i in r { po[i] = pm[i] != 0 ? pa[i] : pb[i] } }
+    let (sa, sb, ra, rb) = (a.shape, b.shape, a.requiresGrad, b.requiresGrad)
     return out.recording("where", [a, b], saving: [m]) { g in
       [
-        a.requiresGrad ? mapPair(g, m) { $1 != 0 ? $0 : 0 }.sumTo(a.shape) : nil,
-        b.requiresGrad ? mapPair(g, m) { $1 != 0 ? 0 : $0 }.sumTo(b.shape) : nil,
+        ra ? mapPair(g, m) { $1 != 0 ? $0 : 0 }.sumTo(sa) : nil,
+        rb ? mapPair(g, m) { $1 != 0 ? 0 : $0 }.sumTo(sb) : nil,
       ]
     }
   }

@@ -110,16 +110,20 @@ extension Tensor {
         }
       }
     }
-    return out.recording("matmul", [a, b], saving: [a, b]) { g in
+    // dA needs B and dB needs A: keep an operand only if the other one wants a gradient (a
+    // frozen weight never makes its layer keep the input activation).
+    let keptA: Tensor? = b.requiresGrad ? a : nil
+    let keptB: Tensor? = a.requiresGrad ? b : nil
+    return out.recording("matmul", [a, b], saving: [keptA, keptB].compactMap { $0 }) { g in
       var ga: Tensor?
       var gb: Tensor?
-      if a.requiresGrad {
+      if let b = keptB {
         ga =
           ta
           ? b.matmul(g, transposeSelf: tb, transposeOther: true)
           : g.matmul(b, transposeOther: !tb)
       }
-      if b.requiresGrad {
+      if let a = keptA {
         gb =
           tb
           ? g.matmul(a, transposeSelf: true, transposeOther: ta)

@@ -120,6 +120,15 @@ public enum OpsBenchmark {
     return times[times.count / 2]
   }
 
+  /// GFLOP/s of `[m,k]·[n,k]ᵀ` (a linear layer) through `Tensor.matmul`, median of `repeats`.
+  public static func linearLayerGflops(m: Int, n: Int, k: Int, repeats: Int = 5) -> Double {
+    var rng = RandomGenerator(seed: 1)
+    let a = Tensor.rand([m, k], generator: &rng)
+    let b = Tensor.rand([n, k], generator: &rng)
+    let seconds = medianSeconds(repeats) { _ = a.matmul(b, transposeOther: true) }
+    return 2 * Double(m) * Double(n) * Double(k) / seconds / 1e9
+  }
+
   /// Runs every measurement; `quick` uses fewer repeats (for a smoke run).
   public static func run(quick: Bool = false, log: (String) -> Void = { _ in }) -> Report {
     let repeats = quick ? 3 : 7
@@ -185,9 +194,9 @@ public enum OpsBenchmark {
           gbps: Double(forwardTensors * size) / fwd / 1e9, copyGbps: copyGbps))
       input.requiresGrad = true
       let out = f(input)
-      guard let node = out.gradFn else { return }
+      guard let backward = out.gradFn?.backward else { return }
       // The node's own backward, without the tape walk or leaf accumulation around it.
-      let bwd = medianSeconds(repeats) { _ = withNoGrad { node.backward(g) } }
+      let bwd = medianSeconds(repeats) { _ = withNoGrad { backward(g) } }
       ops.append(
         OpRow(
           op: op, pass: "backward", bytes: backwardTensors * size,
@@ -210,8 +219,8 @@ public enum OpsBenchmark {
         copyGbps: copyGbps))
     let b = bias.detached().requiringGrad()
     let out = x + b
-    if let node = out.gradFn {
-      let bwd = medianSeconds(repeats) { _ = withNoGrad { node.backward(g) } }
+    if let backward = out.gradFn?.backward {
+      let bwd = medianSeconds(repeats) { _ = withNoGrad { backward(g) } }
       ops.append(
         OpRow(
           op: "add", pass: "backward", bytes: size, gbps: Double(size) / bwd / 1e9,

@@ -194,10 +194,10 @@ extension Tensor {
         dstStrides: dstStrides, shape: p.shape)
       at += p.shape[a]
     }
+    // Capture extents and flags, not the parts (which would stay alive with the node).
+    let pieces = parts.map { (wanted: $0.requiresGrad, length: $0.shape[a]) }
     return out.recording("concat", parts) { g in
-      zip(parts, offsets).map { p, o in
-        p.requiresGrad ? g.detached().narrow(a, start: o, length: p.shape[a]) : nil
-      }
+      zip(pieces, offsets).map { p, o in p.wanted ? g.narrow(a, start: o, length: p.length) : nil }
     }
   }
 

@@ -1,0 +1,112 @@
+import Foundation
+
+/// One configuration of `graft bench vit`, measured in its own process so its peak RSS is its own.
+public enum ViTBenchmark {
+  /// What a row measures.
+  public enum Mode: String, CaseIterable, Sendable, Codable {
+    /// Eval forward under `withNoGrad`.
+    case inference
+    /// One full fine-tuning step: forward, cross-entropy, backward, AdamW update.
+    case trainFull = "train_full"
+  }
+
+  /// Graft's side of one row.
+  public struct Measurement: Codable, Sendable {
+    /// Images per second (batch / median step time).
+    public var imagesPerSecond: Double
+    /// Peak resident set size of the process, MiB.
+    public var peakRSSMiB: Double
+    /// Peak bytes of live tensor storage, MiB (what RSS would be with no allocator overhead).
+    public var peakTensorMiB: Double
+    /// Bytes the tape held for backward at the end of a training forward pass, MiB (0 for
+    /// inference).
+    public var tapeMiB: Double
+
+    enum CodingKeys: String, CodingKey {
+      case imagesPerSecond = "graft_img_s"
+      case peakRSSMiB = "graft_peak_rss_mib"
+      case peakTensorMiB = "graft_peak_tensor_mib"
+      case tapeMiB = "graft_tape_mib"
+    }
+  }
+
+  /// Forward FLOPs (2 per multiply-add) of one image through `config` at its image size,
+  /// counting the GEMMs (patch embedding, qkv, attention, projection, MLP, head).
+  public static func forwardFLOPs(_ config: ViTConfig) -> Double {
+    let d = Double(config.embedDim)
+    let patches = Double(config.gridSize.height * config.gridSize.width)
+    let n = patches + Double(config.prefixTokens)
+    let patchDim = Double(config.inChans * config.patchSize.height * config.patchSize.width)
+    let hidden = Double(config.mlpHidden)
+    let perBlock =
+      2 * n * d * 3 * d  // qkv
+      + 2 * 2 * n * n * d  // q·kᵀ and p·v
+      + 2 * n * d * d  // proj
+      + 2 * 2 * n * d * hidden  // fc1, fc2
+    return 2 * patches * patchDim * d + Double(config.depth) * perBlock
+      + 2 * d * Double(config.numClasses)
+  }
+
+  /// Peak RSS of this process so far, MiB (Linux reports `ru_maxrss` in KiB).
+  public static func peakRSSMiB() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_maxrss) / 1024
+  }
+
+  /// Builds `architecture` (a timm name) with random weights and times `iterations` steps of
+  /// `mode` at `batch` images after one warm-up step; returns the median rate and the peak RSS.
+  public static func measure(
+    architecture: String, batch: Int, mode: Mode, iterations: Int = 3, seed: UInt64 = 0
+  ) throws -> Measurement {
+    let config = try TimmArchitecture(architecture).config
+    var rng = RandomGenerator(seed: seed)
+    let model = try VisionTransformer(config: config, generator: &rng)
+    let pixels = Tensor.randn(
+      [batch, config.inChans, config.imgSize.height, config.imgSize.width], generator: &rng)
+    var tapeBytes = 0
+    let step: () -> Void
+    switch mode {
+    case .inference:
+      model.eval()
+      step = { _ = withNoGrad { model(pixels) } }
+    case .trainFull:
+      model.train()
+      let labels = (0..<batch).map { _ in rng.nextInt(below: Swift.max(config.numClasses, 1)) }
+      let optimizer = AdamW(
+        groups: ParameterGroup.defaultGroups(
+          named: model.namedParameters(), lr: 1e-4, weightDecay: 0.05))
+      step = {
+        optimizer.zeroGrad()
+        let loss = model(pixels).crossEntropy(targets: labels)
+        tapeBytes = Swift.max(tapeBytes, TapeStats.savedBytes)
+        if ProcessInfo.processInfo.environment["GRAFT_DEBUG_MEMORY"] != nil {
+          FileHandle.standardError.write(
+            Data(
+              "after forward: live \(StorageStats.liveBytes >> 20) MiB, peak \(StorageStats.peakBytes >> 20) MiB, tape \(TapeStats.savedBytes >> 20) MiB\n"
+                .utf8))
+        }
+        loss.backward()
+        if ProcessInfo.processInfo.environment["GRAFT_DEBUG_MEMORY"] != nil {
+          FileHandle.standardError.write(
+            Data(
+              "after backward: live \(StorageStats.liveBytes >> 20) MiB, peak \(StorageStats.peakBytes >> 20) MiB\n"
+                .utf8))
+        }
+        optimizer.step()
+      }
+    }
+    step()
+    var times: [Double] = []
+    for _ in 0..<Swift.max(iterations, 1) {
+      let start = DispatchTime.now().uptimeNanoseconds
+      step()
+      times.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
+    }
+    times.sort()
+    return Measurement(
+      imagesPerSecond: Double(batch) / times[times.count / 2], peakRSSMiB: peakRSSMiB(),
+      peakTensorMiB: Double(StorageStats.peakBytes) / 1_048_576,
+      tapeMiB: Double(tapeBytes) / 1_048_576)
+  }
+}

@@ -1,0 +1,252 @@
+import ArgumentParser
+import Foundation
+import GraftModels
+import GraftTensor
+
+/// `graft bench vit`: ViT inference and full fine-tuning throughput and peak memory, Graft against
+/// PyTorch + timm (and onnxruntime for inference) run on the same machine in the same command.
+struct BenchViT: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "vit",
+    abstract: "ViT img/s and peak RSS: Graft vs PyTorch + timm (+ onnxruntime), same run.",
+    discussion: """
+      Every row runs in a child process (Graft: `graft bench vit-row`; PyTorch:
+      Tools/bench_vit_torch.py), so each peak RSS is that configuration's own. The PyTorch side
+      needs a Python with torch, timm, onnx and onnxruntime (by default Tools/.venv/bin/python).
+      The OpenBLAS kernel follows OPENBLAS_CORETYPE; unset it and OPENBLAS_L2_SIZE in the command
+      to measure the AVX-512 kernel.
+      """
+  )
+
+  @Option(name: .customLong("model"), help: "timm architecture names (repeatable).")
+  var models: [String] = ["vit_tiny_patch16_224", "vit_small_patch16_224"]
+
+  @Option(name: .customLong("batch"), help: "Batch sizes (repeatable).")
+  var batches: [Int] = [1, 8, 32]
+
+  @Option(name: .customLong("mode"), help: "inference and/or train_full (repeatable).")
+  var modes: [ViTBenchmark.Mode] = [.inference, .trainFull]
+
+  @Option(help: "Timed steps per row (median reported), after one warm-up step.")
+  var iterations = 3
+
+  @Option(help: "Python with torch and timm for the reference rows.")
+  var python: String?
+
+  @Flag(help: "Skip the PyTorch / onnxruntime reference.")
+  var noReference = false
+
+  @Flag(help: "Print one JSON object instead of a table.")
+  var json = false
+
+  struct Row: Codable {
+    var model: String
+    var batch: Int
+    var mode: String
+    var graftImgS: Double
+    var torchImgS: Double?
+    var onnxruntimeImgS: Double?
+    var graftPeakRSSMiB: Double
+    var torchPeakRSSMiB: Double?
+    var graftGflops: Double
+    var gemmGflops: Double
+
+    enum CodingKeys: String, CodingKey {
+      case model, batch, mode
+      case graftImgS = "graft_img_s"
+      case torchImgS = "torch_img_s"
+      case onnxruntimeImgS = "onnxruntime_img_s"
+      case graftPeakRSSMiB = "graft_peak_rss_mib"
+      case torchPeakRSSMiB = "torch_peak_rss_mib"
+      case graftGflops = "graft_gflops"
+      case gemmGflops = "gemm_gflops"
+    }
+
+    // Always write every key, null where a figure is missing.
+    func encode(to encoder: Encoder) throws {
+      var c = encoder.container(keyedBy: CodingKeys.self)
+      try c.encode(model, forKey: .model)
+      try c.encode(batch, forKey: .batch)
+      try c.encode(mode, forKey: .mode)
+      try c.encode(graftImgS, forKey: .graftImgS)
+      try c.encode(torchImgS, forKey: .torchImgS)
+      try c.encode(onnxruntimeImgS, forKey: .onnxruntimeImgS)
+      try c.encode(graftPeakRSSMiB, forKey: .graftPeakRSSMiB)
+      try c.encode(torchPeakRSSMiB, forKey: .torchPeakRSSMiB)
+      try c.encode(graftGflops, forKey: .graftGflops)
+      try c.encode(gemmGflops, forKey: .gemmGflops)
+    }
+  }
+
+  struct Report: Codable {
+    var openblasKernel: String
+    var rows: [Row]
+    enum CodingKeys: String, CodingKey {
+      case openblasKernel = "openblas_kernel"
+      case rows
+    }
+  }
+
+  func run() throws {
+    let python = resolvedPython()
+    var rows: [Row] = []
+    for model in models {
+      let config = try TimmArchitecture(model).config
+      let flops = ViTBenchmark.forwardFLOPs(config)
+      for batch in batches {
+        // The GEMM rate of the kernel in use, on this model's fc1 at this batch.
+        let tokens = config.gridSize.height * config.gridSize.width + config.prefixTokens
+        let gemm = OpsBenchmark.linearLayerGflops(
+          m: batch * tokens, n: config.mlpHidden, k: config.embedDim)
+        for mode in modes {
+          progress("\(model) batch \(batch) \(mode.rawValue): graft")
+          let graft: ViTBenchmark.Measurement = try runJSON(
+            executable: selfExecutable(),
+            arguments: [
+              "bench", "vit-row", "--model", model, "--batch", "\(batch)", "--mode", mode.rawValue,
+              "--iterations", "\(iterations)",
+            ])
+          var torch: TorchResult?
+          if !noReference, let python {
+            progress("\(model) batch \(batch) \(mode.rawValue): pytorch")
+            torch = try? runJSON(
+              executable: python,
+              arguments: [
+                referenceScript().path, "--model", model, "--batch", "\(batch)", "--mode",
+                mode.rawValue, "--iters", "\(iterations)", "--threads", "\(Parallel.threadCount)",
+              ] + (mode == .inference ? ["--onnxruntime"] : []))
+            if torch == nil { progress("  (the PyTorch reference failed; its figures are null)") }
+          }
+          // A training step is about 3× the forward FLOPs (forward + two backward GEMMs each).
+          let stepFlops = flops * (mode == .inference ? 1 : 3)
+          rows.append(
+            Row(
+              model: model, batch: batch, mode: mode.rawValue, graftImgS: graft.imagesPerSecond,
+              torchImgS: torch?.torchImgS, onnxruntimeImgS: torch?.onnxruntimeImgS,
+              graftPeakRSSMiB: graft.peakRSSMiB, torchPeakRSSMiB: torch?.torchPeakRSSMiB,
+              graftGflops: stepFlops * graft.imagesPerSecond / 1e9, gemmGflops: gemm))
+        }
+      }
+    }
+    let report = Report(openblasKernel: OpsBenchmark.openblasKernel, rows: rows)
+    if json {
+      let encoder = JSONEncoder()
+      encoder.outputFormatting = [.sortedKeys]
+      print(String(decoding: try encoder.encode(report), as: UTF8.self))
+    } else {
+      printTable(report)
+    }
+  }
+
+  struct TorchResult: Decodable {
+    var torchImgS: Double?
+    var torchPeakRSSMiB: Double?
+    var onnxruntimeImgS: Double?
+    enum CodingKeys: String, CodingKey {
+      case torchImgS = "torch_img_s"
+      case torchPeakRSSMiB = "torch_peak_rss_mib"
+      case onnxruntimeImgS = "onnxruntime_img_s"
+    }
+  }
+
+  func printTable(_ report: Report) {
+    print("OpenBLAS kernel: \(report.openblasKernel), threads: \(Parallel.threadCount)\n")
+    print(
+      "model                    batch  mode        graft img/s  torch img/s  ratio  ort img/s"
+        + "  ratio  GFLOP/s  ÷GEMM  graft MiB  torch MiB  ratio")
+    func r(_ a: Double?, _ b: Double?) -> String {
+      guard let a, let b, b > 0 else { return "-" }
+      return fmt(a / b, 2)
+    }
+    for row in report.rows {
+      print(
+        pad(row.model, 25) + pad("\(row.batch)", 6) + pad(row.mode, 12)
+          + pad(fmt(row.graftImgS, 1), 11, right: true)
+          + pad(row.torchImgS.map { fmt($0, 1) } ?? "-", 13, right: true)
+          + pad(r(row.graftImgS, row.torchImgS), 7, right: true)
+          + pad(row.onnxruntimeImgS.map { fmt($0, 1) } ?? "-", 11, right: true)
+          + pad(r(row.graftImgS, row.onnxruntimeImgS), 7, right: true)
+          + pad(fmt(row.graftGflops, 0), 9, right: true)
+          + pad(fmt(row.graftGflops / row.gemmGflops, 2), 7, right: true)
+          + pad(fmt(row.graftPeakRSSMiB, 0), 11, right: true)
+          + pad(row.torchPeakRSSMiB.map { fmt($0, 0) } ?? "-", 11, right: true)
+          + pad(r(row.graftPeakRSSMiB, row.torchPeakRSSMiB), 7, right: true))
+    }
+  }
+
+  func progress(_ line: String) {
+    if !json { FileHandle.standardError.write(Data("  \(line)\n".utf8)) }
+  }
+
+  func resolvedPython() -> String? {
+    if let python { return python }
+    let venv = repositoryRoot().appendingPathComponent("Tools/.venv/bin/python").path
+    if FileManager.default.isExecutableFile(atPath: venv) { return venv }
+    return "/usr/bin/env"
+  }
+
+  func referenceScript() -> URL {
+    repositoryRoot().appendingPathComponent("Tools/bench_vit_torch.py")
+  }
+}
+
+/// `graft bench vit-row`: one Graft row, printed as JSON (used by `graft bench vit`).
+struct BenchViTRow: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "vit-row", abstract: "One Graft row of `graft bench vit`, as JSON.",
+    shouldDisplay: false)
+
+  @Option var model: String
+  @Option var batch: Int
+  @Option var mode: ViTBenchmark.Mode
+  @Option var iterations = 3
+
+  func run() throws {
+    let m = try ViTBenchmark.measure(
+      architecture: model, batch: batch, mode: mode, iterations: iterations)
+    print(String(decoding: try JSONEncoder().encode(m), as: UTF8.self))
+  }
+}
+
+extension ViTBenchmark.Mode: ExpressibleByArgument {}
+
+/// The running executable (for re-running itself as a child process).
+func selfExecutable() -> String {
+  (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+    ?? CommandLine.arguments[0]
+}
+
+/// The repository the executable was built in (`.build/<config>/graft` → three levels up), or
+/// the working directory.
+func repositoryRoot() -> URL {
+  let exe = URL(fileURLWithPath: selfExecutable()).resolvingSymlinksInPath()
+  var dir = exe.deletingLastPathComponent()
+  for _ in 0..<4 {
+    if FileManager.default.fileExists(atPath: dir.appendingPathComponent("Package.swift").path) {
+      return dir
+    }
+    dir = dir.deletingLastPathComponent()
+  }
+  return URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
+}
+
+/// Runs a child process and decodes the last line of its standard output as JSON.
+func runJSON<T: Decodable>(executable: String, arguments: [String]) throws -> T {
+  let process = Process()
+  process.executableURL = URL(fileURLWithPath: executable)
+  process.arguments = executable == "/usr/bin/env" ? ["python3"] + arguments : arguments
+  let output = Pipe()
+  process.standardOutput = output
+  process.standardError = FileHandle.nullDevice
+  try process.run()
+  let data = output.fileHandleForReading.readDataToEndOfFile()
+  process.waitUntilExit()
+  guard process.terminationStatus == 0,
+    let line = String(decoding: data, as: UTF8.self).split(separator: "\n").last
+  else {
+    throw ValidationError(
+      "\(executable) \(arguments.joined(separator: " ")) failed (status \(process.terminationStatus))"
+    )
+  }
+  return try JSONDecoder().decode(T.self, from: Data(line.utf8))
+}
