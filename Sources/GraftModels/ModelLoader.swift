@@ -1,0 +1,349 @@
+import Foundation
+import GraftData
+
+// One entry point for every form a model can take on disk: a timm model folder (config.json +
+// model.safetensors), a Google JAX ViT checkpoint (.npz, architecture named by the caller), or
+// the name of a bundled model (a timm folder under a `Models/` directory). Everything the rest
+// of Graft needs comes back together: the network, the image preprocessing it expects and where
+// it came from.
+
+/// How a loaded model was stored.
+public enum ModelFormat: String, Sendable, Equatable {
+  /// A timm model folder: `config.json` and `model.safetensors`.
+  case timmFolder = "timm-folder"
+  /// A Google JAX/Flax ViT checkpoint (`.npz`) mapped to timm's names.
+  case googleNPZ = "google-npz"
+}
+
+/// A model reference that cannot be resolved or loaded; the description starts with the file
+/// or name concerned.
+public struct ModelLoadError: Error, CustomStringConvertible, Sendable {
+  /// The file, folder or name concerned.
+  public var path: String
+  /// The problem, in words (may span several lines).
+  public var message: String
+
+  /// Makes an error about `path`.
+  public init(path: String, message: String) {
+    self.path = path
+    self.message = message
+  }
+
+  /// `path: message`.
+  public var description: String { "\(path): \(message)" }
+}
+
+/// A model ready to run, with what is needed to feed it.
+public struct LoadedModel {
+  /// The network, its weights those of the checkpoint.
+  public var model: VisionTransformer
+  /// The resolved timm architecture (name, family, tag).
+  public var architecture: TimmArchitecture
+  /// The eval preprocessing for image files; nil when the model does not take 3-channel images.
+  ///
+  /// A timm folder's comes from its `pretrained_cfg`; an `.npz`'s from the architecture's
+  /// default (see `ModelLoader.defaultPreprocessing(for:)`). A fixed-size model always gets its
+  /// own `img_size` as the input size.
+  public var preprocessing: ImagePreprocessConfig?
+  /// The folder or `.npz` file the weights were read from.
+  public var source: URL
+  /// How the checkpoint was stored.
+  public var format: ModelFormat
+  /// The name to record with results: the bundled name when loaded by one, else the
+  /// architecture with its tag (`vit_small_patch16_224.augreg_in21k_ft_in1k`).
+  public var name: String
+  /// Things the loader decided that a user should know (a dropped head, a resampled position
+  /// table), one sentence each.
+  public var notes: [String]
+
+  /// Whether the model has a classifier head (and so produces logits).
+  public var hasHead: Bool { model.head != nil }
+}
+
+/// Loads a model from a folder, an `.npz` or a bundled name (`load(_:arch:searchPaths:)`).
+public enum ModelLoader {
+  /// Environment variable holding extra folders (separated by `:`) to search for bundled models.
+  public static let searchPathVariable = "GRAFT_MODELS"
+
+  /// Loads the model `reference` names:
+  ///
+  /// - an existing folder: a timm model folder (`config.json` + `model.safetensors`);
+  /// - an existing `.npz` file: a Google ViT checkpoint, whose architecture `arch` must name (a
+  ///   timm name such as `vit_base_patch16_224.augreg_in21k_ft_in1k`);
+  /// - otherwise a bare name (no `/`): the bundled model folder `<dir>/<name>/` in the first of
+  ///   `searchPaths` (by default `bundledModelDirectories()`) that has one.
+  ///
+  /// `arch` given with a folder must agree with its `config.json` (tags aside). Throws
+  /// `ModelLoadError` for a reference that names nothing (listing every place looked in), an
+  /// `.npz` without `arch` or whose shapes do not fit it; the loaders' own errors
+  /// (`TimmLoadError`, `NumpyArchiveError`, `GoogleViTCheckpointError`, `SafetensorsError`,
+  /// `StateDictError`) for malformed files. Every error names the file.
+  public static func load(_ reference: String, arch: String? = nil, searchPaths: [URL]? = nil)
+    throws -> LoadedModel
+  {
+    guard !reference.isEmpty else {
+      throw ModelLoadError(
+        path: "<model>", message: "empty model reference (give a folder, an .npz or a name)")
+    }
+    let fm = FileManager.default
+    var isDirectory: ObjCBool = false
+    if fm.fileExists(atPath: reference, isDirectory: &isDirectory) {
+      let url = URL(fileURLWithPath: reference)
+      return try loadExisting(url, isDirectory: isDirectory.boolValue, arch: arch)
+    }
+    let pathLike =
+      reference.contains("/") || reference.hasPrefix(".") || reference.hasPrefix("~")
+      || ["npz", "safetensors", "json", "npy"].contains(
+        (reference as NSString).pathExtension.lowercased())
+    if pathLike {
+      throw ModelLoadError(
+        path: URL(fileURLWithPath: reference).path, message: "no such file or folder")
+    }
+    let directories = searchPaths ?? bundledModelDirectories()
+    for directory in directories {
+      let candidate = directory.appendingPathComponent(reference)
+      var isDir: ObjCBool = false
+      guard fm.fileExists(atPath: candidate.path, isDirectory: &isDir), isDir.boolValue else {
+        continue
+      }
+      var loaded = try loadExisting(candidate, isDirectory: true, arch: arch)
+      loaded.name = reference
+      return loaded
+    }
+    var lines = [
+      "not a file or folder (no \(URL(fileURLWithPath: reference).path)) nor a bundled model; "
+        + "looked in:"
+    ]
+    if directories.isEmpty {
+      lines.append("  (no model directories: set \(searchPathVariable) to a folder of models)")
+    } else {
+      lines += directories.map { "  \($0.appendingPathComponent(reference).path)/" }
+      lines.append("(add folders with \(searchPathVariable)=dir1:dir2)")
+    }
+    throw ModelLoadError(path: reference, message: lines.joined(separator: "\n"))
+  }
+
+  /// Where bundled models are looked for, in order: each folder of `GRAFT_MODELS`
+  /// (`:`-separated), then `Models/` in the repository holding the executable (the nearest
+  /// folder above it with a `Package.swift`).
+  public static func bundledModelDirectories(
+    environment: [String: String] = ProcessInfo.processInfo.environment,
+    executable: URL? = Bundle.main.executableURL
+  ) -> [URL] {
+    var out: [URL] = []
+    if let list = environment[searchPathVariable] {
+      for entry in list.split(separator: ":") where !entry.isEmpty {
+        out.append(URL(fileURLWithPath: String(entry), isDirectory: true).standardizedFileURL)
+      }
+    }
+    if let executable {
+      var dir = executable.resolvingSymlinksInPath().deletingLastPathComponent()
+      while true {
+        if FileManager.default.fileExists(atPath: dir.appendingPathComponent("Package.swift").path)
+        {
+          out.append(dir.appendingPathComponent("Models", isDirectory: true))
+          break
+        }
+        let parent = dir.deletingLastPathComponent()
+        if parent.path == dir.path || dir.path == "/" { break }
+        dir = parent
+      }
+    }
+    return out
+  }
+
+  // MARK: timm folders
+
+  /// Loads a timm model folder; the preprocessing is its `pretrained_cfg`'s.
+  public static func loadFolder(_ folder: URL) throws -> LoadedModel {
+    let timm = try TimmModelFolder.load(folder)
+    let configURL = folder.appendingPathComponent("config.json")
+    var preprocessing: ImagePreprocessConfig? = nil
+    var notes: [String] = []
+    let c = timm.model.config
+    if c.inChans == 3 {
+      do {
+        var p = try ImagePreprocessConfig(pretrainedCfg: timm.pretrainedCfg.raw.mapValues(plain))
+        let size = [3, c.imgSize.height, c.imgSize.width]
+        if !c.dynamicImgSize && p.inputSize != size {
+          notes.append(
+            "pretrained_cfg.input_size \(p.inputSize) differs from the model's fixed img_size "
+              + "\(c.imgSize); images are prepared at \(c.imgSize)")
+          p.inputSize = size
+        }
+        preprocessing = p
+      } catch let e as ImagePreprocessConfigError {
+        throw ModelLoadError(path: configURL.path, message: "pretrained_cfg: \(e.message)")
+      }
+    }
+    var name = timm.architecture.name
+    if let tag = timm.architecture.tag { name += "." + tag }
+    return LoadedModel(
+      model: timm.model, architecture: timm.architecture, preprocessing: preprocessing,
+      source: folder, format: .timmFolder, name: name, notes: notes)
+  }
+
+  // MARK: Google .npz checkpoints
+
+  /// Loads a Google ViT checkpoint as the timm architecture named `arch` (see
+  /// `loadNumpy(_:architecture:)`).
+  public static func loadNumpy(_ url: URL, arch: String) throws -> LoadedModel {
+    let architecture: TimmArchitecture
+    do {
+      architecture = try TimmArchitecture(arch)
+    } catch let e as UnknownArchitectureError {
+      throw ModelLoadError(path: url.path, message: "--arch: \(e.description)")
+    }
+    return try loadNumpy(url, architecture: architecture)
+  }
+
+  /// Loads a Google ViT checkpoint into `architecture.config` (which a caller may have adjusted).
+  ///
+  /// The checkpoint decides what a name cannot: the classifier size (its `head`, or none). The
+  /// architecture decides the input size: a position table laid out for another patch grid is
+  /// resampled to it (bilinear, as timm's `_load_weights`). Width, depth, heads, MLP width,
+  /// patch size, channels and class token must agree, else `ModelLoadError` names both sides.
+  /// A checkpoint with a `pre_logits` layer (Google's in21k releases) loads without its head:
+  /// that head reads the missing layer's output (timm loads it anyway and its logits are
+  /// meaningless). Only the ViT and DeiT families fit these checkpoints; MAP (attention-pool)
+  /// heads are not supported. Preprocessing: `defaultPreprocessing(for:)`.
+  public static func loadNumpy(_ url: URL, architecture: TimmArchitecture) throws -> LoadedModel {
+    let path = url.path
+    func fail(_ message: String) -> ModelLoadError { ModelLoadError(path: path, message: message) }
+    let fullName = architecture.name + (architecture.tag.map { "." + $0 } ?? "")
+    guard architecture.family == .vit || architecture.family == .deit else {
+      throw fail(
+        "architecture '\(fullName)' (\(architecture.family.rawValue)) does not fit a Google ViT "
+          + "checkpoint; use a vit_* (or deit_*) name")
+    }
+    let archive = try NumpyArchive(contentsOf: url)
+    let found = try GoogleViTCheckpoint.inferredArchitecture(archive)
+    if found.hasMAPHead {
+      throw fail(
+        "the checkpoint pools with a MAP (attention-pool) head, which Graft's VisionTransformer "
+          + "does not implement")
+    }
+    var c = architecture.config
+    try checkFits(found, c, fullName, fail)
+
+    var notes: [String] = []
+    c.numClasses = found.numClasses
+    if let width = found.representationSize, found.numClasses > 0 {
+      c.numClasses = 0
+      notes.append(
+        "the checkpoint's \(found.numClasses)-class head follows a pre_logits layer (width "
+          + "\(width)) that timm's ViT does not have; it is left out (features only)")
+    }
+    let grid = GoogleViTCheckpoint.Size(height: c.gridSize.height, width: c.gridSize.width)
+    if grid != found.positionGrid {
+      notes.append(
+        "position table resampled from a \(found.positionGrid) to a \(grid) patch grid "
+          + "(img_size \(c.imgSize))")
+    }
+    let weights = try GoogleViTCheckpoint.timmStateDict(
+      from: archive, target: .init(gridSize: grid, numClasses: c.numClasses))
+    let model = try VisionTransformer(config: c, weights: weights, source: path)
+    return LoadedModel(
+      model: model, architecture: architecture,
+      preprocessing: c.inChans == 3 ? defaultPreprocessing(for: architecture) : nil,
+      source: url, format: .googleNPZ, name: fullName, notes: notes)
+  }
+
+  /// The eval preprocessing timm's default `pretrained_cfg` gives an architecture, for
+  /// checkpoints that carry none: input size the architecture's `img_size`, bicubic, centre
+  /// crop, crop_pct 0.9 up to 224 pixels and 1.0 above (as timm's 384-pixel configs), mean and
+  /// std 0.5 (Inception) for the ViT family and ImageNet's for the others.
+  public static func defaultPreprocessing(for architecture: TimmArchitecture)
+    -> ImagePreprocessConfig
+  {
+    let size = architecture.config.imgSize
+    let inception = architecture.family == .vit
+    return ImagePreprocessConfig(
+      inputSize: [3, size.height, size.width], interpolation: .bicubic,
+      cropPct: Swift.max(size.height, size.width) > 224 ? 1.0 : 0.9, cropMode: .center,
+      mean: inception ? [0.5, 0.5, 0.5] : ImagePreprocessConfig.imagenetMean,
+      std: inception ? [0.5, 0.5, 0.5] : ImagePreprocessConfig.imagenetStd)
+  }
+
+  // MARK: Helpers
+
+  private static func loadExisting(_ url: URL, isDirectory: Bool, arch: String?) throws
+    -> LoadedModel
+  {
+    if isDirectory {
+      let loaded = try loadFolder(url)
+      if let arch {
+        guard let wanted = try? TimmArchitecture(arch) else {
+          throw ModelLoadError(
+            path: url.path, message: "--arch '\(arch)' is not a timm name Graft knows")
+        }
+        guard wanted.name == loaded.architecture.name else {
+          throw ModelLoadError(
+            path: url.appendingPathComponent("config.json").path,
+            message:
+              "the folder's architecture is '\(loaded.architecture.name)', not --arch "
+              + "'\(arch)' (--arch is for .npz checkpoints, which have no config)")
+        }
+      }
+      return loaded
+    }
+    switch url.pathExtension.lowercased() {
+    case "npz":
+      guard let arch else {
+        throw ModelLoadError(
+          path: url.path,
+          message:
+            "an .npz checkpoint has no config: name its timm architecture with --arch "
+            + "(for example --arch vit_base_patch16_224.augreg_in21k_ft_in1k)")
+      }
+      return try loadNumpy(url, arch: arch)
+    case "safetensors":
+      throw ModelLoadError(
+        path: url.path,
+        message:
+          "a bare .safetensors has no config; give the timm model folder that holds it and "
+          + "its config.json")
+    default:
+      throw ModelLoadError(
+        path: url.path,
+        message:
+          "not a model: expected a timm model folder (config.json + model.safetensors) "
+          + "or a Google ViT .npz checkpoint")
+    }
+  }
+
+  /// Throws unless the checkpoint's shapes are those of `c`.
+  private static func checkFits(
+    _ found: GoogleViTCheckpoint.Architecture, _ c: ViTConfig, _ name: String,
+    _ fail: (String) -> ModelLoadError
+  ) throws {
+    var problems: [String] = []
+    func compare(_ what: String, _ checkpoint: String, _ arch: String) {
+      if checkpoint != arch { problems.append("\(what) \(checkpoint) vs \(arch)") }
+    }
+    compare("width", "\(found.width)", "\(c.embedDim)")
+    compare("depth", "\(found.depth)", "\(c.depth)")
+    if let heads = found.heads { compare("heads", "\(heads)", "\(c.numHeads)") }
+    compare("MLP width", "\(found.mlpDim)", "\(c.mlpHidden)")
+    compare("patch", "\(found.patchSize)", "\(c.patchSize)")
+    compare("input channels", "\(found.inChannels)", "\(c.inChans)")
+    compare("class token", found.hasClassToken ? "yes" : "no", c.classToken ? "yes" : "no")
+    guard problems.isEmpty else {
+      throw fail(
+        "the checkpoint does not fit --arch '\(name)' (checkpoint vs architecture): "
+          + problems.joined(separator: ", "))
+    }
+  }
+
+  /// A JSON value as `JSONSerialization` would return it.
+  private static func plain(_ v: JSONValue) -> Any {
+    switch v {
+    case .null: NSNull()
+    case .bool(let b): b
+    case .number(let n): n
+    case .string(let s): s
+    case .array(let a): a.map(plain)
+    case .object(let o): o.mapValues(plain)
+    }
+  }
+}

@@ -1,0 +1,62 @@
+import ArgumentParser
+import Foundation
+import GraftModels
+
+/// `graft embed`: features (and logits) of images or pixels with a frozen model.
+struct Embed: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Save a frozen model's features (and logits) for images or a pixel tensor.",
+    discussion: """
+      --model takes a timm model folder (config.json + model.safetensors), a Google ViT .npz \
+      checkpoint (name its timm architecture with --arch, for example \
+      vit_base_patch16_224.augreg_in21k_ft_in1k), or the name of a bundled model (looked up \
+      in the folders of $GRAFT_MODELS, then in Models/ of the repository).
+
+      Inputs are image files (PNG, JPEG, PPM/PGM), each preprocessed with the model's eval \
+      transform, or one .safetensors file whose 'pixels' tensor [B, 3, H, W] is used as it is.
+
+      The output holds 'features' [B, D] (final norm, then the model's pooling) and, when the \
+      model has a head, 'logits' [B, C]. It is written atomically: on any error an existing \
+      file is left as it was.
+      """
+  )
+
+  @Option(help: "Model folder, .npz checkpoint or bundled model name.")
+  var model: String
+
+  @Option(help: "timm architecture of an .npz checkpoint.")
+  var arch: String?
+
+  @Option(name: .shortAndLong, help: "Output .safetensors file.")
+  var output: String
+
+  @Option(help: "Samples per forward pass.")
+  var batchSize = Embedding.defaultBatchSize
+
+  @Flag(help: "No progress messages.")
+  var quiet = false
+
+  @Argument(help: "Image files, or one .safetensors with a 'pixels' tensor.")
+  var inputs: [String] = []
+
+  func validate() throws {
+    guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
+    guard !inputs.isEmpty else {
+      throw ValidationError("give image files or one .safetensors of pixels")
+    }
+  }
+
+  func run() throws {
+    let stderr = FileHandle.standardError
+    let summary = try Embedding.run(
+      model: model, arch: arch, inputs: inputs, output: output, batchSize: batchSize
+    ) { done, total in
+      if !quiet { stderr.write(Data("\r  embedded \(done)/\(total)".utf8)) }
+    }
+    if !quiet { stderr.write(Data("\n".utf8)) }
+    for note in summary.notes { stderr.write(Data("note: \(note)\n".utf8)) }
+    var line = "\(summary.output.path): features \(summary.featureShape)"
+    if let logits = summary.logitsShape { line += ", logits \(logits)" }
+    print(line + " (\(summary.model))")
+  }
+}
