@@ -21,9 +21,12 @@ let package = Package(
     .library(name: "GraftNN", targets: ["GraftNN"]),
     .library(name: "GraftData", targets: ["GraftData"]),
     .library(name: "GraftModels", targets: ["GraftModels"]),
+    .library(name: "GraftTuning", targets: ["GraftTuning"]),
+    .library(name: "GraftTasks", targets: ["GraftTasks"]),
   ],
   dependencies: [
-    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
   ],
   targets: [
     .systemLibrary(
@@ -63,10 +66,20 @@ let package = Package(
       dependencies: ["GraftNN", "GraftData", "CZlib"],
       swiftSettings: numericSettings
     ),
+    .target(
+      name: "GraftTuning",
+      dependencies: ["GraftModels"],
+      swiftSettings: numericSettings
+    ),
+    .target(
+      name: "GraftTasks",
+      dependencies: ["GraftTuning", "GraftData", .product(name: "Yams", package: "Yams")],
+      swiftSettings: numericSettings
+    ),
     .executableTarget(
       name: "graft",
       dependencies: [
-        "GraftTensor", "GraftNN", "GraftData", "GraftModels", "CBLAS",
+        "GraftTensor", "GraftNN", "GraftData", "GraftModels", "GraftTuning", "GraftTasks", "CBLAS",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
@@ -83,5 +96,7 @@ let package = Package(
       name: "GraftModelsTests", dependencies: ["GraftModels", "GraftData"],
       resources: [.copy("Fixtures")]
     ),
+    .testTarget(name: "GraftTuningTests", dependencies: ["GraftTuning"]),
+    .testTarget(name: "GraftTasksTests", dependencies: ["GraftTasks"]),
   ]
 )

@@ -1,0 +1,2 @@
+@_exported import GraftData
+@_exported import GraftTuning
