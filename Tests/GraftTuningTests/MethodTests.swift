@@ -1,0 +1,232 @@
+import XCTest
+
+@testable import GraftTuning
+
+/// A tiny ViT with random weights standing in for a frozen pretrained backbone:
+/// 8×8 RGB input, 4×4 patches (4 patches + class token), D = 16, 2 blocks, 2 heads, MLP 64.
+func tinyBackbone(seed: UInt64 = 1, classes: Int = 3, globalPool: GlobalPool = .token)
+  -> VisionTransformer
+{
+  var config = ViTConfig(
+    imgSize: 8, patchSize: 4, embedDim: 16, depth: 2, numHeads: 2, numClasses: classes)
+  config.globalPool = globalPool
+  var rng = RandomGenerator(seed: seed)
+  return try! VisionTransformer(config: config, generator: &rng)
+}
+
+func tinyInput(batch: Int = 2, seed: UInt64 = 5) -> Tensor {
+  var rng = RandomGenerator(seed: seed)
+  return Tensor.randn([batch, 3, 8, 8], generator: &rng)
+}
+
+func makeMethod(
+  _ name: String, backbone: VisionTransformer, classes: Int = 4, options: [String: String] = [:],
+  seed: UInt64 = 3
+) throws -> TuningMethod {
+  var rng = RandomGenerator(seed: seed)
+  return try MethodRegistry.make(
+    name, backbone: backbone, classes: classes, options: options, generator: &rng)
+}
+
+final class MethodTests: XCTestCase {
+  // Sizes of the tiny backbone: D, depth L, MLP hidden H, classes C, patch area, channels.
+  let d = 16
+  let l = 2
+  let h = 64
+  let c = 4
+
+  var head: Int { d * c + c }
+
+  /// Every parameter of the tiny backbone except its own head, written out by layer.
+  var backboneTotal: Int {
+    let embed = 1 * d + 5 * d + (d * 3 * 16 + d)  // cls, pos (5 tokens), patch proj
+    let block = 2 * d + (d * 3 * d + 3 * d) + (d * d + d) + 2 * d + (d * h + h) + (h * d + d)
+    return embed + l * block + 2 * d  // final norm
+  }
+
+  func testTrainableCountsMatchClosedForms() throws {
+    let expected: [(String, [String: String], Int)] = [
+      ("linear", [:], head),
+      ("full", [:], backboneTotal + head),
+      // Biases: patch proj D, per block norm1 D, qkv 3D, proj D, norm2 D, fc1 H, fc2 D; norm D.
+      ("bitfit", [:], d + l * (d + 3 * d + d + d + h + d) + d + head),
+      // LayerNorms: per block 2·(D + D), final norm D + D.
+      ("ln-tune", [:], l * 4 * d + 2 * d + head),
+      ("vpt-shallow", ["prompt_length": "3"], 3 * d + head),
+      ("vpt-deep", ["prompt_length": "3"], l * 3 * d + head),
+      // With a projection of width 5: prompts in width 5 plus a 5 → D Linear.
+      ("vpt-deep", ["prompt_length": "3", "project": "5"], l * 3 * 5 + (5 * d + d) + head),
+      // q and v: per block 2·(r·D + D·r).
+      ("lora", ["rank": "2"], l * 2 * (2 * d + d * 2) + head),
+      (
+        "lora", ["rank": "2", "targets": "qkv,fc1"],
+        l * ((2 * d + 3 * d * 2) + (2 * d + h * 2)) + head
+      ),
+      // Per block: down D·b + b, up b·D + D.
+      ("adapter", ["bottleneck": "3"], l * (d * 3 + 3 + 3 * d + d) + head),
+    ]
+    for (name, options, count) in expected {
+      let method = try makeMethod(name, backbone: tinyBackbone(), classes: c, options: options)
+      XCTAssertEqual(method.trainableCount, count, "\(name) \(options)")
+      XCTAssertEqual(method.backboneCount, backboneTotal)
+      // Checkpoint names live under the method's prefix.
+      for (n, _) in method.trainableTensors() {
+        XCTAssertTrue(n.hasPrefix(method.prefix + "."), n)
+      }
+    }
+  }
+
+  func testFrozenTensorsStayBitIdenticalAfterSteps() throws {
+    for name in MethodRegistry.names where name != "full" {
+      let backbone = tinyBackbone()
+      let before = backbone.namedParameters().map { ($0.name, $0.tensor.scalars) }
+      let method = try makeMethod(name, backbone: backbone, classes: c)
+      let trainedNames = Set(
+        method.trainableTensors().map { $0.name }.filter { $0.contains(".backbone.") }
+          .map { String($0.split(separator: ".", maxSplits: 2)[2]) })
+      let optimizer = AdamW(parameters: method.trainableTensors(), lr: 0.05)
+      method.setTraining(true)
+      for step in 0..<3 {
+        let loss = method(tinyInput(batch: 4, seed: UInt64(step))).crossEntropy(targets: [
+          0, 1, 2, 3,
+        ])
+        loss.backward()
+        optimizer.step()
+        optimizer.zeroGrad()
+      }
+      var changedTrainable = false
+      for ((n, old), (_, t)) in zip(before, backbone.namedParameters()) {
+        if trainedNames.contains(n) {
+          if old != t.scalars { changedTrainable = true }
+        } else {
+          XCTAssertEqual(old, t.scalars, "\(name): frozen \(n) changed")
+        }
+      }
+      if !trainedNames.isEmpty { XCTAssertTrue(changedTrainable, name) }
+      XCTAssertNil(backbone.blocks[0].attn.qkv.weight.grad)
+    }
+  }
+
+  func testGradientsMatchFiniteDifferences() throws {
+    let x = tinyInput(batch: 2)
+    for name in MethodRegistry.names {
+      let backbone = tinyBackbone()
+      let all = ["rank": "2", "bottleneck": "3", "prompt_length": "2"]
+      let keys = Set(try MethodRegistry.descriptor(name).options.map(\.key))
+      let method = try makeMethod(
+        name, backbone: backbone, classes: 3, options: all.filter { keys.contains($0.key) })
+      method.setTraining(false)
+      // Zero-initialised up projections make the other factor's gradient vanish: give them
+      // values so both are checked.
+      var rng = RandomGenerator(seed: 11)
+      for (n, t) in method.trainableTensors() where n.hasSuffix("lora_B") || n.contains(".up.") {
+        t.assign(Tensor.randn(t.shape, std: 0.5, generator: &rng))
+      }
+      // For full fine-tuning, a few representative backbone tensors (all of them would be slow).
+      var params = method.trainableTensors()
+      if name == "full" {
+        params = params.filter {
+          $0.name.hasSuffix("blocks.0.norm1.weight") || $0.name.hasSuffix("blocks.1.attn.qkv.bias")
+            || $0.name.hasSuffix("pos_embed") || $0.name.hasPrefix("full.head")
+        }
+        XCTAssertEqual(params.count, 5)
+      }
+      // ReLU has a kink at 0: probe the adapter with a smaller step.
+      let eps: Float = name == "adapter" ? 1e-3 : 3e-3
+      let check = GradientCheck.run(params.map(\.tensor), epsilon: eps, atol: 3e-3, rtol: 3e-2) {
+        _ in
+        method(x)
+      }
+      XCTAssertTrue(check.passed, "\(name): \(check.summary)")
+    }
+  }
+
+  func testCheckpointRoundTripGivesIdenticalLogits() throws {
+    let x = tinyInput(batch: 3)
+    for name in MethodRegistry.names {
+      let trained = try makeMethod(name, backbone: tinyBackbone(), classes: c, seed: 3)
+      // Perturb every trainable tensor so the round trip carries real values.
+      var rng = RandomGenerator(seed: 21)
+      for (_, t) in trained.trainableTensors() {
+        t.assign(t + Tensor.randn(t.shape, std: 0.1, generator: &rng))
+      }
+      let state = trained.trainableState()
+      let fresh = try makeMethod(name, backbone: tinyBackbone(), classes: c, seed: 99)
+      try fresh.loadTrainableState(state)
+      trained.setTraining(false)
+      fresh.setTraining(false)
+      let a = withNoGrad { trained(x) }
+      let b = withNoGrad { fresh(x) }
+      XCTAssertEqual(a.scalars, b.scalars, name)
+    }
+  }
+
+  func testLinearProbeKeepsNoBackboneActivations() throws {
+    let x = tinyInput(batch: 4)
+    let linear = try makeMethod("linear", backbone: tinyBackbone(), classes: c)
+    let base = TapeStats.savedBytes
+    let logits = linear(x)
+    // Only the head's input may be saved (for its weight gradient): [B, D] floats.
+    XCTAssertLessThanOrEqual(TapeStats.savedBytes - base, 4 * d * 4)
+    let vpt = try makeMethod("vpt-shallow", backbone: tinyBackbone(), classes: c)
+    let base2 = TapeStats.savedBytes
+    let logits2 = vpt(x)
+    XCTAssertGreaterThan(TapeStats.savedBytes - base2, 20 * 4 * d * 4)
+    _ = (logits, logits2)
+  }
+
+  func testLoRAMergedMatchesUnmerged() throws {
+    for targets in ["q,v", "qkv,proj,fc1,fc2", "k"] {
+      let lora =
+        try makeMethod(
+          "lora", backbone: tinyBackbone(), classes: c, options: ["rank": "2", "targets": targets])
+        as! LoRA
+      var rng = RandomGenerator(seed: 4)
+      for (n, t) in lora.trainableTensors() where n.hasSuffix("lora_B") {
+        t.assign(Tensor.randn(t.shape, std: 0.3, generator: &rng))
+      }
+      lora.setTraining(false)
+      let x = tinyInput(batch: 3)
+      let plain = withNoGrad { lora.backbone(x) }
+      let unmerged = withNoGrad { lora(x) }
+      lora.merge()
+      let merged = withNoGrad { lora(x) }
+      XCTAssertNotEqual(withNoGrad { lora.backbone(x) }.scalars, plain.scalars)
+      for (a, b) in zip(unmerged.scalars, merged.scalars) { XCTAssertEqual(a, b, accuracy: 1e-4) }
+    }
+  }
+
+  func testVPTInsertsPromptsAfterTheClassToken() throws {
+    let backbone = tinyBackbone(globalPool: .avg)
+    let vpt = try makeMethod(
+      "vpt-deep", backbone: backbone, classes: c, options: ["prompt_length": "3"])
+    let out = withNoGrad { backbone.forward(tinyInput(), hooks: vpt, hiddenStates: true) }
+    XCTAssertEqual(out.tokens.shape, [2, 1 + 3 + 4, d])
+    XCTAssertEqual(out.prefixTokenCount, 4)
+    // VPT's head bias: −log((1 − 0.01) / 0.01).
+    XCTAssertEqual(vpt.head.bias!.scalars[0], -4.59512, accuracy: 1e-4)
+    // Prompts lie in U(±√(6 / (3·4·4 + 16))) = U(±0.306).
+    let p = (vpt as! VisualPromptTuning).promptEmbeddings.scalars
+    XCTAssertLessThanOrEqual(p.map(abs).max()!, (6.0 / 64.0).squareRoot())
+  }
+
+  func testBadInputIsAClearError() {
+    XCTAssertThrowsError(try makeMethod("prompt", backbone: tinyBackbone())) { e in
+      XCTAssertTrue("\(e)".contains("unknown method 'prompt'"), "\(e)")
+    }
+    XCTAssertThrowsError(try makeMethod("lora", backbone: tinyBackbone(), options: ["rnak": "4"])) {
+      XCTAssertTrue("\($0)".contains("no option 'rnak'"), "\($0)")
+    }
+    XCTAssertThrowsError(try makeMethod("lora", backbone: tinyBackbone(), options: ["rank": "x"])) {
+      XCTAssertTrue("\($0)".contains("method.rank"), "\($0)")
+    }
+    XCTAssertThrowsError(
+      try makeMethod("lora", backbone: tinyBackbone(), options: ["targets": "q,zz"]))
+    XCTAssertThrowsError(try makeMethod("linear", backbone: tinyBackbone(), options: ["rank": "4"]))
+    let a = try! makeMethod("lora", backbone: tinyBackbone(), options: ["rank": "2"])
+    let b = try! makeMethod("lora", backbone: tinyBackbone(), options: ["rank": "4"])
+    XCTAssertThrowsError(try b.loadTrainableState(a.trainableState())) {
+      XCTAssertTrue("\($0)".contains("mis-shaped"), "\($0)")
+    }
+  }
+}
