@@ -1,0 +1,125 @@
+import Foundation
+
+/// `adapter_config.json`: what a run folder needs to rebuild its method on its backbone.
+public struct AdapterConfig: Codable, Equatable, Sendable {
+  /// Method name (`lora`).
+  public var method: String
+  /// Version of this folder's layout.
+  public var formatVersion: Int
+  /// Graft's version at training time.
+  public var graftVersion: String
+  /// How to load the backbone: an absolute folder or `.npz` path, or a bundled name.
+  public var baseModel: String
+  /// The backbone's timm architecture.
+  public var baseModelArchitecture: String
+  /// `fnv1a64:…` of the backbone's weights file; a backbone whose hash differs is refused.
+  public var baseModelHash: String
+  /// Classes of the head.
+  public var numClasses: Int
+  /// Their names.
+  public var classNames: [String]
+  /// The method's options (`method.*`), defaults filled in.
+  public var hyperparameters: [String: String]
+  /// Image preprocessing used in training and evaluation.
+  public var preprocessing: ImagePreprocessConfig
+  /// Batch size of evaluation (kept so logits are reproduced with the same GEMM shapes).
+  public var evalBatchSize: Int
+
+  /// The current layout version.
+  public static let currentFormat = 1
+
+  enum CodingKeys: String, CodingKey {
+    case method
+    case formatVersion = "format_version"
+    case graftVersion = "graft_version"
+    case baseModel = "base_model_name_or_path"
+    case baseModelArchitecture = "base_model_architecture"
+    case baseModelHash = "base_model_hash"
+    case numClasses = "num_classes"
+    case classNames = "class_names"
+    case hyperparameters
+    case preprocessing
+    case evalBatchSize = "eval_batch_size"
+  }
+}
+
+/// A method rebuilt from a run folder, on its backbone.
+public struct LoadedAdapter {
+  /// The method with its trained tensors.
+  public var method: TuningMethod
+  /// The folder's configuration.
+  public var config: AdapterConfig
+  /// The backbone it sits on.
+  public var backbone: TuneBackbone
+}
+
+/// Run folders as PEFT lays them out: `adapter_config.json` and `adapter_model.safetensors`
+/// (only the trainable tensors, named under the method's prefix).
+public enum AdapterCheckpoint {
+  /// The configuration file's name.
+  public static let configFile = "adapter_config.json"
+  /// The tensors file's name.
+  public static let weightsFile = "adapter_model.safetensors"
+
+  /// Writes `config` (atomically).
+  public static func writeConfig(_ config: AdapterConfig, to folder: URL) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    try AtomicFile.write(
+      encoder.encode(config) + Data("\n".utf8), to: folder.appendingPathComponent(configFile))
+  }
+
+  /// Writes `method`'s trainable tensors (atomically) as `file` (by default the adapter file).
+  public static func writeWeights(
+    _ method: TuningMethod, to folder: URL, file: String = weightsFile
+  ) throws {
+    try Safetensors.write(
+      method.trainableState(), metadata: ["format": "pt", "method": method.name],
+      to: folder.appendingPathComponent(file))
+  }
+
+  /// Reads `adapter_config.json` of `folder`.
+  public static func readConfig(_ folder: URL) throws -> AdapterConfig {
+    let url = folder.appendingPathComponent(configFile)
+    guard FileManager.default.fileExists(atPath: url.path) else {
+      throw TuningError("\(folder.path): no \(configFile) (not a graft tune run folder)")
+    }
+    do {
+      let config = try JSONDecoder().decode(AdapterConfig.self, from: Data(contentsOf: url))
+      guard config.formatVersion <= AdapterConfig.currentFormat else {
+        throw TuningError(
+          "\(url.path): format_version \(config.formatVersion) is newer than this graft reads")
+      }
+      return config
+    } catch let e as TuningError {
+      throw e
+    } catch {
+      throw TuningError("\(url.path): \(error)")
+    }
+  }
+
+  /// Loads the run in `folder`: its backbone (`backbone` if given, else loaded by the recorded
+  /// reference), refused when the weights hash differs; the method rebuilt with the recorded
+  /// options; its tensors loaded (every name and shape checked).
+  public static func load(_ folder: URL, backbone given: TuneBackbone? = nil) throws
+    -> LoadedAdapter
+  {
+    let config = try readConfig(folder)
+    let backbone = try given ?? TuneBackbone.load(config.baseModel)
+    guard backbone.weightsHash == config.baseModelHash else {
+      throw TuningError(
+        "\(folder.path): the adapter was trained on backbone '\(config.baseModel)' with weights "
+          + "\(config.baseModelHash), but the backbone given has \(backbone.weightsHash) "
+          + "(\(backbone.reference)); refusing a different backbone")
+    }
+    var generator = RandomGenerator(seed: 0)
+    let method = try MethodRegistry.make(
+      config.method, backbone: backbone.model, classes: config.numClasses,
+      options: config.hyperparameters, generator: &generator)
+    let url = folder.appendingPathComponent(weightsFile)
+    let state = try SafetensorsFile(contentsOf: url).tensors()
+    try method.loadTrainableState(state, source: url.path)
+    method.setTraining(false)
+    return LoadedAdapter(method: method, config: config, backbone: backbone)
+  }
+}

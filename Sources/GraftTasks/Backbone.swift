@@ -1,0 +1,65 @@
+import Foundation
+
+/// A frozen backbone with what a run records about it: the reference it was loaded by, its
+/// architecture, the hash of its weights and its eval preprocessing.
+public struct TuneBackbone {
+  /// The network.
+  public var model: VisionTransformer
+  /// How to load it again: a folder path (absolute), an `.npz` path or a bundled name.
+  public var reference: String
+  /// timm architecture (with tag).
+  public var architecture: String
+  /// `fnv1a64:…` of the weights file (or of the tensors, for a model built in memory).
+  public var weightsHash: String
+  /// The image preprocessing the model expects.
+  public var preprocessing: ImagePreprocessConfig
+
+  /// A backbone from parts (a model built in memory, in tests).
+  public init(
+    model: VisionTransformer, reference: String, architecture: String, weightsHash: String,
+    preprocessing: ImagePreprocessConfig
+  ) {
+    self.model = model
+    self.reference = reference
+    self.architecture = architecture
+    self.weightsHash = weightsHash
+    self.preprocessing = preprocessing
+  }
+
+  /// A model built in memory, hashed over its tensors; preprocessing fits its input size with
+  /// no crop and mean/std 0.5.
+  public init(inMemory model: VisionTransformer, name: String) {
+    let c = model.config
+    self.init(
+      model: model, reference: name, architecture: name,
+      weightsHash: FNV1a64.tensors(model.namedParameters()),
+      preprocessing: ImagePreprocessConfig(
+        inputSize: [3, c.imgSize.height, c.imgSize.width], interpolation: .bilinear, cropPct: 1,
+        mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5]))
+  }
+
+  /// Loads `reference` with `ModelLoader` (`arch` for an `.npz`) and hashes its weights file
+  /// (`model.safetensors` of a folder, or the `.npz`).
+  public static func load(_ reference: String, arch: String? = nil) throws -> TuneBackbone {
+    let loaded = try ModelLoader.load(reference, arch: arch)
+    guard let preprocessing = loaded.preprocessing else {
+      throw ModelLoadError(path: reference, message: "the model does not take RGB images")
+    }
+    let weights =
+      loaded.format == .timmFolder
+      ? loaded.source.appendingPathComponent("model.safetensors") : loaded.source
+    // A path is recorded absolute, so the checkpoint finds it from any folder.
+    let isPath = FileManager.default.fileExists(atPath: reference)
+    return TuneBackbone(
+      model: loaded.model,
+      reference: isPath ? URL(fileURLWithPath: reference).standardizedFileURL.path : reference,
+      architecture: loaded.name, weightsHash: try FNV1a64.file(weights),
+      preprocessing: preprocessing)
+  }
+
+  /// The eval transform as a loader transform.
+  public var transform: SampleTransform {
+    let t = EvalTransform(config: preprocessing)
+    return { image, _ in t(image) }
+  }
+}

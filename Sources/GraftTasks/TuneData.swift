@@ -1,0 +1,161 @@
+import Foundation
+
+/// The train, validation and test splits of a classification task.
+public struct TuneData: Sendable {
+  /// Training samples.
+  public var train: any Dataset
+  /// Validation samples (model selection).
+  public var validation: any Dataset
+  /// Test samples (evaluated once, at the end).
+  public var test: any Dataset
+  /// Class names, shared by the three splits.
+  public var classNames: [String]
+  /// Where the data came from and how it was split, for logs.
+  public var description: String
+
+  /// Wraps three splits; they must agree on the class count.
+  public init(
+    train: any Dataset, validation: any Dataset, test: any Dataset, description: String
+  ) throws {
+    let counts = [train.classCount, validation.classCount, test.classCount]
+    guard Set(counts).count == 1 else {
+      throw DatasetError(
+        .mismatch, path: description, "splits have different class counts \(counts)")
+    }
+    self.train = train
+    self.validation = validation
+    self.test = test
+    classNames = train.classNames
+    self.description = description
+  }
+
+  /// Seed of every split made here: fixed, so a dataset splits the same way in every run
+  /// whatever the run's seed.
+  public static let splitSeed: UInt64 = 0
+
+  /// `dataset` split at random (seed `splitSeed`) into test (`testFraction`), validation
+  /// (`validationFraction`) and the rest for training.
+  public static func split(
+    _ dataset: any Dataset, validationFraction: Double = 0.1, testFraction: Double = 0.2,
+    description: String
+  ) throws -> TuneData {
+    let testCount = Int((Double(dataset.count) * testFraction).rounded())
+    let valCount = Int((Double(dataset.count) * validationFraction).rounded())
+    let (rest, test) = try DatasetSplit.random(dataset, validationCount: testCount, seed: splitSeed)
+    let restSet = try Subset(dataset, indices: rest)
+    let (train, val) = try DatasetSplit.random(
+      restSet, validationCount: valCount, seed: splitSeed + 1)
+    return try TuneData(
+      train: Subset(dataset, indices: train.map { rest[$0] }),
+      validation: Subset(dataset, indices: val.map { rest[$0] }),
+      test: Subset(dataset, indices: test),
+      description: description + " (split \(train.count)/\(val.count)/\(test.count), seed 0)")
+  }
+
+  /// The committed UCI digits (8×8 grey, values 0–16): 70 % train, 10 % validation, 20 % test.
+  public static func digits(csv url: URL) throws -> TuneData {
+    let all = try PixelCSVDataset(url: url, width: 8, height: 8, maxValue: 16)
+    return try split(all, description: "digits \(url.path)")
+  }
+
+  /// Where `digits` is looked for: `$GRAFT_DATA/digits/digits.csv`, then
+  /// `Data/digits/digits.csv` in the current folder or the repository holding the executable.
+  public static func digitsLocations() -> [URL] {
+    var out: [URL] = []
+    if let d = ProcessInfo.processInfo.environment["GRAFT_DATA"] {
+      for entry in d.split(separator: ":") {
+        out.append(URL(fileURLWithPath: String(entry)).appendingPathComponent("digits/digits.csv"))
+      }
+    }
+    out.append(
+      URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
+        .appendingPathComponent("Data/digits/digits.csv"))
+    if let exe = Bundle.main.executableURL {
+      var dir = exe.resolvingSymlinksInPath().deletingLastPathComponent()
+      while dir.path != "/" {
+        if FileManager.default.fileExists(atPath: dir.appendingPathComponent("Package.swift").path)
+        {
+          out.append(dir.appendingPathComponent("Data/digits/digits.csv"))
+          break
+        }
+        dir = dir.deletingLastPathComponent()
+      }
+    }
+    return out
+  }
+
+  /// Reads the task `spec` names:
+  /// - `digits`: the committed digits CSV (see `digits(csv:)`); a `.csv` path: the same format;
+  /// - a VTAB-1k folder (`train800.txt`, `val200.txt`, `test.txt`);
+  /// - an image folder with `train/` (and optionally `val/`, `test/`) class subfolders; missing
+  ///   splits are cut from `train/` (10 % validation, 20 % test, seed 0);
+  /// - a folder of IDX files (MNIST layout): `train-*` split 90/10, `t10k-*` for test;
+  /// - any other image folder of class subfolders: split 70/10/20.
+  public static func load(_ spec: String) throws -> TuneData {
+    let fm = FileManager.default
+    if spec == "digits" {
+      guard let url = digitsLocations().first(where: { fm.fileExists(atPath: $0.path) }) else {
+        throw DatasetError(
+          .invalidArgument, path: "digits",
+          "Data/digits/digits.csv not found (looked in "
+            + digitsLocations().map(\.path).joined(separator: ", ") + "; set GRAFT_DATA)")
+      }
+      return try digits(csv: url)
+    }
+    let url = URL(fileURLWithPath: spec)
+    var isDir: ObjCBool = false
+    guard fm.fileExists(atPath: url.path, isDirectory: &isDir) else {
+      throw DatasetError(.invalidArgument, path: url.path, "no such file or folder")
+    }
+    if !isDir.boolValue {
+      guard url.pathExtension.lowercased() == "csv" || url.path.hasSuffix(".csv.gz") else {
+        throw DatasetError(
+          .invalidArgument, path: url.path, "not a dataset (a folder, 'digits' or a digits .csv)")
+      }
+      return try digits(csv: url)
+    }
+    func has(_ name: String) -> Bool {
+      fm.fileExists(atPath: url.appendingPathComponent(name).path)
+    }
+    if has("train800.txt") || has("train800val200.txt") {
+      let lists = VTABSplit.allCases.filter { has($0.fileName) }
+      var maxLabel = 0
+      for split in lists {
+        maxLabel = max(maxLabel, try VTABListDataset(root: url, split: split).labels.max() ?? 0)
+      }
+      let classes = maxLabel + 1
+      let train = try VTABListDataset(root: url, split: .train800, classCount: classes)
+      let val = try VTABListDataset(root: url, split: .val200, classCount: classes)
+      let test = try VTABListDataset(root: url, split: .test, classCount: classes)
+      return try TuneData(
+        train: train, validation: val, test: test, description: "VTAB-1k \(url.path)")
+    }
+    if has("train") {
+      let train = try ImageFolderDataset(root: url.appendingPathComponent("train"))
+      let val = has("val") ? try ImageFolderDataset(root: url.appendingPathComponent("val")) : nil
+      let test =
+        has("test") ? try ImageFolderDataset(root: url.appendingPathComponent("test")) : nil
+      if let val, let test {
+        return try TuneData(
+          train: train, validation: val, test: test, description: "image folders \(url.path)")
+      }
+      var data = try split(
+        train, validationFraction: val == nil ? 0.1 : 0, testFraction: test == nil ? 0.2 : 0,
+        description: "image folder \(url.path)/train")
+      if let val { data.validation = val }
+      if let test { data.test = test }
+      return data
+    }
+    let names = (try? fm.contentsOfDirectory(atPath: url.path)) ?? []
+    if names.contains(where: { $0.hasPrefix("train-images") }) {
+      let train = try IDXDataset(directory: url, train: true)
+      let test = try IDXDataset(directory: url, train: false)
+      let (t, v) = try DatasetSplit.random(
+        train, validationCount: train.count / 10, seed: splitSeed)
+      return try TuneData(
+        train: Subset(train, indices: t), validation: Subset(train, indices: v), test: test,
+        description: "IDX \(url.path) (validation: 10 % of train, seed 0)")
+    }
+    return try split(ImageFolderDataset(root: url), description: "image folder \(url.path)")
+  }
+}
