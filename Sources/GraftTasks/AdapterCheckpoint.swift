@@ -123,3 +123,39 @@ public enum AdapterCheckpoint {
     return LoadedAdapter(method: method, config: config, backbone: backbone)
   }
 }
+
+extension LoadedAdapter {
+  /// Logits and metrics over `dataset` with the run's preprocessing and evaluation batch size
+  /// (so the logits are the run's to the bit). A dataset whose class count differs from the
+  /// head's throws.
+  public func evaluate(_ dataset: any Dataset, workers: Int = 1) throws -> (
+    result: EvaluationResult, logits: Tensor
+  ) {
+    guard dataset.classCount == config.numClasses else {
+      throw TuningError(
+        "the dataset has \(dataset.classCount) classes but the adapter's head has "
+          + "\(config.numClasses) (\(config.classNames.prefix(12).joined(separator: ", "))"
+          + (config.numClasses > 12 ? ", …)" : ")"))
+    }
+    let t = EvalTransform(config: config.preprocessing)
+    return try GraftTasks.evaluate(
+      method, on: dataset, transform: { image, _ in t(image) }, batchSize: config.evalBatchSize,
+      workers: workers)
+  }
+
+  /// Logits [N, classes] of `images`, preprocessed as in training, in batches of the run's
+  /// evaluation size.
+  public func predict(_ images: [RGBImage]) -> Tensor {
+    method.setTraining(false)
+    let t = EvalTransform(config: config.preprocessing)
+    var parts: [Tensor] = []
+    var start = 0
+    while start < images.count {
+      let end = min(start + config.evalBatchSize, images.count)
+      let batch = t.batch(Array(images[start..<end]))
+      parts.append(withNoGrad { method(batch) })
+      start = end
+    }
+    return parts.isEmpty ? Tensor.zeros([0, config.numClasses]) : Tensor.concat(parts, axis: 0)
+  }
+}

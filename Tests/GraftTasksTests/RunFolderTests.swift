@@ -1,0 +1,194 @@
+import XCTest
+
+@testable import GraftTasks
+
+final class RunFolderTests: XCTestCase {
+  func testResumedRunEndsLikeAnUninterruptedOne() throws {
+    let straight = temporaryFolder()
+    let resumed = temporaryFolder()
+    defer {
+      try? FileManager.default.removeItem(at: straight)
+      try? FileManager.default.removeItem(at: resumed)
+    }
+    // Dropout in the method so the per-epoch random streams matter too.
+    let extra = ["train.epochs=3", "data.train_samples=200", "method.dropout=0.1"]
+    let a = try XCTUnwrap(shortRun("lora", extra: extra, folder: straight).1)
+    // Interrupted after one epoch, then resumed in a fresh trainer (a new process).
+    let (_, none) = try shortRun("lora", extra: extra, folder: resumed, stopAfter: 1)
+    XCTAssertNil(none)
+    let b = try XCTUnwrap(shortRun("lora", extra: extra, folder: resumed, resume: true).1)
+    XCTAssertEqual(a.test, b.test)
+    XCTAssertEqual(a.bestEpoch, b.bestEpoch)
+    let file = AdapterCheckpoint.weightsFile
+    XCTAssertEqual(
+      try Data(contentsOf: straight.appendingPathComponent(file)),
+      try Data(contentsOf: resumed.appendingPathComponent(file)))
+    XCTAssertEqual(
+      try Data(contentsOf: straight.appendingPathComponent("test_logits.safetensors")),
+      try Data(contentsOf: resumed.appendingPathComponent("test_logits.safetensors")))
+    // metrics.jsonl: one line per epoch, the same numbers except wall time.
+    func lines(_ folder: URL) throws -> [[String: Any]] {
+      try String(contentsOf: folder.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
+        .split(separator: "\n").map {
+          var o = try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
+          o["seconds"] = nil
+          return o
+        }
+    }
+    let la = try lines(straight)
+    let lb = try lines(resumed)
+    XCTAssertEqual(la.count, 3)
+    XCTAssertEqual(
+      la.map { NSDictionary(dictionary: $0) }, lb.map { NSDictionary(dictionary: $0) })
+  }
+
+  func testRunFolderLoadsAndReproducesTheRunsLogits() throws {
+    let folder = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let backbone = tinyBackbone()
+    let (trainer, summary) = try shortRun(
+      "vpt-deep", extra: ["train.epochs=2", "data.train_samples=100", "method.prompt_length=2"],
+      folder: folder, backbone: backbone)
+    let s = try XCTUnwrap(summary)
+    let fm = FileManager.default
+    for name in [
+      "adapter_config.json", "adapter_model.safetensors", "metrics.jsonl", "summary.json",
+      "tune_config.yaml", "run.json",
+    ] {
+      XCTAssertTrue(fm.fileExists(atPath: folder.appendingPathComponent(name).path), name)
+    }
+    // Only the trainable tensors, under the method's prefix.
+    let weights = try SafetensorsFile(
+      contentsOf: folder.appendingPathComponent(AdapterCheckpoint.weightsFile))
+    XCTAssertEqual(
+      Set(weights.names),
+      ["vpt.prompt_embeddings", "vpt.deep_prompt_embeddings", "vpt.head.weight", "vpt.head.bias"])
+    XCTAssertEqual(weights.metadata["format"], "pt")
+    let config = try AdapterCheckpoint.readConfig(folder)
+    XCTAssertEqual(config.method, "vpt-deep")
+    XCTAssertEqual(config.hyperparameters["prompt_length"], "2")
+    XCTAssertEqual(config.baseModelHash, backbone.weightsHash)
+    XCTAssertTrue(config.baseModelHash.hasPrefix("fnv1a64:"))
+    // A fresh copy of the same backbone: the run's test logits, bit for bit.
+    let loaded = try AdapterCheckpoint.load(folder, backbone: tinyBackbone())
+    let (result, logits) = try loaded.evaluate(digits.test)
+    let saved = try SafetensorsFile(
+      contentsOf: folder.appendingPathComponent("test_logits.safetensors")
+    ).tensor("logits")
+    XCTAssertEqual(logits.scalars, saved.scalars)
+    XCTAssertEqual(result, s.test)
+    // predict on the whole test split (the same batches): the same bits; on a few images (other
+    // GEMM shapes): the same within rounding.
+    let images = try (0..<digits.test.count).map { try digits.test.image(at: $0) }
+    XCTAssertEqual(loaded.predict(images).scalars, saved.scalars)
+    for (a, b) in zip(loaded.predict(Array(images[0..<3])).scalars, saved.scalars[0..<30]) {
+      XCTAssertEqual(a, b, accuracy: 1e-4)
+    }
+    _ = trainer
+  }
+
+  func testAnotherBackboneOrClassCountIsRefused() throws {
+    let folder = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: folder) }
+    _ = try shortRun(
+      "bitfit", extra: ["train.epochs=1", "data.train_samples=50"], folder: folder)
+    XCTAssertThrowsError(try AdapterCheckpoint.load(folder, backbone: tinyBackbone(seed: 2))) {
+      XCTAssertTrue("\($0)".contains("refusing a different backbone"), "\($0)")
+    }
+    let loaded = try AdapterCheckpoint.load(folder, backbone: tinyBackbone())
+    let fewer = try InMemoryDataset(
+      images: [digits.test.image(at: 0)], labels: [1], classNames: ["a", "b", "c"])
+    XCTAssertThrowsError(try loaded.evaluate(fewer)) {
+      XCTAssertTrue("\($0)".contains("has 10"), "\($0)")
+    }
+  }
+
+  func testRealModelFolderIsRecordedAndReloaded() throws {
+    // A timm fixture folder copied to a temporary place, loaded by path.
+    let fixture = repositoryRoot.appendingPathComponent(
+      "Tests/GraftModelsTests/Fixtures/vit/vit_augreg")
+    let work = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: work) }
+    let model = work.appendingPathComponent("model")
+    try FileManager.default.copyItem(at: fixture, to: model)
+    let backbone = try TuneBackbone.load(model.path)
+    XCTAssertEqual(backbone.preprocessing.inputSize, [3, 32, 32])
+    XCTAssertEqual(
+      backbone.weightsHash,
+      try FNV1a64.file(model.appendingPathComponent("model.safetensors")))
+    let run = work.appendingPathComponent("run")
+    _ = try shortRun(
+      "linear", extra: ["train.epochs=1", "data.train_samples=40"], folder: run,
+      backbone: backbone)
+    let loaded = try AdapterCheckpoint.load(run)
+    XCTAssertEqual(loaded.backbone.reference, model.path)
+    // Changing one byte of the weights changes the hash: the adapter is refused.
+    let weights = model.appendingPathComponent("model.safetensors")
+    var bytes = try Data(contentsOf: weights)
+    bytes[bytes.count - 1] ^= 1
+    try bytes.write(to: weights)
+    XCTAssertThrowsError(try AdapterCheckpoint.load(run))
+  }
+
+  func testFNV1aKnownValues() {
+    // Published FNV-1a 64 test vectors: "" and "a".
+    var h = FNV1a64()
+    XCTAssertEqual(h.tagged, "fnv1a64:cbf29ce484222325")
+    Array("a".utf8).withUnsafeBytes { h.update($0) }
+    XCTAssertEqual(h.tagged, "fnv1a64:af63dc4c8601ec8c")
+  }
+
+  func testDryRunReport() throws {
+    var config = try TuneConfig.preset(for: "lora")
+    try config.set(assignment: "method.rank=2")
+    let trainer = try Trainer(
+      backbone: tinyBackbone(), config: config, classNames: (0..<5).map(String.init))
+    let report = trainer.dryRunReport()
+    // D = 32, 2 blocks, q and v: 2·2·(2·32 + 32·2), head 32·5 + 5.
+    XCTAssertEqual(report["trainable_parameters"] as? Int, 2 * 2 * (2 * 32 + 32 * 2) + 165)
+    let tensors = report["tensors"] as! [String: Int]
+    XCTAssertEqual(tensors["lora.blocks.1.v.lora_B"], 32 * 2)
+    XCTAssertEqual(tensors.count, 2 * 2 * 2 + 2)
+  }
+}
+
+final class ConfigTests: XCTestCase {
+  func testPresetsOverridesAndYAML() throws {
+    var c = try TuneConfig.preset(for: "vpt-deep")
+    XCTAssertEqual(c.optimizer, "sgd")
+    try c.apply(
+      yaml: "optim:\n  lr: 0.02\ntrain: {epochs: 7}\nmethod:\n  prompt_length: 3\nseed: 4\n",
+      source: "x.yaml")
+    try c.set(assignment: "train.batch_size=16")
+    XCTAssertEqual(c.lr, 0.02)
+    XCTAssertEqual(c.epochs, 7)
+    XCTAssertEqual(c.batchSize, 16)
+    XCTAssertEqual(c.seed, 4)
+    XCTAssertEqual(c.methodOptions["prompt_length"], "3")
+    // The written YAML reads back to the same resolved configuration.
+    var back = TuneConfig(method: "vpt-deep")
+    try back.apply(yaml: try c.yaml(), source: "resolved")
+    XCTAssertEqual(try back.yaml(), try c.yaml())
+    var lora = try TuneConfig.preset(for: "lora")
+    try lora.apply(yaml: "method:\n  targets: [q, k, fc1]\n", source: "l.yaml")
+    XCTAssertEqual(lora.methodOptions["targets"], "q,k,fc1")
+  }
+
+  func testBadKeysAreClearErrors() throws {
+    var c = try TuneConfig.preset(for: "lora")
+    XCTAssertThrowsError(try c.set(assignment: "optim.lrr=1")) {
+      XCTAssertTrue("\($0)".contains("unknown key 'optim.lrr'"), "\($0)")
+    }
+    XCTAssertThrowsError(try c.set(assignment: "method.prompt_length=3")) {
+      XCTAssertTrue("\($0)".contains("method.rank"), "\($0)")
+    }
+    XCTAssertThrowsError(try c.set(assignment: "train.epochs=zero"))
+    XCTAssertThrowsError(try c.set(assignment: "train.epochs"))
+    XCTAssertThrowsError(try c.apply(yaml: "optim: {lr: 1, bogus: 2}", source: "f.yaml")) {
+      XCTAssertTrue("\($0)".contains("f.yaml"), "\($0)")
+    }
+    XCTAssertThrowsError(try TuneConfig.preset(for: "prefix")) {
+      XCTAssertTrue("\($0)".contains("unknown method"), "\($0)")
+    }
+  }
+}
