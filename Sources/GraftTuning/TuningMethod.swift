@@ -79,6 +79,10 @@ open class TuningMethod: Module, BackboneHooks {
   /// False when no gradient must reach the backbone: it then runs with recording off and
   /// keeps no activations.
   open var needsBackboneGradient: Bool { true }
+  /// True when `logits(_:)` reads every block's output (`BackboneOutput.hiddenStates`), as
+  /// side networks (LST, UniPT) do; they get them without gradient when
+  /// `needsBackboneGradient` is false.
+  open var needsHiddenStates: Bool { false }
 
   // MARK: BackboneHooks (defaults change nothing)
 
@@ -107,9 +111,11 @@ open class TuningMethod: Module, BackboneHooks {
   public func callAsFunction(_ pixels: Tensor) -> Tensor {
     let output: BackboneOutput
     if needsBackboneGradient {
-      output = backbone.forward(pixels, hooks: self, hiddenStates: false)
+      output = backbone.forward(pixels, hooks: self, hiddenStates: needsHiddenStates)
     } else {
-      output = withNoGrad { backbone.forward(pixels, hooks: self, hiddenStates: false) }
+      output = withNoGrad {
+        backbone.forward(pixels, hooks: self, hiddenStates: needsHiddenStates)
+      }
     }
     return logits(output)
   }

@@ -1,0 +1,57 @@
+import ArgumentParser
+import Foundation
+import GraftTasks
+
+/// `graft eval`: a run folder's adapter on a dataset split.
+struct Eval: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Evaluate a tuned adapter (a graft tune run folder) on a dataset.",
+    discussion: """
+      The backbone named in adapter_config.json is loaded and refused if its weights hash \
+      differs; the data's class count must match the head's. Logits are the run's bit for bit \
+      (same preprocessing and batch size).
+      """)
+
+  @Option(help: "Run folder of graft tune.")
+  var adapter: String
+
+  @Option(help: "Dataset, as for graft tune.")
+  var data: String
+
+  @Option(help: "Split: train, val or test.")
+  var split = "test"
+
+  @Option(help: "Also write the logits to this .safetensors file.")
+  var logits: String?
+
+  @Flag(help: "Print JSON (with per-class accuracy and the confusion matrix).")
+  var json = false
+
+  func run() throws {
+    let loaded = try AdapterCheckpoint.load(URL(fileURLWithPath: adapter))
+    let tuneData = try TuneData.load(data)
+    let dataset: any Dataset
+    switch split {
+    case "train": dataset = tuneData.train
+    case "val", "validation": dataset = tuneData.validation
+    case "test": dataset = tuneData.test
+    default: throw ValidationError("--split must be train, val or test")
+    }
+    let (result, out) = try loaded.evaluate(dataset)
+    if let logits {
+      try Safetensors.write(["logits": out], to: URL(fileURLWithPath: logits))
+    }
+    if json {
+      var o = result.json(confusion: true)
+      o["method"] = loaded.config.method
+      o["split"] = split
+      let d = try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys])
+      print(String(decoding: d, as: UTF8.self))
+    } else {
+      print(
+        String(
+          format: "%@ on %@ (%d images): top-1 %.4f top-5 %.4f loss %.4f", loaded.config.method,
+          split, result.count, result.top1, result.top5, result.loss))
+    }
+  }
+}

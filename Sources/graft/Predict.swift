@@ -1,0 +1,74 @@
+import ArgumentParser
+import Foundation
+import GraftTasks
+
+/// `graft predict`: classes of image files with a tuned adapter.
+struct Predict: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Predict the classes of images with a tuned adapter (a graft tune run folder).")
+
+  @Option(help: "Run folder of graft tune.")
+  var adapter: String
+
+  @Option(help: "Classes to print per image.")
+  var topK = 5
+
+  @Option(help: "Also write the logits to this .safetensors file.")
+  var output: String?
+
+  @Flag(help: "Print JSON.")
+  var json = false
+
+  @Flag(
+    help:
+      "LoRA only: fold the deltas into the backbone's weights first (same logits within rounding, frozen-model cost)."
+  )
+  var merge = false
+
+  @Argument(help: "Image files (PNG, JPEG, PPM/PGM).")
+  var images: [String] = []
+
+  func validate() throws {
+    guard !images.isEmpty else { throw ValidationError("give image files") }
+    guard topK >= 1 else { throw ValidationError("--top-k must be at least 1") }
+  }
+
+  func run() throws {
+    let loaded = try AdapterCheckpoint.load(URL(fileURLWithPath: adapter))
+    if merge {
+      guard let lora = loaded.method as? LoRA else {
+        throw ValidationError("--merge applies to lora adapters, not \(loaded.config.method)")
+      }
+      lora.merge()
+    }
+    let decoded = try images.map {
+      try ImageCodec.decodeAnyFormat(contentsOf: URL(fileURLWithPath: $0))
+    }
+    let logits = loaded.predict(decoded)
+    if let output {
+      try Safetensors.write(["logits": logits], to: URL(fileURLWithPath: output))
+    }
+    let probabilities = logits.softmax(axis: 1)
+    let c = loaded.config.numClasses
+    var rows: [[String: Any]] = []
+    for (i, path) in images.enumerated() {
+      let p = (0..<c).map { probabilities.pointer[i * c + $0] }
+      let order = p.indices.sorted { p[$0] > p[$1] || (p[$0] == p[$1] && $0 < $1) }
+      let top = order.prefix(topK).map {
+        ["class": loaded.config.classNames[$0], "index": $0, "probability": Double(p[$0])]
+          as [String: Any]
+      }
+      rows.append(["image": path, "top": top])
+      if !json {
+        let text = order.prefix(topK).map {
+          "\(loaded.config.classNames[$0]) \(String(format: "%.4f", p[$0]))"
+        }
+        print("\(path): " + text.joined(separator: ", "))
+      }
+    }
+    if json {
+      let d = try JSONSerialization.data(withJSONObject: rows, options: [.sortedKeys])
+      print(String(decoding: d, as: UTF8.self))
+    }
+  }
+}

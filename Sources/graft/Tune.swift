@@ -1,0 +1,155 @@
+import ArgumentParser
+import Foundation
+import GraftTasks
+
+/// `graft tune`: trains a parameter-efficient method on a frozen backbone.
+struct Tune: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Tune a method on a frozen backbone and write a PEFT-style run folder.",
+    discussion: """
+      --backbone takes a timm model folder, a Google .npz (with --arch) or a bundled name. \
+      --data takes 'digits' (the committed UCI digits, split 70/10/20 with a fixed seed), a \
+      .csv of 8×8 digits, a VTAB-1k folder (train800.txt, val200.txt, test.txt), an image \
+      folder with train/ (val/, test/) class folders, or a folder of IDX files.
+
+      Settings resolve in order: the method's recipe, --config FILE.yaml, then each \
+      --set KEY=VALUE. Run 'graft methods' for every method, option and key with its default.
+
+      The run folder gets tune_config.yaml (resolved), adapter_config.json, \
+      adapter_model.safetensors (the best epoch's trainable tensors), metrics.jsonl, \
+      summary.json, test_logits.safetensors and checkpoint/ (written atomically each epoch; \
+      continue an interrupted run with --resume DIR).
+      """)
+
+  @Option(help: "Backbone: model folder, .npz or bundled name.")
+  var backbone: String?
+
+  @Option(help: "timm architecture of an .npz backbone.")
+  var arch: String?
+
+  @Option(help: "Method: \(MethodRegistry.names.joined(separator: ", ")).")
+  var method: String?
+
+  @Option(help: "Dataset (see below).")
+  var data: String?
+
+  @Option(help: "Run folder to write.")
+  var out: String?
+
+  @Option(help: "YAML file of settings.")
+  var config: String?
+
+  @Option(name: .customLong("set"), help: "KEY=VALUE override (repeatable).")
+  var overrides: [String] = []
+
+  @Option(help: "Continue the interrupted run in this folder.")
+  var resume: String?
+
+  @Flag(help: "Build everything, print the parameter counts, do not train.")
+  var dryRun = false
+
+  @Option(help: "Classes of the head when no --data is given (--dry-run).")
+  var classes: Int?
+
+  @Flag(help: "Print JSON.")
+  var json = false
+
+  @Flag(help: "No progress messages.")
+  var quiet = false
+
+  func run() throws {
+    let stderr = FileHandle.standardError
+    let log: (String) -> Void = { if !quiet { stderr.write(Data(($0 + "\n").utf8)) } }
+    if let resume {
+      let folder = URL(fileURLWithPath: resume)
+      let runURL = folder.appendingPathComponent("run.json")
+      guard let runData = try? Data(contentsOf: runURL),
+        let run = try JSONSerialization.jsonObject(with: runData) as? [String: Any],
+        let backboneRef = run["backbone"] as? String, let dataRef = run["data"] as? String,
+        let methodName = run["method"] as? String
+      else { throw ValidationError("\(runURL.path): not a run folder to resume") }
+      var cfg = TuneConfig(method: methodName)
+      let yamlURL = folder.appendingPathComponent("tune_config.yaml")
+      try cfg.apply(yaml: String(contentsOf: yamlURL, encoding: .utf8), source: yamlURL.path)
+      let tb = try TuneBackbone.load(backboneRef)
+      let tuneData = try TuneData.load(dataRef)
+      let trainer = try Trainer(backbone: tb, config: cfg, classNames: tuneData.classNames)
+      if let s = try trainer.run(
+        data: tuneData, folder: folder, dataReference: dataRef, resume: true, log: log)
+      {
+        try report(s)
+      }
+      return
+    }
+    guard let backbone else { throw ValidationError("give --backbone (or --resume DIR)") }
+    guard let method else {
+      throw ValidationError("give --method (\(MethodRegistry.names.joined(separator: ", ")))")
+    }
+    var cfg = try TuneConfig.preset(for: method)
+    if let config {
+      let text: String
+      do {
+        text = try String(contentsOf: URL(fileURLWithPath: config), encoding: .utf8)
+      } catch {
+        throw ValidationError("\(config): cannot read (\(error.localizedDescription))")
+      }
+      try cfg.apply(yaml: text, source: config)
+    }
+    for assignment in overrides { try cfg.set(assignment: assignment) }
+    let tb = try TuneBackbone.load(backbone, arch: arch)
+    for note in ["backbone \(tb.architecture) (\(tb.weightsHash))"] { log(note) }
+    var tuneData: TuneData? = nil
+    let classNames: [String]
+    if let data {
+      tuneData = try TuneData.load(data)
+      classNames = tuneData!.classNames
+      if let classes, classes != classNames.count {
+        throw ValidationError("--classes \(classes) but \(data) has \(classNames.count) classes")
+      }
+    } else if dryRun, let classes {
+      guard classes >= 1 else { throw ValidationError("--classes must be at least 1") }
+      classNames = (0..<classes).map(String.init)
+    } else {
+      throw ValidationError(dryRun ? "give --data or --classes" : "give --data")
+    }
+    let trainer = try Trainer(backbone: tb, config: cfg, classNames: classNames)
+    if dryRun {
+      let r = trainer.dryRunReport()
+      if json {
+        let d = try JSONSerialization.data(withJSONObject: r, options: [.sortedKeys])
+        print(String(decoding: d, as: UTF8.self))
+      } else {
+        let n = r["trainable_parameters"] as! Int
+        let m = r["backbone_parameters"] as! Int
+        print(
+          "\(method): \(n) trainable parameters, backbone \(m) "
+            + String(format: "(%.4f%%)", 100 * Double(n) / Double(max(m, 1))))
+        print(try cfg.yaml(), terminator: "")
+      }
+      return
+    }
+    guard let out else { throw ValidationError("give --out DIR for the run folder") }
+    let folder = URL(fileURLWithPath: out)
+    if FileManager.default.fileExists(
+      atPath: folder.appendingPathComponent("checkpoint/state.json").path)
+    {
+      throw ValidationError("\(out) already holds a run; continue it with --resume \(out)")
+    }
+    log("data: \(tuneData!.description)")
+    if let s = try trainer.run(data: tuneData!, folder: folder, dataReference: data!, log: log) {
+      try report(s)
+    }
+  }
+
+  private func report(_ s: TuneSummary) throws {
+    if json {
+      let d = try JSONSerialization.data(withJSONObject: s.json, options: [.sortedKeys])
+      print(String(decoding: d, as: UTF8.self))
+    } else {
+      print(
+        String(
+          format: "%@: test top-1 %.4f top-5 %.4f (best epoch %d), %d trainable parameters",
+          s.method, s.test.top1, s.test.top5, s.bestEpoch, s.trainableParameters))
+    }
+  }
+}
