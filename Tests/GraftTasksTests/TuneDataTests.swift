@@ -1,0 +1,51 @@
+import XCTest
+
+@testable import GraftTasks
+
+final class TuneDataTests: XCTestCase {
+  /// Writes digit `i` of the CSV as an 8×8 PGM at `url`.
+  func writeDigit(_ i: Int, to url: URL) throws {
+    let image = try digits.train.image(at: i)
+    let grey = stride(from: 0, to: image.pixels.count, by: 3).map { image.pixels[$0] }
+    try FileManager.default.createDirectory(
+      at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+    try (Data("P5 8 8 255\n".utf8) + Data(grey)).write(to: url)
+  }
+
+  func testDigitsSplitIsFixed() throws {
+    let a = try TuneData.digits(csv: digitsCSV)
+    let b = try TuneData.load(digitsCSV.path)
+    XCTAssertEqual(a.train.labels, b.train.labels)
+    XCTAssertEqual([a.train.count, a.validation.count, a.test.count], [1258, 180, 359])
+  }
+
+  func testImageFolderAndVTABLists() throws {
+    let root = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: root) }
+    // An image folder with train/ only: validation and test are cut from it.
+    for i in 0..<20 {
+      let label = digits.train.label(at: i)
+      try writeDigit(i, to: root.appendingPathComponent("folder/train/c\(label)/\(i).pgm"))
+    }
+    let folder = try TuneData.load(root.appendingPathComponent("folder").path)
+    XCTAssertEqual(folder.train.count + folder.validation.count + folder.test.count, 20)
+    XCTAssertEqual([folder.validation.count, folder.test.count], [2, 4])
+    // A VTAB-1k list folder.
+    let vtab = root.appendingPathComponent("vtab")
+    var lists: [String: String] = ["train800": "", "val200": "", "test": ""]
+    for i in 0..<12 {
+      try writeDigit(i, to: vtab.appendingPathComponent("images/\(i).pgm"))
+      let split = i < 6 ? "train800" : i < 9 ? "val200" : "test"
+      lists[split]! += "images/\(i).pgm \(digits.train.label(at: i))\n"
+    }
+    for (name, text) in lists {
+      try text.write(
+        to: vtab.appendingPathComponent(name + ".txt"), atomically: true, encoding: .utf8)
+    }
+    let v = try TuneData.load(vtab.path)
+    XCTAssertEqual([v.train.count, v.validation.count, v.test.count], [6, 3, 3])
+    XCTAssertEqual(v.classNames.count, (0..<12).map { digits.train.label(at: $0) }.max()! + 1)
+    XCTAssertEqual(try v.test.image(at: 0), try digits.train.image(at: 9))
+    XCTAssertThrowsError(try TuneData.load(root.appendingPathComponent("missing").path))
+  }
+}
