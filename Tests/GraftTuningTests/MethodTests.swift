@@ -109,10 +109,19 @@ final class MethodTests: XCTestCase {
   }
 
   func testGradientsMatchFiniteDifferences() throws {
+    try checkGradients(MethodRegistry.names.map { ($0, [:]) })
+  }
+
+  /// VPT's projection and LoRA on the other linears.
+  func testGradientsOfVariantsMatchFiniteDifferences() throws {
+    try checkGradients([("vpt-deep", ["project": "3"]), ("lora", ["targets": "k,proj,fc1,fc2"])])
+  }
+
+  func checkGradients(_ cases: [(String, [String: String])]) throws {
     let x = tinyInput(batch: 2)
-    for name in MethodRegistry.names {
+    for (name, extra) in cases {
       let backbone = tinyBackbone()
-      let all = ["rank": "2", "bottleneck": "3", "prompt_length": "2"]
+      let all = ["rank": "2", "bottleneck": "3", "prompt_length": "2"].merging(extra) { $1 }
       let keys = Set(try MethodRegistry.descriptor(name).options.map(\.key))
       let method = try makeMethod(
         name, backbone: backbone, classes: 3, options: all.filter { keys.contains($0.key) })
