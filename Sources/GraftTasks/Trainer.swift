@@ -16,6 +16,9 @@ public struct TuneSummary {
   public var backboneParameters: Int
   /// Training wall time over all epochs (summed across resumed sessions), seconds.
   public var trainSeconds: Double
+  /// Wall time of the whole run (training, evaluation, checkpoints; summed across resumed
+  /// sessions), seconds.
+  public var wallSeconds: Double
   /// Training images per second.
   public var imagesPerSecond: Double
   /// Peak resident memory of the process that finished the run, bytes.
@@ -28,7 +31,8 @@ public struct TuneSummary {
       "validation": validation.json(confusion: true), "test": test.json(confusion: true),
       "trainable_parameters": trainableParameters, "backbone_parameters": backboneParameters,
       "trainable_share": Double(trainableParameters) / Double(max(backboneParameters, 1)),
-      "train_seconds": trainSeconds, "train_images_per_second": imagesPerSecond,
+      "train_seconds": trainSeconds, "wall_seconds": wallSeconds,
+      "train_images_per_second": imagesPerSecond,
       "peak_rss_bytes": peakRSSBytes,
     ]
   }
@@ -145,6 +149,8 @@ public final class Trainer {
     var metricLines: [String] = []
     var trainSeconds = 0.0
     var trainImages = 0
+    let callStarted = Date()
+    var earlierWall = 0.0
     if resume {
       guard fm.fileExists(atPath: stateURL.path) else {
         throw TuningError("\(folder.path): nothing to resume (no checkpoint/state.json)")
@@ -167,6 +173,7 @@ public final class Trainer {
       else { throw TuningError("\(stateURL.path): unreadable state") }
       (startEpoch, bestEpoch, bestTop1, metricLines) = (epoch, best, top1, lines)
       (trainSeconds, trainImages) = (seconds, images)
+      earlierWall = state["wall_seconds"] as? Double ?? 0
       let last = checkpoints.appendingPathComponent("last.safetensors")
       try method.loadTrainableState(
         SafetensorsFile(contentsOf: last).tensors(), source: last.path)
@@ -259,6 +266,7 @@ public final class Trainer {
       let state: [String: Any] = [
         "epoch": epoch + 1, "best_epoch": bestEpoch, "best_val_top1": bestTop1,
         "metrics": metricLines, "train_seconds": trainSeconds, "train_images": trainImages,
+        "wall_seconds": earlierWall + Date().timeIntervalSince(callStarted),
       ]
       try AtomicFile.write(Data(try jsonLine(state).utf8), to: stateURL)
       epochsThisCall += 1
@@ -278,7 +286,8 @@ public final class Trainer {
     let summary = TuneSummary(
       method: config.method, bestEpoch: bestEpoch, validation: val, test: test,
       trainableParameters: method.trainableCount, backboneParameters: method.backboneCount,
-      trainSeconds: trainSeconds, imagesPerSecond: Double(trainImages) / max(trainSeconds, 1e-9),
+      trainSeconds: trainSeconds, wallSeconds: earlierWall + Date().timeIntervalSince(callStarted),
+      imagesPerSecond: Double(trainImages) / max(trainSeconds, 1e-9),
       peakRSSBytes: peakResidentBytes())
     let text = try JSONSerialization.data(
       withJSONObject: summary.json, options: [.sortedKeys, .prettyPrinted])

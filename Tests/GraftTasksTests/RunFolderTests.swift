@@ -57,6 +57,20 @@ final class RunFolderTests: XCTestCase {
     ] {
       XCTAssertTrue(fm.fileExists(atPath: folder.appendingPathComponent(name).path), name)
     }
+    let summaryJSON = try XCTUnwrap(
+      JSONSerialization.jsonObject(
+        with: Data(contentsOf: folder.appendingPathComponent("summary.json"))) as? [String: Any])
+    for key in [
+      "test", "validation", "best_epoch", "trainable_parameters", "backbone_parameters",
+      "trainable_share", "wall_seconds", "peak_rss_bytes", "train_images_per_second",
+    ] {
+      XCTAssertNotNil(summaryJSON[key], key)
+    }
+    // D = 32, L = 2, p = 2: prompts L·p·D, head D·10 + 10.
+    XCTAssertEqual(summaryJSON["trainable_parameters"] as? Int, 2 * 2 * 32 + 330)
+    let test = try XCTUnwrap(summaryJSON["test"] as? [String: Any])
+    let confusion = try XCTUnwrap(test["confusion"] as? [[Int]])
+    XCTAssertEqual(confusion.flatMap { $0 }.reduce(0, +), 359)
     // Only the trainable tensors, under the method's prefix.
     let weights = try SafetensorsFile(
       contentsOf: folder.appendingPathComponent(AdapterCheckpoint.weightsFile))
