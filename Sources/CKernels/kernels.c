@@ -180,25 +180,48 @@ void graft_exp(const float *x, float *y, ptrdiff_t n) {
   }
 }
 
-/// Largest lane of *v, skipping NaN lanes (as the Swift `simdMax`); −inf when none is larger.
+/// Lanes k + shift of v into lane k (the upper lanes get don't-care values). Reductions halve
+/// the vector four times instead of walking 16 lanes one by one (a 16-step latency chain).
+#define SHIFT_DOWN(v, shift)                                                                  \
+  __builtin_shufflevector(v, v, (shift) + 0, (shift) + 1, (shift) + 2, (shift) + 3,           \
+                          ((shift) + 4) & 15, ((shift) + 5) & 15, ((shift) + 6) & 15,         \
+                          ((shift) + 7) & 15, ((shift) + 8) & 15, ((shift) + 9) & 15,         \
+                          ((shift) + 10) & 15, ((shift) + 11) & 15, ((shift) + 12) & 15,      \
+                          ((shift) + 13) & 15, ((shift) + 14) & 15, ((shift) + 15) & 15)
+
+/// Largest lane of *v, whose lanes are never NaN (the max accumulators skip NaN inputs, as the
+/// Swift `simdMax`); −inf when every lane is −inf.
 INLINE float laneMax(const v16f *v) {
-  float m = -INFINITY;
-  for (int k = 0; k < 16; k++)
-    if ((*v)[k] > m) m = (*v)[k];
-  return m;
+  v16f a = *v, b;
+  b = SHIFT_DOWN(a, 8);
+  a = b > a ? b : a;
+  b = SHIFT_DOWN(a, 4);
+  a = b > a ? b : a;
+  b = SHIFT_DOWN(a, 2);
+  a = b > a ? b : a;
+  b = SHIFT_DOWN(a, 1);
+  a = b > a ? b : a;
+  return a[0];
 }
 
-/// Sum of the lanes of *v, pairwise.
+/// Sum of the lanes of *v, pairwise: ((v0 + v8) + (v4 + v12)) + … in a fixed order.
 INLINE float laneSum(const v16f *v) {
-  float s8[8], s4[4];
-  for (int k = 0; k < 8; k++) s8[k] = (*v)[k] + (*v)[k + 8];
-  for (int k = 0; k < 4; k++) s4[k] = s8[k] + s8[k + 4];
-  return (s4[0] + s4[2]) + (s4[1] + s4[3]);
+  v16f a = *v;
+  a += SHIFT_DOWN(a, 8);
+  a += SHIFT_DOWN(a, 4);
+  a += SHIFT_DOWN(a, 2);
+  a += SHIFT_DOWN(a, 1);
+  return a[0];
 }
+
+/// Rows up to this length keep their exponentials in a stack buffer (16 KiB, in L1/L2), so
+/// each output line is written once, by the final pass.
+#define ROW_BUFFER 4096
 
 /// One row: max (NaN lanes skipped, so a NaN reaches the exp and then the sum), e^(x − max)
-/// with its sum, then the scale (or x − log-sum-exp).
-INLINE void softmaxRow(const float *x, float *y, ptrdiff_t n, int log) {
+/// with its sum, then the scale (or x − log-sum-exp). `ahead` is where to prefetch (a later
+/// row), issued while this row computes its exponentials.
+INLINE void softmaxRow(const float *x, float *y, ptrdiff_t n, int log, const float *ahead) {
   // Two accumulators per reduction: the loop-carried chains are half as long.
   v16f m0 = -INFINITY, m1 = -INFINITY, a, b;
   ptrdiff_t i = 0;
@@ -220,22 +243,30 @@ INLINE void softmaxRow(const float *x, float *y, ptrdiff_t n, int log) {
   float m = laneMax(&m0);
   if (m == -INFINITY) m = 0;  // a fully masked row gives NaN (0/0) as PyTorch, not a crash
 
+  // log_softmax needs only the sum; softmax keeps the exponentials (in y for long rows).
+  float buffer[ROW_BUFFER] __attribute__((aligned(64)));
+  float *e = n <= ROW_BUFFER ? buffer : y;
   v16f s0 = 0, s1 = 0;
   i = 0;
   for (; i + 32 <= n; i += 32) {
+    __builtin_prefetch(ahead + i);
+    __builtin_prefetch(ahead + i + 16);
     a = LOAD(x + i) - m;
     b = LOAD(x + i + 16) - m;
     expNonPositive16(&a);
     expNonPositive16(&b);
-    STORE(y + i, a);
-    STORE(y + i + 16, b);
+    if (!log) {
+      STORE(e + i, a);
+      STORE(e + i + 16, b);
+    }
     s0 += a;
     s1 += b;
   }
   for (; i + 16 <= n; i += 16) {
+    __builtin_prefetch(ahead + i);
     a = LOAD(x + i) - m;
     expNonPositive16(&a);
-    STORE(y + i, a);
+    if (!log) STORE(e + i, a);
     s0 += a;
   }
   if (i < n) {
@@ -243,7 +274,7 @@ INLINE void softmaxRow(const float *x, float *y, ptrdiff_t n, int log) {
     loadPartial(&a, x + i, n - i, -INFINITY);
     a -= m;
     expNonPositive16(&a);
-    storePartial(y + i, &a, n - i);
+    if (!log) storePartial(e + i, &a, n - i);
     s1 += a;
   }
   s0 += s1;
@@ -257,14 +288,16 @@ INLINE void softmaxRow(const float *x, float *y, ptrdiff_t n, int log) {
   } else {
     float inv = 1 / total;
     i = 0;
-    for (; i + 16 <= n; i += 16) STORE(y + i, LOAD(y + i) * inv);
-    for (; i < n; i++) y[i] *= inv;
+    for (; i + 16 <= n; i += 16) STORE(y + i, LOAD(e + i) * inv);
+    for (; i < n; i++) y[i] = e[i] * inv;
   }
 }
 
 GRAFT_CLONES
 void graft_softmax_rows(const float *x, float *y, ptrdiff_t rows, ptrdiff_t n, int log) {
-  for (ptrdiff_t r = 0; r < rows; r++) softmaxRow(x + r * n, y + r * n, n, log);
+  // Two rows ahead: far enough for the lines to arrive, near enough to stay in L1. Prefetches
+  // past the last row are harmless hints.
+  for (ptrdiff_t r = 0; r < rows; r++) softmaxRow(x + r * n, y + r * n, n, log, x + (r + 2) * n);
 }
 
 int graft_kernels_level(void) {
