@@ -8,8 +8,9 @@
 // the C kernels in Sources/CKernels use the same numbers and the same order of operations.
 
 /// e^x: x = n·ln2 + r with |r| ≤ ln2/2, e^r by a degree-6 minimax polynomial (relative error
-/// 2e-9, about one float ulp after rounding), 2^n built in the exponent bits. 0 below about
-/// −87.7 (where e^x is subnormal), +inf above about 88.4, NaN for NaN.
+/// 2e-9, about one float ulp after rounding), 2^n built in the exponent bits. Subnormal results
+/// between about −87.3 and −87.7, 0 below, +inf above about 88.4 (as before: e^x is still
+/// finite up to 88.72), NaN for NaN.
 @inline(__always)
 public func fastExp(_ x: Float) -> Float {
   // x is the first operand of max and min, so a NaN passes through both (and then through the
