@@ -45,9 +45,11 @@ let package = Package(
       name: "CImageCodecs",
       linkerSettings: [.linkedLibrary("png16"), .linkedLibrary("jpeg")]
     ),
+    // GELU, exp and softmax loops with an AVX-512 variant chosen at run time (target_clones).
+    .target(name: "CKernels"),
     .target(
       name: "GraftTensor",
-      dependencies: ["CBLAS"],
+      dependencies: ["CBLAS", "CKernels"],
       swiftSettings: numericSettings,
       linkerSettings: [.linkedLibrary("m")]
     ),

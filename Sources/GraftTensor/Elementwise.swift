@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 // Elementwise arithmetic with NumPy broadcasting, and the pointwise activations.
@@ -22,6 +23,28 @@ protocol UnaryKernel {
   func callAsFunction(_ x: Float) -> Float
   /// dL/dx from dL/dy = g, the input x and the output y.
   func gradient(_ g: Float, x: Float, y: Float) -> Float
+  /// y[i] = f(x[i]) for i in 0..<n; a kernel with its own vector loop replaces the default.
+  func apply(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int)
+  /// d[i] = gradient(g[i], saved[i]) for i in 0..<n, where `saved` is x or y as declared.
+  func applyGradient(
+    _ g: UnsafePointer<Float>, _ saved: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>,
+    _ n: Int)
+}
+
+extension UnaryKernel {
+  @inline(__always)
+  func apply(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+    for i in 0..<n { y[i] = self(x[i]) }
+  }
+
+  @inline(__always)
+  func applyGradient(
+    _ g: UnsafePointer<Float>, _ saved: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>,
+    _ n: Int
+  ) {
+    // Only one of x and y is kept; the kernel reads the one it declared.
+    for i in 0..<n { d[i] = gradient(g[i], x: saved[i], y: saved[i]) }
+  }
 }
 
 struct AddKernel: BinaryKernel {
@@ -138,7 +161,7 @@ func mapPair(_ x: Tensor, _ y: Tensor, _ f: @escaping (Float, Float) -> Float) -
 func pointwise<K: UnaryKernel>(_ x: Tensor, _ f: K) -> Tensor {
   let out = Tensor(shape: x.shape, zeroed: false)
   let (px, po) = (x.pointer, out.pointer)
-  Parallel.forRange(x.count) { r in for i in r { po[i] = f(px[i]) } }
+  Parallel.forRange(x.count) { r in f.apply(px + r.lowerBound, po + r.lowerBound, r.count) }
   // The closure captures only what backward reads (never `x` itself, which would keep an
   // intermediate result alive): the one saved tensor, if the kernel needs any, and the shape.
   let kept: Tensor? = K.needsSaved ? (K.needsInput ? x : out) : nil
@@ -146,10 +169,11 @@ func pointwise<K: UnaryKernel>(_ x: Tensor, _ f: K) -> Tensor {
   return out.recording(K.name, [x], saving: kept.map { [$0] } ?? []) { g in
     let gi = Tensor(shape: shape, zeroed: false)
     let (pg, pd) = (g.pointer, gi.pointer)
-    // Only one of x and y is kept; the kernel reads the one it declared.
+    // Kernels that need no saved tensor never read the second pointer.
     let ps = kept?.pointer ?? pg
     Parallel.forRange(gi.count) { r in
-      for i in r { pd[i] = f.gradient(pg[i], x: ps[i], y: ps[i]) }
+      let o = r.lowerBound
+      f.applyGradient(pg + o, ps + o, pd + o, r.count)
     }
     return [gi]
   }
@@ -245,6 +269,11 @@ struct ExpKernel: UnaryKernel {
   static let needsInput = false
   @inline(__always) func callAsFunction(_ x: Float) -> Float { fastExp(x) }
   @inline(__always) func gradient(_ g: Float, x: Float, y: Float) -> Float { g * y }
+  /// The C loop: the same arithmetic as `fastExp`, with AVX-512 where the CPU has it.
+  @inline(__always)
+  func apply(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+    graft_exp(x, y, n)
+  }
 }
 
 struct LogKernel: UnaryKernel {
@@ -319,13 +348,22 @@ struct ReluKernel: UnaryKernel {
 struct GeluKernel: UnaryKernel {
   static let name = "gelu"
   static let needsInput = true
-  @inline(__always) func callAsFunction(_ x: Float) -> Float {
-    0.5 * x * (1 + fastErf(x * 0.707_106_77))
-  }
+  @inline(__always) func callAsFunction(_ x: Float) -> Float { fastGelu(x) }
   @inline(__always) func gradient(_ g: Float, x: Float, y: Float) -> Float {
-    let cdf = 0.5 * (1 + fastErf(x * 0.707_106_77))
-    let pdf = 0.398_942_28 * fastExp(-0.5 * x * x)
-    return g * (cdf + x * pdf)
+    g * fastGeluDerivative(x)
+  }
+  // The C loops compute `fastGelu` and `fastGeluDerivative` operation for operation, with
+  // AVX-512 where the CPU has it.
+  @inline(__always)
+  func apply(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+    graft_gelu_forward(x, y, n)
+  }
+  @inline(__always)
+  func applyGradient(
+    _ g: UnsafePointer<Float>, _ saved: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>,
+    _ n: Int
+  ) {
+    graft_gelu_backward(g, saved, d, n)
   }
 }
 

@@ -4,50 +4,117 @@
 // turns into AVX code inside elementwise loops. Accuracy is within a few float ulps of libm over
 // the ranges that matter (checked in FastMathTests).
 
-/// e^x: x = n·ln2 + r with |r| ≤ ln2/2, e^r by its Taylor series to r⁷ (error < 6e-9 relative),
-/// 2^n built in the exponent bits. Saturates to 0 below −87.3 and to +inf above 88.7.
+// Coefficient tables come from Tools/fit_erf.py (near-minimax fits checked in float32 arithmetic);
+// the C kernels in Sources/CKernels use the same numbers and the same order of operations.
+
+/// e^x: x = n·ln2 + r with |r| ≤ ln2/2, e^r by a degree-6 minimax polynomial (relative error
+/// 2e-9, about one float ulp after rounding), 2^n built in the exponent bits. Subnormal results
+/// between about −87.3 and −87.7, 0 below, +inf above about 88.4 (as before: e^x is still
+/// finite up to 88.72), NaN for NaN.
 @inline(__always)
 public func fastExp(_ x: Float) -> Float {
-  let clamped = x.isNaN ? 0 : Swift.min(Swift.max(x, -87.3), 88.7)
-  let n = (clamped * 1.442_695_04).rounded(.toNearestOrEven)
-  // r = x − n·ln2 with ln2 split Cody–Waite style: n·0.693359375 is exact in float.
-  let r = clamped.addingProduct(-n, 0.693_359_375).addingProduct(n, 2.121_944_4e-4)
-  var p: Float = 1.0 / 5040
-  p = (1.0 / 720 as Float).addingProduct(p, r)
-  p = (1.0 / 120 as Float).addingProduct(p, r)
-  p = (1.0 / 24 as Float).addingProduct(p, r)
-  p = (1.0 / 6 as Float).addingProduct(p, r)
-  p = (0.5 as Float).addingProduct(p, r)
-  p = (1 as Float).addingProduct(p, r)
-  p = (1 as Float).addingProduct(p, r)
-  let scale = Float(bitPattern: UInt32(bitPattern: Int32(n) + 127) << 23)
-  let result = p * scale
-  return x > 88.7 ? .infinity : (x < -87.3 ? 0 : (x.isNaN ? x : result))
+  // x is the first operand of max and min, so a NaN passes through both (and then through the
+  // polynomial); the clamp keeps n in [−127, 128], whose scales are +0 and +inf.
+  expReduced(Swift.min(Swift.max(x, -88), 88.7))
 }
 
-/// erf(x): its Maclaurin series below |x| = 0.5 (relative accuracy near 0), Abramowitz & Stegun
-/// 7.1.26 (|error| ≤ 1.5e-7) above, odd-symmetric, using `fastExp`.
+/// e^x for x ≤ 0 or NaN (softmax's x − max): `fastExp` without the upper clamp.
+@inline(__always)
+func fastExpNonPositive(_ x: Float) -> Float {
+  expReduced(Swift.max(x, -88))
+}
+
+/// e^c for c in [−88, 88.7] or NaN.
+@inline(__always)
+func expReduced(_ c: Float) -> Float {
+  // Adding 1.5·2²³ rounds c/ln2 to the nearest integer n and leaves n in the low mantissa bits,
+  // so 2^n is built by integer adds and shifts without a float-to-int conversion.
+  let shifter: Float = 12_582_912
+  let shifted = shifter.addingProduct(c, 1.442_695)
+  let n = shifted - shifter
+  // r = c − n·ln2, ln2 split Cody–Waite style: n·0.693359375 is exact in float.
+  let r = c.addingProduct(-n, 0.693_359_375).addingProduct(n, 2.121_944_4e-4)
+  var p: Float = 1.384_365_1e-3
+  p = (8.374_155_5e-3 as Float).addingProduct(p, r)
+  p = (4.166_8e-2 as Float).addingProduct(p, r)
+  p = (1.666_643_2e-1 as Float).addingProduct(p, r)
+  p = (4.999_999_4e-1 as Float).addingProduct(p, r)
+  p = (1 as Float).addingProduct(p, r)
+  p = (1 as Float).addingProduct(p, r)
+  // (n + 127) << 23: the low 9 bits of the shifter's pattern are 0, so this is 2^n for n in
+  // [−126, 127], +0 for n = −127 and +inf for n = 128.
+  let scale = Float(bitPattern: (shifted.bitPattern &+ 127) &<< 23)
+  return p * scale
+}
+
+/// erf(x) = x·P(x²)/Q(x²) on x clamped to ±3.92 (where erf rounds to ±1 in float), P and Q of
+/// degree 5. Relative error of the fit 2e-8; in float arithmetic the result is within about 5
+/// ulps (3.5e-7 absolute, relative near 0), with |erf| ≤ 1.
 @inline(__always)
 public func fastErf(_ x: Float) -> Float {
-  let a = Swift.abs(x)
-  // 2/√π · (x − x³/3 + x⁵/10 − x⁷/42 + x⁹/216 − x¹¹/1320); the next term is < 2e-8 at 0.5.
-  let z = a * a
-  var series: Float = -1.0 / 1320
-  series = (1.0 / 216 as Float).addingProduct(series, z)
-  series = (-1.0 / 42 as Float).addingProduct(series, z)
-  series = (1.0 / 10 as Float).addingProduct(series, z)
-  series = (-1.0 / 3 as Float).addingProduct(series, z)
-  series = (1 as Float).addingProduct(series, z)
-  series *= 1.128_379_17 * a
-  let t = 1 / (1 + 0.327_591_1 * a)
-  var p: Float = 1.061_405_429
-  p = (-1.453_152_027 as Float).addingProduct(p, t)
-  p = (1.421_413_741 as Float).addingProduct(p, t)
-  p = (-0.284_496_736 as Float).addingProduct(p, t)
-  p = (0.254_829_592 as Float).addingProduct(p, t)
-  let tail = 1 - p * t * fastExp(-z)
-  let y = a < 0.5 ? series : tail
-  return x < 0 ? -y : y
+  let u = Swift.min(Swift.max(x, -3.92), 3.92)
+  let z = u * u
+  var p: Float = 2.050_038_1e-6
+  p = (2.848_793_2e-4 as Float).addingProduct(p, z)
+  p = (3.765_621_5e-3 as Float).addingProduct(p, z)
+  p = (5.274_873e-2 as Float).addingProduct(p, z)
+  p = (1.904_070_7e-1 as Float).addingProduct(p, z)
+  p = (1.128_379_1 as Float).addingProduct(p, z)
+  var q: Float = 3.809_102_4e-5
+  q = (1.162_53e-3 as Float).addingProduct(q, z)
+  q = (1.496_922_9e-2 as Float).addingProduct(q, z)
+  q = (1.141_092_9e-1 as Float).addingProduct(q, z)
+  q = (5.020_766e-1 as Float).addingProduct(q, z)
+  q = (1 as Float).addingProduct(q, z)
+  // Rounding can lift the quotient an ulp or two above 1 near the clamp.
+  return Swift.min(Swift.max(u * p / q, -1), 1)
+}
+
+/// GELU x·Φ(x) = h + h·erf(x/√2), h = x/2, with erf(x/√2) = u·P(u²)/Q(u²) on u = x clamped to
+/// ±5.5437174 (the same fit as `fastErf` in the variable x/√2). 0 for x → −∞, x for x → +∞.
+@inline(__always)
+func fastGelu(_ x: Float) -> Float {
+  let h = 0.5 * x
+  let u = Swift.min(Swift.max(x, -5.543_717_4), 5.543_717_4)
+  let z = u * u
+  var p: Float = 4.529_987e-8
+  p = (1.259_000_7e-5 as Float).addingProduct(p, z)
+  p = (3.328_370_5e-4 as Float).addingProduct(p, z)
+  p = (9.324_745e-3 as Float).addingProduct(p, z)
+  p = (6.731_906_5e-2 as Float).addingProduct(p, z)
+  p = (7.978_845e-1 as Float).addingProduct(p, z)
+  var q: Float = 1.190_344_5e-6
+  q = (7.265_813e-5 as Float).addingProduct(q, z)
+  q = (1.871_153_6e-3 as Float).addingProduct(q, z)
+  q = (2.852_732_3e-2 as Float).addingProduct(q, z)
+  q = (2.510_383e-1 as Float).addingProduct(q, z)
+  q = (1 as Float).addingProduct(q, z)
+  return h.addingProduct(h, u * p / q)
+}
+
+/// d/dx x·Φ(x) = Φ(x) + x·φ(x) = 1/2 + u·P(u²)/Q(u²), u = x clamped to ±6.25 (beyond which the
+/// derivative is within 1e-8 of 0 or 1, and the rational gives exactly 0 and 1), deg P = 7,
+/// deg Q = 6: one rational, no erf or exp. Absolute error about 2.5e-7 in float arithmetic.
+@inline(__always)
+func fastGeluDerivative(_ x: Float) -> Float {
+  let u = Swift.min(Swift.max(x, -6.25), 6.25)
+  let z = u * u
+  var p: Float = -3.130_468e-11
+  p = (1.561_744_9e-8 as Float).addingProduct(p, z)
+  p = (1.489_485_7e-6 as Float).addingProduct(p, z)
+  p = (3.198_708_5e-5 as Float).addingProduct(p, z)
+  p = (4.212_730_3e-4 as Float).addingProduct(p, z)
+  p = (1.327_236_65e-2 as Float).addingProduct(p, z)
+  p = (-1.054_422_2e-2 as Float).addingProduct(p, z)
+  p = (7.978_844_6e-1 as Float).addingProduct(p, z)
+  var q: Float = 4.653_845_5e-7
+  q = (1.256_982_8e-5 as Float).addingProduct(q, z)
+  q = (2.925_823_5e-4 as Float).addingProduct(q, z)
+  q = (4.534_966_3e-3 as Float).addingProduct(q, z)
+  q = (4.834_263_4e-2 as Float).addingProduct(q, z)
+  q = (3.201_172_6e-1 as Float).addingProduct(q, z)
+  q = (1 as Float).addingProduct(q, z)
+  return 0.5 + u * p / q
 }
 
 /// Σ p[0..<n], with 16 independent lanes so the loop vectorises.

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 // Softmax and log-softmax along an axis, fused with hand-written backward passes.
@@ -77,22 +78,11 @@ extension Tensor {
     let out = Tensor(shape: shape, zeroed: false)
     let (px, po) = (pointer, out.pointer)
     if inner == 1 {
-      // Contiguous rows (the attention and classifier case): vectorised passes.
+      // Contiguous rows (the attention and classifier case): the C row kernel, which fuses the
+      // exponential with the sum and runs AVX-512 where the CPU has it.
       Parallel.forRange(outer, grain: Swift.max(1, 8192 / Swift.max(n, 1))) { r in
-        for row in r {
-          let (x, y) = (px + row * n, po + row * n)
-          var m = simdMax(x, n)
-          if m == -.infinity { m = 0 }
-          for k in 0..<n { y[k] = fastExp(x[k] - m) }
-          let total = simdSum(y, n)
-          if log {
-            let lse = m + Foundation.log(total)
-            for k in 0..<n { y[k] = x[k] - lse }
-          } else {
-            let inv = 1 / total
-            for k in 0..<n { y[k] *= inv }
-          }
-        }
+        let o = r.lowerBound * n
+        graft_softmax_rows(px + o, po + o, r.count, n, log ? 1 : 0)
       }
       return out
     }
@@ -104,7 +94,7 @@ extension Tensor {
         if m == -.infinity { m = 0 }  // a fully masked line gives NaN/-inf as PyTorch, not a crash
         var total: Float = 0
         for k in 0..<n {
-          let e = fastExp(px[base + k * inner] - m)
+          let e = fastExpNonPositive(px[base + k * inner] - m)
           po[base + k * inner] = e
           total += e
         }

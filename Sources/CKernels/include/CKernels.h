@@ -1,0 +1,37 @@
+// Hot elementwise and softmax loops of GraftTensor, in C so that x86-64 builds can carry an
+// AVX-512 variant picked at run time (target_clones) while the package stays portable and needs
+// no unsafe compiler flags. Each function computes exactly what the Swift scalar functions in
+// FastMath.swift compute, with the same coefficients and the same order of operations, so the
+// results are bit for bit those of the Swift code (softmax: up to the summation order).
+#ifndef GRAFT_CKERNELS_H
+#define GRAFT_CKERNELS_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// y[i] = GELU(x[i]) (exact erf form; Swift `fastGelu`), for i in 0..<n.
+void graft_gelu_forward(const float *x, float *y, ptrdiff_t n);
+
+/// dx[i] = g[i] * GELU'(x[i]) (Swift `g * fastGeluDerivative(x)`), for i in 0..<n.
+void graft_gelu_backward(const float *g, const float *x, float *dx, ptrdiff_t n);
+
+/// y[i] = e^x[i] (Swift `fastExp`), for i in 0..<n.
+void graft_exp(const float *x, float *y, ptrdiff_t n);
+
+/// Softmax (log_softmax when `log` is non-zero) of `rows` contiguous rows of `n` floats each,
+/// max-subtracted; a NaN anywhere in a row makes the whole output row NaN (as PyTorch).
+void graft_softmax_rows(const float *x, float *y, ptrdiff_t rows, ptrdiff_t n, int log);
+
+/// The instruction set level the kernels run with on this CPU: 4 (x86-64-v4, AVX-512),
+/// 3 (x86-64-v3, AVX2 + FMA), or 0 (the portable build: baseline x86-64 or another
+/// architecture).
+int graft_kernels_level(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
