@@ -245,8 +245,8 @@ public final class PatchProjection: Module {
   }
 }
 
-/// timm's `PatchEmbed`: non-overlapping patches projected to D, as one GEMM over all patches of
-/// the batch.
+/// timm's `PatchEmbed`: non-overlapping patches projected to D (a strided convolution, run as one
+/// GEMM per image over its gathered patches).
 public final class PatchEmbed: Module {
   /// The projection (`patch_embed.proj`).
   public let proj: PatchProjection
@@ -272,17 +272,14 @@ public final class PatchEmbed: Module {
   /// patches in row-major grid order and each patch flattened channel-major (c, y, x) as
   /// `Conv2d` reads it.
   public func callAsFunction(_ pixels: Tensor) -> (tokens: Tensor, grid: Size2D) {
-    let (b, c, h, w) = (pixels.shape[0], pixels.shape[1], pixels.shape[2], pixels.shape[3])
+    let (b, h, w) = (pixels.shape[0], pixels.shape[2], pixels.shape[3])
     let (ph, pw) = (patchSize.height, patchSize.width)
     let grid = Size2D(h / ph, w / pw)
     let d = proj.weight.shape[0]
-    let k = c * ph * pw
-    // [B, C, gh, ph, gw, pw] → [B, gh, gw, C, ph, pw]: one row of k pixels per patch.
-    let patches = pixels.reshaped([b, c, grid.height, ph, grid.width, pw])
-      .permuted([0, 2, 4, 1, 3, 5]).reshaped([b * grid.area, k])
-    var y = patches.matmul(proj.weight.reshaped([d, k]), transposeOther: true)
-    if let bias = proj.bias { y = y + bias }
-    return (y.reshaped([b, grid.area, d]), grid)
+    // The convolution's backward keeps the pixels (which the caller holds anyway), not a
+    // patch-major copy of them.
+    let y = pixels.conv2d(weight: proj.weight, bias: proj.bias, stride: (ph, pw))
+    return (y.reshaped([b, d, grid.area]).permuted([0, 2, 1]), grid)
   }
 }
 

@@ -21,6 +21,37 @@ public enum FusedActivation: String, Sendable, CaseIterable {
   case quickGELU = "quick_gelu"
 }
 
+/// An activation whose value and derivative come from one evaluation: backward rebuilds the
+/// activation (for the weight gradient) and its slope (for the input gradient) in one pass. The
+/// expressions are those of the activation's own kernel, so the values agree exactly.
+protocol RecomputedActivation: UnaryKernel {
+  /// f(x) and f'(x).
+  func valueAndSlope(_ x: Float) -> (Float, Float)
+}
+
+extension GeluKernel: RecomputedActivation {
+  @inline(__always) func valueAndSlope(_ x: Float) -> (Float, Float) {
+    let e = fastErf(x * 0.707_106_77)
+    let pdf = 0.398_942_28 * fastExp(-0.5 * x * x)
+    return (0.5 * x * (1 + e), 0.5 * (1 + e) + x * pdf)
+  }
+}
+
+extension GeluTanhKernel: RecomputedActivation {
+  @inline(__always) func valueAndSlope(_ x: Float) -> (Float, Float) {
+    let t = fastTanh(Self.k * (x + 0.044715 * x * x * x))
+    let du = Self.k * (1 + 3 * 0.044715 * x * x)
+    return (0.5 * x * (1 + t), 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du)
+  }
+}
+
+extension QuickGeluKernel: RecomputedActivation {
+  @inline(__always) func valueAndSlope(_ x: Float) -> (Float, Float) {
+    let s = sigmoidScalar(1.702 * x)
+    return (x * s, s + 1.702 * x * s * (1 - s))
+  }
+}
+
 /// Floats of scratch per row chunk: 4 MiB, which keeps a chunk in the last-level cache between
 /// the elementwise pass and the GEMM that reads it.
 let fusedChunkFloats = 1 << 20
@@ -31,18 +62,48 @@ private func chunkRows(_ rows: Int, width: Int, floats: Int) -> Int {
   Swift.max(1, Swift.min(rows, floats / Swift.max(width, 1)))
 }
 
-/// Sums over the rows of a [rows, cols] matrix (a bias gradient). Each thread owns a slice of
-/// columns and walks every row.
+/// Sums over the rows of a [rows, cols] matrix (a bias gradient). Each thread streams through
+/// its own block of rows into a partial sum; the partial sums are added at the end.
 func columnSums(_ g: UnsafePointer<Float>, rows: Int, cols: Int) -> Tensor {
   let t = Tensor(shape: [cols])
   let out = t.pointer
-  Parallel.forRange(cols, grain: Swift.max(1, 16_384 / Swift.max(rows, 1))) { range in
-    for row in 0..<rows {
-      let gr = g + row * cols
-      for j in range { out[j] += gr[j] }
+  let parts = Swift.max(1, Swift.min(Parallel.threadCount, rows * cols / 32_768))
+  if parts == 1 {
+    for row in 0..<rows { addRow(g + row * cols, into: out, 0..<cols) }
+    return t
+  }
+  let partial = Tensor(shape: [parts, cols])
+  let pp = partial.pointer
+  Parallel.forRange(parts, grain: 1) { range in
+    for part in range {
+      for row in (rows * part / parts)..<(rows * (part + 1) / parts) {
+        addRow(g + row * cols, into: pp + part * cols, 0..<cols)
+      }
     }
   }
+  for part in 0..<parts { addRow(pp + part * cols, into: out, 0..<cols) }
   return t
+}
+
+/// `out[j] += src[j]` for j in `range`, with explicit vectors (the pointers could alias as far as
+/// the compiler knows, which keeps it from vectorising the plain loop).
+@inline(__always)
+private func addRow(
+  _ src: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, _ range: Range<Int>
+) {
+  let (rs, ro) = (UnsafeRawPointer(src), UnsafeMutableRawPointer(out))
+  var j = range.lowerBound
+  while j + 16 <= range.upperBound {
+    let sum =
+      ro.loadUnaligned(fromByteOffset: j * 4, as: SIMD16<Float>.self)
+      + rs.loadUnaligned(fromByteOffset: j * 4, as: SIMD16<Float>.self)
+    ro.storeBytes(of: sum, toByteOffset: j * 4, as: SIMD16<Float>.self)
+    j += 16
+  }
+  while j < range.upperBound {
+    out[j] += src[j]
+    j += 1
+  }
 }
 
 /// Fills each of `rows` rows of `out` ([rows, n]) with `bias`, or zeros: the initial value of
@@ -133,7 +194,7 @@ private struct RowNorm {
             let (mean, rstd, xr) = (stats[2 * row], stats[2 * row + 1], x + row * d)
             for j in cols { gWeight[j] += gr[j] * (xr[j] - mean) * rstd }
           }
-          if let gBias { for j in cols { gBias[j] += gr[j] } }
+          if let gBias { addRow(gr, into: gBias, cols) }
         }
       }
     }
@@ -348,7 +409,7 @@ extension Tensor {
     }
   }
 
-  private func activationLinear<K: UnaryKernel>(
+  private func activationLinear<K: RecomputedActivation>(
     _ f: K, weight: Tensor, bias: Tensor?, chunkFloats: Int
   ) -> Tensor {
     Tensor.checkLinear(weight, bias, "activationLinear")
@@ -380,23 +441,36 @@ extension Tensor {
       let pg = g.pointer
       let gx = wantsX ? Tensor(shape: xShape, zeroed: false) : nil
       let gw = wantsW ? Tensor(shape: [outF, inF], zeroed: false) : nil
-      let scratch = wantsW ? Tensor(shape: [chunk, inF], zeroed: false) : nil
+      let values = wantsW ? Tensor(shape: [chunk, inF], zeroed: false) : nil
+      // With both gradients wanted, one pass rebuilds the activation and keeps its slope.
+      let slopes = wantsW && wantsX ? Tensor(shape: [chunk, inF], zeroed: false) : nil
       for start in stride(from: 0, to: rows, by: chunk) {
         let range = start..<Swift.min(rows, start + chunk)
         let gChunk = pg + start * outF
-        if let gw, let scratch, let x = keptX {
-          activate(f, x.pointer, range, width: inF, into: scratch.pointer)
+        guard let x = keptX?.pointer else { break }
+        let src = x + start * inF
+        if let gw, let a = values?.pointer {
+          if let sl = slopes?.pointer {
+            Parallel.forRange(range.count * inF) { r in
+              for i in r { (a[i], sl[i]) = f.valueAndSlope(src[i]) }
+            }
+          } else {
+            activate(f, x, range, width: inF, into: a)
+          }
           sgemm(
-            gChunk, transA: true, scratch.pointer, transB: false, gw.pointer, m: outF, n: inF,
-            k: range.count, beta: start == 0 ? 0 : 1)
+            gChunk, transA: true, a, transB: false, gw.pointer, m: outF, n: inF, k: range.count,
+            beta: start == 0 ? 0 : 1)
         }
-        if let gx, let w = keptW, let x = keptX {
+        if let gx, let w = keptW {
           let da = gx.pointer + start * inF
           sgemm(
             gChunk, transA: false, w.pointer, transB: false, da, m: range.count, n: inF, k: outF)
-          let src = x.pointer + start * inF
-          Parallel.forRange(range.count * inF) { r in
-            for i in r { da[i] = f.gradient(da[i], x: src[i], y: 0) }
+          if let sl = slopes?.pointer {
+            Parallel.forRange(range.count * inF) { r in for i in r { da[i] *= sl[i] } }
+          } else {
+            Parallel.forRange(range.count * inF) { r in
+              for i in r { da[i] = f.gradient(da[i], x: src[i], y: 0) }
+            }
           }
         }
       }

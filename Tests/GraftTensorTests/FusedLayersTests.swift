@@ -77,6 +77,20 @@ final class FusedLayersTests: XCTestCase {
     XCTAssertEqual(b.grad?.scalars, [6, 6, 6, 6])
   }
 
+  /// A bias gradient over many rows is summed by several threads; the total is the same.
+  func testBiasGradientOverManyRows() {
+    let (rows, outF) = (1000, 80)
+    let x = randomTensor([rows, 3], seed: 16)
+    let w = randomTensor([outF, 3], seed: 17)
+    let b = Tensor.zeros([outF]).requiringGrad()
+    let c = randomTensor([rows, outF], seed: 18)
+    (x.linear(weight: w, bias: b) * c).sum().backward()
+    let expected = (0..<outF).map { j in
+      Float((0..<rows).reduce(0.0) { $0 + Double(c[$1, j]) })
+    }
+    assertClose(b.grad!.scalars, expected, tolerance: 1e-3)
+  }
+
   // MARK: layerNormLinear
 
   /// The norm's and the layer's parameters, fresh, for one case.
