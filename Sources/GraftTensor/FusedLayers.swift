@@ -351,7 +351,7 @@ extension Tensor {
       let gx = needsDH ? Tensor(shape: xShape, zeroed: false) : nil
       let gGamma = wantsGamma ? Tensor(shape: [d]) : nil
       let gBeta = wantsBeta ? Tensor(shape: [d]) : nil
-      let gw = wantsW ? Tensor(shape: [outF, d], zeroed: false) : nil
+      let gw = wantsW ? Tensor(shape: [outF, d], zeroed: rows == 0) : nil  // no chunks, no GEMM
       let scratch = wantsW ? Tensor(shape: [chunk, d], zeroed: false) : nil
       for start in stride(from: 0, to: rows, by: chunk) {
         let range = start..<Swift.min(rows, start + chunk)
@@ -440,7 +440,7 @@ extension Tensor {
     ) { g in
       let pg = g.pointer
       let gx = wantsX ? Tensor(shape: xShape, zeroed: false) : nil
-      let gw = wantsW ? Tensor(shape: [outF, inF], zeroed: false) : nil
+      let gw = wantsW ? Tensor(shape: [outF, inF], zeroed: rows == 0) : nil  // no chunks, no GEMM
       let values = wantsW ? Tensor(shape: [chunk, inF], zeroed: false) : nil
       // With both gradients wanted, one pass rebuilds the activation and keeps its slope.
       let slopes = wantsW && wantsX ? Tensor(shape: [chunk, inF], zeroed: false) : nil

@@ -91,6 +91,22 @@ final class FusedLayersTests: XCTestCase {
     assertClose(b.grad!.scalars, expected, tolerance: 1e-3)
   }
 
+  /// An empty batch gives empty outputs and zero weight gradients.
+  func testEmptyBatch() {
+    let x = Tensor(shape: [0, 6])
+    let w = randomTensor([4, 6], seed: 19).requiringGrad()
+    let outputs = [
+      x.linear(weight: w), x.activationLinear(.gelu, weight: w, bias: nil),
+      x.layerNormLinear(normWeight: nil, normBias: nil, weight: w, bias: nil),
+    ]
+    for y in outputs {
+      XCTAssertEqual(y.shape, [0, 4])
+      w.grad = nil
+      y.sum().backward()
+      XCTAssertEqual(w.grad?.scalars, [Float](repeating: 0, count: 24))
+    }
+  }
+
   // MARK: layerNormLinear
 
   /// The norm's and the layer's parameters, fresh, for one case.
