@@ -245,8 +245,8 @@ public final class PatchProjection: Module {
   }
 }
 
-/// timm's `PatchEmbed`: non-overlapping patches projected to D, as one GEMM over all patches of
-/// the batch.
+/// timm's `PatchEmbed`: non-overlapping patches projected to D (a strided convolution, run as one
+/// GEMM per image over its gathered patches).
 public final class PatchEmbed: Module {
   /// The projection (`patch_embed.proj`).
   public let proj: PatchProjection
@@ -272,17 +272,14 @@ public final class PatchEmbed: Module {
   /// patches in row-major grid order and each patch flattened channel-major (c, y, x) as
   /// `Conv2d` reads it.
   public func callAsFunction(_ pixels: Tensor) -> (tokens: Tensor, grid: Size2D) {
-    let (b, c, h, w) = (pixels.shape[0], pixels.shape[1], pixels.shape[2], pixels.shape[3])
+    let (b, h, w) = (pixels.shape[0], pixels.shape[2], pixels.shape[3])
     let (ph, pw) = (patchSize.height, patchSize.width)
     let grid = Size2D(h / ph, w / pw)
     let d = proj.weight.shape[0]
-    let k = c * ph * pw
-    // [B, C, gh, ph, gw, pw] → [B, gh, gw, C, ph, pw]: one row of k pixels per patch.
-    let patches = pixels.reshaped([b, c, grid.height, ph, grid.width, pw])
-      .permuted([0, 2, 4, 1, 3, 5]).reshaped([b * grid.area, k])
-    var y = patches.matmul(proj.weight.reshaped([d, k]), transposeOther: true)
-    if let bias = proj.bias { y = y + bias }
-    return (y.reshaped([b, grid.area, d]), grid)
+    // The convolution's backward keeps the pixels (which the caller holds anyway), not a
+    // patch-major copy of them.
+    let y = pixels.conv2d(weight: proj.weight, bias: proj.bias, stride: (ph, pw))
+    return (y.reshaped([b, d, grid.area]).permuted([0, 2, 1]), grid)
   }
 }
 
@@ -373,8 +370,21 @@ public final class ViTBlock: Module {
     if let ls2 { registerModule("ls2", ls2) }
   }
 
+  /// Whether attention keeps its probabilities for backward instead of recomputing them (see
+  /// `Tensor.attention(qkv:heads:scale:keepProbabilities:)`): faster backward, more memory.
+  public var keepsAttentionProbabilities = false
+
   /// The block on `x` [B, N, D], calling the inner hooks when given.
+  ///
+  /// Without hooks the block runs on fused ops that keep less for backward: each norm with the
+  /// linear layer after it (the normalised tokens are rebuilt in backward), attention with its
+  /// output projection (the attention result is rebuilt), the MLP's activation with `fc2` (the
+  /// hidden activation is rebuilt from `fc1`'s output). With hooks every intermediate the hooks
+  /// see is a tensor of its own, as the hooks may keep or change it.
   public func callAsFunction(_ x: Tensor, hooks: (any BackboneHooks)? = nil) -> Tensor {
+    if hooks == nil, let activation = FusedActivation(rawValue: mlp.act.kind) {
+      return fused(x, activation: activation)
+    }
     func linear(_ layer: Linear, _ name: String, _ input: Tensor) -> Tensor {
       let y = layer(input)
       return hooks?.linear(LinearSite(block: index, name: name), input: input, output: y) ?? y
@@ -382,7 +392,8 @@ public final class ViTBlock: Module {
     // Attention branch.
     let h = norm1(x)
     let qkv = linear(attn.qkv, "attn.qkv", h)
-    let mixed = Tensor.attention(qkv: qkv, heads: attn.heads)
+    let mixed = Tensor.attention(
+      qkv: qkv, heads: attn.heads, keepProbabilities: keepsAttentionProbabilities)
     var a = linear(attn.proj, "attn.proj", mixed)
     if let ls1 { a = ls1(a) }
     if let hooks { a = hooks.attentionBranch(index, input: x, output: a) }
@@ -392,6 +403,24 @@ public final class ViTBlock: Module {
     var m = linear(mlp.fc2, "mlp.fc2", hidden)
     if let ls2 { m = ls2(m) }
     if let hooks { m = hooks.mlpBranch(index, input: x1, output: m) }
+    return x1 + m
+  }
+
+  /// The block without hooks, on the fused ops; the same values as the unfused path.
+  private func fused(_ x: Tensor, activation: FusedActivation) -> Tensor {
+    let qkv = x.layerNormLinear(
+      normWeight: norm1.weight, normBias: norm1.bias, eps: norm1.eps, weight: attn.qkv.weight,
+      bias: attn.qkv.bias)
+    var a = Tensor.attentionProjection(
+      qkv: qkv, heads: attn.heads, weight: attn.proj.weight, bias: attn.proj.bias,
+      keepProbabilities: keepsAttentionProbabilities)
+    if let ls1 { a = ls1(a) }
+    let x1 = x + a
+    let hidden = x1.layerNormLinear(
+      normWeight: norm2.weight, normBias: norm2.bias, eps: norm2.eps, weight: mlp.fc1.weight,
+      bias: mlp.fc1.bias)
+    var m = hidden.activationLinear(activation, weight: mlp.fc2.weight, bias: mlp.fc2.bias)
+    if let ls2 { m = ls2(m) }
     return x1 + m
   }
 }
@@ -415,8 +444,11 @@ public final class ViTMLP: Module, UnaryModule {
     registerModule("fc2", fc2)
   }
 
-  /// `fc2(act(fc1(x)))`.
-  public func callAsFunction(_ x: Tensor) -> Tensor { fc2(act(fc1(x))) }
+  /// `fc2(act(fc1(x)))`; backward rebuilds the activation rather than keeping it.
+  public func callAsFunction(_ x: Tensor) -> Tensor {
+    guard let activation = FusedActivation(rawValue: act.kind) else { return fc2(act(fc1(x))) }
+    return fc1(x).activationLinear(activation, weight: fc2.weight, bias: fc2.bias)
+  }
 }
 
 // MARK: - The model

@@ -39,16 +39,13 @@ public final class Linear: Module, UnaryModule {
     if let bias { registerParameter("bias", bias) }
   }
 
-  /// `x·Wᵀ + b` for `x` of shape [..., inFeatures]; one GEMM over all leading axes.
+  /// `x·Wᵀ + b` for `x` of shape [..., inFeatures]; one GEMM over all leading axes, with the
+  /// bias folded in (`Tensor.linear(weight:bias:)`).
   public func callAsFunction(_ x: Tensor) -> Tensor {
     precondition(
       x.rank >= 1 && x.shape[x.rank - 1] == inFeatures,
       "Linear(\(inFeatures)→\(outFeatures)) applied to \(x.shape)")
-    // matmul wants rank ≥ 2: lift a single vector to one row and drop it again.
-    let input = x.rank == 1 ? x.reshaped([1, inFeatures]) : x
-    var y = input.matmul(weight, transposeOther: true)
-    if let bias { y = y + bias }
-    return x.rank == 1 ? y.reshaped([outFeatures]) : y
+    return x.linear(weight: weight, bias: bias)
   }
 }
 

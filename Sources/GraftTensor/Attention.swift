@@ -9,8 +9,11 @@ import CBLAS
 // block is consumed without splitting it into q, k and v, and the result is written straight
 // into `[B, N, D]` with the heads side by side: no permute copies in either direction.
 //
-// Backward keeps q, k, v (the inputs) and the attention probabilities P:
+// Backward reads q, k, v (the inputs) and the attention probabilities P:
 //   dV = Pᵀ·dO,  dP = dO·Vᵀ,  dS = P ⊙ (dP − rowsum(dP ⊙ P)) · scale,  dQ = dS·K,  dK = dSᵀ·Q.
+// By default P is not kept but rebuilt per (batch, head) inside backward, exactly as the forward
+// pass made it (the same GEMM and softmax): one extra small GEMM per pair instead of keeping
+// [B, H, N, N] floats per layer, about as many as q, k and v together in a ViT-S/16 block.
 
 /// Where the matrix of one (batch, head) pair starts and how far apart its rows are.
 struct AttentionLayout {
@@ -96,21 +99,45 @@ private func attentionForward(
 
 /// Runs the backward pass from `gOut` (laid out as the output) into whichever of `gq`, `gk`,
 /// `gv` are non-nil (laid out as q, k, v; every element of them is written).
+/// P is read from `probs` when given, else recomputed per pair from q and k. When `output` is
+/// given, the forward result P·V is rebuilt into it as well (laid out as the output).
 private func attentionBackward(
   _ p: AttentionProblem, q: UnsafePointer<Float>, k: UnsafePointer<Float>,
-  v: UnsafePointer<Float>, probs: UnsafePointer<Float>, gOut: UnsafePointer<Float>,
+  v: UnsafePointer<Float>, probs: UnsafePointer<Float>?, gOut: UnsafePointer<Float>?,
   gq: UnsafeMutablePointer<Float>?, gk: UnsafeMutablePointer<Float>?,
-  gv: UnsafeMutablePointer<Float>?
+  gv: UnsafeMutablePointer<Float>?, output: UnsafeMutablePointer<Float>? = nil
 ) {
   _ = blasSingleThreaded
   let (nq, nk, d, dv) = (p.nq, p.nk, p.d, p.dv)
-  let needScores = gq != nil || gk != nil
+  let needScores = gOut != nil && (gq != nil || gk != nil)
   Parallel.forRange(p.pairs, grain: p.grain) { range in
     let ds: UnsafeMutablePointer<Float> = .allocate(capacity: Swift.max(1, nq * nk))
-    defer { ds.deallocate() }
+    let scratch: UnsafeMutablePointer<Float>? =
+      probs == nil ? .allocate(capacity: Swift.max(1, nq * nk)) : nil
+    defer {
+      ds.deallocate()
+      scratch?.deallocate()
+    }
     for pair in range {
       let (b, h) = (pair / p.heads, pair % p.heads)
-      let prob = probs + pair * nq * nk
+      let prob: UnsafePointer<Float>
+      if let probs {
+        prob = probs + pair * nq * nk
+      } else {
+        // The forward pass's own steps, so P is the same as it was there.
+        let s = scratch!
+        gemm(
+          false, true, nq, nk, d, p.scale, q + p.q.offset(b, h), p.q.rowStride,
+          k + p.k.offset(b, h), p.k.rowStride, s, nk)
+        softmaxRows(s, rows: nq, n: nk)
+        prob = UnsafePointer(s)
+      }
+      if let output {
+        gemm(
+          false, false, nq, dv, nk, 1, prob, nk, v + p.v.offset(b, h), p.v.rowStride,
+          output + p.out.offset(b, h), p.out.rowStride)
+      }
+      guard let gOut else { continue }
       let go = gOut + p.out.offset(b, h)
       if let gv {
         gemm(
@@ -145,8 +172,12 @@ extension Tensor {
   /// `F.scaled_dot_product_attention` without mask or dropout.
   ///
   /// Shapes: `q` [B, H, Nq, d], `k` [B, H, Nk, d], `v` [B, H, Nk, dv] → [B, H, Nq, dv]. `scale`
-  /// defaults to `1/√d`. The backward pass keeps q, k, v and the probabilities [B, H, Nq, Nk].
-  public static func attention(q: Tensor, k: Tensor, v: Tensor, scale: Float? = nil) -> Tensor {
+  /// defaults to `1/√d`. The backward pass keeps q, k and v; with `keepProbabilities` it also
+  /// keeps the probabilities [B, H, Nq, Nk] instead of recomputing them (one more small GEMM and
+  /// softmax per batch and head).
+  public static func attention(
+    q: Tensor, k: Tensor, v: Tensor, scale: Float? = nil, keepProbabilities: Bool = false
+  ) -> Tensor {
     precondition(
       q.rank == 4 && k.rank == 4 && v.rank == 4,
       "attention: q \(q.shape), k \(k.shape), v \(v.shape) must all be [B, H, N, d]")
@@ -165,20 +196,35 @@ extension Tensor {
     let out = Tensor(shape: [b, h, nq, dv], zeroed: false)
     let record =
       GradMode.enabled && (q.requiresGrad || k.requiresGrad || v.requiresGrad) && nq * nk > 0
-    let probs = record ? Tensor(shape: [b, h, nq, nk], zeroed: false) : nil
+    let probs =
+      record && keepProbabilities ? Tensor(shape: [b, h, nq, nk], zeroed: false) : nil
     attentionForward(
       problem, q: q.pointer, k: k.pointer, v: v.pointer, out: out.pointer, probs: probs?.pointer)
-    guard let probs else { return out }
-    return out.recording("scaled_dot_product_attention", [q, k, v], saving: [q, k, v, probs]) {
-      g in
+    guard record else { return out }
+    let saving = [q, k, v] + (probs.map { [$0] } ?? [])
+    return out.recording("scaled_dot_product_attention", [q, k, v], saving: saving) { g in
       let gq = q.requiresGrad ? Tensor(shape: q.shape, zeroed: false) : nil
       let gk = k.requiresGrad ? Tensor(shape: k.shape, zeroed: false) : nil
       let gv = v.requiresGrad ? Tensor(shape: v.shape, zeroed: false) : nil
       attentionBackward(
-        problem, q: q.pointer, k: k.pointer, v: v.pointer, probs: probs.pointer,
+        problem, q: q.pointer, k: k.pointer, v: v.pointer, probs: probs?.pointer,
         gOut: g.pointer, gq: gq?.pointer, gk: gk?.pointer, gv: gv?.pointer)
       return [gq, gk, gv]
     }
+  }
+
+  /// The problem of self-attention on a fused [B, N, 3·D] projection with `heads` heads, the
+  /// result laid out [B, N, D].
+  private static func fusedProblem(_ qkv: Tensor, heads: Int, scale: Float?) -> AttentionProblem {
+    let (b, n, width) = (qkv.shape[0], qkv.shape[1], qkv.shape[2])
+    let dim = width / 3
+    let d = dim / heads
+    let rows = AttentionLayout(batchStride: n * width, headStride: d, rowStride: width)
+    return AttentionProblem(
+      batch: b, heads: heads, nq: n, nk: n, d: d, dv: d,
+      scale: scale ?? 1 / Float(Swift.max(d, 1)).squareRoot(),
+      q: rows, k: rows, v: rows,
+      out: AttentionLayout(batchStride: n * dim, headStride: d, rowStride: dim))
   }
 
   /// Multi-head self-attention on a fused projection, as timm's `Attention` after its `qkv`
@@ -187,35 +233,113 @@ extension Tensor {
   /// the output projection. `scale` defaults to `1/√(D/heads)`.
   ///
   /// Equivalent to splitting, permuting to [B, H, N, d], calling `attention(q:k:v:)` and permuting
-  /// back, without any of the copies. The backward pass keeps `qkv` and the probabilities.
-  public static func attention(qkv: Tensor, heads: Int, scale: Float? = nil) -> Tensor {
+  /// back, without any of the copies. The backward pass keeps `qkv`, and the probabilities
+  /// [B, heads, N, N] only with `keepProbabilities` (else it recomputes them).
+  public static func attention(
+    qkv: Tensor, heads: Int, scale: Float? = nil, keepProbabilities: Bool = false
+  ) -> Tensor {
     precondition(
       qkv.rank == 3 && heads > 0 && qkv.shape[2] % (3 * heads) == 0,
       "attention: fused qkv \(qkv.shape) must be [B, N, 3·D] with D divisible by \(heads) heads")
-    let (b, n, width) = (qkv.shape[0], qkv.shape[1], qkv.shape[2])
-    let dim = width / 3
-    let d = dim / heads
-    let rows = AttentionLayout(batchStride: n * width, headStride: d, rowStride: width)
-    let problem = AttentionProblem(
-      batch: b, heads: heads, nq: n, nk: n, d: d, dv: d,
-      scale: scale ?? 1 / Float(Swift.max(d, 1)).squareRoot(),
-      q: rows, k: rows, v: rows,
-      out: AttentionLayout(batchStride: n * dim, headStride: d, rowStride: dim))
+    let (b, n, dim) = (qkv.shape[0], qkv.shape[1], qkv.shape[2] / 3)
+    let problem = fusedProblem(qkv, heads: heads, scale: scale)
     let out = Tensor(shape: [b, n, dim], zeroed: false)
     let record = GradMode.enabled && qkv.requiresGrad && n > 0
-    let probs = record ? Tensor(shape: [b, heads, n, n], zeroed: false) : nil
+    let probs =
+      record && keepProbabilities ? Tensor(shape: [b, heads, n, n], zeroed: false) : nil
     let base = qkv.pointer
     attentionForward(
       problem, q: base, k: base + dim, v: base + 2 * dim, out: out.pointer,
       probs: probs?.pointer)
-    guard let probs else { return out }
-    return out.recording("fused_qkv_attention", [qkv], saving: [qkv, probs]) { g in
+    guard record else { return out }
+    let saving = [qkv] + (probs.map { [$0] } ?? [])
+    return out.recording("fused_qkv_attention", [qkv], saving: saving) { g in
       let gqkv = Tensor(shape: qkv.shape, zeroed: false)
       let (src, dst) = (qkv.pointer, gqkv.pointer)
       attentionBackward(
-        problem, q: src, k: src + dim, v: src + 2 * dim, probs: probs.pointer, gOut: g.pointer,
+        problem, q: src, k: src + dim, v: src + 2 * dim, probs: probs?.pointer, gOut: g.pointer,
         gq: dst, gk: dst + dim, gv: dst + 2 * dim)
       return [gqkv]
+    }
+  }
+
+  /// Multi-head self-attention followed by its output projection, as timm's `Attention` after
+  /// `qkv`: `attention(qkv:heads:scale:)` then `linear(weight:bias:)` (`weight` [out, D],
+  /// `bias` [out]) → [B, N, out].
+  ///
+  /// Backward keeps `qkv` but not the attention result [B, N, D] that the projection reads: it
+  /// is rebuilt inside the attention backward from the probabilities it recomputes anyway (one
+  /// more small GEMM per batch and head). With `keepProbabilities` the probabilities are kept
+  /// as in `attention(qkv:heads:scale:keepProbabilities:)`.
+  public static func attentionProjection(
+    qkv: Tensor, heads: Int, weight: Tensor, bias: Tensor?, scale: Float? = nil,
+    keepProbabilities: Bool = false
+  ) -> Tensor {
+    precondition(
+      qkv.rank == 3 && heads > 0 && qkv.shape[2] % (3 * heads) == 0,
+      "attention: fused qkv \(qkv.shape) must be [B, N, 3·D] with D divisible by \(heads) heads")
+    let (b, n, dim) = (qkv.shape[0], qkv.shape[1], qkv.shape[2] / 3)
+    precondition(
+      weight.rank == 2 && weight.shape[1] == dim,
+      "attentionProjection: weight \(weight.shape) must be [out, \(dim)]")
+    let outF = weight.shape[0]
+    if let bias {
+      precondition(bias.shape == [outF], "attentionProjection: bias \(bias.shape) for \(outF)")
+    }
+    let problem = fusedProblem(qkv, heads: heads, scale: scale)
+    let rows = b * n
+    let wantsQKV = qkv.requiresGrad
+    let wantsW = weight.requiresGrad
+    let wantsB = bias?.requiresGrad ?? false
+    let record = GradMode.enabled && (wantsQKV || wantsW || wantsB) && n > 0
+    let probs =
+      record && keepProbabilities && (wantsQKV || wantsW)
+      ? Tensor(shape: [b, heads, n, n], zeroed: false) : nil
+    let base = qkv.pointer
+    let mixed = Tensor(shape: [b, n, dim], zeroed: false)
+    attentionForward(
+      problem, q: base, k: base + dim, v: base + 2 * dim, out: mixed.pointer,
+      probs: probs?.pointer)
+    let out = Tensor(shape: [b, n, outF], zeroed: false)
+    let po = out.pointer
+    fillRows(po, rows: rows, n: outF, bias: bias?.pointer)
+    sgemm(
+      mixed.pointer, transA: false, weight.pointer, transB: true, po, m: rows, n: outF, k: dim,
+      beta: 1)
+    guard record else { return out }
+    // qkv rebuilds the attention result (for dW) and feeds the attention backward (for dqkv).
+    let keptQKV: Tensor? = wantsQKV || wantsW ? qkv : nil
+    let keptW: Tensor? = wantsQKV ? weight : nil
+    let saving = [keptQKV, keptW, probs].compactMap { $0 }
+    let inputs = [qkv, weight] + (bias.map { [$0] } ?? [])
+    let (qkvShape, hasBias) = (qkv.shape, bias != nil)
+    return out.recording("attention_projection", inputs, saving: saving) { g in
+      let pg = g.pointer
+      // dL/d(attention result) = g·W.
+      let gMixed = keptW.map { w in
+        let t = Tensor(shape: [b, n, dim], zeroed: false)
+        sgemm(pg, transA: false, w.pointer, transB: false, t.pointer, m: rows, n: dim, k: outF)
+        return t
+      }
+      let rebuilt = wantsW ? Tensor(shape: [b, n, dim], zeroed: false) : nil
+      let gqkv = wantsQKV ? Tensor(shape: qkvShape, zeroed: false) : nil
+      if let src = keptQKV?.pointer {
+        let dst = gqkv?.pointer
+        attentionBackward(
+          problem, q: src, k: src + dim, v: src + 2 * dim, probs: probs?.pointer,
+          gOut: gMixed?.pointer, gq: dst, gk: dst.map { $0 + dim }, gv: dst.map { $0 + 2 * dim },
+          output: rebuilt?.pointer)
+      }
+      var gw: Tensor?
+      if let rebuilt {
+        let t = Tensor(shape: [outF, dim], zeroed: false)
+        sgemm(
+          pg, transA: true, rebuilt.pointer, transB: false, t.pointer, m: outF, n: dim, k: rows)
+        gw = t
+      }
+      var grads: [Tensor?] = [gqkv, gw]
+      if hasBias { grads.append(wantsB ? columnSums(pg, rows: rows, cols: outF) : nil) }
+      return grads
     }
   }
 }

@@ -383,6 +383,65 @@ final class VisionTransformerTests: XCTestCase {
     XCTAssertTrue(model.parameters().allSatisfy { $0.grad == nil })
   }
 
+  // MARK: Fused blocks
+
+  /// One training step's loss, gradients (input and parameters) and the bytes the tape held
+  /// after the forward pass.
+  private func trainingStep(
+    _ model: VisionTransformer, _ input: Tensor, labels: [Int], hooks: (any BackboneHooks)?
+  ) -> (loss: Float, grads: [String: Tensor], tape: Int, tokens: [Int]) {
+    model.zeroGrad()
+    let x = input.copy().requiringGrad()
+    let before = TapeStats.savedBytes
+    let out = model.forward(x, hooks: hooks, hiddenStates: false)
+    let loss = model.logits(out).crossEntropy(targets: labels)
+    let tape = TapeStats.savedBytes - before
+    loss.backward()
+    var grads = ["input": x.grad!]
+    for (name, p) in model.namedParameters() { grads[name] = p.grad }
+    return (loss.item, grads, tape, out.tokens.shape)
+  }
+
+  /// Without hooks the blocks run on fused ops; any hooks (identity ones here) switch them to the
+  /// unfused ops. Both give the same loss and gradients, and the fused blocks keep seven
+  /// token-sized tensors less each: the two normalised inputs of qkv and fc1, the attention
+  /// result, and the 4·D-wide activation (they keep each norm's shift instead, D floats).
+  func testFusedBlocksMatchTheUnfusedOnesAndKeepLess() throws {
+    for name in ["dinov2_reg", "clip_quickgelu", "vit_augreg"] {
+      let fx = try ViTFixture(name)
+      let model = try TimmModelFolder.load(fx.folder).model
+      let labels = [1, 3]
+      let input = try fx.tensor("input")
+      let fused = trainingStep(model, input, labels: labels, hooks: nil)
+      let plain = trainingStep(model, input, labels: labels, hooks: ProbeHooks())
+      XCTAssertEqual(fused.loss, plain.loss, accuracy: 1e-5 * Swift.max(1, abs(plain.loss)), name)
+      XCTAssertEqual(Set(fused.grads.keys), Set(plain.grads.keys))
+      for (key, g) in plain.grads {
+        assertMatches(fused.grads[key]!, g, relative: 1e-5, "\(name) d/d\(key)")
+      }
+      let (b, n, d) = (fused.tokens[0], fused.tokens[1], fused.tokens[2])
+      XCTAssertEqual(
+        plain.tape - fused.tape, model.depth * (7 * b * n * d - 2 * d) * 4,
+        "\(name): fused blocks keep 7·B·N·D floats less each")
+    }
+  }
+
+  /// Keeping the attention probabilities instead of recomputing them changes memory, not values.
+  func testKeepingAttentionProbabilitiesGivesTheSameGradients() throws {
+    let fx = try ViTFixture("deit3")
+    let model = try TimmModelFolder.load(fx.folder).model
+    let input = try fx.tensor("input")
+    let recomputed = trainingStep(model, input, labels: [0, 2], hooks: nil)
+    for block in model.blocks { block.keepsAttentionProbabilities = true }
+    let kept = trainingStep(model, input, labels: [0, 2], hooks: nil)
+    let (b, n) = (kept.tokens[0], kept.tokens[1])
+    let heads = model.blocks[0].attn.heads
+    XCTAssertEqual(kept.tape - recomputed.tape, model.depth * b * heads * n * n * 4)
+    for (key, g) in recomputed.grads {
+      assertMatches(kept.grads[key]!, g, relative: 1e-6, "d/d\(key)")
+    }
+  }
+
   /// LN-tuning selects timm's names: `blocks.*.norm*.*` matches exactly the block norms.
   func testNamePatternsSelectTimmNames() throws {
     let model = try TimmModelFolder.load(vitFixtures.appendingPathComponent("clip")).model

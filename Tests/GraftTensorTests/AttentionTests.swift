@@ -75,6 +75,32 @@ final class AttentionTests: XCTestCase {
   func testGradientFused() {
     let qkv = randomTensor([2, 4, 3 * 6], seed: 9, low: -1.5, high: 1.5)
     assertGradients([qkv]) { xs in Tensor.attention(qkv: xs[0], heads: 3) }
+    assertGradients([qkv]) { xs in
+      Tensor.attention(qkv: xs[0], heads: 3, keepProbabilities: true)
+    }
+  }
+
+  func testGradientSeparateInputsKeepingProbabilities() {
+    let q = randomTensor([2, 2, 3, 4], seed: 30)
+    let k = randomTensor([2, 2, 5, 4], seed: 31)
+    let v = randomTensor([2, 2, 5, 3], seed: 32)
+    assertGradients([q, k, v]) { xs in
+      Tensor.attention(q: xs[0], k: xs[1], v: xs[2], scale: 0.7, keepProbabilities: true)
+    }
+  }
+
+  /// Recomputing the probabilities in backward runs the forward pass's own steps again, so both
+  /// ways give the same gradient.
+  func testRecomputedProbabilitiesGiveTheKeptOnesGradient() {
+    let data = randomTensor([3, 20, 3 * 16], seed: 33, low: -2, high: 2)
+    let weights = randomTensor([3, 20, 16], seed: 34)
+    var grads: [[Float]] = []
+    for keep in [true, false] {
+      let qkv = data.copy().requiringGrad()
+      (Tensor.attention(qkv: qkv, heads: 4, keepProbabilities: keep) * weights).sum().backward()
+      grads.append(qkv.grad!.scalars)
+    }
+    assertClose(grads[1], grads[0], tolerance: 1e-6)
   }
 
   func testGradientWhenOnlySomeInputsTrain() {
@@ -92,13 +118,82 @@ final class AttentionTests: XCTestCase {
   func testSavesInputsAndProbabilitiesOnly() {
     let qkv = randomTensor([2, 5, 3 * 8], seed: 14).requiringGrad()
     let before = TapeStats.savedBytes
-    let out = Tensor.attention(qkv: qkv, heads: 2)
+    let out = Tensor.attention(qkv: qkv, heads: 2, keepProbabilities: true)
     // qkv (2·5·24 floats) and P (2·2·5·5 floats).
     XCTAssertEqual(TapeStats.savedBytes - before, (2 * 5 * 24 + 2 * 2 * 5 * 5) * 4)
     XCTAssertEqual(out.gradFnName, "fused_qkv_attention")
     out.sum().backward()
     XCTAssertEqual(TapeStats.savedBytes, before)
     XCTAssertEqual(qkv.grad?.shape, [2, 5, 24])
+    // By default only qkv is kept.
+    let recomputing = Tensor.attention(qkv: qkv, heads: 2)
+    XCTAssertEqual(TapeStats.savedBytes - before, 2 * 5 * 24 * 4)
+    let q = randomTensor([1, 2, 3, 4], seed: 35).requiringGrad()
+    let separate = Tensor.attention(q: q, k: q, v: q)
+    XCTAssertEqual(TapeStats.savedBytes - before, (2 * 5 * 24 + 3 * 1 * 2 * 3 * 4) * 4)
+    separate.sum().backward()
+    recomputing.sum().backward()
+    XCTAssertEqual(TapeStats.savedBytes, before)
+  }
+
+  // MARK: Attention with its output projection
+
+  func testAttentionProjectionMatchesTheComposition() {
+    let qkv = randomTensor([3, 7, 3 * 12], seed: 40, low: -2, high: 2)
+    let w = randomTensor([10, 12], seed: 41)
+    let b = randomTensor([10], seed: 42)
+    let y = Tensor.attentionProjection(qkv: qkv, heads: 3, weight: w, bias: b)
+    XCTAssertEqual(y.shape, [3, 7, 10])
+    let reference = Tensor.attention(qkv: qkv, heads: 3).matmul(w, transposeOther: true) + b
+    assertClose(y.scalars, reference.scalars, tolerance: 1e-5)
+    let noBias = Tensor.attentionProjection(qkv: qkv, heads: 3, weight: w, bias: nil, scale: 0.3)
+    let scaled = Tensor.attention(qkv: qkv, heads: 3, scale: 0.3).matmul(w, transposeOther: true)
+    assertClose(noBias.scalars, scaled.scalars, tolerance: 1e-5)
+  }
+
+  func testAttentionProjectionGradients() {
+    let qkv = randomTensor([2, 4, 3 * 6], seed: 43, low: -1.5, high: 1.5)
+    let w = randomTensor([5, 6], seed: 44)
+    let b = randomTensor([5], seed: 45)
+    for keep in [false, true] {
+      assertGradients([qkv, w, b]) { xs in
+        Tensor.attentionProjection(
+          qkv: xs[0], heads: 2, weight: xs[1], bias: xs[2], keepProbabilities: keep)
+      }
+    }
+    // Only the projection trains (the attention result is rebuilt for dW), or only qkv.
+    let (qf, wf) = (qkv.detached(), w.detached())
+    assertGradients([w]) { xs in
+      Tensor.attentionProjection(qkv: qf, heads: 2, weight: xs[0], bias: nil)
+    }
+    assertGradients([qkv]) { xs in
+      Tensor.attentionProjection(qkv: xs[0], heads: 3, weight: wf, bias: nil)
+    }
+    XCTAssertNil(qf.grad)
+    XCTAssertNil(wf.grad)
+  }
+
+  func testAttentionProjectionKeepsQKVAndTheWeightOnly() {
+    let (b, n, dim, out) = (2, 5, 8, 6)
+    let qkv = randomTensor([b, n, 3 * dim], seed: 46).requiringGrad()
+    let w = randomTensor([out, dim], seed: 47).requiringGrad()
+    let bias = randomTensor([out], seed: 48).requiringGrad()
+    let before = TapeStats.savedBytes
+    let y = Tensor.attentionProjection(qkv: qkv, heads: 2, weight: w, bias: bias)
+    XCTAssertEqual(y.gradFnName, "attention_projection")
+    XCTAssertEqual(TapeStats.savedBytes - before, (b * n * 3 * dim + out * dim) * 4)
+    let unfused = Tensor.attention(qkv: qkv, heads: 2).linear(weight: w, bias: bias)
+    XCTAssertEqual(
+      TapeStats.savedBytes - before, 2 * (b * n * 3 * dim + out * dim) * 4 + b * n * dim * 4,
+      "the unfused pair also keeps the attention result")
+    unfused.sum().backward()
+    y.sum().backward()
+    XCTAssertEqual(TapeStats.savedBytes, before)
+    // Only the bias trains: nothing is kept.
+    let frozen = randomTensor([b, n, 3 * dim], seed: 49)
+    let z = Tensor.attentionProjection(qkv: frozen, heads: 2, weight: w.detached(), bias: bias)
+    XCTAssertEqual(TapeStats.savedBytes, before)
+    XCTAssertTrue(z.requiresGrad)
   }
 
   func testNoGradKeepsNothing() {
