@@ -12,7 +12,7 @@ import Synchronization
 ///
 /// Work is split into one contiguous chunk per thread and run on Graft's own pool of persistent
 /// worker threads (`threadCount − 1` of them, plus the caller). Between jobs the workers poll for
-/// the next one for `spinMicroseconds`, then sleep; a small-batch ViT forward runs a few hundred
+/// the next one for `spinMicroseconds`, then sleep; a ViT-Ti forward at batch 1 runs over a hundred
 /// short parallel regions back to back, and polling lets each start without a thread wake-up.
 /// Below `grain` items a loop runs inline on the caller, so small tensors pay nothing.
 ///
@@ -29,8 +29,9 @@ public enum Parallel {
   }()
 
   /// How long an idle pool thread keeps polling for the next job before it sleeps, in
-  /// microseconds (`GRAFT_SPIN_US`, default 100; 0 sleeps at once). The caller waits for the last
-  /// chunk of a job the same way, then yields its core until the chunk is done.
+  /// microseconds (`GRAFT_SPIN_US`, default 100; 0 never polls). A caller waiting for the last
+  /// chunk of its job polls as long, then sleeps. Nobody polls while the pool finds the cores
+  /// oversubscribed (another process or other threads want them).
   public static let spinMicroseconds: Int = {
     if let s = ProcessInfo.processInfo.environment["GRAFT_SPIN_US"], let n = Int(s), n >= 0 {
       return min(n, 1_000_000)
@@ -64,6 +65,13 @@ public enum Parallel {
 /// simply runs its chunk too. A claim from a stale generation fails because the word changed,
 /// and the job's body and count are only read after a successful claim, while the caller is
 /// still waiting for that chunk. Finished chunks are counted in `finished`.
+///
+/// Polling only pays while the pool has the cores to itself. When something else wants them
+/// (another process, data-loader threads), a polling thread is one more runnable thread than
+/// there are cores, and the scheduler takes the difference out of the threads doing the work.
+/// Workers therefore watch how long they wait for a core (the kernel's per-thread run delay);
+/// while that says the machine is oversubscribed, nobody polls: workers sleep between jobs and
+/// the caller sleeps while it waits, which also lets an idle core pick up a preempted worker.
 final class WorkerPool: @unchecked Sendable {
   /// The pool, created with its threads on the first parallel loop; nil on one thread.
   static let shared: WorkerPool? =
@@ -78,8 +86,13 @@ final class WorkerPool: @unchecked Sendable {
   private let finished = Atomic<Int>(0)
   /// Workers that are (about to be) blocked on `wake`.
   private let sleepers = Atomic<Int>(0)
+  /// Set while the caller is (about to be) blocked on `done`.
+  private let callerSleeping = Atomic<Bool>(false)
+  /// No thread polls before this time (monotonic nanoseconds): the cores are oversubscribed.
+  private let contendedUntil = Atomic<UInt64>(0)
   private let mutex: UnsafeMutablePointer<pthread_mutex_t>
   private let wake: UnsafeMutablePointer<pthread_cond_t>
+  private let done: UnsafeMutablePointer<pthread_cond_t>
   private let spinNanoseconds: UInt64
   // The current job. Written by the caller before it publishes `state`, read by a thread only
   // after it has claimed one of the job's chunks (so never while being rewritten).
@@ -93,9 +106,13 @@ final class WorkerPool: @unchecked Sendable {
     pthread_mutex_init(mutex, nil)
     wake = .allocate(capacity: 1)
     pthread_cond_init(wake, nil)
+    done = .allocate(capacity: 1)
+    pthread_cond_init(done, nil)
     for i in 0..<workers {
-      let thread = Thread { [unowned self] in self.workerLoop() }
-      thread.name = "graft-pool-\(i + 1)"
+      let thread = Thread { [unowned self] in
+        Thread.current.name = "graft-pool-\(i + 1)"  // named from inside, so the OS sees it
+        self.workerLoop()
+      }
       thread.stackSize = 8 << 20
       thread.start()
     }
@@ -122,7 +139,7 @@ final class WorkerPool: @unchecked Sendable {
     let gen = generation & 0xFFFF_FFFF
     let published = gen << 32 | UInt64(chunks) << 16
     // Sequentially consistent with the sleepers check (and the worker's mirror image of it in
-    // `sleep`): either the worker sees this job before blocking, or this sees the sleeper.
+    // `waitForWork`): either the worker sees this job before blocking, or this sees the sleeper.
     state.store(published, ordering: .sequentiallyConsistent)
     if sleepers.load(ordering: .sequentiallyConsistent) > 0 {
       pthread_mutex_lock(mutex)
@@ -143,13 +160,26 @@ final class WorkerPool: @unchecked Sendable {
         s = now
       }
     }
-    // Wait for the chunks other threads claimed: poll, then yield the core while they finish.
+    // Wait for the chunks other threads claimed: poll (unless the cores are oversubscribed),
+    // then sleep until the last one is done. Sleeping rather than yielding lets this core go
+    // idle, so the scheduler can move a preempted worker onto it.
     if finished.load(ordering: .acquiring) < chunks {
-      let deadline = monotonicNanoseconds() &+ spinNanoseconds
+      var now = monotonicNanoseconds()
+      let contended = now < contendedUntil.load(ordering: .relaxed)
+      let deadline = contended ? now : now &+ spinNanoseconds
       var polls = 0
       while finished.load(ordering: .acquiring) < chunks {
         polls &+= 1
-        if polls >= 64 && monotonicNanoseconds() >= deadline { sched_yield() }
+        guard polls & 63 == 0 else { continue }
+        now = monotonicNanoseconds()
+        guard now >= deadline else { continue }
+        callerSleeping.store(true, ordering: .sequentiallyConsistent)
+        pthread_mutex_lock(mutex)
+        while finished.load(ordering: .sequentiallyConsistent) < chunks {
+          pthread_cond_wait(done, mutex)
+        }
+        pthread_mutex_unlock(mutex)
+        callerSleeping.store(false, ordering: .relaxed)
       }
     }
     // Drop the caller's closure before `withoutActuallyEscaping` checks it did not escape.
@@ -157,16 +187,23 @@ final class WorkerPool: @unchecked Sendable {
   }
 
   private func workerLoop() {
+    var monitor = ContentionMonitor()
     while true {
-      var s = waitForWork()
+      var s = waitForWork(&monitor)
       // Claim and run chunks while any are left (of this or a newer job).
       while s & 0xFFFF < (s >> 16) & 0xFFFF {
         let (claimed, now) = state.compareExchange(
           expected: s, desired: s + 1, ordering: .acquiringAndReleasing)
         if claimed {
           runChunk(Int(s & 0xFFFF), of: Int((s >> 16) & 0xFFFF))
-          // Release: the body's writes (and the release of its closure) precede the count.
-          finished.add(1, ordering: .releasing)
+          // The body's writes (and the release of its closure) precede the count; sequentially
+          // consistent with the caller's `callerSleeping` store, as for `sleepers`.
+          finished.add(1, ordering: .sequentiallyConsistent)
+          if callerSleeping.load(ordering: .sequentiallyConsistent) {
+            pthread_mutex_lock(mutex)
+            pthread_cond_signal(done)
+            pthread_mutex_unlock(mutex)
+          }
           s = state.load(ordering: .acquiring)
         } else {
           s = now
@@ -183,25 +220,98 @@ final class WorkerPool: @unchecked Sendable {
     body(count * c / chunks..<count * (c + 1) / chunks)
   }
 
-  /// Returns a `state` with unclaimed chunks: polls for `spinNanoseconds`, then sleeps until a
-  /// caller publishes a job, and polls again after every wake-up.
-  private func waitForWork() -> UInt64 {
+  /// Returns a `state` with unclaimed chunks: polls for `spinNanoseconds` (unless the cores are
+  /// oversubscribed), then sleeps until a caller publishes a job, and polls again after every
+  /// wake-up.
+  private func waitForWork(_ monitor: inout ContentionMonitor) -> UInt64 {
     while true {
-      let deadline = monotonicNanoseconds() &+ spinNanoseconds
-      var polls = 0
-      while true {
-        let s = state.load(ordering: .acquiring)
-        if s & 0xFFFF < (s >> 16) & 0xFFFF { return s }
-        polls &+= 1
-        if polls & 63 == 0 && monotonicNanoseconds() >= deadline { break }
+      var now = monotonicNanoseconds()
+      if monitor.oversubscribed(at: now) { markContended(at: now, &monitor) }
+      if spinNanoseconds > 0 && now >= contendedUntil.load(ordering: .relaxed) {
+        let deadline = now &+ spinNanoseconds
+        var last = now
+        var polls = 0
+        while true {
+          let s = state.load(ordering: .acquiring)
+          if s & 0xFFFF < (s >> 16) & 0xFFFF { return s }
+          polls &+= 1
+          guard polls & 63 == 0 else { continue }
+          now = monotonicNanoseconds()
+          // Descheduled between two reads (normally ~0.1 µs apart): the core was wanted.
+          if now &- last > WorkerPool.preemptionGap {
+            markContended(at: now, &monitor)
+            break
+          }
+          if now >= deadline { break }
+          last = now
+        }
       }
       sleepers.add(1, ordering: .sequentiallyConsistent)
       pthread_mutex_lock(mutex)
       let s = state.load(ordering: .sequentiallyConsistent)
-      if s & 0xFFFF >= (s >> 16) & 0xFFFF { pthread_cond_wait(wake, mutex) }
+      let idle = s & 0xFFFF >= (s >> 16) & 0xFFFF
+      if idle { pthread_cond_wait(wake, mutex) }
       pthread_mutex_unlock(mutex)
       sleepers.subtract(1, ordering: .relaxed)
+      if !idle { return s }
     }
+  }
+
+  /// Stops all polling for a while: `penalty`, doubled each time contention is found again soon
+  /// after the last quiet period ended, so steady contention costs almost no polling.
+  private func markContended(at now: UInt64, _ monitor: inout ContentionMonitor) {
+    let soon = now &- monitor.quietEnd < monitor.penalty
+    monitor.penalty =
+      soon ? min(monitor.penalty * 2, WorkerPool.maxPenalty) : WorkerPool.basePenalty
+    monitor.quietEnd = now &+ monitor.penalty
+    contendedUntil.store(monitor.quietEnd, ordering: .relaxed)
+  }
+
+  /// A gap this long between two clock reads of a polling loop means the thread was preempted.
+  static let preemptionGap: UInt64 = 30_000
+  /// First quiet period after contention is found; it doubles up to `maxPenalty`.
+  static let basePenalty: UInt64 = 4_000_000
+  static let maxPenalty: UInt64 = 256_000_000
+}
+
+/// Watches one worker's run delay (time spent runnable but waiting for a core), from
+/// `/proc/thread-self/schedstat`.
+struct ContentionMonitor {
+  /// End of the last quiet period this worker started, and the length of the next one.
+  var quietEnd: UInt64 = 0
+  var penalty = WorkerPool.basePenalty
+  private let fd: Int32 = open("/proc/thread-self/schedstat", O_RDONLY)
+  private var lastCheck: UInt64 = 0
+  private var lastDelay: UInt64 = 0
+
+  /// Whether, since the last check (at most one a millisecond), this thread spent more than
+  /// 1/16 of the time waiting for a core.
+  mutating func oversubscribed(at now: UInt64) -> Bool {
+    guard fd >= 0, now &- lastCheck >= 1_000_000 else { return false }
+    var buffer = (
+      UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0)
+    )
+    let n = withUnsafeMutableBytes(of: &buffer) { pread(fd, $0.baseAddress, $0.count - 1, 0) }
+    guard n > 0 else { return false }
+    let delay = withUnsafeBytes(of: &buffer) { ContentionMonitor.runDelay(schedstat: $0.prefix(n)) }
+    defer { (lastCheck, lastDelay) = (now, delay) }
+    return lastCheck != 0 && (delay &- lastDelay) &* 16 > now &- lastCheck
+  }
+
+  /// The second field of a schedstat line, "<cpu ns> <run delay ns> <timeslices>".
+  static func runDelay(schedstat bytes: some Collection<UInt8>) -> UInt64 {
+    var field = 0
+    var value: UInt64 = 0
+    for byte in bytes {
+      if byte == UInt8(ascii: " ") {
+        field += 1
+        if field == 2 { break }
+        value = 0
+      } else if byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") {
+        value = value &* 10 &+ UInt64(byte - UInt8(ascii: "0"))
+      }
+    }
+    return field >= 1 ? value : 0
   }
 }
 

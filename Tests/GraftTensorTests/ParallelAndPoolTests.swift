@@ -79,6 +79,7 @@ final class ParallelAndPoolTests: XCTestCase {
     sums.initialize(repeating: -1, count: rows)
     let shared = UncheckedSendable((data, sums))
     // On another thread, so a deadlock fails the test instead of hanging it.
+    let innerSplit = Mutex(false)
     let group = DispatchGroup()
     DispatchQueue.global().async(group: group) {
       let (data, sums) = shared.value
@@ -86,9 +87,12 @@ final class ParallelAndPoolTests: XCTestCase {
         for r in rowRange {
           let partial = UnsafeMutablePointer<Float>.allocate(capacity: cols)
           defer { partial.deallocate() }
+          var innerCalls = 0
           Parallel.forRange(cols, grain: 100) { cr in
+            innerCalls += 1  // inline on this thread, so no race
             for c in cr { partial[c] = data[r * cols + c] }
           }
+          if innerCalls != 1 { innerSplit.withLock { $0 = true } }
           var s: Float = 0
           for c in 0..<cols { s += partial[c] }
           sums[r] = s
@@ -96,6 +100,8 @@ final class ParallelAndPoolTests: XCTestCase {
       }
     }
     XCTAssertEqual(group.wait(timeout: .now() + 20), .success, "nested forRange deadlocked")
+    // A call made inside a pool job runs inline as one range.
+    XCTAssertFalse(innerSplit.withLock { $0 }, "a nested call was split")
     for r in 0..<rows {
       // Row r holds (r·cols + c) mod 97 for c in 0..<cols: summed exactly in Double.
       let want = (0..<cols).reduce(0.0) { $0 + Double((r * cols + $1) % 97) }
@@ -158,6 +164,15 @@ final class ParallelAndPoolTests: XCTestCase {
       XCTAssertGreaterThan(threads.count, 1, "round \(round): nothing ran on a pool thread")
       XCTAssertLessThan(elapsed, 0.29, "round \(round): chunks ran one after another")
     }
+  }
+
+  func testRunDelayIsTheSecondSchedstatField() {
+    // /proc/<pid>/task/<tid>/schedstat: "<on-cpu ns> <waiting-for-a-core ns> <timeslices>\n".
+    XCTAssertEqual(ContentionMonitor.runDelay(schedstat: Array("123 456 7\n".utf8)), 456)
+    XCTAssertEqual(
+      ContentionMonitor.runDelay(schedstat: Array("9876543210 18446744073 42\n".utf8)),
+      18_446_744_073)
+    XCTAssertEqual(ContentionMonitor.runDelay(schedstat: Array("".utf8)), 0)
   }
 
   func testBufferPoolReusesFreedBuffersOfTheSameSize() {
