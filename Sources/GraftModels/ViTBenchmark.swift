@@ -80,19 +80,7 @@ public enum ViTBenchmark {
         optimizer.zeroGrad()
         let loss = model(pixels).crossEntropy(targets: labels)
         tapeBytes = Swift.max(tapeBytes, TapeStats.savedBytes)
-        if ProcessInfo.processInfo.environment["GRAFT_DEBUG_MEMORY"] != nil {
-          FileHandle.standardError.write(
-            Data(
-              "after forward: live \(StorageStats.liveBytes >> 20) MiB, peak \(StorageStats.peakBytes >> 20) MiB, tape \(TapeStats.savedBytes >> 20) MiB\n"
-                .utf8))
-        }
         loss.backward()
-        if ProcessInfo.processInfo.environment["GRAFT_DEBUG_MEMORY"] != nil {
-          FileHandle.standardError.write(
-            Data(
-              "after backward: live \(StorageStats.liveBytes >> 20) MiB, peak \(StorageStats.peakBytes >> 20) MiB\n"
-                .utf8))
-        }
         optimizer.step()
       }
     }
