@@ -100,3 +100,15 @@ public func peakResidentBytes() -> Int {
   #endif
   return Int(usage.ru_maxrss) * 1024
 }
+
+/// User plus system CPU time of this process so far, seconds (over all threads).
+public func processCPUSeconds() -> Double {
+  var usage = rusage()
+  #if os(Linux)
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+  #else
+    getrusage(RUSAGE_SELF, &usage)
+  #endif
+  func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}

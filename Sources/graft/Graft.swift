@@ -8,6 +8,8 @@ struct Graft: ParsableCommand {
     commandName: "graft",
     abstract: "Parameter-efficient transfer learning on frozen backbones, natively on CPUs.",
     version: GraftVersion.string,
-    subcommands: [Bench.self, Embed.self, Tune.self, Eval.self, Predict.self, Methods.self]
+    subcommands: [
+      Bench.self, Embed.self, Tune.self, Eval.self, Predict.self, Methods.self, Pretrain.self,
+    ]
   )
 }

@@ -1,0 +1,140 @@
+import XCTest
+
+@testable import GraftTasks
+
+/// A tiny pretraining setting on the committed digits (8×8): D = 16, one block.
+func tinyPretrainConfig(epochs: Int = 3) throws -> PretrainConfig {
+  var c = PretrainConfig()
+  for (k, v) in [
+    ("model.image_size", "8"), ("model.patch_size", "4"), ("model.embed_dim", "16"),
+    ("model.depth", "1"), ("model.num_heads", "2"), ("train.epochs", "\(epochs)"),
+    ("train.batch_size", "64"), ("train.warmup_epochs", "1"), ("train.workers", "0"),
+    ("optim.lr", "0.003"), ("train.crop_scale", "0.9"),
+  ] {
+    try c.set(k, v)
+  }
+  c.mean = [0.5, 0.5, 0.5]
+  c.std = [0.5, 0.5, 0.5]
+  return c
+}
+
+final class PretrainTests: XCTestCase {
+  /// A short pretraining run learns (well above chance on held-out digits) and writes a model
+  /// folder that the loader reads back to the same logits.
+  func testPretrainWritesALoadableModelThatLearned() throws {
+    let out = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: out) }
+    let pretrainer = try Pretrainer(
+      config: tinyPretrainConfig(epochs: 6), classNames: digits.classNames)
+    let result = try XCTUnwrap(
+      pretrainer.run(train: digits.train, test: digits.test, out: out))
+    XCTAssertGreaterThan(result.testTop1, 0.5, "chance is 0.1")
+
+    let loaded = try ModelLoader.load(out.path)
+    XCTAssertEqual(loaded.model.config, pretrainer.model.config)
+    XCTAssertEqual(loaded.preprocessing, pretrainer.preprocessing)
+    var rng = RandomGenerator(seed: 9)
+    let x = Tensor.randn([3, 3, 8, 8], generator: &rng)
+    pretrainer.model.eval()
+    loaded.model.eval()
+    let a = withNoGrad { pretrainer.model(x) }
+    let b = withNoGrad { loaded.model(x) }
+    XCTAssertEqual(a.scalars, b.scalars)
+    // One metrics line per epoch; the record names the test accuracy.
+    let lines = try String(contentsOf: out.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
+      .split(separator: "\n")
+    XCTAssertEqual(lines.count, 6)
+    let record = try XCTUnwrap(
+      JSONSerialization.jsonObject(
+        with: Data(contentsOf: out.appendingPathComponent("pretrain.json")))
+        as? [String: Any])
+    XCTAssertEqual(try XCTUnwrap(record["test_top1"] as? Double), result.testTop1, accuracy: 1e-12)
+  }
+
+  /// An interrupted run continued with `resume` ends with the same weights as one that was not.
+  func testResumeGivesTheSameWeights() throws {
+    let whole = temporaryFolder()
+    let split = temporaryFolder()
+    defer {
+      try? FileManager.default.removeItem(at: whole)
+      try? FileManager.default.removeItem(at: split)
+    }
+    let config = try tinyPretrainConfig(epochs: 3)
+    let a = try Pretrainer(config: config, classNames: digits.classNames)
+    try a.run(train: digits.train, test: digits.test, out: whole)
+    let b1 = try Pretrainer(config: config, classNames: digits.classNames)
+    XCTAssertNil(try b1.run(train: digits.train, test: digits.test, out: split, stopAfter: 1))
+    let b2 = try Pretrainer(config: config, classNames: digits.classNames)
+    try b2.run(train: digits.train, test: digits.test, out: split, resume: true)
+    let wa = try SafetensorsFile(contentsOf: whole.appendingPathComponent("model.safetensors"))
+      .tensors()
+    let wb = try SafetensorsFile(contentsOf: split.appendingPathComponent("model.safetensors"))
+      .tensors()
+    XCTAssertEqual(Set(wa.keys), Set(wb.keys))
+    for (name, t) in wa { XCTAssertEqual(t.scalars, wb[name]!.scalars, name) }
+
+    // Resuming with other settings is refused, naming the file.
+    var other = config
+    other.lr = 0.01
+    let c = try Pretrainer(config: other, classNames: digits.classNames)
+    XCTAssertThrowsError(
+      try c.run(train: digits.train, test: digits.test, out: split, resume: true)
+    ) { XCTAssertTrue("\($0)".contains("state.json"), "\($0)") }
+  }
+
+  func testUnknownKeyIsAClearError() {
+    var c = PretrainConfig()
+    XCTAssertThrowsError(try c.set("train.epoch", "3")) {
+      XCTAssertTrue("\($0)".contains("unknown key 'train.epoch'"), "\($0)")
+    }
+    XCTAssertThrowsError(try c.set("optim.lr", "fast")) {
+      XCTAssertTrue("\($0)".contains("optim.lr"), "\($0)")
+    }
+  }
+}
+
+final class ProgressTests: XCTestCase {
+  /// Plain-line mode writes a line at the first step, then at the end of each phase (or after
+  /// `lineInterval`), with the phase, the step count, the loss and the time left; quiet writes
+  /// nothing; log lines pass through.
+  func testLinesAndQuiet() {
+    var written: [String] = []
+    let p = ProgressReporter(style: .lines, totalSteps: 6) { written.append($0) }
+    p.lineInterval = 1e9
+    p.beginPhase("epoch 1/2", steps: 3)
+    p.step(samples: 8, loss: 0.5)
+    XCTAssertEqual(written.count, 1, "the first step shows the work started")
+    p.step(samples: 8, loss: 0.4)
+    XCTAssertEqual(written.count, 1, "no line before the interval or the phase end")
+    p.step(samples: 8, loss: 0.25)
+    XCTAssertEqual(written.count, 2)
+    XCTAssertTrue(
+      written[1].hasPrefix("epoch 1/2  [####################] 3/3  loss 0.2500"), written[1])
+    XCTAssertTrue(written[1].contains("ETA "), written[1])
+    p.log("done")
+    XCTAssertEqual(written.last, "done\n")
+
+    var none: [String] = []
+    let q = ProgressReporter(style: .quiet, totalSteps: 2) { none.append($0) }
+    q.beginPhase("x", steps: 2)
+    q.step(loss: 1)
+    q.log("hidden")
+    XCTAssertTrue(none.isEmpty)
+  }
+
+  /// The bar redraws one line in place and clears it before a log line.
+  func testBarRedrawsInPlace() {
+    var written: [String] = []
+    let p = ProgressReporter(style: .bar, totalSteps: 2) { written.append($0) }
+    p.beginPhase("epoch 1/1", steps: 2)
+    p.step(loss: 1)
+    XCTAssertTrue(written[0].hasPrefix("\r") && !written[0].contains("\n"))
+    p.log("result")
+    XCTAssertEqual(written.suffix(2), ["\r\u{1B}[K", "result\n"])
+  }
+
+  func testClock() {
+    XCTAssertEqual(ProgressReporter.clock(75), "1:15")
+    XCTAssertEqual(ProgressReporter.clock(3725), "1:02:05")
+  }
+}
