@@ -104,3 +104,30 @@ func indicesByClass(_ dataset: any Dataset) -> [[Int]] {
   }
   return byClass
 }
+
+/// `base` with other class names (the list files of a VTAB-style task carry only numbers; a
+/// `classes.txt` beside them names the classes).
+public struct RenamedClasses: Dataset {
+  /// The dataset renamed.
+  public let base: any Dataset
+  /// The new names, one per class of `base`.
+  public let classNames: [String]
+
+  /// `base` with `classNames`, which must have as many entries as `base` has classes.
+  public init(_ base: any Dataset, classNames: [String]) throws {
+    guard classNames.count == base.classCount else {
+      throw DatasetError(
+        .mismatch, path: "",
+        "\(classNames.count) class names for a dataset of \(base.classCount) classes")
+    }
+    self.base = base
+    self.classNames = classNames
+  }
+
+  /// Number of samples.
+  public var count: Int { base.count }
+  /// The labels of `base`.
+  public var labels: [Int] { base.labels }
+  /// The image of `base`.
+  public func image(at index: Int) throws -> RGBImage { try base.image(at: index) }
+}

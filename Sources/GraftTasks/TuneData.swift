@@ -58,24 +58,25 @@ public struct TuneData: Sendable {
     return try split(all, description: "digits \(url.path)")
   }
 
-  /// Where `digits` is looked for: `$GRAFT_DATA/digits/digits.csv`, then
-  /// `Data/digits/digits.csv` in the current folder or the repository holding the executable.
-  public static func digitsLocations() -> [URL] {
+  /// Where a file of the repository's `Data/` folder is looked for, in order: each folder of
+  /// `$GRAFT_DATA` (colon-separated), `Data/` in the current folder, and `Data/` in the
+  /// repository holding the executable.
+  public static func dataLocations(_ relative: String) -> [URL] {
     var out: [URL] = []
     if let d = ProcessInfo.processInfo.environment["GRAFT_DATA"] {
       for entry in d.split(separator: ":") {
-        out.append(URL(fileURLWithPath: String(entry)).appendingPathComponent("digits/digits.csv"))
+        out.append(URL(fileURLWithPath: String(entry)).appendingPathComponent(relative))
       }
     }
     out.append(
       URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
-        .appendingPathComponent("Data/digits/digits.csv"))
+        .appendingPathComponent("Data").appendingPathComponent(relative))
     if let exe = Bundle.main.executableURL {
       var dir = exe.resolvingSymlinksInPath().deletingLastPathComponent()
       while dir.path != "/" {
         if FileManager.default.fileExists(atPath: dir.appendingPathComponent("Package.swift").path)
         {
-          out.append(dir.appendingPathComponent("Data/digits/digits.csv"))
+          out.append(dir.appendingPathComponent("Data").appendingPathComponent(relative))
           break
         }
         dir = dir.deletingLastPathComponent()
@@ -84,7 +85,22 @@ public struct TuneData: Sendable {
     return out
   }
 
+  /// The first existing `dataLocations(relative)`, or an error listing where it looked.
+  public static func dataFile(_ relative: String) throws -> URL {
+    let places = dataLocations(relative)
+    guard let url = places.first(where: { FileManager.default.fileExists(atPath: $0.path) }) else {
+      throw DatasetError(
+        .notFound, path: "Data/" + relative,
+        "not found (looked in \(places.map(\.path).joined(separator: ", ")); set GRAFT_DATA)")
+    }
+    return url
+  }
+
+  /// Where `digits` is looked for (`dataLocations("digits/digits.csv")`).
+  public static func digitsLocations() -> [URL] { dataLocations("digits/digits.csv") }
+
   /// Reads the task `spec` names:
+  /// - `graft1k/<task>`: a Graft-1k task (prepared on first use, see `Graft1k`);
   /// - `digits`: the committed digits CSV (see `digits(csv:)`); a `.csv` path: the same format;
   /// - a VTAB-1k folder (`train800.txt`, `val200.txt`, `test.txt`);
   /// - an image folder with `train/` (and optionally `val/`, `test/`) class subfolders; missing
@@ -93,6 +109,9 @@ public struct TuneData: Sendable {
   /// - any other image folder of class subfolders: split 70/10/20.
   public static func load(_ spec: String) throws -> TuneData {
     let fm = FileManager.default
+    if spec.hasPrefix("graft1k/") {
+      return try Graft1k.load(String(spec.dropFirst("graft1k/".count)))
+    }
     if spec == "digits" {
       guard let url = digitsLocations().first(where: { fm.fileExists(atPath: $0.path) }) else {
         throw DatasetError(
@@ -127,8 +146,23 @@ public struct TuneData: Sendable {
       let train = try VTABListDataset(root: url, split: .train800, classCount: classes)
       let val = try VTABListDataset(root: url, split: .val200, classCount: classes)
       let test = try VTABListDataset(root: url, split: .test, classCount: classes)
+      let namesURL = url.appendingPathComponent("classes.txt")
+      guard fm.fileExists(atPath: namesURL.path) else {
+        return try TuneData(
+          train: train, validation: val, test: test, description: "VTAB-1k \(url.path)")
+      }
+      // Optional class names, one per line, in label order.
+      let names = try String(contentsOf: namesURL, encoding: .utf8).split(separator: "\n")
+        .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+      guard names.count == classes else {
+        throw DatasetError(
+          .mismatch, path: namesURL.path,
+          "\(names.count) class names, but the lists have \(classes) classes")
+      }
       return try TuneData(
-        train: train, validation: val, test: test, description: "VTAB-1k \(url.path)")
+        train: RenamedClasses(train, classNames: names),
+        validation: RenamedClasses(val, classNames: names),
+        test: RenamedClasses(test, classNames: names), description: "VTAB-1k \(url.path)")
     }
     if has("train") {
       let train = try ImageFolderDataset(root: url.appendingPathComponent("train"))

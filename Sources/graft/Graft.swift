@@ -10,6 +10,7 @@ struct Graft: ParsableCommand {
     version: GraftVersion.string,
     subcommands: [
       Bench.self, Embed.self, Tune.self, Eval.self, Predict.self, Methods.self, Pretrain.self,
+      DataCommand.self,
     ]
   )
 }
