@@ -52,6 +52,7 @@ func jsonLine(_ object: Any) throws -> String {
 /// - `metrics.jsonl`: one object per epoch (losses, accuracies, learning rate, seconds);
 /// - `summary.json`: the best epoch's validation and the test results, parameter counts, wall
 ///   time, peak RSS, images/s; `test_logits.safetensors`: the test split's logits;
+/// - `report.html`: the run's charts (see `ReportWriter`);
 /// - `checkpoint/`: the last epoch's tensors, the optimizer state and `state.json`, written
 ///   atomically after each epoch so `run(resume: true)` continues an interrupted run and ends
 ///   with the same result as an uninterrupted one.
@@ -292,6 +293,9 @@ public final class Trainer {
     let text = try JSONSerialization.data(
       withJSONObject: summary.json, options: [.sortedKeys, .prettyPrinted])
     try AtomicFile.write(text + Data("\n".utf8), to: folder.appendingPathComponent("summary.json"))
+    try ReportWriter.writeRun(
+      folder: folder, backbone: backbone.reference,
+      dataReference: dataReference.isEmpty ? "data" : dataReference, data: data)
     log(
       String(
         format: "best epoch %d: val top-1 %.4f; test top-1 %.4f top-5 %.4f", bestEpoch, val.top1,

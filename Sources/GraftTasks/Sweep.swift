@@ -1,0 +1,160 @@
+import Foundation
+
+/// One finished run (a method on a task) as the reports and sweep summaries see it, read
+/// from its run folder (`summary.json`, `metrics.jsonl`, `test_logits.safetensors`).
+public struct RunRecord: Sendable {
+  /// The task (`mnist`), or the data reference of a single run.
+  public var task: String
+  /// The method.
+  public var method: String
+  /// The run folder.
+  public var folder: URL
+  /// Test top-1, a fraction.
+  public var testTop1: Double
+  /// Test top-5, a fraction.
+  public var testTop5: Double
+  /// Trainable elements.
+  public var trainableParameters: Int
+  /// Backbone elements.
+  public var backboneParameters: Int
+  /// Training wall time, seconds.
+  public var trainSeconds: Double
+  /// Training throughput, images per second.
+  public var imagesPerSecond: Double
+  /// Peak resident memory of the process that trained it, MiB.
+  public var peakRSSMiB: Double
+  /// Validation top-1 after each epoch.
+  public var validationCurve: [Double]
+  /// Test confusion matrix, `[true][predicted]`.
+  public var confusion: [[Int]]
+  /// Predicted class of every test sample, in dataset order.
+  public var testPredictions: [Int]
+
+  /// Trainable elements over backbone elements.
+  public var trainableShare: Double {
+    Double(trainableParameters) / Double(max(backboneParameters, 1))
+  }
+
+  /// Reads the run in `folder`; errors name the file.
+  public static func load(folder: URL, task: String) throws -> RunRecord {
+    func object(_ name: String) throws -> [String: Any] {
+      let url = folder.appendingPathComponent(name)
+      guard let data = try? Data(contentsOf: url) else {
+        throw TuningError("\(url.path): missing (is the run finished?)")
+      }
+      guard let o = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+        throw TuningError("\(url.path): not a JSON object")
+      }
+      return o
+    }
+    let summary = try object("summary.json")
+    let bad = { (key: String) in
+      TuningError("\(folder.appendingPathComponent("summary.json").path): no '\(key)'")
+    }
+    guard let method = summary["method"] as? String else { throw bad("method") }
+    guard let test = summary["test"] as? [String: Any], let top1 = test["top1"] as? Double
+    else { throw bad("test.top1") }
+    let metricsURL = folder.appendingPathComponent("metrics.jsonl")
+    let lines = (try? String(contentsOf: metricsURL, encoding: .utf8)) ?? ""
+    var curve: [Double] = []
+    for line in lines.split(separator: "\n") {
+      guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+        let v = o["val_top1"] as? Double
+      else { throw TuningError("\(metricsURL.path): a line without val_top1") }
+      curve.append(v)
+    }
+    var predictions: [Int] = []
+    let logitsURL = folder.appendingPathComponent("test_logits.safetensors")
+    if FileManager.default.fileExists(atPath: logitsURL.path),
+      let logits = try SafetensorsFile(contentsOf: logitsURL).tensors()["logits"],
+      logits.rank == 2, logits.shape[0] > 0
+    {
+      predictions = logits.argmax(axis: 1)
+    }
+    return RunRecord(
+      task: task, method: method, folder: folder, testTop1: top1,
+      testTop5: test["top5"] as? Double ?? 0,
+      trainableParameters: summary["trainable_parameters"] as? Int ?? 0,
+      backboneParameters: summary["backbone_parameters"] as? Int ?? 0,
+      trainSeconds: summary["train_seconds"] as? Double ?? 0,
+      imagesPerSecond: summary["train_images_per_second"] as? Double ?? 0,
+      peakRSSMiB: Double(summary["peak_rss_bytes"] as? Int ?? 0) / 1_048_576,
+      validationCurve: curve, confusion: test["confusion"] as? [[Int]] ?? [],
+      testPredictions: predictions)
+  }
+
+  /// The entry of a sweep's `summary.json` (top-1 as a fraction).
+  public var json: [String: Any] {
+    [
+      "task": task, "method": method, "test_top1": testTop1, "test_top5": testTop5,
+      "trainable_parameters": trainableParameters, "backbone_parameters": backboneParameters,
+      "trainable_share": trainableShare, "train_seconds": trainSeconds,
+      "train_images_per_second": imagesPerSecond, "peak_rss_mib": peakRSSMiB,
+    ]
+  }
+}
+
+/// Several methods on one or more tasks with one backbone: what `graft demo` and
+/// `graft bench graft1k` write as `summary.json` and draw in `report.html`.
+public struct SweepSummary: Sendable {
+  /// The backbone reference.
+  public var backbone: String
+  /// The tasks, in order (their data references, e.g. `graft1k/mnist`).
+  public var tasks: [String]
+  /// Every finished run.
+  public var runs: [RunRecord]
+  /// Wall time of the whole sweep, seconds.
+  public var wallSeconds: Double
+
+  /// Wraps the parts.
+  public init(backbone: String, tasks: [String], runs: [RunRecord], wallSeconds: Double) {
+    self.backbone = backbone
+    self.tasks = tasks
+    self.runs = runs
+    self.wallSeconds = wallSeconds
+  }
+
+  /// Methods in first-run order.
+  public var methods: [String] {
+    var seen: [String] = []
+    for r in runs where !seen.contains(r.method) { seen.append(r.method) }
+    return seen
+  }
+
+  /// The run of `method` on `task`.
+  public func run(_ method: String, task: String) -> RunRecord? {
+    runs.first { $0.method == method && $0.task == task }
+  }
+
+  /// Mean test top-1 of `method` over the tasks it ran on.
+  public func meanTop1(_ method: String) -> Double {
+    let r = runs.filter { $0.method == method }
+    return r.map(\.testTop1).reduce(0, +) / Double(max(r.count, 1))
+  }
+
+  /// `summary.json`: `backbone`, `task` (the first), `tasks`, `methods` (one entry per method:
+  /// its first task's figures, plus `mean_test_top1` over tasks and `peak_rss_mib` as the
+  /// largest), `runs` (every task × method) and `wall_seconds`.
+  public var json: [String: Any] {
+    let methodRows: [[String: Any]] = methods.map { m in
+      let mine = runs.filter { $0.method == m }
+      var row = mine[0].json
+      row["mean_test_top1"] = meanTop1(m)
+      row["peak_rss_mib"] = mine.map(\.peakRSSMiB).max() ?? 0
+      row["train_seconds"] = mine.map(\.trainSeconds).reduce(0, +)
+      row.removeValue(forKey: "task")
+      return row
+    }
+    return [
+      "backbone": backbone, "task": tasks.first ?? "", "tasks": tasks, "methods": methodRows,
+      "runs": runs.map(\.json), "wall_seconds": wallSeconds,
+    ]
+  }
+
+  /// Writes `summary.json` into `folder`, atomically.
+  public func write(to folder: URL) throws {
+    let data = try JSONSerialization.data(
+      withJSONObject: json, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])
+    try AtomicFile.write(data + Data("\n".utf8), to: folder.appendingPathComponent("summary.json"))
+  }
+}

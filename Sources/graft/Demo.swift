@@ -1,0 +1,148 @@
+import ArgumentParser
+import Foundation
+import GraftTasks
+
+/// Shared by `graft demo` and `graft bench graft1k`: runs the sweep, writes `summary.json` and
+/// `report.html` into `out`, prints the table (or the JSON summary).
+func runSweep(
+  title: String, backbone: String, methods: [String], tasks: [String], settings: [String],
+  out: URL, fresh: Bool, quiet: Bool, json: Bool
+) throws {
+  for m in methods { _ = try MethodRegistry.descriptor(m) }
+  let started = Date()
+  let progress = ProgressReporter(style: .automatic(quiet: quiet), totalSteps: 1)
+  try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+  // Prepare the tasks here once (the children would race to do it), and keep the first one's
+  // test images for the report.
+  var first: TuneData? = nil
+  for task in tasks {
+    if task.hasPrefix("graft1k/") {
+      let name = String(task.dropFirst("graft1k/".count))
+      if !Graft1k.isPrepared(name) {
+        progress.log("preparing \(task) in \(Graft1k.defaultRoot().path)")
+      }
+    }
+    let data = try TuneData.load(task)
+    if first == nil { first = data }
+  }
+  let runner = SweepRunner(
+    backbone: backbone, settings: settings, out: out, fresh: fresh,
+    progress: ProgressReporter(
+      style: .automatic(quiet: quiet), totalSteps: methods.count * tasks.count),
+    quiet: quiet)
+  let records = try runner.run(methods: methods, tasks: tasks)
+  let summary = SweepSummary(
+    backbone: backbone, tasks: tasks, runs: records,
+    wallSeconds: Date().timeIntervalSince(started))
+  try summary.write(to: out)
+  try ReportWriter.write(
+    summary, title: title, classNames: first!.classNames,
+    testSamples: ReportWriter.gridSamples(first!), to: out)
+  if json {
+    let d = try JSONSerialization.data(withJSONObject: summary.json, options: [.sortedKeys])
+    print(String(decoding: d, as: UTF8.self))
+  } else {
+    print(sweepTable(summary))
+    print(
+      String(
+        format: "\n%.0f s in all; wrote %@ and %@", summary.wallSeconds,
+        out.appendingPathComponent("summary.json").path,
+        out.appendingPathComponent("report.html").path))
+  }
+}
+
+/// `graft demo`: the main job.
+struct Demo: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Adapt the bundled backbone to the Graft-1k MNIST task with six methods.",
+    discussion: """
+      Prepares graft1k/mnist on first use (from Data/), then trains each method with its \
+      preset recipe (\(Demo.defaultSettings.joined(separator: ", "))) in its own process, and \
+      writes <out>/<method>/ run folders, <out>/summary.json and <out>/report.html. Finished \
+      runs in <out> are reused; --fresh redoes them.
+      """)
+
+  /// What the demo changes in every method's preset.
+  static let defaultSettings = ["train.epochs=10"]
+
+  @Option(help: "Run folder.")
+  var out = "runs/demo"
+
+  @Option(help: "Backbone: bundled name, model folder or .npz.")
+  var backbone = "vit-nano-fmnist"
+
+  @Option(help: "Task (a --data reference).")
+  var task = "graft1k/mnist"
+
+  @Option(help: "Comma-separated methods.")
+  var methods = "linear,mp,vpt-deep,lst,lora,full"
+
+  @Option(name: .customLong("set"), help: "KEY=VALUE for every run (repeatable).")
+  var overrides: [String] = []
+
+  @Flag(help: "Redo runs that finished earlier.")
+  var fresh = false
+
+  @Flag(help: "Print the summary as JSON.")
+  var json = false
+
+  @Flag(help: "No progress output.")
+  var quiet = false
+
+  func run() throws {
+    try runSweep(
+      title: "Graft demo: \(backbone) on \(task)", backbone: backbone,
+      methods: methods.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) },
+      tasks: [task], settings: Self.defaultSettings + overrides,
+      out: URL(fileURLWithPath: out), fresh: fresh, quiet: quiet, json: json)
+  }
+}
+
+/// `graft bench graft1k`.
+struct BenchGraft1k: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "graft1k",
+    abstract: "Every method on every Graft-1k task with the bundled backbone (VTAB-style table).",
+    discussion: """
+      Each method trains with its preset recipe in its own process (so each peak RSS is its \
+      own). Writes <out>/<task>/<method>/ run folders, <out>/summary.json and \
+      <out>/report.html. Finished runs are reused; --fresh redoes them.
+      """)
+
+  @Option(help: "Run folder.")
+  var out = "runs/graft1k"
+
+  @Option(help: "Backbone: bundled name, model folder or .npz.")
+  var backbone = "vit-nano-fmnist"
+
+  @Option(help: "Comma-separated methods (default: all).")
+  var methods: String?
+
+  @Option(help: "Comma-separated Graft-1k tasks (default: all).")
+  var tasks: String?
+
+  @Option(name: .customLong("set"), help: "KEY=VALUE for every run (repeatable).")
+  var overrides: [String] = []
+
+  @Flag(help: "Redo runs that finished earlier.")
+  var fresh = false
+
+  @Flag(help: "Print the summary as JSON.")
+  var json = false
+
+  @Flag(help: "No progress output.")
+  var quiet = false
+
+  func run() throws {
+    let list = { (s: String) in
+      s.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+    }
+    let taskNames = tasks.map(list) ?? Graft1k.tasks.map(\.name)
+    try runSweep(
+      title: "Graft-1k: \(backbone)", backbone: backbone,
+      methods: methods.map(list) ?? MethodRegistry.names,
+      tasks: taskNames.map { $0.hasPrefix("graft1k/") ? $0 : "graft1k/" + $0 },
+      settings: overrides, out: URL(fileURLWithPath: out), fresh: fresh, quiet: quiet,
+      json: json)
+  }
+}

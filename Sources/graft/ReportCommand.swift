@@ -1,0 +1,87 @@
+import ArgumentParser
+import Foundation
+import GraftTasks
+
+/// `graft report <folder>`: (re)writes `report.html` of a run folder or a sweep folder.
+struct ReportCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "report",
+    abstract: "Write report.html for a run folder (graft tune) or a sweep (graft demo, bench).")
+
+  @Argument(help: "The folder.")
+  var folder: String
+
+  func run() throws {
+    let url = URL(fileURLWithPath: folder)
+    let summaryURL = url.appendingPathComponent("summary.json")
+    guard let data = try? Data(contentsOf: summaryURL),
+      let summary = try JSONSerialization.jsonObject(with: data) as? [String: Any]
+    else { throw ValidationError("\(summaryURL.path): missing or not JSON (is the run finished?)") }
+    if let tasks = summary["tasks"] as? [String], let rows = summary["methods"] as? [[String: Any]],
+      let backbone = summary["backbone"] as? String
+    {
+      let runner = SweepRunner(
+        backbone: backbone, settings: [], out: url, fresh: false,
+        progress: ProgressReporter(style: .quiet, totalSteps: 1), quiet: true)
+      var records: [RunRecord] = []
+      for task in tasks {
+        for row in rows {
+          guard let method = row["method"] as? String else { continue }
+          records.append(
+            try RunRecord.load(
+              folder: runner.folder(task: task, method: method, single: tasks.count == 1),
+              task: task))
+        }
+      }
+      let sweep = SweepSummary(
+        backbone: backbone, tasks: tasks, runs: records,
+        wallSeconds: summary["wall_seconds"] as? Double ?? 0)
+      let first = try TuneData.load(tasks[0])
+      try ReportWriter.write(
+        sweep, title: "Graft: \(backbone) on \(tasks.joined(separator: ", "))",
+        classNames: first.classNames, testSamples: ReportWriter.gridSamples(first), to: url)
+    } else {
+      let runURL = url.appendingPathComponent("run.json")
+      guard let runData = try? Data(contentsOf: runURL),
+        let run = try JSONSerialization.jsonObject(with: runData) as? [String: Any],
+        let backbone = run["backbone"] as? String, let dataRef = run["data"] as? String
+      else { throw ValidationError("\(runURL.path): not a run folder") }
+      try ReportWriter.writeRun(
+        folder: url, backbone: backbone, dataReference: dataRef, data: TuneData.load(dataRef))
+    }
+    print(url.appendingPathComponent("report.html").path)
+  }
+}
+
+/// `graft models`: the bundled models.
+struct ModelsCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "models", abstract: "List the bundled models (Models/ and $GRAFT_MODELS).")
+
+  func run() throws {
+    var found = 0
+    for dir in ModelLoader.bundledModelDirectories() {
+      let names =
+        ((try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []).sorted()
+      for name in names {
+        let folder = dir.appendingPathComponent(name)
+        guard
+          FileManager.default.fileExists(atPath: folder.appendingPathComponent("config.json").path)
+        else { continue }
+        do {
+          let loaded = try ModelLoader.loadFolder(folder)
+          let c = loaded.model.config
+          print(
+            pad(name, 20)
+              + "\(loaded.name)  \(c.imgSize.height)×\(c.imgSize.width) patch \(c.patchSize.height)"
+              + "  D \(c.embedDim)  depth \(c.depth)  heads \(c.numHeads)  "
+              + "\(loaded.model.parameterCount) parameters  \(folder.path)")
+        } catch {
+          print(pad(name, 20) + "unreadable: \(error)")
+        }
+        found += 1
+      }
+    }
+    if found == 0 { print("no bundled models found (looked in Models/ and $GRAFT_MODELS)") }
+  }
+}

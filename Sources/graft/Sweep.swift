@@ -1,0 +1,125 @@
+import ArgumentParser
+import Foundation
+import GraftTasks
+
+/// Runs methods on tasks, each `graft tune` in a child process of this executable, so that every
+/// run's peak RSS is its own. A run folder that already holds a finished run (`summary.json`) is
+/// reused; an interrupted one is resumed; `fresh` starts every run over.
+struct SweepRunner {
+  /// The backbone reference given to `graft tune`.
+  var backbone: String
+  /// Extra `--set` assignments for every run (the recipe stays each method's preset).
+  var settings: [String]
+  /// Where the runs go: `<out>/<task name>/<method>` (or `<out>/<method>` with one task).
+  var out: URL
+  /// Redo finished runs.
+  var fresh: Bool
+  /// Progress of the whole sweep.
+  var progress: ProgressReporter
+  /// Whether the children print their own progress.
+  var quiet: Bool
+
+  /// The run folder of `method` on `task`.
+  func folder(task: String, method: String, single: Bool) -> URL {
+    single
+      ? out.appendingPathComponent(method)
+      : out.appendingPathComponent(task.replacingOccurrences(of: "/", with: "_"))
+        .appendingPathComponent(method)
+  }
+
+  /// Runs every method on every task and returns the records in task-major order.
+  func run(methods: [String], tasks: [String]) throws -> [RunRecord] {
+    var records: [RunRecord] = []
+    let total = methods.count * tasks.count
+    progress.beginPhase("runs", steps: total)
+    for task in tasks {
+      for method in methods {
+        let dir = folder(task: task, method: method, single: tasks.count == 1)
+        let summary = dir.appendingPathComponent("summary.json")
+        let state = dir.appendingPathComponent("checkpoint/state.json")
+        let fm = FileManager.default
+        if fresh { try? fm.removeItem(at: dir) }
+        let n = records.count + 1
+        if fm.fileExists(atPath: summary.path) {
+          progress.log(
+            "[\(n)/\(total)] \(method) on \(task): finished earlier, reusing \(dir.path)")
+        } else {
+          progress.log("[\(n)/\(total)] \(method) on \(task)")
+          var args: [String]
+          if fm.fileExists(atPath: state.path) {
+            args = ["tune", "--resume", dir.path, "--json"]
+          } else {
+            try? fm.removeItem(at: dir)
+            args = [
+              "tune", "--backbone", backbone, "--method", method, "--data", task, "--out",
+              dir.path, "--json",
+            ]
+            for s in settings { args += ["--set", s] }
+          }
+          if quiet { args.append("--quiet") }
+          try runChild(args, what: "\(method) on \(task)")
+        }
+        let record = try RunRecord.load(folder: dir, task: task)
+        records.append(record)
+        progress.step()
+        progress.log(
+          String(
+            format: "    test top-1 %.2f%%  %d trainable  %.1f s  %.0f MiB peak RSS",
+            100 * record.testTop1, record.trainableParameters, record.trainSeconds,
+            record.peakRSSMiB))
+      }
+    }
+    progress.finish()
+    return records
+  }
+
+  /// Runs this executable with `arguments`; its standard error passes through, its standard
+  /// output (the JSON summary) is discarded (the run folder holds it).
+  private func runChild(_ arguments: [String], what: String) throws {
+    let process = Process()
+    process.executableURL =
+      Bundle.main.executableURL
+      ?? URL(fileURLWithPath: CommandLine.arguments[0])
+    process.arguments = arguments
+    process.standardOutput = FileHandle.nullDevice
+    try process.run()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else {
+      throw ValidationError(
+        "\(what) failed (graft \(arguments.joined(separator: " ")) exited with "
+          + "\(process.terminationStatus))")
+    }
+  }
+}
+
+/// Text table of a sweep: one row per method, a column per task (and the mean), trainable
+/// parameters and share, training time and peak RSS.
+func sweepTable(_ s: SweepSummary) -> String {
+  let short = s.tasks.map { $0.replacingOccurrences(of: "graft1k/", with: "") }
+  var header = pad("method", 13)
+  for t in short { header += pad(t, max(9, t.count + 2), right: true) }
+  if s.tasks.count > 1 { header += pad("mean", 9, right: true) }
+  header +=
+    pad("trainable", 11, right: true) + pad("share", 10, right: true)
+    + pad("train s", 9, right: true) + pad("RSS MiB", 9, right: true)
+  var lines = [header]
+  for m in s.methods {
+    var line = pad(m, 13)
+    for (t, name) in zip(s.tasks, short) {
+      line += pad(
+        s.run(m, task: t).map { String(format: "%.1f", 100 * $0.testTop1) } ?? "–",
+        max(9, name.count + 2), right: true)
+    }
+    if s.tasks.count > 1 {
+      line += pad(String(format: "%.1f", 100 * s.meanTop1(m)), 9, right: true)
+    }
+    let mine = s.runs.filter { $0.method == m }
+    line +=
+      pad("\(mine[0].trainableParameters)", 11, right: true)
+      + pad(String(format: "%.2f%%", 100 * mine[0].trainableShare), 10, right: true)
+      + pad(String(format: "%.1f", mine.map(\.trainSeconds).reduce(0, +)), 9, right: true)
+      + pad(String(format: "%.0f", mine.map(\.peakRSSMiB).max() ?? 0), 9, right: true)
+    lines.append(line)
+  }
+  return lines.joined(separator: "\n")
+}

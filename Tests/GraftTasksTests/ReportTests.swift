@@ -1,0 +1,114 @@
+import XCTest
+
+@testable import GraftTasks
+
+/// Every `data-<name>="…"` value of the elements with `class="<kind>"` in `html`, in order.
+func marks(_ html: String, kind: String) -> [[String: String]] {
+  var out: [[String: String]] = []
+  let pattern = try! NSRegularExpression(pattern: "<[a-z]+ class=\"\(kind)\"([^>]*)>")
+  let attribute = try! NSRegularExpression(pattern: "data-([a-z0-9]+)=\"([^\"]*)\"")
+  let ns = html as NSString
+  for m in pattern.matches(in: html, range: NSRange(location: 0, length: ns.length)) {
+    let tag = ns.substring(with: m.range(at: 1))
+    var values: [String: String] = [:]
+    let tns = tag as NSString
+    for a in attribute.matches(in: tag, range: NSRange(location: 0, length: tns.length)) {
+      values[tns.substring(with: a.range(at: 1))] = tns.substring(with: a.range(at: 2))
+    }
+    out.append(values)
+  }
+  return out
+}
+
+final class ReportTests: XCTestCase {
+  /// Two real short runs on digits, summarised and drawn: each chart holds exactly the numbers
+  /// of `summary.json` (and of each run's own files for the curves, confusion and grid).
+  func testChartsHoldTheNumbersOfTheSummary() throws {
+    let root = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: root) }
+    var records: [RunRecord] = []
+    for method in ["linear", "bitfit"] {
+      let folder = root.appendingPathComponent(method)
+      _ = try shortRun(method, extra: ["train.epochs=2"], folder: folder)
+      // `graft tune` writes a report of its own.
+      XCTAssertTrue(
+        FileManager.default.fileExists(atPath: folder.appendingPathComponent("report.html").path))
+      records.append(try RunRecord.load(folder: folder, task: "digits"))
+    }
+    let sweep = SweepSummary(backbone: "tiny", tasks: ["digits"], runs: records, wallSeconds: 1)
+    try sweep.write(to: root)
+    try ReportWriter.write(
+      sweep, title: "test", classNames: digits.classNames,
+      testSamples: ReportWriter.gridSamples(digits), to: root)
+    let html = try String(
+      contentsOf: root.appendingPathComponent("report.html"), encoding: .utf8)
+    let summary = try XCTUnwrap(
+      JSONSerialization.jsonObject(
+        with: Data(contentsOf: root.appendingPathComponent("summary.json"))) as? [String: Any])
+    let rows = try XCTUnwrap(summary["methods"] as? [[String: Any]])
+    XCTAssertEqual(rows.map { $0["method"] as? String }, ["linear", "bitfit"])
+
+    // Accuracy against trainable parameters: one point per method.
+    let points = marks(html, kind: "point")
+    XCTAssertEqual(points.count, 2)
+    for (point, row) in zip(points, rows) {
+      XCTAssertEqual(point["method"], row["method"] as? String)
+      XCTAssertEqual(Int(point["params"]!), row["trainable_parameters"] as? Int)
+      XCTAssertEqual(
+        try XCTUnwrap(Double(point["top1"]!)), try XCTUnwrap(row["test_top1"] as? Double),
+        accuracy: 1e-12)
+    }
+    // Peak memory: one bar per method.
+    let bars = marks(html, kind: "bar")
+    XCTAssertEqual(bars.count, 2)
+    for (bar, row) in zip(bars, rows) {
+      XCTAssertEqual(
+        try XCTUnwrap(Double(bar["mib"]!)), try XCTUnwrap(row["peak_rss_mib"] as? Double),
+        accuracy: 1e-9)
+      XCTAssertGreaterThan(Double(bar["mib"]!)!, 1)
+    }
+    // Validation curves: the runs' metrics.jsonl, epoch by epoch.
+    let curves = marks(html, kind: "curve")
+    XCTAssertEqual(curves.count, 2)
+    for (curve, method) in zip(curves, ["linear", "bitfit"]) {
+      let lines = try String(
+        contentsOf: root.appendingPathComponent("\(method)/metrics.jsonl"), encoding: .utf8
+      ).split(separator: "\n")
+      let expected = try lines.map {
+        try XCTUnwrap(
+          (JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["val_top1"]
+            as? Double)
+      }
+      XCTAssertEqual(curve["values"]!.split(separator: ",").map { Double($0)! }, expected)
+    }
+    // Confusion matrix: the best run's test confusion from its summary.json.
+    let best = records.max { $0.testTop1 < $1.testTop1 }!
+    let runSummary = try XCTUnwrap(
+      JSONSerialization.jsonObject(
+        with: Data(contentsOf: best.folder.appendingPathComponent("summary.json")))
+        as? [String: Any])
+    let confusion = try XCTUnwrap((runSummary["test"] as? [String: Any])?["confusion"] as? [[Int]])
+    let cells = marks(html, kind: "cell")
+    XCTAssertEqual(cells.count, 100)
+    for c in cells {
+      XCTAssertEqual(Int(c["count"]!), confusion[Int(c["true"]!)!][Int(c["pred"]!)!])
+    }
+    XCTAssertEqual(cells.map { Int($0["count"]!)! }.reduce(0, +), digits.test.count)
+    // Image grid: predictions are the argmax of the saved test logits, truths the labels.
+    let figures = marks(html, kind: "(?:right|wrong)")
+    XCTAssertEqual(figures.count, ReportWriter.gridSize)
+    let logits = try XCTUnwrap(
+      SafetensorsFile(contentsOf: best.folder.appendingPathComponent("test_logits.safetensors"))
+        .tensors()["logits"])
+    let predicted = logits.argmax(axis: 1)
+    for (i, figure) in figures.enumerated() {
+      XCTAssertEqual(Int(figure["pred"]!), predicted[i], "image \(i)")
+      XCTAssertEqual(Int(figure["true"]!), digits.test.label(at: i), "image \(i)")
+    }
+    XCTAssertTrue(html.contains("data:image/png;base64,"))
+  }
+
+  func testEscapesMarkup() {
+    XCTAssertEqual(ReportWriter.escape("<a & \"b\">"), "&lt;a &amp; &quot;b&quot;&gt;")
+  }
+}
