@@ -85,6 +85,9 @@ public struct TuneConfig: Equatable, Sendable {
   /// - `vpt-*`: SGD momentum 0.9, lr 0.25, wd 1e-4, cosine, warm-up 2 (VPT's large-lr recipe).
   /// - `lora`: AdamW lr 1e-3, wd 0.01, cosine, warm-up 1 (LoRA / PEFT image classification).
   /// - `adapter`: AdamW lr 1e-3, wd 0.05, cosine, warm-up 2 (AdaptFormer).
+  /// - `mp`, `mp+`: AdamW lr 5e-4, wd 0.05, cosine, warm-up 2 (Moment Probing: lr 1e-4 for 30
+  ///   ImageNet epochs at batch 256 or 100 FGVC epochs at batch 64; small data gives far fewer
+  ///   steps to a head trained from scratch, so 5× that, below the 1e-3 of the adapters here).
   public static func preset(for method: String) throws -> TuneConfig {
     _ = try MethodRegistry.descriptor(method)
     var c = TuneConfig(method: method)
@@ -99,6 +102,8 @@ public struct TuneConfig: Equatable, Sendable {
       (c.optimizer, c.lr, c.weightDecay, c.warmupEpochs) = ("sgd", 0.25, 1e-4, 2)
     case "lora":
       (c.optimizer, c.lr, c.weightDecay, c.warmupEpochs) = ("adamw", 1e-3, 0.01, 1)
+    case "mp", "mp+":
+      (c.optimizer, c.lr, c.weightDecay, c.warmupEpochs) = ("adamw", 5e-4, 0.05, 2)
     default:
       (c.optimizer, c.lr, c.weightDecay, c.warmupEpochs) = ("adamw", 1e-3, 0.05, 2)
     }

@@ -22,7 +22,7 @@ public enum MethodRegistry {
   public static let all: [MethodDescriptor] = [
     LinearProbe.descriptor, FullFineTuning.descriptor, BitFit.descriptor, LNTuning.descriptor,
     VisualPromptTuning.shallowDescriptor, VisualPromptTuning.deepDescriptor, LoRA.descriptor,
-    AdaptFormer.descriptor,
+    AdaptFormer.descriptor, MomentProbing.descriptor, MomentProbing.plusDescriptor,
   ]
 
   /// The names `--method` accepts.

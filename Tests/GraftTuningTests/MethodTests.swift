@@ -141,8 +141,9 @@ final class MethodTests: XCTestCase {
         }
         XCTAssertEqual(params.count, 5)
       }
-      // ReLU has a kink at 0: probe the adapter with a smaller step.
-      let eps: Float = name == "adapter" ? 1e-3 : 3e-3
+      // ReLU has a kink at 0: probe the adapter with a smaller step. MP's LayerNorm sits on a
+      // projection initialised at 0.02, where 3e-3 is a large relative step.
+      let eps: Float = ["adapter", "mp", "mp+"].contains(name) ? 1e-3 : 3e-3
       let check = GradientCheck.run(params.map(\.tensor), epsilon: eps, atol: 3e-3, rtol: 3e-2) {
         _ in
         method(x)
