@@ -10,6 +10,15 @@ struct Methods: ParsableCommand {
   @Flag(help: "Print JSON.")
   var json = false
 
+  @Option(
+    help: ArgumentHelp(
+      "Count each method's trainable parameters on this timm architecture (random weights).",
+      valueName: "arch"))
+  var countOn: String?
+
+  @Option(help: "Classes of the head for --count-on.")
+  var classes = 100
+
   /// The listing as text.
   static func listing() throws -> String {
     var lines: [String] = ["Methods (--method NAME; options as --set method.KEY=VALUE):", ""]
@@ -36,6 +45,10 @@ struct Methods: ParsableCommand {
   }
 
   func run() throws {
+    if let countOn {
+      try count(on: countOn)
+      return
+    }
     guard json else {
       print(try Self.listing())
       return
@@ -50,5 +63,35 @@ struct Methods: ParsableCommand {
     let data = try JSONSerialization.data(
       withJSONObject: out, options: [.prettyPrinted, .sortedKeys])
     print(String(decoding: data, as: UTF8.self))
+  }
+
+  /// Trainable parameters of every method (default options) on a random-weight `arch`.
+  func count(on arch: String) throws {
+    var config = try TimmArchitecture(arch).config
+    config.numClasses = 0
+    var rng = RandomGenerator(seed: 0)
+    let backbone = try VisionTransformer(config: config, generator: &rng)
+    var rows: [[String: Any]] = []
+    for d in MethodRegistry.all {
+      let method = try MethodRegistry.make(
+        d.name, backbone: backbone, classes: classes, generator: &rng)
+      rows.append([
+        "method": d.name, "trainable_parameters": method.trainableCount,
+        "backbone_parameters": method.backboneCount,
+      ])
+    }
+    if json {
+      let data = try JSONSerialization.data(withJSONObject: rows, options: [.sortedKeys])
+      print(String(decoding: data, as: UTF8.self))
+      return
+    }
+    print("\(arch), \(classes) classes")
+    for r in rows {
+      let n = r["trainable_parameters"] as! Int
+      let m = r["backbone_parameters"] as! Int
+      print(
+        pad(r["method"] as! String, 14) + pad("\(n)", 11, right: true)
+          + pad(String(format: "%.3f%%", 100 * Double(n) / Double(m)), 10, right: true))
+    }
   }
 }
