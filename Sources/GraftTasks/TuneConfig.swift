@@ -82,7 +82,9 @@ public struct TuneConfig: Equatable, Sendable {
   /// - `linear`: SGD momentum 0.9, lr 0.1, no decay, cosine (linear probing practice, MAE/DINO).
   /// - `full`: AdamW lr 1e-4, wd 0.05, cosine, warm-up 2 (DeiT/timm fine-tuning).
   /// - `bitfit`, `ln-tune`: AdamW lr 1e-3, no decay, cosine (BitFit; LN-tuning as in HST).
-  /// - `vpt-*`: SGD momentum 0.9, lr 0.25, wd 1e-4, cosine, warm-up 2 (VPT's large-lr recipe).
+  /// - `vpt-*`: SGD momentum 0.9, wd 1e-4, cosine, warm-up 2, lr 0.25 × 32/256 = 0.03125 (VPT's
+  ///   large-lr recipe: base lr 0.25 scaled linearly by batch/256, as VPT's trainer does, at the
+  ///   default batch of 32; rescale it with `optim.lr` when changing the batch).
   /// - `lora`: AdamW lr 1e-3, wd 0.01, cosine, warm-up 1 (LoRA / PEFT image classification).
   /// - `adapter`: AdamW lr 1e-3, wd 0.05, cosine, warm-up 2 (AdaptFormer).
   /// - `mp`, `mp+`: AdamW lr 5e-4, wd 0.05, cosine, warm-up 2 (Moment Probing: lr 1e-4 for 30
@@ -99,7 +101,7 @@ public struct TuneConfig: Equatable, Sendable {
     case "bitfit", "ln-tune":
       (c.optimizer, c.lr, c.weightDecay, c.warmupEpochs) = ("adamw", 1e-3, 0, 1)
     case "vpt-shallow", "vpt-deep":
-      (c.optimizer, c.lr, c.weightDecay, c.warmupEpochs) = ("sgd", 0.25, 1e-4, 2)
+      (c.optimizer, c.lr, c.weightDecay, c.warmupEpochs) = ("sgd", 0.25 * 32 / 256, 1e-4, 2)
     case "lora":
       (c.optimizer, c.lr, c.weightDecay, c.warmupEpochs) = ("adamw", 1e-3, 0.01, 1)
     case "mp", "mp+":
