@@ -98,7 +98,10 @@ let package = Package(
       name: "GraftModelsTests", dependencies: ["GraftModels", "GraftData"],
       resources: [.copy("Fixtures")]
     ),
-    .testTarget(name: "GraftTuningTests", dependencies: ["GraftTuning"]),
+    .testTarget(
+      name: "GraftTuningTests", dependencies: ["GraftTuning"],
+      resources: [.copy("Fixtures")]
+    ),
     .testTarget(name: "GraftTasksTests", dependencies: ["GraftTasks"]),
   ]
 )

@@ -85,6 +85,11 @@ public struct TuneConfig: Equatable, Sendable {
   /// - `vpt-*`: SGD momentum 0.9, lr 0.25, wd 1e-4, cosine, warm-up 2 (VPT's large-lr recipe).
   /// - `lora`: AdamW lr 1e-3, wd 0.01, cosine, warm-up 1 (LoRA / PEFT image classification).
   /// - `adapter`: AdamW lr 1e-3, wd 0.05, cosine, warm-up 2 (AdaptFormer).
+  /// - `lst`: AdamW lr 3e-3 (the paper's), wd 0.01, cosine, warm-up 1 (the paper warms up
+  ///   500 steps / 10% on GLUE / VL; its VL script's wd 0.03 is for a 20-epoch multitask run,
+  ///   0.01 suits small data and a new side network; gates and norms are not decayed).
+  /// - `unipt`: AdamW lr 5e-4, wd 1e-2, cosine, warm-up 1 (VSE∞'s lr; issue #3's tips: about
+  ///   10× the lr one would fine-tune with, wd 1e-4 to 1e-2, larger for small backbones).
   public static func preset(for method: String) throws -> TuneConfig {
     _ = try MethodRegistry.descriptor(method)
     var c = TuneConfig(method: method)
@@ -99,6 +104,10 @@ public struct TuneConfig: Equatable, Sendable {
       (c.optimizer, c.lr, c.weightDecay, c.warmupEpochs) = ("sgd", 0.25, 1e-4, 2)
     case "lora":
       (c.optimizer, c.lr, c.weightDecay, c.warmupEpochs) = ("adamw", 1e-3, 0.01, 1)
+    case "lst":
+      (c.optimizer, c.lr, c.weightDecay, c.warmupEpochs) = ("adamw", 3e-3, 0.01, 1)
+    case "unipt":
+      (c.optimizer, c.lr, c.weightDecay, c.warmupEpochs) = ("adamw", 5e-4, 0.01, 1)
     default:
       (c.optimizer, c.lr, c.weightDecay, c.warmupEpochs) = ("adamw", 1e-3, 0.05, 2)
     }

@@ -23,6 +23,8 @@ public enum MethodRegistry {
     LinearProbe.descriptor, FullFineTuning.descriptor, BitFit.descriptor, LNTuning.descriptor,
     VisualPromptTuning.shallowDescriptor, VisualPromptTuning.deepDescriptor, LoRA.descriptor,
     AdaptFormer.descriptor,
+    LadderSideTuning.descriptor,
+    UniPT.descriptor,
   ]
 
   /// The names `--method` accepts.
