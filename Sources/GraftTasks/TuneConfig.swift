@@ -88,8 +88,9 @@ public struct TuneConfig: Equatable, Sendable {
   /// - `lst`: AdamW lr 3e-3 (the paper's), wd 0.01, cosine, warm-up 1 (the paper warms up
   ///   500 steps / 10% on GLUE / VL; its VL script's wd 0.03 is for a 20-epoch multitask run,
   ///   0.01 suits small data and a new side network; gates and norms are not decayed).
-  /// - `unipt`: AdamW lr 5e-4, wd 1e-2, cosine, warm-up 1 (VSE∞'s lr; issue #3's tips: about
-  ///   10× the lr one would fine-tune with, wd 1e-4 to 1e-2, larger for small backbones).
+  /// - `unipt`: AdamW lr 5e-4, wd 0.01, cosine, warm-up 1 (VSE∞'s 5e-4; issue #3's tips put it
+  ///   at 5–20× the fine-tuning lr, here 5× `full`'s 1e-4, and wd at 1e-4 to 1e-2, the upper end
+  ///   for small backbones).
   public static func preset(for method: String) throws -> TuneConfig {
     _ = try MethodRegistry.descriptor(method)
     var c = TuneConfig(method: method)
