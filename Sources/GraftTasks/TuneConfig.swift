@@ -90,6 +90,12 @@ public struct TuneConfig: Equatable, Sendable {
   /// - `mp`, `mp+`: AdamW lr 5e-4, wd 0.05, cosine, warm-up 2 (Moment Probing: lr 1e-4 for 30
   ///   ImageNet epochs at batch 256 or 100 FGVC epochs at batch 64; small data gives far fewer
   ///   steps to a head trained from scratch, so 5× that, below the 1e-3 of the adapters here).
+  /// - `lst`: AdamW lr 3e-3 (the paper's), wd 0.01, cosine, warm-up 1 (the paper warms up
+  ///   500 steps / 10% on GLUE / VL; its VL script's wd 0.03 is for a 20-epoch multitask run,
+  ///   0.01 suits small data and a new side network; gates and norms are not decayed).
+  /// - `unipt`: AdamW lr 5e-4, wd 0.01, cosine, warm-up 1 (VSE∞'s 5e-4; issue #3's tips put it
+  ///   at 5–20× the fine-tuning lr, here 5× `full`'s 1e-4, and wd at 1e-4 to 1e-2, the upper end
+  ///   for small backbones).
   public static func preset(for method: String) throws -> TuneConfig {
     _ = try MethodRegistry.descriptor(method)
     var c = TuneConfig(method: method)
@@ -106,6 +112,10 @@ public struct TuneConfig: Equatable, Sendable {
       (c.optimizer, c.lr, c.weightDecay, c.warmupEpochs) = ("adamw", 1e-3, 0.01, 1)
     case "mp", "mp+":
       (c.optimizer, c.lr, c.weightDecay, c.warmupEpochs) = ("adamw", 5e-4, 0.05, 2)
+    case "lst":
+      (c.optimizer, c.lr, c.weightDecay, c.warmupEpochs) = ("adamw", 3e-3, 0.01, 1)
+    case "unipt":
+      (c.optimizer, c.lr, c.weightDecay, c.warmupEpochs) = ("adamw", 5e-4, 0.01, 1)
     default:
       (c.optimizer, c.lr, c.weightDecay, c.warmupEpochs) = ("adamw", 1e-3, 0.05, 2)
     }

@@ -1,0 +1,147 @@
+import Foundation
+
+/// `unipt`: Universal Parallel Tuning (Diao et al., CVPR 2024; Paranioar/UniPT), the
+/// transformer variant of its VSE∞/BERT text tower (`VSE-infty/lib/adapter_for_transformer.py`)
+/// on a ViT. A light network beside the backbone reads every hidden state, computed without
+/// recording (no gradient reaches the backbone, which keeps no activations). What trains: the
+/// Down, projection, Up and confidence layers and the new head; nothing of the backbone.
+///
+/// Inputs: H₀ (the embedded sequence entering block 0, captured through the `tokens` hook),
+/// H₁ … H_{L−1} (the outputs of blocks 0 … L−2) and F, the backbone's final tokens
+/// (`BackboneOutput.tokens`: the last block's output after the final norm, or without it for
+/// models that norm after pooling). With m = D / r
+/// (r = `reduction`) and `Down_l = LayerNorm_m ∘ Linear_{D→m}`, l = 0 … L:
+/// - anchor `A = Down_L(F)` [B, N, m] and its token mean `ā`;
+/// - for l = 0 … L − 1: `T_l = Down_l(H_l)`, `S_l = ReLU(A·T_lᵀ)` [B, N, N],
+///   `W_l = S_l / (Σ_keys S_l + 1e-8) + I`, `M_l = W_l·T_l` (the identity adds `T_l`), and the
+///   confidence `c_l = gate_layer(ā ⊙ t̄_l)` (Linear m → 1, t̄_l the token mean of `T_l`);
+/// - `M = Σ_l softmax_l(c)_l · M_l`, `O = A + projection_layer(M)` (Linear m → m, LayerNorm);
+/// - `Z = F + upsample_layer(O)` with `upsample_layer = Linear_{m→D} ∘ ReLU`;
+/// - logits = `head(pool(Z))`, `pool` being the backbone's own pooling with
+///   `BackboneOutput.prefixTokenCount` (class token, or the mean of the patch rows then its
+///   frozen `fc_norm`).
+///
+/// As the official code: the last hidden state is the anchor only and the L earlier states are
+/// the keys (so L + 1 `Down` layers for L interactions); the L1 normalisation is over the keys
+/// with ε = 1e-8 added to the sum, and the identity is added after it; confidences come from
+/// the product of token means; LayerNorms have PyTorch's ε 1e-5; every layer keeps PyTorch's
+/// default init (U(±1/√in) weights and biases, LayerNorm ones and zeros). The head is timm's
+/// (trunc-normal 0.02, zero bias).
+///
+/// Deviations: there is no padding, so no mask, and the means run over all N tokens (prefix
+/// tokens included, as BERT's include [CLS]). The official text tower feeds the UniPT output
+/// itself to its pooling; here it is a residual on the backbone's final tokens F (as the
+/// CLIP4Clip variant adds it to the raw anchor) with `Up` mapping back to D, so the head reads
+/// the backbone's own features plus the learned correction. The anchor reads F after the
+/// final norm, the ViT counterpart of BERT's last hidden state.
+///
+/// Tensors: `unipt.downsample_layers.<l>.0.weight/bias` (Linear), `.1.weight/bias`
+/// (LayerNorm), l = 0 … L; `unipt.projection_layer.0/.1`; `unipt.upsample_layer.1` (after the
+/// ReLU at `.0`); `unipt.gate_layer.weight/bias`; `unipt.head.weight/bias`.
+public final class UniPT: TuningMethod {
+  /// The registry entry.
+  public static let descriptor = MethodDescriptor(
+    name: "unipt",
+    summary: "parallel network over all hidden states (ReLU/L1 interaction, layer softmax)",
+    options: [
+      MethodOption("reduction", "2", "width of the parallel network, m = D / reduction")
+    ]
+  ) { backbone, classes, options, generator in
+    try UniPT(backbone: backbone, classes: classes, options: options, generator: &generator)
+  }
+
+  /// Added to the L1 sum over keys (`l1norm`'s eps in the official code).
+  public static let l1Epsilon: Float = 1e-8
+
+  /// The width m of the parallel network.
+  public let mappingSize: Int
+  /// `Down_l` (Linear D → m, LayerNorm m) for l = 0 … L; the last one is the anchor's.
+  public let downsampleLayers: ModuleList<Sequential>
+  /// Linear m → m, LayerNorm m on the merged features.
+  public let projectionLayer: Sequential
+  /// ReLU then Linear m → D.
+  public let upsampleLayer: Sequential
+  /// The confidence Linear m → 1.
+  public let gateLayer: Linear
+  /// The embedded tokens of the current forward pass (set by `tokens`, used by `logits`).
+  private var embedded: Tensor?
+
+  /// UniPT on `backbone`.
+  public init(
+    backbone: VisionTransformer, classes: Int, options: MethodOptions,
+    generator: inout RandomGenerator
+  ) throws {
+    let d = backbone.width
+    let r = try options.int("reduction", atLeast: 1)
+    let m = d / r
+    guard m >= 1 else { throw TuningError("method.reduction = \(r) leaves no width (D = \(d))") }
+    mappingSize = m
+    let head = TuningMethod.timmHead(d, classes, generator: &generator)
+    var downs: [Sequential] = []
+    for _ in 0...backbone.depth {
+      downs.append(Sequential([Linear(d, m, generator: &generator), LayerNorm(m)]))
+    }
+    downsampleLayers = ModuleList(downs)
+    projectionLayer = Sequential([Linear(m, m, generator: &generator), LayerNorm(m)])
+    upsampleLayer = Sequential([Activation.relu, Linear(m, d, generator: &generator)])
+    gateLayer = Linear(m, 1, generator: &generator)
+    super.init(
+      name: "unipt", prefix: "unipt", backbone: backbone, classes: classes, head: head,
+      options: options, generator: generator)
+    registerModule("downsample_layers", downsampleLayers)
+    registerModule("projection_layer", projectionLayer)
+    registerModule("upsample_layer", upsampleLayer)
+    registerModule("gate_layer", gateLayer)
+    finishSetUp()
+  }
+
+  /// No backbone gradient.
+  public override var needsBackboneGradient: Bool { false }
+  /// Reads every block's output.
+  public override var needsHiddenStates: Bool { true }
+
+  /// Keeps the embedded sequence (H₀).
+  public override func tokens(_ x: Tensor) -> Tensor {
+    embedded = x
+    return x
+  }
+
+  /// `final` [B, N, D] plus UniPT's correction computed from the key states `states`
+  /// (H₀ … H_{L−1}, each [B, N, D]) with `final` as the anchor's input.
+  public func fuse(states: [Tensor], final: Tensor) -> Tensor {
+    precondition(
+      states.count == downsampleLayers.count - 1,
+      "unipt: \(states.count) key states for \(downsampleLayers.count - 1) layers")
+    let (b, _) = (final.shape[0], final.shape[1])
+    let anchor = downsampleLayers[states.count](final)
+    let anchorMean = anchor.mean(axis: 1)
+    var merged: [Tensor] = []
+    var confidences: [Tensor] = []
+    for (l, state) in states.enumerated() {
+      let t = downsampleLayers[l](state)
+      let s = anchor.matmul(t, transposeOther: true).relu()
+      let w = s / (s.sum(axis: -1, keepDims: true) + Self.l1Epsilon)
+      merged.append(w.matmul(t) + t)
+      confidences.append(gateLayer(anchorMean * t.mean(axis: 1)))
+    }
+    let weights = Tensor.concat(confidences, axis: 1).softmax(axis: 1)
+    var m: Tensor? = nil
+    for (l, ml) in merged.enumerated() {
+      let term = ml * weights.narrow(1, start: l, length: 1).reshaped([b, 1, 1])
+      m = m.map { $0 + term } ?? term
+    }
+    let output = anchor + projectionLayer(m!)
+    return final + upsampleLayer(output)
+  }
+
+  /// The head on the backbone's pooling of the corrected final tokens.
+  public override func logits(_ output: BackboneOutput) -> Tensor {
+    guard let x0 = embedded else { preconditionFailure("unipt: the tokens hook did not run") }
+    embedded = nil
+    precondition(
+      output.hiddenStates.count == backbone.depth, "unipt needs every block's output")
+    let states = [x0] + output.hiddenStates.dropLast()
+    let z = fuse(states: states, final: output.tokens)
+    return head(backbone.pool(z, prefixTokens: output.prefixTokenCount))
+  }
+}
