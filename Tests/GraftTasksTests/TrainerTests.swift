@@ -78,4 +78,8 @@ final class TrainerTests: XCTestCase {
   }
   func testLoRALearnsDigits() throws { try beatsChance("lora") }
   func testAdapterLearnsDigits() throws { try beatsChance("adapter") }
+  func testMPLearnsDigits() throws { try beatsChance("mp") }
+  func testMPPlusLearnsDigits() throws { try beatsChance("mp+") }
+  func testLSTLearnsDigits() throws { try beatsChance("lst", extra: ["method.reduction=4"]) }
+  func testUniPTLearnsDigits() throws { try beatsChance("unipt") }
 }
