@@ -106,6 +106,12 @@ public final class Trainer {
   }
 
   private func makeOptimizer() -> any Optimizer {
+    Trainer.makeOptimizer(for: method, config: config)
+  }
+
+  /// The optimizer `config` names over `method`'s trainable tensors: decay / no-decay groups at
+  /// `config.lr`, SGD with momentum or AdamW (shared with `TuneBenchmark`).
+  static func makeOptimizer(for method: TuningMethod, config: TuneConfig) -> any Optimizer {
     let groups = ParameterGroup.defaultGroups(
       named: method.trainableTensors(), lr: config.lr, weightDecay: config.weightDecay)
     if config.optimizer == "sgd" { return SGD(groups: groups, momentum: config.momentum) }

@@ -6,7 +6,10 @@ import GraftTensor
 struct Bench: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Measure Graft's speed against its anchors (one run, same machine).",
-    subcommands: [BenchOps.self, BenchViT.self, BenchViTRow.self, BenchGraft1k.self]
+    subcommands: [
+      BenchOps.self, BenchViT.self, BenchViTRow.self, BenchGraft1k.self, BenchTune.self,
+      BenchTuneRow.self,
+    ]
   )
 }
 

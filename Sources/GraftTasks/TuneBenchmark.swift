@@ -1,0 +1,101 @@
+import Foundation
+
+/// One row of `graft bench tune`: the speed and memory of one tuning method's training step,
+/// measured in its own process so its peak RSS is its own.
+///
+/// The step is `Trainer.run`'s: `method(images)` → cross-entropy → backward → (gradient clipping
+/// if the recipe sets it) → optimizer step → `zeroGrad`, with the method's recipe optimizer
+/// (`TuneConfig.preset(for:)`, built as the trainer builds it). The backbone has random weights
+/// (timm's init), the images are random normal, the labels fixed random classes.
+public enum TuneBenchmark {
+  /// Graft's side of one row.
+  public struct Measurement: Codable, Sendable {
+    /// The method's registry name.
+    public var method: String
+    /// Images per second (batch / median step time).
+    public var imagesPerSecond: Double
+    /// Peak resident set size of the process, MiB (model build included).
+    public var peakRSSMiB: Double
+    /// Peak bytes of live tensor storage, MiB.
+    public var peakTensorMiB: Double
+    /// Most bytes the tape held for backward during a step (reached at the end of the forward
+    /// pass and loss), MiB.
+    public var tapeMiB: Double
+    /// Trainable elements of the method.
+    public var trainableParameters: Int
+
+    enum CodingKeys: String, CodingKey {
+      case method
+      case imagesPerSecond = "graft_img_s"
+      case peakRSSMiB = "graft_peak_rss_mib"
+      case peakTensorMiB = "graft_peak_tensor_mib"
+      case tapeMiB = "graft_tape_mib"
+      case trainableParameters = "trainable_parameters"
+    }
+  }
+
+  /// Head size used when the architecture has none: timm's default, 1000 (ImageNet).
+  public static let defaultClasses = 1000
+
+  /// Builds `architecture` (a timm name) with random weights and times `method`'s training step
+  /// at `batch` images, with a head of timm's default size (1000 classes) unless `classes` is
+  /// given.
+  public static func measure(
+    architecture: String, method: String, batch: Int, iterations: Int = 3,
+    classes: Int? = nil, seed: UInt64 = 0
+  ) throws -> Measurement {
+    let config = try TimmArchitecture(architecture).config
+    return try measure(
+      config: config, method: method, batch: batch, iterations: iterations, classes: classes,
+      seed: seed)
+  }
+
+  /// Times `method`'s training step on a random-weight ViT of `config` at `batch` images: one
+  /// warm-up step, then the median of `iterations` timed steps. The backbone is built without
+  /// its own head (a method never runs it); the method's head has `classes` outputs
+  /// (`config.numClasses`, or 1000 when that is 0, unless given).
+  public static func measure(
+    config: ViTConfig, method name: String, batch: Int, iterations: Int = 3,
+    classes: Int? = nil, seed: UInt64 = 0
+  ) throws -> Measurement {
+    var backboneConfig = config
+    backboneConfig.numClasses = 0
+    let classes = classes ?? (config.numClasses > 0 ? config.numClasses : defaultClasses)
+    var rng = RandomGenerator(seed: seed)
+    let backbone = try VisionTransformer(config: backboneConfig, generator: &rng)
+    let tune = try TuneConfig.preset(for: name)
+    let method = try MethodRegistry.make(
+      name, backbone: backbone, classes: classes, options: tune.methodOptions, generator: &rng)
+    method.backboneTrainMode = tune.backboneTrainMode
+    method.setTraining(true)
+    let optimizer = Trainer.makeOptimizer(for: method, config: tune)
+    let images = Tensor.randn(
+      [batch, config.inChans, config.imgSize.height, config.imgSize.width], generator: &rng)
+    let labels = (0..<batch).map { _ in rng.nextInt(below: classes) }
+
+    var tapeBytes = 0
+    func step() {
+      let base = TapeStats.savedBytes
+      let logits = method(images)
+      let loss = logits.crossEntropy(targets: labels, labelSmoothing: tune.labelSmoothing)
+      tapeBytes = Swift.max(tapeBytes, TapeStats.savedBytes - base)
+      loss.backward()
+      if tune.clipGrad > 0 { optimizer.clipGradNorm(maxNorm: tune.clipGrad) }
+      optimizer.step()
+      optimizer.zeroGrad()
+    }
+    step()  // warm-up
+    var times: [Double] = []
+    for _ in 0..<Swift.max(iterations, 1) {
+      let start = DispatchTime.now().uptimeNanoseconds
+      step()
+      times.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
+    }
+    times.sort()
+    return Measurement(
+      method: name, imagesPerSecond: Double(batch) / times[times.count / 2],
+      peakRSSMiB: Double(peakResidentBytes()) / 1_048_576,
+      peakTensorMiB: Double(StorageStats.peakBytes) / 1_048_576,
+      tapeMiB: Double(tapeBytes) / 1_048_576, trainableParameters: method.trainableCount)
+  }
+}

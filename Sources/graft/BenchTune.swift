@@ -1,0 +1,233 @@
+import ArgumentParser
+import Foundation
+import GraftModels
+import GraftTasks
+import GraftTensor
+
+/// `graft bench tune`: the training step of every tuning method, img/s and peak RSS, against
+/// PyTorch + timm for `full`, `linear` and `vpt-deep`, in the same run.
+struct BenchTune: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "tune",
+    abstract: "Training-step img/s and peak RSS of every tuning method, vs PyTorch + timm.",
+    discussion: """
+      Every row runs in a child process (Graft: `graft bench tune-row`; PyTorch:
+      Tools/bench_tune_torch.py for full, linear and vpt-deep), so each peak RSS is that
+      method's own. Random weights, random images, a 1000-class head (timm's default) on both
+      sides; each method uses its recipe optimizer (`graft methods`). The PyTorch side needs a
+      Python with torch and timm (by default Tools/.venv/bin/python). Targets: full, linear and
+      vpt-deep ≥ 1.5× PyTorch's img/s at ≤ 0.5× its peak RSS; lst and unipt peak RSS ≤ 0.35×
+      Graft's own full at the same batch.
+      """
+  )
+
+  /// The methods with a PyTorch reference script.
+  static let referenced: Set<String> = ["full", "linear", "vpt-deep"]
+  /// The methods whose peak RSS is held against Graft's `full`.
+  static let sideNetworks: Set<String> = ["lst", "unipt"]
+
+  @Option(help: "timm architecture name (random weights).")
+  var model = "vit_small_patch16_224"
+
+  @Option(help: "Training batch size.")
+  var batch = 32
+
+  @Option(
+    name: .customLong("method"),
+    help: "Methods to measure (repeatable; default every registered method).")
+  var methods: [String] = []
+
+  @Option(help: "Timed steps per row (median reported), after one warm-up step.")
+  var iterations = 3
+
+  @Option(help: "Python with torch and timm for the reference rows.")
+  var python: String?
+
+  @Flag(help: "Skip the PyTorch reference.")
+  var noReference = false
+
+  @Flag(help: "Print one JSON object instead of a table.")
+  var json = false
+
+  struct Row: Codable {
+    var method: String
+    var graftImgS: Double
+    var torchImgS: Double?
+    var graftPeakRSSMiB: Double
+    var torchPeakRSSMiB: Double?
+    var graftTapeMiB: Double
+    var trainableParameters: Int
+    var ratioImgS: Double?
+    var ratioRSS: Double?
+    var rssVsGraftFull: Double?
+
+    enum CodingKeys: String, CodingKey {
+      case method
+      case graftImgS = "graft_img_s"
+      case torchImgS = "torch_img_s"
+      case graftPeakRSSMiB = "graft_peak_rss_mib"
+      case torchPeakRSSMiB = "torch_peak_rss_mib"
+      case graftTapeMiB = "graft_tape_mib"
+      case trainableParameters = "trainable_parameters"
+      case ratioImgS = "ratio_img_s"
+      case ratioRSS = "ratio_rss"
+      case rssVsGraftFull = "rss_vs_graft_full"
+    }
+
+    // Always write every key, null where a figure is missing.
+    func encode(to encoder: Encoder) throws {
+      var c = encoder.container(keyedBy: CodingKeys.self)
+      try c.encode(method, forKey: .method)
+      try c.encode(graftImgS, forKey: .graftImgS)
+      try c.encode(torchImgS, forKey: .torchImgS)
+      try c.encode(graftPeakRSSMiB, forKey: .graftPeakRSSMiB)
+      try c.encode(torchPeakRSSMiB, forKey: .torchPeakRSSMiB)
+      try c.encode(graftTapeMiB, forKey: .graftTapeMiB)
+      try c.encode(trainableParameters, forKey: .trainableParameters)
+      try c.encode(ratioImgS, forKey: .ratioImgS)
+      try c.encode(ratioRSS, forKey: .ratioRSS)
+      try c.encode(rssVsGraftFull, forKey: .rssVsGraftFull)
+    }
+  }
+
+  struct Report: Codable {
+    var openblasKernel: String
+    var model: String
+    var batch: Int
+    var rows: [Row]
+    enum CodingKeys: String, CodingKey {
+      case openblasKernel = "openblas_kernel"
+      case model, batch, rows
+    }
+  }
+
+  struct TorchResult: Decodable {
+    var torchImgS: Double
+    var torchPeakRSSMiB: Double
+    enum CodingKeys: String, CodingKey {
+      case torchImgS = "torch_img_s"
+      case torchPeakRSSMiB = "torch_peak_rss_mib"
+    }
+  }
+
+  func validate() throws {
+    for m in methods where !MethodRegistry.names.contains(m) {
+      throw ValidationError(
+        "unknown method '\(m)' (known: \(MethodRegistry.names.joined(separator: ", ")))")
+    }
+    guard batch >= 1, iterations >= 1 else {
+      throw ValidationError("--batch and --iterations must be at least 1")
+    }
+    _ = try TimmArchitecture(model)
+  }
+
+  func run() throws {
+    let chosen = methods.isEmpty ? MethodRegistry.names : methods
+    let python = resolvedPython()
+    var rows: [Row] = []
+    for method in chosen {
+      progress("\(model) batch \(batch) \(method): graft")
+      let graft: TuneBenchmark.Measurement = try runJSON(
+        executable: selfExecutable(),
+        arguments: [
+          "bench", "tune-row", "--method", method, "--model", model, "--batch", "\(batch)",
+          "--iterations", "\(iterations)",
+        ])
+      var torch: TorchResult?
+      if !noReference, let python, Self.referenced.contains(method) {
+        progress("\(model) batch \(batch) \(method): pytorch")
+        torch = try? runJSON(
+          executable: python,
+          arguments: [
+            referenceScript().path, "--method", method, "--model", model, "--batch", "\(batch)",
+            "--threads", "\(Parallel.threadCount)", "--iters", "\(iterations)",
+            "--classes", "\(TuneBenchmark.defaultClasses)",
+          ])
+        if torch == nil { progress("  (the PyTorch reference failed; its figures are null)") }
+      }
+      rows.append(
+        Row(
+          method: method, graftImgS: graft.imagesPerSecond, torchImgS: torch?.torchImgS,
+          graftPeakRSSMiB: graft.peakRSSMiB, torchPeakRSSMiB: torch?.torchPeakRSSMiB,
+          graftTapeMiB: graft.tapeMiB, trainableParameters: graft.trainableParameters,
+          ratioImgS: torch.map { graft.imagesPerSecond / $0.torchImgS },
+          ratioRSS: torch.map { graft.peakRSSMiB / $0.torchPeakRSSMiB }, rssVsGraftFull: nil))
+    }
+    if let full = rows.first(where: { $0.method == "full" }) {
+      for i in rows.indices {
+        rows[i].rssVsGraftFull = rows[i].graftPeakRSSMiB / full.graftPeakRSSMiB
+      }
+    }
+    let report = Report(
+      openblasKernel: OpsBenchmark.openblasKernel, model: model, batch: batch, rows: rows)
+    if json {
+      let encoder = JSONEncoder()
+      encoder.outputFormatting = [.sortedKeys]
+      print(String(decoding: try encoder.encode(report), as: UTF8.self))
+    } else {
+      printTable(report)
+    }
+  }
+
+  func printTable(_ report: Report) {
+    print(
+      "OpenBLAS kernel: \(report.openblasKernel), threads: \(Parallel.threadCount), "
+        + "\(report.model), batch \(report.batch)\n")
+    print(
+      "method        trainable  graft img/s  torch img/s  ratio (≥1.5)  graft MiB  torch MiB"
+        + "  ratio (≤0.5)  tape MiB  ÷ graft full")
+    func mark(_ value: Double?, _ met: (Double) -> Bool) -> String {
+      guard let value else { return "-" }
+      return fmt(value, 2) + (met(value) ? " met" : " NOT met")
+    }
+    for row in report.rows {
+      let referenced = Self.referenced.contains(row.method)
+      let vsFull =
+        Self.sideNetworks.contains(row.method)
+        ? mark(row.rssVsGraftFull) { $0 <= 0.35 } + " (≤0.35)"
+        : row.rssVsGraftFull.map { fmt($0, 2) } ?? "-"
+      print(
+        pad(row.method, 12) + pad("\(row.trainableParameters)", 11, right: true)
+          + pad(fmt(row.graftImgS, 2), 13, right: true)
+          + pad(row.torchImgS.map { fmt($0, 2) } ?? "-", 13, right: true)
+          + pad(referenced ? mark(row.ratioImgS) { $0 >= 1.5 } : "-", 14, right: true)
+          + pad(fmt(row.graftPeakRSSMiB, 0), 11, right: true)
+          + pad(row.torchPeakRSSMiB.map { fmt($0, 0) } ?? "-", 11, right: true)
+          + pad(referenced ? mark(row.ratioRSS) { $0 <= 0.5 } : "-", 14, right: true)
+          + pad(fmt(row.graftTapeMiB, 0), 10, right: true) + "  " + vsFull)
+    }
+  }
+
+  func progress(_ line: String) {
+    if !json { FileHandle.standardError.write(Data("  \(line)\n".utf8)) }
+  }
+
+  func resolvedPython() -> String? {
+    if let python { return python }
+    let venv = repositoryRoot().appendingPathComponent("Tools/.venv/bin/python").path
+    if FileManager.default.isExecutableFile(atPath: venv) { return venv }
+    return "/usr/bin/env"
+  }
+
+  func referenceScript() -> URL {
+    repositoryRoot().appendingPathComponent("Tools/bench_tune_torch.py")
+  }
+}
+
+/// `graft bench tune-row`: one Graft row, printed as JSON (used by `graft bench tune`).
+struct BenchTuneRow: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "tune-row", abstract: "One Graft row of `graft bench tune`, as JSON.",
+    shouldDisplay: false)
+
+  @Option var method: String
+  @Option var model = "vit_small_patch16_224"
+  @Option var batch = 32
+  @Option var iterations = 3
+
+  func run() throws {
+    let m = try TuneBenchmark.measure(
+      architecture: model, method: method, batch: batch, iterations: iterations)
+    print(String(decoding: try JSONEncoder().encode(m), as: UTF8.self))
+  }
+}

@@ -1,0 +1,61 @@
+import XCTest
+
+@testable import GraftTasks
+
+/// `TuneBenchmark` (the Graft row of `graft bench tune`) on a tiny ViT.
+final class TuneBenchmarkTests: XCTestCase {
+  // 16×16 input, 4×4 patches → 16 patches + class token; D = 32, 2 blocks, 10 classes.
+  let config = ViTConfig(
+    imgSize: 16, patchSize: 4, embedDim: 32, depth: 2, numHeads: 2, numClasses: 10)
+  let batch = 4
+  var tokens: Int { 16 + 1 }
+
+  func testEveryMethodGivesSaneFigures() throws {
+    for name in MethodRegistry.names {
+      let m = try TuneBenchmark.measure(config: config, method: name, batch: batch, iterations: 1)
+      XCTAssertEqual(m.method, name)
+      XCTAssertTrue(m.imagesPerSecond.isFinite && m.imagesPerSecond > 0, name)
+      XCTAssertGreaterThan(m.peakRSSMiB, 1, name)
+      XCTAssertGreaterThan(m.peakTensorMiB, 0, name)
+      XCTAssertGreaterThan(m.tapeMiB, 0, name)  // at least the head and the loss
+      XCTAssertGreaterThan(m.trainableParameters, 0, name)
+    }
+  }
+
+  func testLinearKeepsNoBackboneActivationsAndFullKeepsThemAll() throws {
+    let d = config.embedDim
+    let classes = config.numClasses
+    let linear = try TuneBenchmark.measure(
+      config: config, method: "linear", batch: batch, iterations: 1)
+    let full = try TuneBenchmark.measure(
+      config: config, method: "full", batch: batch, iterations: 1)
+    // Closed-form trainable counts: the head D·C + C; full adds every backbone tensor:
+    // patch embedding (3·4·4·D + D), class token D, position embedding 17·D, per block
+    // 2 norms (4D) + qkv (3D² + 3D) + proj (D² + D) + fc1 (4D² + 4D) + fc2 (4D² + D), final
+    // norm 2D.
+    let head = d * classes + classes
+    let perBlock = 4 * d + (3 * d * d + 3 * d) + (d * d + d) + (4 * d * d + 4 * d) + (4 * d * d + d)
+    let backbone = (3 * 16 * d + d) + d + tokens * d + config.depth * perBlock + 2 * d
+    XCTAssertEqual(linear.trainableParameters, head)
+    XCTAssertEqual(full.trainableParameters, backbone + head)
+    // linear: the tape holds only the head's input [B, D] and the loss's [B, C] tensors.
+    let linearTape = linear.tapeMiB * 1_048_576
+    XCTAssertLessThanOrEqual(linearTape, Double(4 * (batch * d + 2 * batch * classes) + 1024))
+    // full: at least four [B, N, D] activations per block.
+    let fullTape = full.tapeMiB * 1_048_576
+    XCTAssertGreaterThan(fullTape, Double(4 * config.depth * 4 * batch * tokens * d))
+    XCTAssertGreaterThan(fullTape, 50 * linearTape)
+  }
+
+  func testTimmNameBuildsTheNamedArchitectureWithA1000ClassHead() throws {
+    XCTAssertThrowsError(
+      try TuneBenchmark.measure(architecture: "no_such_model", method: "linear", batch: 1))
+    XCTAssertThrowsError(
+      try TuneBenchmark.measure(config: config, method: "no-such-method", batch: 1))
+    // The head size defaults to timm's 1000 when the config has no head.
+    var headless = config
+    headless.numClasses = 0
+    let m = try TuneBenchmark.measure(config: headless, method: "linear", batch: 2, iterations: 1)
+    XCTAssertEqual(m.trainableParameters, config.embedDim * 1000 + 1000)
+  }
+}
