@@ -85,6 +85,8 @@ public struct TuneConfig: Equatable, Sendable {
   /// - `vpt-*`: SGD momentum 0.9, lr 0.25, wd 1e-4, cosine, warm-up 2 (VPT's large-lr recipe).
   /// - `lora`: AdamW lr 1e-3, wd 0.01, cosine, warm-up 1 (LoRA / PEFT image classification).
   /// - `adapter`: AdamW lr 1e-3, wd 0.05, cosine, warm-up 2 (AdaptFormer).
+  /// - `hst`: AdamW lr 1e-2, wd 5e-4, cosine, warm-up 2 (HST's VTAB-1k recipe: 10 warm-up epochs
+  ///   of 100, so 2 of the default 20; the paper's batch is 64, 2×32, with the same lr).
   public static func preset(for method: String) throws -> TuneConfig {
     _ = try MethodRegistry.descriptor(method)
     var c = TuneConfig(method: method)
@@ -99,6 +101,8 @@ public struct TuneConfig: Equatable, Sendable {
       (c.optimizer, c.lr, c.weightDecay, c.warmupEpochs) = ("sgd", 0.25, 1e-4, 2)
     case "lora":
       (c.optimizer, c.lr, c.weightDecay, c.warmupEpochs) = ("adamw", 1e-3, 0.01, 1)
+    case "hst":
+      (c.optimizer, c.lr, c.weightDecay, c.warmupEpochs) = ("adamw", 1e-2, 5e-4, 2)
     default:
       (c.optimizer, c.lr, c.weightDecay, c.warmupEpochs) = ("adamw", 1e-3, 0.05, 2)
     }

@@ -23,6 +23,7 @@ public enum MethodRegistry {
     LinearProbe.descriptor, FullFineTuning.descriptor, BitFit.descriptor, LNTuning.descriptor,
     VisualPromptTuning.shallowDescriptor, VisualPromptTuning.deepDescriptor, LoRA.descriptor,
     AdaptFormer.descriptor,
+    HierarchicalSideTuning.descriptor,
   ]
 
   /// The names `--method` accepts.
