@@ -54,7 +54,7 @@ public struct LoadedAdapter {
 }
 
 /// Run folders as PEFT lays them out: `adapter_config.json` and `adapter_model.safetensors`
-/// (only the trainable tensors, named under the method's prefix).
+/// (only the trainable tensors and the method's state buffers, named under the method's prefix).
 public enum AdapterCheckpoint {
   /// The configuration file's name.
   public static let configFile = "adapter_config.json"
@@ -69,7 +69,8 @@ public enum AdapterCheckpoint {
       encoder.encode(config) + Data("\n".utf8), to: folder.appendingPathComponent(configFile))
   }
 
-  /// Writes `method`'s trainable tensors (atomically) as `file` (by default the adapter file).
+  /// Writes `method`'s trainable tensors and state buffers (`trainableState()`, atomically) as
+  /// `file` (by default the adapter file).
   public static func writeWeights(
     _ method: TuningMethod, to folder: URL, file: String = weightsFile
   ) throws {

@@ -96,6 +96,8 @@ public struct TuneConfig: Equatable, Sendable {
   /// - `unipt`: AdamW lr 5e-4, wd 0.01, cosine, warm-up 1 (VSE∞'s 5e-4; issue #3's tips put it
   ///   at 5–20× the fine-tuning lr, here 5× `full`'s 1e-4, and wd at 1e-4 to 1e-2, the upper end
   ///   for small backbones).
+  /// - `hst`: AdamW lr 1e-2, wd 5e-4, cosine, warm-up 2 (HST's VTAB-1k recipe: 10 warm-up epochs
+  ///   of 100, so 2 of the default 20; the paper's batch is 64, 2×32, with the same lr).
   public static func preset(for method: String) throws -> TuneConfig {
     _ = try MethodRegistry.descriptor(method)
     var c = TuneConfig(method: method)
@@ -116,6 +118,8 @@ public struct TuneConfig: Equatable, Sendable {
       (c.optimizer, c.lr, c.weightDecay, c.warmupEpochs) = ("adamw", 3e-3, 0.01, 1)
     case "unipt":
       (c.optimizer, c.lr, c.weightDecay, c.warmupEpochs) = ("adamw", 5e-4, 0.01, 1)
+    case "hst":
+      (c.optimizer, c.lr, c.weightDecay, c.warmupEpochs) = ("adamw", 1e-2, 5e-4, 2)
     default:
       (c.optimizer, c.lr, c.weightDecay, c.warmupEpochs) = ("adamw", 1e-3, 0.05, 2)
     }

@@ -23,7 +23,7 @@ public enum MethodRegistry {
     LinearProbe.descriptor, FullFineTuning.descriptor, BitFit.descriptor, LNTuning.descriptor,
     VisualPromptTuning.shallowDescriptor, VisualPromptTuning.deepDescriptor, LoRA.descriptor,
     AdaptFormer.descriptor, MomentProbing.descriptor, MomentProbing.plusDescriptor,
-    LadderSideTuning.descriptor, UniPT.descriptor,
+    LadderSideTuning.descriptor, HierarchicalSideTuning.descriptor, UniPT.descriptor,
   ]
 
   /// The names `--method` accepts.

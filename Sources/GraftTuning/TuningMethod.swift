@@ -25,7 +25,8 @@ public struct TuningError: Error, CustomStringConvertible, Equatable, Sendable {
 ///
 /// Checkpoint names: the method's tensors are `<prefix>.<name>` (`vpt.prompt_embeddings`,
 /// `lora.blocks.0.q.lora_A`, `vpt.head.weight`), unfrozen backbone tensors
-/// `<prefix>.backbone.<timm name>` (`bitfit.backbone.blocks.0.attn.qkv.bias`).
+/// `<prefix>.backbone.<timm name>` (`bitfit.backbone.blocks.0.attn.qkv.bias`). Checkpoints
+/// also hold the method's `stateBuffers` (running statistics), which are not trained.
 open class TuningMethod: Module, BackboneHooks {
   /// The frozen backbone (not a child module: its tensors are not the method's).
   public let backbone: VisionTransformer
@@ -108,7 +109,11 @@ open class TuningMethod: Module, BackboneHooks {
 
   /// Logits [B, classes] of `pixels` [B, C, H, W]: the backbone with this method's hooks (with
   /// recording off when the method needs no backbone gradient), then `logits(_:)`.
-  public func callAsFunction(_ pixels: Tensor) -> Tensor {
+  ///
+  /// Open so that a method that also reads the pixels themselves (HST's side network has its own
+  /// convolutional stem on the image) can keep them for its `logits(_:)`; an override must still
+  /// return the logits of `pixels`.
+  open func callAsFunction(_ pixels: Tensor) -> Tensor {
     let output: BackboneOutput
     if needsBackboneGradient {
       output = backbone.forward(pixels, hooks: self, hiddenStates: needsHiddenStates)
@@ -146,18 +151,33 @@ open class TuningMethod: Module, BackboneHooks {
     .reduce(0) { $0 + $1.tensor.count }
   }
 
-  /// Copies of the trainable tensors, by checkpoint name.
+  /// State that is not trained but that the method's output depends on, with checkpoint names
+  /// (`<prefix>.<name>`): by default the persistent buffers of the method's own modules
+  /// (BatchNorm running statistics, `hst.head_norm.running_mean`). They change while training
+  /// (outside the optimizer), so checkpoints save and load them with the trainable tensors; they
+  /// are never given to the optimizer nor counted in `trainableCount`.
+  open var stateBuffers: [(name: String, tensor: Tensor)] {
+    let persistent = Set(stateDictNames.map { prefix + "." + $0 })
+    return namedBuffers(prefix: prefix).filter { persistent.contains($0.name) }
+  }
+
+  /// What a checkpoint holds: `trainableTensors()` then `stateBuffers`.
+  public func checkpointTensors() -> [(name: String, tensor: Tensor)] {
+    trainableTensors() + stateBuffers
+  }
+
+  /// Copies of the checkpoint tensors (the trainable ones and `stateBuffers`), by name.
   public func trainableState() -> [String: Tensor] {
     var out: [String: Tensor] = [:]
-    for (name, tensor) in trainableTensors() { out[name] = tensor.copy() }
+    for (name, tensor) in checkpointTensors() { out[name] = tensor.copy() }
     return out
   }
 
-  /// Loads trainable tensors by checkpoint name. Every trainable name must be present with its
-  /// shape and nothing else may be: otherwise `StateDictError` (naming `source`), and nothing
-  /// is changed.
+  /// Loads the checkpoint tensors (the trainable ones and `stateBuffers`) by name. Every such
+  /// name must be present with its shape and nothing else may be: otherwise `StateDictError`
+  /// (naming `source`), and nothing is changed.
   public func loadTrainableState(_ state: [String: Tensor], source: String? = nil) throws {
-    let targets = trainableTensors()
+    let targets = checkpointTensors()
     let known = Set(targets.map(\.name))
     let missing = targets.map(\.name).filter { state[$0] == nil }
     let unexpected = state.keys.filter { !known.contains($0) }.sorted()
