@@ -82,4 +82,8 @@ final class TrainerTests: XCTestCase {
   func testMPPlusLearnsDigits() throws { try beatsChance("mp+") }
   func testLSTLearnsDigits() throws { try beatsChance("lst", extra: ["method.reduction=4"]) }
   func testUniPTLearnsDigits() throws { try beatsChance("unipt") }
+  func testHSTLearnsDigits() throws {
+    // Narrow stages: the tiny backbone is 8×8 with 2 blocks.
+    try beatsChance("hst", extra: ["method.widths=8,8,16,16", "method.heads=1,2,2,4"])
+  }
 }
