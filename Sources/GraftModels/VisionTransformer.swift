@@ -48,6 +48,9 @@ public struct LinearSite: Hashable, Sendable, CustomStringConvertible {
 public protocol BackboneHooks: AnyObject {
   /// Rows the hooks keep at the front of the final sequence, besides the model's own prefix.
   var insertedPrefixTokens: Int { get }
+  /// Whether the hooks use the points inside a block (`attentionBranch`, `mlpBranch`,
+  /// `linear`). When false, blocks run on their fused ops, which keep less for backward.
+  var usesBlockInternals: Bool { get }
   /// The sequence entering block 0.
   func tokens(_ x: Tensor) -> Tensor
   /// The sequence entering block `index`.
@@ -66,6 +69,8 @@ public protocol BackboneHooks: AnyObject {
 extension BackboneHooks {
   /// None.
   public var insertedPrefixTokens: Int { 0 }
+  /// True: a conformer that overrides nothing inside blocks may say false to run them fused.
+  public var usesBlockInternals: Bool { true }
   /// Unchanged.
   public func tokens(_ x: Tensor) -> Tensor { x }
   /// Unchanged.
@@ -379,10 +384,13 @@ public final class ViTBlock: Module {
   /// Without hooks the block runs on fused ops that keep less for backward: each norm with the
   /// linear layer after it (the normalised tokens are rebuilt in backward), attention with its
   /// output projection (the attention result is rebuilt), the MLP's activation with `fc2` (the
-  /// hidden activation is rebuilt from `fc1`'s output). With hooks every intermediate the hooks
-  /// see is a tensor of its own, as the hooks may keep or change it.
+  /// hidden activation is rebuilt from `fc1`'s output). With hooks that use the points inside a
+  /// block (`usesBlockInternals`) every intermediate the hooks see is a tensor of its own, as the
+  /// hooks may keep or change it.
   public func callAsFunction(_ x: Tensor, hooks: (any BackboneHooks)? = nil) -> Tensor {
-    if hooks == nil, let activation = FusedActivation(rawValue: mlp.act.kind) {
+    if hooks?.usesBlockInternals != true,
+      let activation = FusedActivation(rawValue: mlp.act.kind)
+    {
       return fused(x, activation: activation)
     }
     func linear(_ layer: Linear, _ name: String, _ input: Tensor) -> Tensor {

@@ -22,6 +22,9 @@ public final class BitFit: TuningMethod {
     finishSetUp()
   }
 
+  /// Nothing inside the blocks: they run fused.
+  public override var usesBlockInternals: Bool { false }
+
   /// Every tensor named `….bias`.
   public override var unfrozenPatterns: [String] { ["*.bias"] }
 }

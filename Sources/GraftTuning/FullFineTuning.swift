@@ -21,6 +21,9 @@ public final class FullFineTuning: TuningMethod {
     finishSetUp()
   }
 
+  /// Nothing inside the blocks: they run fused.
+  public override var usesBlockInternals: Bool { false }
+
   /// Everything.
   public override var unfrozenPatterns: [String] { ["*"] }
 }

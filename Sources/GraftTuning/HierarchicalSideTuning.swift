@@ -195,6 +195,9 @@ public final class HierarchicalSideTuning: TuningMethod {
     finishSetUp()
   }
 
+  /// Nothing inside the blocks: they run fused.
+  public override var usesBlockInternals: Bool { false }
+
   /// The LayerNorm affines inside the backbone's blocks (`norm1`, `norm2`).
   public override var unfrozenPatterns: [String] { ["blocks.*.norm*"] }
 

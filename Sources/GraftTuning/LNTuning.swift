@@ -22,6 +22,9 @@ public final class LNTuning: TuningMethod {
     finishSetUp()
   }
 
+  /// Nothing inside the blocks: they run fused.
+  public override var usesBlockInternals: Bool { false }
+
   /// The LayerNorms' names in a timm ViT.
   public override var unfrozenPatterns: [String] {
     ["norm_pre.*", "blocks.*.norm1.*", "blocks.*.norm2.*", "norm.*", "fc_norm.*"]

@@ -364,6 +364,9 @@ public final class LadderSideTuning: TuningMethod {
     return out.sorted()
   }
 
+  /// Nothing inside the blocks: they run fused.
+  public override var usesBlockInternals: Bool { false }
+
   /// No backbone gradient.
   public override var needsBackboneGradient: Bool { false }
   /// The ladders read every block's output.

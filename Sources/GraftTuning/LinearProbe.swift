@@ -23,6 +23,9 @@ public final class LinearProbe: TuningMethod {
     finishSetUp()
   }
 
+  /// Nothing inside the blocks: they run fused.
+  public override var usesBlockInternals: Bool { false }
+
   /// No backbone gradient.
   public override var needsBackboneGradient: Bool { false }
 }

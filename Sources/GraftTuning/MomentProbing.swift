@@ -303,6 +303,9 @@ public final class MomentProbing: TuningMethod {
   /// MP alone needs no backbone gradient; MP+ trains PSRP inside every block.
   public override var needsBackboneGradient: Bool { plus }
 
+  /// MP+ recalibrates every MLP branch; MP leaves the blocks alone (they run fused).
+  public override var usesBlockInternals: Bool { plus }
+
   /// MP+: `b + (1 + w) ⊙ output`, with `(w, b)` from the residual stream `input`.
   public override func mlpBranch(_ index: Int, input: Tensor, output: Tensor) -> Tensor {
     guard let blocks else { return output }

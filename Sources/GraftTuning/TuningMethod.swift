@@ -89,6 +89,10 @@ open class TuningMethod: Module, BackboneHooks {
 
   /// Rows the method keeps at the front of the final sequence.
   open var insertedPrefixTokens: Int { 0 }
+  /// Whether the method overrides `attentionBranch`, `mlpBranch` or `linear`. True by default
+  /// (always correct); methods that only touch the sequence between blocks say false, so the
+  /// backbone's blocks run on fused ops that keep less for backward.
+  open var usesBlockInternals: Bool { true }
   /// The sequence entering block 0.
   open func tokens(_ x: Tensor) -> Tensor { x }
   /// The sequence entering block `index`.

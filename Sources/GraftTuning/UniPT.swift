@@ -95,6 +95,9 @@ public final class UniPT: TuningMethod {
     finishSetUp()
   }
 
+  /// Nothing inside the blocks: they run fused.
+  public override var usesBlockInternals: Bool { false }
+
   /// No backbone gradient.
   public override var needsBackboneGradient: Bool { false }
   /// Reads every block's output.

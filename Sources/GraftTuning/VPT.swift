@@ -98,6 +98,9 @@ public final class VisualPromptTuning: TuningMethod {
     finishSetUp()
   }
 
+  /// Nothing inside the blocks: they run fused.
+  public override var usesBlockInternals: Bool { false }
+
   /// The prompts.
   public override var insertedPrefixTokens: Int { promptLength }
 

@@ -245,3 +245,74 @@ final class MethodTests: XCTestCase {
     }
   }
 }
+
+/// Forwards every hook to `method` but says it uses the points inside blocks, so the backbone
+/// runs its unfused blocks.
+private final class UnfusedProxy: BackboneHooks {
+  let method: TuningMethod
+  init(_ method: TuningMethod) { self.method = method }
+  var insertedPrefixTokens: Int { method.insertedPrefixTokens }
+  var usesBlockInternals: Bool { true }
+  func tokens(_ x: Tensor) -> Tensor { method.tokens(x) }
+  func beforeBlock(_ index: Int, _ x: Tensor) -> Tensor { method.beforeBlock(index, x) }
+  func afterBlock(_ index: Int, _ x: Tensor) -> Tensor { method.afterBlock(index, x) }
+  func attentionBranch(_ index: Int, input: Tensor, output: Tensor) -> Tensor {
+    method.attentionBranch(index, input: input, output: output)
+  }
+  func mlpBranch(_ index: Int, input: Tensor, output: Tensor) -> Tensor {
+    method.mlpBranch(index, input: input, output: output)
+  }
+  func linear(_ site: LinearSite, input: Tensor, output: Tensor) -> Tensor {
+    method.linear(site, input: input, output: output)
+  }
+}
+
+final class FusedBlocksTests: XCTestCase {
+  /// A method that says it does not use block internals gets the same logits and gradients
+  /// from the fused blocks as from the unfused ones, and keeps no more on the tape.
+  func testMethodsWithoutBlockInternalsRunFusedToTheSameNumbers() throws {
+    let fusedNames = MethodRegistry.names.filter { name in
+      (try? makeMethod(name, backbone: tinyBackbone()))?.usesBlockInternals == false
+    }
+    XCTAssertTrue(
+      Set(["linear", "full", "bitfit", "ln-tune", "vpt-deep", "mp", "lst", "unipt"])
+        .isSubset(of: Set(fusedNames)), "\(fusedNames)")
+    for name in ["lora", "adapter", "mp+"] { XCTAssertFalse(fusedNames.contains(name), name) }
+    for name in fusedNames where name != "hst" {
+      let method = try makeMethod(name, backbone: tinyBackbone())
+      let x = tinyInput(batch: 3)
+      let labels = [0, 1, 2]
+      func run(_ hooks: any BackboneHooks) -> (logits: [Float], grads: [[Float]], tape: Int) {
+        for (_, t) in method.trainableTensors() { t.grad = nil }
+        let base = TapeStats.savedBytes
+        let output =
+          method.needsBackboneGradient
+          ? method.backbone.forward(x, hooks: hooks, hiddenStates: method.needsHiddenStates)
+          : withNoGrad {
+            method.backbone.forward(x, hooks: hooks, hiddenStates: method.needsHiddenStates)
+          }
+        let logits = method.logits(output)
+        let loss = logits.crossEntropy(targets: labels)
+        let tape = TapeStats.savedBytes - base
+        loss.backward()
+        return (
+          logits.scalars, method.trainableTensors().map { $0.tensor.grad?.scalars ?? [] }, tape
+        )
+      }
+      let fused = run(method)
+      let unfused = run(UnfusedProxy(method))
+      for (a, b) in zip(fused.logits, unfused.logits) {
+        XCTAssertEqual(a, b, accuracy: 1e-4 * max(1, abs(b)), name)
+      }
+      for (ga, gb) in zip(fused.grads, unfused.grads) {
+        XCTAssertEqual(ga.count, gb.count, name)
+        let scale = gb.map(abs).max() ?? 0
+        for (a, b) in zip(ga, gb) { XCTAssertEqual(a, b, accuracy: 1e-4 * max(scale, 1e-3), name) }
+      }
+      // With frozen weights the unfused ops already keep no activations for weight gradients;
+      // when the weights train (full, ln-tune) the fused ops keep strictly less.
+      XCTAssertLessThanOrEqual(fused.tape, unfused.tape, name)
+      if name == "full" || name == "ln-tune" { XCTAssertLessThan(fused.tape, unfused.tape, name) }
+    }
+  }
+}
