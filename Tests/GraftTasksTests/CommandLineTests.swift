@@ -1,0 +1,125 @@
+import XCTest
+
+@testable import GraftTasks
+
+/// The `graft` executable of this build (`swift build` puts it beside the test bundle).
+func graftExecutable() throws -> URL {
+  let candidates = [
+    Bundle(for: CommandLineTests.self).bundleURL.deletingLastPathComponent()
+      .appendingPathComponent("graft"),
+    repositoryRoot.appendingPathComponent(".build/debug/graft"),
+  ]
+  guard let url = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) })
+  else {
+    throw TuningError(
+      "no graft executable beside the tests or in .build/debug: run `swift build` first")
+  }
+  return url
+}
+
+/// Runs `graft` with `arguments` in the repository root; returns status, stdout and stderr.
+func runGraft(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
+  let process = Process()
+  process.executableURL = try graftExecutable()
+  process.arguments = arguments
+  process.currentDirectoryURL = repositoryRoot
+  let out = Pipe()
+  let err = Pipe()
+  process.standardOutput = out
+  process.standardError = err
+  try process.run()
+  let o = out.fileHandleForReading.readDataToEndOfFile()
+  let e = err.fileHandleForReading.readDataToEndOfFile()
+  process.waitUntilExit()
+  return (
+    process.terminationStatus, String(decoding: o, as: UTF8.self),
+    String(decoding: e, as: UTF8.self)
+  )
+}
+
+/// A tiny timm folder written by timm itself (Tools/make_vit_fixtures.py): ViT-S layout, width 32.
+let tinyTimmFolder = repositoryRoot.appendingPathComponent(
+  "Tests/GraftModelsTests/Fixtures/vit/vit_augreg"
+).path
+
+final class CommandLineTests: XCTestCase {
+  /// `graft demo` end to end on a tiny backbone: two methods in their own processes, the table,
+  /// `summary.json` in the shape and `report.html`; a second call reuses the runs.
+  func testDemoWritesSummaryAndReport() throws {
+    let out = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: out) }
+    let args = [
+      "demo", "--backbone", tinyTimmFolder, "--task", "digits", "--methods", "linear,lst",
+      "--set", "train.epochs=1", "--set", "data.train_samples=100", "--out", out.path, "--quiet",
+    ]
+    // method.reduction is an LST option: linear refuses it, so the sweep fails clearly.
+    let bad = try runGraft(args + ["--set", "method.reduction=2", "--fresh"])
+    XCTAssertNotEqual(bad.status, 0)
+    XCTAssertTrue(bad.err.contains("method 'linear'"), bad.err)
+
+    let ok = try runGraft(args + ["--fresh"])
+    XCTAssertEqual(ok.status, 0, ok.err)
+    XCTAssertTrue(ok.out.contains("linear") && ok.out.contains("lst"), ok.out)
+    let summary = try XCTUnwrap(
+      JSONSerialization.jsonObject(
+        with: Data(contentsOf: out.appendingPathComponent("summary.json"))) as? [String: Any])
+    XCTAssertEqual(summary["backbone"] as? String, tinyTimmFolder)
+    XCTAssertEqual(summary["task"] as? String, "digits")
+    let methods = try XCTUnwrap(summary["methods"] as? [[String: Any]])
+    XCTAssertEqual(methods.map { $0["method"] as? String }, ["linear", "lst"])
+    for m in methods {
+      for key in ["test_top1", "trainable_parameters", "train_seconds", "peak_rss_mib"] {
+        XCTAssertNotNil(m[key], key)
+      }
+      let top1 = try XCTUnwrap(m["test_top1"] as? Double)
+      XCTAssertTrue((0...1).contains(top1))
+    }
+    XCTAssertTrue(
+      FileManager.default.fileExists(atPath: out.appendingPathComponent("report.html").path))
+    XCTAssertTrue(
+      FileManager.default.fileExists(
+        atPath: out.appendingPathComponent("lst/adapter_model.safetensors").path))
+    // The second call reuses the finished runs: their files are not rewritten.
+    let runSummary = out.appendingPathComponent("lst/summary.json")
+    let written =
+      try FileManager.default.attributesOfItem(atPath: runSummary.path)[
+        .modificationDate] as? Date
+    let again = try runGraft(args)
+    XCTAssertEqual(again.status, 0, again.err)
+    XCTAssertEqual(
+      try FileManager.default.attributesOfItem(atPath: runSummary.path)[.modificationDate]
+        as? Date, written)
+  }
+
+  /// Bad input on the command line: each a clear message and a failing status, no crash.
+  func testBadInputIsAClearError() throws {
+    let cases: [([String], String)] = [
+      (
+        ["tune", "--backbone", tinyTimmFolder, "--method", "nope", "--data", "digits"],
+        "unknown method 'nope'"
+      ),
+      (
+        [
+          "tune", "--backbone", tinyTimmFolder, "--method", "lora", "--data", "digits", "--out",
+          "/tmp/x", "--set", "method.rnk=4",
+        ],
+        "method.rnk"
+      ),
+      (
+        [
+          "tune", "--backbone", "/nonexistent/model", "--method", "linear", "--classes", "3",
+          "--dry-run",
+        ], "/nonexistent/model"
+      ),
+      (["data", "prepare", "graft1k", "--task", "cifar"], "cifar"),
+      (["pretrain", "--out", "/tmp/x", "--set", "train.epoch=3"], "train.epoch"),
+      (["report", "/nonexistent/run"], "/nonexistent/run"),
+    ]
+    for (args, expected) in cases {
+      let r = try runGraft(args)
+      XCTAssertNotEqual(r.status, 0, args.joined(separator: " "))
+      XCTAssertTrue(r.err.contains(expected), "\(args): \(r.err)")
+      XCTAssertFalse(r.err.contains("Fatal error"), r.err)
+    }
+  }
+}
