@@ -30,7 +30,10 @@ func runSweep(
     progress: ProgressReporter(
       style: .automatic(quiet: quiet), totalSteps: methods.count * tasks.count),
     quiet: quiet)
-  let records = try runner.run(methods: methods, tasks: tasks)
+  let (records, failures) = try runner.run(methods: methods, tasks: tasks)
+  guard !records.isEmpty else {
+    throw ValidationError("every run failed:\n" + failures.joined(separator: "\n"))
+  }
   let summary = SweepSummary(
     backbone: backbone, tasks: tasks, runs: records,
     wallSeconds: Date().timeIntervalSince(started))
@@ -48,6 +51,11 @@ func runSweep(
         format: "\n%.0f s in all; wrote %@ and %@", summary.wallSeconds,
         out.appendingPathComponent("summary.json").path,
         out.appendingPathComponent("report.html").path))
+  }
+  if !failures.isEmpty {
+    throw ValidationError(
+      "\(failures.count) run(s) failed (the others are in the table):\n"
+        + failures.joined(separator: "\n"))
   }
 }
 

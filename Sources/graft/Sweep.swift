@@ -27,9 +27,13 @@ struct SweepRunner {
         .appendingPathComponent(method)
   }
 
-  /// Runs every method on every task and returns the records in task-major order.
-  func run(methods: [String], tasks: [String]) throws -> [RunRecord] {
+  /// Runs every method on every task and returns the records in task-major order, with the
+  /// runs that failed (a failed run does not stop the others).
+  func run(methods: [String], tasks: [String]) throws -> (
+    records: [RunRecord], failures: [String]
+  ) {
     var records: [RunRecord] = []
+    var failures: [String] = []
     let total = methods.count * tasks.count
     progress.beginPhase("runs", steps: total)
     for task in tasks {
@@ -39,7 +43,7 @@ struct SweepRunner {
         let state = dir.appendingPathComponent("checkpoint/state.json")
         let fm = FileManager.default
         if fresh { try? fm.removeItem(at: dir) }
-        let n = records.count + 1
+        let n = records.count + failures.count + 1
         if fm.fileExists(atPath: summary.path) {
           progress.log(
             "[\(n)/\(total)] \(method) on \(task): finished earlier, reusing \(dir.path)")
@@ -57,7 +61,14 @@ struct SweepRunner {
             for s in settings { args += ["--set", s] }
           }
           if quiet { args.append("--quiet") }
-          try runChild(args, what: "\(method) on \(task)")
+          do {
+            try runChild(args, what: "\(method) on \(task)")
+          } catch {
+            failures.append("\(error)")
+            progress.step()
+            progress.log("    failed: \(error)")
+            continue
+          }
         }
         let record = try RunRecord.load(folder: dir, task: task)
         records.append(record)
@@ -70,7 +81,7 @@ struct SweepRunner {
       }
     }
     progress.finish()
-    return records
+    return (records, failures)
   }
 
   /// Runs this executable with `arguments`; its standard error passes through, its standard
