@@ -170,8 +170,8 @@ final class ConfigTests: XCTestCase {
   func testPresetsOverridesAndYAML() throws {
     var c = try TuneConfig.preset(for: "vpt-deep")
     XCTAssertEqual(c.optimizer, "sgd")
-    // VPT's base lr 0.25 at batch 256, scaled to the default batch of 32.
-    XCTAssertEqual(c.lr, 0.03125)
+    // VPT's base lr 2.0 (chosen on validation from its grid), scaled to the batch of 32.
+    XCTAssertEqual(c.lr, 0.25)
     XCTAssertEqual(c.batchSize, 32)
     try c.apply(
       yaml: "optim:\n  lr: 0.02\ntrain: {epochs: 7}\nmethod:\n  prompt_length: 3\nseed: 4\n",
