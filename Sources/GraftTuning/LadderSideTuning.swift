@@ -134,7 +134,9 @@ public final class IndexedModules<Element: Module>: Module {
 /// `lst`: Ladder Side-Tuning (Sung, Cho & Bansal, NeurIPS 2022; ylsung/Ladder-Side-Tuning),
 /// adapted from T5 to a ViT. The backbone runs without recording (no gradient reaches it, so it
 /// keeps no activations); a narrow copy of it, the side network, trains on its hidden states
-/// through "ladders". What trains: the side network, ladders, gates, upsample and the new head;
+/// through "ladders". Each ladder and side block is recomputed in backward (activation
+/// checkpointing), so a training step keeps, per layer, only the side state entering it and the
+/// backbone's hidden state. What trains: the side network, ladders, gates, upsample and the new head;
 /// nothing of the backbone.
 ///
 /// Forward (r = `reduction`, d = D / r, S = the side layers, all blocks by default):
@@ -391,9 +393,16 @@ public final class LadderSideTuning: TuningMethod {
       output.hiddenStates.count == backbone.depth, "lst needs every block's output")
     var h = sideFirstDownsample(x0)
     for i in sideLayers {
-      let down = sideDownsamples[i]!(output.hiddenStates[i])
-      h = mix(h, down, gate(sideGateParams[i]!))
-      h = sideBlocks[i]!(h)
+      // Ladder, gate and side block are recomputed in backward (activation checkpointing):
+      // the step keeps only h and the backbone state, not the block's [B, N, ·] activations.
+      let (ladder, alpha, block) = (sideDownsamples[i]!, sideGateParams[i]!, sideBlocks[i]!)
+      h =
+        Tensor.checkpoint(
+          [h, output.hiddenStates[i]],
+          parameters: ladder.parameters() + [alpha] + block.parameters()
+        ) { [unowned self] inputs in
+          [block(self.mix(inputs[0], ladder(inputs[1]), self.gate(alpha)))]
+        }[0]
     }
     let s = sideFinalUpsample(finalSideLayerNorm(h))
     return mix(s, output.tokens, gate(sideGateParamsMergeLast))

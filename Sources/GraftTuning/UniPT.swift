@@ -3,8 +3,10 @@ import Foundation
 /// `unipt`: Universal Parallel Tuning (Diao et al., CVPR 2024; Paranioar/UniPT), the
 /// transformer variant of its VSE∞/BERT text tower (`VSE-infty/lib/adapter_for_transformer.py`)
 /// on a ViT. A light network beside the backbone reads every hidden state, computed without
-/// recording (no gradient reaches the backbone, which keeps no activations). What trains: the
-/// Down, projection, Up and confidence layers and the new head; nothing of the backbone.
+/// recording (no gradient reaches the backbone, which keeps no activations). Each layer's
+/// interaction is recomputed in backward (activation checkpointing), so a step keeps its inputs,
+/// not its [B, N, N] matrices. What trains: the Down, projection, Up and confidence layers and
+/// the new head; nothing of the backbone.
 ///
 /// Inputs: H₀ (the embedded sequence entering block 0, captured through the `tokens` hook),
 /// H₁ … H_{L−1} (the outputs of blocks 0 … L−2) and F, the backbone's final tokens
@@ -121,11 +123,20 @@ public final class UniPT: TuningMethod {
     var merged: [Tensor] = []
     var confidences: [Tensor] = []
     for (l, state) in states.enumerated() {
-      let t = downsampleLayers[l](state)
-      let s = anchor.matmul(t, transposeOther: true).relu()
-      let w = s / (s.sum(axis: -1, keepDims: true) + Self.l1Epsilon)
-      merged.append(w.matmul(t) + t)
-      confidences.append(gateLayer(anchorMean * t.mean(axis: 1)))
+      // Recomputed in backward (activation checkpointing): the step keeps the state and the
+      // anchor, not layer l's [B, N, N] interaction matrices.
+      let down = downsampleLayers[l]
+      let pieces = Tensor.checkpoint(
+        [state, anchor, anchorMean], parameters: down.parameters() + gateLayer.parameters()
+      ) { [unowned self] inputs in
+        let (anchor, anchorMean) = (inputs[1], inputs[2])
+        let t = down(inputs[0])
+        let s = anchor.matmul(t, transposeOther: true).relu()
+        let w = s / (s.sum(axis: -1, keepDims: true) + Self.l1Epsilon)
+        return [w.matmul(t) + t, self.gateLayer(anchorMean * t.mean(axis: 1))]
+      }
+      merged.append(pieces[0])
+      confidences.append(pieces[1])
     }
     let weights = Tensor.concat(confidences, axis: 1).softmax(axis: 1)
     var m: Tensor? = nil
