@@ -4,9 +4,18 @@ import Synchronization
 /// Recycles large tensor buffers by exact byte size (ggml-alloc's idea, in its simplest form).
 ///
 /// A training step allocates the same activation sizes every step. Without reuse, every large
-/// buffer is a fresh `mmap` from the C allocator whose pages fault in again on first touch; with
-/// it, a step after the first reuses warm memory. Buffers below `minimumBytes` go straight to the
-/// C allocator, which is already fast for them. The cache is bounded by `capacityBytes`.
+/// buffer is a fresh mapping whose pages fault in again on first touch; with it, a step after the
+/// first reuses warm memory. Buffers below `minimumBytes` go to the C allocator, which is already
+/// fast for them; larger ones are mapped and unmapped here directly, so memory given back really
+/// leaves the process (the C allocator keeps freed blocks below its mmap threshold, which it
+/// raises as large blocks are freed).
+///
+/// Idle buffers are kept within the process's own high-water mark: live plus idle bytes never
+/// exceed the most bytes that were ever live at once, plus the largest single buffer (the slack
+/// that lets a forward pass keep one block's transients across the peak it reaches in every
+/// block, instead of mapping them again). A request that finds no idle buffer of its size first
+/// unmaps idle buffers, those whose size was used longest ago first, until it fits, so the pool
+/// adds at most one buffer to a run's peak. `capacityBytes` bounds the idle bytes as well.
 public final class BufferPool: Sendable {
   /// The process-wide pool that `TensorStorage` uses.
   public static let shared = BufferPool(
@@ -22,52 +31,127 @@ public final class BufferPool: Sendable {
   private struct State {
     // Addresses as integers: raw pointers are not Sendable, the lock makes this safe.
     var free: [Int: [UInt]] = [:]
+    /// When each size was last taken or given (a counter), to unmap the stalest first.
+    var lastUse: [Int: UInt64] = [:]
+    var clock: UInt64 = 0
     var cached = 0
+    var live = 0
+    var highWater = 0
+    var mappings = 0
+    var largest = 0
+
+    /// Removes idle buffers, stalest size first, until `need` more bytes fit under `limit`;
+    /// returns them (to unmap outside the lock).
+    mutating func evict(toFit need: Int, under limit: Int) -> [(UInt, Int)] {
+      var out: [(UInt, Int)] = []
+      while live + cached + need > limit, cached > 0 {
+        guard let size = free.keys.min(by: { lastUse[$0, default: 0] < lastUse[$1, default: 0] })
+        else { break }
+        guard let address = free[size]?.popLast() else { break }
+        if free[size]!.isEmpty { free[size] = nil }
+        out.append((address, size))
+        cached -= size
+      }
+      return out
+    }
   }
   private let state = Mutex(State())
 
   init(capacityBytes: Int) { self.capacityBytes = capacityBytes }
 
-  /// A 64-byte aligned buffer of exactly `bytes`, reused when one is idle.
-  func take(_ bytes: Int) -> UnsafeMutableRawPointer {
-    if bytes >= minimumBytes {
-      let reused = state.withLock { s -> UInt? in
-        guard let p = s.free[bytes]?.popLast() else { return nil }
-        s.cached -= bytes
-        return p
-      }
-      if let reused, let p = UnsafeMutableRawPointer(bitPattern: reused) { return p }
+  /// A 64-byte aligned buffer of exactly `bytes`, reused when one is idle; all zero bytes when
+  /// `zeroed` (fresh mappings already are).
+  func take(_ bytes: Int, zeroed: Bool = false) -> UnsafeMutableRawPointer {
+    guard bytes >= minimumBytes else {
+      let p = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+      if zeroed { p.initializeMemory(as: UInt8.self, repeating: 0, count: bytes) }
+      return p
     }
-    return UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+    let (reused, evicted) = state.withLock { s -> (UInt?, [(UInt, Int)]) in
+      s.clock += 1
+      s.lastUse[bytes] = s.clock
+      if let p = s.free[bytes]?.popLast() {
+        if s.free[bytes]!.isEmpty { s.free[bytes] = nil }
+        s.cached -= bytes
+        s.live += bytes
+        return (p, [])
+      }
+      s.largest = Swift.max(s.largest, bytes)
+      let evicted = s.evict(
+        toFit: bytes, under: Swift.max(s.highWater + s.largest, s.live + bytes))
+      s.mappings += 1
+      s.live += bytes
+      s.highWater = max(s.highWater, s.live)
+      return (nil, evicted)
+    }
+    for (address, size) in evicted { Self.unmap(address, size) }
+    if let reused, let p = UnsafeMutableRawPointer(bitPattern: reused) {
+      if zeroed { p.initializeMemory(as: UInt8.self, repeating: 0, count: bytes) }
+      return p
+    }
+    return Self.map(bytes)
   }
 
   /// Returns a buffer obtained from `take(bytes)`.
   func give(_ pointer: UnsafeMutableRawPointer, _ bytes: Int) {
-    if bytes >= minimumBytes {
-      let address = UInt(bitPattern: pointer)
-      let kept = state.withLock { s -> Bool in
-        guard s.cached + bytes <= capacityBytes else { return false }
-        s.free[bytes, default: []].append(address)
-        s.cached += bytes
-        return true
-      }
-      if kept { return }
+    guard bytes >= minimumBytes else {
+      pointer.deallocate()
+      return
     }
-    pointer.deallocate()
+    let address = UInt(bitPattern: pointer)
+    let kept = state.withLock { s -> Bool in
+      s.live -= bytes
+      guard s.cached + bytes <= capacityBytes else { return false }
+      s.clock += 1
+      s.lastUse[bytes] = s.clock
+      s.free[bytes, default: []].append(address)
+      s.cached += bytes
+      return true
+    }
+    if !kept { Self.unmap(address, bytes) }
   }
+
+  /// Fresh zero pages from the kernel (page aligned, so 64-byte aligned).
+  private static func map(_ bytes: Int) -> UnsafeMutableRawPointer {
+    guard
+      let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+      p != MAP_FAILED
+    else {
+      fatalError("out of memory: could not map \(bytes) bytes for a tensor (errno \(errno))")
+    }
+    return p
+  }
+
+  private static func unmap(_ address: UInt, _ bytes: Int) {
+    munmap(UnsafeMutableRawPointer(bitPattern: address), bytes)
+  }
+
+  /// How many buffers were mapped fresh (not reused) so far: a repeated training step should
+  /// add none.
+  public var freshMappings: Int { state.withLock { $0.mappings } }
+
+  /// The largest buffer requested so far.
+  public var largestBytes: Int { state.withLock { $0.largest } }
+
+  /// Bytes of pooled-size buffers in use.
+  public var liveBytes: Int { state.withLock { $0.live } }
+
+  /// The most pooled-size bytes ever in use at once: live plus idle bytes stay below it plus
+  /// `largestBytes`.
+  public var highWaterBytes: Int { state.withLock { $0.highWater } }
 
   /// Idle bytes held for reuse.
   public var cachedBytes: Int { state.withLock { $0.cached } }
 
   /// Frees every idle buffer.
   public func trim() {
-    let all = state.withLock { s -> [UInt] in
+    let all = state.withLock { s -> [(UInt, Int)] in
       defer {
         s.free = [:]
         s.cached = 0
       }
-      return s.free.values.flatMap { $0 }
+      return s.free.flatMap { size, addresses in addresses.map { ($0, size) } }
     }
-    for a in all { UnsafeMutableRawPointer(bitPattern: a)?.deallocate() }
+    for (address, size) in all { Self.unmap(address, size) }
   }
 }

@@ -16,8 +16,7 @@ public final class TensorStorage: @unchecked Sendable {
   public init(count: Int, zeroed: Bool = true) {
     precondition(count >= 0, "negative storage size \(count)")
     let bytes = max(count, 1) * MemoryLayout<Float>.stride
-    let raw = BufferPool.shared.take(bytes)
-    if zeroed { raw.initializeMemory(as: UInt8.self, repeating: 0, count: bytes) }
+    let raw = BufferPool.shared.take(bytes, zeroed: zeroed)
     pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
     self.count = count
     owner = nil

@@ -196,6 +196,36 @@ final class ParallelAndPoolTests: XCTestCase {
     pool.trim()
   }
 
+  func testBufferPoolKeepsLivePlusIdleWithinTheHighWaterMarkAndOneBuffer() {
+    let pool = BufferPool(capacityBytes: 1 << 30)
+    let (small, other) = (1 << 18, 3 << 16)
+    let held = (0..<3).map { _ in pool.take(small) }
+    XCTAssertEqual(pool.highWaterBytes, 3 * small)
+    for p in held { pool.give(p, small) }
+    XCTAssertEqual(pool.cachedBytes, 3 * small)
+    // No idle buffer of this size, but live + idle + it fits the mark plus the largest buffer.
+    let z = pool.take(other)
+    XCTAssertEqual(pool.cachedBytes, 3 * small)
+    // The next does not: idle buffers are unmapped until it fits (one is enough).
+    let w = pool.take(other)
+    XCTAssertEqual(pool.liveBytes, 2 * other)
+    XCTAssertEqual(pool.highWaterBytes, 3 * small)
+    XCTAssertEqual(pool.cachedBytes, 2 * small)
+    XCTAssertLessThanOrEqual(
+      pool.liveBytes + pool.cachedBytes, pool.highWaterBytes + pool.largestBytes)
+    // The pages are usable and come back on reuse, without a new mapping.
+    z.storeBytes(of: 1, toByteOffset: other - 4, as: Float.self)
+    pool.give(z, other)
+    let mapped = pool.freshMappings
+    XCTAssertEqual(pool.take(other), z)
+    XCTAssertEqual(pool.freshMappings, mapped, "a reused buffer is not mapped again")
+    pool.give(z, other)
+    pool.give(w, other)
+    pool.trim()
+    XCTAssertEqual(pool.cachedBytes, 0)
+    XCTAssertEqual(pool.liveBytes, 0)
+  }
+
   func testTensorsFromThePoolStartZeroed() {
     do {
       let dirty = Tensor(shape: [1 << 16], zeroed: false)
