@@ -81,7 +81,11 @@ public struct TuneConfig: Equatable, Sendable {
   /// warm-up):
   /// - `linear`: SGD momentum 0.9, lr 0.1, no decay, cosine (linear probing practice, MAE/DINO).
   /// - `full`: AdamW lr 1e-4, wd 0.05, cosine, warm-up 2 (DeiT/timm fine-tuning).
-  /// - `bitfit`, `ln-tune`: AdamW lr 1e-3, no decay, cosine (BitFit; LN-tuning as in HST).
+  /// - `bitfit`, `ln-tune`: AdamW lr 1e-2, no decay, cosine, warm-up 1. BitFit and LN-tuning
+  ///   use 1e-3 over many more steps; in 10 epochs of 800 images that underfits (Graft-1k
+  ///   validation top-1, mnist / fmnist-rotation: BitFit 51.5 / 74.5 at 1e-3, 67.0 / 90.0 at
+  ///   1e-2, 73.5 / 89.5 at 3e-2; LN-tuning 64.0 / 81.5 at 3e-3, 71.5 / 89.0 at 1e-2), so the
+  ///   lr was chosen on validation, taking 1e-2 where 3e-2 was within noise.
   /// - `vpt-*`: SGD momentum 0.9, wd 1e-4, cosine, warm-up 2, lr 0.25 at the default batch of 32.
   ///   VPT tunes the lr per task on the validation split from a grid of base rates {50, 25, 10,
   ///   5, 2.5, 1, 0.5, 0.25, 0.1, 0.05} scaled by batch/256; 0.25 here is a base rate of 2.0,
@@ -90,7 +94,8 @@ public struct TuneConfig: Equatable, Sendable {
   /// - `lora`: AdamW lr 5e-3, wd 0.01, cosine, warm-up 1 (PEFT's ViT image-classification
   ///   example; 1e-3 underfits small data in a short run: 63% against 78% test on Graft-1k
   ///   mnist in 10 epochs).
-  /// - `adapter`: AdamW lr 1e-3, wd 0.05, cosine, warm-up 2 (AdaptFormer).
+  /// - `adapter`: AdamW lr 1e-2, wd 0.05, cosine, warm-up 2 (AdaptFormer's 1e-3 underfits the
+  ///   same way: validation 61.0 / 85.0 at 1e-3, 80.0 / 91.0 at 1e-2, 80.0 / 91.5 at 3e-2).
   /// - `mp`, `mp+`: AdamW lr 5e-4, wd 0.05, cosine, warm-up 2 (Moment Probing: lr 1e-4 for 30
   ///   ImageNet epochs at batch 256 or 100 FGVC epochs at batch 64; small data gives far fewer
   ///   steps to a head trained from scratch, so 5× that, below the 1e-3 of the adapters here).
@@ -111,7 +116,9 @@ public struct TuneConfig: Equatable, Sendable {
     case "full":
       (c.optimizer, c.lr, c.weightDecay, c.warmupEpochs) = ("adamw", 1e-4, 0.05, 2)
     case "bitfit", "ln-tune":
-      (c.optimizer, c.lr, c.weightDecay, c.warmupEpochs) = ("adamw", 1e-3, 0, 1)
+      (c.optimizer, c.lr, c.weightDecay, c.warmupEpochs) = ("adamw", 1e-2, 0, 1)
+    case "adapter":
+      (c.optimizer, c.lr, c.weightDecay, c.warmupEpochs) = ("adamw", 1e-2, 0.05, 2)
     case "vpt-shallow", "vpt-deep":
       (c.optimizer, c.lr, c.weightDecay, c.warmupEpochs) = ("sgd", 0.25, 1e-4, 2)
     case "lora":
