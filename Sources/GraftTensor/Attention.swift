@@ -79,20 +79,29 @@ private func attentionForward(
 ) {
   _ = blasSingleThreaded
   let (nq, nk, d, dv) = (p.nq, p.nk, p.d, p.dv)
-  Parallel.forRange(p.pairs, grain: p.grain) { range in
+  // Few pairs (one image's heads) would leave a thread idle: split each pair's query rows into
+  // blocks so that there are at least two work items per thread. Rows are independent here.
+  let threads = Parallel.threadCount
+  let blocks = p.pairs >= 2 * threads ? 1 : Swift.min(nq, (2 * threads + p.pairs - 1) / p.pairs)
+  let rowsPerBlock = (nq + blocks - 1) / blocks
+  Parallel.forRange(p.pairs * blocks, grain: p.grain * blocks) { range in
     let scratch: UnsafeMutablePointer<Float>? =
-      probs == nil ? .allocate(capacity: Swift.max(1, nq * nk)) : nil
+      probs == nil ? .allocate(capacity: Swift.max(1, rowsPerBlock * nk)) : nil
     defer { scratch?.deallocate() }
-    for pair in range {
+    for item in range {
+      let (pair, block) = (item / blocks, item % blocks)
       let (b, h) = (pair / p.heads, pair % p.heads)
-      let s = probs.map { $0 + pair * nq * nk } ?? scratch!
+      let first = block * rowsPerBlock
+      let rows = Swift.min(rowsPerBlock, nq - first)
+      guard rows > 0 else { continue }
+      let s = probs.map { $0 + pair * nq * nk + first * nk } ?? scratch!
       gemm(
-        false, true, nq, nk, d, p.scale, q + p.q.offset(b, h), p.q.rowStride,
-        k + p.k.offset(b, h), p.k.rowStride, s, nk)
-      softmaxRows(s, rows: nq, n: nk)
+        false, true, rows, nk, d, p.scale, q + p.q.offset(b, h) + first * p.q.rowStride,
+        p.q.rowStride, k + p.k.offset(b, h), p.k.rowStride, s, nk)
+      softmaxRows(s, rows: rows, n: nk)
       gemm(
-        false, false, nq, dv, nk, 1, s, nk, v + p.v.offset(b, h), p.v.rowStride,
-        out + p.out.offset(b, h), p.out.rowStride)
+        false, false, rows, dv, nk, 1, s, nk, v + p.v.offset(b, h), p.v.rowStride,
+        out + p.out.offset(b, h) + first * p.out.rowStride, p.out.rowStride)
     }
   }
 }

@@ -55,6 +55,29 @@ final class AttentionTests: XCTestCase {
     assertClose(out.scalars, merged.scalars, tolerance: 1e-5)
   }
 
+  func testOneImageSplitsQueryRowsAcrossThreadsAndMatches() {
+    // One image's three heads are fewer pairs than two per thread: each head's 7 query rows
+    // run in uneven blocks (4 + 3 on two threads). Kept probabilities land at their rows too.
+    let qkv = randomTensor([1, 7, 3 * 12], seed: 9, low: -2, high: 2)
+    let parts = split(qkv, heads: 3)
+    let expected = reference(parts[0], parts[1], parts[2], scale: 0.5)
+      .permuted([0, 2, 1, 3]).reshaped([1, 7, 12])
+    assertClose(
+      Tensor.attention(qkv: qkv, heads: 3).scalars, expected.scalars, tolerance: 1e-5)
+    let x = qkv.copy().requiringGrad()
+    let y = qkv.copy().requiringGrad()
+    let weights = randomTensor([1, 7, 12], seed: 10)
+    (Tensor.attention(qkv: x, heads: 3, keepProbabilities: true) * weights).sum().backward()
+    (Tensor.attention(qkv: y, heads: 3) * weights).sum().backward()
+    let z = qkv.copy().requiringGrad()
+    let zParts = split(z, heads: 3)
+    let composed = reference(zParts[0], zParts[1], zParts[2], scale: 0.5)
+      .permuted([0, 2, 1, 3]).reshaped([1, 7, 12])
+    (composed * weights).sum().backward()
+    assertClose(x.grad!.scalars, z.grad!.scalars, tolerance: 1e-4)
+    assertClose(y.grad!.scalars, z.grad!.scalars, tolerance: 1e-4)
+  }
+
   func testLargeBatchRunsInParallelAndMatches() {
     // Enough work per call to split across the pool.
     let qkv = randomTensor([4, 40, 3 * 48], seed: 5)
