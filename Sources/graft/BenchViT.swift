@@ -27,7 +27,12 @@ struct BenchViT: ParsableCommand {
   @Option(name: .customLong("mode"), help: "inference and/or train_full (repeatable).")
   var modes: [ViTBenchmark.Mode] = [.inference, .trainFull]
 
-  @Option(help: "Timed steps per row (median reported), after one warm-up step.")
+  @Option(
+    help: ArgumentHelp(
+      "Timed steps per row at batch 32 (median reported), after one warm-up step.",
+      discussion:
+        "Smaller batches time proportionally more steps (the same images per row, at least as many "
+        + "steps), so a millisecond step is not judged on a handful of timer readings."))
   var iterations = 3
 
   @Option(help: "Python with torch and timm for the reference rows.")
@@ -98,13 +103,14 @@ struct BenchViT: ParsableCommand {
         let tokens = config.gridSize.height * config.gridSize.width + config.prefixTokens
         let gemm = OpsBenchmark.linearLayerGflops(
           m: batch * tokens, n: config.mlpHidden, k: config.embedDim)
+        let steps = iterations * Swift.max(1, 32 / batch)
         for mode in modes {
           progress("\(model) batch \(batch) \(mode.rawValue): graft")
           let graft: ViTBenchmark.Measurement = try runJSON(
             executable: selfExecutable(),
             arguments: [
               "bench", "vit-row", "--model", model, "--batch", "\(batch)", "--mode", mode.rawValue,
-              "--iterations", "\(iterations)",
+              "--iterations", "\(steps)",
             ])
           var torch: TorchResult?
           if !noReference, let python {
@@ -113,7 +119,7 @@ struct BenchViT: ParsableCommand {
               executable: python,
               arguments: [
                 referenceScript().path, "--model", model, "--batch", "\(batch)", "--mode",
-                mode.rawValue, "--iters", "\(iterations)", "--threads", "\(Parallel.threadCount)",
+                mode.rawValue, "--iters", "\(steps)", "--threads", "\(Parallel.threadCount)",
               ] + (mode == .inference ? ["--onnxruntime"] : []))
             if torch == nil { progress("  (the PyTorch reference failed; its figures are null)") }
           }
