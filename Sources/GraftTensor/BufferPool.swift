@@ -11,11 +11,14 @@ import Synchronization
 /// raises as large blocks are freed).
 ///
 /// Idle buffers are kept within the process's own high-water mark: live plus idle bytes never
-/// exceed the most bytes that were ever live at once, plus the largest single buffer (the slack
+/// exceed the most bytes that were ever requested at once, plus the largest single buffer (the slack
 /// that lets a forward pass keep one block's transients across the peak it reaches in every
-/// block, instead of mapping them again). A request that finds no idle buffer of its size first
-/// unmaps idle buffers, those whose size was used longest ago first, until it fits, so the pool
-/// adds at most one buffer to a run's peak. `capacityBytes` bounds the idle bytes as well.
+/// block, instead of mapping them again). A request that finds no idle buffer of its size is
+/// served by the smallest idle buffer up to 4× its size, whole (when that keeps buffers
+/// in use within the same bound), else unmaps idle buffers, those whose size was used longest ago
+/// first, until a fresh one fits. So the pool adds at most one buffer to a run's peak, and a
+/// step whose sizes vary (eval and training batches, a head's odd shapes) still reuses warm
+/// memory. `capacityBytes` bounds the idle bytes as well.
 public final class BufferPool: Sendable {
   /// The process-wide pool that `TensorStorage` uses.
   public static let shared = BufferPool(
@@ -39,6 +42,11 @@ public final class BufferPool: Sendable {
     var highWater = 0
     var mappings = 0
     var largest = 0
+    /// Requested bytes in use (`live` counts whole buffers, lent ones included); the high-water
+    /// mark follows this, so a lent buffer's unused tail never raises it.
+    var used = 0
+    /// Buffers handed out for a smaller request than their size, by address.
+    var lent: [UInt: Int] = [:]
 
     /// Removes idle buffers, stalest size first, until `need` more bytes fit under `limit`;
     /// returns them (to unmap outside the lock).
@@ -70,10 +78,26 @@ public final class BufferPool: Sendable {
     let (reused, evicted) = state.withLock { s -> (UInt?, [(UInt, Int)]) in
       s.clock += 1
       s.lastUse[bytes] = s.clock
+      s.used += bytes
+      s.highWater = max(s.highWater, s.used)
       if let p = s.free[bytes]?.popLast() {
         if s.free[bytes]!.isEmpty { s.free[bytes] = nil }
         s.cached -= bytes
         s.live += bytes
+        return (p, [])
+      }
+      // No idle buffer of this size: the smallest idle one up to 4× as large will do, as long
+      // as whole buffers in use stay within the mark plus the slack (so unused tails never add
+      // to a peak beyond it).
+      if let size = s.free.keys.filter({ $0 > bytes && $0 <= 4 * bytes }).min(),
+        s.live + size <= s.highWater + Swift.max(s.largest, bytes),
+        let p = s.free[size]?.popLast()
+      {
+        if s.free[size]!.isEmpty { s.free[size] = nil }
+        s.lastUse[size] = s.clock
+        s.lent[p] = size
+        s.cached -= size
+        s.live += size
         return (p, [])
       }
       s.largest = Swift.max(s.largest, bytes)
@@ -81,7 +105,6 @@ public final class BufferPool: Sendable {
         toFit: bytes, under: Swift.max(s.highWater + s.largest, s.live + bytes))
       s.mappings += 1
       s.live += bytes
-      s.highWater = max(s.highWater, s.live)
       return (nil, evicted)
     }
     for (address, size) in evicted { Self.unmap(address, size) }
@@ -99,16 +122,18 @@ public final class BufferPool: Sendable {
       return
     }
     let address = UInt(bitPattern: pointer)
-    let kept = state.withLock { s -> Bool in
-      s.live -= bytes
-      guard s.cached + bytes <= capacityBytes else { return false }
+    let (kept, size) = state.withLock { s -> (Bool, Int) in
+      let size = s.lent.removeValue(forKey: address) ?? bytes
+      s.used -= bytes
+      s.live -= size
+      guard s.cached + size <= capacityBytes else { return (false, size) }
       s.clock += 1
-      s.lastUse[bytes] = s.clock
-      s.free[bytes, default: []].append(address)
-      s.cached += bytes
-      return true
+      s.lastUse[size] = s.clock
+      s.free[size, default: []].append(address)
+      s.cached += size
+      return (true, size)
     }
-    if !kept { Self.unmap(address, bytes) }
+    if !kept { Self.unmap(address, size) }
   }
 
   /// Fresh zero pages from the kernel (page aligned, so 64-byte aligned).

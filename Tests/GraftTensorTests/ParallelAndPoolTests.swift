@@ -198,7 +198,8 @@ final class ParallelAndPoolTests: XCTestCase {
 
   func testBufferPoolKeepsLivePlusIdleWithinTheHighWaterMarkAndOneBuffer() {
     let pool = BufferPool(capacityBytes: 1 << 30)
-    let (small, other) = (1 << 18, 3 << 16)
+    // `other` is larger than `small`, so no idle buffer can be lent for it.
+    let (small, other) = (1 << 18, 5 << 16)
     let held = (0..<3).map { _ in pool.take(small) }
     XCTAssertEqual(pool.highWaterBytes, 3 * small)
     for p in held { pool.give(p, small) }
@@ -206,11 +207,12 @@ final class ParallelAndPoolTests: XCTestCase {
     // No idle buffer of this size, but live + idle + it fits the mark plus the largest buffer.
     let z = pool.take(other)
     XCTAssertEqual(pool.cachedBytes, 3 * small)
-    // The next does not: idle buffers are unmapped until it fits (one is enough).
+    // The next does not: idle buffers are unmapped until it fits (two have to go).
     let w = pool.take(other)
     XCTAssertEqual(pool.liveBytes, 2 * other)
     XCTAssertEqual(pool.highWaterBytes, 3 * small)
-    XCTAssertEqual(pool.cachedBytes, 2 * small)
+    XCTAssertEqual(pool.largestBytes, other)
+    XCTAssertEqual(pool.cachedBytes, small)
     XCTAssertLessThanOrEqual(
       pool.liveBytes + pool.cachedBytes, pool.highWaterBytes + pool.largestBytes)
     // The pages are usable and come back on reuse, without a new mapping.
@@ -223,6 +225,33 @@ final class ParallelAndPoolTests: XCTestCase {
     pool.give(w, other)
     pool.trim()
     XCTAssertEqual(pool.cachedBytes, 0)
+    XCTAssertEqual(pool.liveBytes, 0)
+  }
+
+  func testBufferPoolLendsALargerIdleBufferWithinTheMark() {
+    let pool = BufferPool(capacityBytes: 1 << 30)
+    let (large, small) = ((1 << 18) + 4096, 3 << 16)
+    let a = pool.take(large)
+    pool.give(a, large)
+    let mapped = pool.freshMappings
+    // No idle buffer of 3/4 the size: the idle larger one serves it, whole, without a mapping.
+    let b = pool.take(small)
+    XCTAssertEqual(b, a)
+    XCTAssertEqual(pool.freshMappings, mapped)
+    XCTAssertEqual(pool.liveBytes, large)
+    XCTAssertEqual(pool.highWaterBytes, large, "the mark follows requested bytes")
+    pool.give(b, small)
+    XCTAssertEqual(pool.liveBytes, 0)
+    XCTAssertEqual(pool.cachedBytes, large)
+    // Back in its own size class: a request of that size gets it again.
+    XCTAssertEqual(pool.take(large), a)
+    pool.give(a, large)
+    // A buffer more than 4× the request is not lent.
+    let tiny = 1 << 16
+    let c = pool.take(tiny)
+    XCTAssertNotEqual(c, a)
+    pool.give(c, tiny)
+    pool.trim()
     XCTAssertEqual(pool.liveBytes, 0)
   }
 
