@@ -14,8 +14,8 @@ import Synchronization
 /// exceed the most bytes that were ever requested at once, plus the largest single buffer (the slack
 /// that lets a forward pass keep one block's transients across the peak it reaches in every
 /// block, instead of mapping them again). A request that finds no idle buffer of its size is
-/// served by the smallest idle buffer up to 4× its size, whole (when that keeps buffers
-/// in use within the same bound), else unmaps idle buffers, those whose size was used longest ago
+/// served by the smallest idle buffer up to 4× its size, whole (while the unused tails of lent
+/// buffers add up to no more than the slack), else unmaps idle buffers, those whose size was used longest ago
 /// first, until a fresh one fits. So the pool adds at most one buffer to a run's peak, and a
 /// step whose sizes vary (eval and training batches, a head's odd shapes) still reuses warm
 /// memory. `capacityBytes` bounds the idle bytes as well.
@@ -87,10 +87,10 @@ public final class BufferPool: Sendable {
         return (p, [])
       }
       // No idle buffer of this size: the smallest idle one up to 4× as large will do, as long
-      // as whole buffers in use stay within the mark plus the slack (so unused tails never add
-      // to a peak beyond it).
+      // as the unused tails of all lent buffers stay within the slack (one largest buffer), so
+      // whole buffers in use never exceed the mark plus the slack.
       if let size = s.free.keys.filter({ $0 > bytes && $0 <= 4 * bytes }).min(),
-        s.live + size <= s.highWater + Swift.max(s.largest, bytes),
+        s.live - s.used + size <= Swift.max(s.largest, bytes),
         let p = s.free[size]?.popLast()
       {
         if s.free[size]!.isEmpty { s.free[size] = nil }
