@@ -11,14 +11,14 @@ import Synchronization
 /// raises as large blocks are freed).
 ///
 /// Idle buffers are kept within the process's own high-water mark: live plus idle bytes never
-/// exceed the most bytes that were ever requested at once, plus the largest single buffer (the slack
-/// that lets a forward pass keep one block's transients across the peak it reaches in every
-/// block, instead of mapping them again). A request that finds no idle buffer of its size is
-/// served by the smallest idle buffer up to 4× its size, whole (while the unused tails of lent
-/// buffers add up to no more than the slack), else unmaps idle buffers, those whose size was used longest ago
-/// first, until a fresh one fits. So the pool adds at most one buffer to a run's peak, and a
-/// step whose sizes vary (eval and training batches, a head's odd shapes) still reuses warm
-/// memory. `capacityBytes` bounds the idle bytes as well.
+/// exceed the most bytes that were ever requested at once, plus the largest single buffer (the
+/// slack that lets a forward pass keep one block's transients across the peak it reaches in
+/// every block, instead of mapping them again). A request that finds no idle buffer of its size
+/// is served by the smallest idle buffer up to 4× its size, whole (while the unused tails of lent
+/// buffers add up to no more than the slack), else unmaps idle buffers, those whose size was used
+/// longest ago first, until a fresh one fits. So the pool adds at most one buffer to a run's
+/// peak, and a step whose sizes vary (eval and training batches, a head's odd shapes) still
+/// reuses warm memory. `capacityBytes` bounds the idle bytes as well.
 public final class BufferPool: Sendable {
   /// The process-wide pool that `TensorStorage` uses.
   public static let shared = BufferPool(
@@ -89,7 +89,7 @@ public final class BufferPool: Sendable {
       // No idle buffer of this size: the smallest idle one up to 4× as large will do, as long
       // as the unused tails of all lent buffers stay within the slack (one largest buffer), so
       // whole buffers in use never exceed the mark plus the slack.
-      if let size = s.free.keys.filter({ $0 > bytes && $0 <= 4 * bytes }).min(),
+      if let size = s.free.keys.lazy.filter({ $0 > bytes && $0 <= 4 * bytes }).min(),
         s.live - s.used + size <= Swift.max(s.largest, bytes),
         let p = s.free[size]?.popLast()
       {
@@ -158,11 +158,11 @@ public final class BufferPool: Sendable {
   /// The largest buffer requested so far.
   public var largestBytes: Int { state.withLock { $0.largest } }
 
-  /// Bytes of pooled-size buffers in use.
+  /// Bytes of pooled-size buffers in use (whole buffers, a lent one at its full size).
   public var liveBytes: Int { state.withLock { $0.live } }
 
-  /// The most pooled-size bytes ever in use at once: live plus idle bytes stay below it plus
-  /// `largestBytes`.
+  /// The most pooled-size bytes ever requested at once: whole buffers live plus idle stay below
+  /// it plus `largestBytes`.
   public var highWaterBytes: Int { state.withLock { $0.highWater } }
 
   /// Idle bytes held for reuse.

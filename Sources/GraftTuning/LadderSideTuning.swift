@@ -136,8 +136,8 @@ public final class IndexedModules<Element: Module>: Module {
 /// keeps no activations); a narrow copy of it, the side network, trains on its hidden states
 /// through "ladders". Each ladder and side block is recomputed in backward (activation
 /// checkpointing), so a training step keeps, per layer, only the side state entering it and the
-/// backbone's hidden state. What trains: the side network, ladders, gates, upsample and the new head;
-/// nothing of the backbone.
+/// backbone's hidden state. What trains: the side network, ladders, gates, upsample and the new
+/// head; nothing of the backbone.
 ///
 /// Forward (r = `reduction`, d = D / r, S = the side layers, all blocks by default):
 /// - `h = side_first_downsample(x₀)`: Linear D → d on the embedded token sequence x₀ (the
