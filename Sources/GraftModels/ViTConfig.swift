@@ -168,47 +168,10 @@ public struct ViTConfig: Hashable, Sendable {
       "a distilled DeiT needs the class token, global_pool 'token' and no fc_norm")
   }
 
-  /// The state-dict names and shapes a model of this configuration has, in timm's order.
+  /// The state-dict names and shapes a model of this configuration has, in timm's order
+  /// (recorded from the model's constructor, which names each tensor once).
   public var stateShapes: [(name: String, shape: [Int])] {
-    let d = embedDim
-    var out: [(name: String, shape: [Int])] = []
-    if classToken { out.append(("cls_token", [1, 1, d])) }
-    if regTokens > 0 { out.append(("reg_token", [1, regTokens, d])) }
-    out.append(("pos_embed", [1, posEmbedLength, d]))
-    if distilled { out.append(("dist_token", [1, 1, d])) }
-    out.append(("patch_embed.proj.weight", [d, inChans, patchSize.height, patchSize.width]))
-    if patchBias { out.append(("patch_embed.proj.bias", [d])) }
-    func norm(_ name: String) {
-      out.append((name + ".weight", [d]))
-      out.append((name + ".bias", [d]))
-    }
-    if preNorm { norm("norm_pre") }
-    for i in 0..<depth {
-      let p = "blocks.\(i)."
-      norm(p + "norm1")
-      out.append((p + "attn.qkv.weight", [3 * d, d]))
-      if qkvBias { out.append((p + "attn.qkv.bias", [3 * d])) }
-      out.append((p + "attn.proj.weight", [d, d]))
-      out.append((p + "attn.proj.bias", [d]))
-      if initValues != nil { out.append((p + "ls1.gamma", [d])) }
-      norm(p + "norm2")
-      out.append((p + "mlp.fc1.weight", [mlpHidden, d]))
-      out.append((p + "mlp.fc1.bias", [mlpHidden]))
-      out.append((p + "mlp.fc2.weight", [d, mlpHidden]))
-      out.append((p + "mlp.fc2.bias", [d]))
-      if initValues != nil { out.append((p + "ls2.gamma", [d])) }
-    }
-    if finalNorm && !usesFcNorm { norm("norm") }
-    if finalNorm && usesFcNorm { norm("fc_norm") }
-    if numClasses > 0 {
-      out.append(("head.weight", [numClasses, d]))
-      out.append(("head.bias", [numClasses]))
-      if distilled {
-        out.append(("head_dist.weight", [numClasses, d]))
-        out.append(("head_dist.bias", [numClasses]))
-      }
-    }
-    return out
+    VisionTransformer.recordedShapes(self)
   }
 }
 

@@ -1,235 +1,9 @@
 import Foundation
 
-// timm's `VisionTransformer` with its exact parameter names, and the attach points that tuning
-// methods use (DESIGN.md): the token sequence before the blocks, before and after each block,
-// inside each block (the attention and MLP residual branches, the output of every linear layer)
-// and the final features. A frozen backbone run under `withNoGrad` records nothing.
-
-// MARK: - Attach points
-
-/// One linear layer inside a block, named as its state-dict path below the block
-/// (`attn.qkv`, `attn.proj`, `mlp.fc1`, `mlp.fc2` in a ViT).
-public struct LinearSite: Hashable, Sendable, CustomStringConvertible {
-  /// Index of the block.
-  public var block: Int
-  /// Path of the layer inside the block.
-  public var name: String
-
-  /// The layer `name` of block `block`.
-  public init(block: Int, name: String) {
-    self.block = block
-    self.name = name
-  }
-
-  /// The layer's module path from the backbone root, `blocks.3.attn.qkv`: its parameters are this
-  /// path plus `.weight` / `.bias`.
-  public var path: String { "blocks.\(block).\(name)" }
-  /// Same as `path`.
-  public var description: String { path }
-}
-
-/// Where a tuning method acts on a backbone's forward pass. Every requirement has a default that
-/// changes nothing, so a method implements only the points it uses.
-///
-/// The points, in the order a forward pass meets them:
-/// - `tokens`: the embedded sequence [B, N, D] fed to block 0 (after patch and position
-///   embedding, prefix tokens and any pre-norm). VPT-shallow inserts prompt rows here.
-/// - `beforeBlock`: the input of block i. VPT-deep replaces its prompt rows; IDPT inserts.
-/// - inside block i: `linear` sees each linear layer's input and output and returns the output to
-///   use (LoRA adds its low-rank term); `attentionBranch` and `mlpBranch` see a residual branch's
-///   input (the residual stream before its norm) and output (after LayerScale, before the add)
-///   and return the output to add (MP+'s PSRP scale and shift, AdaptFormer's parallel adapter).
-/// - `afterBlock`: the output of block i (read-only taps for LST, UniPT, the MP head; HST
-///   removes its meta tokens here).
-///
-/// Rows a method keeps at the front of the sequence up to the final norm (prompts that stay)
-/// are declared in `insertedPrefixTokens` so average pooling leaves them out; class-token
-/// pooling reads row 0, which must stay the class token.
-public protocol BackboneHooks: AnyObject {
-  /// Rows the hooks keep at the front of the final sequence, besides the model's own prefix.
-  var insertedPrefixTokens: Int { get }
-  /// Whether the hooks use the points inside a block (`attentionBranch`, `mlpBranch`,
-  /// `linear`). When false, blocks run on their fused ops, which keep less for backward.
-  var usesBlockInternals: Bool { get }
-  /// The sequence entering block 0.
-  func tokens(_ x: Tensor) -> Tensor
-  /// The sequence entering block `index`.
-  func beforeBlock(_ index: Int, _ x: Tensor) -> Tensor
-  /// The output of block `index`; what is returned feeds the next block.
-  func afterBlock(_ index: Int, _ x: Tensor) -> Tensor
-  /// The attention residual branch of block `index`: `input` is the residual stream, `output`
-  /// the branch (after LayerScale) about to be added to it.
-  func attentionBranch(_ index: Int, input: Tensor, output: Tensor) -> Tensor
-  /// The MLP residual branch of block `index`, as `attentionBranch`.
-  func mlpBranch(_ index: Int, input: Tensor, output: Tensor) -> Tensor
-  /// A linear layer inside a block: `input` [..., in] and the layer's `output` [..., out].
-  func linear(_ site: LinearSite, input: Tensor, output: Tensor) -> Tensor
-}
-
-extension BackboneHooks {
-  /// None.
-  public var insertedPrefixTokens: Int { 0 }
-  /// True: a conformer that overrides nothing inside blocks may say false to run them fused.
-  public var usesBlockInternals: Bool { true }
-  /// Unchanged.
-  public func tokens(_ x: Tensor) -> Tensor { x }
-  /// Unchanged.
-  public func beforeBlock(_ index: Int, _ x: Tensor) -> Tensor { x }
-  /// Unchanged.
-  public func afterBlock(_ index: Int, _ x: Tensor) -> Tensor { x }
-  /// Unchanged.
-  public func attentionBranch(_ index: Int, input: Tensor, output: Tensor) -> Tensor { output }
-  /// Unchanged.
-  public func mlpBranch(_ index: Int, input: Tensor, output: Tensor) -> Tensor { output }
-  /// Unchanged.
-  public func linear(_ site: LinearSite, input: Tensor, output: Tensor) -> Tensor { output }
-}
-
-/// What a backbone's forward pass produces.
-public struct BackboneOutput {
-  /// Every token after the final norm, [B, N, D] (before pooling; with `fc_norm` models the norm
-  /// comes after pooling, so these are the last block's tokens).
-  public var tokens: Tensor
-  /// Pooled features, [B, D] (timm's pre-logits), or all tokens when the pool is `none`.
-  public var features: Tensor
-  /// The output of each block, [B, N, D] (what `afterBlock` received); empty when not asked for.
-  public var hiddenStates: [Tensor]
-  /// Leading rows that are not patches: the model's class/distillation/register tokens plus the
-  /// hooks' `insertedPrefixTokens`.
-  public var prefixTokenCount: Int
-  /// The patch grid (rows, columns) of the input, for image backbones.
-  public var patchGrid: Size2D?
-
-  /// The patch tokens alone, [B, gridH·gridW, D].
-  public var patchTokens: Tensor {
-    tokens.narrow(1, start: prefixTokenCount, length: tokens.shape[1] - prefixTokenCount)
-  }
-}
-
-/// An embedded input: the token sequence [B, N, D] and, for images, its patch grid.
-public struct EmbeddedTokens {
-  /// The sequence entering the first block.
-  public var tokens: Tensor
-  /// The patch grid, for image backbones.
-  public var patchGrid: Size2D?
-
-  /// Wraps `tokens` and `patchGrid`.
-  public init(tokens: Tensor, patchGrid: Size2D?) {
-    self.tokens = tokens
-    self.patchGrid = patchGrid
-  }
-}
-
-/// A transformer encoder seen as embed → blocks → final norm → pool, whatever its input
-/// (images here, point clouds later). `forward(_:hooks:)` runs it with the attach points of
-/// `BackboneHooks`, the same way for every backbone.
-public protocol SequenceBackbone<Input>: AnyObject {
-  /// What `embed` takes (pixels [B, C, H, W] for a ViT).
-  associatedtype Input
-  /// Token width D.
-  var width: Int { get }
-  /// Number of blocks.
-  var depth: Int { get }
-  /// Leading non-patch tokens the embedding produces (class, registers, …).
-  var prefixTokens: Int { get }
-  /// The input as a token sequence, ready for block 0.
-  func embed(_ input: Input) -> EmbeddedTokens
-  /// Block `index` applied to `x` [B, N, D], calling the inner hooks when given.
-  func block(_ index: Int, _ x: Tensor, hooks: (any BackboneHooks)?) -> Tensor
-  /// The norm after the last block (identity when the model norms after pooling).
-  func finalNorm(_ x: Tensor) -> Tensor
-  /// Pooled features of the final tokens; the first `prefixTokens` rows are not patches.
-  func pool(_ tokens: Tensor, prefixTokens: Int) -> Tensor
-}
-
-extension SequenceBackbone {
-  /// The full forward pass with the attach points of `hooks`; `hiddenStates` asks for the output
-  /// of every block. Under `withNoGrad` (a frozen backbone) nothing is kept for backward.
-  public func forward(
-    _ input: Input, hooks: (any BackboneHooks)? = nil, hiddenStates: Bool = true
-  ) -> BackboneOutput {
-    let embedded = embed(input)
-    var x = hooks?.tokens(embedded.tokens) ?? embedded.tokens
-    var states: [Tensor] = []
-    for i in 0..<depth {
-      if let hooks { x = hooks.beforeBlock(i, x) }
-      x = block(i, x, hooks: hooks)
-      if hiddenStates { states.append(x) }
-      if let hooks { x = hooks.afterBlock(i, x) }
-    }
-    let prefix = prefixTokens + (hooks?.insertedPrefixTokens ?? 0)
-    let tokens = finalNorm(x)
-    return BackboneOutput(
-      tokens: tokens, features: pool(tokens, prefixTokens: prefix), hiddenStates: states,
-      prefixTokenCount: prefix, patchGrid: embedded.patchGrid)
-  }
-}
-
-// MARK: - Parameter sources
-
-/// How a fresh parameter is initialised (timm's `init_weights`).
-enum ParameterInit {
-  case truncatedNormal(std: Float)
-  case normal(std: Float)
-  case uniform(bound: Float)
-  case constant(Float)
-}
-
-/// Where the model's parameters come from: new random tensors, or a checkpoint's tensors used in
-/// place (no copy).
-final class ParameterSource {
-  /// The random stream, advanced by every fresh parameter.
-  private(set) var generator: RandomGenerator
-  private let weights: [String: Tensor]?
-
-  init(generator: RandomGenerator) {
-    self.generator = generator
-    weights = nil
-  }
-
-  init(weights: [String: Tensor]) {
-    generator = RandomGenerator(seed: 0)
-    self.weights = weights
-  }
-
-  /// The tensor for `name`, of `shape`.
-  func take(_ name: String, _ shape: [Int], _ initialiser: ParameterInit) -> Tensor {
-    if let weights {
-      guard let t = weights[name] else { preconditionFailure("checked weights lack '\(name)'") }
-      precondition(t.shape == shape, "checked weight '\(name)' has shape \(t.shape) ≠ \(shape)")
-      // A leaf view of the same storage: checkpoint memory is used in place.
-      return t.isLeaf ? t : t.detached()
-    }
-    switch initialiser {
-    case .truncatedNormal(let std):
-      return Tensor.truncatedNormal(shape, std: std, generator: &generator)
-    case .normal(let std):
-      return Tensor.randn(shape, std: std, generator: &generator)
-    case .uniform(let bound):
-      return Tensor.rand(shape, low: -bound, high: bound, generator: &generator)
-    case .constant(let v):
-      return Tensor.full(shape, v)
-    }
-  }
-
-  /// A timm-initialised linear layer `in → out` named `name` (trunc-normal 0.02, zero bias).
-  func linear(_ name: String, _ inputs: Int, _ outputs: Int, bias: Bool = true) -> Linear {
-    let w = take(name + ".weight", [outputs, inputs], .truncatedNormal(std: 0.02))
-    let b = bias ? take(name + ".bias", [outputs], .constant(0)) : nil
-    return Linear(weight: w, bias: b)
-  }
-
-  /// A LayerNorm named `name` (ones and zeros when fresh).
-  func layerNorm(_ name: String, _ dim: Int, eps: Float) -> LayerNorm {
-    let norm = LayerNorm(dim, eps: eps)
-    if weights != nil {
-      // LayerNorm allocates its own vectors; these are D floats each, so copying is free.
-      norm.weight!.assign(take(name + ".weight", [dim], .constant(1)))
-      norm.bias!.assign(take(name + ".bias", [dim], .constant(0)))
-    }
-    return norm
-  }
-}
+// timm's `VisionTransformer` with its exact parameter names, as a `SequenceBackbone`: the attach
+// points of `BackboneHooks` (the token sequence before the blocks, before and after each block,
+// each linear layer and residual branch inside a block, the final features). A frozen backbone
+// run under `withNoGrad` records nothing.
 
 // MARK: - Layers
 
@@ -258,17 +32,18 @@ public final class PatchEmbed: Module {
   /// Patch height and width.
   public let patchSize: Size2D
 
+  /// The patch embedding of `c`, its tensors from `source` (scoped at `patch_embed`).
   init(config c: ViTConfig, source: ParameterSource) {
     patchSize = c.patchSize
     let fanIn = c.inChans * c.patchSize.area
     // PyTorch's Conv2d default: U(±1/√fan_in) for weight and bias.
     let bound = 1 / Float(fanIn).squareRoot()
+    let scope = source.scoped("proj")
     proj = PatchProjection(
-      weight: source.take(
-        "patch_embed.proj.weight",
-        [c.embedDim, c.inChans, c.patchSize.height, c.patchSize.width], .uniform(bound: bound)),
-      bias: c.patchBias
-        ? source.take("patch_embed.proj.bias", [c.embedDim], .uniform(bound: bound)) : nil)
+      weight: scope.take(
+        "weight", [c.embedDim, c.inChans, c.patchSize.height, c.patchSize.width],
+        .uniform(bound: bound)),
+      bias: c.patchBias ? scope.take("bias", [c.embedDim], .uniform(bound: bound)) : nil)
     super.init()
     registerModule("proj", proj)
   }
@@ -313,9 +88,11 @@ public final class ViTAttention: Module {
   /// Number of heads.
   public let heads: Int
 
-  init(prefix: String, config c: ViTConfig, source: ParameterSource) {
-    qkv = source.linear(prefix + "qkv", c.embedDim, 3 * c.embedDim, bias: c.qkvBias)
-    proj = source.linear(prefix + "proj", c.embedDim, c.embedDim)
+  /// An attention of width `width` with `c`'s heads and qkv bias, its tensors from `source`
+  /// (scoped at `attn`).
+  init(width: Int, config c: ViTConfig, source: ParameterSource) {
+    qkv = source.linear("qkv", width, 3 * width, bias: c.qkvBias)
+    proj = source.linear("proj", width, width)
     heads = c.numHeads
     super.init()
     registerModule("qkv", qkv)
@@ -325,7 +102,7 @@ public final class ViTAttention: Module {
 
 /// A pre-norm transformer block (timm's `Block`):
 /// `x + ls1(attn(norm1(x)))`, then `x + ls2(mlp(norm2(x)))`.
-public final class ViTBlock: Module {
+public final class ViTBlock: Module, UnaryModule {
   /// Norm before attention.
   public let norm1: LayerNorm
   /// Multi-head self-attention.
@@ -341,17 +118,23 @@ public final class ViTBlock: Module {
   /// Position of the block in the model.
   public let index: Int
 
-  init(index: Int, config c: ViTConfig, source: ParameterSource) {
-    let p = "blocks.\(index)."
+  /// Block `index` of `c`, its tensors from `source` (scoped at `blocks.<index>`).
+  convenience init(index: Int, config c: ViTConfig, source: ParameterSource) {
+    self.init(index: index, width: c.embedDim, hidden: c.mlpHidden, config: c, source: source)
+  }
+
+  /// A block of width `width` and MLP hidden width `hidden`, with `c`'s heads, qkv bias,
+  /// LayerScale, norm epsilon and activation (LST's side blocks are such blocks at D / r).
+  init(index: Int, width: Int, hidden: Int, config c: ViTConfig, source: ParameterSource) {
     self.index = index
-    norm1 = source.layerNorm(p + "norm1", c.embedDim, eps: c.normEps)
-    attn = ViTAttention(prefix: p + "attn.", config: c, source: source)
+    norm1 = source.layerNorm("norm1", width, eps: c.normEps)
+    attn = ViTAttention(width: width, config: c, source: source.scoped("attn"))
     if let v = c.initValues {
-      ls1 = LayerScale(gamma: source.take(p + "ls1.gamma", [c.embedDim], .constant(v)))
+      ls1 = LayerScale(gamma: source.scoped("ls1").take("gamma", [width], .constant(v)))
     } else {
       ls1 = nil
     }
-    norm2 = source.layerNorm(p + "norm2", c.embedDim, eps: c.normEps)
+    norm2 = source.layerNorm("norm2", width, eps: c.normEps)
     let activation: Activation =
       switch c.activation {
       case .gelu: .gelu
@@ -359,10 +142,10 @@ public final class ViTBlock: Module {
       case .geluTanh: .geluTanh
       }
     mlp = ViTMLP(
-      fc1: source.linear(p + "mlp.fc1", c.embedDim, c.mlpHidden), activation: activation,
-      fc2: source.linear(p + "mlp.fc2", c.mlpHidden, c.embedDim))
+      fc1: source.linear("mlp.fc1", width, hidden), activation: activation,
+      fc2: source.linear("mlp.fc2", hidden, width))
     if let v = c.initValues {
-      ls2 = LayerScale(gamma: source.take(p + "ls2.gamma", [c.embedDim], .constant(v)))
+      ls2 = LayerScale(gamma: source.scoped("ls2").take("gamma", [width], .constant(v)))
     } else {
       ls2 = nil
     }
@@ -379,40 +162,43 @@ public final class ViTBlock: Module {
   /// `Tensor.attention(qkv:heads:scale:keepProbabilities:)`): faster backward, more memory.
   public var keepsAttentionProbabilities = false
 
-  /// The block on `x` [B, N, D], calling the inner hooks when given.
+  /// The block on `x` [B, N, D], calling the pass's inner hooks.
   ///
-  /// Without hooks the block runs on fused ops that keep less for backward: each norm with the
-  /// linear layer after it (the normalised tokens are rebuilt in backward), attention with its
-  /// output projection (the attention result is rebuilt), the MLP's activation with `fc2` (the
-  /// hidden activation is rebuilt from `fc1`'s output). With hooks that use the points inside a
-  /// block (`usesBlockInternals`) every intermediate the hooks see is a tensor of its own, as the
-  /// hooks may keep or change it.
-  public func callAsFunction(_ x: Tensor, hooks: (any BackboneHooks)? = nil) -> Tensor {
-    if hooks?.usesBlockInternals != true,
+  /// Unless the pass's hooks use the points inside a block, the block runs on fused ops that keep
+  /// less for backward: each norm with the linear layer after it (the normalised tokens are
+  /// rebuilt in backward), attention with its output projection (the attention result is
+  /// rebuilt), the MLP's activation with `fc2` (the hidden activation is rebuilt from `fc1`'s
+  /// output). With hooks inside blocks every intermediate the hooks see is a tensor of its own,
+  /// as the hooks may keep or change it.
+  public func callAsFunction(_ x: Tensor, pass: ForwardPass?) -> Tensor {
+    if pass?.usesBlockInternals != true,
       let activation = FusedActivation(rawValue: mlp.act.kind)
     {
       return fused(x, activation: activation)
     }
-    func linear(_ layer: Linear, _ name: String, _ input: Tensor) -> Tensor {
+    func linear(_ layer: Linear, _ role: LinearRole, _ input: Tensor) -> Tensor {
       let y = layer(input)
-      return hooks?.linear(LinearSite(block: index, name: name), input: input, output: y) ?? y
+      return pass?.linear(LinearSite(block: index, role: role), input: input, output: y) ?? y
     }
     // Attention branch.
     let h = norm1(x)
-    let qkv = linear(attn.qkv, "attn.qkv", h)
+    let qkv = linear(attn.qkv, .qkv, h)
     let mixed = Tensor.attention(
       qkv: qkv, heads: attn.heads, keepProbabilities: keepsAttentionProbabilities)
-    var a = linear(attn.proj, "attn.proj", mixed)
+    var a = linear(attn.proj, .attentionOut, mixed)
     if let ls1 { a = ls1(a) }
-    if let hooks { a = hooks.attentionBranch(index, input: x, output: a) }
+    if let pass { a = pass.attentionBranch(index, input: x, output: a) }
     let x1 = x + a
     // MLP branch.
-    let hidden = mlp.act(linear(mlp.fc1, "mlp.fc1", norm2(x1)))
-    var m = linear(mlp.fc2, "mlp.fc2", hidden)
+    let hidden = mlp.act(linear(mlp.fc1, .mlpIn, norm2(x1)))
+    var m = linear(mlp.fc2, .mlpOut, hidden)
     if let ls2 { m = ls2(m) }
-    if let hooks { m = hooks.mlpBranch(index, input: x1, output: m) }
+    if let pass { m = pass.mlpBranch(index, input: x1, output: m) }
     return x1 + m
   }
+
+  /// The block on `x` without hooks (fused when it can be).
+  public func callAsFunction(_ x: Tensor) -> Tensor { self(x, pass: nil) }
 
   /// The block without hooks, on the fused ops; the same values as the unfused path.
   private func fused(_ x: Tensor, activation: FusedActivation) -> Tensor {
@@ -468,7 +254,7 @@ public final class ViTMLP: Module, UnaryModule {
 /// `patch_embed.proj.weight`, `blocks.0.attn.qkv.weight`, …, `head.bias`), so
 /// `loadStateDict(timm_model.state_dict())` works as is and name patterns such as
 /// `blocks.*.norm*.*` select what they select in timm.
-public final class VisionTransformer: Module, SequenceBackbone {
+public final class VisionTransformer: Module, ImageBackbone {
   /// The configuration the model was built with.
   public let config: ViTConfig
   /// Class token, [1, 1, D].
@@ -505,31 +291,24 @@ public final class VisionTransformer: Module, SequenceBackbone {
   }
 
   /// A model whose parameters are `weights`' tensors themselves (no copy; LayerNorm vectors
-  /// excepted), named as timm's state dict. Every name and shape is checked first: anything
-  /// missing, unexpected or of the wrong shape throws `StateDictError` (with `source` as its
-  /// origin), and an impossible configuration throws `ViTConfigError`.
+  /// excepted), named as timm's state dict. Every name and shape is checked: anything missing,
+  /// unexpected or of the wrong shape throws `StateDictError` (with `source` as its origin), and
+  /// an impossible configuration throws `ViTConfigError`.
   public convenience init(config: ViTConfig, weights: [String: Tensor], source: String? = nil)
     throws
   {
     try config.validate()
-    let expected = config.stateShapes
-    var known = Set<String>()
-    var missing: [String] = []
-    var misshaped: [StateDictError.Mismatch] = []
-    for (name, shape) in expected {
-      known.insert(name)
-      guard let t = weights[name] else {
-        missing.append(name)
-        continue
-      }
-      if t.shape != shape { misshaped.append(.init(name: name, expected: shape, got: t.shape)) }
-    }
-    let unexpected = weights.keys.filter { !known.contains($0) }.sorted()
-    if !missing.isEmpty || !unexpected.isEmpty || !misshaped.isEmpty {
-      throw StateDictError(
-        missing: missing, unexpected: unexpected, misshaped: misshaped, source: source)
-    }
-    self.init(checked: config, source: ParameterSource(weights: weights))
+    let parameters = ParameterSource(weights: weights)
+    self.init(checked: config, source: parameters)
+    if let error = parameters.stateDictError(source: source) { throw error }
+  }
+
+  /// The state-dict names and shapes of a model of `config`, in timm's order: recorded while
+  /// building it on a source that holds no values.
+  static func recordedShapes(_ config: ViTConfig) -> [(name: String, shape: [Int])] {
+    let recorder = ParameterSource.recording()
+    _ = VisionTransformer(checked: config, source: recorder)
+    return recorder.requested
   }
 
   private init(checked c: ViTConfig, source: ParameterSource) {
@@ -541,9 +320,11 @@ public final class VisionTransformer: Module, SequenceBackbone {
     posEmbed = source.take("pos_embed", [1, c.posEmbedLength, d], .truncatedNormal(std: 0.02))
     distToken =
       c.distilled ? source.take("dist_token", [1, 1, d], .truncatedNormal(std: 0.02)) : nil
-    patchEmbed = PatchEmbed(config: c, source: source)
+    patchEmbed = PatchEmbed(config: c, source: source.scoped("patch_embed"))
     normPre = c.preNorm ? source.layerNorm("norm_pre", d, eps: c.normEps) : nil
-    blocks = ModuleList((0..<c.depth).map { ViTBlock(index: $0, config: c, source: source) })
+    let blockScope = source.scoped("blocks")
+    blocks = ModuleList(
+      (0..<c.depth).map { ViTBlock(index: $0, config: c, source: blockScope.scoped(String($0))) })
     norm = c.finalNorm && !c.usesFcNorm ? source.layerNorm("norm", d, eps: c.normEps) : nil
     fcNorm = c.finalNorm && c.usesFcNorm ? source.layerNorm("fc_norm", d, eps: c.normEps) : nil
     head = c.numClasses > 0 ? source.linear("head", d, c.numClasses) : nil
@@ -567,10 +348,25 @@ public final class VisionTransformer: Module, SequenceBackbone {
 
   /// Token width D.
   public var width: Int { config.embedDim }
+  /// D: the pooled features are one token wide.
+  public var featureWidth: Int { config.embedDim }
   /// Number of blocks.
   public var depth: Int { config.depth }
   /// Class, distillation and register tokens.
   public var prefixTokens: Int { config.prefixTokens }
+  /// C·ph·pw: the values one patch is embedded from.
+  public var embeddingFanIn: Int { config.inChans * config.patchSize.area }
+  /// Everything: rows may be inserted, blocks call their inner hooks, the input is an image on a
+  /// patch grid, and side blocks can be pruned from the blocks (`reducedBlocks`).
+  public var capabilities: BackboneCapabilities {
+    [.tokenInsertion, .blockInternals, .imageGrid, .reducibleBlocks]
+  }
+  /// `ViT`.
+  public var familyName: String { "ViT" }
+  /// Input channels C.
+  public var inputChannels: Int { config.inChans }
+  /// Patch height and width.
+  public var patchSize: Size2D { config.patchSize }
 
   /// Patch embedding, prefix tokens, position embedding and `norm_pre`, as timm's
   /// `patch_embed` → `_pos_embed` → `norm_pre`. The input must be `config.imgSize`, or with
@@ -609,7 +405,8 @@ public final class VisionTransformer: Module, SequenceBackbone {
       x = x + pos
     }
     if let normPre { x = normPre(x) }
-    return EmbeddedTokens(tokens: x, patchGrid: grid)
+    return EmbeddedTokens(
+      tokens: x, layout: .grid(frames: 1, rows: grid.height, columns: grid.width))
   }
 
   /// The position embedding for a `grid` of patches, [1, L, D]: `posEmbed` itself at the
@@ -622,8 +419,44 @@ public final class VisionTransformer: Module, SequenceBackbone {
   }
 
   /// Block `index`.
-  public func block(_ index: Int, _ x: Tensor, hooks: (any BackboneHooks)?) -> Tensor {
-    blocks[index](x, hooks: hooks)
+  public func block(_ index: Int, _ x: Tensor, pass: ForwardPass?) -> Tensor {
+    blocks[index](x, pass: pass)
+  }
+
+  /// timm's layer at `site`: `attn.qkv`, `attn.proj`, `mlp.fc1` or `mlp.fc2` of the block.
+  public func linearLayer(at site: LinearSite) -> Linear? {
+    guard blocks.indices.contains(site.block) else { return nil }
+    let b = blocks[site.block]
+    switch site.role {
+    case .qkv: return b.attn.qkv
+    case .attentionOut: return b.attn.proj
+    case .mlpIn: return b.mlp.fc1
+    case .mlpOut: return b.mlp.fc2
+    }
+  }
+
+  /// `blocks.<i>.attn.qkv`, `blocks.<i>.attn.proj`, `blocks.<i>.mlp.fc1`, `blocks.<i>.mlp.fc2`.
+  public func linearPath(at site: LinearSite) -> String? {
+    guard blocks.indices.contains(site.block) else { return nil }
+    let name =
+      switch site.role {
+      case .qkv: "attn.qkv"
+      case .attentionOut: "attn.proj"
+      case .mlpIn: "mlp.fc1"
+      case .mlpOut: "mlp.fc2"
+      }
+    return "blocks.\(site.block).\(name)"
+  }
+
+  /// timm's names: every `*.bias`; the LayerNorms `norm_pre`, `blocks.*.norm1/2`, `norm`,
+  /// `fc_norm`; the classifiers `head` and `head_dist`.
+  public func parameterPatterns(_ role: ParameterRole) -> [String] {
+    switch role {
+    case .biases: ["*.bias"]
+    case .norms: ["norm_pre.*", "blocks.*.norm1.*", "blocks.*.norm2.*", "norm.*", "fc_norm.*"]
+    case .blockNorms: ["blocks.*.norm*"]
+    case .classifier: ["head.*", "head_dist.*"]
+    }
   }
 
   /// `norm`, or identity for models that norm after pooling.

@@ -208,3 +208,11 @@ final class OptimizerState {
     }
   }
 }
+
+/// The optimizers a run can choose (`optim.name`).
+public enum OptimizerKind: String, CaseIterable, Sendable {
+  /// SGD with momentum.
+  case sgd
+  /// AdamW (decoupled weight decay).
+  case adamw
+}

@@ -85,3 +85,11 @@ public struct StepSchedule: LearningRateSchedule, Sendable {
     Float(Double(baseLR) * Foundation.pow(Double(gamma), Double(max(step, 0) / stepSize)))
   }
 }
+
+/// The learning-rate schedules a run can choose (`optim.schedule`).
+public enum ScheduleKind: String, CaseIterable, Sendable {
+  /// Linear warm-up then half-cosine decay to the floor (`CosineSchedule`).
+  case cosine
+  /// Linear warm-up then the peak rate throughout.
+  case constant
+}

@@ -83,19 +83,19 @@ public enum AdapterCheckpoint {
   public static func readConfig(_ folder: URL) throws -> AdapterConfig {
     let url = folder.appendingPathComponent(configFile)
     guard FileManager.default.fileExists(atPath: url.path) else {
-      throw TuningError("\(folder.path): no \(configFile) (not a graft tune run folder)")
+      throw ConfigError("\(folder.path): no \(configFile) (not a graft tune run folder)")
     }
     do {
       let config = try JSONDecoder().decode(AdapterConfig.self, from: Data(contentsOf: url))
       guard config.formatVersion <= AdapterConfig.currentFormat else {
-        throw TuningError(
+        throw ConfigError(
           "\(url.path): format_version \(config.formatVersion) is newer than this graft reads")
       }
       return config
-    } catch let e as TuningError {
+    } catch let e as ConfigError {
       throw e
     } catch {
-      throw TuningError("\(url.path): \(error)")
+      throw ConfigError("\(url.path): \(error)")
     }
   }
 
@@ -108,7 +108,7 @@ public enum AdapterCheckpoint {
     let config = try readConfig(folder)
     let backbone = try given ?? TuneBackbone.load(config.baseModel)
     guard backbone.weightsHash == config.baseModelHash else {
-      throw TuningError(
+      throw ConfigError(
         "\(folder.path): the adapter was trained on backbone '\(config.baseModel)' with weights "
           + "\(config.baseModelHash), but the backbone given has \(backbone.weightsHash) "
           + "(\(backbone.reference)); refusing a different backbone")
@@ -133,7 +133,7 @@ extension LoadedAdapter {
     result: EvaluationResult, logits: Tensor
   ) {
     guard dataset.classCount == config.numClasses else {
-      throw TuningError(
+      throw ConfigError(
         "the dataset has \(dataset.classCount) classes but the adapter's head has "
           + "\(config.numClasses) (\(config.classNames.prefix(12).joined(separator: ", "))"
           + (config.numClasses > 12 ? ", …)" : ")"))

@@ -4,7 +4,7 @@ import Foundation
 /// architecture, the hash of its weights and its eval preprocessing.
 public struct TuneBackbone {
   /// The network.
-  public var model: VisionTransformer
+  public var model: any SequenceBackbone
   /// How to load it again: a folder path (absolute), an `.npz` path or a bundled name.
   public var reference: String
   /// timm architecture (with tag).
@@ -16,7 +16,7 @@ public struct TuneBackbone {
 
   /// A backbone from parts (a model built in memory, in tests).
   public init(
-    model: VisionTransformer, reference: String, architecture: String, weightsHash: String,
+    model: any SequenceBackbone, reference: String, architecture: String, weightsHash: String,
     preprocessing: ImagePreprocessConfig
   ) {
     self.model = model

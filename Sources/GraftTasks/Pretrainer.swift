@@ -194,7 +194,7 @@ public final class Pretrainer {
     stopAfter: Int? = nil, progress: ProgressReporter? = nil
   ) throws -> (testTop1: Double, seconds: Double)? {
     guard train.classCount == classNames.count, test.classCount == classNames.count else {
-      throw TuningError(
+      throw ConfigError(
         "the data has \(train.classCount) classes but the model was built for \(classNames.count)")
     }
     let fm = FileManager.default
@@ -215,9 +215,9 @@ public final class Pretrainer {
         let state = try JSONSerialization.jsonObject(with: data) as? [String: Any],
         let epoch = state["epoch"] as? Int, let lines = state["metrics"] as? [String],
         let stored = state["settings"] as? String, let secs = state["seconds"] as? Double
-      else { throw TuningError("\(stateURL.path): nothing to resume (missing or unreadable)") }
+      else { throw ConfigError("\(stateURL.path): nothing to resume (missing or unreadable)") }
       guard stored == settings else {
-        throw TuningError("\(stateURL.path): the run was started with other settings")
+        throw ConfigError("\(stateURL.path): the run was started with other settings")
       }
       (startEpoch, metricLines, seconds) = (epoch, lines, secs)
       lastTop1 = state["test_top1"] as? Double ?? 0
@@ -270,7 +270,7 @@ public final class Pretrainer {
         optimizer.zeroGrad()
         let value = Double(loss.item)
         guard value.isFinite else {
-          throw TuningError(
+          throw ConfigError(
             "epoch \(epoch + 1), step \(step): the loss is \(value); lower optim.lr")
         }
         lossSum += value * Double(batch.labels.count)

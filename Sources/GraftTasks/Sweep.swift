@@ -40,16 +40,16 @@ public struct RunRecord: Sendable {
     func object(_ name: String) throws -> [String: Any] {
       let url = folder.appendingPathComponent(name)
       guard let data = try? Data(contentsOf: url) else {
-        throw TuningError("\(url.path): missing (is the run finished?)")
+        throw ConfigError("\(url.path): missing (is the run finished?)")
       }
       guard let o = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-        throw TuningError("\(url.path): not a JSON object")
+        throw ConfigError("\(url.path): not a JSON object")
       }
       return o
     }
     let summary = try object("summary.json")
     let bad = { (key: String) in
-      TuningError("\(folder.appendingPathComponent("summary.json").path): no '\(key)'")
+      ConfigError("\(folder.appendingPathComponent("summary.json").path): no '\(key)'")
     }
     guard let method = summary["method"] as? String else { throw bad("method") }
     guard let test = summary["test"] as? [String: Any], let top1 = test["top1"] as? Double
@@ -60,7 +60,7 @@ public struct RunRecord: Sendable {
     for line in lines.split(separator: "\n") {
       guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
         let v = o["val_top1"] as? Double
-      else { throw TuningError("\(metricsURL.path): a line without val_top1") }
+      else { throw ConfigError("\(metricsURL.path): a line without val_top1") }
       curve.append(v)
     }
     var predictions: [Int] = []

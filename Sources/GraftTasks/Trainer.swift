@@ -45,6 +45,58 @@ func jsonLine(_ object: Any) throws -> String {
       withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self)
 }
 
+/// What a run carries from epoch to epoch and across sessions: `checkpoint/state.json`, written
+/// after each epoch (last) so `--resume` continues where the run stopped.
+struct RunState: Codable, Equatable {
+  /// Epochs completed.
+  var epoch = 0
+  /// The epoch (1-based) with the best validation top-1 so far; 0 before the first.
+  var bestEpoch = 0
+  /// Its validation top-1 (−1 before the first epoch).
+  var bestValTop1 = -1.0
+  /// One JSON line per completed epoch (`metrics.jsonl`).
+  var metrics: [String] = []
+  /// Training wall time summed over epochs and sessions, seconds.
+  var trainSeconds = 0.0
+  /// Training samples seen over all epochs.
+  var trainImages = 0
+  /// Wall time of the earlier sessions, seconds.
+  var wallSeconds = 0.0
+
+  enum CodingKeys: String, CodingKey {
+    case epoch, metrics
+    case bestEpoch = "best_epoch"
+    case bestValTop1 = "best_val_top1"
+    case trainSeconds = "train_seconds"
+    case trainImages = "train_images"
+    case wallSeconds = "wall_seconds"
+  }
+
+  init() {}
+
+  init(from decoder: any Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    epoch = try c.decode(Int.self, forKey: .epoch)
+    bestEpoch = try c.decode(Int.self, forKey: .bestEpoch)
+    bestValTop1 = try c.decode(Double.self, forKey: .bestValTop1)
+    metrics = try c.decode([String].self, forKey: .metrics)
+    trainSeconds = try c.decode(Double.self, forKey: .trainSeconds)
+    trainImages = try c.decode(Int.self, forKey: .trainImages)
+    wallSeconds = try c.decodeIfPresent(Double.self, forKey: .wallSeconds) ?? 0
+  }
+}
+
+/// One epoch's training figures.
+struct EpochTraining {
+  var lossSum = 0.0
+  var correct = 0
+  var seen = 0
+  var lr: Float = 0
+
+  var loss: Double { lossSum / Double(max(seen, 1)) }
+  var top1: Double { Double(correct) / Double(max(seen, 1)) }
+}
+
 /// Trains one method on one backbone and task, writing the run folder:
 ///
 /// - `tune_config.yaml`: the resolved configuration; `run.json`: backbone and data references;
@@ -53,9 +105,12 @@ func jsonLine(_ object: Any) throws -> String {
 /// - `summary.json`: the best epoch's validation and the test results, parameter counts, wall
 ///   time, peak RSS, images/s; `test_logits.safetensors`: the test split's logits;
 /// - `report.html`: the run's charts (see `ReportWriter`);
-/// - `checkpoint/`: the last epoch's tensors, the optimizer state and `state.json`, written
-///   atomically after each epoch so `run(resume: true)` continues an interrupted run and ends
-///   with the same result as an uninterrupted one.
+/// - `checkpoint/`: the last epoch's tensors, the optimizer state and `state.json` (`RunState`),
+///   written atomically after each epoch so `run(resume: true)` continues an interrupted run and
+///   ends with the same result as an uninterrupted one.
+///
+/// `run` is the sequence of steps below: `start` (or `resume`), then per epoch `trainEpoch`,
+/// `evaluate` on validation and `checkpoint`, then `finish`.
 ///
 /// Determinism: one seed; the method is built from `(seed, "init")`, epoch `e` shuffles by
 /// `(seed, e)` and its dropout draws from `(seed, "dropout", e)`, so nothing random needs to be
@@ -101,12 +156,8 @@ public final class Trainer {
       graftVersion: GraftVersion.string, baseModel: backbone.reference,
       baseModelArchitecture: backbone.architecture, baseModelHash: backbone.weightsHash,
       numClasses: classNames.count, classNames: classNames,
-      hyperparameters: method.options.values, preprocessing: backbone.preprocessing,
+      hyperparameters: method.options, preprocessing: backbone.preprocessing,
       evalBatchSize: config.evalBatchSize)
-  }
-
-  private func makeOptimizer() -> any Optimizer {
-    Trainer.makeOptimizer(for: method, config: config)
   }
 
   /// The optimizer `config` names over `method`'s trainable tensors: decay / no-decay groups at
@@ -114,19 +165,35 @@ public final class Trainer {
   static func makeOptimizer(for method: TuningMethod, config: TuneConfig) -> any Optimizer {
     let groups = ParameterGroup.defaultGroups(
       named: method.trainableTensors(), lr: config.lr, weightDecay: config.weightDecay)
-    if config.optimizer == "sgd" { return SGD(groups: groups, momentum: config.momentum) }
-    return AdamW(groups: groups)
+    switch config.optimizer {
+    case .sgd: return SGD(groups: groups, momentum: config.momentum)
+    case .adamw: return AdamW(groups: groups)
+    }
   }
 
+  /// The learning-rate factor of optimizer step `step`.
   private func factor(step: Int, stepsPerEpoch: Int) -> Float {
     let warm = config.warmupEpochs * stepsPerEpoch
     let total = config.epochs * stepsPerEpoch
-    if config.schedule == "constant" {
+    switch config.schedule {
+    case .constant:
       return step < warm ? Float(step) / Float(warm) : 1
+    case .cosine:
+      return CosineSchedule(
+        baseLR: config.lr, warmupSteps: min(warm, total), totalSteps: total, minLR: config.minLR
+      ).factor(at: step)
     }
-    return CosineSchedule(
-      baseLR: config.lr, warmupSteps: min(warm, total), totalSteps: total, minLR: config.minLR
-    ).factor(at: step)
+  }
+
+  /// The files of a run folder.
+  private struct Paths {
+    let folder: URL
+    var checkpoints: URL { folder.appendingPathComponent("checkpoint") }
+    var config: URL { folder.appendingPathComponent("tune_config.yaml") }
+    var state: URL { checkpoints.appendingPathComponent("state.json") }
+    var last: URL { checkpoints.appendingPathComponent("last.safetensors") }
+    var optimizer: URL { checkpoints.appendingPathComponent("optimizer.safetensors") }
+    var metrics: URL { folder.appendingPathComponent("metrics.jsonl") }
   }
 
   /// Trains in `folder` (created if needed) and returns the summary; with `resume`, continues
@@ -137,149 +204,166 @@ public final class Trainer {
     stopAfter: Int? = nil, log: (String) -> Void = { _ in }
   ) throws -> TuneSummary? {
     guard data.classNames.count == classNames.count else {
-      throw TuningError(
+      throw ConfigError(
         "the data has \(data.classNames.count) classes but the head was built for "
           + "\(classNames.count)")
     }
-    let fm = FileManager.default
-    let checkpoints = folder.appendingPathComponent("checkpoint")
-    try fm.createDirectory(at: checkpoints, withIntermediateDirectories: true)
-    let yaml = try config.yaml()
-    let configURL = folder.appendingPathComponent("tune_config.yaml")
-    let stateURL = checkpoints.appendingPathComponent("state.json")
-    let optimizer = makeOptimizer()
-
-    // Progress carried across sessions.
-    var startEpoch = 0
-    var bestEpoch = 0
-    var bestTop1 = -1.0
-    var metricLines: [String] = []
-    var trainSeconds = 0.0
-    var trainImages = 0
+    let paths = Paths(folder: folder)
+    try FileManager.default.createDirectory(
+      at: paths.checkpoints, withIntermediateDirectories: true)
+    let optimizer = Trainer.makeOptimizer(for: method, config: config)
     let callStarted = Date()
-    var earlierWall = 0.0
+    var state: RunState
     if resume {
-      guard fm.fileExists(atPath: stateURL.path) else {
-        throw TuningError("\(folder.path): nothing to resume (no checkpoint/state.json)")
-      }
-      let stored = try String(contentsOf: configURL, encoding: .utf8)
-      guard stored == yaml else {
-        throw TuningError("\(configURL.path): the run's configuration differs from this one")
-      }
-      let adapter = try AdapterCheckpoint.readConfig(folder)
-      guard adapter.baseModelHash == backbone.weightsHash else {
-        throw TuningError(
-          "\(folder.path): the run used another backbone (\(adapter.baseModelHash))")
-      }
-      guard
-        let state = try JSONSerialization.jsonObject(with: Data(contentsOf: stateURL))
-          as? [String: Any],
-        let epoch = state["epoch"] as? Int, let best = state["best_epoch"] as? Int,
-        let top1 = state["best_val_top1"] as? Double, let lines = state["metrics"] as? [String],
-        let seconds = state["train_seconds"] as? Double, let images = state["train_images"] as? Int
-      else { throw TuningError("\(stateURL.path): unreadable state") }
-      (startEpoch, bestEpoch, bestTop1, metricLines) = (epoch, best, top1, lines)
-      (trainSeconds, trainImages) = (seconds, images)
-      earlierWall = state["wall_seconds"] as? Double ?? 0
-      let last = checkpoints.appendingPathComponent("last.safetensors")
-      try method.loadTrainableState(
-        SafetensorsFile(contentsOf: last).tensors(), source: last.path)
-      try optimizer.loadStateDict(
-        SafetensorsFile(contentsOf: checkpoints.appendingPathComponent("optimizer.safetensors"))
-          .tensors())
-      log("resuming after epoch \(startEpoch) of \(config.epochs)")
+      state = try self.resume(paths, optimizer: optimizer)
+      log("resuming after epoch \(state.epoch) of \(config.epochs)")
     } else {
-      try AtomicFile.write(Data(yaml.utf8), to: configURL)
-      let run: [String: Any] = [
-        "backbone": backbone.reference, "data": dataReference, "method": config.method,
-      ]
-      try AtomicFile.write(
-        Data((try jsonLine(run) + "\n").utf8), to: folder.appendingPathComponent("run.json"))
-      try AdapterCheckpoint.writeConfig(adapterConfig(), to: folder)
+      state = RunState()
+      try start(paths, dataReference: dataReference)
     }
 
-    var trainSet: any Dataset = data.train
-    if config.trainSamples > 0 && config.trainSamples < trainSet.count {
-      var g = RandomGenerator(seed: SeedMix.mix(config.seed, 0x7375_6273))  // "subs"
-      trainSet = try Subset(
-        trainSet, indices: Array(g.permutation(trainSet.count).prefix(config.trainSamples)).sorted()
-      )
-    }
     let transform = backbone.transform
     let loader = DataLoader(
-      dataset: trainSet, batchSize: config.batchSize, shuffle: true, seed: config.seed,
-      workers: config.workers, transform: transform)
-    let stepsPerEpoch = loader.batchCount
+      dataset: try trainingSet(data), batchSize: config.batchSize, shuffle: true,
+      seed: config.seed, workers: config.workers, transform: transform)
     var epochsThisCall = 0
-    for epoch in startEpoch..<config.epochs {
+    for epoch in state.epoch..<config.epochs {
       if let stopAfter, epochsThisCall >= stopAfter { return nil }
       let started = Date()
-      method.setTraining(true)
-      method.generator = RandomGenerator(
-        seed: SeedMix.mix(config.seed, 0x6472_6F70, UInt64(epoch)))  // "drop"
-      var step = epoch * stepsPerEpoch
-      var lossSum = 0.0
-      var correct = 0
-      var seen = 0
-      var lr: Float = 0
-      let batches = loader.batches(epoch: epoch)
-      while let batch = try batches.next() {
-        optimizer.learningRateScale = factor(step: step, stepsPerEpoch: stepsPerEpoch)
-        lr = optimizer.effectiveLearningRate()
-        let logits = method(batch.images)
-        let loss = logits.crossEntropy(
-          targets: batch.labels, labelSmoothing: config.labelSmoothing)
-        loss.backward()
-        if config.clipGrad > 0 { optimizer.clipGradNorm(maxNorm: config.clipGrad) }
-        optimizer.step()
-        optimizer.zeroGrad()
-        lossSum += Double(loss.item) * Double(batch.labels.count)
-        let predicted = logits.detached().argmax(axis: 1)
-        for (p, l) in zip(predicted, batch.labels) where p == l { correct += 1 }
-        seen += batch.labels.count
-        step += 1
-      }
-      batches.close()
+      let training = try trainEpoch(epoch, loader: loader, optimizer: optimizer)
       let trainTime = Date().timeIntervalSince(started)
-      trainSeconds += trainTime
-      trainImages += seen
+      state.trainSeconds += trainTime
+      state.trainImages += training.seen
       let (val, _) = try evaluate(
         method, on: data.validation, transform: transform, batchSize: config.evalBatchSize,
         workers: config.workers)
       let line: [String: Any] = [
-        "epoch": epoch + 1, "lr": Double(lr), "train_loss": lossSum / Double(max(seen, 1)),
-        "train_top1": Double(correct) / Double(max(seen, 1)), "val_loss": val.loss,
-        "val_top1": val.top1, "val_top5": val.top5, "val_per_class": val.perClass,
+        "epoch": epoch + 1, "lr": Double(training.lr), "train_loss": training.loss,
+        "train_top1": training.top1, "val_loss": val.loss, "val_top1": val.top1,
+        "val_top5": val.top5, "val_per_class": val.perClass,
         "seconds": Date().timeIntervalSince(started),
       ]
-      metricLines.append(try jsonLine(line))
+      state.metrics.append(try jsonLine(line))
       log(
         String(
           format: "epoch %d/%d  train loss %.4f top-1 %.3f  val loss %.4f top-1 %.3f",
-          epoch + 1, config.epochs, lossSum / Double(max(seen, 1)),
-          Double(correct) / Double(max(seen, 1)), val.loss, val.top1))
-      // Checkpoint: best adapter, last tensors, optimizer, metrics, then the state file that
-      // commits the epoch (an interruption before it replays the epoch identically).
-      if val.top1 > bestTop1 {
-        (bestTop1, bestEpoch) = (val.top1, epoch + 1)
-        try AdapterCheckpoint.writeWeights(method, to: folder)
-      }
-      try AdapterCheckpoint.writeWeights(method, to: checkpoints, file: "last.safetensors")
-      try Safetensors.write(
-        optimizer.stateDict(), to: checkpoints.appendingPathComponent("optimizer.safetensors"))
-      try AtomicFile.write(
-        Data(metricLines.map { $0 + "\n" }.joined().utf8),
-        to: folder.appendingPathComponent("metrics.jsonl"))
-      let state: [String: Any] = [
-        "epoch": epoch + 1, "best_epoch": bestEpoch, "best_val_top1": bestTop1,
-        "metrics": metricLines, "train_seconds": trainSeconds, "train_images": trainImages,
-        "wall_seconds": earlierWall + Date().timeIntervalSince(callStarted),
-      ]
-      try AtomicFile.write(Data(try jsonLine(state).utf8), to: stateURL)
+          epoch + 1, config.epochs, training.loss, training.top1, val.loss, val.top1))
+      let improved = val.top1 > state.bestValTop1
+      if improved { (state.bestValTop1, state.bestEpoch) = (val.top1, epoch + 1) }
+      state.epoch = epoch + 1
+      var saved = state
+      saved.wallSeconds = state.wallSeconds + Date().timeIntervalSince(callStarted)
+      try checkpoint(saved, improved: improved, paths: paths, optimizer: optimizer)
       epochsThisCall += 1
     }
+    return try finish(
+      state, paths: paths, data: data, dataReference: dataReference, callStarted: callStarted,
+      log: log)
+  }
 
-    // The best epoch's adapter, read back from its file, on validation and test.
+  // MARK: Steps
+
+  /// A new run: writes the configuration, `run.json` and `adapter_config.json`.
+  private func start(_ paths: Paths, dataReference: String) throws {
+    try AtomicFile.write(Data(try config.yaml().utf8), to: paths.config)
+    let run: [String: Any] = [
+      "backbone": backbone.reference, "data": dataReference, "method": config.method,
+    ]
+    try AtomicFile.write(
+      Data((try jsonLine(run) + "\n").utf8), to: paths.folder.appendingPathComponent("run.json"))
+    try AdapterCheckpoint.writeConfig(adapterConfig(), to: paths.folder)
+  }
+
+  /// An interrupted run: checks that the folder's configuration and backbone are this run's,
+  /// then loads its state, last tensors and optimizer state.
+  private func resume(_ paths: Paths, optimizer: any Optimizer) throws -> RunState {
+    guard FileManager.default.fileExists(atPath: paths.state.path) else {
+      throw ConfigError("\(paths.folder.path): nothing to resume (no checkpoint/state.json)")
+    }
+    let stored = try String(contentsOf: paths.config, encoding: .utf8)
+    guard stored == (try config.yaml()) else {
+      throw ConfigError("\(paths.config.path): the run's configuration differs from this one")
+    }
+    let adapter = try AdapterCheckpoint.readConfig(paths.folder)
+    guard adapter.baseModelHash == backbone.weightsHash else {
+      throw ConfigError(
+        "\(paths.folder.path): the run used another backbone (\(adapter.baseModelHash))")
+    }
+    let state: RunState
+    do {
+      state = try JSONDecoder().decode(RunState.self, from: Data(contentsOf: paths.state))
+    } catch {
+      throw ConfigError("\(paths.state.path): unreadable state")
+    }
+    try method.loadTrainableState(
+      SafetensorsFile(contentsOf: paths.last).tensors(), source: paths.last.path)
+    try optimizer.loadStateDict(SafetensorsFile(contentsOf: paths.optimizer).tensors())
+    return state
+  }
+
+  /// The training split, cut to `data.train_samples` (a seeded choice) when set.
+  private func trainingSet(_ data: TuneData) throws -> any Dataset {
+    let full = data.train
+    guard config.trainSamples > 0 && config.trainSamples < full.count else { return full }
+    var g = RandomGenerator(seed: SeedMix.mix(config.seed, 0x7375_6273))  // "subs"
+    return try Subset(
+      full, indices: Array(g.permutation(full.count).prefix(config.trainSamples)).sorted())
+  }
+
+  /// One epoch of training steps.
+  private func trainEpoch(_ epoch: Int, loader: DataLoader, optimizer: any Optimizer) throws
+    -> EpochTraining
+  {
+    method.setTraining(true)
+    method.generator = RandomGenerator(
+      seed: SeedMix.mix(config.seed, 0x6472_6F70, UInt64(epoch)))  // "drop"
+    let stepsPerEpoch = loader.batchCount
+    var step = epoch * stepsPerEpoch
+    var out = EpochTraining()
+    let batches = loader.batches(epoch: epoch)
+    defer { batches.close() }
+    while let batch = try batches.next() {
+      optimizer.learningRateScale = factor(step: step, stepsPerEpoch: stepsPerEpoch)
+      out.lr = optimizer.effectiveLearningRate()
+      let logits = method(batch.images)
+      let loss = logits.crossEntropy(
+        targets: batch.labels, labelSmoothing: config.labelSmoothing)
+      loss.backward()
+      if config.clipGrad > 0 { optimizer.clipGradNorm(maxNorm: config.clipGrad) }
+      optimizer.step()
+      optimizer.zeroGrad()
+      out.lossSum += Double(loss.item) * Double(batch.labels.count)
+      let predicted = logits.detached().argmax(axis: 1)
+      for (p, l) in zip(predicted, batch.labels) where p == l { out.correct += 1 }
+      out.seen += batch.labels.count
+      step += 1
+    }
+    return out
+  }
+
+  /// After an epoch: the best adapter (when it improved), the last tensors, the optimizer, the
+  /// metrics, then the state file that commits the epoch (an interruption before it replays the
+  /// epoch identically).
+  private func checkpoint(
+    _ state: RunState, improved: Bool, paths: Paths, optimizer: any Optimizer
+  ) throws {
+    if improved { try AdapterCheckpoint.writeWeights(method, to: paths.folder) }
+    try AdapterCheckpoint.writeWeights(method, to: paths.checkpoints, file: "last.safetensors")
+    try Safetensors.write(optimizer.stateDict(), to: paths.optimizer)
+    try AtomicFile.write(Data(state.metrics.map { $0 + "\n" }.joined().utf8), to: paths.metrics)
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    try AtomicFile.write(try encoder.encode(state), to: paths.state)
+  }
+
+  /// The best epoch's adapter, read back from its file, on validation and test; writes the test
+  /// logits, `summary.json` and the report.
+  private func finish(
+    _ state: RunState, paths: Paths, data: TuneData, dataReference: String, callStarted: Date,
+    log: (String) -> Void
+  ) throws -> TuneSummary {
+    let folder = paths.folder
+    let transform = backbone.transform
     let best = folder.appendingPathComponent(AdapterCheckpoint.weightsFile)
     try method.loadTrainableState(SafetensorsFile(contentsOf: best).tensors(), source: best.path)
     let (val, _) = try evaluate(
@@ -291,10 +375,11 @@ public final class Trainer {
     try Safetensors.write(
       ["logits": logits], to: folder.appendingPathComponent("test_logits.safetensors"))
     let summary = TuneSummary(
-      method: config.method, bestEpoch: bestEpoch, validation: val, test: test,
+      method: config.method, bestEpoch: state.bestEpoch, validation: val, test: test,
       trainableParameters: method.trainableCount, backboneParameters: method.backboneCount,
-      trainSeconds: trainSeconds, wallSeconds: earlierWall + Date().timeIntervalSince(callStarted),
-      imagesPerSecond: Double(trainImages) / max(trainSeconds, 1e-9),
+      trainSeconds: state.trainSeconds,
+      wallSeconds: state.wallSeconds + Date().timeIntervalSince(callStarted),
+      imagesPerSecond: Double(state.trainImages) / max(state.trainSeconds, 1e-9),
       peakRSSBytes: peakResidentBytes())
     let text = try JSONSerialization.data(
       withJSONObject: summary.json, options: [.sortedKeys, .prettyPrinted])
@@ -304,8 +389,8 @@ public final class Trainer {
       dataReference: dataReference.isEmpty ? "data" : dataReference, data: data)
     log(
       String(
-        format: "best epoch %d: val top-1 %.4f; test top-1 %.4f top-5 %.4f", bestEpoch, val.top1,
-        test.top1, test.top5))
+        format: "best epoch %d: val top-1 %.4f; test top-1 %.4f top-5 %.4f", state.bestEpoch,
+        val.top1, test.top1, test.top5))
     return summary
   }
 }

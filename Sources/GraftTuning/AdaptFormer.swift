@@ -30,15 +30,32 @@ public final class BottleneckAdapter: Module {
 /// Tensors: `adapter.blocks.<i>.down.weight/bias`, `adapter.blocks.<i>.up.weight/bias`,
 /// `adapter.head.weight/bias`.
 public final class AdaptFormer: TuningMethod {
+  /// The adapter's options. Recipe: AdamW lr 1e-2, wd 0.05, cosine, warm-up 2 (AdaptFormer's 1e-3
+  /// underfits 10 epochs of small data: Graft-1k validation top-1, mnist / fmnist-rotation,
+  /// 61.0 / 85.0 at 1e-3, 80.0 / 91.0 at 1e-2, 80.0 / 91.5 at 3e-2).
+  public struct Config: MethodConfig {
+    /// Hidden width of each adapter.
+    public var bottleneck = 64
+    /// Factor on the adapter output.
+    public var scale: Float = 0.1
+
+    /// The defaults.
+    public init() {}
+    /// The keys.
+    public static let options: [ConfigOption<Config>] = [
+      .int("bottleneck", \.bottleneck, atLeast: 1, "hidden width of each adapter"),
+      ConfigOption("scale", \.scale, "factor on the adapter output"),
+    ]
+    /// AdamW, lr 1e-2, wd 0.05, warm-up 2.
+    public static let recipe = Recipe(.adamw, lr: 1e-2, weightDecay: 0.05, warmupEpochs: 2)
+  }
+
   /// The registry entry.
   public static let descriptor = MethodDescriptor(
     name: "adapter", summary: "AdaptFormer parallel bottleneck adapters on every MLP, new head",
-    options: [
-      MethodOption("bottleneck", "64", "hidden width of each adapter"),
-      MethodOption("scale", "0.1", "factor on the adapter output"),
-    ]
-  ) { backbone, classes, options, generator in
-    try AdaptFormer(backbone: backbone, classes: classes, options: options, generator: &generator)
+    config: Config.self, requires: .blockInternals
+  ) { backbone, classes, config, generator in
+    AdaptFormer(backbone: backbone, classes: classes, config: config, generator: &generator)
   }
 
   /// The adapters, one per block.
@@ -48,24 +65,27 @@ public final class AdaptFormer: TuningMethod {
 
   /// AdaptFormer on `backbone`.
   public init(
-    backbone: VisionTransformer, classes: Int, options: MethodOptions,
+    backbone: any SequenceBackbone, classes: Int, config: Config = Config(),
     generator: inout RandomGenerator
-  ) throws {
-    let bottleneck = try options.int("bottleneck", atLeast: 1)
-    scale = try options.float("scale")
-    let head = TuningMethod.timmHead(backbone.width, classes, generator: &generator)
+  ) {
+    scale = config.scale
+    let head = TuningMethod.timmHead(backbone.featureWidth, classes, generator: &generator)
     var list: [BottleneckAdapter] = []
     for _ in 0..<backbone.depth {
       list.append(
-        BottleneckAdapter(width: backbone.width, bottleneck: bottleneck, generator: &generator))
+        BottleneckAdapter(
+          width: backbone.width, bottleneck: config.bottleneck, generator: &generator))
     }
     blocks = ModuleList(list)
     super.init(
       name: "adapter", prefix: "adapter", backbone: backbone, classes: classes, head: head,
-      options: options, generator: generator)
+      options: config.resolved, generator: generator)
     registerModule("blocks", blocks)
     finishSetUp()
   }
+
+  /// The residual branches inside every block.
+  public override var attachPoints: AttachPoints { .residualBranches }
 
   /// Adds the scaled adapter of the residual stream to the MLP branch.
   public override func mlpBranch(_ index: Int, input: Tensor, output: Tensor) -> Tensor {

@@ -10,7 +10,7 @@ import Foundation
 /// prepended before the class token as block i's input (`beforeBlock`); after the block
 /// (`afterBlock`) its processed rows are kept for the side network and stripped, so the rest of
 /// the backbone (later blocks, final norm, pooling) sees its usual sequence and
-/// `insertedPrefixTokens` is 0. Block i's patch rows (after the backbone's own prefix tokens:
+/// no inserted rows remain. Block i's patch rows (after the backbone's own prefix tokens:
 /// class, distillation, registers) are kept as block i's feature map on the patch grid.
 ///
 /// **Side network.** `widths.count` stages (default 4, widths 32/48/64/72, cross-attention heads
@@ -66,22 +66,61 @@ import Foundation
 /// - The backbone's final norm and pooling still run (the hooks cannot stop the forward pass);
 ///   their output is not used, so they get no gradient and change nothing.
 public final class HierarchicalSideTuning: TuningMethod {
+  /// HST's options. Recipe: AdamW lr 1e-2, wd 5e-4, cosine, warm-up 2 (HST's VTAB-1k recipe:
+  /// 10 warm-up epochs of 100, so 2 of the default 20; the paper's batch is 64, 2×32, with the
+  /// same lr).
+  public struct Config: MethodConfig {
+    /// Meta tokens per block (G).
+    public var metaTokens = 1
+    /// Side network stage widths (one per stage).
+    public var widths = [32, 48, 64, 72]
+    /// Cross-attention heads per stage.
+    public var heads = [2, 4, 8, 12]
+    /// Backbone layers per stage.
+    public var depths = AutoOr<[Int]>.auto
+
+    /// The defaults.
+    public init() {}
+    /// The keys.
+    public static let options: [ConfigOption<Config>] = [
+      .int("meta_tokens", \.metaTokens, atLeast: 1, "meta tokens per block (G)"),
+      ConfigOption(
+        "widths", \.widths, "side network stage widths (one per stage)",
+        expectation: "a list of positive integers", valid: Config.positive),
+      ConfigOption(
+        "heads", \.heads, "cross-attention heads per stage",
+        expectation: "a list of positive integers", valid: Config.positive),
+      ConfigOption(
+        "depths", \.depths,
+        "backbone layers per stage: auto (even split, 3,3,3,3 for 12 blocks) or counts summing "
+          + "to the depth"),
+    ]
+    /// AdamW, lr 1e-2, wd 5e-4, warm-up 2.
+    public static let recipe = Recipe(.adamw, lr: 1e-2, weightDecay: 5e-4, warmupEpochs: 2)
+
+    /// A non-empty list of positive integers.
+    static func positive(_ list: [Int]) -> Bool { !list.isEmpty && list.allSatisfy { $0 >= 1 } }
+
+    /// One head count per stage, each dividing its width.
+    public func validate() throws {
+      guard heads.count == widths.count else {
+        throw ConfigError(
+          "method.heads has \(heads.count) entries but method.widths has \(widths.count) stages")
+      }
+      for (w, h) in zip(widths, heads) where w % h != 0 {
+        throw ConfigError("method.widths: width \(w) is not divisible by its \(h) heads")
+      }
+    }
+  }
+
   /// The registry entry.
   public static let descriptor = MethodDescriptor(
     name: "hst",
     summary: "hierarchical side network on meta tokens and every block's features, block norms",
-    options: [
-      MethodOption("meta_tokens", "1", "meta tokens per block (G)"),
-      MethodOption("widths", "32,48,64,72", "side network stage widths (one per stage)"),
-      MethodOption("heads", "2,4,8,12", "cross-attention heads per stage"),
-      MethodOption(
-        "depths", "auto",
-        "backbone layers per stage: auto (even split, 3,3,3,3 for 12 blocks) or counts summing "
-          + "to the depth"),
-    ]
-  ) { backbone, classes, options, generator in
+    config: Config.self, requires: [.tokenInsertion, .imageGrid]
+  ) { backbone, classes, config, generator in
     try HierarchicalSideTuning(
-      backbone: backbone, classes: classes, options: options, generator: &generator)
+      backbone: backbone, classes: classes, config: config, generator: &generator)
   }
 
   /// Meta tokens per block, G.
@@ -101,53 +140,33 @@ public final class HierarchicalSideTuning: TuningMethod {
 
   /// Stage of each backbone layer.
   private let stageOfLayer: [Int]
-  /// The image of the forward pass in progress (the stem's input).
-  private var pixels: Tensor?
-  /// Per layer: the bridged, normed meta tokens [B, G, C].
-  private var layerMeta: [Tensor?]
-  /// Per layer: the bridged patch features on the patch grid, [B, C, h, w].
-  private var layerFeatures: [Tensor?]
 
-  /// HST on `backbone`.
+  /// HST on `backbone`, which must be an image backbone (`ImageBackbone`).
   public init(
-    backbone: VisionTransformer, classes: Int, options: MethodOptions,
+    backbone: any SequenceBackbone, classes: Int, config: Config = Config(),
     generator: inout RandomGenerator
   ) throws {
-    let g = try options.int("meta_tokens", atLeast: 1)
-    func ints(_ key: String) throws -> [Int] {
-      let items = options.list(key)
-      let values = items.compactMap { Int($0) }
-      guard !items.isEmpty, values.count == items.count, values.allSatisfy({ $0 >= 1 }) else {
-        throw TuningError(
-          "method.\(key) = '\(items.joined(separator: ","))' is not a list of "
-            + "positive integers")
-      }
-      return values
+    guard let image = backbone as? any ImageBackbone else {
+      throw ConfigError("hst needs an image backbone; \(backbone.familyName) is not one")
     }
-    let widths = try ints("widths")
-    let heads = try ints("heads")
-    guard heads.count == widths.count else {
-      throw TuningError(
-        "method.heads has \(heads.count) entries but method.widths has \(widths.count) stages")
-    }
-    for (w, h) in zip(widths, heads) where w % h != 0 {
-      throw TuningError("method.widths: width \(w) is not divisible by its \(h) heads")
-    }
+    try config.validate()
+    let g = config.metaTokens
+    let widths = config.widths
+    let heads = config.heads
     let depth = backbone.depth
     let stageCount = widths.count
     let counts: [Int]
-    let depthList = options.list("depths")
-    if depthList == ["auto"] {
+    switch config.depths {
+    case .auto:
       counts = (0..<stageCount).map { s in
         (s + 1) * depth / stageCount - s * depth / stageCount
       }
-    } else {
-      let values = depthList.compactMap { Int($0) }
-      guard values.count == depthList.count, values.count == stageCount,
-        values.allSatisfy({ $0 >= 0 }), values.reduce(0, +) == depth
+    case .value(let values):
+      guard values.count == stageCount, values.allSatisfy({ $0 >= 0 }),
+        values.reduce(0, +) == depth
       else {
-        throw TuningError(
-          "method.depths = '\(depthList.joined(separator: ","))' must be 'auto' or \(stageCount) "
+        throw ConfigError(
+          "method.depths = '\(values.optionText)' must be 'auto' or \(stageCount) "
             + "counts ≥ 0 summing to the backbone's \(depth) blocks")
       }
       counts = values
@@ -172,7 +191,7 @@ public final class HierarchicalSideTuning: TuningMethod {
     for s in 0..<stageCount {
       stageList.append(
         HSTStage(
-          inChannels: s == 0 ? backbone.config.inChans : widths[s - 1], width: widths[s],
+          inChannels: s == 0 ? image.inputChannels : widths[s - 1], width: widths[s],
           heads: heads[s], blocks: ranges[s].count, backboneWidth: d, isFirst: s == 0,
           generator: &generator))
     }
@@ -183,11 +202,9 @@ public final class HierarchicalSideTuning: TuningMethod {
     self.widths = widths
     stageLayers = ranges
     stageOfLayer = stageOf
-    layerMeta = Array(repeating: nil, count: depth)
-    layerFeatures = Array(repeating: nil, count: depth)
     super.init(
       name: "hst", prefix: "hst", backbone: backbone, classes: classes, head: head,
-      options: options, generator: generator)
+      options: config.resolved, generator: generator)
     registerModule("meta_tokens", metaTokens)
     registerModule("meta_norms", metaNorms)
     registerModule("stages", stages)
@@ -195,73 +212,46 @@ public final class HierarchicalSideTuning: TuningMethod {
     finishSetUp()
   }
 
-  /// Nothing inside the blocks: they run fused.
-  public override var usesBlockInternals: Bool { false }
+  /// The sequence before and after every block (blocks run fused).
+  public override var attachPoints: AttachPoints { [.beforeBlock, .afterBlock] }
 
-  /// The LayerNorm affines inside the backbone's blocks (`norm1`, `norm2`).
-  public override var unfrozenPatterns: [String] { ["blocks.*.norm*"] }
+  /// The norms inside the backbone's blocks (a ViT's `norm1`, `norm2`).
+  public override var unfrozenPatterns: [String] { backbone.parameterPatterns(.blockNorms) }
 
   // MARK: Hooks
 
-  /// Forgets the previous pass's per-layer taps (the sequence is unchanged).
-  public override func tokens(_ x: Tensor) -> Tensor {
-    for i in layerMeta.indices {
-      layerMeta[i] = nil
-      layerFeatures[i] = nil
-    }
-    return x
-  }
-
   /// Prepends block `index`'s meta tokens before the class token.
-  public override func beforeBlock(_ index: Int, _ x: Tensor) -> Tensor {
+  public override func beforeBlock(_ index: Int, _ x: Tensor, pass: ForwardPass) -> Tensor {
     let meta = metaTokens.tensors[index].broadcast(to: [x.shape[0], metaTokenCount, x.shape[2]])
+    pass.recordInsertion(metaTokenCount, at: 0)
     return Tensor.concat([meta, x], axis: 1)
   }
 
   /// Keeps block `index`'s meta rows (bridged and normed) and patch features (bridged, on the
-  /// patch grid), and strips the meta rows.
-  public override func afterBlock(_ index: Int, _ x: Tensor) -> Tensor {
+  /// patch grid) in the pass's taps, and strips the meta rows.
+  public override func afterBlock(_ index: Int, _ x: Tensor, pass: ForwardPass) -> Tensor {
     let (b, total) = (x.shape[0], x.shape[1])
     let g = metaTokenCount
     let skip = g + backbone.prefixTokens
     let stage = stages[stageOfLayer[index]]
     let bridge = stage.bridge!
-    layerMeta[index] = metaNorms[index](bridge(x.narrow(1, start: 0, length: g)))
-    let grid = patchGrid(patches: total - skip)
+    let meta = metaNorms[index](bridge(x.narrow(1, start: 0, length: g)))
+    guard let grid = pass.embedded.layout.patchGrid, grid.area == total - skip else {
+      preconditionFailure("HST: \(total - skip) patch rows do not fill the pass's patch grid")
+    }
     let features = bridge(x.narrow(1, start: skip, length: total - skip))
-    layerFeatures[index] = features.transposed(1, 2).reshaped([
-      b, stage.width, grid.height, grid.width,
-    ])
+    pass.taps[index] = [
+      meta, features.transposed(1, 2).reshaped([b, stage.width, grid.height, grid.width]),
+    ]
+    pass.recordRemoval(g, at: 0)
     return x.narrow(1, start: g, length: total - g)
-  }
-
-  /// The patch grid of the pass in progress (from the pixels when known, else the configured
-  /// image size), checked against the number of patch rows.
-  private func patchGrid(patches: Int) -> Size2D {
-    let c = backbone.config
-    let grid =
-      pixels.map {
-        Size2D($0.shape[2] / c.patchSize.height, $0.shape[3] / c.patchSize.width)
-      } ?? c.gridSize
-    precondition(
-      grid.area == patches, "HST: \(patches) patch rows do not fill the patch grid \(grid)")
-    return grid
   }
 
   // MARK: Forward
 
-  /// Logits [B, classes] of `pixels`: keeps them for the side network's stem, then runs the
-  /// backbone with the hooks and `logits(_:)`.
-  public override func callAsFunction(_ pixels: Tensor) -> Tensor {
-    self.pixels = pixels
-    defer { release() }
-    return super.callAsFunction(pixels)
-  }
-
   /// The head on the side network's last stage: mean over its tokens → BatchNorm1d → Linear.
-  /// Needs the taps of the backbone pass that produced `output` (call the method on pixels).
   public override func logits(_ output: BackboneOutput) -> Tensor {
-    let last = sideNetwork().last!.tokens
+    let last = sideNetwork(output).last!.tokens
     return head(headNorm(last.mean(axis: 1)))
   }
 
@@ -269,37 +259,26 @@ public final class HierarchicalSideTuning: TuningMethod {
   /// (strides 4, 8, 16, 32 with four stages: 56, 28, 14, 7 for a 224 input), after the stage's
   /// final LayerNorm. Runs the backbone with the hooks; differentiable.
   public func featureMaps(_ pixels: Tensor) -> [Tensor] {
-    self.pixels = pixels
-    defer { release() }
-    _ = backbone.forward(pixels, hooks: self, hiddenStates: false)
-    return sideNetwork().map { stage in
+    sideNetwork(backboneOutput(pixels)).map { stage in
       let (b, c) = (stage.tokens.shape[0], stage.tokens.shape[2])
       return stage.tokens.transposed(1, 2).reshaped([b, c, stage.h, stage.w])
     }
   }
 
-  /// Drops the pass's pixels and taps.
-  private func release() {
-    pixels = nil
-    for i in layerMeta.indices {
-      layerMeta[i] = nil
-      layerFeatures[i] = nil
-    }
-  }
-
-  /// Runs every stage on the kept pixels and taps; each stage's tokens [B, H·W, C] and H, W.
-  private func sideNetwork() -> [(tokens: Tensor, h: Int, w: Int)] {
-    guard let pixels else {
-      preconditionFailure("HST reads the image itself: call the method on pixels")
-    }
+  /// Runs every stage on the pass's image and the taps its hooks kept; each stage's tokens
+  /// [B, H·W, C] and H, W.
+  private func sideNetwork(_ output: BackboneOutput) -> [(tokens: Tensor, h: Int, w: Int)] {
+    let pixels = output.input
     var outputs: [(tokens: Tensor, h: Int, w: Int)] = []
     var previous: Tensor?
     for (s, stage) in stages.enumerated() {
       var (x, h, w) = stage.embed(previous ?? pixels)
       for (j, layer) in stageLayers[s].enumerated() {
-        guard let meta = layerMeta[layer], var features = layerFeatures[layer] else {
+        guard let taps = output.pass.taps[layer], taps.count == 2 else {
           preconditionFailure("HST: block \(layer) was not run with the method's hooks")
         }
+        let meta = taps[0]
+        var features = taps[1]
         if features.shape[2] != h || features.shape[3] != w {
           features = features.resized(to: (h, w), mode: .bilinear)
         }

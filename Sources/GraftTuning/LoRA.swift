@@ -40,24 +40,61 @@ public final class LoRABlock: Module {
 /// LoRA (Hu et al., ICLR 2022): trainable low-rank deltas on chosen linear layers of every
 /// block, `y = W·x + b + (alpha / rank)·B·A·dropout(x)`, and a new head.
 ///
-/// Targets: `q`, `k`, `v` (row slices of the fused `attn.qkv`), `qkv` (all of it), `proj`
-/// (`attn.proj`), `fc1`, `fc2` (`mlp.*`). Default `q,v` as the paper. `merge()` folds the deltas
+/// Targets, by the role of the layer they adapt (`LinearRole`, which the backbone maps to its own
+/// layers): `q`, `k`, `v` (row slices of the fused qkv, `attn.qkv` in a ViT), `qkv` (all of it),
+/// `proj` (the attention output, `attn.proj`), `fc1`, `fc2` (the MLP, `mlp.*`). Default `q,v` as
+/// the paper. A target whose layer the backbone lacks is an error. `merge()` folds the deltas
 /// into the backbone's weights for inference.
 ///
 /// Tensors: `lora.blocks.<i>.<target>.lora_A` / `lora_B`, `lora.head.weight/bias`.
 public final class LoRA: TuningMethod {
+  /// LoRA's options. Recipe: AdamW lr 5e-3, wd 0.01, cosine, warm-up 1 (PEFT's ViT
+  /// image-classification example; 1e-3 underfits small data in a short run: 63% against 78%
+  /// test on Graft-1k mnist in 10 epochs).
+  public struct Config: MethodConfig {
+    /// Rank r of each delta.
+    public var rank = 8
+    /// Scaling: the delta is multiplied by alpha / rank.
+    public var alpha: Float = 8
+    /// Dropout on the delta's input while training.
+    public var dropout: Float = 0
+    /// Layers to adapt.
+    public var targets = ["q", "v"]
+
+    /// The defaults.
+    public init() {}
+    /// The keys.
+    public static let options: [ConfigOption<Config>] = [
+      .int("rank", \.rank, atLeast: 1, "rank r of each delta"),
+      ConfigOption("alpha", \.alpha, "scaling: the delta is multiplied by alpha / rank"),
+      .float("dropout", \.dropout, in: 0...0.99, "dropout on the delta's input while training"),
+      ConfigOption(
+        "targets", \.targets,
+        "layers to adapt: q, k, v (slices of the fused qkv), qkv, proj, fc1, fc2"),
+    ]
+    /// AdamW, lr 5e-3, wd 0.01, warm-up 1.
+    public static let recipe = Recipe(.adamw, lr: 5e-3, weightDecay: 0.01, warmupEpochs: 1)
+
+    /// Known, non-empty, non-overlapping targets.
+    public func validate() throws {
+      for t in targets where !LoRA.knownTargets.contains(t) {
+        throw ConfigError(
+          "method.targets: unknown target '\(t)' (known: \(LoRA.knownTargets.joined(separator: ", ")))"
+        )
+      }
+      guard !targets.isEmpty else { throw ConfigError("method.targets is empty") }
+      if targets.contains("qkv") && targets.contains(where: { ["q", "k", "v"].contains($0) }) {
+        throw ConfigError("method.targets: 'qkv' overlaps 'q', 'k' and 'v'; give one or the other")
+      }
+    }
+  }
+
   /// The registry entry.
   public static let descriptor = MethodDescriptor(
     name: "lora", summary: "low-rank deltas on chosen linears of every block and a new head",
-    options: [
-      MethodOption("rank", "8", "rank r of each delta"),
-      MethodOption("alpha", "8", "scaling: the delta is multiplied by alpha / rank"),
-      MethodOption("dropout", "0.0", "dropout on the delta's input while training"),
-      MethodOption(
-        "targets", "q,v", "layers to adapt: q, k, v (slices of attn.qkv), qkv, proj, fc1, fc2"),
-    ]
-  ) { backbone, classes, options, generator in
-    try LoRA(backbone: backbone, classes: classes, options: options, generator: &generator)
+    config: Config.self, requires: .blockInternals
+  ) { backbone, classes, config, generator in
+    try LoRA(backbone: backbone, classes: classes, config: config, generator: &generator)
   }
 
   /// Every target name LoRA accepts.
@@ -76,35 +113,38 @@ public final class LoRA: TuningMethod {
   /// True once `merge()` has folded the deltas into the weights (the hook then adds nothing).
   public private(set) var isMerged = false
 
-  /// LoRA on `backbone`.
+  /// LoRA on `backbone`; a target whose layer the backbone does not have throws.
   public init(
-    backbone: VisionTransformer, classes: Int, options: MethodOptions,
+    backbone: any SequenceBackbone, classes: Int, config: Config = Config(),
     generator: inout RandomGenerator
   ) throws {
-    rank = try options.int("rank", atLeast: 1)
-    let alpha = try options.float("alpha")
-    dropout = try options.float("dropout", in: 0...0.99)
-    scale = alpha / Float(rank)
+    try config.validate()
+    rank = config.rank
+    dropout = config.dropout
+    scale = config.alpha / Float(rank)
     var targets: [String] = []
-    for t in options.list("targets") where !targets.contains(t) {
-      guard Self.knownTargets.contains(t) else {
-        throw TuningError(
-          "method.targets: unknown target '\(t)' (known: \(Self.knownTargets.joined(separator: ", ")))"
-        )
-      }
-      targets.append(t)
-    }
-    guard !targets.isEmpty else { throw TuningError("method.targets is empty") }
-    if targets.contains("qkv") && targets.contains(where: { ["q", "k", "v"].contains($0) }) {
-      throw TuningError("method.targets: 'qkv' overlaps 'q', 'k' and 'v'; give one or the other")
-    }
+    for t in config.targets where !targets.contains(t) { targets.append(t) }
     self.targets = targets
-    let head = TuningMethod.timmHead(backbone.width, classes, generator: &generator)
+    let head = TuningMethod.timmHead(backbone.featureWidth, classes, generator: &generator)
     var blockList: [LoRABlock] = []
-    for block in backbone.blocks {
+    for index in 0..<backbone.depth {
       let b = LoRABlock()
       for t in targets {
-        let (inputs, outputs) = Self.shape(of: t, in: block)
+        let site = LinearSite(block: index, role: Self.role(of: t))
+        guard let layer = backbone.linearLayer(at: site) else {
+          throw ConfigError(
+            "lora: the \(backbone.familyName) backbone has no \(site.role.rawValue) layer in "
+              + "block \(index) for target '\(t)'")
+        }
+        var (inputs, outputs) = (layer.inFeatures, layer.outFeatures)
+        if ["q", "k", "v"].contains(t) {
+          guard outputs == 3 * inputs else {
+            throw ConfigError(
+              "lora: target '\(t)' needs a fused qkv layer D → 3·D, block \(index) has "
+                + "\(inputs) → \(outputs)")
+          }
+          outputs = inputs
+        }
         b.add(t, LoRALayer(inputs: inputs, outputs: outputs, rank: rank, generator: &generator))
       }
       blockList.append(b)
@@ -112,20 +152,29 @@ public final class LoRA: TuningMethod {
     blocks = ModuleList(blockList)
     super.init(
       name: "lora", prefix: "lora", backbone: backbone, classes: classes, head: head,
-      options: options, generator: generator)
+      options: config.resolved, generator: generator)
     registerModule("blocks", blocks)
     finishSetUp()
   }
 
-  /// (in, out) of target `t` in `block`.
-  private static func shape(of t: String, in block: ViTBlock) -> (Int, Int) {
-    let d = block.attn.qkv.inFeatures
+  /// The role of the layer target `t` adapts.
+  static func role(of t: String) -> LinearRole {
     switch t {
-    case "q", "k", "v": return (d, d)
-    case "qkv": return (d, block.attn.qkv.outFeatures)
-    case "proj": return (block.attn.proj.inFeatures, block.attn.proj.outFeatures)
-    case "fc1": return (block.mlp.fc1.inFeatures, block.mlp.fc1.outFeatures)
-    default: return (block.mlp.fc2.inFeatures, block.mlp.fc2.outFeatures)
+    case "q", "k", "v", "qkv": .qkv
+    case "proj": .attentionOut
+    case "fc1": .mlpIn
+    default: .mlpOut
+    }
+  }
+
+  /// The linear layers of every block.
+  public override var attachPoints: AttachPoints { .linear }
+
+  /// Every block's adapted layers.
+  public override var linearSites: [LinearSite] {
+    let roles = Set(targets.map(Self.role(of:)))
+    return (0..<backbone.depth).flatMap { i in
+      LinearRole.allCases.filter(roles.contains).map { LinearSite(block: i, role: $0) }
     }
   }
 
@@ -135,8 +184,8 @@ public final class LoRA: TuningMethod {
     let layers = blocks[site.block].layers
     let x =
       dropout > 0 ? input.dropout(p: dropout, training: isTraining, generator: &generator) : input
-    switch site.name {
-    case "attn.qkv":
+    switch site.role {
+    case .qkv:
       if let l = layers["qkv"] { return output + l.delta(x, scale: scale) }
       let parts = ["q", "k", "v"].map { layers[$0] }
       guard parts.contains(where: { $0 != nil }) else { return output }
@@ -145,32 +194,33 @@ public final class LoRA: TuningMethod {
       let lead = Array(output.shape.dropLast())
       let slices = parts.map { l in l?.delta(x, scale: scale) ?? Tensor.zeros(lead + [d]) }
       return output + Tensor.concat(slices, axis: output.rank - 1)
-    case "attn.proj": return layers["proj"].map { output + $0.delta(x, scale: scale) } ?? output
-    case "mlp.fc1": return layers["fc1"].map { output + $0.delta(x, scale: scale) } ?? output
-    case "mlp.fc2": return layers["fc2"].map { output + $0.delta(x, scale: scale) } ?? output
-    default: return output
+    case .attentionOut:
+      return layers["proj"].map { output + $0.delta(x, scale: scale) } ?? output
+    case .mlpIn: return layers["fc1"].map { output + $0.delta(x, scale: scale) } ?? output
+    case .mlpOut: return layers["fc2"].map { output + $0.delta(x, scale: scale) } ?? output
     }
   }
 
-  /// The weight deltas `scale·B·A` by backbone weight name (q, k, v slices placed in a full
-  /// [3D, D] delta of `attn.qkv.weight`).
+  /// The weight deltas `scale·B·A` by backbone weight name (`blocks.3.attn.qkv.weight` in a
+  /// ViT; the q, k, v slices placed in one full [3D, D] delta of the fused qkv weight).
   public func weightDeltas() -> [String: Tensor] {
     withNoGrad {
       var out: [String: Tensor] = [:]
-      for (i, block) in backbone.blocks.enumerated() {
+      for i in 0..<backbone.depth {
         let layers = blocks[i].layers
-        let p = "blocks.\(i)."
         func delta(_ l: LoRALayer) -> Tensor { l.loraB.matmul(l.loraA) * scale }
-        if let l = layers["qkv"] { out[p + "attn.qkv.weight"] = delta(l) }
+        func path(_ role: LinearRole) -> String {
+          backbone.linearPath(at: LinearSite(block: i, role: role))! + ".weight"
+        }
+        if let l = layers["qkv"] { out[path(.qkv)] = delta(l) }
         let slices = ["q", "k", "v"].map { layers[$0] }
-        if slices.contains(where: { $0 != nil }) {
-          let d = block.attn.qkv.inFeatures
-          out[p + "attn.qkv.weight"] = Tensor.concat(
+        if let d = slices.compactMap({ $0?.loraA.shape[1] }).first {
+          out[path(.qkv)] = Tensor.concat(
             slices.map { $0.map(delta) ?? Tensor.zeros([d, d]) }, axis: 0)
         }
-        if let l = layers["proj"] { out[p + "attn.proj.weight"] = delta(l) }
-        if let l = layers["fc1"] { out[p + "mlp.fc1.weight"] = delta(l) }
-        if let l = layers["fc2"] { out[p + "mlp.fc2.weight"] = delta(l) }
+        if let l = layers["proj"] { out[path(.attentionOut)] = delta(l) }
+        if let l = layers["fc1"] { out[path(.mlpIn)] = delta(l) }
+        if let l = layers["fc2"] { out[path(.mlpOut)] = delta(l) }
       }
       return out
     }

@@ -132,38 +132,110 @@ public final class PSRPSlot: Module {
 ///   it): `γ·(1 + w)·m + b` where the reference has `γ·(b + (1 + w)·m)`; `b` is learned, so this
 ///   only rescales its rows. Without LayerScale (the paper's ViTs) they agree.
 public final class MomentProbing: TuningMethod {
-  /// The options both variants take.
-  public static let headOptions = [
-    MethodOption(
-      "proj_dim", "auto",
-      "width P of the MHC³ projection (auto: 512, or 4·D below D = 128); a multiple of heads"
-        + " with P / heads ≥ 7"),
-    MethodOption("heads", "4", "groups the projection is split into"),
-    MethodOption("cross", "near", "pairs of groups: near (i, i+1), n/2 (i, i+heads/2), cn2 (all)"),
-  ]
+  /// Pairs of groups whose cross-covariances MHC³ takes.
+  public enum Cross: String, CaseIterable, OptionValue {
+    /// (i, i + 1).
+    case near
+    /// (i, i + heads / 2).
+    case half = "n/2"
+    /// Every i < j.
+    case cn2
+  }
+
+  /// How MP+ initialises PSRP's up layers.
+  public enum PSRPInit: String, CaseIterable, OptionValue {
+    /// Trunc-normal(0.02) as the reference.
+    case timm
+    /// Zeros: the backbone is unchanged at step 0.
+    case zero
+  }
+
+  /// MP's options (the MHC³ head). Recipe: AdamW lr 5e-4, wd 0.05, cosine, warm-up 2 (Moment
+  /// Probing: lr 1e-4 for 30 ImageNet epochs at batch 256 or 100 FGVC epochs at batch 64; small
+  /// data gives far fewer steps to a head trained from scratch, so 5× that, below the 1e-3 of
+  /// the adapters here).
+  public struct Config: MethodConfig {
+    /// Width P of the projection.
+    public var projDim = AutoOr<Int>.auto
+    /// Groups the projection is split into.
+    public var heads = 4
+    /// Pairs of groups.
+    public var cross = Cross.near
+
+    /// The defaults.
+    public init() {}
+    /// The keys.
+    public static let options: [ConfigOption<Config>] = [
+      ConfigOption(
+        "proj_dim", \.projDim,
+        "width P of the MHC³ projection (auto: 512, or 4·D below D = 128); a multiple of heads"
+          + " with P / heads ≥ 7"),
+      .int("heads", \.heads, atLeast: 2, "groups the projection is split into"),
+      ConfigOption(
+        "cross", \.cross, "pairs of groups: near (i, i+1), n/2 (i, i+heads/2), cn2 (all)"),
+    ]
+    /// AdamW, lr 5e-4, wd 0.05, warm-up 2.
+    public static let recipe = Recipe(.adamw, lr: 5e-4, weightDecay: 0.05, warmupEpochs: 2)
+
+    /// An explicit projection splits into groups of at least 7; `n/2` needs even heads.
+    public func validate() throws {
+      _ = try MomentProbing.pairs(cross: cross.rawValue, heads: heads)
+      if case .value(let projection) = projDim {
+        guard projection >= 1 else {
+          throw ConfigError("method.proj_dim = '\(projection)' is not an integer ≥ 1")
+        }
+        guard projection % heads == 0, projection / heads >= 7 else {
+          throw ConfigError(
+            "method.proj_dim = \(projection) must be a multiple of heads (\(heads)) with"
+              + " proj_dim / heads ≥ 7 (the two 3×3 stride-2 convolutions need it)")
+        }
+      }
+    }
+  }
+
+  /// MP+'s options: MP's and PSRP's.
+  public struct PlusConfig: MethodConfig {
+    /// The head's options.
+    public var head = Config()
+    /// Hidden width r of each block's PSRP.
+    public var psrpRank = 16
+    /// PSRP's up-layer initialisation.
+    public var psrpInit = PSRPInit.timm
+
+    /// The defaults.
+    public init() {}
+    /// MP's keys, then PSRP's.
+    public static let options: [ConfigOption<PlusConfig>] =
+      Config.options.map { $0.lifted(\PlusConfig.head) } + [
+        .int("psrp_rank", \.psrpRank, atLeast: 1, "hidden width r of each block's PSRP"),
+        ConfigOption(
+          "psrp_init", \.psrpInit,
+          "timm: all PSRP layers trunc-normal(0.02) as the reference; zero: up layers at zero"),
+      ]
+    /// MP's recipe.
+    public static var recipe: Recipe { Config.recipe }
+    /// The head's checks.
+    public func validate() throws { try head.validate() }
+  }
 
   /// The registry entry of `mp`.
   public static let descriptor = MethodDescriptor(
     name: "mp",
     summary: "Moment Probing: first- and second-order (MHC³) head; backbone run without recording",
-    options: headOptions
-  ) { backbone, classes, options, generator in
+    config: Config.self
+  ) { backbone, classes, config, generator in
     try MomentProbing(
-      plus: false, backbone: backbone, classes: classes, options: options, generator: &generator)
+      head: config, psrp: nil, backbone: backbone, classes: classes, generator: &generator)
   }
 
   /// The registry entry of `mp+`.
   public static let plusDescriptor = MethodDescriptor(
     name: "mp+", summary: "Moment Probing head plus PSRP scale/shift of every block's MLP branch",
-    options: headOptions + [
-      MethodOption("psrp_rank", "16", "hidden width r of each block's PSRP"),
-      MethodOption(
-        "psrp_init", "timm",
-        "timm: all PSRP layers trunc-normal(0.02) as the reference; zero: up layers at zero"),
-    ]
-  ) { backbone, classes, options, generator in
+    config: PlusConfig.self, requires: .blockInternals
+  ) { backbone, classes, config, generator in
     try MomentProbing(
-      plus: true, backbone: backbone, classes: classes, options: options, generator: &generator)
+      head: config.head, psrp: config, backbone: backbone, classes: classes,
+      generator: &generator)
   }
 
   /// The largest `auto` projection width (the reference's `hidden_dim`).
@@ -196,20 +268,20 @@ public final class MomentProbing: TuningMethod {
   /// One PSRP per block (`mp+` only).
   public let blocks: ModuleList<PSRPSlot>?
 
-  /// The pairs of groups `cross` takes for `heads` groups, or a `TuningError`.
+  /// The pairs of groups `cross` takes for `heads` groups, or a `ConfigError`.
   public static func pairs(cross: String, heads: Int) throws -> [(Int, Int)] {
     switch cross {
     case "near":
       return (0..<(heads - 1)).map { ($0, $0 + 1) }
     case "n/2":
       guard heads % 2 == 0 else {
-        throw TuningError("method.cross = 'n/2' needs an even number of heads, got \(heads)")
+        throw ConfigError("method.cross = 'n/2' needs an even number of heads, got \(heads)")
       }
       return (0..<(heads / 2)).map { ($0, $0 + heads / 2) }
     case "cn2":
       return (0..<heads).flatMap { i in ((i + 1)..<heads).map { (i, $0) } }
     default:
-      throw TuningError("method.cross = '\(cross)' is not one of near, n/2, cn2")
+      throw ConfigError("method.cross = '\(cross)' is not one of near, n/2, cn2")
     }
   }
 
@@ -232,25 +304,21 @@ public final class MomentProbing: TuningMethod {
     return Swift.max(p / heads * heads, 7 * heads)
   }
 
-  /// MP (`plus` false) or MP+ on `backbone`.
+  /// MP (`psrp` nil) or MP+ on `backbone`.
   public init(
-    plus: Bool, backbone: VisionTransformer, classes: Int, options: MethodOptions,
+    head config: Config, psrp: PlusConfig?, backbone: any SequenceBackbone, classes: Int,
     generator: inout RandomGenerator
   ) throws {
-    let heads = try options.int("heads", atLeast: 2)
-    let cross = options.values["cross", default: ""].trimmingCharacters(in: .whitespaces)
+    try config.validate()
+    let heads = config.heads
+    let cross = config.cross.rawValue
     let pairs = try Self.pairs(cross: cross, heads: heads)
+    let plus = psrp != nil
     let d = backbone.width
     let projection: Int
-    if options.values["proj_dim"]?.trimmingCharacters(in: .whitespaces) == "auto" {
-      projection = Self.autoProjection(width: d, heads: heads)
-    } else {
-      projection = try options.int("proj_dim", atLeast: 1)
-      guard projection % heads == 0, projection / heads >= 7 else {
-        throw TuningError(
-          "method.proj_dim = \(projection) must be a multiple of heads (\(heads)) with"
-            + " proj_dim / heads ≥ 7 (the two 3×3 stride-2 convolutions need it)")
-      }
+    switch config.projDim {
+    case .auto: projection = Self.autoProjection(width: d, heads: heads)
+    case .value(let p): projection = p
     }
     let h = projection / heads
     let k = pairs.count
@@ -259,23 +327,20 @@ public final class MomentProbing: TuningMethod {
     func trunc(_ shape: [Int]) -> Tensor {
       Tensor.truncatedNormal(shape, std: 0.02, generator: &generator)
     }
-    let head = TuningMethod.timmHead(d, classes, generator: &generator)
+    let head = TuningMethod.timmHead(backbone.featureWidth, classes, generator: &generator)
     proj = Linear(weight: trunc([projection, d]), bias: Tensor.zeros([projection]))
     ln = LayerNorm(h, eps: 1e-5)
     conv1 = MomentProbingConv(channels: k, generator: &generator)
     conv2 = MomentProbingConv(channels: k, generator: &generator)
     classifier2 = Linear(weight: trunc([classes, length]), bias: Tensor.zeros([classes]))
-    if plus {
-      let rank = try options.int("psrp_rank", atLeast: 1)
-      let initMode = options.values["psrp_init", default: ""].trimmingCharacters(in: .whitespaces)
-      guard initMode == "timm" || initMode == "zero" else {
-        throw TuningError("method.psrp_init = '\(initMode)' is not timm or zero")
-      }
+    if let psrp {
       var slots: [PSRPSlot] = []
       for _ in 0..<backbone.depth {
         slots.append(
           PSRPSlot(
-            PSRP(width: d, rank: rank, zeroUp: initMode == "zero", generator: &generator)))
+            PSRP(
+              width: d, rank: psrp.psrpRank, zeroUp: psrp.psrpInit == .zero,
+              generator: &generator)))
       }
       blocks = ModuleList(slots)
     } else {
@@ -290,7 +355,7 @@ public final class MomentProbing: TuningMethod {
     featureLength = length
     super.init(
       name: plus ? "mp+" : "mp", prefix: "mp", backbone: backbone, classes: classes, head: head,
-      options: options, generator: generator)
+      options: psrp?.resolved ?? config.resolved, generator: generator)
     registerModule("proj", proj)
     registerModule("ln", ln)
     registerModule("conv1", conv1)
@@ -304,7 +369,7 @@ public final class MomentProbing: TuningMethod {
   public override var needsBackboneGradient: Bool { plus }
 
   /// MP+ recalibrates every MLP branch; MP leaves the blocks alone (they run fused).
-  public override var usesBlockInternals: Bool { plus }
+  public override var attachPoints: AttachPoints { plus ? .residualBranches : [] }
 
   /// MP+: `b + (1 + w) ⊙ output`, with `(w, b)` from the residual stream `input`.
   public override func mlpBranch(_ index: Int, input: Tensor, output: Tensor) -> Tensor {

@@ -1,19 +1,58 @@
 import Foundation
 
-/// What the registry knows of a method: its command-line name, a one-line summary, its options
-/// and how to build it.
+/// What the registry knows of a method: its command-line name, a one-line summary, the backbone
+/// capabilities it needs, its options and recipe (from its typed config) and how to build it.
 public struct MethodDescriptor: Sendable {
   /// The name `--method` takes.
   public var name: String
   /// One line for `graft methods`.
   public var summary: String
-  /// The `method.*` keys it takes.
+  /// What the backbone must offer; `MethodRegistry.make` refuses a backbone without it.
+  public var requirements: BackboneCapabilities
+  /// The `method.*` keys it takes, with defaults and help.
   public var options: [MethodOption]
-  /// Builds the method on `backbone` for `classes` classes; draws its initial values from
-  /// `generator`.
-  public var make:
-    @Sendable (VisionTransformer, Int, MethodOptions, inout RandomGenerator) throws
-      -> TuningMethod
+  /// The optimizer settings it trains with by default.
+  public var recipe: Recipe
+  /// Parses the given option texts into the method's config and builds the method.
+  private let build:
+    @Sendable (any SequenceBackbone, Int, [String: String], inout RandomGenerator) throws ->
+      TuningMethod
+  /// Parses the given option texts and returns every option's resolved text.
+  private let resolveOptions: @Sendable ([String: String]) throws -> [String: String]
+
+  /// A method `name` with options and recipe from `Config`; `make` builds it on a backbone for
+  /// a number of classes from a parsed config, drawing initial values from the generator.
+  public init<Config: MethodConfig>(
+    name: String, summary: String, config: Config.Type,
+    requires requirements: BackboneCapabilities = [],
+    make:
+      @escaping @Sendable (any SequenceBackbone, Int, Config, inout RandomGenerator) throws ->
+      TuningMethod
+  ) {
+    self.name = name
+    self.summary = summary
+    self.requirements = requirements
+    options = Config.optionList
+    recipe = Config.recipe
+    build = { backbone, classes, given, generator in
+      try make(backbone, classes, Config.parse(method: name, given: given), &generator)
+    }
+    resolveOptions = { given in try Config.parse(method: name, given: given).resolved }
+  }
+
+  /// Every option's value with `given` (key → text) applied over the defaults; unknown keys and
+  /// bad values throw `ConfigError`.
+  public func resolve(_ given: [String: String]) throws -> [String: String] {
+    try resolveOptions(given)
+  }
+
+  /// Builds the method; the caller has checked the requirements.
+  func make(
+    backbone: any SequenceBackbone, classes: Int, options: [String: String],
+    generator: inout RandomGenerator
+  ) throws -> TuningMethod {
+    try build(backbone, classes, options, &generator)
+  }
 }
 
 /// Every method by name.
@@ -29,24 +68,38 @@ public enum MethodRegistry {
   /// The names `--method` accepts.
   public static var names: [String] { all.map(\.name) }
 
-  /// The method named `name`, or a `TuningError` listing the known names.
+  /// The method named `name`, or a `ConfigError` listing the known names.
   public static func descriptor(_ name: String) throws -> MethodDescriptor {
     guard let d = all.first(where: { $0.name == name }) else {
-      throw TuningError(
+      throw ConfigError(
         "unknown method '\(name)' (known: \(names.joined(separator: ", ")))")
     }
     return d
   }
 
-  /// Builds method `name` on `backbone` with the `given` option values (unknown keys throw).
+  /// Builds method `name` on `backbone` with the `given` option values. Unknown methods and
+  /// keys, bad values, and a backbone that lacks a capability the method requires throw
+  /// `ConfigError`s that say which.
   public static func make(
-    _ name: String, backbone: VisionTransformer, classes: Int,
+    _ name: String, backbone: any SequenceBackbone, classes: Int,
     options given: [String: String] = [:],
     generator: inout RandomGenerator
   ) throws -> TuningMethod {
     let d = try descriptor(name)
-    guard classes >= 1 else { throw TuningError("the head needs at least 1 class, got \(classes)") }
-    let options = try MethodOptions(method: name, declared: d.options, given: given)
-    return try d.make(backbone, classes, options, &generator)
+    guard classes >= 1 else { throw ConfigError("the head needs at least 1 class, got \(classes)") }
+    let missing = d.requirements.subtracting(backbone.capabilities)
+    guard missing.isEmpty else {
+      throw ConfigError(
+        "method '\(name)' needs a backbone with \(missing) (it requires \(d.requirements)); "
+          + "the \(backbone.familyName) backbone offers \(backbone.capabilities)")
+    }
+    let method = try d.make(
+      backbone: backbone, classes: classes, options: given, generator: &generator)
+    // A method that hooks inside blocks must have declared the capability that provides them.
+    precondition(
+      method.attachPoints.isDisjoint(with: .insideBlocks)
+        || d.requirements.contains(.blockInternals),
+      "\(name) attaches inside blocks but does not require blockInternals")
+    return method
   }
 }

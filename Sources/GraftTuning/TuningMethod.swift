@@ -1,45 +1,36 @@
 import Foundation
 
-// The method protocol of DESIGN.md as a base class: a tuning method is a module (its own
-// tensors, named under its prefix) that is also the backbone's hooks, declares which backbone
-// tensors it unfreezes and whether any gradient must reach the backbone, and maps the
-// backbone's output to logits. The trainer, the checkpoint writer and the command line need
-// nothing else.
-
-/// A problem with a method name, an option or a checkpoint; the message says which and why.
-public struct TuningError: Error, CustomStringConvertible, Equatable, Sendable {
-  /// The problem, in words.
-  public var message: String
-  /// Wraps `message`.
-  public init(_ message: String) { self.message = message }
-  /// The message.
-  public var description: String { message }
-}
+// A tuning method is a module (its own tensors, named under its prefix) that is also the
+// backbone's hooks, declares the attach points it uses, which backbone tensors it unfreezes and
+// whether any gradient must reach the backbone, and maps the backbone's output to logits. It
+// sees the backbone only through `SequenceBackbone`, so the same method file serves every
+// modality. The trainer, the checkpoint writer and the command line need nothing else.
 
 /// A small trainable part attached to a frozen backbone.
 ///
 /// Subclasses register their own tensors (and the classifier `head`) in their initialiser,
-/// override the `BackboneHooks` points they use, and list backbone tensors to unfreeze in
-/// `unfrozenPatterns`. After `init`, every backbone tensor is frozen except those the patterns
-/// select (the backbone's own classifier heads always stay frozen: they are replaced by `head`).
+/// override the `BackboneHooks` points they use and declare them in `attachPoints`, and list
+/// backbone tensors to unfreeze in `unfrozenPatterns`. After `init`, every backbone tensor is
+/// frozen except those the patterns select (the backbone's own classifier always stays frozen:
+/// `head` replaces it).
 ///
 /// Checkpoint names: the method's tensors are `<prefix>.<name>` (`vpt.prompt_embeddings`,
 /// `lora.blocks.0.q.lora_A`, `vpt.head.weight`), unfrozen backbone tensors
-/// `<prefix>.backbone.<timm name>` (`bitfit.backbone.blocks.0.attn.qkv.bias`). Checkpoints
+/// `<prefix>.backbone.<backbone name>` (`bitfit.backbone.blocks.0.attn.qkv.bias`). Checkpoints
 /// also hold the method's `stateBuffers` (running statistics), which are not trained.
 open class TuningMethod: Module, BackboneHooks {
   /// The frozen backbone (not a child module: its tensors are not the method's).
-  public let backbone: VisionTransformer
+  public let backbone: any SequenceBackbone
   /// The registry name (`vpt-deep`) and the checkpoint prefix (`vpt`).
   public let name: String
   /// Prefix of the method's tensor names in checkpoints.
   public let prefix: String
   /// Number of classes the head predicts.
   public let classes: Int
-  /// The new classifier on the final features, D → classes.
+  /// The new classifier on the pooled features, featureWidth → classes.
   public let head: Linear
-  /// The resolved options (every key of the method, defaults filled in).
-  public let options: MethodOptions
+  /// Every option's resolved value as text, by key (what run folders record).
+  public let options: [String: String]
   /// Random stream for the method's own dropout; the trainer reseeds it each epoch.
   public var generator: RandomGenerator
   /// Whether the frozen backbone runs in training mode while the method trains (off by default;
@@ -49,8 +40,8 @@ open class TuningMethod: Module, BackboneHooks {
   /// A method named `name` with tensors under `prefix`, a `head` (registered as `head`).
   /// Subclasses call `finishSetUp()` once their own tensors are registered.
   public init(
-    name: String, prefix: String, backbone: VisionTransformer, classes: Int, head: Linear,
-    options: MethodOptions, generator: RandomGenerator
+    name: String, prefix: String, backbone: any SequenceBackbone, classes: Int, head: Linear,
+    options: [String: String], generator: RandomGenerator
   ) {
     self.backbone = backbone
     self.name = name
@@ -64,18 +55,20 @@ open class TuningMethod: Module, BackboneHooks {
   }
 
   /// Freezes the backbone, then unfreezes what `unfrozenPatterns` selects (never the
-  /// backbone's own heads), and puts the backbone in eval mode.
+  /// backbone's own classifier), and puts the backbone in eval mode.
   public func finishSetUp() {
     backbone.freeze()
     for pattern in unfrozenPatterns { backbone.setTrainable(matching: pattern, true) }
-    backbone.setTrainable(matching: "head.*", false)
-    backbone.setTrainable(matching: "head_dist.*", false)
+    for pattern in backbone.parameterPatterns(.classifier) {
+      backbone.setTrainable(matching: pattern, false)
+    }
     backbone.eval()
   }
 
   // MARK: What the method declares
 
-  /// Backbone tensors trained too, as `NamePattern` globs over timm names.
+  /// Backbone tensors trained too, as `NamePattern` globs over the backbone's names (ask the
+  /// backbone: `backbone.parameterPatterns(.norms)`).
   open var unfrozenPatterns: [String] { [] }
   /// False when no gradient must reach the backbone: it then runs with recording off and
   /// keeps no activations.
@@ -84,21 +77,21 @@ open class TuningMethod: Module, BackboneHooks {
   /// side networks (LST, UniPT) do; they get them without gradient when
   /// `needsBackboneGradient` is false.
   open var needsHiddenStates: Bool { false }
+  /// The attach points the method's hooks use (none: it only reads the output). Blocks run
+  /// fused unless this meets `AttachPoints.insideBlocks`, and every pass checks that the
+  /// backbone reached each declared point.
+  open var attachPoints: AttachPoints { [] }
+  /// Linear sites the method changes: every pass checks that the backbone called each.
+  open var linearSites: [LinearSite] { [] }
 
   // MARK: BackboneHooks (defaults change nothing)
 
-  /// Rows the method keeps at the front of the final sequence.
-  open var insertedPrefixTokens: Int { 0 }
-  /// Whether the method overrides `attentionBranch`, `mlpBranch` or `linear`. True by default
-  /// (always correct); methods that only touch the sequence between blocks say false, so the
-  /// backbone's blocks run on fused ops that keep less for backward.
-  open var usesBlockInternals: Bool { true }
   /// The sequence entering block 0.
-  open func tokens(_ x: Tensor) -> Tensor { x }
+  open func tokens(_ x: Tensor, pass: ForwardPass) -> Tensor { x }
   /// The sequence entering block `index`.
-  open func beforeBlock(_ index: Int, _ x: Tensor) -> Tensor { x }
+  open func beforeBlock(_ index: Int, _ x: Tensor, pass: ForwardPass) -> Tensor { x }
   /// The output of block `index`.
-  open func afterBlock(_ index: Int, _ x: Tensor) -> Tensor { x }
+  open func afterBlock(_ index: Int, _ x: Tensor, pass: ForwardPass) -> Tensor { x }
   /// The attention residual branch of block `index`.
   open func attentionBranch(_ index: Int, input: Tensor, output: Tensor) -> Tensor { output }
   /// The MLP residual branch of block `index`.
@@ -111,23 +104,42 @@ open class TuningMethod: Module, BackboneHooks {
   /// Logits [B, classes] from the backbone's output: the head on the pooled features.
   open func logits(_ output: BackboneOutput) -> Tensor { head(output.features) }
 
-  /// Logits [B, classes] of `pixels` [B, C, H, W]: the backbone with this method's hooks (with
-  /// recording off when the method needs no backbone gradient), then `logits(_:)`.
-  ///
-  /// Open so that a method that also reads the pixels themselves (HST's side network has its own
-  /// convolutional stem on the image) can keep them for its `logits(_:)`; an override must still
-  /// return the logits of `pixels`.
-  open func callAsFunction(_ pixels: Tensor) -> Tensor {
+  /// The backbone's output for `input` with this method's hooks (with recording off when the
+  /// method needs no backbone gradient), checked for the attach points the method declares.
+  public func backboneOutput(_ input: Tensor) -> BackboneOutput {
     let output: BackboneOutput
     if needsBackboneGradient {
-      output = backbone.forward(pixels, hooks: self, hiddenStates: needsHiddenStates)
+      output = backbone.forward(input, hooks: self, hiddenStates: needsHiddenStates)
     } else {
       output = withNoGrad {
-        backbone.forward(pixels, hooks: self, hiddenStates: needsHiddenStates)
+        backbone.forward(input, hooks: self, hiddenStates: needsHiddenStates)
       }
     }
-    return logits(output)
+    let problems = attachmentProblems(output.pass)
+    precondition(
+      problems.isEmpty,
+      "\(name) on \(backbone.familyName): \(problems.joined(separator: "; "))")
+    return output
   }
+
+  /// What the pass did not reach of what the method declares: attach points the backbone
+  /// never called, linear sites it never offered. Empty when the method is fully attached.
+  public func attachmentProblems(_ pass: ForwardPass) -> [String] {
+    var problems: [String] = []
+    let missed = attachPoints.subtracting(pass.reachedPoints)
+    if !missed.isEmpty { problems.append("the backbone never called the \(missed) hook") }
+    let sites = linearSites.filter { !pass.reachedSites.contains($0) }
+    if !sites.isEmpty {
+      problems.append(
+        "the backbone never offered the linear sites \(sites.map(\.description).joined(separator: ", "))"
+      )
+    }
+    return problems
+  }
+
+  /// Logits [B, classes] of `input` (pixels [B, C, H, W] for an image backbone): the backbone
+  /// with this method's hooks, then `logits(_:)`.
+  public func callAsFunction(_ input: Tensor) -> Tensor { logits(backboneOutput(input)) }
 
   /// Sets training mode on the method, and on the backbone only if `backboneTrainMode`.
   public func setTraining(_ on: Bool) {
@@ -147,10 +159,11 @@ open class TuningMethod: Module, BackboneHooks {
   /// Number of trainable elements.
   public var trainableCount: Int { trainableTensors().reduce(0) { $0 + $1.tensor.count } }
 
-  /// Backbone elements, not counting its own classifier heads (which the method replaces).
+  /// Backbone elements, not counting its own classifier (which the method replaces).
   public var backboneCount: Int {
-    backbone.namedParameters().filter {
-      !$0.name.hasPrefix("head.") && !$0.name.hasPrefix("head_dist.")
+    let classifier = backbone.parameterPatterns(.classifier)
+    return backbone.namedParameters().filter { p in
+      !classifier.contains { NamePattern.matches(p.name, $0) }
     }
     .reduce(0) { $0 + $1.tensor.count }
   }

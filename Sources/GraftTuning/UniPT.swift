@@ -2,13 +2,13 @@ import Foundation
 
 /// `unipt`: Universal Parallel Tuning (Diao et al., CVPR 2024; Paranioar/UniPT), the
 /// transformer variant of its VSE∞/BERT text tower (`VSE-infty/lib/adapter_for_transformer.py`)
-/// on a ViT. A light network beside the backbone reads every hidden state, computed without
+/// on any backbone. A light network beside the backbone reads every hidden state, computed without
 /// recording (no gradient reaches the backbone, which keeps no activations). Each layer's
 /// interaction is recomputed in backward (activation checkpointing), so a step keeps its inputs,
 /// not its [B, N, N] matrices. What trains: the Down, projection, Up and confidence layers and
 /// the new head; nothing of the backbone.
 ///
-/// Inputs: H₀ (the embedded sequence entering block 0, captured through the `tokens` hook),
+/// Inputs: H₀ (the embedded sequence entering block 0, `BackboneOutput.embedded`),
 /// H₁ … H_{L−1} (the outputs of blocks 0 … L−2) and F, the backbone's final tokens
 /// (`BackboneOutput.tokens`: the last block's output after the final norm, or without it for
 /// models that norm after pooling). With m = D / r
@@ -41,15 +41,30 @@ import Foundation
 /// (LayerNorm), l = 0 … L; `unipt.projection_layer.0/.1`; `unipt.upsample_layer.1` (after the
 /// ReLU at `.0`); `unipt.gate_layer.weight/bias`; `unipt.head.weight/bias`.
 public final class UniPT: TuningMethod {
+  /// UniPT's options. Recipe: AdamW lr 5e-4, wd 0.01, cosine, warm-up 1 (VSE∞'s 5e-4; the
+  /// official repository's tips put it at 5–20× the fine-tuning lr, here 5× `full`'s 1e-4, and
+  /// wd at 1e-4 to 1e-2, the upper end for small backbones).
+  public struct Config: MethodConfig {
+    /// Width of the parallel network, m = D / reduction.
+    public var reduction = 2
+
+    /// The defaults.
+    public init() {}
+    /// The keys.
+    public static let options: [ConfigOption<Config>] = [
+      .int("reduction", \.reduction, atLeast: 1, "width of the parallel network, m = D / reduction")
+    ]
+    /// AdamW, lr 5e-4, wd 0.01, warm-up 1.
+    public static let recipe = Recipe(.adamw, lr: 5e-4, weightDecay: 0.01, warmupEpochs: 1)
+  }
+
   /// The registry entry.
   public static let descriptor = MethodDescriptor(
     name: "unipt",
     summary: "parallel network over all hidden states (ReLU/L1 interaction, layer softmax)",
-    options: [
-      MethodOption("reduction", "2", "width of the parallel network, m = D / reduction")
-    ]
-  ) { backbone, classes, options, generator in
-    try UniPT(backbone: backbone, classes: classes, options: options, generator: &generator)
+    config: Config.self
+  ) { backbone, classes, config, generator in
+    try UniPT(backbone: backbone, classes: classes, config: config, generator: &generator)
   }
 
   /// Added to the L1 sum over keys (`l1norm`'s eps in the official code).
@@ -65,20 +80,18 @@ public final class UniPT: TuningMethod {
   public let upsampleLayer: Sequential
   /// The confidence Linear m → 1.
   public let gateLayer: Linear
-  /// The embedded tokens of the current forward pass (set by `tokens`, used by `logits`).
-  private var embedded: Tensor?
 
   /// UniPT on `backbone`.
   public init(
-    backbone: VisionTransformer, classes: Int, options: MethodOptions,
+    backbone: any SequenceBackbone, classes: Int, config: Config = Config(),
     generator: inout RandomGenerator
   ) throws {
     let d = backbone.width
-    let r = try options.int("reduction", atLeast: 1)
+    let r = config.reduction
     let m = d / r
-    guard m >= 1 else { throw TuningError("method.reduction = \(r) leaves no width (D = \(d))") }
+    guard m >= 1 else { throw ConfigError("method.reduction = \(r) leaves no width (D = \(d))") }
     mappingSize = m
-    let head = TuningMethod.timmHead(d, classes, generator: &generator)
+    let head = TuningMethod.timmHead(backbone.featureWidth, classes, generator: &generator)
     var downs: [Sequential] = []
     for _ in 0...backbone.depth {
       downs.append(Sequential([Linear(d, m, generator: &generator), LayerNorm(m)]))
@@ -89,7 +102,7 @@ public final class UniPT: TuningMethod {
     gateLayer = Linear(m, 1, generator: &generator)
     super.init(
       name: "unipt", prefix: "unipt", backbone: backbone, classes: classes, head: head,
-      options: options, generator: generator)
+      options: config.resolved, generator: generator)
     registerModule("downsample_layers", downsampleLayers)
     registerModule("projection_layer", projectionLayer)
     registerModule("upsample_layer", upsampleLayer)
@@ -97,19 +110,10 @@ public final class UniPT: TuningMethod {
     finishSetUp()
   }
 
-  /// Nothing inside the blocks: they run fused.
-  public override var usesBlockInternals: Bool { false }
-
   /// No backbone gradient.
   public override var needsBackboneGradient: Bool { false }
   /// Reads every block's output.
   public override var needsHiddenStates: Bool { true }
-
-  /// Keeps the embedded sequence (H₀).
-  public override func tokens(_ x: Tensor) -> Tensor {
-    embedded = x
-    return x
-  }
 
   /// `final` [B, N, D] plus UniPT's correction computed from the key states `states`
   /// (H₀ … H_{L−1}, each [B, N, D]) with `final` as the anchor's input.
@@ -150,11 +154,9 @@ public final class UniPT: TuningMethod {
 
   /// The head on the backbone's pooling of the corrected final tokens.
   public override func logits(_ output: BackboneOutput) -> Tensor {
-    guard let x0 = embedded else { preconditionFailure("unipt: the tokens hook did not run") }
-    embedded = nil
     precondition(
       output.hiddenStates.count == backbone.depth, "unipt needs every block's output")
-    let states = [x0] + output.hiddenStates.dropLast()
+    let states = [output.embedded] + output.hiddenStates.dropLast()
     let z = fuse(states: states, final: output.tokens)
     return head(backbone.pool(z, prefixTokens: output.prefixTokenCount))
   }

@@ -285,23 +285,23 @@ final class VisionTransformerTests: XCTestCase {
     var prompts: Tensor?
     var mlpScale: Float = 1
     var loraDelta: Float = 0
-    var insertedPrefixTokens: Int { prompts?.shape[1] ?? 0 }
 
-    func tokens(_ x: Tensor) -> Tensor {
+    func tokens(_ x: Tensor, pass: ForwardPass) -> Tensor {
       calls.append("tokens")
       guard let prompts else { return x }
       // VPT-shallow: prompts after the model's prefix rows.
       let b = x.shape[0]
       let p = prompts.broadcast(to: [b, prompts.shape[1], x.shape[2]])
+      pass.recordInsertion(prompts.shape[1], at: 1)
       return Tensor.concat(
         [x.narrow(1, start: 0, length: 1), p, x.narrow(1, start: 1, length: x.shape[1] - 1)],
         axis: 1)
     }
-    func beforeBlock(_ index: Int, _ x: Tensor) -> Tensor {
+    func beforeBlock(_ index: Int, _ x: Tensor, pass: ForwardPass) -> Tensor {
       calls.append("before\(index)")
       return x
     }
-    func afterBlock(_ index: Int, _ x: Tensor) -> Tensor {
+    func afterBlock(_ index: Int, _ x: Tensor, pass: ForwardPass) -> Tensor {
       calls.append("after\(index)")
       return x
     }
@@ -314,10 +314,20 @@ final class VisionTransformerTests: XCTestCase {
       return output * mlpScale
     }
     func linear(_ site: LinearSite, input: Tensor, output: Tensor) -> Tensor {
-      calls.append(site.path)
-      guard site.name == "attn.qkv", loraDelta != 0 else { return output }
+      calls.append("\(site.block).\(site.role)")
+      guard site.role == .qkv, loraDelta != 0 else { return output }
       return output + loraDelta
     }
+  }
+
+  /// Block `index` of `model` on `x` with `hooks` (a pass over `x` as its own embedding).
+  private func block(
+    _ model: VisionTransformer, _ index: Int, _ x: Tensor, hooks: (any BackboneHooks)?
+  ) -> Tensor {
+    let pass = ForwardPass(
+      input: x, embedded: EmbeddedTokens(tokens: x, layout: .sequence),
+      prefixTokens: model.prefixTokens, hooks: hooks)
+    return model.block(index, x, pass: pass)
   }
 
   func testHooksAreCalledInOrderAndIdentityHooksChangeNothing() throws {
@@ -327,8 +337,8 @@ final class VisionTransformerTests: XCTestCase {
     let out = withNoGrad { model.forward(try! fx.tensor("input"), hooks: hooks) }
     let block = { (i: Int) in
       [
-        "before\(i)", "blocks.\(i).attn.qkv", "blocks.\(i).attn.proj", "attn\(i)",
-        "blocks.\(i).mlp.fc1", "blocks.\(i).mlp.fc2", "mlp\(i)", "after\(i)",
+        "before\(i)", "\(i).qkv", "\(i).attentionOut", "attn\(i)", "\(i).mlpIn",
+        "\(i).mlpOut", "mlp\(i)", "after\(i)",
       ]
     }
     XCTAssertEqual(hooks.calls, ["tokens"] + block(0) + block(1))
@@ -346,7 +356,7 @@ final class VisionTransformerTests: XCTestCase {
     let hooks = ProbeHooks()
     hooks.mlpScale = 0
     let x = try fx.tensor("embedded")
-    let y = withNoGrad { model.block(0, x, hooks: hooks) }
+    let y = withNoGrad { block(model, 0, x, hooks: hooks) }
     let blk = model.blocks[0]
     let expected = withNoGrad {
       x + blk.attn.proj(Tensor.attention(qkv: blk.attn.qkv(blk.norm1(x)), heads: 2))
@@ -354,8 +364,8 @@ final class VisionTransformerTests: XCTestCase {
     assertMatches(y, expected, relative: 1e-6, "block without its MLP branch")
     hooks.mlpScale = 1
     hooks.loraDelta = 0.5
-    let shifted = withNoGrad { model.block(0, x, hooks: hooks) }
-    let plain = withNoGrad { model.block(0, x, hooks: nil) }
+    let shifted = withNoGrad { block(model, 0, x, hooks: hooks) }
+    let plain = withNoGrad { block(model, 0, x, hooks: nil) }
     assertMatches(plain, try fx.tensor("hidden.0"), "plain block 0")
     XCTAssertGreaterThan(
       zip(shifted.scalars, plain.scalars).map { abs($0 - $1) }.max()!, 1e-3,

@@ -11,7 +11,7 @@ func graftExecutable() throws -> URL {
   ]
   guard let url = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) })
   else {
-    throw TuningError(
+    throw ConfigError(
       "no graft executable beside the tests or in .build/debug: run `swift build` first")
   }
   return url

@@ -169,7 +169,7 @@ final class RunFolderTests: XCTestCase {
 final class ConfigTests: XCTestCase {
   func testPresetsOverridesAndYAML() throws {
     var c = try TuneConfig.preset(for: "vpt-deep")
-    XCTAssertEqual(c.optimizer, "sgd")
+    XCTAssertEqual(c.optimizer, .sgd)
     // VPT's base lr 2.0 (chosen on validation from its grid), scaled to the batch of 32.
     XCTAssertEqual(c.lr, 0.25)
     XCTAssertEqual(c.batchSize, 32)

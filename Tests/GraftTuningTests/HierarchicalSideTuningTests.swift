@@ -99,7 +99,7 @@ final class HierarchicalSideTuningTests: XCTestCase {
     let method = try hst(tinyBackbone())
     XCTAssertTrue(method.needsBackboneGradient)
     XCTAssertFalse(method.needsHiddenStates)
-    XCTAssertEqual(method.insertedPrefixTokens, 0)
+    XCTAssertEqual(method.attachPoints, [.beforeBlock, .afterBlock])
     let backboneNames = method.trainableTensors().map(\.name).filter { $0.contains(".backbone.") }
     var expected: [String] = []
     for i in 0..<2 {
@@ -352,7 +352,7 @@ private func assertClose(
 private func referencePass(_ method: HierarchicalSideTuning, _ x: Tensor) -> (
   tokens: Tensor, logits: Tensor, pooled: Tensor
 ) {
-  let backbone = method.backbone
+  let backbone = method.backbone as! VisionTransformer
   let (b, g, d) = (x.shape[0], method.metaTokenCount, backbone.width)
   let skip = g + backbone.prefixTokens
   let grid = Size2D(

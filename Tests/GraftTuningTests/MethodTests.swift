@@ -202,11 +202,12 @@ final class MethodTests: XCTestCase {
       }
       lora.setTraining(false)
       let x = tinyInput(batch: 3)
-      let plain = withNoGrad { lora.backbone(x) }
+      let backbone = lora.backbone as! VisionTransformer
+      let plain = withNoGrad { backbone(x) }
       let unmerged = withNoGrad { lora(x) }
       lora.merge()
       let merged = withNoGrad { lora(x) }
-      XCTAssertNotEqual(withNoGrad { lora.backbone(x) }.scalars, plain.scalars)
+      XCTAssertNotEqual(withNoGrad { backbone(x) }.scalars, plain.scalars)
       for (a, b) in zip(unmerged.scalars, merged.scalars) { XCTAssertEqual(a, b, accuracy: 1e-4) }
     }
   }
@@ -251,11 +252,14 @@ final class MethodTests: XCTestCase {
 private final class UnfusedProxy: BackboneHooks {
   let method: TuningMethod
   init(_ method: TuningMethod) { self.method = method }
-  var insertedPrefixTokens: Int { method.insertedPrefixTokens }
-  var usesBlockInternals: Bool { true }
-  func tokens(_ x: Tensor) -> Tensor { method.tokens(x) }
-  func beforeBlock(_ index: Int, _ x: Tensor) -> Tensor { method.beforeBlock(index, x) }
-  func afterBlock(_ index: Int, _ x: Tensor) -> Tensor { method.afterBlock(index, x) }
+  var attachPoints: AttachPoints { .all }
+  func tokens(_ x: Tensor, pass: ForwardPass) -> Tensor { method.tokens(x, pass: pass) }
+  func beforeBlock(_ index: Int, _ x: Tensor, pass: ForwardPass) -> Tensor {
+    method.beforeBlock(index, x, pass: pass)
+  }
+  func afterBlock(_ index: Int, _ x: Tensor, pass: ForwardPass) -> Tensor {
+    method.afterBlock(index, x, pass: pass)
+  }
   func attentionBranch(_ index: Int, input: Tensor, output: Tensor) -> Tensor {
     method.attentionBranch(index, input: input, output: output)
   }
@@ -272,7 +276,8 @@ final class FusedBlocksTests: XCTestCase {
   /// from the fused blocks as from the unfused ones, and keeps no more on the tape.
   func testMethodsWithoutBlockInternalsRunFusedToTheSameNumbers() throws {
     let fusedNames = MethodRegistry.names.filter { name in
-      (try? makeMethod(name, backbone: tinyBackbone()))?.usesBlockInternals == false
+      (try? makeMethod(name, backbone: tinyBackbone()))?.attachPoints.isDisjoint(
+        with: .insideBlocks) == true
     }
     XCTAssertTrue(
       Set(["linear", "full", "bitfit", "ln-tune", "vpt-deep", "mp", "lst", "unipt"])

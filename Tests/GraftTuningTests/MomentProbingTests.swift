@@ -271,9 +271,12 @@ final class MomentProbingTests: XCTestCase {
         }
       }
       try mp.loadTrainableState(state, source: url.lastPathComponent)
+      let pass = ForwardPass(
+        input: tokens, embedded: EmbeddedTokens(tokens: tokens, layout: .sequence),
+        prefixTokens: 1, hooks: nil)
       let output = BackboneOutput(
         tokens: tokens, features: tokens.narrow(1, start: 0, length: 1).squeezed(1),
-        hiddenStates: [], prefixTokenCount: 1, patchGrid: nil)
+        hiddenStates: [], prefixTokenCount: 1, pass: pass)
       let got = withNoGrad { mp.logits(output) }
       XCTAssertEqual(got.shape, [tokens.shape[0], classes])
       let scale = expected.map(abs).max()!

@@ -124,7 +124,7 @@ final class SideTuningTests: XCTestCase {
     }
     for i in 0..<l {
       let b = backbone.blocks[i]
-      let s = try XCTUnwrap(m.sideBlocks[i])
+      let s = try XCTUnwrap(m.sideBlocks[i] as? ViTBlock)
       let kept = try XCTUnwrap(m.keptBlockIndices[i])
       // Per head, 8 / 2 = 4 q/k dims shared by q and k, and 4 value dims.
       let w = d / 2
@@ -197,7 +197,7 @@ final class SideTuningTests: XCTestCase {
       var rng = RandomGenerator(seed: 31)
       let x = Tensor.randn([2, n, d], generator: &rng)
       for i in 0..<l {
-        let side = withNoGrad { m.sideBlocks[i]!(x) }
+        let side = withNoGrad { (m.sideBlocks[i] as! ViTBlock)(x) }
         let ref = withNoGrad { backbone.blocks[i](x) }
         for (a, b) in zip(side.scalars, ref.scalars) { XCTAssertEqual(a, b, accuracy: 1e-5) }
       }
@@ -207,7 +207,7 @@ final class SideTuningTests: XCTestCase {
   func testLSTRandomInitIsTimmStyle() throws {
     let m = try lst(tinyBackbone(), ["reduction": "2", "init": "random"])
     XCTAssertNil(m.keptChannels)
-    let s = m.sideBlocks[0]!
+    let s = try XCTUnwrap(m.sideBlocks[0] as? ViTBlock)
     XCTAssertEqual(s.norm1.weight!.scalars, [Float](repeating: 1, count: 8))
     XCTAssertEqual(s.attn.qkv.bias!.scalars, [Float](repeating: 0, count: 24))
     // 8 × 32 + 32 × 8 + 24 × 8 + 8 × 8 samples of N(0, 0.02²) (timm truncates at ±2, far out).
@@ -215,7 +215,7 @@ final class SideTuningTests: XCTestCase {
       .flatMap(\.scalars)
     let std = (w.map { $0 * $0 }.reduce(0, +) / Float(w.count)).squareRoot()
     XCTAssertEqual(std, 0.02, accuracy: 0.003)
-    XCTAssertNotEqual(w, m.sideBlocks[1]!.mlp.fc1.weight.scalars)
+    XCTAssertNotEqual(w, try XCTUnwrap(m.sideBlocks[1] as? ViTBlock).mlp.fc1.weight.scalars)
   }
 
   // MARK: LST forward
@@ -238,7 +238,7 @@ final class SideTuningTests: XCTestCase {
       let out = backbone.forward(x, hooks: nil, hiddenStates: true)
       var hs = lin(m.sideFirstDownsample, x0)
       hs = hs * 0.5 + lin(m.sideDownsamples[1]!, out.hiddenStates[1]) * 0.5
-      let blk = m.sideBlocks[1]!
+      let blk = m.sideBlocks[1] as! ViTBlock
       let (b, w, heads) = (3, 8, 2)
       let qkv = lin(
         blk.attn.qkv, hs.layerNorm(weight: blk.norm1.weight, bias: blk.norm1.bias, eps: 1e-6))
