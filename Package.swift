@@ -23,6 +23,7 @@ let package = Package(
     .library(name: "GraftModels", targets: ["GraftModels"]),
     .library(name: "GraftTuning", targets: ["GraftTuning"]),
     .library(name: "GraftTasks", targets: ["GraftTasks"]),
+    .library(name: "GraftBench", targets: ["GraftBench"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -78,10 +79,17 @@ let package = Package(
       dependencies: ["GraftTuning", "GraftData", .product(name: "Yams", package: "Yams")],
       swiftSettings: numericSettings
     ),
+    // The speed and memory measurements behind `graft bench` (kept out of the library modules).
+    .target(
+      name: "GraftBench",
+      dependencies: ["GraftTasks", "CBLAS"],
+      swiftSettings: numericSettings
+    ),
     .executableTarget(
       name: "graft",
       dependencies: [
-        "GraftTensor", "GraftNN", "GraftData", "GraftModels", "GraftTuning", "GraftTasks", "CBLAS",
+        "GraftTensor", "GraftNN", "GraftData", "GraftModels", "GraftTuning", "GraftTasks",
+        "GraftBench", "CBLAS",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
@@ -103,5 +111,6 @@ let package = Package(
       resources: [.copy("Fixtures")]
     ),
     .testTarget(name: "GraftTasksTests", dependencies: ["GraftTasks"]),
+    .testTarget(name: "GraftBenchTests", dependencies: ["GraftBench"]),
   ]
 )

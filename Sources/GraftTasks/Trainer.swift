@@ -161,8 +161,10 @@ public final class Trainer {
   }
 
   /// The optimizer `config` names over `method`'s trainable tensors: decay / no-decay groups at
-  /// `config.lr`, SGD with momentum or AdamW (shared with `TuneBenchmark`).
-  static func makeOptimizer(for method: TuningMethod, config: TuneConfig) -> any Optimizer {
+  /// `config.lr`, SGD with momentum or AdamW (the benchmarks build theirs the same way).
+  public static func makeOptimizer(for method: TuningMethod, config: TuneConfig)
+    -> any Optimizer
+  {
     let groups = ParameterGroup.defaultGroups(
       named: method.trainableTensors(), lr: config.lr, weightDecay: config.weightDecay)
     switch config.optimizer {

@@ -204,3 +204,10 @@ extension Tensor {
     return order
   }
 }
+
+extension Tensor {
+  /// The backward function of the op that produced this tensor, on its own: it maps an output
+  /// gradient to the input gradients with no tape walk and no accumulation into leaves (for
+  /// timing one op's backward, as `graft bench ops` does). Nil for a leaf or a freed node.
+  public var opBackward: ((Tensor) -> [Tensor?])? { gradFn?.backward }
+}

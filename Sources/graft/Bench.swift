@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import GraftBench
 import GraftTensor
 
 /// `graft bench …`: speed measurements, each printed as a ratio against its anchor.
@@ -25,8 +26,8 @@ struct BenchOps: ParsableCommand {
       """
   )
 
-  @Flag(help: "Print one JSON object instead of a table.")
-  var json = false
+  @OptionGroup var jsonFlag: JSONFlag
+  var json: Bool { jsonFlag.json }
 
   @Flag(help: "Fewer repeats (a quick smoke run).")
   var quick = false
@@ -35,12 +36,7 @@ struct BenchOps: ParsableCommand {
     let report = OpsBenchmark.run(quick: quick) { step in
       if !json { FileHandle.standardError.write(Data("  measuring \(step)…\n".utf8)) }
     }
-    if json {
-      let encoder = JSONEncoder()
-      encoder.outputFormatting = [.sortedKeys]
-      print(String(decoding: try encoder.encode(report), as: UTF8.self))
-      return
-    }
+    if json { return try printReport(report, json: true) {} }
     print("OpenBLAS kernel: \(report.openblasKernel)   (\(report.openblasConfig))")
     print("threads: \(report.threads)\n")
     print("sgemm            m      n      k   graft GFLOP/s   cblas GFLOP/s   ratio (≥ 0.95)")
@@ -57,11 +53,4 @@ struct BenchOps: ParsableCommand {
           + pad(fmt(r.copyGbps, 1), 12, right: true) + pad(fmt(r.ratio, 3), 9, right: true))
     }
   }
-}
-
-func fmt(_ v: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", v) }
-
-func pad(_ s: String, _ width: Int, right: Bool = false) -> String {
-  let fill = String(repeating: " ", count: max(0, width - s.count))
-  return right ? fill + s : s + fill
 }

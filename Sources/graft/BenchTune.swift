@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import GraftBench
 import GraftModels
 import GraftTasks
 import GraftTensor
@@ -40,14 +41,10 @@ struct BenchTune: ParsableCommand {
   @Option(help: "Timed steps per row (median reported), after one warm-up step.")
   var iterations = 3
 
-  @Option(help: "Python with torch and timm for the reference rows.")
-  var python: String?
+  @OptionGroup var reference: ReferenceOptions
 
-  @Flag(help: "Skip the PyTorch reference.")
-  var noReference = false
-
-  @Flag(help: "Print one JSON object instead of a table.")
-  var json = false
+  @OptionGroup var jsonFlag: JSONFlag
+  var json: Bool { jsonFlag.json }
 
   struct Row: Codable {
     var method: String
@@ -123,7 +120,7 @@ struct BenchTune: ParsableCommand {
 
   func run() throws {
     let chosen = methods.isEmpty ? MethodRegistry.names : methods
-    let python = resolvedPython()
+    let python = reference.resolvedPython()
     var rows: [Row] = []
     for method in chosen {
       progress("\(model) batch \(batch) \(method): graft")
@@ -134,7 +131,7 @@ struct BenchTune: ParsableCommand {
           "--iterations", "\(iterations)",
         ])
       var torch: TorchResult?
-      if !noReference, let python, Self.referenced.contains(method) {
+      if !reference.noReference, let python, Self.referenced.contains(method) {
         progress("\(model) batch \(batch) \(method): pytorch")
         torch = try? runJSON(
           executable: python,
@@ -160,13 +157,7 @@ struct BenchTune: ParsableCommand {
     }
     let report = Report(
       openblasKernel: OpsBenchmark.openblasKernel, model: model, batch: batch, rows: rows)
-    if json {
-      let encoder = JSONEncoder()
-      encoder.outputFormatting = [.sortedKeys]
-      print(String(decoding: try encoder.encode(report), as: UTF8.self))
-    } else {
-      printTable(report)
-    }
+    try printReport(report, json: json) { printTable(report) }
   }
 
   func printTable(_ report: Report) {
@@ -198,16 +189,7 @@ struct BenchTune: ParsableCommand {
     }
   }
 
-  func progress(_ line: String) {
-    if !json { FileHandle.standardError.write(Data("  \(line)\n".utf8)) }
-  }
-
-  func resolvedPython() -> String? {
-    if let python { return python }
-    let venv = repositoryRoot().appendingPathComponent("Tools/.venv/bin/python").path
-    if FileManager.default.isExecutableFile(atPath: venv) { return venv }
-    return "/usr/bin/env"
-  }
+  func progress(_ line: String) { benchProgress(line, json: json) }
 
   func referenceScript() -> URL {
     repositoryRoot().appendingPathComponent("Tools/bench_tune_torch.py")

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import GraftBench
 import GraftModels
 import GraftTensor
 
@@ -35,14 +36,10 @@ struct BenchViT: ParsableCommand {
         + "steps), so a millisecond step is not judged on a handful of timer readings."))
   var iterations = 3
 
-  @Option(help: "Python with torch and timm for the reference rows.")
-  var python: String?
+  @OptionGroup var reference: ReferenceOptions
 
-  @Flag(help: "Skip the PyTorch / onnxruntime reference.")
-  var noReference = false
-
-  @Flag(help: "Print one JSON object instead of a table.")
-  var json = false
+  @OptionGroup var jsonFlag: JSONFlag
+  var json: Bool { jsonFlag.json }
 
   struct Row: Codable {
     var model: String
@@ -93,7 +90,7 @@ struct BenchViT: ParsableCommand {
   }
 
   func run() throws {
-    let python = resolvedPython()
+    let python = reference.resolvedPython()
     var rows: [Row] = []
     for model in models {
       let config = try TimmArchitecture(model).config
@@ -113,7 +110,7 @@ struct BenchViT: ParsableCommand {
               "--iterations", "\(steps)",
             ])
           var torch: TorchResult?
-          if !noReference, let python {
+          if !reference.noReference, let python {
             progress("\(model) batch \(batch) \(mode.rawValue): pytorch")
             torch = try? runJSON(
               executable: python,
@@ -135,13 +132,7 @@ struct BenchViT: ParsableCommand {
       }
     }
     let report = Report(openblasKernel: OpsBenchmark.openblasKernel, rows: rows)
-    if json {
-      let encoder = JSONEncoder()
-      encoder.outputFormatting = [.sortedKeys]
-      print(String(decoding: try encoder.encode(report), as: UTF8.self))
-    } else {
-      printTable(report)
-    }
+    try printReport(report, json: json) { printTable(report) }
   }
 
   struct TorchResult: Decodable {
@@ -180,16 +171,7 @@ struct BenchViT: ParsableCommand {
     }
   }
 
-  func progress(_ line: String) {
-    if !json { FileHandle.standardError.write(Data("  \(line)\n".utf8)) }
-  }
-
-  func resolvedPython() -> String? {
-    if let python { return python }
-    let venv = repositoryRoot().appendingPathComponent("Tools/.venv/bin/python").path
-    if FileManager.default.isExecutableFile(atPath: venv) { return venv }
-    return "/usr/bin/env"
-  }
+  func progress(_ line: String) { benchProgress(line, json: json) }
 
   func referenceScript() -> URL {
     repositoryRoot().appendingPathComponent("Tools/bench_vit_torch.py")
@@ -215,44 +197,3 @@ struct BenchViTRow: ParsableCommand {
 }
 
 extension ViTBenchmark.Mode: ExpressibleByArgument {}
-
-/// The running executable (for re-running itself as a child process).
-func selfExecutable() -> String {
-  (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
-    ?? CommandLine.arguments[0]
-}
-
-/// The repository the executable was built in (`.build/<config>/graft` → three levels up), or
-/// the working directory.
-func repositoryRoot() -> URL {
-  let exe = URL(fileURLWithPath: selfExecutable()).resolvingSymlinksInPath()
-  var dir = exe.deletingLastPathComponent()
-  for _ in 0..<4 {
-    if FileManager.default.fileExists(atPath: dir.appendingPathComponent("Package.swift").path) {
-      return dir
-    }
-    dir = dir.deletingLastPathComponent()
-  }
-  return URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
-}
-
-/// Runs a child process and decodes the last line of its standard output as JSON.
-func runJSON<T: Decodable>(executable: String, arguments: [String]) throws -> T {
-  let process = Process()
-  process.executableURL = URL(fileURLWithPath: executable)
-  process.arguments = executable == "/usr/bin/env" ? ["python3"] + arguments : arguments
-  let output = Pipe()
-  process.standardOutput = output
-  process.standardError = FileHandle.nullDevice
-  try process.run()
-  let data = output.fileHandleForReading.readDataToEndOfFile()
-  process.waitUntilExit()
-  guard process.terminationStatus == 0,
-    let line = String(decoding: data, as: UTF8.self).split(separator: "\n").last
-  else {
-    throw ValidationError(
-      "\(executable) \(arguments.joined(separator: " ")) failed (status \(process.terminationStatus))"
-    )
-  }
-  return try JSONDecoder().decode(T.self, from: Data(line.utf8))
-}

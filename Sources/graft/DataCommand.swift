@@ -31,8 +31,8 @@ struct DataCommand: ParsableCommand {
     @Option(help: "Folder of Fashion-MNIST's IDX files.")
     var fashionMnist = Graft1k.defaultFashionMNIST.path
 
-    @Flag(help: "No progress output.")
-    var quiet = false
+    @OptionGroup var quietFlag: QuietFlag
+    var quiet: Bool { quietFlag.quiet }
 
     func run() throws {
       guard benchmark == "graft1k" else {

@@ -85,17 +85,17 @@ struct Demo: ParsableCommand {
   @Option(help: "Comma-separated methods.")
   var methods = "linear,mp,vpt-deep,lst,lora,full"
 
-  @Option(name: .customLong("set"), help: "KEY=VALUE for every run (repeatable).")
-  var overrides: [String] = []
+  @OptionGroup var settings: SetOptions
+  var overrides: [String] { settings.overrides }
 
   @Flag(help: "Redo runs that finished earlier.")
   var fresh = false
 
-  @Flag(help: "Print the summary as JSON.")
-  var json = false
+  @OptionGroup var jsonFlag: JSONFlag
+  var json: Bool { jsonFlag.json }
 
-  @Flag(help: "No progress output.")
-  var quiet = false
+  @OptionGroup var quietFlag: QuietFlag
+  var quiet: Bool { quietFlag.quiet }
 
   func run() throws {
     try runSweep(
@@ -134,17 +134,17 @@ struct BenchGraft1k: ParsableCommand {
   @Option(help: "Comma-separated Graft-1k tasks (default: all).")
   var tasks: String?
 
-  @Option(name: .customLong("set"), help: "KEY=VALUE for every run (repeatable).")
-  var overrides: [String] = []
+  @OptionGroup var settings: SetOptions
+  var overrides: [String] { settings.overrides }
 
   @Flag(help: "Redo runs that finished earlier.")
   var fresh = false
 
-  @Flag(help: "Print the summary as JSON.")
-  var json = false
+  @OptionGroup var jsonFlag: JSONFlag
+  var json: Bool { jsonFlag.json }
 
-  @Flag(help: "No progress output.")
-  var quiet = false
+  @OptionGroup var quietFlag: QuietFlag
+  var quiet: Bool { quietFlag.quiet }
 
   func run() throws {
     let list = { (s: String) in

@@ -33,8 +33,8 @@ struct Embed: ParsableCommand {
   @Option(help: "Samples per forward pass.")
   var batchSize = Embedding.defaultBatchSize
 
-  @Flag(help: "No progress messages.")
-  var quiet = false
+  @OptionGroup var quietFlag: QuietFlag
+  var quiet: Bool { quietFlag.quiet }
 
   @Argument(help: "Image files, or one .safetensors with a 'pixels' tensor.")
   var inputs: [String] = []

@@ -24,8 +24,8 @@ struct Eval: ParsableCommand {
   @Option(help: "Also write the logits to this .safetensors file.")
   var logits: String?
 
-  @Flag(help: "Print JSON (with per-class accuracy and the confusion matrix).")
-  var json = false
+  @OptionGroup var jsonFlag: JSONFlag
+  var json: Bool { jsonFlag.json }
 
   func run() throws {
     let loaded = try AdapterCheckpoint.load(URL(fileURLWithPath: adapter))

@@ -7,8 +7,8 @@ struct Methods: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "List the tuning methods, their method.* options and the other config keys.")
 
-  @Flag(help: "Print JSON.")
-  var json = false
+  @OptionGroup var jsonFlag: JSONFlag
+  var json: Bool { jsonFlag.json }
 
   @Option(
     help: ArgumentHelp(

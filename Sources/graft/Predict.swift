@@ -16,8 +16,8 @@ struct Predict: ParsableCommand {
   @Option(help: "Also write the logits to this .safetensors file.")
   var output: String?
 
-  @Flag(help: "Print JSON.")
-  var json = false
+  @OptionGroup var jsonFlag: JSONFlag
+  var json: Bool { jsonFlag.json }
 
   @Flag(
     help:

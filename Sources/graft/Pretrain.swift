@@ -23,14 +23,14 @@ struct Pretrain: ParsableCommand {
   @Option(help: "Model folder to write.")
   var out: String
 
-  @Option(name: .customLong("set"), help: "KEY=VALUE override (repeatable).")
-  var overrides: [String] = []
+  @OptionGroup var settings: SetOptions
+  var overrides: [String] { settings.overrides }
 
   @Flag(help: "Continue the interrupted run in --out.")
   var resume = false
 
-  @Flag(help: "No progress output.")
-  var quiet = false
+  @OptionGroup var quietFlag: QuietFlag
+  var quiet: Bool { quietFlag.quiet }
 
   func run() throws {
     var config = PretrainConfig()

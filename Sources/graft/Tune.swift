@@ -39,8 +39,8 @@ struct Tune: ParsableCommand {
   @Option(help: "YAML file of settings.")
   var config: String?
 
-  @Option(name: .customLong("set"), help: "KEY=VALUE override (repeatable).")
-  var overrides: [String] = []
+  @OptionGroup var settings: SetOptions
+  var overrides: [String] { settings.overrides }
 
   @Option(help: "Continue the interrupted run in this folder.")
   var resume: String?
@@ -51,11 +51,11 @@ struct Tune: ParsableCommand {
   @Option(help: "Classes of the head when no --data is given (--dry-run).")
   var classes: Int?
 
-  @Flag(help: "Print JSON.")
-  var json = false
+  @OptionGroup var jsonFlag: JSONFlag
+  var json: Bool { jsonFlag.json }
 
-  @Flag(help: "No progress messages.")
-  var quiet = false
+  @OptionGroup var quietFlag: QuietFlag
+  var quiet: Bool { quietFlag.quiet }
 
   func run() throws {
     let stderr = FileHandle.standardError

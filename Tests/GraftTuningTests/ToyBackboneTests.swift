@@ -219,7 +219,8 @@ final class ToyBackboneTests: XCTestCase {
       try MethodRegistry.make("hst", backbone: ToySetBackbone(), classes: 3, generator: &g)
     ) {
       let message = "\($0)"
-      XCTAssertTrue(message.contains("method 'hst' needs a backbone with image patch grid"), message)
+      XCTAssertTrue(
+        message.contains("method 'hst' needs a backbone with image patch grid"), message)
       XCTAssertTrue(message.contains("toy set backbone offers"), message)
     }
     // LoRA's default targets are slices of a fused qkv the toy does not have.

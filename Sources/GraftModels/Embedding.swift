@@ -1,8 +1,9 @@
 import Foundation
 import GraftData
 
-// `graft embed`: run a frozen model over image files (or a ready-made pixel tensor) and save the
-// pre-logits features, plus the logits when the model has a head. Every input is checked before
+// Feature extraction with a frozen model (what `graft embed` calls): run it over image files (or
+// a ready-made pixel tensor) and save the pre-logits features, plus the logits when the model
+// has a head. Every input is checked before
 // the model sees it (the model itself only has preconditions), and the output is written
 // atomically, so a failure leaves any earlier file as it was.
 
@@ -85,7 +86,7 @@ public struct EmbeddingSummary {
   public var notes: [String]
 }
 
-/// Feature extraction with a frozen model: `graft embed`'s logic.
+/// Feature extraction with a frozen model (the library side of `graft embed`).
 public enum Embedding {
   /// Samples per forward pass unless told otherwise (bounds memory for long image lists).
   public static let defaultBatchSize = 32

@@ -1,5 +1,6 @@
 import CBLAS
 import Foundation
+import GraftTasks
 
 /// `graft bench ops`: GEMM through the tensor API against direct `cblas_sgemm`, and the memory
 /// throughput of the hot non-GEMM ops against a plain copy of the same bytes, all in one run.
@@ -107,19 +108,6 @@ public enum OpsBenchmark {
     String(cString: openblas_get_corename())
   }
 
-  /// Median wall time in seconds of `repeats` calls after one warm-up call.
-  static func medianSeconds(_ repeats: Int, _ body: () -> Void) -> Double {
-    body()
-    var times: [Double] = []
-    for _ in 0..<repeats {
-      let start = DispatchTime.now().uptimeNanoseconds
-      body()
-      times.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
-    }
-    times.sort()
-    return times[times.count / 2]
-  }
-
   /// GFLOP/s of `[m,k]·[n,k]ᵀ` (a linear layer) through `Tensor.matmul`, median of `repeats`.
   public static func linearLayerGflops(m: Int, n: Int, k: Int, repeats: Int = 5) -> Double {
     var rng = RandomGenerator(seed: 1)
@@ -194,7 +182,7 @@ public enum OpsBenchmark {
           gbps: Double(forwardTensors * size) / fwd / 1e9, copyGbps: copyGbps))
       input.requiresGrad = true
       let out = f(input)
-      guard let backward = out.gradFn?.backward else { return }
+      guard let backward = out.opBackward else { return }
       // The node's own backward, without the tape walk or leaf accumulation around it.
       let bwd = medianSeconds(repeats) { _ = withNoGrad { backward(g) } }
       ops.append(
@@ -219,7 +207,7 @@ public enum OpsBenchmark {
         copyGbps: copyGbps))
     let b = bias.detached().requiringGrad()
     let out = x + b
-    if let backward = out.gradFn?.backward {
+    if let backward = out.opBackward {
       let bwd = medianSeconds(repeats) { _ = withNoGrad { backward(g) } }
       ops.append(
         OpRow(

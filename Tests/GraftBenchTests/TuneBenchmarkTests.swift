@@ -1,6 +1,7 @@
+import GraftTasks
 import XCTest
 
-@testable import GraftTasks
+@testable import GraftBench
 
 /// `TuneBenchmark` (the Graft row of `graft bench tune`) on a tiny ViT.
 final class TuneBenchmarkTests: XCTestCase {

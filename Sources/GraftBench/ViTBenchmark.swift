@@ -1,4 +1,5 @@
 import Foundation
+import GraftTasks
 
 /// One configuration of `graft bench vit`, measured in its own process so its peak RSS is its own.
 public enum ViTBenchmark {
@@ -47,13 +48,6 @@ public enum ViTBenchmark {
       + 2 * d * Double(config.numClasses)
   }
 
-  /// Peak RSS of this process so far, MiB (Linux reports `ru_maxrss` in KiB).
-  public static func peakRSSMiB() -> Double {
-    var usage = rusage()
-    getrusage(RUSAGE_SELF.rawValue, &usage)
-    return Double(usage.ru_maxrss) / 1024
-  }
-
   /// Builds `architecture` (a timm name) with random weights and times `iterations` steps of
   /// `mode` at `batch` images after one warm-up step; returns the median rate and the peak RSS.
   public static func measure(
@@ -84,16 +78,9 @@ public enum ViTBenchmark {
         optimizer.step()
       }
     }
-    step()
-    var times: [Double] = []
-    for _ in 0..<Swift.max(iterations, 1) {
-      let start = DispatchTime.now().uptimeNanoseconds
-      step()
-      times.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
-    }
-    times.sort()
+    let seconds = medianSeconds(iterations, step)
     return Measurement(
-      imagesPerSecond: Double(batch) / times[times.count / 2], peakRSSMiB: peakRSSMiB(),
+      imagesPerSecond: Double(batch) / seconds, peakRSSMiB: peakRSSMiB(),
       peakTensorMiB: Double(StorageStats.peakBytes) / 1_048_576,
       tapeMiB: Double(tapeBytes) / 1_048_576)
   }

@@ -1,4 +1,5 @@
 import Foundation
+import GraftTasks
 
 /// One row of `graft bench tune`: the speed and memory of one tuning method's training step,
 /// measured in its own process so its peak RSS is its own.
@@ -84,17 +85,9 @@ public enum TuneBenchmark {
       optimizer.step()
       optimizer.zeroGrad()
     }
-    step()  // warm-up
-    var times: [Double] = []
-    for _ in 0..<Swift.max(iterations, 1) {
-      let start = DispatchTime.now().uptimeNanoseconds
-      step()
-      times.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
-    }
-    times.sort()
+    let seconds = medianSeconds(iterations, step)
     return Measurement(
-      method: name, imagesPerSecond: Double(batch) / times[times.count / 2],
-      peakRSSMiB: Double(peakResidentBytes()) / 1_048_576,
+      method: name, imagesPerSecond: Double(batch) / seconds, peakRSSMiB: peakRSSMiB(),
       peakTensorMiB: Double(StorageStats.peakBytes) / 1_048_576,
       tapeMiB: Double(tapeBytes) / 1_048_576, trainableParameters: method.trainableCount)
   }
