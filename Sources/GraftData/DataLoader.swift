@@ -1,16 +1,20 @@
 import Foundation
 import Synchronization
 
-/// Turns a decoded image into the model's input tensor (for instance `[3, H, W]`), using
-/// `generator` for any random augmentation. Runs on loader worker threads, so it must not touch
-/// shared mutable state (nor switch the process-wide grad mode: it has no need to, as its
-/// inputs never require gradients).
-public typealias SampleTransform = @Sendable (RGBImage, inout RandomGenerator) throws -> Tensor
+/// Turns a decoded sample (an image, a point cloud, a clip) into the model's input tensor (for
+/// instance `[3, H, W]`), using `generator` for any random augmentation. Runs on loader worker
+/// threads, so it must not touch shared mutable state (nor switch the process-wide grad mode: it
+/// has no need to, as its inputs never require gradients).
+public typealias SampleTransform<Sample> =
+  @Sendable (Sample, inout RandomGenerator) throws -> Tensor
+
+/// The transform of image samples.
+public typealias ImageTransform = SampleTransform<RGBImage>
 
 /// One batch: the samples' tensors stacked on a new leading axis, and their labels.
 public struct Batch {
   /// `[B, …]`: the transform's output shape behind the batch axis, e.g. `[B, 3, H, W]`.
-  public let images: Tensor
+  public let inputs: Tensor
   /// The label of every sample, in batch order.
   public let labels: [Int]
   /// The dataset index of every sample, in batch order.
@@ -43,11 +47,11 @@ public struct DataLoaderError: Error, CustomStringConvertible {
 /// caller trains; at most `prefetch` batches are built or waiting ahead of the caller, which
 /// bounds memory. An error in a worker is thrown by the caller's `next()` when it reaches that
 /// batch; the batches before it arrive first, as in a synchronous run.
-public final class DataLoader: Sendable {
+public final class DataLoader<Sample>: Sendable {
   /// The samples.
-  public let dataset: any Dataset
-  /// Image to tensor, with per-sample randomness.
-  public let transform: SampleTransform
+  public let dataset: any Dataset<Sample>
+  /// Sample to tensor, with per-sample randomness.
+  public let transform: SampleTransform<Sample>
   /// Samples per batch (the last batch may be smaller unless `dropLast`).
   public let batchSize: Int
   /// Whether each epoch visits the samples in a seeded random order.
@@ -62,11 +66,11 @@ public final class DataLoader: Sendable {
   public let prefetch: Int
 
   /// A loader over `dataset`; `prefetch` defaults to twice the worker count.
-  public init(
-    dataset: any Dataset, batchSize: Int, shuffle: Bool = false, seed: UInt64 = 0,
+  public init<D: Dataset>(
+    dataset: D, batchSize: Int, shuffle: Bool = false, seed: UInt64 = 0,
     dropLast: Bool = false, workers: Int = 2, prefetch: Int? = nil,
-    transform: @escaping SampleTransform
-  ) {
+    transform: @escaping SampleTransform<Sample>
+  ) where D.Sample == Sample {
     precondition(batchSize > 0, "batch size must be positive, got \(batchSize)")
     precondition(workers >= 0, "worker count must not be negative, got \(workers)")
     self.dataset = dataset
@@ -105,7 +109,7 @@ public final class DataLoader: Sendable {
   }
 
   /// An iterator over epoch `epoch`'s batches; with workers, they start decoding now.
-  public func batches(epoch: Int) -> BatchIterator {
+  public func batches(epoch: Int) -> BatchIterator<Sample> {
     BatchIterator(loader: self, epoch: epoch)
   }
 
@@ -117,27 +121,27 @@ public final class DataLoader: Sendable {
 
   func loadBatch(_ indices: [Int], epoch: Int, isCancelled: () -> Bool) throws -> Batch {
     precondition(!indices.isEmpty, "a batch needs at least one sample")
-    var images: Tensor? = nil
+    var inputs: Tensor? = nil
     var sampleShape: [Int] = []
     for (position, index) in indices.enumerated() {
       if isCancelled() { throw CancellationError() }
-      let image: RGBImage
+      let sample: Sample
       do {
-        image = try dataset.image(at: index)
+        sample = try dataset.sample(at: index)
       } catch {
         throw DataLoaderError(sampleIndex: index, message: "\(error)", underlying: error)
       }
       var generator = sampleGenerator(epoch: epoch, index: index)
       let tensor: Tensor
       do {
-        tensor = try transform(image, &generator)
+        tensor = try transform(sample, &generator)
       } catch {
         throw DataLoaderError(
           sampleIndex: index, message: "transform failed: \(error)", underlying: error)
       }
-      if images == nil {
+      if inputs == nil {
         sampleShape = tensor.shape
-        images = Tensor(shape: [indices.count] + sampleShape, zeroed: false)
+        inputs = Tensor(shape: [indices.count] + sampleShape, zeroed: false)
       } else if tensor.shape != sampleShape {
         throw DataLoaderError(
           sampleIndex: index,
@@ -145,13 +149,13 @@ public final class DataLoader: Sendable {
             + "(index \(indices[0])) has \(sampleShape)",
           underlying: nil)
       }
-      (images!.pointer + position * tensor.count).update(from: tensor.pointer, count: tensor.count)
+      (inputs!.pointer + position * tensor.count).update(from: tensor.pointer, count: tensor.count)
     }
-    return Batch(images: images!, labels: indices.map { dataset.label(at: $0) }, indices: indices)
+    return Batch(inputs: inputs!, labels: indices.map { dataset.label(at: $0) }, indices: indices)
   }
 
-  private static let orderStream: UInt64 = 0x6F72_6465_72  // "order"
-  private static let sampleStream: UInt64 = 0x7361_6D70_6C65  // "sample"
+  private static var orderStream: UInt64 { 0x6F72_6465_72 }  // "order"
+  private static var sampleStream: UInt64 { 0x7361_6D70_6C65 }  // "sample"
 }
 
 /// Independent seeds from a tuple of numbers, through SplitMix64's mixing function.
@@ -176,9 +180,9 @@ public enum SeedMix {
 /// fine: dropping the iterator (or calling `close()`) stops its worker threads.
 ///
 /// After `next()` throws, the epoch is over and later calls return nil.
-public final class BatchIterator {
+public final class BatchIterator<Sample> {
   /// The loader this epoch belongs to.
-  public let loader: DataLoader
+  public let loader: DataLoader<Sample>
   /// The epoch number (seeds the order and augmentations).
   public let epoch: Int
   private let plan: [[Int]]
@@ -186,7 +190,7 @@ public final class BatchIterator {
   private var finished = false
   let shared: PrefetchState?
 
-  init(loader: DataLoader, epoch: Int) {
+  init(loader: DataLoader<Sample>, epoch: Int) {
     self.loader = loader
     self.epoch = epoch
     self.plan = loader.batchIndices(epoch: epoch)
@@ -287,8 +291,8 @@ final class PrefetchState: @unchecked Sendable {
 }
 
 /// What each worker thread runs: claim the next batch within the window, build it, publish it.
-struct PrefetchJob: Sendable {
-  let loader: DataLoader
+struct PrefetchJob<Sample>: Sendable {
+  let loader: DataLoader<Sample>
   let epoch: Int
   let plan: [[Int]]
   let state: PrefetchState

@@ -104,7 +104,7 @@ public struct PixelCSVDataset: Dataset {
   public var count: Int { labels.count }
 
   /// Image `index`, its grey value copied to R, G and B.
-  public func image(at index: Int) throws -> RGBImage {
+  public func sample(at index: Int) throws -> RGBImage {
     let plane = width * height
     return rgbFromGrey(
       pixels[(index * plane)..<((index + 1) * plane)], width: width, height: height)

@@ -93,7 +93,7 @@ public struct IDXDataset: Dataset {
   public var count: Int { labels.count }
 
   /// Image `index`, its grey value copied to R, G and B.
-  public func image(at index: Int) throws -> RGBImage {
+  public func sample(at index: Int) throws -> RGBImage {
     let size = rows * columns
     return rgbFromGrey(pixels[(index * size)..<((index + 1) * size)], width: columns, height: rows)
   }

@@ -1,16 +1,16 @@
 import Foundation
 
 /// The samples of `base` at `indices`, in that order (duplicates allowed).
-public struct Subset: Dataset {
+public struct Subset<Sample>: Dataset {
   /// The dataset sampled from.
-  public let base: any Dataset
+  public let base: any Dataset<Sample>
   /// Positions in `base`; sample `i` here is `base`'s sample `indices[i]`.
   public let indices: [Int]
   /// The label of every sample.
   public let labels: [Int]
 
   /// A view of `base` at `indices`; every index must lie in `0..<base.count`.
-  public init(_ base: any Dataset, indices: [Int]) throws {
+  public init(_ base: any Dataset<Sample>, indices: [Int]) throws {
     if let bad = indices.first(where: { $0 < 0 || $0 >= base.count }) {
       throw DatasetError(
         .invalidArgument, path: "", "subset index \(bad) is outside 0..<\(base.count)")
@@ -26,8 +26,8 @@ public struct Subset: Dataset {
   public var classNames: [String] { base.classNames }
   /// The label of sample `index`.
   public func label(at index: Int) -> Int { labels[index] }
-  /// `base`'s image at `indices[index]`.
-  public func image(at index: Int) throws -> RGBImage { try base.image(at: indices[index]) }
+  /// `base`'s sample at `indices[index]`.
+  public func sample(at index: Int) throws -> Sample { try base.sample(at: indices[index]) }
 }
 
 /// Few-shot sampling: `k` samples of every class, chosen by a seed.
@@ -55,8 +55,9 @@ public enum FewShot {
   }
 
   /// `sample`'s indices as a dataset.
-  public static func subset(_ dataset: any Dataset, perClass k: Int, seed: UInt64) throws -> Subset
-  {
+  public static func subset<Sample>(
+    _ dataset: any Dataset<Sample>, perClass k: Int, seed: UInt64
+  ) throws -> Subset<Sample> {
     try Subset(dataset, indices: sample(dataset, perClass: k, seed: seed))
   }
 }
@@ -107,14 +108,14 @@ func indicesByClass(_ dataset: any Dataset) -> [[Int]] {
 
 /// `base` with other class names (the list files of a VTAB-style task carry only numbers; a
 /// `classes.txt` beside them names the classes).
-public struct RenamedClasses: Dataset {
+public struct RenamedClasses<Sample>: Dataset {
   /// The dataset renamed.
-  public let base: any Dataset
+  public let base: any Dataset<Sample>
   /// The new names, one per class of `base`.
   public let classNames: [String]
 
   /// `base` with `classNames`, which must have as many entries as `base` has classes.
-  public init(_ base: any Dataset, classNames: [String]) throws {
+  public init(_ base: any Dataset<Sample>, classNames: [String]) throws {
     guard classNames.count == base.classCount else {
       throw DatasetError(
         .mismatch, path: "",
@@ -128,6 +129,6 @@ public struct RenamedClasses: Dataset {
   public var count: Int { base.count }
   /// The labels of `base`.
   public var labels: [Int] { base.labels }
-  /// The image of `base`.
-  public func image(at index: Int) throws -> RGBImage { try base.image(at: index) }
+  /// The sample of `base`.
+  public func sample(at index: Int) throws -> Sample { try base.sample(at: index) }
 }

@@ -4,13 +4,16 @@ import Foundation
 /// Injected so that datasets do not depend on a particular codec, and tests can use a tiny one.
 public typealias ImageDecoder = @Sendable (URL) throws -> RGBImage
 
-/// A labelled image classification dataset with random access.
+/// A labelled classification dataset with random access, whatever its samples are: images
+/// (`RGBImage`) today, point clouds and clips later; a loader's transform turns a sample into the
+/// model's input tensor.
 ///
-/// An item is an 8-bit RGB image and a class index in `0..<classNames.count`. Grey sources (IDX,
-/// pixel CSV) give RGB images whose three channels are equal copies of the grey value. Labels
-/// are known without decoding any image, so samplers and loaders can read them for free.
-/// Datasets are immutable values that worker threads may read concurrently.
-public protocol Dataset: Sendable {
+/// An item is a sample and a class index in `0..<classNames.count`. Labels are known without
+/// decoding any sample, so samplers and loaders can read them for free. Datasets are immutable
+/// values that worker threads may read concurrently.
+public protocol Dataset<Sample>: Sendable {
+  /// What one item is (an `RGBImage` for image datasets).
+  associatedtype Sample
   /// Number of samples.
   var count: Int { get }
   /// Class names; a label is an index into this list.
@@ -20,7 +23,7 @@ public protocol Dataset: Sendable {
   /// The label of sample `index` (`0..<count`).
   func label(at index: Int) -> Int
   /// Decodes sample `index` (`0..<count`); errors name the file concerned.
-  func image(at index: Int) throws -> RGBImage
+  func sample(at index: Int) throws -> Sample
 }
 
 extension Dataset {
@@ -30,9 +33,9 @@ extension Dataset {
   /// Number of classes.
   public var classCount: Int { classNames.count }
 
-  /// Sample `index`: its decoded image and its label.
-  public func item(at index: Int) throws -> (image: RGBImage, label: Int) {
-    (try image(at: index), label(at: index))
+  /// Sample `index` with its label.
+  public func item(at index: Int) throws -> (sample: Sample, label: Int) {
+    (try sample(at: index), label(at: index))
   }
 
   /// How many samples each class has, indexed by label.
@@ -41,6 +44,13 @@ extension Dataset {
     for l in labels where l >= 0 && l < counts.count { counts[l] += 1 }
     return counts
   }
+}
+
+/// An image classification dataset: grey sources (IDX, pixel CSV) give RGB images whose three
+/// channels are equal copies of the grey value.
+extension Dataset where Sample == RGBImage {
+  /// Decodes image `index`.
+  public func image(at index: Int) throws -> RGBImage { try sample(at: index) }
 }
 
 /// Class names `"0"`, `"1"`, … for the labels `0...maxLabel` of formats that carry no names.
@@ -80,7 +90,7 @@ public struct InMemoryDataset: Dataset {
   public var count: Int { images.count }
 
   /// Image `index`, as stored.
-  public func image(at index: Int) throws -> RGBImage { images[index] }
+  public func sample(at index: Int) throws -> RGBImage { images[index] }
 }
 
 // MARK: - Files decoded on demand
@@ -170,7 +180,7 @@ public struct ImageFolderDataset: Dataset {
   public var count: Int { files.count }
 
   /// Decodes sample `index`'s file.
-  public func image(at index: Int) throws -> RGBImage { try decodeImage(files[index], decoder) }
+  public func sample(at index: Int) throws -> RGBImage { try decodeImage(files[index], decoder) }
 
   /// Visible entries of a folder, sorted by code points.
   private static func listing(_ path: String) throws -> [String] {
@@ -304,5 +314,5 @@ public struct VTABListDataset: Dataset {
   public var count: Int { files.count }
 
   /// Decodes sample `index`'s file.
-  public func image(at index: Int) throws -> RGBImage { try decodeImage(files[index], decoder) }
+  public func sample(at index: Int) throws -> RGBImage { try decodeImage(files[index], decoder) }
 }

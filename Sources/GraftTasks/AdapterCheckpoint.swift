@@ -129,7 +129,7 @@ extension LoadedAdapter {
   /// Logits and metrics over `dataset` with the run's preprocessing and evaluation batch size
   /// (so the logits are the run's to the bit). A dataset whose class count differs from the
   /// head's throws.
-  public func evaluate(_ dataset: any Dataset, workers: Int = 1) throws -> (
+  public func evaluate(_ dataset: any Dataset<RGBImage>, workers: Int = 1) throws -> (
     result: EvaluationResult, logits: Tensor
   ) {
     guard dataset.classCount == config.numClasses else {

@@ -58,7 +58,7 @@ public struct TuneBackbone {
   }
 
   /// The eval transform as a loader transform.
-  public var transform: SampleTransform {
+  public var transform: ImageTransform {
     let t = EvalTransform(config: preprocessing)
     return { image, _ in t(image) }
   }

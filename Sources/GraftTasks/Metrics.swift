@@ -70,7 +70,7 @@ public struct EvaluationResult: Sendable, Equatable {
 /// The logits of `method` over `dataset`, in dataset order, with the metrics; run in eval mode
 /// without recording.
 public func evaluate(
-  _ method: TuningMethod, on dataset: any Dataset, transform: @escaping SampleTransform,
+  _ method: TuningMethod, on dataset: any Dataset<RGBImage>, transform: @escaping ImageTransform,
   batchSize: Int, workers: Int = 1
 ) throws -> (result: EvaluationResult, logits: Tensor) {
   method.setTraining(false)
@@ -82,7 +82,7 @@ public func evaluate(
   let batches = loader.batches(epoch: 0)
   defer { batches.close() }
   while let batch = try batches.next() {
-    let logits = withNoGrad { method(batch.images) }
+    let logits = withNoGrad { method(batch.inputs) }
     acc.add(logits: logits, labels: batch.labels)
     all.append(logits)
   }

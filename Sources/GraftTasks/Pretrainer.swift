@@ -190,7 +190,7 @@ public final class Pretrainer {
   /// `stopAfter`, returns nil after that many epochs of this call, as if interrupted (tests).
   @discardableResult
   public func run(
-    train: any Dataset, test: any Dataset, out: URL, resume: Bool = false,
+    train: any Dataset<RGBImage>, test: any Dataset<RGBImage>, out: URL, resume: Bool = false,
     stopAfter: Int? = nil, progress: ProgressReporter? = nil
   ) throws -> (testTop1: Double, seconds: Double)? {
     guard train.classCount == classNames.count, test.classCount == classNames.count else {
@@ -229,11 +229,11 @@ public final class Pretrainer {
       progress?.log("resuming after epoch \(startEpoch) of \(config.epochs)")
     }
 
-    var trainSet: any Dataset = train
+    var trainSet: any Dataset<RGBImage> = train
     if config.trainSamples > 0 && config.trainSamples < train.count {
       trainSet = try Subset(train, indices: Array(0..<config.trainSamples))
     }
-    var testSet: any Dataset = test
+    var testSet: any Dataset<RGBImage> = test
     if config.testSamples > 0 && config.testSamples < test.count {
       testSet = try Subset(test, indices: Array(0..<config.testSamples))
     }
@@ -262,7 +262,7 @@ public final class Pretrainer {
       let batches = loader.batches(epoch: epoch)
       while let batch = try batches.next() {
         optimizer.learningRateScale = schedule.factor(at: step)
-        let logits = model(batch.images)
+        let logits = model(batch.inputs)
         let loss = logits.crossEntropy(
           targets: batch.labels, labelSmoothing: config.labelSmoothing)
         loss.backward()
@@ -333,7 +333,9 @@ public final class Pretrainer {
   }
 
   /// Top-1 of the model on `dataset` with the eval transform.
-  private func testAccuracy(_ dataset: any Dataset, transform: EvalTransform) throws -> Double {
+  private func testAccuracy(_ dataset: any Dataset<RGBImage>, transform: EvalTransform) throws
+    -> Double
+  {
     model.eval()
     let loader = DataLoader(
       dataset: dataset, batchSize: 256, workers: config.workers,
@@ -343,7 +345,7 @@ public final class Pretrainer {
     let batches = loader.batches(epoch: 0)
     defer { batches.close() }
     while let batch = try batches.next() {
-      let logits = withNoGrad { model(batch.images) }
+      let logits = withNoGrad { model(batch.inputs) }
       for (p, l) in zip(logits.argmax(axis: 1), batch.labels) where p == l { correct += 1 }
       seen += batch.labels.count
     }

@@ -304,7 +304,7 @@ public final class Trainer {
   }
 
   /// The training split, cut to `data.train_samples` (a seeded choice) when set.
-  private func trainingSet(_ data: TuneData) throws -> any Dataset {
+  private func trainingSet(_ data: TuneData) throws -> any Dataset<RGBImage> {
     let full = data.train
     guard config.trainSamples > 0 && config.trainSamples < full.count else { return full }
     var g = RandomGenerator(seed: SeedMix.mix(config.seed, 0x7375_6273))  // "subs"
@@ -313,7 +313,8 @@ public final class Trainer {
   }
 
   /// One epoch of training steps.
-  private func trainEpoch(_ epoch: Int, loader: DataLoader, optimizer: any Optimizer) throws
+  private func trainEpoch(_ epoch: Int, loader: DataLoader<RGBImage>, optimizer: any Optimizer)
+    throws
     -> EpochTraining
   {
     method.setTraining(true)
@@ -327,7 +328,7 @@ public final class Trainer {
     while let batch = try batches.next() {
       optimizer.learningRateScale = factor(step: step, stepsPerEpoch: stepsPerEpoch)
       out.lr = optimizer.effectiveLearningRate()
-      let logits = method(batch.images)
+      let logits = method(batch.inputs)
       let loss = logits.crossEntropy(
         targets: batch.labels, labelSmoothing: config.labelSmoothing)
       loss.backward()

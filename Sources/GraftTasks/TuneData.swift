@@ -3,11 +3,11 @@ import Foundation
 /// The train, validation and test splits of a classification task.
 public struct TuneData: Sendable {
   /// Training samples.
-  public var train: any Dataset
+  public var train: any Dataset<RGBImage>
   /// Validation samples (model selection).
-  public var validation: any Dataset
+  public var validation: any Dataset<RGBImage>
   /// Test samples (evaluated once, at the end).
-  public var test: any Dataset
+  public var test: any Dataset<RGBImage>
   /// Class names, shared by the three splits.
   public var classNames: [String]
   /// Where the data came from and how it was split, for logs.
@@ -15,7 +15,8 @@ public struct TuneData: Sendable {
 
   /// Wraps three splits; they must agree on the class count.
   public init(
-    train: any Dataset, validation: any Dataset, test: any Dataset, description: String
+    train: any Dataset<RGBImage>, validation: any Dataset<RGBImage>, test: any Dataset<RGBImage>,
+    description: String
   ) throws {
     let counts = [train.classCount, validation.classCount, test.classCount]
     guard Set(counts).count == 1 else {
@@ -36,7 +37,7 @@ public struct TuneData: Sendable {
   /// `dataset` split at random (seed `splitSeed`) into test (`testFraction`), validation
   /// (`validationFraction`) and the rest for training.
   public static func split(
-    _ dataset: any Dataset, validationFraction: Double = 0.1, testFraction: Double = 0.2,
+    _ dataset: any Dataset<RGBImage>, validationFraction: Double = 0.1, testFraction: Double = 0.2,
     description: String
   ) throws -> TuneData {
     let testCount = Int((Double(dataset.count) * testFraction).rounded())

@@ -24,7 +24,7 @@ final class ProbeDataset: Dataset, @unchecked Sendable {
     self.jitter = jitter
   }
 
-  func image(at index: Int) throws -> RGBImage {
+  func sample(at index: Int) throws -> RGBImage {
     decodes.add(1, ordering: .relaxed)
     if jitter { usleep(UInt32((index * 7919) % 5) * 100) }
     if failing.contains(index) { throw Failure(index: index) }
@@ -34,7 +34,7 @@ final class ProbeDataset: Dataset, @unchecked Sendable {
 
 /// `[3, H, W]` floats: the byte value plus a uniform draw in [0, 0.5) per element, so every
 /// element shows both which image it came from and which generator drew its noise.
-let noisyTransform: SampleTransform = { image, generator in
+let noisyTransform: ImageTransform = { image, generator in
   let out = Tensor(shape: [3, image.height, image.width])
   for y in 0..<image.height {
     for x in 0..<image.width {
@@ -48,7 +48,7 @@ let noisyTransform: SampleTransform = { image, generator in
 }
 
 /// Every batch of one epoch.
-func drain(_ iterator: BatchIterator) throws -> [Batch] {
+func drain(_ iterator: BatchIterator<RGBImage>) throws -> [Batch] {
   var batches: [Batch] = []
   while let b = try iterator.next() { batches.append(b) }
   return batches
@@ -60,12 +60,12 @@ final class DataLoaderTests: XCTestCase {
       dataset: ProbeDataset(count: 10), batchSize: 4, workers: 2, transform: noisyTransform)
     XCTAssertEqual(loader.batchCount, 3)
     let batches = try drain(loader.batches(epoch: 0))
-    XCTAssertEqual(batches.map(\.images.shape), [[4, 3, 2, 2], [4, 3, 2, 2], [2, 3, 2, 2]])
+    XCTAssertEqual(batches.map(\.inputs.shape), [[4, 3, 2, 2], [4, 3, 2, 2], [2, 3, 2, 2]])
     XCTAssertEqual(batches.map(\.indices), [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]])
     XCTAssertEqual(batches.map(\.labels), [[0, 1, 2, 0], [1, 2, 0, 1], [2, 0]])
     // Element values: sample index plus noise in [0, 0.5).
     for batch in batches {
-      let values = batch.images.scalars
+      let values = batch.inputs.scalars
       for (k, index) in batch.indices.enumerated() {
         for v in values[(k * 12)..<((k + 1) * 12)] {
           XCTAssertGreaterThanOrEqual(v, Float(index))
@@ -83,7 +83,7 @@ final class DataLoaderTests: XCTestCase {
 
   func testSeededShuffleIsReproducibleAndVariesByEpochAndSeed() throws {
     let dataset = ProbeDataset(count: 50)
-    func loader(seed: UInt64) -> DataLoader {
+    func loader(seed: UInt64) -> DataLoader<RGBImage> {
       DataLoader(
         dataset: dataset, batchSize: 8, shuffle: true, seed: seed, workers: 0,
         transform: noisyTransform)
@@ -115,8 +115,8 @@ final class DataLoaderTests: XCTestCase {
         for (x, y) in zip(a, b) {
           XCTAssertEqual(x.indices, y.indices, "epoch \(e), workers \(workers)")
           XCTAssertEqual(x.labels, y.labels)
-          XCTAssertEqual(x.images.shape, y.images.shape)
-          XCTAssertEqual(x.images.scalars, y.images.scalars, "epoch \(e), workers \(workers)")
+          XCTAssertEqual(x.inputs.shape, y.inputs.shape)
+          XCTAssertEqual(x.inputs.scalars, y.inputs.scalars, "epoch \(e), workers \(workers)")
         }
       }
     }
@@ -125,7 +125,7 @@ final class DataLoaderTests: XCTestCase {
     let again = reference[1].first { $0.indices.contains(first.indices[0]) }!
     let k = again.indices.firstIndex(of: first.indices[0])!
     XCTAssertNotEqual(
-      Array(first.images.scalars[0..<12]), Array(again.images.scalars[(k * 12)..<((k + 1) * 12)]))
+      Array(first.inputs.scalars[0..<12]), Array(again.inputs.scalars[(k * 12)..<((k + 1) * 12)]))
   }
 
   func testSampleRandomnessDoesNotDependOnBatchSize() throws {
@@ -137,7 +137,7 @@ final class DataLoaderTests: XCTestCase {
       var out: [Int: [Float]] = [:]
       for batch in try drain(loader.batches(epoch: 3)) {
         for (k, index) in batch.indices.enumerated() {
-          out[index] = Array(batch.images.scalars[(k * 12)..<((k + 1) * 12)])
+          out[index] = Array(batch.inputs.scalars[(k * 12)..<((k + 1) * 12)])
         }
       }
       return out

@@ -147,7 +147,7 @@ final class ImageFolderTests: TemporaryFolderTestCase {
     XCTAssertEqual(dataset.count, 9)
     // Sample 1 is cat/B.ppm, written first (grey 0); sample 7 is éclair/v.pgm (grey 8).
     XCTAssertEqual(try dataset.image(at: 1).pixels, [UInt8](repeating: 0, count: 6))
-    XCTAssertEqual(try dataset.item(at: 7).image.pixels, [UInt8](repeating: 8, count: 6))
+    XCTAssertEqual(try dataset.item(at: 7).sample.pixels, [UInt8](repeating: 8, count: 6))
     XCTAssertEqual(try dataset.item(at: 7).label, 2)
     XCTAssertEqual(dataset.classCounts, [1, 6, 2])
   }
