@@ -13,8 +13,10 @@ enum ParameterInit {
 }
 
 /// Where a model's parameters come from, scoped by name as candle's `VarBuilder::pp`: a model's
-/// constructor asks `source.scoped("blocks").scoped("3").take("weight", shape, init)` for each
-/// tensor, so every state-dict name is written once, in the constructor that uses it.
+/// constructor asks its scope for each tensor (`take("cls_token", shape, init)`) and each child
+/// (`child("attn") { ViTAttention(…, source: $0) }`, `linear("qkv", …)`), then, after
+/// `super.init()`, `registerEntries(into: self)` registers them under the same names in the same
+/// order. Every state-dict name is written once, in the constructor that uses it.
 ///
 /// Three modes share that code:
 /// - `random`: fresh tensors drawn from one generator, in the order the constructor asks;
@@ -47,6 +49,13 @@ final class ParameterSource {
   private let shared: Shared
   /// The scope's name prefix, with its trailing dot (empty at the root).
   let prefix: String
+  /// What this scope handed out, in order: parameters and child modules, by local name.
+  private var entries: [(name: String, entry: Entry)] = []
+
+  private enum Entry {
+    case parameter(Tensor)
+    case module(Module)
+  }
 
   private init(shared: Shared, prefix: String) {
     self.shared = shared
@@ -81,8 +90,33 @@ final class ParameterSource {
     ParameterSource(shared: shared, prefix: prefix + name + ".")
   }
 
-  /// The tensor `name` (within this scope) of `shape`.
+  /// The parameter `name` (within this scope) of `shape`, recorded for `registerEntries`.
   func take(_ name: String, _ shape: [Int], _ initialiser: ParameterInit) -> Tensor {
+    let t = value(name, shape, initialiser)
+    entries.append((name, .parameter(t)))
+    return t
+  }
+
+  /// The child module `name`, built by `build` on its own scope, recorded for `registerEntries`.
+  func child<M: Module>(_ name: String, _ build: (ParameterSource) -> M) -> M {
+    let module = build(scoped(name))
+    entries.append((name, .module(module)))
+    return module
+  }
+
+  /// Registers what this scope handed out (parameters and children, in order, under their local
+  /// names) on `module`, the module this scope was built for.
+  func registerEntries(into module: Module) {
+    for (name, entry) in entries {
+      switch entry {
+      case .parameter(let t): module.registerParameter(name, t)
+      case .module(let m): module.registerModule(name, m)
+      }
+    }
+  }
+
+  /// The tensor `name` (within this scope) of `shape`, not recorded as an entry.
+  private func value(_ name: String, _ shape: [Int], _ initialiser: ParameterInit) -> Tensor {
     let full = prefix + name
     shared.requested.append((full, shape))
     switch shared.mode {
@@ -113,26 +147,29 @@ final class ParameterSource {
     }
   }
 
-  /// A timm-initialised linear layer `in → out` named `name` (trunc-normal 0.02, zero bias).
+  /// A timm-initialised child linear layer `in → out` named `name` (trunc-normal 0.02, zero
+  /// bias); `Linear` names its own tensors `weight` and `bias`, as PyTorch does.
   func linear(_ name: String, _ inputs: Int, _ outputs: Int, bias: Bool = true) -> Linear {
-    let scope = scoped(name)
-    let w = scope.take("weight", [outputs, inputs], .truncatedNormal(std: 0.02))
-    let b = bias ? scope.take("bias", [outputs], .constant(0)) : nil
-    return Linear(weight: w, bias: b)
+    child(name) { scope in
+      let w = scope.value("weight", [outputs, inputs], .truncatedNormal(std: 0.02))
+      let b = bias ? scope.value("bias", [outputs], .constant(0)) : nil
+      return Linear(weight: w, bias: b)
+    }
   }
 
-  /// A LayerNorm named `name` (ones and zeros when fresh).
+  /// A child LayerNorm named `name` (ones and zeros when fresh).
   func layerNorm(_ name: String, _ dim: Int, eps: Float) -> LayerNorm {
-    let norm = LayerNorm(dim, eps: eps)
-    let scope = scoped(name)
-    let weight = scope.take("weight", [dim], .constant(1))
-    let bias = scope.take("bias", [dim], .constant(0))
-    if case .weights = shared.mode {
-      // LayerNorm allocates its own vectors; these are D floats each, so copying is free.
-      norm.weight!.assign(weight)
-      norm.bias!.assign(bias)
+    child(name) { scope in
+      let norm = LayerNorm(dim, eps: eps)
+      let weight = scope.value("weight", [dim], .constant(1))
+      let bias = scope.value("bias", [dim], .constant(0))
+      if case .weights = shared.mode {
+        // LayerNorm allocates its own vectors; these are D floats each, so copying is free.
+        norm.weight!.assign(weight)
+        norm.bias!.assign(bias)
+      }
+      return norm
     }
-    return norm
   }
 
   /// With checkpoint weights: the names that were missing or mis-shaped and the checkpoint's

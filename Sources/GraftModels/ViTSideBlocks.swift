@@ -35,7 +35,9 @@ extension VisionTransformer {
     guard pruned else {
       let source = ParameterSource(generator: generator)
       for i in layers {
-        out[i] = ViTBlock(index: i, width: width, hidden: hidden, config: c, source: source)
+        // One scope per block: a scope registers what it handed out on the block built on it.
+        out[i] = ViTBlock(
+          index: i, width: width, hidden: hidden, config: c, source: source.scoped(String(i)))
       }
       generator = source.generator
       return ReducedBlocks(blocks: out, finalNorm: nil, normEps: c.normEps, pruning: nil)

@@ -15,12 +15,16 @@ public final class PatchProjection: Module {
   /// Bias, [D], absent in the CLIP towers.
   public let bias: Tensor?
 
-  init(weight: Tensor, bias: Tensor?) {
-    self.weight = weight
-    self.bias = bias
+  /// The projection of `c` (PyTorch's Conv2d default init: U(±1/√fan_in) for weight and bias),
+  /// its tensors from `source` (scoped at `patch_embed.proj`).
+  init(config c: ViTConfig, source: ParameterSource) {
+    let bound = 1 / Float(c.inChans * c.patchSize.area).squareRoot()
+    weight = source.take(
+      "weight", [c.embedDim, c.inChans, c.patchSize.height, c.patchSize.width],
+      .uniform(bound: bound))
+    bias = c.patchBias ? source.take("bias", [c.embedDim], .uniform(bound: bound)) : nil
     super.init()
-    registerParameter("weight", weight)
-    if let bias { registerParameter("bias", bias) }
+    source.registerEntries(into: self)
   }
 }
 
@@ -35,17 +39,9 @@ public final class PatchEmbed: Module {
   /// The patch embedding of `c`, its tensors from `source` (scoped at `patch_embed`).
   init(config c: ViTConfig, source: ParameterSource) {
     patchSize = c.patchSize
-    let fanIn = c.inChans * c.patchSize.area
-    // PyTorch's Conv2d default: U(±1/√fan_in) for weight and bias.
-    let bound = 1 / Float(fanIn).squareRoot()
-    let scope = source.scoped("proj")
-    proj = PatchProjection(
-      weight: scope.take(
-        "weight", [c.embedDim, c.inChans, c.patchSize.height, c.patchSize.width],
-        .uniform(bound: bound)),
-      bias: c.patchBias ? scope.take("bias", [c.embedDim], .uniform(bound: bound)) : nil)
+    proj = source.child("proj") { PatchProjection(config: c, source: $0) }
     super.init()
-    registerModule("proj", proj)
+    source.registerEntries(into: self)
   }
 
   /// Patch tokens [B, gh·gw, D] of `pixels` [B, C, H, W] (H and W multiples of the patch), with
@@ -68,10 +64,11 @@ public final class LayerScale: Module {
   /// The scale, [D].
   public let gamma: Tensor
 
-  init(gamma: Tensor) {
-    self.gamma = gamma
+  /// A scale of `width` channels starting at `initial`, from `source` (scoped at `ls1`/`ls2`).
+  init(width: Int, initial: Float, source: ParameterSource) {
+    gamma = source.take("gamma", [width], .constant(initial))
     super.init()
-    registerParameter("gamma", gamma)
+    source.registerEntries(into: self)
   }
 
   /// `x · gamma` over the last axis.
@@ -95,8 +92,7 @@ public final class ViTAttention: Module {
     proj = source.linear("proj", width, width)
     heads = c.numHeads
     super.init()
-    registerModule("qkv", qkv)
-    registerModule("proj", proj)
+    source.registerEntries(into: self)
   }
 }
 
@@ -128,11 +124,9 @@ public final class ViTBlock: Module, UnaryModule {
   init(index: Int, width: Int, hidden: Int, config c: ViTConfig, source: ParameterSource) {
     self.index = index
     norm1 = source.layerNorm("norm1", width, eps: c.normEps)
-    attn = ViTAttention(width: width, config: c, source: source.scoped("attn"))
-    if let v = c.initValues {
-      ls1 = LayerScale(gamma: source.scoped("ls1").take("gamma", [width], .constant(v)))
-    } else {
-      ls1 = nil
+    attn = source.child("attn") { ViTAttention(width: width, config: c, source: $0) }
+    ls1 = c.initValues.map { v in
+      source.child("ls1") { LayerScale(width: width, initial: v, source: $0) }
     }
     norm2 = source.layerNorm("norm2", width, eps: c.normEps)
     let activation: Activation =
@@ -141,21 +135,14 @@ public final class ViTBlock: Module, UnaryModule {
       case .quickGELU: .quickGELU
       case .geluTanh: .geluTanh
       }
-    mlp = ViTMLP(
-      fc1: source.linear("mlp.fc1", width, hidden), activation: activation,
-      fc2: source.linear("mlp.fc2", hidden, width))
-    if let v = c.initValues {
-      ls2 = LayerScale(gamma: source.scoped("ls2").take("gamma", [width], .constant(v)))
-    } else {
-      ls2 = nil
+    mlp = source.child("mlp") {
+      ViTMLP(width: width, hidden: hidden, activation: activation, source: $0)
+    }
+    ls2 = c.initValues.map { v in
+      source.child("ls2") { LayerScale(width: width, initial: v, source: $0) }
     }
     super.init()
-    registerModule("norm1", norm1)
-    registerModule("attn", attn)
-    if let ls1 { registerModule("ls1", ls1) }
-    registerModule("norm2", norm2)
-    registerModule("mlp", mlp)
-    if let ls2 { registerModule("ls2", ls2) }
+    source.registerEntries(into: self)
   }
 
   /// Whether attention keeps its probabilities for backward instead of recomputing them (see
@@ -228,14 +215,14 @@ public final class ViTMLP: Module, UnaryModule {
   /// Second layer, hidden → D.
   public let fc2: Linear
 
-  init(fc1: Linear, activation: Activation, fc2: Linear) {
-    self.fc1 = fc1
-    act = activation
-    self.fc2 = fc2
+  /// An MLP `width → hidden → width` with `activation`, its tensors from `source` (scoped at
+  /// `mlp`).
+  init(width: Int, hidden: Int, activation: Activation, source: ParameterSource) {
+    fc1 = source.linear("fc1", width, hidden)
+    act = source.child("act") { _ in activation }
+    fc2 = source.linear("fc2", hidden, width)
     super.init()
-    registerModule("fc1", fc1)
-    registerModule("act", act)
-    registerModule("fc2", fc2)
+    source.registerEntries(into: self)
   }
 
   /// `fc2(act(fc1(x)))`; backward rebuilds the activation rather than keeping it.
@@ -320,28 +307,21 @@ public final class VisionTransformer: Module, ImageBackbone {
     posEmbed = source.take("pos_embed", [1, c.posEmbedLength, d], .truncatedNormal(std: 0.02))
     distToken =
       c.distilled ? source.take("dist_token", [1, 1, d], .truncatedNormal(std: 0.02)) : nil
-    patchEmbed = PatchEmbed(config: c, source: source.scoped("patch_embed"))
+    patchEmbed = source.child("patch_embed") { PatchEmbed(config: c, source: $0) }
     normPre = c.preNorm ? source.layerNorm("norm_pre", d, eps: c.normEps) : nil
-    let blockScope = source.scoped("blocks")
-    blocks = ModuleList(
-      (0..<c.depth).map { ViTBlock(index: $0, config: c, source: blockScope.scoped(String($0))) })
+    blocks = source.child("blocks") { scope in
+      ModuleList(
+        (0..<c.depth).map { i in
+          ViTBlock(index: i, config: c, source: scope.scoped(String(i)))
+        })
+    }
     norm = c.finalNorm && !c.usesFcNorm ? source.layerNorm("norm", d, eps: c.normEps) : nil
     fcNorm = c.finalNorm && c.usesFcNorm ? source.layerNorm("fc_norm", d, eps: c.normEps) : nil
     head = c.numClasses > 0 ? source.linear("head", d, c.numClasses) : nil
     headDist = c.numClasses > 0 && c.distilled ? source.linear("head_dist", d, c.numClasses) : nil
     super.init()
-    // Registration order is timm's state-dict order: own parameters first, then children.
-    if let clsToken { registerParameter("cls_token", clsToken) }
-    if let regToken { registerParameter("reg_token", regToken) }
-    registerParameter("pos_embed", posEmbed)
-    if let distToken { registerParameter("dist_token", distToken) }
-    registerModule("patch_embed", patchEmbed)
-    if let normPre { registerModule("norm_pre", normPre) }
-    registerModule("blocks", blocks)
-    if let norm { registerModule("norm", norm) }
-    if let fcNorm { registerModule("fc_norm", fcNorm) }
-    if let head { registerModule("head", head) }
-    if let headDist { registerModule("head_dist", headDist) }
+    // The constructor asked in timm's state-dict order: own parameters first, then children.
+    source.registerEntries(into: self)
   }
 
   // MARK: SequenceBackbone
