@@ -1,12 +1,6 @@
 import CZlib
 import Foundation
 
-#if canImport(Glibc)
-  import Glibc
-#elseif canImport(Darwin)
-  import Darwin
-#endif
-
 // NumPy's `.npz` is a zip archive of `.npy` members (`np.savez` stores them, `np.savez_compressed`
 // deflates them; both force ZIP64 local headers). A `.npy` file is the magic "\x93NUMPY", a
 // version byte pair, a little-endian header length (2 bytes in version 1, 4 in 2 and 3), then a
@@ -213,8 +207,15 @@ public struct NumpyArchive {
   /// Maps the file at `url` and reads its directory and `.npy` headers; throws
   /// `NumpyArchiveError` when the file is missing, unreadable or malformed.
   public init(contentsOf url: URL) throws {
-    let file = try MappedFile(path: url.path)
     let path = url.path
+    let file: MappedFile
+    do {
+      file = try MappedFile(path: path)
+    } catch {
+      throw NumpyArchiveError(
+        kind: error.translated(notFound: .fileNotFound, empty: .emptyFile, otherwise: .readFailed),
+        path: path, message: error.message)
+    }
     let bytes = file.bytes
     let reader = ArchiveParser(bytes: bytes, path: path)
     var members: [String: Member] = [:]
@@ -305,7 +306,7 @@ public struct NumpyArchive {
     #endif
     var result: Tensor
     if info.compression == .stored {
-      let src = file.base + member.dataOffset + member.npyHeaderLength
+      let src = file.mutableBytes.baseAddress! + member.dataOffset + member.npyHeaderLength
       if nativeF32 && count > 0 && Int(bitPattern: src) % 4 == 0 {
         let floats = src.bindMemory(to: Float.self, capacity: count)
         result = Tensor(
@@ -360,7 +361,9 @@ public struct NumpyArchive {
       }
     }
     if info.compression == .stored {
-      try decode(UnsafeRawPointer(file.base + member.dataOffset + member.npyHeaderLength))
+      try decode(
+        UnsafeRawPointer(
+          file.mutableBytes.baseAddress! + member.dataOffset + member.npyHeaderLength))
     } else {
       let raw = try inflatedData(member)
       try raw.withUnsafeBytes { try decode($0.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!) }
@@ -400,7 +403,8 @@ public struct NumpyArchive {
         continue
       }
       let actual = crc32Of(
-        UnsafeRawPointer(file.base + member.dataOffset), count: member.uncompressedSize)
+        UnsafeRawPointer(file.mutableBytes.baseAddress! + member.dataOffset),
+        count: member.uncompressedSize)
       guard actual == expected else {
         throw fail(
           .checksumMismatch, member,
@@ -429,7 +433,7 @@ public struct NumpyArchive {
   ) throws {
     do {
       let inflater = try RawInflater(
-        input: UnsafeRawPointer(file.base + member.dataOffset),
+        input: UnsafeRawPointer(file.mutableBytes.baseAddress! + member.dataOffset),
         count: member.info.compressedSize)
       if skipHeader {
         var header = [UInt8](repeating: 0, count: member.npyHeaderLength)
@@ -1057,45 +1061,7 @@ private func crc32Of(_ src: UnsafeRawPointer, count: Int, start: UInt32 = 0) -> 
   return UInt32(truncatingIfNeeded: crc)
 }
 
-// MARK: - Memory mapping and inflate
-
-/// A whole file mapped privately (copy-on-write) into memory; the owner of borrowed tensors.
-final class MappedFile {
-  let base: UnsafeMutableRawPointer
-  let length: Int
-  /// The mapped bytes.
-  var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: length) }
-
-  init(path: String) throws {
-    func fail(_ kind: NumpyArchiveError.Kind, _ message: String) -> NumpyArchiveError {
-      NumpyArchiveError(kind: kind, path: path, message: message)
-    }
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else {
-      if errno == ENOENT { throw fail(.fileNotFound, "no such file") }
-      throw fail(.readFailed, "cannot open: \(String(cString: strerror(errno)))")
-    }
-    defer { close(fd) }
-    var st = stat()
-    guard fstat(fd, &st) == 0 else {
-      throw fail(.readFailed, "cannot stat: \(String(cString: strerror(errno)))")
-    }
-    guard (st.st_mode & S_IFMT) == S_IFREG else {
-      throw fail(.readFailed, "not a regular file (a directory?)")
-    }
-    let size = Int(st.st_size)
-    guard size > 0 else { throw fail(.emptyFile, "the file is empty") }
-    guard let mapped = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0),
-      mapped != MAP_FAILED
-    else {
-      throw fail(.readFailed, "cannot map: \(String(cString: strerror(errno)))")
-    }
-    base = mapped
-    length = size
-  }
-
-  deinit { munmap(base, length) }
-}
+// MARK: - Inflate
 
 /// A raw-deflate (zip method 8) decoder over compressed bytes in memory, keeping a running CRC-32
 /// of what it produces.
