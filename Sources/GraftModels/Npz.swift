@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 // NumPy's `.npz` is a zip archive (ZipArchive.swift) of `.npy` members (Npy.swift):
 // `np.savez` stores them, `np.savez_compressed` deflates them; both force ZIP64 local headers.
@@ -97,9 +98,11 @@ public struct NumpyArrayInfo: Sendable, Equatable {
 /// array data is read on request. The mapping is private and copy-on-write: a stored
 /// little-endian F32 array in C order whose data happens to be 4-byte aligned in the file is
 /// returned as a tensor that borrows the mapped pages (writing into it changes only this
-/// process's copy), every other array is converted into a new tensor. Deflated members are
-/// inflated on each read and their CRC-32 is checked; stored members are used in place, so their
-/// CRC is checked only by `verifyChecksums()`. The mapping lives until this value and every
+/// process's copy), every other array is converted into a new tensor. Each read checks the
+/// member's CRC-32 as NumPy does: deflated members are inflated (and checked) on every read;
+/// stored members are used in place and checked on their first read only, so that a later read
+/// returns the same pages, this process's writes to borrowed tensors included.
+/// `verifyChecksums()` checks every member at once. The mapping lives until this value and every
 /// tensor borrowing from it are gone.
 ///
 /// Members whose names do not end in `.npy` (NumPy reads those as raw bytes) are skipped.
@@ -114,6 +117,8 @@ public struct NumpyArchive {
   /// The zip structures over `file`'s bytes (for a bare `.npy`, only its member operations).
   private let zip: ZipArchive
   private let members: [String: Member]
+  /// Stored members whose CRC-32 has been checked, shared by copies of this value.
+  private let checkedMembers = CheckedMembers()
 
   /// One array: where its member lies and what its header says.
   struct Member {
@@ -234,7 +239,7 @@ public struct NumpyArchive {
     #endif
     var result: Tensor
     if info.compression == .stored {
-      let src = storedElements(member)
+      let src = try storedElements(member)
       if nativeF32 && count > 0 && Int(bitPattern: src) % 4 == 0 {
         let floats = src.bindMemory(to: Float.self, capacity: count)
         result = Tensor(
@@ -288,7 +293,7 @@ public struct NumpyArchive {
       }
     }
     if info.compression == .stored {
-      try decode(storedElements(member))
+      try decode(try storedElements(member))
     } else {
       let raw = try inflatedElements(member)
       try raw.withUnsafeBytes { try decode($0.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!) }
@@ -312,9 +317,15 @@ public struct NumpyArchive {
     for name in names { try zip.verify(members[name]!.entry) }
   }
 
-  /// Where a stored member's elements lie in the mapping.
-  private func storedElements(_ member: Member) -> UnsafeMutableRawPointer {
-    file.mutableBytes.baseAddress! + member.entry.dataOffset + member.npyHeaderLength
+  /// Where a stored member's elements lie in the mapping, after checking its CRC-32 if this is
+  /// its first read.
+  private func storedElements(_ member: Member) throws -> UnsafeMutableRawPointer {
+    let name = member.entry.name
+    if !checkedMembers.contains(name) {
+      try zip.verify(member.entry)
+      checkedMembers.insert(name)
+    }
+    return file.mutableBytes.baseAddress! + member.entry.dataOffset + member.npyHeaderLength
   }
 
   /// The element bytes of a deflated member, inflated.
@@ -328,4 +339,13 @@ public struct NumpyArchive {
     }
     return raw
   }
+}
+
+/// A set of member names that threads may read and extend concurrently.
+private final class CheckedMembers: Sendable {
+  private let names = Mutex<Set<String>>([])
+
+  func contains(_ name: String) -> Bool { names.withLock { $0.contains(name) } }
+
+  func insert(_ name: String) { _ = names.withLock { $0.insert(name) } }
 }
