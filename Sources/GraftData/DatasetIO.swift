@@ -54,22 +54,24 @@ enum DatasetFile {
   /// The bytes of `url`, inflated when they start with the gzip magic (whatever the file's
   /// extension), so `train-images-idx3-ubyte` and `train-images-idx3-ubyte.gz` read the same.
   static func readBytes(_ url: URL) throws -> [UInt8] {
-    let path = url.path
-    var isDirectory: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-      throw DatasetError(.notFound, path: path, "no such file")
-    }
-    guard !isDirectory.boolValue else {
-      throw DatasetError(.invalidArgument, path: path, "is a folder, expected a file")
-    }
-    let data: Data
+    let bytes = try map(url).withBytes { [UInt8]($0) }
+    return Gzip.isCompressed(bytes) ? try Gzip.decompress(bytes, path: url.path) : bytes
+  }
+
+  /// The file at `url` mapped into memory (an empty file is allowed); errors are
+  /// `DatasetError`s: `notFound`, `invalidArgument` for a folder, `io` for anything else.
+  static func map(_ url: URL) throws -> MappedFile {
     do {
-      data = try Data(contentsOf: url, options: .mappedIfSafe)
+      return try MappedFile(path: url.path, allowingEmpty: true)
     } catch {
-      throw DatasetError(.io, path: path, "cannot read: \(error.localizedDescription)")
+      let kind: DatasetError.Kind =
+        switch error.kind {
+        case .notFound: .notFound
+        case .directory: .invalidArgument
+        case .notRegularFile, .unreadable, .empty, .mapFailed: .io
+        }
+      throw DatasetError(kind, path: error.path, error.message)
     }
-    let bytes = [UInt8](data)
-    return Gzip.isCompressed(bytes) ? try Gzip.decompress(bytes, path: path) : bytes
   }
 
   /// Whether `path` names an existing folder (following symbolic links).

@@ -99,20 +99,14 @@ public enum ImageCodec {
   /// Reads and decodes the file at `url`; the format comes from its first bytes, not its name.
   public static func decode(contentsOf url: URL) throws -> RGBImage {
     let path = url.path
-    var isDirectory: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-      throw ImageError(file: path, kind: .missingFile, detail: "")
-    }
-    if isDirectory.boolValue {
-      throw ImageError(file: path, kind: .unreadable, detail: "is a directory")
-    }
-    let data: Data
+    let file: MappedFile
     do {
-      data = try Data(contentsOf: url, options: .mappedIfSafe)
+      file = try MappedFile(path: path, allowingEmpty: true)
     } catch {
-      throw ImageError(file: path, kind: .unreadable, detail: "\(error.localizedDescription)")
+      if error.kind == .notFound { throw ImageError(file: path, kind: .missingFile, detail: "") }
+      throw ImageError(file: path, kind: .unreadable, detail: error.message)
     }
-    return try decode(data: data, name: path)
+    return try decode(data: file.data, name: path)
   }
 
   /// Decodes PNG or JPEG bytes; `name` identifies them in errors.

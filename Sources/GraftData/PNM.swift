@@ -10,16 +10,7 @@ import Foundation
 public enum PNMCodec {
   /// Decodes the file at `url`; errors name it.
   public static func decode(contentsOf url: URL) throws -> RGBImage {
-    let data: Data
-    do {
-      data = try Data(contentsOf: url)
-    } catch {
-      let exists = FileManager.default.fileExists(atPath: url.path)
-      throw DatasetError(
-        exists ? .io : .notFound, path: url.path,
-        exists ? "cannot read: \(error.localizedDescription)" : "no such file")
-    }
-    return try decode([UInt8](data), path: url.path)
+    try decode(DatasetFile.map(url).withBytes { [UInt8]($0) }, path: url.path)
   }
 
   /// Decodes Netpbm bytes; `path` names the source in errors.

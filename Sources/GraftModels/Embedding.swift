@@ -7,23 +7,6 @@ import GraftData
 // the model sees it (the model itself only has preconditions), and the output is written
 // atomically, so a failure leaves any earlier file as it was.
 
-/// Bad input to `Embedding`: the description starts with the file concerned.
-public struct EmbeddingError: Error, CustomStringConvertible, Sendable {
-  /// The file concerned (or `<inputs>` for the argument list).
-  public var path: String
-  /// The problem, in words.
-  public var message: String
-
-  /// Makes an error about `path`.
-  public init(path: String, message: String) {
-    self.path = path
-    self.message = message
-  }
-
-  /// `path: message`.
-  public var description: String { "\(path): \(message)" }
-}
-
 /// What `graft embed` reads.
 public enum EmbeddingInput: Equatable, Sendable {
   /// Image files (PNG, JPEG, Netpbm), each preprocessed with the model's eval transform.
@@ -35,7 +18,7 @@ public enum EmbeddingInput: Equatable, Sendable {
   /// a list of images. Throws for no inputs, or a `.safetensors` among other inputs.
   public init(arguments: [String]) throws {
     guard !arguments.isEmpty else {
-      throw EmbeddingError(
+      throw FileError(
         path: "<inputs>", message: "no inputs: give image files or one .safetensors of pixels")
     }
     let tensors = arguments.filter { $0.lowercased().hasSuffix(".safetensors") }
@@ -44,7 +27,7 @@ public enum EmbeddingInput: Equatable, Sendable {
     } else if arguments.count == 1 {
       self = .pixels(URL(fileURLWithPath: arguments[0]))
     } else {
-      throw EmbeddingError(
+      throw FileError(
         path: tensors[0],
         message:
           "a .safetensors input holds a whole batch of pixels and must be the only input "
@@ -98,8 +81,8 @@ public enum Embedding {
   /// given), `global_pool`, and for images `preprocessing` (timm's keys, JSON).
   ///
   /// The output path is checked first (its folder must exist; it must not be a folder, an
-  /// input or the model), so mistakes fail before any work. Throws `EmbeddingError`,
-  /// `ModelLoadError` or the readers' errors, each naming the file; nothing is written then.
+  /// input or the model), so mistakes fail before any work. Throws `FileError`
+  /// (for the model too) or the readers' errors, each naming the file; nothing is written then.
   /// `progress` is called after each batch with (done, total).
   @discardableResult
   public static func run(
@@ -146,14 +129,14 @@ public enum Embedding {
   /// Runs `loaded.model` over `input`, `batchSize` samples at a time, without recording
   /// gradients. Pixels and preprocessed images are checked against the model (channels; the
   /// size must be `img_size`, or with `dynamic_img_size` a multiple of the patch) before it
-  /// runs. Throws `EmbeddingError` (or `ImageError`/`DatasetError`/`SafetensorsError`) naming
+  /// runs. Throws `FileError` (or `ImageError`/`DatasetError`/`SafetensorsError`) naming
   /// the file.
   public static func embed(
     _ loaded: LoadedModel, _ input: EmbeddingInput, batchSize: Int = defaultBatchSize,
     progress: ((Int, Int) -> Void)? = nil
   ) throws -> EmbeddingResult {
     guard batchSize >= 1 else {
-      throw EmbeddingError(path: "<batch size>", message: "must be at least 1, got \(batchSize)")
+      throw FileError(path: "<batch size>", message: "must be at least 1, got \(batchSize)")
     }
     var features: [Tensor] = []
     var logits: [Tensor] = []
@@ -176,7 +159,7 @@ public enum Embedding {
       }
     case .images(let urls):
       guard let config = loaded.preprocessing else {
-        throw EmbeddingError(
+        throw FileError(
           path: loaded.source.path,
           message:
             "the model takes \(loaded.model.config.inChans)-channel input, not RGB images; "
@@ -205,7 +188,7 @@ public enum Embedding {
       var names = file.names.prefix(8).joined(separator: ", ")
       if file.names.isEmpty { names = "none" }
       if file.names.count > 8 { names += ", … (\(file.names.count) in all)" }
-      throw EmbeddingError(
+      throw FileError(
         path: url.path, message: "no 'pixels' tensor [B, 3, H, W] (tensors: \(names))")
     }
     let shape = try file.info("pixels").shape
@@ -218,8 +201,8 @@ public enum Embedding {
     _ shape: [Int], for model: VisionTransformer, path: String, what: String
   ) throws {
     let c = model.config
-    func fail(_ message: String) -> EmbeddingError {
-      EmbeddingError(path: path, message: "\(what) has shape \(shape): \(message)")
+    func fail(_ message: String) -> FileError {
+      FileError(path: path, message: "\(what) has shape \(shape): \(message)")
     }
     guard shape.count == 4 else { throw fail("expected [B, \(c.inChans), H, W]") }
     guard shape[0] >= 1 else { throw fail("no samples") }
@@ -244,17 +227,17 @@ public enum Embedding {
     let path = output.path
     var isDirectory: ObjCBool = false
     if fm.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
-      throw EmbeddingError(path: path, message: "the output is a folder; give a file name")
+      throw FileError(path: path, message: "the output is a folder; give a file name")
     }
     let folder = output.deletingLastPathComponent()
     guard fm.fileExists(atPath: folder.path, isDirectory: &isDirectory), isDirectory.boolValue
     else {
-      throw EmbeddingError(
+      throw FileError(
         path: path, message: "the output's folder \(folder.path) does not exist")
     }
     let target = output.resolvingSymlinksInPath().standardizedFileURL.path
     for input in inputs where input.resolvingSymlinksInPath().standardizedFileURL.path == target {
-      throw EmbeddingError(
+      throw FileError(
         path: path, message: "the output would overwrite an input; choose another file name")
     }
   }
@@ -265,10 +248,10 @@ public enum Embedding {
     for url in files {
       var isDirectory: ObjCBool = false
       guard fm.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
-        throw EmbeddingError(path: url.path, message: "no such file")
+        throw FileError(path: url.path, message: "no such file")
       }
       if isDirectory.boolValue {
-        throw EmbeddingError(path: url.path, message: "is a folder, not an image file")
+        throw FileError(path: url.path, message: "is a folder, not an image file")
       }
     }
   }

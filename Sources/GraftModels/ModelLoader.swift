@@ -15,24 +15,6 @@ public enum ModelFormat: String, Sendable, Equatable {
   case googleNPZ = "google-npz"
 }
 
-/// A model reference that cannot be resolved or loaded; the description starts with the file
-/// or name concerned.
-public struct ModelLoadError: Error, CustomStringConvertible, Sendable {
-  /// The file, folder or name concerned.
-  public var path: String
-  /// The problem, in words (may span several lines).
-  public var message: String
-
-  /// Makes an error about `path`.
-  public init(path: String, message: String) {
-    self.path = path
-    self.message = message
-  }
-
-  /// `path: message`.
-  public var description: String { "\(path): \(message)" }
-}
-
 /// A model ready to run, with what is needed to feed it.
 public struct LoadedModel {
   /// The network, its weights those of the checkpoint.
@@ -74,15 +56,15 @@ public enum ModelLoader {
   ///   `searchPaths` (by default `bundledModelDirectories()`) that has one.
   ///
   /// `arch` given with a folder must agree with its `config.json` (tags aside). Throws
-  /// `ModelLoadError` for a reference that names nothing (listing every place looked in), an
-  /// `.npz` without `arch` or whose shapes do not fit it; the loaders' own errors
-  /// (`TimmLoadError`, `NumpyArchiveError`, `GoogleViTCheckpointError`, `SafetensorsError`,
+  /// `FileError` for a reference that names nothing (listing every place looked in), an
+  /// `.npz` without `arch` or whose shapes do not fit it; the loaders' own errors (`FileError`
+  /// for a timm config, `NumpyArchiveError`, `GoogleViTCheckpointError`, `SafetensorsError`,
   /// `StateDictError`) for malformed files. Every error names the file.
   public static func load(_ reference: String, arch: String? = nil, searchPaths: [URL]? = nil)
     throws -> LoadedModel
   {
     guard !reference.isEmpty else {
-      throw ModelLoadError(
+      throw FileError(
         path: "<model>", message: "empty model reference (give a folder, an .npz or a name)")
     }
     let fm = FileManager.default
@@ -96,7 +78,7 @@ public enum ModelLoader {
       || ["npz", "safetensors", "json", "npy"].contains(
         (reference as NSString).pathExtension.lowercased())
     if pathLike {
-      throw ModelLoadError(
+      throw FileError(
         path: URL(fileURLWithPath: reference).path, message: "no such file or folder")
     }
     let directories = searchPaths ?? bundledModelDirectories()
@@ -120,7 +102,7 @@ public enum ModelLoader {
       lines += directories.map { "  \($0.appendingPathComponent(reference).path)/" }
       lines.append("(add folders with \(searchPathVariable)=dir1:dir2)")
     }
-    throw ModelLoadError(path: reference, message: lines.joined(separator: "\n"))
+    throw FileError(path: reference, message: lines.joined(separator: "\n"))
   }
 
   /// Where bundled models are looked for, in order: each folder of `GRAFT_MODELS`
@@ -173,7 +155,7 @@ public enum ModelLoader {
         }
         preprocessing = p
       } catch let e as ImagePreprocessConfigError {
-        throw ModelLoadError(path: configURL.path, message: "pretrained_cfg: \(e.message)")
+        throw FileError(path: configURL.path, message: "pretrained_cfg: \(e.message)")
       }
     }
     var name = timm.architecture.name
@@ -192,7 +174,7 @@ public enum ModelLoader {
     do {
       architecture = try TimmArchitecture(arch)
     } catch let e as UnknownArchitectureError {
-      throw ModelLoadError(path: url.path, message: "--arch: \(e.description)")
+      throw FileError(path: url.path, message: "--arch: \(e.description)")
     }
     return try loadNumpy(url, architecture: architecture)
   }
@@ -202,14 +184,14 @@ public enum ModelLoader {
   /// The checkpoint decides what a name cannot: the classifier size (its `head`, or none). The
   /// architecture decides the input size: a position table laid out for another patch grid is
   /// resampled to it (bilinear, as timm's `_load_weights`). Width, depth, heads, MLP width,
-  /// patch size, channels and class token must agree, else `ModelLoadError` names both sides.
+  /// patch size, channels and class token must agree, else `FileError` names both sides.
   /// A checkpoint with a `pre_logits` layer (Google's in21k releases) loads without its head:
   /// that head reads the missing layer's output (timm loads it anyway and its logits are
   /// meaningless). Only the ViT and DeiT families fit these checkpoints; MAP (attention-pool)
   /// heads are not supported. Preprocessing: `defaultPreprocessing(for:)`.
   public static func loadNumpy(_ url: URL, architecture: TimmArchitecture) throws -> LoadedModel {
     let path = url.path
-    func fail(_ message: String) -> ModelLoadError { ModelLoadError(path: path, message: message) }
+    func fail(_ message: String) -> FileError { FileError(path: path, message: message) }
     let fullName = architecture.name + (architecture.tag.map { "." + $0 } ?? "")
     guard architecture.family == .vit || architecture.family == .deit else {
       throw fail(
@@ -274,11 +256,11 @@ public enum ModelLoader {
       let loaded = try loadFolder(url)
       if let arch {
         guard let wanted = try? TimmArchitecture(arch) else {
-          throw ModelLoadError(
+          throw FileError(
             path: url.path, message: "--arch '\(arch)' is not a timm name Graft knows")
         }
         guard wanted.name == loaded.architecture.name else {
-          throw ModelLoadError(
+          throw FileError(
             path: url.appendingPathComponent("config.json").path,
             message:
               "the folder's architecture is '\(loaded.architecture.name)', not --arch "
@@ -290,7 +272,7 @@ public enum ModelLoader {
     switch url.pathExtension.lowercased() {
     case "npz":
       guard let arch else {
-        throw ModelLoadError(
+        throw FileError(
           path: url.path,
           message:
             "an .npz checkpoint has no config: name its timm architecture with --arch "
@@ -298,13 +280,13 @@ public enum ModelLoader {
       }
       return try loadNumpy(url, arch: arch)
     case "safetensors":
-      throw ModelLoadError(
+      throw FileError(
         path: url.path,
         message:
           "a bare .safetensors has no config; give the timm model folder that holds it and "
           + "its config.json")
     default:
-      throw ModelLoadError(
+      throw FileError(
         path: url.path,
         message:
           "not a model: expected a timm model folder (config.json + model.safetensors) "
@@ -315,7 +297,7 @@ public enum ModelLoader {
   /// Throws unless the checkpoint's shapes are those of `c`.
   private static func checkFits(
     _ found: GoogleViTCheckpoint.Architecture, _ c: ViTConfig, _ name: String,
-    _ fail: (String) -> ModelLoadError
+    _ fail: (String) -> FileError
   ) throws {
     var problems: [String] = []
     func compare(_ what: String, _ checkpoint: String, _ arch: String) {

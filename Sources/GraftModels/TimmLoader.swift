@@ -305,17 +305,6 @@ public struct TimmHubConfig: Sendable, Equatable {
   }
 }
 
-/// A timm model folder that cannot be loaded; the description starts with the file concerned.
-public struct TimmLoadError: Error, CustomStringConvertible, Sendable {
-  /// The file or folder concerned.
-  public var path: String
-  /// The problem, in words.
-  public var message: String
-
-  /// `path: message`.
-  public var description: String { "\(path): \(message)" }
-}
-
 /// A loaded timm model: the network, its parsed config and resolved architecture.
 public struct TimmModel {
   /// The model, with the checkpoint's F32 tensors as its parameters (memory-mapped, not copied).
@@ -332,7 +321,7 @@ public struct TimmModel {
 public enum TimmModelFolder {
   /// Reads `folder/config.json` and `folder/model.safetensors` and builds the model.
   ///
-  /// Throws `TimmLoadError` naming the file for a missing or malformed config, an unknown or
+  /// Throws `FileError` naming the file for a missing or malformed config, an unknown or
   /// unsupported architecture or argument, and a missing weights file; `SafetensorsError` for a
   /// malformed weights file; `StateDictError` (its `source` the weights file) listing every
   /// missing, unexpected and mis-shaped tensor with both shapes.
@@ -344,16 +333,16 @@ public enum TimmModelFolder {
     do {
       (arch, vit) = try config.vitConfig()
     } catch let e as UnknownArchitectureError {
-      throw TimmLoadError(path: configURL.path, message: e.description)
+      throw FileError(path: configURL.path, message: e.description)
     } catch let e as ViTConfigError {
-      throw TimmLoadError(
+      throw FileError(
         path: configURL.path, message: "architecture '\(config.architecture)': \(e.message)")
     }
     let weightsURL = folder.appendingPathComponent("model.safetensors")
     guard FileManager.default.fileExists(atPath: weightsURL.path) else {
       let hasPickle = FileManager.default.fileExists(
         atPath: folder.appendingPathComponent("pytorch_model.bin").path)
-      throw TimmLoadError(
+      throw FileError(
         path: weightsURL.path,
         message: "no such file"
           + (hasPickle ? " (pytorch_model.bin is not read: save with safe_serialization)" : ""))
@@ -364,30 +353,30 @@ public enum TimmModelFolder {
     return TimmModel(model: model, config: config, architecture: arch)
   }
 
-  /// Parses a timm `config.json`; throws `TimmLoadError` naming the file.
+  /// Parses a timm `config.json`; throws `FileError` naming the file.
   public static func readConfig(_ url: URL) throws -> TimmHubConfig {
     guard FileManager.default.fileExists(atPath: url.path) else {
-      throw TimmLoadError(path: url.path, message: "no such file (a timm model folder has one)")
+      throw FileError(path: url.path, message: "no such file (a timm model folder has one)")
     }
     let data: Data
     do {
       data = try Data(contentsOf: url)
     } catch {
-      throw TimmLoadError(path: url.path, message: "cannot read: \(error.localizedDescription)")
+      throw FileError(path: url.path, message: "cannot read: \(error.localizedDescription)")
     }
     let json: JSONValue
     do {
       json = try JSONDecoder().decode(JSONValue.self, from: data)
     } catch {
-      throw TimmLoadError(path: url.path, message: "not valid JSON")
+      throw FileError(path: url.path, message: "not valid JSON")
     }
     guard let object = json.objectValue else {
-      throw TimmLoadError(path: url.path, message: "the top level is not a JSON object")
+      throw FileError(path: url.path, message: "the top level is not a JSON object")
     }
     do {
       return try TimmHubConfig(json: object)
     } catch let e as ViTConfigError {
-      throw TimmLoadError(path: url.path, message: e.message)
+      throw FileError(path: url.path, message: e.message)
     }
   }
 }

@@ -43,7 +43,7 @@ public struct TuneBackbone {
   public static func load(_ reference: String, arch: String? = nil) throws -> TuneBackbone {
     let loaded = try ModelLoader.load(reference, arch: arch)
     guard let preprocessing = loaded.preprocessing else {
-      throw ModelLoadError(path: reference, message: "the model does not take RGB images")
+      throw FileError(path: reference, message: "the model does not take RGB images")
     }
     let weights =
       loaded.format == .timmFolder

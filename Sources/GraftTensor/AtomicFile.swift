@@ -6,25 +6,13 @@ import Foundation
   import Darwin
 #endif
 
-/// An I/O failure while writing a file atomically; the description names the destination path.
-public struct AtomicFileError: Error, CustomStringConvertible, Sendable {
-  /// The file that was being written.
-  public let path: String
-  /// What failed ("create temporary file", "write", "fsync", "rename", …).
-  public let operation: String
-  /// The system's explanation (`strerror`) or another detail.
-  public let reason: String
-
-  /// A description naming the path, the failed step and the reason.
-  public var description: String { "\(path): \(operation) failed: \(reason)" }
-}
-
 /// Writes files all-or-nothing: the bytes go to a temporary file in the destination's directory,
 /// which is flushed to disk and then renamed over the destination.
 ///
 /// Readers therefore see either the old file or the complete new one, never a partial write,
 /// and a process that has the old file memory-mapped keeps its (unlinked) contents. On any
-/// error the temporary file is removed and an existing destination is left untouched.
+/// error the temporary file is removed and an existing destination is left untouched. I/O
+/// failures throw `FileError`: the destination, the step that failed and the system's reason.
 public enum AtomicFile {
   /// Replaces (or creates) the file at `url` with `data`.
   public static func write(_ data: Data, to url: URL) throws {
@@ -40,23 +28,16 @@ public enum AtomicFile {
     let tempPath = try uniqueTemporaryPath(for: url)
     let fd = open(tempPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o666)
     guard fd >= 0 else {
-      throw AtomicFileError(
-        path: path, operation: "create temporary file in \(directory)", reason: errnoString())
+      throw failure(path, "create temporary file in \(directory)")
     }
     let output = Output(fd: fd, path: path)
     var closed = false
     do {
       try body(output)
-      guard fsync(fd) == 0 else {
-        throw AtomicFileError(path: path, operation: "fsync", reason: errnoString())
-      }
+      guard fsync(fd) == 0 else { throw failure(path, "fsync") }
       closed = true
-      guard close(fd) == 0 else {
-        throw AtomicFileError(path: path, operation: "close", reason: errnoString())
-      }
-      guard rename(tempPath, path) == 0 else {
-        throw AtomicFileError(path: path, operation: "rename", reason: errnoString())
-      }
+      guard close(fd) == 0 else { throw failure(path, "close") }
+      guard rename(tempPath, path) == 0 else { throw failure(path, "rename") }
     } catch {
       if !closed { _ = close(fd) }
       _ = unlink(tempPath)
@@ -95,7 +76,7 @@ public enum AtomicFile {
         let n = posixWrite(fd, next, left)
         if n < 0 {
           if errno == EINTR { continue }
-          throw AtomicFileError(path: path, operation: "write", reason: errnoString())
+          throw failure(path, "write")
         }
         next += n
         left -= n
@@ -109,7 +90,7 @@ public enum AtomicFile {
   private static func uniqueTemporaryPath(for url: URL) throws -> String {
     let name = url.lastPathComponent
     guard !name.isEmpty, name != "/" else {
-      throw AtomicFileError(path: url.path, operation: "open", reason: "not a file path")
+      throw FileError(path: url.path, message: "open failed: not a file path")
     }
     let suffix = String(UInt64.random(in: 0...UInt64.max), radix: 36)
     return url.deletingLastPathComponent()
@@ -117,8 +98,10 @@ public enum AtomicFile {
   }
 }
 
-/// The current `errno` as text.
-private func errnoString() -> String { String(cString: strerror(errno)) }
+/// `path: <operation> failed: <the current errno as text>`.
+private func failure(_ path: String, _ operation: String) -> FileError {
+  FileError(path: path, message: "\(operation) failed: \(String(cString: strerror(errno)))")
+}
 
 /// `write(2)`, reachable where a method named `write` shadows it.
 private func posixWrite(_ fd: Int32, _ bytes: UnsafeRawPointer, _ count: Int) -> Int {

@@ -1,11 +1,5 @@
 import Foundation
 
-#if canImport(Glibc)
-  import Glibc
-#elseif canImport(Darwin)
-  import Darwin
-#endif
-
 // The safetensors format: an 8-byte little-endian header length N, N bytes of JSON
 // `{"__metadata__": {str: str}, name: {"dtype", "shape", "data_offsets": [begin, end]}, …}`
 // (padded with spaces), then the data blob; offsets are relative to the blob's first byte.
@@ -115,8 +109,8 @@ public final class SafetensorsFile {
   /// The header's `__metadata__` (empty when absent).
   public let metadata: [String: String]
   private let entries: [String: TensorInfo]
-  private let base: UnsafeMutableRawPointer
-  private let mappedLength: Int
+  /// The mapping, which borrowed tensors keep alive.
+  private let file: MappedFile
   /// Offset of the data blob from the start of the file.
   private let dataStart: Int
 
@@ -128,45 +122,25 @@ public final class SafetensorsFile {
       SafetensorsError(kind: kind, path: path, message: message)
     }
 
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else {
-      if errno == ENOENT { throw fail(.fileNotFound, "no such file") }
-      throw fail(.readFailed, "cannot open: \(String(cString: strerror(errno)))")
+    let file: MappedFile
+    do {
+      file = try MappedFile(path: path)
+    } catch {
+      throw SafetensorsError(
+        kind: error.translated(notFound: .fileNotFound, empty: .emptyFile, otherwise: .readFailed),
+        path: path, message: error.message)
     }
-    defer { close(fd) }
-    var st = stat()
-    guard fstat(fd, &st) == 0 else {
-      throw fail(.readFailed, "cannot stat: \(String(cString: strerror(errno)))")
+    guard file.count >= 8 else {
+      throw fail(.fileTooShort, "\(file.count) bytes is too short for the 8-byte header length")
     }
-    guard (st.st_mode & S_IFMT) == S_IFREG else {
-      throw fail(.readFailed, "not a regular file (a directory?)")
-    }
-    let size = Int(st.st_size)
-    guard size > 0 else { throw fail(.emptyFile, "the file is empty") }
-    guard size >= 8 else {
-      throw fail(.fileTooShort, "\(size) bytes is too short for the 8-byte header length")
-    }
-    guard let mapped = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0),
-      mapped != MAP_FAILED
-    else {
-      throw fail(.readFailed, "cannot map: \(String(cString: strerror(errno)))")
-    }
-    var parsed = false
-    defer { if !parsed { munmap(mapped, size) } }
-
-    let header = try Self.parseHeader(
-      UnsafeRawBufferPointer(start: mapped, count: size), path: path)
-    parsed = true
+    let header = try Self.parseHeader(file.bytes, path: path)
     self.url = url
-    base = mapped
-    mappedLength = size
+    self.file = file
     dataStart = header.dataStart
     entries = header.entries
     metadata = header.metadata
     names = entries.keys.sorted(by: utf8Precedes)
   }
-
-  deinit { munmap(base, mappedLength) }
 
   /// True when the file has a tensor called `name`.
   public func contains(_ name: String) -> Bool { entries[name] != nil }
@@ -185,7 +159,7 @@ public final class SafetensorsFile {
   public func tensor(_ name: String) throws -> Tensor {
     let info = try info(name)
     let count = info.count
-    let src = base + dataStart + info.dataOffsets.lowerBound
+    let src = file.mutableBytes.baseAddress! + dataStart + info.dataOffsets.lowerBound
     let result: Tensor
     #if _endian(little)
       let canBorrow = info.dtype == .f32 && count > 0 && Int(bitPattern: src) % 4 == 0
@@ -195,7 +169,7 @@ public final class SafetensorsFile {
     if canBorrow {
       let floats = src.bindMemory(to: Float.self, capacity: count)
       result = Tensor(
-        shape: info.shape, storage: TensorStorage(borrowing: floats, count: count, owner: self))
+        shape: info.shape, storage: TensorStorage(borrowing: floats, count: count, owner: file))
     } else {
       result = Tensor(shape: info.shape, zeroed: false)
       Self.convert(src, dtype: info.dtype, count: count, into: result.pointer)
@@ -207,7 +181,7 @@ public final class SafetensorsFile {
   /// The elements of an I64 or I32 tensor, flattened.
   public func intArray(_ name: String) throws -> [Int] {
     let info = try info(name)
-    let src = UnsafeRawPointer(base + dataStart + info.dataOffsets.lowerBound)
+    let src = file.bytes.baseAddress! + dataStart + info.dataOffsets.lowerBound
     switch info.dtype {
     case .i64:
       return (0..<info.count).map {

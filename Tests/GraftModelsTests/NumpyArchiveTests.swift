@@ -378,15 +378,37 @@ final class NumpyArchiveTests: XCTestCase {
     assertFails(.memberNotFound, mentioning: ["README"]) { _ = try archive.array("README") }
   }
 
-  func testStoredChecksumIsCheckedOnRequest() throws {
+  func testStoredChecksumIsCheckedOnRead() throws {
     let npy = TestArchive.npy(descr: "<f4", shape: [2], data: TestArchive.floats([1, 2]))
     let url = try write(
       TestArchive.zip([.init(name: "c.npy", data: npy, crc: TestArchive.crc32(npy) ^ 1)]),
       "crc.npz")
     let archive = try NumpyArchive(contentsOf: url)
-    XCTAssertEqual(try archive.array("c").scalars, [1, 2], "stored data is used without a pass")
+    assertFails(.checksumMismatch, mentioning: ["crc.npz", "c.npy", "CRC-32"]) {
+      _ = try archive.array("c")
+    }
     assertFails(.checksumMismatch, mentioning: ["crc.npz", "c.npy"]) {
       try archive.verifyChecksums()
+    }
+  }
+
+  func testFlippedBitInAStoredMemberIsRefused() throws {
+    // NumPy's reader (zipfile) refuses a stored member whose bytes no longer match its CRC-32;
+    // so must Graft, although it uses stored data in place.
+    let original = try [UInt8](Data(contentsOf: npzFixture("dtypes_zip64.npz")))
+    // Both members have a 128-byte .npy header; flip a bit of an element.
+    var bytes = original
+    bytes[dataOffset(original, member: "f4.npy") + 128 + 5] ^= 0x10
+    var ints = original
+    ints[dataOffset(original, member: "i4.npy") + 128] ^= 0x01
+    let archive = try NumpyArchive(contentsOf: try write(bytes, "flipped.npz"))
+    assertFails(.checksumMismatch, mentioning: ["flipped.npz", "member 'f4.npy'", "CRC-32"]) {
+      _ = try archive.array("f4")
+    }
+    XCTAssertEqual(try archive.array("f8").shape, [2, 5], "other members still read")
+    let intArchive = try NumpyArchive(contentsOf: try write(ints, "flipped_int.npz"))
+    assertFails(.checksumMismatch, mentioning: ["member 'i4.npy'"]) {
+      _ = try intArchive.intArray("i4")
     }
   }
 
@@ -402,6 +424,21 @@ final class NumpyArchiveTests: XCTestCase {
     }
     XCTFail("no directory entry for \(member)")
     return (bytes, 0)
+  }
+
+  /// Where `member`'s data starts in zip `bytes`: after its local header (found by signature and
+  /// name; NumPy's ZIP64 directory keeps the header offset in an extra field), name and extra.
+  private func dataOffset(_ bytes: [UInt8], member: String) -> Int {
+    let name = Array(member.utf8)
+    for i in 0..<(bytes.count - 30 - name.count)
+    where bytes[i] == 0x50 && bytes[i + 1] == 0x4B && bytes[i + 2] == 3 && bytes[i + 3] == 4
+      && Array(bytes[(i + 30)..<(i + 30 + name.count)]) == name
+    {
+      let extraLength = Int(bytes[i + 28]) | Int(bytes[i + 29]) << 8
+      return i + 30 + name.count + extraLength
+    }
+    XCTFail("no local header for \(member)")
+    return 0
   }
 
   func testDeflatedChecksumMismatch() throws {

@@ -221,7 +221,7 @@ final class TimmLoaderTests: XCTestCase {
 
   func testMissingConfigNamesTheFile() {
     let error = loadError(scratch)
-    XCTAssertTrue(error is TimmLoadError)
+    XCTAssertTrue(error is FileError)
     XCTAssertTrue("\(error!)".contains(scratch.appendingPathComponent("config.json").path))
     XCTAssertTrue("\(error!)".contains("no such file"), "\(error!)")
   }

@@ -428,7 +428,7 @@ final class SafetensorsTests: XCTestCase {
   func testAtomicWriteErrorNamesThePath() {
     let url = directory.appendingPathComponent("no/such/dir/out.bin")
     XCTAssertThrowsError(try AtomicFile.write(Data([1]), to: url)) { error in
-      let error = error as? AtomicFileError
+      let error = error as? FileError
       XCTAssertNotNil(error)
       XCTAssertTrue(error?.description.contains(url.path) ?? false, "\(String(describing: error))")
     }
