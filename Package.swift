@@ -23,6 +23,7 @@ let package = Package(
     .library(name: "GraftModels", targets: ["GraftModels"]),
     .library(name: "GraftTuning", targets: ["GraftTuning"]),
     .library(name: "GraftTasks", targets: ["GraftTasks"]),
+    .library(name: "GraftPoints", targets: ["GraftPoints"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -45,6 +46,14 @@ let package = Package(
       name: "CImageCodecs",
       linkerSettings: [.linkedLibrary("png16"), .linkedLibrary("jpeg")]
     ),
+    // libhdf5 (Debian's serial build; `hdf5.pc` is only an alternatives link to it).
+    .systemLibrary(
+      name: "CHDF5",
+      pkgConfig: "hdf5-serial",
+      providers: [.apt(["libhdf5-dev"])]
+    ),
+    // libhdf5 behind C functions that return status codes, with HDF5's own error printing off.
+    .target(name: "CHDF5Shim", dependencies: ["CHDF5"]),
     // GELU, exp and softmax loops with an AVX-512 variant chosen at run time (target_clones).
     .target(name: "CKernels"),
     .target(
@@ -78,10 +87,17 @@ let package = Package(
       dependencies: ["GraftTuning", "GraftData", .product(name: "Yams", package: "Yams")],
       swiftSettings: numericSettings
     ),
+    // Point-cloud and mesh files, kept out of GraftData so image work does not rebuild it.
+    .target(
+      name: "GraftPoints",
+      dependencies: ["GraftTensor", "CHDF5Shim"],
+      swiftSettings: numericSettings
+    ),
     .executableTarget(
       name: "graft",
       dependencies: [
         "GraftTensor", "GraftNN", "GraftData", "GraftModels", "GraftTuning", "GraftTasks", "CBLAS",
+        "GraftPoints",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
@@ -103,5 +119,9 @@ let package = Package(
       resources: [.copy("Fixtures")]
     ),
     .testTarget(name: "GraftTasksTests", dependencies: ["GraftTasks"]),
+    .testTarget(
+      name: "GraftPointsTests", dependencies: ["GraftPoints"],
+      resources: [.copy("Fixtures")]
+    ),
   ]
 )
