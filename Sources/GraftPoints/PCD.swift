@@ -482,7 +482,8 @@ public enum PCD {
       for (f, field) in header.fields.enumerated() {
         for c in 0..<field.count {
           let t = s.token()!
-          let what = "point \(i) field '\(field.name)'"
+          // Built only for an error message.
+          func what() -> String { "point \(i) field '\(field.name)'" }
           switch roles[f] {
           case .skip:
             continue
@@ -497,7 +498,7 @@ public enum PCD {
             } else if let v = s.parseInt(t), let u = Int32(exactly: v) {
               packed = UInt32(bitPattern: u)
             } else {
-              throw s.error(.badValue, "\(what): '\(s.string(t))' is not a packed colour")
+              throw s.error(.badValue, "\(what()): '\(s.string(t))' is not a packed colour")
             }
             columns.setColor(i, packed)
             continue
@@ -508,17 +509,17 @@ public enum PCD {
           if types[f].isInteger {
             guard let v = s.parseInt(t), fits(v, types[f]) else {
               throw s.error(
-                .badValue, "\(what): '\(s.string(t))' is not a \(field.type)\(field.size)")
+                .badValue, "\(what()): '\(s.string(t))' is not a \(field.type)\(field.size)")
             }
             value = Float(v)
           } else if types[f] == .float32 {
             guard let v = s.parseFloat(t) else {
-              throw s.error(.badValue, "\(what): '\(s.string(t))' is not a number")
+              throw s.error(.badValue, "\(what()): '\(s.string(t))' is not a number")
             }
             value = v
           } else {
             guard let v = s.parseDouble(t) else {
-              throw s.error(.badValue, "\(what): '\(s.string(t))' is not a number")
+              throw s.error(.badValue, "\(what()): '\(s.string(t))' is not a number")
             }
             value = Float(v)
           }
@@ -573,13 +574,13 @@ public enum PCD {
       fields.append((cloud.alpha != nil ? "rgba" : "rgb", encoding == .ascii ? "U" : "F", 1))
     }
     if cloud.intensity != nil { fields.append(("intensity", "F", 1)) }
+    // An attribute may carry a standard name the cloud does not otherwise use (a lone
+    // `normal_x`), but not one already written, nor padding's `_`.
+    var taken = Set(fields.map(\.0) + ["_"])
     for a in cloud.attributes {
-      guard
-        !["x", "y", "z", "normal_x", "normal_y", "normal_z", "rgb", "rgba", "intensity", "_"]
-          .contains(a.name)
-      else {
+      guard taken.insert(a.name).inserted else {
         throw PointFileError(
-          .invalidWrite, path: path, "attribute '\(a.name)' clashes with a standard field")
+          .invalidWrite, path: path, "attribute '\(a.name)' clashes with another field")
       }
       fields.append((a.name, "F", a.components))
     }

@@ -390,31 +390,32 @@ public enum PLY {
             throw s.error(.truncated, "the data ends after \(i) of \(e.count) \(e.name) elements")
           }
           for (p, property) in e.properties.enumerated() {
-            let what = "\(e.name) \(i) property '\(property.name)'"
+            // Built only for an error message.
+            func what() -> String { "\(e.name) \(i) property '\(property.name)'" }
             if property.listCountType != nil {
-              let k = try s.int(what + " length")
-              guard k >= 0 else { throw s.error(.badValue, "\(what): negative list length") }
+              let k = try s.int(what() + " length")
+              guard k >= 0 else { throw s.error(.badValue, "\(what()): negative list length") }
               var corners = [Int]()
               for _ in 0..<k {
                 if ei == faceIndex, p == indexProperty {
-                  corners.append(try s.int(what))
+                  corners.append(try s.int(what()))
                 } else {
-                  _ = try s.double(what)
+                  _ = try s.double(what())
                 }
               }
               if ei == faceIndex, p == indexProperty { try faces.add(corners, face: "face \(i)") }
             } else if ei == vertexIndex {
               let value: Double
               if types[p] == .float32 {
-                value = Double(try s.float(what))
+                value = Double(try s.float(what()))
               } else if types[p].isInteger {
-                value = Double(try s.int(what))
+                value = Double(try s.int(what()))
               } else {
-                value = try s.double(what)
+                value = try s.double(what())
               }
               try store(i, p, value)
             } else {
-              _ = try s.double(what)
+              _ = try s.double(what())
             }
           }
           try s.expectLineEnd("\(e.name) \(i)")
@@ -458,11 +459,19 @@ public enum PLY {
       if cloud.alpha != nil { header += "property uchar alpha\n" }
     }
     if cloud.intensity != nil { header += "property float intensity\n" }
+    var taken: Set = ["x", "y", "z"]
+    if cloud.normals != nil { taken.formUnion(["nx", "ny", "nz"]) }
+    if cloud.colors != nil { taken.formUnion(["red", "green", "blue", "alpha"]) }
+    if cloud.intensity != nil { taken.insert("intensity") }
     for a in cloud.attributes {
-      if a.components == 1 {
-        header += "property float \(a.name)\n"
-      } else {
-        for c in 0..<a.components { header += "property float \(a.name)_\(c)\n" }
+      let names = a.components == 1 ? [a.name] : (0..<a.components).map { "\(a.name)_\($0)" }
+      for name in names {
+        // A reader refuses a property named twice.
+        guard taken.insert(name).inserted else {
+          throw PointFileError(
+            .invalidWrite, path: path, "attribute '\(name)' clashes with another property")
+        }
+        header += "property float \(name)\n"
       }
     }
     if let triangles {

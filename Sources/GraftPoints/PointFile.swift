@@ -33,6 +33,7 @@ public enum PointFileFormat: Sendable, Equatable, CustomStringConvertible {
 
 /// A format family, chosen by a file's extension or first bytes.
 public enum PointFileKind: String, Sendable, CaseIterable {
+  /// The families, named by their usual extension (`txt`: ModelNet40 text, `h5`: HDF5 sets).
   case pcd, ply, off, obj, txt, npy, h5
 
   /// The kind a path's extension names (`.pcd`, `.ply`, `.off`, `.obj`, `.txt`/`.xyz`, `.npy`,

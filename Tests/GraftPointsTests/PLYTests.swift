@@ -229,9 +229,27 @@ final class PLYTests: XCTestCase {
     }
   }
 
-  func testRefusesNonFiniteWrites() {
+  func testRefusesWritesItCouldNotReadBack() {
     assertPointError(.invalidWrite, "non-finite") {
       try PLY.encode(PointCloud(positions: [0, .nan, 0]), triangles: nil, encoding: .ascii)
     }
+    let clash = PointCloud(
+      positions: [0, 0, 0], normals: [0, 0, 1],
+      attributes: [PointAttribute(name: "nx", values: [1])])
+    assertPointError(.invalidWrite, "'nx' clashes") {
+      try PLY.encode(clash, triangles: nil, encoding: .ascii)
+    }
+    assertPointError(.invalidWrite, "'normal_x' clashes") {
+      var c = clash
+      c.attributes[0].name = "normal_x"
+      return try PCD.encode(c, encoding: .ascii)
+    }
+    // A lone standard name the cloud does not otherwise use is kept as an attribute.
+    var lone = PointCloud(
+      positions: [0, 0, 0], attributes: [PointAttribute(name: "normal_x", values: [0.5])])
+    XCTAssertEqual(try PCD.decode(Data(try PCD.encode(lone, encoding: .binary))).cloud, lone)
+    lone.attributes[0].name = "nx"
+    XCTAssertEqual(
+      try PLY.decode(Data(try PLY.encode(lone, triangles: nil, encoding: .ascii))).vertices, lone)
   }
 }
