@@ -21,7 +21,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 for tool in pcl_xyz2pcd pcl_convert_pcd_ascii_binary pcl_normal_estimation pcl_ply2pcd \
-  pcl_png2pcd pcl_fpfh_estimation pcl_pcd_change_viewpoint pcl_pcd2ply; do
+  pcl_png2pcd pcl_fpfh_estimation pcl_pcd_change_viewpoint pcl_pcd2ply pcl_pcd_introduce_nan; do
   command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y pcl-tools" >&2; exit 1; }
 done
 
@@ -87,7 +87,17 @@ EOF
   three_encodings "$work/fpfh.pcd" fpfh
   pcl_pcd_change_viewpoint "$work/xyz.pcd" "$fixtures/viewpoint_binary_compressed.pcd" \
     -viewpoint 1,2,3,0.7071068,0,0.7071068,0 >/dev/null
-  echo "fixtures: wrote $(find "$fixtures" -name '*.pcd' | wc -l) PCD files to $fixtures"
+  # PLY files that PCL writes: with normals, curvature and its `camera` element; with packed
+  # colours; with a NaN coordinate (pcl_pcd_introduce_nan replaces values and adds rgba); and the
+  # malformed file PCL 1.13 writes for a cloud whose rgb field is typed U (four colour bytes per
+  # vertex under three declared uchar properties), which PCL itself reads back as 0 points.
+  pcl_pcd2ply -format 1 "$fixtures/normals_binary.pcd" "$fixtures/normals_pcl.ply" >/dev/null 2>&1
+  pcl_pcd2ply -format 1 "$fixtures/rgb_binary.pcd" "$fixtures/rgb_pcl.ply" >/dev/null 2>&1
+  pcl_pcd_introduce_nan "$fixtures/xyz_binary.pcd" "$fixtures/nan_ascii.pcd" 25 >/dev/null 2>&1
+  pcl_pcd2ply -format 1 "$fixtures/nan_ascii.pcd" "$fixtures/nan_pcl.ply" >/dev/null 2>&1
+  pcl_pcd2ply -format 1 "$fixtures/organized_binary.pcd" "$fixtures/organized_pcl_malformed.ply" \
+    >/dev/null 2>&1
+  echo "fixtures: wrote $(find "$fixtures" -name '*.pcd' -o -name '*.ply' | wc -l) PCD and PLY files to $fixtures"
 }
 
 check() {

@@ -253,6 +253,9 @@ public enum PLY {
     if let faceIndex, header.elements[faceIndex].count > 0, indexProperty == nil {
       throw fail(.missingField, "the face element has no vertex_indices list")
     }
+    // PCL writes the missing points of organised clouds into PLY files as NaN, so a cloud may
+    // hold them (as in PCD); a mesh's vertices must be finite.
+    let isMesh = faceIndex.map { header.elements[$0].count > 0 } ?? false
 
     // Refuse counts the remaining bytes cannot hold before allocating anything.
     let available = bytes.count - header.dataOffset
@@ -299,13 +302,15 @@ public enum PLY {
       switch roles[p] {
       case .position(let axis):
         let v = Float(value)
-        guard v.isFinite else {
-          throw fail(.nonFiniteValue, "vertex \(i) has a non-finite coordinate (\(value))")
+        guard v.isFinite || !isMesh else {
+          throw fail(.nonFiniteValue, "mesh vertex \(i) has a non-finite coordinate (\(value))")
         }
         positions[3 * i + axis] = v
       case .normal(let axis):
         let v = Float(value)
-        guard v.isFinite else { throw fail(.nonFiniteValue, "vertex \(i) has a non-finite normal") }
+        guard v.isFinite || !isMesh else {
+          throw fail(.nonFiniteValue, "mesh vertex \(i) has a non-finite normal")
+        }
         normals![3 * i + axis] = v
       case .color(let channel):
         guard let c = colorByte(value, vertexTypes[p]) else {
@@ -429,9 +434,8 @@ public enum PLY {
     let cloud = PointCloud(
       positions: positions, normals: normals, colors: colors, alpha: alpha, intensity: intensity,
       attributes: zip(attributeNames, attributes).map { PointAttribute(name: $0, values: $1) })
-    let hasFaces = faceIndex.map { header.elements[$0].count > 0 } ?? false
     let mesh =
-      hasFaces
+      isMesh
       ? TriangleMesh(vertices: cloud, triangles: faces.triangles, faceCount: faces.faces) : nil
     return Contents(header: header, vertices: cloud, mesh: mesh)
   }

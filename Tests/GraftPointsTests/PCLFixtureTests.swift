@@ -128,6 +128,30 @@ final class PCLFixtureTests: XCTestCase {
     XCTAssertEqual(cloud.positions, try inputPoints())
   }
 
+  func testPLYFilesPCLWrites() throws {
+    // pcl_pcd2ply adds an empty face element and a camera element, which are skipped.
+    let normals = try PLY.read(contentsOf: Fixtures.url("pcl/normals_pcl.ply"))
+    XCTAssertEqual(normals.header.elements.map(\.name), ["vertex", "face", "camera"])
+    XCTAssertNil(normals.mesh)
+    assertSameCloud(normals.vertices, try read("normals_binary").cloud)
+    let rgb = try PLY.read(contentsOf: Fixtures.url("pcl/rgb_pcl.ply")).vertices
+    assertSameCloud(rgb, try read("rgb_binary").cloud)
+    // A NaN coordinate in a PLY cloud (PCL writes missing points so) is kept, as in PCD; the
+    // values equal PCL's reading of the text PCD it came from.
+    let nan = try PLY.read(contentsOf: Fixtures.url("pcl/nan_pcl.ply")).vertices
+    let source = try read("nan_ascii").cloud
+    XCTAssertTrue(sameFloats(nan.positions, source.positions))
+    XCTAssertEqual(nan.missingCount, 1)
+    XCTAssertEqual(nan.alpha, source.alpha)
+    XCTAssertEqual(nan.colors, source.colors)
+    // PCL 1.13 writes four colour bytes under three declared uchar properties when the rgb field
+    // is typed U; PCL reads its own file back as 0 points, and Graft refuses it.
+    let malformed = Fixtures.url("pcl/organized_pcl_malformed.ply")
+    assertPointError(.sizeMismatch, path: malformed.path, "12 bytes follow the last element") {
+      try PLY.read(contentsOf: malformed)
+    }
+  }
+
   func testGraftRewritesPCLFilesWithTheSameValues() throws {
     for name in ["normals", "rgb", "intensity", "organized", "fpfh"] {
       let cloud = try read("\(name)_binary").cloud

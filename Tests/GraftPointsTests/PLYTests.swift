@@ -199,9 +199,16 @@ final class PLYTests: XCTestCase {
       try decodeText(good.replacingOccurrences(of: "3 0 1 2\n", with: ""))
     }
     assertPointError(.countMismatch, "data continues") { try decodeText(good + "3 2 1 0\n") }
-    assertPointError(.nonFiniteValue, "vertex 2") {
+    assertPointError(.nonFiniteValue, "mesh vertex 2") {
       try decodeText(good.replacingOccurrences(of: "0 1 0", with: "0 nan 0"))
     }
+    // Without faces it is a cloud, where NaN marks a missing point.
+    let cloud = try decodeText(
+      good.replacingOccurrences(of: "0 1 0", with: "0 nan 0").replacingOccurrences(
+        of: "face 1", with: "face 0"
+      )
+      .replacingOccurrences(of: "3 0 1 2\n", with: ""))
+    XCTAssertEqual(cloud.vertices.missingCount, 1)
     assertPointError(.badValue, "'one' is not a number") {
       try decodeText(good.replacingOccurrences(of: "1 0 0", with: "one 0 0"))
     }
