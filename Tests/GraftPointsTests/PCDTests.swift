@@ -71,9 +71,10 @@ final class PCDTests: XCTestCase {
       POINTS 2
       DATA ascii
       1 2 3 40000
-      -1e-3 5.5 nan 7
+      -1e-3 5.5 NaN 7
 
       """
+    // Old PCL wrote missing values as `NaN` (pcl_pcd_convert_NaN_nan rewrites them as `nan`).
     let (header, cloud) = try PCD.decode(Data(text: v06))
     XCTAssertEqual(header.version, ".6")
     XCTAssertEqual(cloud.viewpoint, .identity)
