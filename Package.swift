@@ -24,6 +24,7 @@ let package = Package(
     .library(name: "GraftTuning", targets: ["GraftTuning"]),
     .library(name: "GraftTasks", targets: ["GraftTasks"]),
     .library(name: "GraftBench", targets: ["GraftBench"]),
+    .library(name: "GraftPoints", targets: ["GraftPoints"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -46,6 +47,14 @@ let package = Package(
       name: "CImageCodecs",
       linkerSettings: [.linkedLibrary("png16"), .linkedLibrary("jpeg")]
     ),
+    // libhdf5 (Debian's serial build; `hdf5.pc` is only an alternatives link to it).
+    .systemLibrary(
+      name: "CHDF5",
+      pkgConfig: "hdf5-serial",
+      providers: [.apt(["libhdf5-dev"])]
+    ),
+    // libhdf5 behind C functions that return status codes, with HDF5's own error printing off.
+    .target(name: "CHDF5Shim", dependencies: ["CHDF5"]),
     // GELU, exp and softmax loops with an AVX-512 variant chosen at run time (target_clones).
     .target(name: "CKernels"),
     .target(
@@ -85,11 +94,17 @@ let package = Package(
       dependencies: ["GraftTasks", "CBLAS"],
       swiftSettings: numericSettings
     ),
+    // Point-cloud and mesh files, kept out of GraftData so image work does not rebuild it.
+    .target(
+      name: "GraftPoints",
+      dependencies: ["GraftTensor", "CHDF5Shim"],
+      swiftSettings: numericSettings
+    ),
     .executableTarget(
       name: "graft",
       dependencies: [
         "GraftTensor", "GraftNN", "GraftData", "GraftModels", "GraftTuning", "GraftTasks",
-        "GraftBench", "CBLAS",
+        "GraftBench", "GraftPoints", "CBLAS",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
@@ -112,5 +127,9 @@ let package = Package(
     ),
     .testTarget(name: "GraftTasksTests", dependencies: ["GraftTasks"]),
     .testTarget(name: "GraftBenchTests", dependencies: ["GraftBench"]),
+    .testTarget(
+      name: "GraftPointsTests", dependencies: ["GraftPoints"],
+      resources: [.copy("Fixtures")]
+    ),
   ]
 )

@@ -3,7 +3,8 @@
 # Swift itself is expected on PATH (swift.org toolchain, 6.1 or later).
 set -euo pipefail
 # dataset-fashion-mnist: the real Fashion-MNIST (MIT), read by the IDX tests and pretraining.
-packages=(pkg-config libopenblas-dev libpng-dev libjpeg-dev zlib1g-dev dataset-fashion-mnist)
+# libhdf5-dev: ModelNet40 and ScanObjectNN's .h5 files (GraftPoints).
+packages=(pkg-config libopenblas-dev libpng-dev libjpeg-dev zlib1g-dev libhdf5-dev dataset-fashion-mnist)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

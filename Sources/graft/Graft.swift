@@ -10,7 +10,7 @@ struct Graft: ParsableCommand {
     version: GraftVersion.string,
     subcommands: [
       Bench.self, Embed.self, Tune.self, Eval.self, Predict.self, Methods.self, Pretrain.self,
-      DataCommand.self, Demo.self, ReportCommand.self, ModelsCommand.self,
+      DataCommand.self, Demo.self, ReportCommand.self, ModelsCommand.self, PointsCommand.self,
     ]
   )
 }

@@ -1,0 +1,149 @@
+import Foundation
+import XCTest
+
+@testable import GraftPoints
+
+/// HDF5 files written in exactly the layouts of ModelNet40's `ply_data_*.h5` and ScanObjectNN's
+/// `*_objectdataset*.h5` (no real copies of either are available to the tests).
+final class HDF5Tests: XCTestCase {
+  private let (clouds, points) = (3, 5)
+
+  private func positions(_ offset: Float = 0) -> [Float] {
+    (0..<(clouds * points * 3)).map { Float($0) * 0.125 - 4 + offset }
+  }
+
+  func testReadsModelNet40Layout() throws {
+    let url = try temporaryFolder(self).appendingPathComponent("ply_data_train0.h5")
+    let writer = try HDF5Writer()
+    try writer.add("data", floats: positions(), shape: [clouds, points, 3])
+    try writer.add(
+      "faceId", integers: (0..<(clouds * points)).map { $0 }, shape: [clouds, points], type: .int32)
+    try writer.add("label", integers: [7, 0, 39], shape: [clouds, 1], type: .uint8)
+    try writer.add("normal", floats: positions(100), shape: [clouds, points, 3])
+    try writer.write(to: url)
+
+    let file = try HDF5File(contentsOf: url)
+    let info = try XCTUnwrap(try file.info("label"))
+    XCTAssertEqual(info.shape, [3, 1])
+    XCTAssertTrue(info.isInteger)
+    XCTAssertEqual(info.elementSize, 1)
+    XCTAssertNil(try file.info("mask"))
+
+    let set = try PointCloudSet.read(contentsOf: url)
+    XCTAssertEqual(set.clouds, 3)
+    XCTAssertEqual(set.pointsPerCloud, 5)
+    XCTAssertEqual(set.positions, positions())
+    XCTAssertEqual(set.normals, positions(100))
+    XCTAssertEqual(set.labels, [7, 0, 39])
+    XCTAssertEqual(set.tensor().shape, [3, 5, 3])
+    XCTAssertEqual(set.cloud(1).positions, Array(positions()[15..<30]))
+    XCTAssertEqual(set.cloud(1).normals, Array(positions(100)[15..<30]))
+
+    let contents = try PointFile.read(url, cloudIndex: 2)
+    XCTAssertEqual(contents.format, .hdf5)
+    XCTAssertEqual(contents.clouds, 3)
+    XCTAssertEqual(contents.label, 39)
+    XCTAssertEqual(contents.fields, ["x", "y", "z", "nx", "ny", "nz"])
+    assertPointError(.indexOutOfRange, path: url.path, "cloud 3") {
+      try PointFile.read(url, cloudIndex: 3)
+    }
+  }
+
+  func testReadsScanObjectNNLayoutCompressed() throws {
+    let url = try temporaryFolder(self).appendingPathComponent(
+      "training_objectdataset_augmentedrot_scale75.h5")
+    let writer = try HDF5Writer()
+    try writer.add("data", floats: positions(), shape: [clouds, points, 3], gzip: 4)
+    try writer.add("label", integers: [14, 2, 9], shape: [clouds], type: .int64)
+    try writer.add(
+      "mask", integers: (0..<(clouds * points)).map { $0 % 2 }, shape: [clouds, points],
+      type: .int64)
+    try writer.write(to: url)
+    XCTAssertTrue(try XCTUnwrap(try HDF5File(contentsOf: url).info("data")).isFiltered)
+    let set = try PointCloudSet.read(contentsOf: url)
+    XCTAssertEqual(set.positions, positions())
+    XCTAssertNil(set.normals)
+    XCTAssertEqual(set.labels, [14, 2, 9])
+  }
+
+  func testWritesBothLayoutsThroughPointCloudSet() throws {
+    let folder = try temporaryFolder(self)
+    let set = PointCloudSet(
+      clouds: clouds, pointsPerCloud: points, positions: positions(), labels: [1, 2, 3])
+    for layout in [PointCloudSet.LabelLayout.modelNet, .scanObjectNN] {
+      let url = folder.appendingPathComponent("set.h5")
+      try set.write(to: url, labels: layout)
+      XCTAssertEqual(try PointCloudSet.read(contentsOf: url), set)
+      let shape = try XCTUnwrap(try HDF5File(contentsOf: url).info("label")).shape
+      XCTAssertEqual(shape, layout == .modelNet ? [3, 1] : [3])
+    }
+  }
+
+  func testMalformedFilesThrowNamedErrors() throws {
+    let folder = try temporaryFolder(self)
+    func file(_ name: String, _ build: (HDF5Writer) throws -> Void) throws -> URL {
+      let url = folder.appendingPathComponent(name)
+      let writer = try HDF5Writer()
+      try build(writer)
+      try writer.write(to: url)
+      return url
+    }
+    let noData = try file("nodata.h5") {
+      try $0.add("points", floats: [0, 0, 0], shape: [1, 1, 3])
+    }
+    assertPointError(.missingField, path: noData.path, "no 'data' dataset") {
+      try PointCloudSet.read(contentsOf: noData)
+    }
+    let flat = try file("flat.h5") { try $0.add("data", floats: [0, 0, 0, 0], shape: [1, 1, 4]) }
+    assertPointError(.unsupported, path: flat.path, "not [N, P, 3]") {
+      try PointCloudSet.read(contentsOf: flat)
+    }
+    let labels = try file("labels.h5") {
+      try $0.add("data", floats: positions(), shape: [clouds, points, 3])
+      try $0.add("label", integers: [1, 2], shape: [2], type: .int64)
+    }
+    assertPointError(.countMismatch, path: labels.path, "3 clouds need") {
+      try PointCloudSet.read(contentsOf: labels)
+    }
+    let normals = try file("normals.h5") {
+      try $0.add("data", floats: positions(), shape: [clouds, points, 3])
+      try $0.add("normal", floats: [0, 0, 1], shape: [1, 1, 3])
+    }
+    assertPointError(.sizeMismatch, path: normals.path, "'normal' has shape") {
+      try PointCloudSet.read(contentsOf: normals)
+    }
+    var nan = positions()
+    nan[20] = .nan
+    let nanFile = try file("nan.h5") {
+      try $0.add("data", floats: nan, shape: [clouds, points, 3])
+    }
+    assertPointError(.nonFiniteValue, path: nanFile.path, "cloud 1") {
+      try PointCloudSet.read(contentsOf: nanFile)
+    }
+
+    // Not HDF5 at all, and a real file cut short.
+    let text = folder.appendingPathComponent("text.h5")
+    try Data(text: "not hdf5\n").write(to: text)
+    assertPointError(.badHeader, path: text.path, "not an HDF5 file") {
+      try PointCloudSet.read(contentsOf: text)
+    }
+    let good = try file("good.h5") {
+      try $0.add("data", floats: positions(), shape: [clouds, points, 3])
+    }
+    let bytes = try Data(contentsOf: good)
+    for cut in [bytes.count - 100, bytes.count / 2, 600, 40] {
+      let cutURL = folder.appendingPathComponent("cut\(cut).h5")
+      try bytes.prefix(cut).write(to: cutURL)
+      XCTAssertThrowsError(try PointCloudSet.read(contentsOf: cutURL), "cut at \(cut)") {
+        XCTAssertTrue($0 is PointFileError, "\($0)")
+        XCTAssertTrue("\($0)".hasPrefix(cutURL.path), "\($0)")
+      }
+    }
+    assertPointError(.fileNotFound, path: folder.appendingPathComponent("none.h5").path) {
+      try PointCloudSet.read(contentsOf: folder.appendingPathComponent("none.h5"))
+    }
+    assertPointError(.invalidWrite, "4 values for shape [1, 3]") {
+      try HDF5Writer().add("data", floats: [1, 2, 3, 4], shape: [1, 3])
+    }
+  }
+}
