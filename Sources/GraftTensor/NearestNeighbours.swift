@@ -1,0 +1,269 @@
+// k-nearest neighbours: squared distances by GEMM (|q|² + |p|² − 2·q·pᵀ on centred coordinates,
+// through OpenBLAS), a branch-free per-row partial selection (a threshold no smaller than the
+// k-th smallest, and the few points under it), then an exact re-ranking of those candidates. The
+// GEMM alone can swap two neighbours whose distances differ by less than its rounding error (the
+// formula cancels), so the result would depend on BLAS blocking; the re-ranking makes it exactly
+// the brute-force answer.
+
+extension PointOps {
+  /// The `k` nearest points of each query point, by ascending squared Euclidean distance, ties
+  /// to the lower point index: KNN_CUDA's `KNN(k, transpose_mode=True)(points, query)` as
+  /// Point-MAE's `Group` calls it (sorted, stable), with squared rather than plain distances.
+  ///
+  /// The distance of a query `q` to a point `p` is `Σ_c (q_c − p_c)²`, summed over the channels
+  /// in order in Float32 (KNN_CUDA's own loop; its compiler may fuse it into FMAs). Candidates
+  /// come from the GEMM form on coordinates centred on the cloud's mean; every point whose GEMM
+  /// distance lies within a rounding bound of the k-th smallest is re-scored with the exact sum,
+  /// so the indices and distances are those of a brute-force sort whatever BLAS does.
+  ///
+  /// Shapes: `query` `[B, M, C]` and `points` `[B, N, C]` (any C: xyz, or features as in a
+  /// DGCNN's dynamic graph) → indices `[B, M, k]` and squared distances `[B, M, k]` (or
+  /// unbatched `[M, C]`, `[N, C]` → `[M, k]`); 1 ≤ k ≤ N. The distances are not recorded on the
+  /// tape. Queries run in parallel in blocks, each block one single-threaded GEMM. Inputs must
+  /// be finite.
+  public static func knn(query: Tensor, points: Tensor, k: Int) -> (
+    indices: IndexTensor, squaredDistances: Tensor
+  ) {
+    let q = cloudShape(query, "knn")
+    let p = cloudShape(points, "knn")
+    precondition(
+      q.batched == p.batched && q.batch == p.batch && q.channels == p.channels,
+      "knn: query \(query.shape) and points \(points.shape) do not match")
+    precondition(k >= 1 && k <= p.count, "knn: k = \(k) for clouds of \(p.count) points")
+    let (batch, m, n, c) = (q.batch, q.count, p.count, q.channels)
+    let outShape = (q.batched ? [batch] : []) + [m, k]
+    let distances = Tensor(shape: outShape, zeroed: false)
+    guard batch * m > 0 else { return (IndexTensor(shape: outShape, values: []), distances) }
+
+    let prep = KNNPrepared(query: query.pointer, points: points.pointer, batch, m, n, c)
+    defer { prep.deallocate() }
+    let rowsPerBlock = Swift.max(1, Swift.min(m, 65_536 / n))
+    let blocks = (m + rowsPerBlock - 1) / rowsPerBlock
+    let (qOriginal, pOriginal, dOut) = (query.pointer, points.pointer, distances.pointer)
+    // Both factors of the rounding bound (see `knnRow`): one ulp per operation, doubled.
+    let marginFactor = Float(8 * c + 32) * Float.ulpOfOne
+    let indices = IndexTensor.build(shape: outShape) { iOut in
+      let grain = Swift.max(1, 65_536 / (rowsPerBlock * n * Swift.max(c, 1)))
+      Parallel.forRange(batch * blocks, grain: grain) { r in
+        let dots = UnsafeMutablePointer<Float>.allocate(capacity: rowsPerBlock * n)
+        let slots = UnsafeMutablePointer<Int32>.allocate(capacity: n)
+        let candidates = UnsafeMutablePointer<KNNCandidate>.allocate(capacity: n)
+        defer {
+          dots.deallocate()
+          slots.deallocate()
+          candidates.deallocate()
+        }
+        for task in r {
+          let (b, block) = (task / blocks, task % blocks)
+          let first = block * rowsPerBlock
+          let rows = Swift.min(rowsPerBlock, m - first)
+          let qRow0 = b * m + first
+          sgemm(
+            prep.query + qRow0 * c, transA: false, prep.points + b * n * c, transB: true, dots,
+            m: rows, n: n, k: c)
+          for i in 0..<rows {
+            let row = qRow0 + i
+            knnRow(
+              dots + i * n, n: n, k: k, channels: c, queryNorm: prep.queryNorms[row],
+              pointNorms: prep.pointNorms + b * n, largestPointNorm: prep.largestNorm[b],
+              marginFactor: marginFactor, query: qOriginal + row * c,
+              points: pOriginal + b * n * c, slots: slots, candidates: candidates,
+              indices: iOut + row * k, distances: dOut + row * k)
+          }
+        }
+      }
+    }
+    return (indices, distances)
+  }
+}
+
+/// A point and its exact squared distance, ordered by distance then index.
+private struct KNNCandidate {
+  var distance: Float
+  var index: Int32
+}
+
+/// Centred copies of the inputs and their squared norms, for the GEMM.
+private struct KNNPrepared {
+  let query: UnsafeMutablePointer<Float>
+  let points: UnsafeMutablePointer<Float>
+  let queryNorms: UnsafeMutablePointer<Float>
+  let pointNorms: UnsafeMutablePointer<Float>
+  /// Per cloud, the largest of `pointNorms`.
+  let largestNorm: UnsafeMutablePointer<Float>
+
+  /// Centres each cloud and its queries on the cloud's mean (in double precision): the GEMM's
+  /// rounding error scales with the squared norms, so smaller norms mean fewer re-scored
+  /// candidates, and a cloud far from the origin costs no more than one at it.
+  init(
+    query: UnsafePointer<Float>, points: UnsafePointer<Float>, _ batch: Int, _ m: Int, _ n: Int,
+    _ c: Int
+  ) {
+    let (qp, pp) = (
+      UnsafeMutablePointer<Float>.allocate(capacity: batch * m * c),
+      UnsafeMutablePointer<Float>.allocate(capacity: batch * n * c)
+    )
+    let (qn, pn, largest) = (
+      UnsafeMutablePointer<Float>.allocate(capacity: batch * m),
+      UnsafeMutablePointer<Float>.allocate(capacity: batch * n),
+      UnsafeMutablePointer<Float>.allocate(capacity: batch)
+    )
+    Parallel.forRange(batch, grain: Swift.max(1, 65_536 / Swift.max((n + m) * c, 1))) { r in
+      let mean = UnsafeMutablePointer<Double>.allocate(capacity: c)
+      defer { mean.deallocate() }
+      for b in r {
+        mean.update(repeating: 0, count: c)
+        let cloud = points + b * n * c
+        for j in 0..<n {
+          for ch in 0..<c { mean[ch] += Double(cloud[j * c + ch]) }
+        }
+        for ch in 0..<c { mean[ch] /= Double(n) }
+        func centre(
+          _ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>,
+          _ norms: UnsafeMutablePointer<Float>, _ rows: Int
+        ) -> Float {
+          var most: Float = 0
+          for j in 0..<rows {
+            var s: Float = 0
+            for ch in 0..<c {
+              let v = Float(Double(src[j * c + ch]) - mean[ch])
+              dst[j * c + ch] = v
+              s += v * v
+            }
+            norms[j] = s
+            most = Swift.max(most, s)
+          }
+          return most
+        }
+        largest[b] = centre(cloud, pp + b * n * c, pn + b * n, n)
+        _ = centre(query + b * m * c, qp + b * m * c, qn + b * m, m)
+      }
+    }
+    (self.query, self.points, queryNorms, pointNorms, largestNorm) = (qp, pp, qn, pn, largest)
+  }
+
+  func deallocate() {
+    query.deallocate()
+    points.deallocate()
+    queryNorms.deallocate()
+    pointNorms.deallocate()
+    largestNorm.deallocate()
+  }
+}
+
+/// One query row: `dots` holds the GEMM's centred dot products with every point.
+///
+/// With S = |q|² + max |p|² (centred), the GEMM distance `a_j` and the exact sum `d_j` differ by
+/// at most about (4C + 14)·ε·S (ε = 2⁻²⁴: the dot product's and the norms' rounding, the
+/// centring, and the exact sum's own). Let T be any value at least the k-th smallest `a_j` (here
+/// the largest of the minima of k disjoint blocks of the row, each an element of the row, so at
+/// least k elements are ≤ T). The k-th smallest exact distance is at most T + bound, so every
+/// true neighbour has `a_j ≤ T + 2·bound`; `marginFactor`·S is twice that again. Those
+/// candidates (about 4k for a random cloud) are re-scored exactly, the k smallest by
+/// (distance, index) selected and sorted.
+@inline(__always)
+private func knnRow(
+  _ dots: UnsafeMutablePointer<Float>, n: Int, k: Int, channels c: Int, queryNorm: Float,
+  pointNorms: UnsafePointer<Float>, largestPointNorm: Float, marginFactor: Float,
+  query: UnsafePointer<Float>, points: UnsafePointer<Float>,
+  slots: UnsafeMutablePointer<Int32>, candidates: UnsafeMutablePointer<KNNCandidate>,
+  indices: UnsafeMutablePointer<Int32>, distances: UnsafeMutablePointer<Float>
+) {
+  for j in 0..<n { dots[j] = queryNorm + pointNorms[j] - 2 * dots[j] }
+  let limit =
+    blockThreshold(dots, n: n, k: k) + marginFactor * (queryNorm + largestPointNorm)
+    + 16 * Float.leastNormalMagnitude
+  // Branch-free compaction: every index is written, the count advances by the comparison's
+  // 0 or 1 (taken from a vector compare, which the compiler cannot turn back into a branch).
+  var found = 0
+  let bound = SIMD8(repeating: limit)
+  let one = SIMD8<Int32>(repeating: 1)
+  var j = 0
+  while j + 8 <= n {
+    let v = UnsafeRawPointer(dots + j).loadUnaligned(as: SIMD8<Float>.self)
+    let hits = SIMD8<Int32>().replacing(with: one, where: v .<= bound)
+    for lane in 0..<8 {
+      slots[found] = Int32(j + lane)
+      found &+= Int(hits[lane])
+    }
+    j += 8
+  }
+  while j < n {
+    slots[found] = Int32(j)
+    found &+= dots[j] <= limit ? 1 : 0
+    j += 1
+  }
+  for i in 0..<found {
+    let point = points + Int(slots[i]) * c
+    var d: Float = 0
+    for ch in 0..<c {
+      let diff = query[ch] - point[ch]
+      d += diff * diff
+    }
+    candidates[i] = KNNCandidate(distance: d, index: slots[i])
+  }
+  let list = UnsafeMutableBufferPointer(start: candidates, count: found)
+  if found > k { partialSelect(list, k) }
+  var head = UnsafeMutableBufferPointer(rebasing: list[0..<k])
+  head.sort { ($0.distance, $0.index) < ($1.distance, $1.index) }
+  for i in 0..<k {
+    indices[i] = head[i].index
+    distances[i] = head[i].distance
+  }
+}
+
+/// The largest of the minima of `k` contiguous blocks covering `values[0..<n]`: k distinct
+/// elements are at most this, so it is at least the k-th smallest (equal when k = n). Blocks of
+/// 8 or more run in SIMD8 vectors.
+@inline(__always)
+private func blockThreshold(_ values: UnsafePointer<Float>, n: Int, k: Int) -> Float {
+  var threshold = -Float.infinity
+  for block in 0..<k {
+    let (low, high) = (n * block / k, n * (block + 1) / k)
+    var smallest = Float.infinity
+    var j = low
+    if high - low >= 8 {
+      var lanes = SIMD8<Float>(repeating: .infinity)
+      while j + 8 <= high {
+        let v = UnsafeRawPointer(values + j).loadUnaligned(as: SIMD8<Float>.self)
+        lanes = lanes.replacing(with: v, where: v .< lanes)
+        j += 8
+      }
+      for lane in 0..<8 { smallest = lanes[lane] < smallest ? lanes[lane] : smallest }
+    }
+    while j < high {
+      smallest = values[j] < smallest ? values[j] : smallest
+      j += 1
+    }
+    threshold = smallest > threshold ? smallest : threshold
+  }
+  return threshold
+}
+
+/// Moves the `k` smallest candidates, by (distance, index), to the front (quickselect).
+private func partialSelect(_ list: UnsafeMutableBufferPointer<KNNCandidate>, _ k: Int) {
+  func less(_ a: KNNCandidate, _ b: KNNCandidate) -> Bool {
+    (a.distance, a.index) < (b.distance, b.index)
+  }
+  var (low, high) = (0, list.count - 1)
+  while low < high {
+    let pivot = list[low + (high - low) / 2]
+    var (i, j) = (low, high)
+    while i <= j {
+      while less(list[i], pivot) { i += 1 }
+      while less(pivot, list[j]) { j -= 1 }
+      if i <= j {
+        list.swapAt(i, j)
+        i += 1
+        j -= 1
+      }
+    }
+    if k - 1 <= j {
+      high = j
+    } else if k - 1 >= i {
+      low = i
+    } else {
+      return
+    }
+  }
+}
