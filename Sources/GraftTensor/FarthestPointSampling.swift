@@ -1,3 +1,5 @@
+import Foundation
+
 // Farthest point sampling. Each step updates every point's distance to the chosen set and takes
 // the farthest point, so a cloud of N points sampled to M costs M passes over N points. The pass
 // runs over a structure-of-arrays copy of the cloud (x, y, z and the running distance, padded to
@@ -101,34 +103,58 @@ private final class FPSCloud {
 
   /// Writes `count` indices into `out`, splitting each pass into `slices` parallel ranges of
   /// vectors.
+  ///
+  /// A split pass ends with every thread waiting for the others, 2,047 times for 2,048 picks;
+  /// when other work holds some of the cores, that wait costs more than the split saves. So
+  /// with several slices it times `probeLength` passes each way every `probeEvery` passes and
+  /// keeps the faster. Both ways pick the same points.
   func sample(_ count: Int, into out: UnsafeMutablePointer<Int32>, slices: Int) {
     guard count > 0 else { return }
     out[0] = 0
-    guard count > 1 else { return }
     let slices = Swift.max(1, Swift.min(slices, vectors))
     let results = UnsafeMutablePointer<(Float, Int32)>.allocate(capacity: slices)
     defer { results.deallocate() }
     var last = 0
-    for j in 1..<count {
+    var j = 1
+    func step(split: Bool) {
       let (x1, y1, z1) = (source[3 * last], source[3 * last + 1], source[3 * last + 2])
       var best: (Float, Int32)
-      if slices == 1 {
-        best = update(0..<vectors, x1, y1, z1)
-      } else {
+      if split {
         Parallel.forRange(slices, grain: 1) { r in
           for s in r {
-            results[s] = update(
-              vectors * s / slices..<vectors * (s + 1) / slices, x1, y1, z1)
+            results[s] = update(vectors * s / slices..<vectors * (s + 1) / slices, x1, y1, z1)
           }
         }
         // Slices in index order, strictly greater: the first maximum overall.
         best = results[0]
         for s in 1..<slices where results[s].0 > best.0 { best = results[s] }
+      } else {
+        best = update(0..<vectors, x1, y1, z1)
       }
       last = Int(best.1)
       out[j] = best.1
+      j += 1
+    }
+    var split = slices > 1
+    while j < count {
+      if slices > 1 && (j - 1) % FPSCloud.probeEvery == 0 {
+        var elapsed: [UInt64] = [0, 0]
+        for (trial, way) in [true, false].enumerated() {
+          let start = DispatchTime.now().uptimeNanoseconds
+          for _ in 0..<FPSCloud.probeLength where j < count { step(split: way) }
+          elapsed[trial] = DispatchTime.now().uptimeNanoseconds - start
+        }
+        split = elapsed[0] <= elapsed[1]
+      } else {
+        step(split: split)
+      }
     }
   }
+
+  /// Passes timed each way when choosing whether to split.
+  static let probeLength = 16
+  /// Passes between two choices (the probes included).
+  static let probeEvery = 256
 
   /// Lowers the distances of `range` (vectors) to include the point (x1, y1, z1) and returns the
   /// largest distance there with its lowest index, or (−1, 0) when no point is a candidate.

@@ -141,8 +141,9 @@ final class PointOpsTests: XCTestCase {
   }
 
   func testFPSOnALargeCloudSplitAcrossThreadsMatchesTheReference() {
-    // 20,000 points in one cloud: each pass is split across the threads (when there are
-    // several); a batch of such clouds runs one cloud per thread instead.
+    // 20,000 points in one cloud: with several threads the first 16 passes are split across
+    // them and the next 16 are not (the probe that picks the faster way), so 24 picks check
+    // both; a batch of such clouds runs one cloud per thread instead.
     let n = 20_000
     let one = randomTensor([1, n, 3], seed: 5)
     let got = PointOps.farthestPointSample(one, count: 24)
