@@ -12,7 +12,7 @@ The references are written here from the published behaviour, not imported:
   start at index 0; each step lowers every point's running distance to min(old, d) with
   d = (x - x1)^2 + (y - y1)^2 + (z - z1)^2 in float32, and picks the largest, the first maximum on
   ties (torch.argmax). With skip=True, points whose float32 x*x + y*y + z*z is <= the double 1e-3
-  are never candidates, as in the kernel (if none is left, index 0 again).
+  are never candidates, as in the kernel (if every point is skipped, index 0 every time).
 - knn(): KNN_CUDA's `KNN(k, transpose_mode=True)(ref, query)` as Point-MAE's `Group` calls it:
   squared distance sum_c (q_c - p_c)^2 in float32, sorted ascending, stable (ties to the lower
   index). KNN_CUDA returns the square root; the fixture keeps the squared values.

@@ -15,17 +15,17 @@ extension PointOps {
   /// `(x−x₁)² + (y−y₁)² + (z−z₁)²`, summed in that order in Float32. With `skipNearOrigin`, points
   /// with `x² + y² + z² ≤ 1e-3` (the squared norm in Float32, compared with the double 1e-3) are
   /// never picked after point 0, exactly as pointnet2_ops' CUDA kernel
-  /// `furthest_point_sampling_kernel`, which Point-MAE's `Group` (`misc.fps`) uses; when no
-  /// other candidate is left the kernel returns point 0 again, and so does this. Without it every
-  /// point is a candidate (the plain-torch FPS of most ports). Two known differences from the
-  /// CUDA kernel, both only on exact float ties: it breaks ties by its thread layout (the lowest
-  /// index modulo its block size first) rather than by index, and its compiler may fuse the
-  /// distance into FMAs. The kernel's running distances start at 1e10 rather than infinity; the
-  /// two agree for any cloud whose points are less than 10⁵ apart.
+  /// `furthest_point_sampling_kernel`, which Point-MAE's `Group` (`misc.fps`) uses; if every
+  /// point is skipped, every pick is point 0, as there. Without it every point is a candidate
+  /// (the plain-torch FPS of most ports). Known differences from the CUDA kernel: it breaks exact
+  /// ties by its thread layout (the lowest index modulo its block size first) rather than by
+  /// index, its compiler may fuse the distance into FMAs (last-bit differences), and its running
+  /// distances start at 1e10 rather than infinity, which only matters when two points are more
+  /// than 10⁵ apart.
   ///
   /// Shapes: `points` `[B, N, 3]` → `[B, count]`, or `[N, 3]` → `[count]`; `count` ≤ N. Clouds
   /// run in parallel; a cloud of 16,384 points or more, with fewer clouds than threads, splits
-  /// each pass across the threads. Points must be finite.
+  /// each pass across the threads while that is measured to be faster. Points must be finite.
   public static func farthestPointSample(
     _ points: Tensor, count: Int, skipNearOrigin: Bool = false
   ) -> IndexTensor {
