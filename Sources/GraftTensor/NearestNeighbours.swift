@@ -47,10 +47,12 @@ extension PointOps {
       Parallel.forRange(batch * blocks, grain: grain) { r in
         let dots = UnsafeMutablePointer<Float>.allocate(capacity: rowsPerBlock * n)
         let slots = UnsafeMutablePointer<Int32>.allocate(capacity: n)
+        let minima = UnsafeMutablePointer<SIMD8<Float>>.allocate(capacity: (k + 7) / 8)
         let candidates = UnsafeMutablePointer<KNNCandidate>.allocate(capacity: n)
         defer {
           dots.deallocate()
           slots.deallocate()
+          minima.deallocate()
           candidates.deallocate()
         }
         for task in r {
@@ -67,7 +69,7 @@ extension PointOps {
               dots + i * n, n: n, k: k, channels: c, queryNorm: prep.queryNorms[row],
               pointNorms: prep.pointNorms + b * n, largestPointNorm: prep.largestNorm[b],
               marginFactor: marginFactor, query: qOriginal + row * c,
-              points: pOriginal + b * n * c, slots: slots, candidates: candidates,
+              points: pOriginal + b * n * c, slots: slots, candidates: candidates, minima: minima,
               indices: iOut + row * k, distances: dOut + row * k)
           }
         }
@@ -156,8 +158,7 @@ private struct KNNPrepared {
 /// With S = |q|² + max |p|² (centred), the GEMM distance `a_j` and the exact sum `d_j` differ by
 /// at most about (4C + 14)·ε·S (ε = 2⁻²⁴: the dot product's and the norms' rounding, the
 /// centring, and the exact sum's own). Let T be any value at least the k-th smallest `a_j` (here
-/// the largest of the minima of k disjoint blocks of the row, each an element of the row, so at
-/// least k elements are ≤ T). The k-th smallest exact distance is at most T + bound, so every
+/// from `blockThreshold`). The k-th smallest exact distance is at most T + bound, so every
 /// true neighbour has `a_j ≤ T + 2·bound`; `marginFactor`·S is twice that again. Those
 /// candidates (about 4k for a random cloud) are re-scored exactly, the k smallest by
 /// (distance, index) selected and sorted.
@@ -167,11 +168,12 @@ private func knnRow(
   pointNorms: UnsafePointer<Float>, largestPointNorm: Float, marginFactor: Float,
   query: UnsafePointer<Float>, points: UnsafePointer<Float>,
   slots: UnsafeMutablePointer<Int32>, candidates: UnsafeMutablePointer<KNNCandidate>,
-  indices: UnsafeMutablePointer<Int32>, distances: UnsafeMutablePointer<Float>
+  minima: UnsafeMutablePointer<SIMD8<Float>>, indices: UnsafeMutablePointer<Int32>,
+  distances: UnsafeMutablePointer<Float>
 ) {
   for j in 0..<n { dots[j] = queryNorm + pointNorms[j] - 2 * dots[j] }
   let limit =
-    blockThreshold(dots, n: n, k: k) + marginFactor * (queryNorm + largestPointNorm)
+    blockThreshold(dots, n: n, k: k, minima: minima) + marginFactor * (queryNorm + largestPointNorm)
     + 16 * Float.leastNormalMagnitude
   // Branch-free compaction: every index is written, the count advances by the comparison's
   // 0 or 1 (taken from a vector compare, which the compiler cannot turn back into a branch).
@@ -212,31 +214,35 @@ private func knnRow(
   }
 }
 
-/// The largest of the minima of `k` contiguous blocks covering `values[0..<n]`: k distinct
-/// elements are at most this, so it is at least the k-th smallest (equal when k = n). Blocks of
-/// 8 or more run in SIMD8 vectors.
+/// A value at least the k-th smallest of `values[0..<n]`: the largest of 8·⌈k/8⌉ ≥ k block
+/// minima (each block's minimum is an element, so that many elements are at most it).
+///
+/// Block (g, lane) holds the elements `j` with `(j / 8) % G == g` and `j % 8 == lane`, over the
+/// whole 8-element chunks, G = ⌈k/8⌉: each block samples the row evenly whatever the order of
+/// the points (scans and meshes list neighbouring points together, which would make contiguous
+/// blocks' minima very unequal and the threshold loose). One SIMD8 running minimum per g. With
+/// fewer than 8G points in whole chunks a block would be empty: the threshold is then infinite
+/// and every point a candidate.
 @inline(__always)
-private func blockThreshold(_ values: UnsafePointer<Float>, n: Int, k: Int) -> Float {
-  var threshold = -Float.infinity
-  for block in 0..<k {
-    let (low, high) = (n * block / k, n * (block + 1) / k)
-    var smallest = Float.infinity
-    var j = low
-    if high - low >= 8 {
-      var lanes = SIMD8<Float>(repeating: .infinity)
-      while j + 8 <= high {
-        let v = UnsafeRawPointer(values + j).loadUnaligned(as: SIMD8<Float>.self)
-        lanes = lanes.replacing(with: v, where: v .< lanes)
-        j += 8
-      }
-      for lane in 0..<8 { smallest = lanes[lane] < smallest ? lanes[lane] : smallest }
+private func blockThreshold(
+  _ values: UnsafePointer<Float>, n: Int, k: Int, minima: UnsafeMutablePointer<SIMD8<Float>>
+) -> Float {
+  let groups = (k + 7) / 8
+  let chunks = n / 8
+  guard chunks >= groups else { return .infinity }
+  for g in 0..<groups { minima[g] = SIMD8(repeating: .infinity) }
+  var chunk = 0
+  while chunk < chunks {
+    for g in 0..<Swift.min(groups, chunks - chunk) {
+      let v = UnsafeRawPointer(values + 8 * (chunk + g)).loadUnaligned(as: SIMD8<Float>.self)
+      minima[g] = minima[g].replacing(with: v, where: v .< minima[g])
     }
-    while j < high {
-      smallest = values[j] < smallest ? values[j] : smallest
-      j += 1
-    }
-    threshold = smallest > threshold ? smallest : threshold
+    chunk += groups
   }
+  var largest = minima[0]
+  for g in 1..<groups { largest = largest.replacing(with: minima[g], where: minima[g] .> largest) }
+  var threshold = largest[0]
+  for lane in 1..<8 { threshold = largest[lane] > threshold ? largest[lane] : threshold }
   return threshold
 }
 

@@ -183,6 +183,11 @@ final class PointOpsTests: XCTestCase {
       randomTensor([5, 3], seed: 4), randomTensor([30, 3], seed: 5), k: 4)
     assertKNNMatchesBruteForce(
       randomTensor([2, 12, 16], seed: 6), randomTensor([2, 50, 16], seed: 7), k: 20)
+    // Points listed in spatial order (sorted by x), as scans and meshes list them.
+    let scattered = randomTensor([300, 3], seed: 14)
+    let order = (0..<300).sorted { scattered[$0, 0] < scattered[$1, 0] }
+    let sorted = Tensor(order.flatMap { j in (0..<3).map { scattered[j, $0] } }, shape: [300, 3])
+    assertKNNMatchesBruteForce(sorted.narrow(0, start: 100, length: 30), sorted, k: 24)
     // Far from the origin, where |q|² + |p|² − 2q·p cancels badly without centring.
     let far = randomTensor([1, 200, 3], seed: 8, low: 1000, high: 1000.5)
     assertKNNMatchesBruteForce(far.narrow(1, start: 0, length: 40), far, k: 16)
