@@ -79,10 +79,18 @@ extension PointOps {
   }
 }
 
-/// A point and its exact squared distance, ordered by distance then index.
-private struct KNNCandidate {
-  var distance: Float
-  var index: Int32
+/// A point and its exact squared distance as one integer ordered by distance, then index: the
+/// distance's bit pattern above the index. A sum of squares is +0 or positive (never −0 or
+/// NaN for finite inputs), and such floats order as their bit patterns do, so selection and
+/// sorting are single integer comparisons.
+private typealias KNNCandidate = UInt64
+
+extension KNNCandidate {
+  init(distance: Float, index: Int32) {
+    self = UInt64(distance.bitPattern) << 32 | UInt64(UInt32(bitPattern: index))
+  }
+  var distance: Float { Float(bitPattern: UInt32(truncatingIfNeeded: self >> 32)) }
+  var index: Int32 { Int32(bitPattern: UInt32(truncatingIfNeeded: self)) }
 }
 
 /// Centred copies of the inputs and their squared norms, for the GEMM.
@@ -207,7 +215,20 @@ private func knnRow(
   let list = UnsafeMutableBufferPointer(start: candidates, count: found)
   if found > k { partialSelect(list, k) }
   var head = UnsafeMutableBufferPointer(rebasing: list[0..<k])
-  head.sort { ($0.distance, $0.index) < ($1.distance, $1.index) }
+  if k <= 64 {
+    // Insertion sort: no buffer to allocate, and k is small.
+    for i in 1..<Swift.max(k, 1) {
+      let item = head[i]
+      var p = i
+      while p > 0 && head[p - 1] > item {
+        head[p] = head[p - 1]
+        p -= 1
+      }
+      head[p] = item
+    }
+  } else {
+    head.sort()
+  }
   for i in 0..<k {
     indices[i] = head[i].index
     distances[i] = head[i].distance
@@ -248,16 +269,13 @@ private func blockThreshold(
 
 /// Moves the `k` smallest candidates, by (distance, index), to the front (quickselect).
 private func partialSelect(_ list: UnsafeMutableBufferPointer<KNNCandidate>, _ k: Int) {
-  func less(_ a: KNNCandidate, _ b: KNNCandidate) -> Bool {
-    (a.distance, a.index) < (b.distance, b.index)
-  }
   var (low, high) = (0, list.count - 1)
   while low < high {
     let pivot = list[low + (high - low) / 2]
     var (i, j) = (low, high)
     while i <= j {
-      while less(list[i], pivot) { i += 1 }
-      while less(pivot, list[j]) { j -= 1 }
+      while list[i] < pivot { i += 1 }
+      while pivot < list[j] { j -= 1 }
       if i <= j {
         list.swapAt(i, j)
         i += 1
