@@ -1,21 +1,15 @@
 import Foundation
 import GraftTensor
 
-/// The bytes of the file at `url`, memory-mapped; missing and unreadable files become named
-/// errors.
+/// The bytes of the file at `url` (mapped when large, read when small, through `MappedFile`);
+/// missing, unreadable and non-regular files become named errors. An empty file gives no bytes.
 func readFileBytes(_ url: URL) throws -> Data {
   let path = url.path
-  var isDirectory: ObjCBool = false
-  guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-    throw PointFileError(.fileNotFound, path: path, "no such file")
-  }
-  guard !isDirectory.boolValue else {
-    throw PointFileError(.readFailed, path: path, "is a directory")
-  }
   do {
-    return try Data(contentsOf: url, options: .alwaysMapped)
-  } catch {
-    throw PointFileError(.readFailed, path: path, "cannot read: \(error.localizedDescription)")
+    return try MappedFile(path: path, allowingEmpty: true).data
+  } catch let error as MappedFileError {
+    throw PointFileError(
+      error.kind == .notFound ? .fileNotFound : .readFailed, path: path, error.message)
   }
 }
 
@@ -26,7 +20,7 @@ func writeFileBytes(_ bytes: [UInt8], to url: URL) throws {
     try AtomicFile.write(to: url) { output in
       try bytes.withUnsafeBytes { try output.write($0) }
     }
-  } catch let error as AtomicFileError {
-    throw PointFileError(.writeFailed, path: url.path, error.description)
+  } catch let error as FileError {
+    throw PointFileError(.writeFailed, path: url.path, error.message)
   }
 }
