@@ -7,7 +7,7 @@ import Foundation
 /// Fashion-MNIST (28×28 grey replicated to RGB, at its own size) with AdamW, a cosine schedule
 /// after a linear warm-up, label smoothing 0.1, and mild random resized crops (scale 0.75–1)
 /// with horizontal flips.
-public struct PretrainConfig: Sendable, Equatable {
+public struct PretrainConfig: Sendable, Equatable, OptionTable {
   /// The timm entrypoint the folder names; `model_args` override its sizes.
   public var architecture = "vit_tiny_patch16_224"
   /// Input side, pixels.
@@ -62,52 +62,46 @@ public struct PretrainConfig: Sendable, Equatable {
     return c
   }
 
-  /// Sets `key` to `value` (`--set`); unknown keys and bad values throw.
-  public mutating func set(_ key: String, _ value: String) throws {
-    let v = value.trimmingCharacters(in: .whitespaces)
-    func int() throws -> Int {
-      guard let x = Int(v), x >= 0 else { throw ConfigError("\(key) = '\(value)' is not a count") }
-      return x
-    }
-    func real() throws -> Float {
-      guard let x = Float(v), x.isFinite, x >= 0 else {
-        throw ConfigError("\(key) = '\(value)' is not a non-negative number")
-      }
-      return x
-    }
-    switch key {
-    case "model.image_size": imageSize = try int()
-    case "model.patch_size": patchSize = try int()
-    case "model.embed_dim": embedDim = try int()
-    case "model.depth": depth = try int()
-    case "model.num_heads": numHeads = try int()
-    case "train.epochs": epochs = try int()
-    case "train.batch_size": batchSize = max(1, try int())
-    case "train.warmup_epochs": warmupEpochs = try int()
-    case "train.label_smoothing": labelSmoothing = try real()
-    case "train.crop_scale": cropScale = Double(try real())
-    case "train.samples": trainSamples = try int()
-    case "train.workers": workers = try int()
-    case "eval.samples": testSamples = try int()
-    case "optim.lr": lr = try real()
-    case "optim.min_lr": minLR = try real()
-    case "optim.weight_decay": weightDecay = try real()
-    case "seed":
-      guard let s = UInt64(v) else { throw ConfigError("seed = '\(value)' is not a seed") }
-      seed = s
-    default:
-      throw ConfigError(
-        "unknown key '\(key)' (keys: \(Self.keys.joined(separator: ", ")))")
-    }
+  /// Every key `--set` takes, declared once with its help.
+  public static let options: [ConfigOption<PretrainConfig>] = [
+    .int("model.image_size", \.imageSize, atLeast: 1, "input side, pixels"),
+    .int("model.patch_size", \.patchSize, atLeast: 1, "patch side, pixels"),
+    .int("model.embed_dim", \.embedDim, atLeast: 1, "token width D"),
+    .int("model.depth", \.depth, atLeast: 1, "blocks"),
+    .int("model.num_heads", \.numHeads, atLeast: 1, "attention heads"),
+    .int("train.epochs", \.epochs, atLeast: 1, "epochs over the training set"),
+    .int("train.batch_size", \.batchSize, atLeast: 1, "images per step"),
+    .int("train.warmup_epochs", \.warmupEpochs, atLeast: 0, "linear warm-up, epochs"),
+    nonNegative("train.label_smoothing", \.labelSmoothing, "label smoothing of the loss"),
+    ConfigOption(
+      "train.crop_scale", \.cropScale, "smallest area share of the random resized crop",
+      expectation: "a number in 0...1", valid: { $0 >= 0 && $0 <= 1 }),
+    .int("train.samples", \.trainSamples, atLeast: 0, "training images used (0: all)"),
+    .int("train.workers", \.workers, atLeast: 0, "background decoding threads"),
+    .int("eval.samples", \.testSamples, atLeast: 0, "test images evaluated (0: all)"),
+    nonNegative("optim.lr", \.lr, "peak learning rate (AdamW)"),
+    nonNegative("optim.min_lr", \.minLR, "learning rate at the end of the cosine"),
+    nonNegative("optim.weight_decay", \.weightDecay, "decoupled weight decay"),
+    ConfigOption("seed", \.seed, "seed of the initialisation, shuffling and augmentation"),
+  ]
+
+  /// A non-negative real setting.
+  private static func nonNegative(
+    _ key: String, _ path: WritableKeyPath<PretrainConfig, Float>, _ help: String
+  ) -> ConfigOption<PretrainConfig> {
+    ConfigOption(key, path, help, expectation: "a number ≥ 0") { $0 >= 0 }
   }
 
   /// Every key `set` takes.
-  public static let keys = [
-    "model.image_size", "model.patch_size", "model.embed_dim", "model.depth", "model.num_heads",
-    "train.epochs", "train.batch_size", "train.warmup_epochs", "train.label_smoothing",
-    "train.crop_scale", "train.samples", "train.workers", "eval.samples", "optim.lr",
-    "optim.min_lr", "optim.weight_decay", "seed",
-  ]
+  public static var keys: [String] { options.map(\.key) }
+
+  /// Sets `key` to `value` (`--set`); unknown keys and bad values throw.
+  public mutating func set(_ key: String, _ value: String) throws {
+    guard let option = Self.option(key) else {
+      throw ConfigError("unknown key '\(key)' (keys: \(Self.keys.joined(separator: ", ")))")
+    }
+    try option.set(&self, from: value)
+  }
 
   /// The settings as a JSON object (recorded in the model card and the checkpoint state).
   public var json: [String: Any] {
