@@ -20,13 +20,21 @@ public struct AdapterConfig: Codable, Equatable, Sendable {
   public var classNames: [String]
   /// The method's options (`method.*`), defaults filled in.
   public var hyperparameters: [String: String]
-  /// Image preprocessing used in training and evaluation.
-  public var preprocessing: ImagePreprocessConfig
+  /// Image preprocessing used in training and evaluation (image backbones).
+  public var preprocessing: ImagePreprocessConfig?
+  /// How point clouds were brought to the backbone (point backbones).
+  public var pointInput: PointInput?
   /// Batch size of evaluation (kept so logits are reproduced with the same GEMM shapes).
   public var evalBatchSize: Int
 
   /// The current layout version.
   public static let currentFormat = 1
+
+  /// The backbone input these settings record.
+  public var input: BackboneInput? {
+    if let preprocessing { return .image(preprocessing) }
+    return pointInput.map { .points($0) }
+  }
 
   enum CodingKeys: String, CodingKey {
     case method
@@ -39,6 +47,7 @@ public struct AdapterConfig: Codable, Equatable, Sendable {
     case classNames = "class_names"
     case hyperparameters
     case preprocessing
+    case pointInput = "point_input"
     case evalBatchSize = "eval_batch_size"
   }
 }
@@ -129,26 +138,31 @@ extension LoadedAdapter {
   /// Logits and metrics over `dataset` with the run's preprocessing and evaluation batch size
   /// (so the logits are the run's to the bit). A dataset whose class count differs from the
   /// head's throws.
-  public func evaluate(_ dataset: any Dataset<RGBImage>, workers: Int = 1) throws -> (
-    result: EvaluationResult, logits: Tensor
-  ) {
+  public func evaluate<Sample: TuneSample>(_ dataset: any Dataset<Sample>, workers: Int = 1)
+    throws -> (result: EvaluationResult, logits: Tensor)
+  {
     guard dataset.classCount == config.numClasses else {
       throw ConfigError(
         "the dataset has \(dataset.classCount) classes but the adapter's head has "
           + "\(config.numClasses) (\(config.classNames.prefix(12).joined(separator: ", "))"
           + (config.numClasses > 12 ? ", …)" : ")"))
     }
-    let t = EvalTransform(config: config.preprocessing)
+    guard let input = config.input else {
+      throw ConfigError("the adapter records no backbone input (preprocessing or point_input)")
+    }
     return try GraftTasks.evaluate(
-      method, on: dataset, transform: { image, _ in t(image) }, batchSize: config.evalBatchSize,
-      workers: workers)
+      method, on: dataset, transform: Sample.transforms(for: input).eval,
+      batchSize: config.evalBatchSize, workers: workers)
   }
 
   /// Logits [N, classes] of `images`, preprocessed as in training, in batches of the run's
-  /// evaluation size.
-  public func predict(_ images: [RGBImage]) -> Tensor {
+  /// evaluation size. Throws for an adapter whose backbone does not take images.
+  public func predict(_ images: [RGBImage]) throws -> Tensor {
     method.setTraining(false)
-    let t = EvalTransform(config: config.preprocessing)
+    guard let preprocessing = config.preprocessing else {
+      throw ConfigError("the adapter's backbone does not take images")
+    }
+    let t = EvalTransform(config: preprocessing)
     var parts: [Tensor] = []
     var start = 0
     while start < images.count {

@@ -1,7 +1,29 @@
 import Foundation
 
+/// What a backbone takes as input, and how samples are brought to it.
+public enum BackboneInput: Sendable, Equatable {
+  /// Images, preprocessed as timm's eval transform for this model.
+  case image(ImagePreprocessConfig)
+  /// Point clouds, normalised to the unit sphere and sampled to a fixed number of points.
+  case points(PointInput)
+}
+
+/// How point clouds are brought to a point backbone (recorded in run folders).
+public struct PointInput: Codable, Sendable, Equatable {
+  /// Points per cloud the backbone takes (Point-MAE's `npoints`).
+  public var points: Int
+  /// Whether each point carries its normal after its coordinates ([N, 6] instead of [N, 3]).
+  public var normals: Bool
+
+  /// `points` points per cloud, with normals or not.
+  public init(points: Int, normals: Bool = false) {
+    self.points = points
+    self.normals = normals
+  }
+}
+
 /// A frozen backbone with what a run records about it: the reference it was loaded by, its
-/// architecture, the hash of its weights and its eval preprocessing.
+/// architecture, the hash of its weights and how samples become its input.
 public struct TuneBackbone {
   /// The network.
   public var model: any SequenceBackbone
@@ -11,19 +33,41 @@ public struct TuneBackbone {
   public var architecture: String
   /// `fnv1a64:…` of the weights file (or of the tensors, for a model built in memory).
   public var weightsHash: String
-  /// The image preprocessing the model expects.
-  public var preprocessing: ImagePreprocessConfig
+  /// What the model takes and how samples are brought to it.
+  public var input: BackboneInput
 
   /// A backbone from parts (a model built in memory, in tests).
   public init(
     model: any SequenceBackbone, reference: String, architecture: String, weightsHash: String,
-    preprocessing: ImagePreprocessConfig
+    input: BackboneInput
   ) {
     self.model = model
     self.reference = reference
     self.architecture = architecture
     self.weightsHash = weightsHash
-    self.preprocessing = preprocessing
+    self.input = input
+  }
+
+  /// An image backbone from parts (a model built in memory, in tests).
+  public init(
+    model: any SequenceBackbone, reference: String, architecture: String, weightsHash: String,
+    preprocessing: ImagePreprocessConfig
+  ) {
+    self.init(
+      model: model, reference: reference, architecture: architecture, weightsHash: weightsHash,
+      input: .image(preprocessing))
+  }
+
+  /// The image preprocessing the model expects; nil for a backbone that does not take images.
+  public var preprocessing: ImagePreprocessConfig? {
+    if case .image(let config) = input { return config }
+    return nil
+  }
+
+  /// How point clouds are brought to the model; nil for a backbone that does not take them.
+  public var pointInput: PointInput? {
+    if case .points(let config) = input { return config }
+    return nil
   }
 
   /// A model built in memory, hashed over its tensors; preprocessing fits its input size with
@@ -54,12 +98,6 @@ public struct TuneBackbone {
       model: loaded.model,
       reference: isPath ? URL(fileURLWithPath: reference).standardizedFileURL.path : reference,
       architecture: loaded.name, weightsHash: try FNV1a64.file(weights),
-      preprocessing: preprocessing)
-  }
-
-  /// The eval transform as a loader transform.
-  public var transform: ImageTransform {
-    let t = EvalTransform(config: preprocessing)
-    return { image, _ in t(image) }
+      input: .image(preprocessing))
   }
 }

@@ -100,15 +100,15 @@ public enum Graft1k {
   ) throws -> (images: [RGBImage], labels: [Int], test: Int) {
     switch task {
     case "mnist":
-      let csv = try TuneData.dataFile("mnist5k/mnist_5k.csv.gz")
+      let csv = try DataFiles.dataFile("mnist5k/mnist_5k.csv.gz")
       let d = try PixelCSVDataset(url: csv, width: 28, height: 28)
       return (try (0..<d.count).map { try d.image(at: $0) }, d.labels, maxTestCount)
     case "digits":
       let d = try PixelCSVDataset(
-        url: try TuneData.dataFile("digits/digits.csv"), width: 8, height: 8, maxValue: 16)
+        url: try DataFiles.dataFile("digits/digits.csv"), width: 8, height: 8, maxValue: 16)
       return (try (0..<d.count).map { try d.image(at: $0) }, d.labels, maxTestCount)
     case "opencv-digits":
-      let url = try TuneData.dataFile("opencv-digits/digits.png")
+      let url = try DataFiles.dataFile("opencv-digits/digits.png")
       let sheet = try ImageCodec.decode(contentsOf: url)
       guard sheet.width == 2000, sheet.height == 1000 else {
         throw DatasetError(
@@ -238,11 +238,11 @@ public enum Graft1k {
   /// The task's splits (prepared first if needed).
   public static func load(
     _ task: String, root: URL = defaultRoot(), fashionMNIST: URL = defaultFashionMNIST
-  ) throws -> TuneData {
+  ) throws -> ImageTuneData {
     if !isPrepared(task, root: root) {
       try prepare(task, root: root, fashionMNIST: fashionMNIST)
     }
-    var data = try TuneData.load(root.appendingPathComponent(task).path)
+    var data = try ImageTuneData.load(root.appendingPathComponent(task).path)
     data.description = "Graft-1k \(task) (\(data.description))"
     return data
   }

@@ -69,8 +69,9 @@ public struct EvaluationResult: Sendable, Equatable {
 
 /// The logits of `method` over `dataset`, in dataset order, with the metrics; run in eval mode
 /// without recording.
-public func evaluate(
-  _ method: TuningMethod, on dataset: any Dataset<RGBImage>, transform: @escaping ImageTransform,
+public func evaluate<Sample>(
+  _ method: TuningMethod, on dataset: any Dataset<Sample>,
+  transform: @escaping SampleTransform<Sample>,
   batchSize: Int, workers: Int = 1
 ) throws -> (result: EvaluationResult, logits: Tensor) {
   method.setTraining(false)

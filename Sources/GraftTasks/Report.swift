@@ -360,17 +360,20 @@ public enum ReportWriter {
 }
 
 extension ReportWriter {
-  /// The first `gridSize` test samples of `data` with their labels.
-  public static func gridSamples(_ data: TuneData) throws -> [(image: RGBImage, label: Int)] {
-    try (0..<min(gridSize, data.test.count)).map {
-      (try data.test.image(at: $0), data.test.label(at: $0))
+  /// Pictures of the first `gridSize` test samples of `data` with their labels (none for
+  /// samples without a preview).
+  public static func gridSamples<Sample: TuneSample>(_ data: TuneData<Sample>) throws
+    -> [(image: RGBImage, label: Int)]
+  {
+    try (0..<min(gridSize, data.test.count)).compactMap { i in
+      try Sample.preview(data.test.sample(at: i)).map { ($0, data.test.label(at: i)) }
     }
   }
 
   /// `report.html` of the single run in `folder` (what `graft tune` writes).
-  public static func writeRun(folder: URL, backbone: String, dataReference: String, data: TuneData)
-    throws
-  {
+  public static func writeRun<Sample: TuneSample>(
+    folder: URL, backbone: String, dataReference: String, data: TuneData<Sample>
+  ) throws {
     let run = try RunRecord.load(folder: folder, task: dataReference)
     let summary = SweepSummary(
       backbone: backbone, tasks: [dataReference], runs: [run], wallSeconds: run.trainSeconds)

@@ -157,7 +157,7 @@ public final class Trainer {
       baseModelArchitecture: backbone.architecture, baseModelHash: backbone.weightsHash,
       numClasses: classNames.count, classNames: classNames,
       hyperparameters: method.options, preprocessing: backbone.preprocessing,
-      evalBatchSize: config.evalBatchSize)
+      pointInput: backbone.pointInput, evalBatchSize: config.evalBatchSize)
   }
 
   /// The optimizer `config` names over `method`'s trainable tensors: decay / no-decay groups at
@@ -201,8 +201,8 @@ public final class Trainer {
   /// Trains in `folder` (created if needed) and returns the summary; with `resume`, continues
   /// from the folder's last completed epoch (its configuration must be this one). With
   /// `stopAfter`, returns nil after that many epochs of this call, as if interrupted (tests).
-  public func run(
-    data: TuneData, folder: URL, dataReference: String = "", resume: Bool = false,
+  public func run<Sample: TuneSample>(
+    data: TuneData<Sample>, folder: URL, dataReference: String = "", resume: Bool = false,
     stopAfter: Int? = nil, log: (String) -> Void = { _ in }
   ) throws -> TuneSummary? {
     guard data.classNames.count == classNames.count else {
@@ -224,10 +224,10 @@ public final class Trainer {
       try start(paths, dataReference: dataReference)
     }
 
-    let transform = backbone.transform
+    let transforms = try Sample.transforms(for: backbone.input)
     let loader = DataLoader(
       dataset: try trainingSet(data), batchSize: config.batchSize, shuffle: true,
-      seed: config.seed, workers: config.workers, transform: transform)
+      seed: config.seed, workers: config.workers, transform: transforms.train)
     var epochsThisCall = 0
     for epoch in state.epoch..<config.epochs {
       if let stopAfter, epochsThisCall >= stopAfter { return nil }
@@ -237,8 +237,8 @@ public final class Trainer {
       state.trainSeconds += trainTime
       state.trainImages += training.seen
       let (val, _) = try evaluate(
-        method, on: data.validation, transform: transform, batchSize: config.evalBatchSize,
-        workers: config.workers)
+        method, on: data.validation, transform: transforms.eval,
+        batchSize: config.evalBatchSize, workers: config.workers)
       let line: [String: Any] = [
         "epoch": epoch + 1, "lr": Double(training.lr), "train_loss": training.loss,
         "train_top1": training.top1, "val_loss": val.loss, "val_top1": val.top1,
@@ -259,8 +259,8 @@ public final class Trainer {
       epochsThisCall += 1
     }
     return try finish(
-      state, paths: paths, data: data, dataReference: dataReference, callStarted: callStarted,
-      log: log)
+      state, paths: paths, data: data, transform: transforms.eval,
+      dataReference: dataReference, callStarted: callStarted, log: log)
   }
 
   // MARK: Steps
@@ -304,7 +304,7 @@ public final class Trainer {
   }
 
   /// The training split, cut to `data.train_samples` (a seeded choice) when set.
-  private func trainingSet(_ data: TuneData) throws -> any Dataset<RGBImage> {
+  private func trainingSet<Sample>(_ data: TuneData<Sample>) throws -> any Dataset<Sample> {
     let full = data.train
     guard config.trainSamples > 0 && config.trainSamples < full.count else { return full }
     var g = RandomGenerator(seed: SeedMix.mix(config.seed, 0x7375_6273))  // "subs"
@@ -313,10 +313,9 @@ public final class Trainer {
   }
 
   /// One epoch of training steps.
-  private func trainEpoch(_ epoch: Int, loader: DataLoader<RGBImage>, optimizer: any Optimizer)
-    throws
-    -> EpochTraining
-  {
+  private func trainEpoch<Sample>(
+    _ epoch: Int, loader: DataLoader<Sample>, optimizer: any Optimizer
+  ) throws -> EpochTraining {
     method.setTraining(true)
     method.generator = RandomGenerator(
       seed: SeedMix.mix(config.seed, 0x6472_6F70, UInt64(epoch)))  // "drop"
@@ -361,12 +360,12 @@ public final class Trainer {
 
   /// The best epoch's adapter, read back from its file, on validation and test; writes the test
   /// logits, `summary.json` and the report.
-  private func finish(
-    _ state: RunState, paths: Paths, data: TuneData, dataReference: String, callStarted: Date,
+  private func finish<Sample: TuneSample>(
+    _ state: RunState, paths: Paths, data: TuneData<Sample>,
+    transform: @escaping SampleTransform<Sample>, dataReference: String, callStarted: Date,
     log: (String) -> Void
   ) throws -> TuneSummary {
     let folder = paths.folder
-    let transform = backbone.transform
     let best = folder.appendingPathComponent(AdapterCheckpoint.weightsFile)
     try method.loadTrainableState(SafetensorsFile(contentsOf: best).tensors(), source: best.path)
     let (val, _) = try evaluate(

@@ -1,13 +1,14 @@
 import Foundation
 
-/// The train, validation and test splits of a classification task.
-public struct TuneData: Sendable {
+/// The train, validation and test splits of a classification task whose samples are `Sample`
+/// (images: `ImageTuneData`; point clouds next).
+public struct TuneData<Sample>: Sendable {
   /// Training samples.
-  public var train: any Dataset<RGBImage>
+  public var train: any Dataset<Sample>
   /// Validation samples (model selection).
-  public var validation: any Dataset<RGBImage>
+  public var validation: any Dataset<Sample>
   /// Test samples (evaluated once, at the end).
-  public var test: any Dataset<RGBImage>
+  public var test: any Dataset<Sample>
   /// Class names, shared by the three splits.
   public var classNames: [String]
   /// Where the data came from and how it was split, for logs.
@@ -15,7 +16,7 @@ public struct TuneData: Sendable {
 
   /// Wraps three splits; they must agree on the class count.
   public init(
-    train: any Dataset<RGBImage>, validation: any Dataset<RGBImage>, test: any Dataset<RGBImage>,
+    train: any Dataset<Sample>, validation: any Dataset<Sample>, test: any Dataset<Sample>,
     description: String
   ) throws {
     let counts = [train.classCount, validation.classCount, test.classCount]
@@ -32,12 +33,12 @@ public struct TuneData: Sendable {
 
   /// Seed of every split made here: fixed, so a dataset splits the same way in every run
   /// whatever the run's seed.
-  public static let splitSeed: UInt64 = 0
+  public static var splitSeed: UInt64 { DataFiles.splitSeed }
 
   /// `dataset` split at random (seed `splitSeed`) into test (`testFraction`), validation
   /// (`validationFraction`) and the rest for training.
   public static func split(
-    _ dataset: any Dataset<RGBImage>, validationFraction: Double = 0.1, testFraction: Double = 0.2,
+    _ dataset: any Dataset<Sample>, validationFraction: Double = 0.1, testFraction: Double = 0.2,
     description: String
   ) throws -> TuneData {
     let testCount = Int((Double(dataset.count) * testFraction).rounded())
@@ -52,12 +53,15 @@ public struct TuneData: Sendable {
       test: Subset(dataset, indices: test),
       description: description + " (split \(train.count)/\(val.count)/\(test.count), seed 0)")
   }
+}
 
-  /// The committed UCI digits (8×8 grey, values 0–16): 70 % train, 10 % validation, 20 % test.
-  public static func digits(csv url: URL) throws -> TuneData {
-    let all = try PixelCSVDataset(url: url, width: 8, height: 8, maxValue: 16)
-    return try split(all, description: "digits \(url.path)")
-  }
+/// A task of images.
+public typealias ImageTuneData = TuneData<RGBImage>
+
+/// Where the repository's data files are found.
+public enum DataFiles {
+  /// Seed of every split `TuneData` makes.
+  public static let splitSeed: UInt64 = 0
 
   /// Where a file of the repository's `Data/` folder is looked for, in order: each folder of
   /// `$GRAFT_DATA` (colon-separated), `Data/` in the current folder, and `Data/` in the
@@ -99,6 +103,14 @@ public struct TuneData: Sendable {
 
   /// Where `digits` is looked for (`dataLocations("digits/digits.csv")`).
   public static func digitsLocations() -> [URL] { dataLocations("digits/digits.csv") }
+}
+
+extension TuneData where Sample == RGBImage {
+  /// The committed UCI digits (8×8 grey, values 0–16): 70 % train, 10 % validation, 20 % test.
+  public static func digits(csv url: URL) throws -> TuneData {
+    let all = try PixelCSVDataset(url: url, width: 8, height: 8, maxValue: 16)
+    return try split(all, description: "digits \(url.path)")
+  }
 
   /// Reads the task `spec` names:
   /// - `graft1k/<task>`: a Graft-1k task (prepared on first use, see `Graft1k`);
@@ -114,11 +126,12 @@ public struct TuneData: Sendable {
       return try Graft1k.load(String(spec.dropFirst("graft1k/".count)))
     }
     if spec == "digits" {
-      guard let url = digitsLocations().first(where: { fm.fileExists(atPath: $0.path) }) else {
+      guard let url = DataFiles.digitsLocations().first(where: { fm.fileExists(atPath: $0.path) })
+      else {
         throw DatasetError(
           .invalidArgument, path: "digits",
           "Data/digits/digits.csv not found (looked in "
-            + digitsLocations().map(\.path).joined(separator: ", ") + "; set GRAFT_DATA)")
+            + DataFiles.digitsLocations().map(\.path).joined(separator: ", ") + "; set GRAFT_DATA)")
       }
       return try digits(csv: url)
     }

@@ -76,7 +76,7 @@ struct DataCommand: ParsableCommand {
             + (ready ? "yes" : "no").padding(toLength: 10, withPad: " ", startingAt: 0)
             + t.summary)
       }
-      let digits = TuneData.digitsLocations().contains {
+      let digits = DataFiles.digitsLocations().contains {
         FileManager.default.fileExists(atPath: $0.path)
       }
       print(

@@ -14,7 +14,7 @@ func runSweep(
   try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
   // Prepare the tasks here once (the children would race to do it), and keep the first one's
   // test images for the report.
-  var first: TuneData? = nil
+  var first: ImageTuneData? = nil
   for task in tasks {
     if task.hasPrefix("graft1k/") {
       let name = String(task.dropFirst("graft1k/".count))
@@ -22,7 +22,7 @@ func runSweep(
         progress.log("preparing \(task) in \(Graft1k.defaultRoot().path)")
       }
     }
-    let data = try TuneData.load(task)
+    let data = try ImageTuneData.load(task)
     if first == nil { first = data }
   }
   let runner = SweepRunner(

@@ -29,7 +29,7 @@ struct Eval: ParsableCommand {
 
   func run() throws {
     let loaded = try AdapterCheckpoint.load(URL(fileURLWithPath: adapter))
-    let tuneData = try TuneData.load(data)
+    let tuneData = try ImageTuneData.load(data)
     let dataset: any Dataset<RGBImage>
     switch split {
     case "train": dataset = tuneData.train

@@ -44,7 +44,7 @@ struct Predict: ParsableCommand {
     let decoded = try images.map {
       try ImageCodec.decodeAnyFormat(contentsOf: URL(fileURLWithPath: $0))
     }
-    let logits = loaded.predict(decoded)
+    let logits = try loaded.predict(decoded)
     if let output {
       try Safetensors.write(["logits": logits], to: URL(fileURLWithPath: output))
     }

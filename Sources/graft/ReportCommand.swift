@@ -36,7 +36,7 @@ struct ReportCommand: ParsableCommand {
       let sweep = SweepSummary(
         backbone: backbone, tasks: tasks, runs: records,
         wallSeconds: summary["wall_seconds"] as? Double ?? 0)
-      let first = try TuneData.load(tasks[0])
+      let first = try ImageTuneData.load(tasks[0])
       try ReportWriter.write(
         sweep, title: "Graft: \(backbone) on \(tasks.joined(separator: ", "))",
         classNames: first.classNames, testSamples: ReportWriter.gridSamples(first), to: url)
@@ -47,7 +47,7 @@ struct ReportCommand: ParsableCommand {
         let backbone = run["backbone"] as? String, let dataRef = run["data"] as? String
       else { throw ValidationError("\(runURL.path): not a run folder") }
       try ReportWriter.writeRun(
-        folder: url, backbone: backbone, dataReference: dataRef, data: TuneData.load(dataRef))
+        folder: url, backbone: backbone, dataReference: dataRef, data: ImageTuneData.load(dataRef))
     }
     print(url.appendingPathComponent("report.html").path)
   }

@@ -72,7 +72,7 @@ struct Tune: ParsableCommand {
       let yamlURL = folder.appendingPathComponent("tune_config.yaml")
       try cfg.apply(yaml: String(contentsOf: yamlURL, encoding: .utf8), source: yamlURL.path)
       let tb = try TuneBackbone.load(backboneRef)
-      let tuneData = try TuneData.load(dataRef)
+      let tuneData = try ImageTuneData.load(dataRef)
       let trainer = try Trainer(backbone: tb, config: cfg, classNames: tuneData.classNames)
       if let s = try trainer.run(
         data: tuneData, folder: folder, dataReference: dataRef, resume: true, log: log)
@@ -98,10 +98,10 @@ struct Tune: ParsableCommand {
     for assignment in overrides { try cfg.set(assignment: assignment) }
     let tb = try TuneBackbone.load(backbone, arch: arch)
     for note in ["backbone \(tb.architecture) (\(tb.weightsHash))"] { log(note) }
-    var tuneData: TuneData? = nil
+    var tuneData: ImageTuneData? = nil
     let classNames: [String]
     if let data {
-      tuneData = try TuneData.load(data)
+      tuneData = try ImageTuneData.load(data)
       classNames = tuneData!.classNames
       if let classes, classes != classNames.count {
         throw ValidationError("--classes \(classes) but \(data) has \(classNames.count) classes")

@@ -94,6 +94,6 @@ final class Graft1kTests: XCTestCase {
     XCTAssertThrowsError(try Graft1k.task("cifar")) {
       XCTAssertTrue("\($0)".contains("fmnist-rotation"), "\($0)")
     }
-    XCTAssertThrowsError(try TuneData.load("graft1k/cifar"))
+    XCTAssertThrowsError(try ImageTuneData.load("graft1k/cifar"))
   }
 }

@@ -31,7 +31,7 @@ func temporaryFolder() -> URL {
 }
 
 /// The digits task, read once.
-let digits = try! TuneData.digits(csv: digitsCSV)
+let digits = try! ImageTuneData.digits(csv: digitsCSV)
 
 /// A short run of `method` on digits (500 training samples, 4 epochs, AdamW at 0.01 for every
 /// method: the tiny random backbone needs larger steps than the papers' recipes for pretrained

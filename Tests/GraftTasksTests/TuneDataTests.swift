@@ -13,8 +13,8 @@ final class TuneDataTests: XCTestCase {
   }
 
   func testDigitsSplitIsFixed() throws {
-    let a = try TuneData.digits(csv: digitsCSV)
-    let b = try TuneData.load(digitsCSV.path)
+    let a = try ImageTuneData.digits(csv: digitsCSV)
+    let b = try ImageTuneData.load(digitsCSV.path)
     XCTAssertEqual(a.train.labels, b.train.labels)
     XCTAssertEqual([a.train.count, a.validation.count, a.test.count], [1258, 180, 359])
   }
@@ -27,7 +27,7 @@ final class TuneDataTests: XCTestCase {
       let label = digits.train.label(at: i)
       try writeDigit(i, to: root.appendingPathComponent("folder/train/c\(label)/\(i).pgm"))
     }
-    let folder = try TuneData.load(root.appendingPathComponent("folder").path)
+    let folder = try ImageTuneData.load(root.appendingPathComponent("folder").path)
     XCTAssertEqual(folder.train.count + folder.validation.count + folder.test.count, 20)
     XCTAssertEqual([folder.validation.count, folder.test.count], [2, 4])
     // A VTAB-1k list folder.
@@ -42,10 +42,10 @@ final class TuneDataTests: XCTestCase {
       try text.write(
         to: vtab.appendingPathComponent(name + ".txt"), atomically: true, encoding: .utf8)
     }
-    let v = try TuneData.load(vtab.path)
+    let v = try ImageTuneData.load(vtab.path)
     XCTAssertEqual([v.train.count, v.validation.count, v.test.count], [6, 3, 3])
     XCTAssertEqual(v.classNames.count, (0..<12).map { digits.train.label(at: $0) }.max()! + 1)
     XCTAssertEqual(try v.test.image(at: 0), try digits.train.image(at: 9))
-    XCTAssertThrowsError(try TuneData.load(root.appendingPathComponent("missing").path))
+    XCTAssertThrowsError(try ImageTuneData.load(root.appendingPathComponent("missing").path))
   }
 }

@@ -1,0 +1,41 @@
+import Foundation
+
+/// A kind of sample a run trains on (images today; point clouds next): how it becomes a
+/// backbone's input tensor, and how a report shows it.
+public protocol TuneSample {
+  /// The training and evaluation transforms into `input`'s tensors; throws `ConfigError` when
+  /// this kind of sample cannot feed such a backbone.
+  static func transforms(for input: BackboneInput) throws -> SampleTransforms<Self>
+  /// A picture of `sample` for reports (nil when there is none).
+  static func preview(_ sample: Self) -> RGBImage?
+}
+
+/// A run's two transforms of one sample kind.
+public struct SampleTransforms<Sample>: Sendable {
+  /// Applied to training samples (augmentation included).
+  public var train: SampleTransform<Sample>
+  /// Applied to validation, test and prediction samples (deterministic).
+  public var eval: SampleTransform<Sample>
+
+  /// The two transforms.
+  public init(train: @escaping SampleTransform<Sample>, eval: @escaping SampleTransform<Sample>) {
+    self.train = train
+    self.eval = eval
+  }
+}
+
+extension RGBImage: TuneSample {
+  /// timm's eval transform for the model, for training too (Graft's tuning recipes train
+  /// without augmentation).
+  public static func transforms(for input: BackboneInput) throws -> SampleTransforms<RGBImage> {
+    guard case .image(let config) = input else {
+      throw ConfigError("the data are images, but the backbone does not take images")
+    }
+    let t = EvalTransform(config: config)
+    let transform: ImageTransform = { image, _ in t(image) }
+    return SampleTransforms(train: transform, eval: transform)
+  }
+
+  /// The image itself.
+  public static func preview(_ sample: RGBImage) -> RGBImage? { sample }
+}
