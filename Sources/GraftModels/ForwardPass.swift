@@ -18,6 +18,9 @@ public final class ForwardPass {
   public let usesBlockInternals: Bool
   /// Rows of the current sequence that hooks inserted (empty when none).
   public private(set) var insertedRows: Range<Int>
+  /// The positions of the inserted rows, [1 or B, insertedRows.count, D], when a hook gave any
+  /// (IDPT's `prompt_pos`); rows inserted without positions get zeros.
+  private var insertedPositions: Tensor?
   /// The attach points the backbone called during the pass.
   public private(set) var reachedPoints: AttachPoints = []
   /// The linear sites the backbone called during the pass.
@@ -43,17 +46,33 @@ public final class ForwardPass {
 
   // MARK: Reported by hooks
 
-  /// A hook inserted `count` rows starting at row `row` of the sequence. Insertions extend one
-  /// contiguous range of inserted rows.
-  public func recordInsertion(_ count: Int, at row: Int) {
+  /// A hook inserted `count` rows starting at row `row` of the sequence, with `positions`
+  /// [1 or B, count, D] for backbones that add positions before every block (nil: zeros).
+  /// Insertions extend one contiguous range of inserted rows.
+  public func recordInsertion(_ count: Int, at row: Int, positions: Tensor? = nil) {
     precondition(count >= 0 && row >= 0 && row <= rows, "insertion of \(count) rows at \(row)")
+    let offset: Int
     if insertedRows.isEmpty {
       insertedRows = row..<(row + count)
+      offset = 0
     } else {
       precondition(
         insertedRows.contains(row) || row == insertedRows.upperBound,
         "rows inserted at \(row) are not next to the inserted rows \(insertedRows)")
+      offset = row - insertedRows.lowerBound
       insertedRows = insertedRows.lowerBound..<(insertedRows.upperBound + count)
+    }
+    if positions != nil || insertedPositions != nil, let width = embedded.positions?.shape[2] {
+      let new = positions ?? Tensor.zeros([1, count, width])
+      precondition(
+        new.rank == 3 && new.shape[1] == count && new.shape[2] == width,
+        "positions \(new.shape) for \(count) inserted rows of width \(width)")
+      let old = insertedPositions ?? Tensor.zeros([1, insertedRows.count - count, width])
+      let lead = Swift.max(old.shape[0], new.shape[0])
+      let before = old.narrow(1, start: 0, length: offset)
+      let after = old.narrow(1, start: offset, length: old.shape[1] - offset)
+      insertedPositions = Tensor.concat(
+        [before, new, after].map { $0.broadcast(to: [lead, $0.shape[1], width]) }, axis: 1)
     }
     rows += count
   }
@@ -63,8 +82,17 @@ public final class ForwardPass {
     precondition(
       row >= insertedRows.lowerBound && row + count <= insertedRows.upperBound,
       "rows \(row)..<\(row + count) removed are not among the inserted rows \(insertedRows)")
+    if let kept = insertedPositions {
+      let offset = row - insertedRows.lowerBound
+      let before = kept.narrow(1, start: 0, length: offset)
+      let after = kept.narrow(1, start: offset + count, length: kept.shape[1] - offset - count)
+      insertedPositions = Tensor.concat([before, after], axis: 1)
+    }
     insertedRows = insertedRows.lowerBound..<(insertedRows.upperBound - count)
-    if insertedRows.isEmpty { insertedRows = prefixTokens..<prefixTokens }
+    if insertedRows.isEmpty {
+      insertedRows = prefixTokens..<prefixTokens
+      insertedPositions = nil
+    }
     rows -= count
   }
 
@@ -123,11 +151,13 @@ public final class ForwardPass {
     precondition(x.shape[1] == rows, "sequence of \(x.shape[1]) rows, the pass expects \(rows)")
     guard !insertedRows.isEmpty else { return positions }
     let start = insertedRows.lowerBound
-    let (lead, width) = (positions.shape[0], positions.shape[2])
-    let zeros = Tensor.zeros([lead, insertedRows.count, width])
+    let width = positions.shape[2]
+    let inserted = insertedPositions ?? Tensor.zeros([1, insertedRows.count, width])
+    let lead = Swift.max(positions.shape[0], inserted.shape[0])
     let before = positions.narrow(1, start: 0, length: start)
     let after = positions.narrow(1, start: start, length: positions.shape[1] - start)
-    return Tensor.concat([before, zeros, after], axis: 1)
+    return Tensor.concat(
+      [before, inserted, after].map { $0.broadcast(to: [lead, $0.shape[1], width]) }, axis: 1)
   }
 
   /// `x` after a hook, checked against the rows the hooks reported.

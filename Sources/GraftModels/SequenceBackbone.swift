@@ -50,6 +50,9 @@ public enum ParameterRole: Sendable {
   case norms
   /// The normalisation layers inside the blocks only (HST).
   case blockNorms
+  /// The learned prefix tokens and their own positions (`cls_token`, and Point-MAE's `cls_pos`),
+  /// which IDPT trains.
+  case prefixTokens
   /// The backbone's own classifier heads, which a method's new head replaces: never trained.
   case classifier
 }

@@ -435,6 +435,7 @@ public final class VisionTransformer: Module, ImageBackbone {
     case .biases: ["*.bias"]
     case .norms: ["norm_pre.*", "blocks.*.norm1.*", "blocks.*.norm2.*", "norm.*", "fc_norm.*"]
     case .blockNorms: ["blocks.*.norm*"]
+    case .prefixTokens: ["cls_token", "reg_token", "dist_token"]
     case .classifier: ["head.*", "head_dist.*"]
     }
   }

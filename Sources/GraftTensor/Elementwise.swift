@@ -391,6 +391,17 @@ struct QuickGeluKernel: UnaryKernel {
   }
 }
 
+struct LeakyReluKernel: UnaryKernel {
+  static let name = "leaky_relu"
+  static let needsInput = false
+  let slope: Float
+  @inline(__always) func callAsFunction(_ x: Float) -> Float { x > 0 ? x : slope * x }
+  // The output has the input's sign for a positive slope, so backward reads the output.
+  @inline(__always) func gradient(_ g: Float, x: Float, y: Float) -> Float {
+    y > 0 ? g : slope * g
+  }
+}
+
 struct ClampKernel: UnaryKernel {
   static let name = "clamp"
   static let needsInput = true
@@ -423,6 +434,11 @@ extension Tensor {
   public func sigmoid() -> Tensor { pointwise(self, SigmoidKernel()) }
   /// max(x, 0).
   public func relu() -> Tensor { pointwise(self, ReluKernel()) }
+  /// x for x > 0, else `slope`·x (PyTorch's `LeakyReLU(negative_slope)`; `slope` > 0).
+  public func leakyReLU(slope: Float = 0.01) -> Tensor {
+    precondition(slope > 0, "leakyReLU: slope \(slope) must be positive")
+    return pointwise(self, LeakyReluKernel(slope: slope))
+  }
   /// GELU, exact form x·Φ(x) with erf (timm's and PyTorch's default `nn.GELU()`).
   public func gelu() -> Tensor { pointwise(self, GeluKernel()) }
   /// GELU, tanh approximation (PyTorch's `approximate='tanh'`).

@@ -63,6 +63,7 @@ public enum MethodRegistry {
     VisualPromptTuning.shallowDescriptor, VisualPromptTuning.deepDescriptor, LoRA.descriptor,
     AdaptFormer.descriptor, MomentProbing.descriptor, MomentProbing.plusDescriptor,
     LadderSideTuning.descriptor, HierarchicalSideTuning.descriptor, UniPT.descriptor,
+    IDPT.descriptor,
   ]
 
   /// The names `--method` accepts.

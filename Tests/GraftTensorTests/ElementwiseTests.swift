@@ -32,6 +32,7 @@ final class ElementwiseTests: XCTestCase {
     assertClose(x.geluTanh().scalars, [-0.045402306, -0.154285990, 0, 0.841191991, 2.996362608])
     assertClose(x.quickGELU().scalars, [-0.064341377, -0.149611563, 0, 0.845795766, 2.981928690])
     assertClose(x.relu().scalars, [0, 0, 0, 1, 3])
+    assertClose(x.leakyReLU(slope: 0.2).scalars, [-0.4, -0.1, 0, 1, 3])
     assertClose(x.sigmoid().scalars, [0.119202922, 0.377540669, 0.5, 0.731058579, 0.952574127])
     assertClose(x.tanh().scalars, [-0.964027580, -0.462117157, 0, 0.761594156, 0.995054754])
     assertClose(x.abs().scalars, [2, 0.5, 0, 1, 3])
@@ -62,6 +63,7 @@ final class ElementwiseTests: XCTestCase {
     // Kinked functions, probed away from their kinks.
     let away = Tensor([-1.5, -0.7, 0.4, 0.9, 1.8, 2.5], shape: [2, 3])
     assertGradients([away]) { $0[0].relu() }
+    assertGradients([away]) { $0[0].leakyReLU(slope: 0.2) }
     assertGradients([away]) { $0[0].abs() }
     assertGradients([away]) { $0[0].clamp(min: -1, max: 2) }
   }

@@ -109,7 +109,9 @@ final class MethodTests: XCTestCase {
   }
 
   func testGradientsMatchFiniteDifferences() throws {
-    try checkGradients(MethodRegistry.names.map { ($0, [:]) })
+    // IDPT max-pools over tokens and neighbours, where finite differences cross kinks at every
+    // step: IDPTTests checks it on a one-patch backbone, where every max is over one entry.
+    try checkGradients(MethodRegistry.names.filter { $0 != "idpt" }.map { ($0, [:]) })
   }
 
   /// VPT's projection and LoRA on the other linears.
@@ -144,6 +146,7 @@ final class MethodTests: XCTestCase {
         }
         XCTAssertEqual(params.count, 5)
       }
+
       // ReLU has a kink at 0: probe the adapter with a smaller step. MP's LayerNorm sits on a
       // projection initialised at 0.02, where 3e-3 is a large relative step.
       let eps: Float = ["adapter", "mp", "mp+"].contains(name) ? 1e-3 : 3e-3
@@ -289,6 +292,8 @@ final class FusedBlocksTests: XCTestCase {
       let labels = [0, 1, 2]
       func run(_ hooks: any BackboneHooks) -> (logits: [Float], grads: [[Float]], tape: Int) {
         for (_, t) in method.trainableTensors() { t.grad = nil }
+        // The same dropout draws in both runs (IDPT's head has dropout).
+        method.generator = RandomGenerator(seed: 1)
         let base = TapeStats.savedBytes
         let output =
           method.needsBackboneGradient

@@ -108,6 +108,7 @@ final class ToySetBackbone: Module, SequenceBackbone {
     case .biases: ["*.bias"]
     case .norms: ["blocks.*.norm.*", "norm.*"]
     case .blockNorms: ["blocks.*.norm.*"]
+    case .prefixTokens: []
     case .classifier: []
     }
   }
