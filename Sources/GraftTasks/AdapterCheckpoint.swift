@@ -30,10 +30,11 @@ public struct AdapterConfig: Codable, Equatable, Sendable {
   /// The current layout version.
   public static let currentFormat = 1
 
-  /// The backbone input these settings record.
+  /// What the run's samples were brought to: point clouds when the run took them (a point
+  /// backbone, or P2P rendering them for an image backbone), else images.
   public var input: BackboneInput? {
-    if let preprocessing { return .image(preprocessing) }
-    return pointInput.map { .points($0) }
+    if let pointInput { return .points(pointInput) }
+    return preprocessing.map { .image($0) }
   }
 
   enum CodingKeys: String, CodingKey {

@@ -149,6 +149,15 @@ public final class Trainer {
     ]
   }
 
+  /// What the run's samples are brought to: the backbone's input, or the method's own when it
+  /// takes another kind (P2P takes point clouds for an image backbone).
+  public var taskInput: BackboneInput {
+    switch method.taskInput {
+    case .backbone: backbone.input
+    case .points(let count): .points(PointInput(points: count))
+    }
+  }
+
   /// The `adapter_config.json` of this run.
   public func adapterConfig() throws -> AdapterConfig {
     AdapterConfig(
@@ -157,7 +166,10 @@ public final class Trainer {
       baseModelArchitecture: backbone.architecture, baseModelHash: backbone.weightsHash,
       numClasses: classNames.count, classNames: classNames,
       hyperparameters: method.options, preprocessing: backbone.preprocessing,
-      pointInput: backbone.pointInput, evalBatchSize: config.evalBatchSize)
+      pointInput: {
+        if case .points(let p) = taskInput { return p }
+        return nil
+      }(), evalBatchSize: config.evalBatchSize)
   }
 
   /// The optimizer `config` names over `method`'s trainable tensors: decay / no-decay groups at
@@ -224,7 +236,7 @@ public final class Trainer {
       try start(paths, dataReference: dataReference)
     }
 
-    let transforms = try Sample.transforms(for: backbone.input)
+    let transforms = try Sample.transforms(for: taskInput)
     let loader = DataLoader(
       dataset: try trainingSet(data), batchSize: config.batchSize, shuffle: true,
       seed: config.seed, workers: config.workers, transform: transforms.train)

@@ -6,6 +6,15 @@ import Foundation
 // sees the backbone only through `SequenceBackbone`, so the same method file serves every
 // modality. The trainer, the checkpoint writer and the command line need nothing else.
 
+/// What a method takes as the task's input, when it is not what its backbone takes.
+public enum TaskInput: Equatable, Sendable {
+  /// The backbone's own input (every method but P2P).
+  case backbone
+  /// Point clouds of `count` points, [B, count, 3], which the method turns into the
+  /// backbone's input (P2P renders them as images for an image backbone).
+  case points(count: Int)
+}
+
 /// A small trainable part attached to a frozen backbone.
 ///
 /// Subclasses register their own tensors (and the classifier `head`) in their initialiser,
@@ -83,6 +92,12 @@ open class TuningMethod: Module, BackboneHooks {
   open var attachPoints: AttachPoints { [] }
   /// Linear sites the method changes: every pass checks that the backbone called each.
   open var linearSites: [LinearSite] { [] }
+  /// What the method takes from the task: the backbone's input unless it says otherwise.
+  open var taskInput: TaskInput { .backbone }
+
+  /// The backbone's input made from the task's `input` (the input itself unless `taskInput`
+  /// says otherwise; P2P's rendering of point clouds as images).
+  open func backboneInput(_ input: Tensor) -> Tensor { input }
 
   // MARK: BackboneHooks (defaults change nothing)
 
@@ -137,9 +152,11 @@ open class TuningMethod: Module, BackboneHooks {
     return problems
   }
 
-  /// Logits [B, classes] of `input` (pixels [B, C, H, W] for an image backbone): the backbone
-  /// with this method's hooks, then `logits(_:)`.
-  public func callAsFunction(_ input: Tensor) -> Tensor { logits(backboneOutput(input)) }
+  /// Logits [B, classes] of the task's `input` (pixels [B, C, H, W] for an image backbone): the
+  /// backbone, with this method's hooks, on `backboneInput(input)`, then `logits(_:)`.
+  public func callAsFunction(_ input: Tensor) -> Tensor {
+    logits(backboneOutput(backboneInput(input)))
+  }
 
   /// Sets training mode on the method, and on the backbone only if `backboneTrainMode`.
   public func setTraining(_ on: Bool) {
