@@ -20,8 +20,9 @@ public struct AdapterConfig: Codable, Equatable, Sendable {
   public var classNames: [String]
   /// The method's options (`method.*`), defaults filled in.
   public var hyperparameters: [String: String]
-  /// Image preprocessing used in training and evaluation.
-  public var preprocessing: ImagePreprocessConfig
+  /// Image preprocessing used in training and evaluation; absent for a backbone that takes no
+  /// images (Point-MAE).
+  public var preprocessing: ImagePreprocessConfig?
   /// Batch size of evaluation (kept so logits are reproduced with the same GEMM shapes).
   public var evalBatchSize: Int
 
@@ -138,17 +139,25 @@ extension LoadedAdapter {
           + "\(config.numClasses) (\(config.classNames.prefix(12).joined(separator: ", "))"
           + (config.numClasses > 12 ? ", …)" : ")"))
     }
-    let t = EvalTransform(config: config.preprocessing)
+    guard let preprocessing = config.preprocessing else {
+      throw ConfigError(
+        "the adapter's backbone \(config.baseModelArchitecture) takes no images (its run has no "
+          + "image preprocessing)")
+    }
+    let t = EvalTransform(config: preprocessing)
     return try GraftTasks.evaluate(
       method, on: dataset, transform: { image, _ in t(image) }, batchSize: config.evalBatchSize,
       workers: workers)
   }
 
   /// Logits [N, classes] of `images`, preprocessed as in training, in batches of the run's
-  /// evaluation size.
+  /// evaluation size. Only for runs on an image backbone (with `preprocessing`).
   public func predict(_ images: [RGBImage]) -> Tensor {
     method.setTraining(false)
-    let t = EvalTransform(config: config.preprocessing)
+    guard let preprocessing = config.preprocessing else {
+      preconditionFailure("\(config.baseModelArchitecture) takes no images")
+    }
+    let t = EvalTransform(config: preprocessing)
     var parts: [Tensor] = []
     var start = 0
     while start < images.count {

@@ -126,7 +126,7 @@ final class RunFolderTests: XCTestCase {
     let model = work.appendingPathComponent("model")
     try FileManager.default.copyItem(at: fixture, to: model)
     let backbone = try TuneBackbone.load(model.path)
-    XCTAssertEqual(backbone.preprocessing.inputSize, [3, 32, 32])
+    XCTAssertEqual(backbone.preprocessing?.inputSize, [3, 32, 32])
     XCTAssertEqual(
       backbone.weightsHash,
       try FNV1a64.file(model.appendingPathComponent("model.safetensors")))
