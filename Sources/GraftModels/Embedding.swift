@@ -402,6 +402,7 @@ extension Embedding {
     } else {
       clouds = [try PointFile.readCloud(url, points: meshSamples(for: config), seed: 0)]
     }
+    guard !clouds.isEmpty else { throw FileError(path: url.path, message: "holds no clouds") }
     return try clouds.enumerated().map { index, cloud in
       let dense = cloud.dense().cloud
       let name = clouds.count > 1 ? "\(url.path) (cloud \(index))" : url.path
