@@ -75,7 +75,7 @@ let package = Package(
     ),
     .target(
       name: "GraftModels",
-      dependencies: ["GraftNN", "GraftData", "CZlib"],
+      dependencies: ["GraftNN", "GraftData", "GraftPoints", "CZlib"],
       swiftSettings: numericSettings
     ),
     .target(
@@ -118,7 +118,7 @@ let package = Package(
       resources: [.copy("Fixtures")]
     ),
     .testTarget(
-      name: "GraftModelsTests", dependencies: ["GraftModels", "GraftData"],
+      name: "GraftModelsTests", dependencies: ["GraftModels", "GraftData", "GraftPoints"],
       resources: [.copy("Fixtures")]
     ),
     .testTarget(

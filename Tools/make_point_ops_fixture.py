@@ -154,33 +154,39 @@ def chair_cloud():
     return cloud.astype(np.float32) * 3 + np.float32(0.7)  # off-centre, off-scale
 
 
-tensors = {}
+def main():
+    tensors = {}
 
-sphere = sphere_cloud()
-tensors["sphere.points"] = sphere
-tensors["sphere.fps"] = fps(sphere, 64, skip=False)
-tensors["sphere.fps_skip"] = fps(sphere, 64, skip=True)
-centres, hoods, idx, dist = group(sphere, 32, 16)
-tensors["sphere.centres"] = centres
-tensors["sphere.neighbourhoods"] = hoods
-tensors["sphere.knn_idx"] = idx
-tensors["sphere.knn_dist"] = dist
+    sphere = sphere_cloud()
+    tensors["sphere.points"] = sphere
+    tensors["sphere.fps"] = fps(sphere, 64, skip=False)
+    tensors["sphere.fps_skip"] = fps(sphere, 64, skip=True)
+    centres, hoods, idx, dist = group(sphere, 32, 16)
+    tensors["sphere.centres"] = centres
+    tensors["sphere.neighbourhoods"] = hoods
+    tensors["sphere.knn_idx"] = idx
+    tensors["sphere.knn_dist"] = dist
 
-raw = chair_cloud()
-normalized = pc_normalize(raw)
-chair = torch.from_numpy(normalized)[None]
-tensors["chair.raw"] = torch.from_numpy(raw)
-tensors["chair.normalized"] = chair[0]
-tensors["chair.fps"] = fps(chair, 64, skip=False)
-tensors["chair.fps_skip"] = fps(chair, 64, skip=True)
-centres, hoods, idx, dist = group(chair, 64, 32)
-tensors["chair.centres"] = centres
-tensors["chair.neighbourhoods"] = hoods
-tensors["chair.knn_idx"] = idx
-tensors["chair.knn_dist"] = dist
-tensors["chair.ball_idx"] = ball_query(0.2, 16, chair, centres)
+    raw = chair_cloud()
+    normalized = pc_normalize(raw)
+    chair = torch.from_numpy(normalized)[None]
+    tensors["chair.raw"] = torch.from_numpy(raw)
+    tensors["chair.normalized"] = chair[0]
+    tensors["chair.fps"] = fps(chair, 64, skip=False)
+    tensors["chair.fps_skip"] = fps(chair, 64, skip=True)
+    centres, hoods, idx, dist = group(chair, 64, 32)
+    tensors["chair.centres"] = centres
+    tensors["chair.neighbourhoods"] = hoods
+    tensors["chair.knn_idx"] = idx
+    tensors["chair.knn_dist"] = dist
+    tensors["chair.ball_idx"] = ball_query(0.2, 16, chair, centres)
 
-assert not torch.equal(tensors["sphere.fps"], tensors["sphere.fps_skip"]), "skip changes nothing"
-tensors = {k: v.contiguous() for k, v in tensors.items()}
-save_file(tensors, str(OUT), metadata={"torch": torch.__version__})
-print(f"wrote {len(tensors)} tensors, {OUT.stat().st_size} bytes to {OUT}")
+    assert not torch.equal(tensors["sphere.fps"], tensors["sphere.fps_skip"]), "skip changes nothing"
+    tensors = {k: v.contiguous() for k, v in tensors.items()}
+    save_file(tensors, str(OUT), metadata={"torch": torch.__version__})
+    print(f"wrote {len(tensors)} tensors, {OUT.stat().st_size} bytes to {OUT}")
+
+
+# Tools/make_point_mae_fixtures.py imports fps, knn and gather from here.
+if __name__ == "__main__":
+    main()

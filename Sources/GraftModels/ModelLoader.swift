@@ -2,10 +2,11 @@ import Foundation
 import GraftData
 
 // One entry point for every form a model can take on disk: a timm model folder (config.json +
+// model.safetensors), a Point-MAE model folder (config.json naming "point_mae" +
 // model.safetensors), a Google JAX ViT checkpoint (.npz, architecture named by the caller), or
-// the name of a bundled model (a timm folder under a `Models/` directory). Everything the rest
-// of Graft needs comes back together: the network, the image preprocessing it expects and where
-// it came from.
+// the name of a bundled model (a folder under a `Models/` directory). Everything the rest of
+// Graft needs comes back together: the network, the image preprocessing it expects and where it
+// came from.
 
 /// How a loaded model was stored.
 public enum ModelFormat: String, Sendable, Equatable {
@@ -13,6 +14,9 @@ public enum ModelFormat: String, Sendable, Equatable {
   case timmFolder = "timm-folder"
   /// A Google JAX/Flax ViT checkpoint (`.npz`) mapped to timm's names.
   case googleNPZ = "google-npz"
+  /// A Point-MAE model folder: `config.json` (`"architecture": "point_mae"`) and
+  /// `model.safetensors` with the official state-dict names.
+  case pointMAEFolder = "point-mae-folder"
 }
 
 /// A model ready to run, with what is needed to feed it.
@@ -42,12 +46,98 @@ public struct LoadedModel {
   public var hasHead: Bool { model.head != nil }
 }
 
+/// A Point-MAE model ready to run.
+public struct LoadedPointModel {
+  /// The network, its weights those of the checkpoint.
+  public var model: PointMAE
+  /// The folder the weights were read from.
+  public var source: URL
+  /// The name to record with results: the bundled name when loaded by one, else `point_mae`.
+  public var name: String
+
+  /// Whether the model has a classifier head (and so produces logits).
+  public var hasHead: Bool { model.clsHeadFinetune != nil }
+}
+
+/// A loaded backbone of any family, as `ModelLoader.loadBackbone` returns it.
+public enum LoadedBackbone {
+  /// A Vision Transformer (timm folder or Google `.npz`), with its image preprocessing.
+  case vit(LoadedModel)
+  /// A Point-MAE encoder over point clouds.
+  case pointMAE(LoadedPointModel)
+
+  /// The network, as methods see it.
+  public var backbone: any SequenceBackbone {
+    switch self {
+    case .vit(let m): m.model
+    case .pointMAE(let m): m.model
+    }
+  }
+
+  /// The folder or `.npz` file the weights were read from.
+  public var source: URL {
+    switch self {
+    case .vit(let m): m.source
+    case .pointMAE(let m): m.source
+    }
+  }
+
+  /// How the checkpoint was stored.
+  public var format: ModelFormat {
+    switch self {
+    case .vit(let m): m.format
+    case .pointMAE: .pointMAEFolder
+    }
+  }
+
+  /// The file holding the weights: a folder's `model.safetensors`, or the `.npz` itself.
+  public var weightsFile: URL {
+    format == .googleNPZ ? source : source.appendingPathComponent("model.safetensors")
+  }
+
+  /// The name to record with results (see `LoadedModel.name`, `LoadedPointModel.name`).
+  public var name: String {
+    switch self {
+    case .vit(let m): m.name
+    case .pointMAE(let m): m.name
+    }
+  }
+
+  /// The architecture: the timm name with its tag, or `point_mae`.
+  public var architectureName: String {
+    switch self {
+    case .vit(let m): m.architecture.name + (m.architecture.tag.map { "." + $0 } ?? "")
+    case .pointMAE: PointMAEConfig.architecture
+    }
+  }
+
+  /// The eval preprocessing of image files; nil for a backbone that does not take RGB images.
+  public var imagePreprocessing: ImagePreprocessConfig? {
+    if case .vit(let m) = self { return m.preprocessing }
+    return nil
+  }
+
+  /// Whether the model has a classifier head.
+  public var hasHead: Bool {
+    switch self {
+    case .vit(let m): m.hasHead
+    case .pointMAE(let m): m.hasHead
+    }
+  }
+
+  /// The loader's notes about the model.
+  public var notes: [String] {
+    if case .vit(let m) = self { return m.notes }
+    return []
+  }
+}
+
 /// Loads a model from a folder, an `.npz` or a bundled name (`load(_:arch:searchPaths:)`).
 public enum ModelLoader {
   /// Environment variable holding extra folders (separated by `:`) to search for bundled models.
   public static let searchPathVariable = "GRAFT_MODELS"
 
-  /// Loads the model `reference` names:
+  /// Loads the Vision Transformer `reference` names:
   ///
   /// - an existing folder: a timm model folder (`config.json` + `model.safetensors`);
   /// - an existing `.npz` file: a Google ViT checkpoint, whose architecture `arch` must name (a
@@ -57,12 +147,29 @@ public enum ModelLoader {
   ///
   /// `arch` given with a folder must agree with its `config.json` (tags aside). Throws
   /// `FileError` for a reference that names nothing (listing every place looked in), an
-  /// `.npz` without `arch` or whose shapes do not fit it; the loaders' own errors (`FileError`
+  /// `.npz` without `arch` or whose shapes do not fit it, and a folder of another family (a
+  /// Point-MAE folder: load it with `loadBackbone`); the loaders' own errors (`FileError`
   /// for a timm config, `NumpyArchiveError`, `GoogleViTCheckpointError`, `SafetensorsError`,
   /// `StateDictError`) for malformed files. Every error names the file.
   public static func load(_ reference: String, arch: String? = nil, searchPaths: [URL]? = nil)
     throws -> LoadedModel
   {
+    switch try loadBackbone(reference, arch: arch, searchPaths: searchPaths) {
+    case .vit(let loaded):
+      return loaded
+    case .pointMAE(let loaded):
+      throw FileError(
+        path: loaded.source.appendingPathComponent("config.json").path,
+        message: "a Point-MAE model (architecture 'point_mae'), not a Vision Transformer")
+    }
+  }
+
+  /// Loads the model `reference` names, of any family: as `load(_:arch:searchPaths:)`, and a
+  /// folder whose `config.json` says `"architecture": "point_mae"` loads as a `PointMAE`
+  /// (`PointMAE.load(folder:)`; `arch` given with it throws `FileError`).
+  public static func loadBackbone(
+    _ reference: String, arch: String? = nil, searchPaths: [URL]? = nil
+  ) throws -> LoadedBackbone {
     guard !reference.isEmpty else {
       throw FileError(
         path: "<model>", message: "empty model reference (give a folder, an .npz or a name)")
@@ -88,9 +195,14 @@ public enum ModelLoader {
       guard fm.fileExists(atPath: candidate.path, isDirectory: &isDir), isDir.boolValue else {
         continue
       }
-      var loaded = try loadExisting(candidate, isDirectory: true, arch: arch)
-      loaded.name = reference
-      return loaded
+      switch try loadExisting(candidate, isDirectory: true, arch: arch) {
+      case .vit(var loaded):
+        loaded.name = reference
+        return .vit(loaded)
+      case .pointMAE(var loaded):
+        loaded.name = reference
+        return .pointMAE(loaded)
+      }
     }
     var lines = [
       "not a file or folder (no \(URL(fileURLWithPath: reference).path)) nor a bundled model; "
@@ -250,9 +362,21 @@ public enum ModelLoader {
   // MARK: Helpers
 
   private static func loadExisting(_ url: URL, isDirectory: Bool, arch: String?) throws
-    -> LoadedModel
+    -> LoadedBackbone
   {
     if isDirectory {
+      if ModelFolderConfig.isPointMAE(url) {
+        if let arch {
+          throw FileError(
+            path: url.appendingPathComponent("config.json").path,
+            message:
+              "the folder holds a Point-MAE model, not --arch '\(arch)' (--arch is for .npz "
+              + "checkpoints, which have no config)")
+        }
+        let model = try PointMAE.load(folder: url)
+        return .pointMAE(
+          LoadedPointModel(model: model, source: url, name: PointMAEConfig.architecture))
+      }
       let loaded = try loadFolder(url)
       if let arch {
         guard let wanted = try? TimmArchitecture(arch) else {
@@ -267,7 +391,7 @@ public enum ModelLoader {
               + "'\(arch)' (--arch is for .npz checkpoints, which have no config)")
         }
       }
-      return loaded
+      return .vit(loaded)
     }
     switch url.pathExtension.lowercased() {
     case "npz":
@@ -278,7 +402,7 @@ public enum ModelLoader {
             "an .npz checkpoint has no config: name its timm architecture with --arch "
             + "(for example --arch vit_base_patch16_224.augreg_in21k_ft_in1k)")
       }
-      return try loadNumpy(url, arch: arch)
+      return .vit(try loadNumpy(url, arch: arch))
     case "safetensors":
       throw FileError(
         path: url.path,
@@ -289,8 +413,8 @@ public enum ModelLoader {
       throw FileError(
         path: url.path,
         message:
-          "not a model: expected a timm model folder (config.json + model.safetensors) "
-          + "or a Google ViT .npz checkpoint")
+          "not a model: expected a timm or Point-MAE model folder (config.json + "
+          + "model.safetensors) or a Google ViT .npz checkpoint")
     }
   }
 

@@ -13,7 +13,8 @@ enum ParameterInit {
 }
 
 /// Where a model's parameters come from, scoped by name as candle's `VarBuilder::pp`: a model's
-/// constructor asks its scope for each tensor (`take("cls_token", shape, init)`) and each child
+/// constructor asks its scope for each tensor (`take("cls_token", shape, init)`, or `buffer` for
+/// state that is not trained, such as BatchNorm's running statistics) and each child
 /// (`child("attn") { ViTAttention(…, source: $0) }`, `linear("qkv", …)`), then, after
 /// `super.init()`, `registerEntries(into: self)` registers them under the same names in the same
 /// order. Every state-dict name is written once, in the constructor that uses it.
@@ -49,11 +50,12 @@ final class ParameterSource {
   private let shared: Shared
   /// The scope's name prefix, with its trailing dot (empty at the root).
   let prefix: String
-  /// What this scope handed out, in order: parameters and child modules, by local name.
+  /// What this scope handed out, in order: parameters, buffers and child modules, by local name.
   private var entries: [(name: String, entry: Entry)] = []
 
   private enum Entry {
     case parameter(Tensor)
+    case buffer(Tensor)
     case module(Module)
   }
 
@@ -97,6 +99,15 @@ final class ParameterSource {
     return t
   }
 
+  /// The persistent buffer `name` (within this scope) of `shape`: state that is part of the
+  /// state dict but never trained (BatchNorm's running statistics), recorded for
+  /// `registerEntries`. A checkpoint's buffer must be there with its shape, as a parameter must.
+  func buffer(_ name: String, _ shape: [Int], _ initialiser: ParameterInit) -> Tensor {
+    let t = value(name, shape, initialiser)
+    entries.append((name, .buffer(t)))
+    return t
+  }
+
   /// The child module `name`, built by `build` on its own scope, recorded for `registerEntries`.
   func child<M: Module>(_ name: String, _ build: (ParameterSource) -> M) -> M {
     let module = build(scoped(name))
@@ -104,12 +115,13 @@ final class ParameterSource {
     return module
   }
 
-  /// Registers what this scope handed out (parameters and children, in order, under their local
-  /// names) on `module`, the module this scope was built for.
+  /// Registers what this scope handed out (parameters, buffers and children, in order, under
+  /// their local names) on `module`, the module this scope was built for.
   func registerEntries(into module: Module) {
     for (name, entry) in entries {
       switch entry {
       case .parameter(let t): module.registerParameter(name, t)
+      case .buffer(let t): module.registerBuffer(name, t)
       case .module(let m): module.registerModule(name, m)
       }
     }

@@ -1,23 +1,37 @@
 import Foundation
 
-// LST's side network on a ViT: the backbone's own `ViTBlock` at 1/r of its width, either
-// structured-pruned from the block of the same index (by weight magnitude) or freshly initialised
-// as timm does.
+// LST's side network on any backbone made of `ViTBlock`s (a ViT, Point-MAE): the backbone's own
+// block at 1/r of its width, either structured-pruned from the block of the same index (by weight
+// magnitude) or freshly initialised as timm does.
 
 extension VisionTransformer {
   /// `ViTBlock`s of width D / `reduction` with the backbone's heads (each head_dim / r wide), MLP
-  /// hidden `mlp_hidden / r`, activation, norm epsilon, qkv bias and LayerScale, one per layer.
-  ///
-  /// `pruned`: each block is the backbone block of the same index at the kept channels (one set
-  /// E of D / r residual channels everywhere, per head head_dim / r query/key and value
-  /// dimensions, mlp_hidden / r hidden units; see `ViTSidePruning`), and the final norm's scale
-  /// and shift are the backbone's final norm (`norm` or `fc_norm`) at E. Else timm's init from
-  /// `generator` (trunc-normal 0.02 weights, zero biases, LayerNorm ones and zeros, LayerScale at
-  /// `init_values`). `reduction` must divide the head width.
+  /// hidden `mlp_hidden / r`, activation, norm epsilon, qkv bias and LayerScale, one per layer;
+  /// the final norm pruned from `norm` or `fc_norm`. See `ViTSideBlocks.reduced`.
   public func reducedBlocks(
     _ layers: [Int], reduction r: Int, pruned: Bool, generator: inout RandomGenerator
   ) throws -> ReducedBlocks {
-    let c = config
+    try ViTSideBlocks.reduced(
+      blocks: Array(blocks), finalNorm: norm ?? fcNorm, config: config, layers: layers,
+      reduction: r, pruned: pruned, generator: &generator)
+  }
+}
+
+/// LST's side blocks for a backbone whose blocks are `ViTBlock`s.
+enum ViTSideBlocks {
+  /// `ViTBlock`s of width D / `reduction` with `c`'s heads (each head_dim / r wide), MLP hidden
+  /// `mlp_hidden / r`, activation, norm epsilon, qkv bias and LayerScale, one per layer.
+  ///
+  /// `pruned`: each block is `blocks[i]` at the kept channels (one set E of D / r residual
+  /// channels everywhere, per head head_dim / r query/key and value dimensions, mlp_hidden / r
+  /// hidden units; see `ViTSidePruning`), and the final norm's scale and shift are `finalNorm`
+  /// at E (ones and zeros when there is none). Else timm's init from `generator` (trunc-normal
+  /// 0.02 weights, zero biases, LayerNorm ones and zeros, LayerScale at `init_values`).
+  /// `reduction` must divide the head width.
+  static func reduced(
+    blocks: [ViTBlock], finalNorm: LayerNorm?, config c: ViTConfig, layers: [Int],
+    reduction r: Int, pruned: Bool, generator: inout RandomGenerator
+  ) throws -> ReducedBlocks {
     guard r >= 1, c.headDim % r == 0 else {
       throw ConfigError(
         "method.reduction = \(r) must divide the backbone's head width \(c.headDim) (D = "
@@ -27,8 +41,8 @@ extension VisionTransformer {
     guard hidden >= 1 else {
       throw ConfigError("method.reduction = \(r) leaves no MLP hidden unit (\(c.mlpHidden) / r)")
     }
-    guard FusedActivation(rawValue: blocks[0].mlp.act.kind) != nil else {
-      throw ConfigError("unsupported activation '\(blocks[0].mlp.act.kind)' for side blocks")
+    if let first = blocks.first, FusedActivation(rawValue: first.mlp.act.kind) == nil {
+      throw ConfigError("unsupported activation '\(first.mlp.act.kind)' for side blocks")
     }
     let width = c.embedDim / r
     var out: [Int: any UnaryModule] = [:]
@@ -43,7 +57,7 @@ extension VisionTransformer {
       return ReducedBlocks(blocks: out, finalNorm: nil, normEps: c.normEps, pruning: nil)
     }
     return withNoGrad {
-      let plan = ViTSidePruning(backbone: self, reduction: r)
+      let plan = ViTSidePruning(blocks: blocks, width: c.embedDim, reduction: r)
       var kept: [Int: PruningRecord.Block] = [:]
       for i in layers {
         let (weights, indices) = plan.block(i)
@@ -52,18 +66,18 @@ extension VisionTransformer {
           source: ParameterSource(weights: weights))
         kept[i] = indices
       }
-      let finalNorm = (norm ?? fcNorm).map {
+      let side = finalNorm.map {
         (weight: plan.vector($0.weight!), bias: plan.vector($0.bias!))
       }
       return ReducedBlocks(
-        blocks: out, finalNorm: finalNorm, normEps: c.normEps,
+        blocks: out, finalNorm: side, normEps: c.normEps,
         pruning: PruningRecord(channels: plan.channels, blocks: kept))
     }
   }
 }
 
-/// Structured magnitude pruning of a ViT's blocks to 1/r of their channels. Reads the
-/// backbone's weights; run under `withNoGrad`.
+/// Structured magnitude pruning of a list of `ViTBlock`s (a ViT's, Point-MAE's) to 1/r of their
+/// channels. Reads the blocks' weights; run under `withNoGrad`.
 ///
 /// LST ranks channels by Fisher information from training batches; a constructor has no data,
 /// so this uses weight magnitude instead (L1 norms). A residual channel c scores, summed over all
@@ -73,17 +87,19 @@ extension VisionTransformer {
 /// ‖v.W[j, E]‖₁ + ‖proj.W[E, j]‖₁, and a hidden unit ‖fc1.W[u, E]‖₁ + ‖fc2.W[E, u]‖₁. The top
 /// 1/r of each are kept, ties to the lower index, in ascending order.
 struct ViTSidePruning {
-  let backbone: VisionTransformer
+  let blocks: [ViTBlock]
+  /// Residual width D of the blocks.
+  let width: Int
   let reduction: Int
   /// Kept residual channels E, ascending.
   let channels: [Int]
 
-  init(backbone: VisionTransformer, reduction r: Int) {
-    self.backbone = backbone
+  init(blocks: [ViTBlock], width d: Int, reduction r: Int) {
+    self.blocks = blocks
+    width = d
     reduction = r
-    let d = backbone.width
     var score = [Double](repeating: 0, count: d)
-    for block in backbone.blocks {
+    for block in blocks {
       let qkv = Matrix(block.attn.qkv.weight)
       let fc1 = Matrix(block.mlp.fc1.weight)
       let proj = Matrix(block.attn.proj.weight)
@@ -124,11 +140,11 @@ struct ViTSidePruning {
     return Tensor(rows.map { s[$0] }, shape: [rows.count])
   }
 
-  /// The tensors of the side block pruned from backbone block `index`, named as a `ViTBlock`'s
+  /// The tensors of the side block pruned from block `index`, named as a `ViTBlock`'s
   /// (`norm1.weight`, `attn.qkv.weight`, …), with the kept indices.
   func block(_ index: Int) -> ([String: Tensor], PruningRecord.Block) {
-    let b = backbone.blocks[index]
-    let d = backbone.width
+    let b = blocks[index]
+    let d = width
     let heads = b.attn.heads
     let headDim = d / heads
     let keepHead = headDim / reduction

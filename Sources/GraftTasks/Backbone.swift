@@ -29,7 +29,7 @@ public struct TuneBackbone {
   public var model: any SequenceBackbone
   /// How to load it again: a folder path (absolute), an `.npz` path or a bundled name.
   public var reference: String
-  /// timm architecture (with tag).
+  /// timm architecture (with tag), or `point_mae`.
   public var architecture: String
   /// `fnv1a64:…` of the weights file (or of the tensors, for a model built in memory).
   public var weightsHash: String
@@ -82,22 +82,27 @@ public struct TuneBackbone {
         mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5]))
   }
 
-  /// Loads `reference` with `ModelLoader` (`arch` for an `.npz`) and hashes its weights file
-  /// (`model.safetensors` of a folder, or the `.npz`).
+  /// Loads `reference` with `ModelLoader.loadBackbone` (`arch` for an `.npz`) and hashes its
+  /// weights file (`model.safetensors` of a folder, or the `.npz`). An image backbone must take
+  /// RGB images; a point backbone (Point-MAE) has no image preprocessing.
   public static func load(_ reference: String, arch: String? = nil) throws -> TuneBackbone {
-    let loaded = try ModelLoader.load(reference, arch: arch)
-    guard let preprocessing = loaded.preprocessing else {
-      throw FileError(path: reference, message: "the model does not take RGB images")
+    let loaded = try ModelLoader.loadBackbone(reference, arch: arch)
+    let input: BackboneInput
+    switch loaded {
+    case .vit(let m):
+      guard let preprocessing = m.preprocessing else {
+        throw FileError(path: reference, message: "the model does not take RGB images")
+      }
+      input = .image(preprocessing)
+    case .pointMAE(let m):
+      input = .points(PointInput(points: m.model.config.npoints))
     }
-    let weights =
-      loaded.format == .timmFolder
-      ? loaded.source.appendingPathComponent("model.safetensors") : loaded.source
     // A path is recorded absolute, so the checkpoint finds it from any folder.
     let isPath = FileManager.default.fileExists(atPath: reference)
     return TuneBackbone(
-      model: loaded.model,
+      model: loaded.backbone,
       reference: isPath ? URL(fileURLWithPath: reference).standardizedFileURL.path : reference,
-      architecture: loaded.name, weightsHash: try FNV1a64.file(weights),
-      input: .image(preprocessing))
+      architecture: loaded.name, weightsHash: try FNV1a64.file(loaded.weightsFile),
+      input: input)
   }
 }

@@ -2,22 +2,34 @@ import ArgumentParser
 import Foundation
 import GraftModels
 
-/// `graft embed`: features (and logits) of images or pixels with a frozen model.
+/// `graft embed`: features (and logits) of images or pixels, or of point clouds, with a frozen
+/// model.
 struct Embed: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Save a frozen model's features (and logits) for images or a pixel tensor.",
+    abstract: "Save a frozen model's features (and logits) for images, pixels or point clouds.",
     discussion: """
-      --model takes a timm model folder (config.json + model.safetensors), a Google ViT .npz \
+      --model takes a timm model folder (config.json + model.safetensors), a Point-MAE model \
+      folder (config.json with "architecture": "point_mae" + model.safetensors; \
+      Tools/convert_point_mae.py makes one from an official .pth), a Google ViT .npz \
       checkpoint (name its timm architecture with --arch, for example \
       vit_base_patch16_224.augreg_in21k_ft_in1k), or the name of a bundled model (looked up \
       in the folders of $GRAFT_MODELS, then in Models/ of the repository).
 
-      Inputs are image files (PNG, JPEG, PPM/PGM), each preprocessed with the model's eval \
-      transform, or one .safetensors file whose 'pixels' tensor [B, 3, H, W] is used as it is.
+      For an image model, inputs are image files (PNG, JPEG, PPM/PGM), each preprocessed with \
+      the model's eval transform, or one .safetensors file whose 'pixels' tensor [B, 3, H, W] \
+      is used as it is.
 
-      The output holds 'features' [B, D] (final norm, then the model's pooling) and, when the \
-      model has a head, 'logits' [B, C]. It is written atomically: on any error an existing \
-      file is left as it was.
+      For a point model, inputs are point-cloud or mesh files (PCD, PLY, OFF, OBJ, ModelNet \
+      .txt, .npy, or HDF5 sets, every cloud of which is embedded): a mesh is sampled over its \
+      surface (10,000 points, seed 0), then each cloud is normalised to the unit sphere and \
+      sampled to the model's npoints by farthest point sampling (pointnet2_ops' convention, \
+      as Point-MAE's evaluation). Or one .safetensors file whose 'points' tensor [B, N, 3] is \
+      used as it is.
+
+      The output holds 'features' [B, D] (final norm, then the model's pooling; [B, 2·D] for \
+      Point-MAE: class token and max over the groups), 'logits' [B, C] when the model has a \
+      head, and for a point model 'centres' [B, groups, 3]. It is written atomically: on any \
+      error an existing file is left as it was.
       """
   )
 
@@ -36,13 +48,15 @@ struct Embed: ParsableCommand {
   @OptionGroup var quietFlag: QuietFlag
   var quiet: Bool { quietFlag.quiet }
 
-  @Argument(help: "Image files, or one .safetensors with a 'pixels' tensor.")
+  @Argument(
+    help: "Image or point-cloud files, or one .safetensors with a 'pixels' or 'points' tensor.")
   var inputs: [String] = []
 
   func validate() throws {
     guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
     guard !inputs.isEmpty else {
-      throw ValidationError("give image files or one .safetensors of pixels")
+      throw ValidationError(
+        "give image (or point-cloud) files or one .safetensors of pixels (or points)")
     }
   }
 
@@ -57,6 +71,7 @@ struct Embed: ParsableCommand {
     for note in summary.notes { stderr.write(Data("note: \(note)\n".utf8)) }
     var line = "\(summary.output.path): features \(summary.featureShape)"
     if let logits = summary.logitsShape { line += ", logits \(logits)" }
+    if let centres = summary.centresShape { line += ", centres \(centres)" }
     print(line + " (\(summary.model))")
   }
 }

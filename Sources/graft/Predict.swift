@@ -41,6 +41,10 @@ struct Predict: ParsableCommand {
       }
       lora.merge()
     }
+    guard loaded.config.preprocessing != nil else {
+      throw ValidationError(
+        "\(adapter): its backbone (\(loaded.config.baseModelArchitecture)) takes no images")
+    }
     let decoded = try images.map {
       try ImageCodec.decodeAnyFormat(contentsOf: URL(fileURLWithPath: $0))
     }

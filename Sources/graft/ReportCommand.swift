@@ -69,13 +69,22 @@ struct ModelsCommand: ParsableCommand {
           FileManager.default.fileExists(atPath: folder.appendingPathComponent("config.json").path)
         else { continue }
         do {
-          let loaded = try ModelLoader.loadFolder(folder)
-          let c = loaded.model.config
-          print(
-            pad(name, 20)
-              + "\(loaded.name)  \(c.imgSize.height)×\(c.imgSize.width) patch \(c.patchSize.height)"
-              + "  D \(c.embedDim)  depth \(c.depth)  heads \(c.numHeads)  "
-              + "\(loaded.model.parameterCount) parameters  \(folder.path)")
+          switch try ModelLoader.loadBackbone(folder.path) {
+          case .vit(let loaded):
+            let c = loaded.model.config
+            print(
+              pad(name, 20)
+                + "\(loaded.name)  \(c.imgSize.height)×\(c.imgSize.width) patch "
+                + "\(c.patchSize.height)  D \(c.embedDim)  depth \(c.depth)  heads \(c.numHeads)  "
+                + "\(loaded.model.parameterCount) parameters  \(folder.path)")
+          case .pointMAE(let loaded):
+            let c = loaded.model.config
+            print(
+              pad(name, 20)
+                + "point_mae  \(c.npoints) points, \(c.numGroup) groups of \(c.groupSize)  "
+                + "D \(c.transDim)  depth \(c.depth)  heads \(c.numHeads)  "
+                + "\(loaded.model.parameterCount) parameters  \(folder.path)")
+          }
         } catch {
           print(pad(name, 20) + "unreadable: \(error)")
         }

@@ -98,6 +98,11 @@ struct Tune: ParsableCommand {
     for assignment in overrides { try cfg.set(assignment: assignment) }
     let tb = try TuneBackbone.load(backbone, arch: arch)
     for note in ["backbone \(tb.architecture) (\(tb.weightsHash))"] { log(note) }
+    if tb.preprocessing == nil && !dryRun {
+      throw ValidationError(
+        "\(backbone): a \(tb.model.familyName) backbone takes point clouds, and graft tune "
+          + "reads image data only so far (--dry-run works)")
+    }
     var tuneData: ImageTuneData? = nil
     let classNames: [String]
     if let data {

@@ -92,6 +92,46 @@ final class CommandLineTests: XCTestCase {
   }
 
   /// Bad input on the command line: each a clear message and a failing status, no crash.
+  /// `graft tune --dry-run --json` takes a Point-MAE folder as it takes a timm one: every
+  /// method builds on it (HST refuses it by name), and a run that would train is refused until
+  /// `graft tune` reads point-cloud data.
+  func testTuneDryRunOnAPointBackbone() throws {
+    let folder = repositoryRoot.appendingPathComponent(
+      "Tests/GraftModelsTests/Fixtures/point_mae/model")
+    let backbone = try TuneBackbone.load(folder.path)
+    XCTAssertNil(backbone.preprocessing)
+    XCTAssertEqual(backbone.architecture, "point_mae")
+    XCTAssertEqual(
+      backbone.weightsHash, try FNV1a64.file(folder.appendingPathComponent("model.safetensors")))
+    let backboneParameters = backbone.model.namedParameters()
+      .filter { !$0.name.hasPrefix("cls_head_finetune.") }.reduce(0) { $0 + $1.tensor.count }
+    for method in MethodRegistry.names where method != "hst" {
+      let r = try runGraft([
+        "tune", "--backbone", folder.path, "--method", method, "--classes", "3", "--dry-run",
+        "--json", "--quiet",
+      ])
+      XCTAssertEqual(r.status, 0, "\(method): \(r.err)")
+      let report = try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any]
+      let trainable = report?["trainable_parameters"] as? Int ?? 0
+      XCTAssertGreaterThan(trainable, 0, method)
+      XCTAssertEqual(report?["backbone_parameters"] as? Int, backboneParameters, method)
+      // The new head reads the 2·D = 64 pooled features.
+      if method == "linear" { XCTAssertEqual(trainable, 64 * 3 + 3) }
+    }
+    let hst = try runGraft([
+      "tune", "--backbone", folder.path, "--method", "hst", "--classes", "3", "--dry-run",
+    ])
+    XCTAssertNotEqual(hst.status, 0)
+    XCTAssertTrue(hst.err.contains("image patch grid"), hst.err)
+    let train = try runGraft([
+      "tune", "--backbone", folder.path, "--method", "linear", "--data", "digits", "--out",
+      temporaryFolder().path,
+    ])
+    XCTAssertNotEqual(train.status, 0)
+    XCTAssertTrue(train.err.contains("point clouds"), train.err)
+    XCTAssertFalse(train.err.contains("Fatal error"), train.err)
+  }
+
   func testBadInputIsAClearError() throws {
     let cases: [([String], String)] = [
       (

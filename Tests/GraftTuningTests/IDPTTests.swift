@@ -30,6 +30,21 @@ final class IDPTTests: XCTestCase {
     }
   }
 
+  /// On Point-MAE at Point-MAE-small's width (one block: the count does not depend on depth),
+  /// with 15 classes, IDPT trains exactly the official 1,696,783 (class token and position
+  /// included), and 1,500,175 with the prompt-only head.
+  func testPointMAESmallCountsAreTheOfficialOnes() throws {
+    let config = PointMAEConfig(
+      transDim: 384, depth: 1, numHeads: 6, groupSize: 8, numGroup: 8, numClasses: 0, npoints: 64)
+    var rng = RandomGenerator(seed: 1)
+    let backbone = try PointMAE(config: config, generator: &rng)
+    let all = try makePointMethod("idpt", backbone: backbone, classes: 15)
+    XCTAssertEqual(all.trainableCount, 1_696_783)
+    let promptOnly = try makePointMethod(
+      "idpt", backbone: backbone, classes: 15, options: ["head": "promptonly"])
+    XCTAssertEqual(promptOnly.trainableCount, 1_500_175)
+  }
+
   func testPromptGoesAfterTheClassTokenBeforeTheChosenBlock() throws {
     let backbone = tinyBackbone(globalPool: .avg)
     let m = try makeMethod("idpt", backbone: backbone, classes: 3, options: ["prompt_layer": "1"])
