@@ -114,8 +114,9 @@ public enum Furniture {
     return try PointFolderDataset(root: root.appendingPathComponent(split), extensions: ["ply"])
   }
 
-  /// Builds the set under `root` (replacing what is there) from the `.sh3f` libraries in
-  /// `libraries`. `log` receives a line per library and the totals.
+  /// Builds the set under `root` (replacing an earlier preparation there, nothing else) from the
+  /// `.sh3f` libraries in `libraries`. `log` receives a line per skipped mesh and one with the
+  /// totals.
   @discardableResult
   public static func prepare(
     libraries: URL = defaultLibraries, root: URL = defaultRoot(), points: Int = 2048,
@@ -175,8 +176,12 @@ public enum Furniture {
         "no class has \(minimumMeshes) meshes that parse (\(failures.count) failed)")
     }
 
+    // Replace only what a preparation writes: `root` may be a folder the user keeps other
+    // things in.
     let fm = FileManager.default
-    try? fm.removeItem(at: root)
+    for name in ["prepared.json"] + splits + ["classes.txt", "meshes.tsv", "README.md"] {
+      try? fm.removeItem(at: root.appendingPathComponent(name))
+    }
     var counts = Dictionary(
       uniqueKeysWithValues: splits.map { ($0, [Int](repeating: 0, count: classNames.count)) })
     var rows: [String] = [

@@ -161,6 +161,14 @@ final class FurnitureTests: XCTestCase {
     XCTAssertTrue((0..<64).allSatisfy { panelCloud.positions[3 * $0 + 1] == 0 })
     XCTAssertTrue((0..<64).allSatisfy { abs(panelCloud.normals![3 * $0 + 1]) == 1 })
 
+    // Preparing again replaces the set and nothing else in its folder.
+    let stray = root.appendingPathComponent("notes.txt")
+    try Data("mine".utf8).write(to: stray)
+    try FileManager.default.removeItem(at: root.appendingPathComponent(String(panel[2])))
+    try Furniture.prepare(libraries: libraries, root: root, points: 64, minimumMeshes: 3)
+    XCTAssertTrue(FileManager.default.fileExists(atPath: stray.path))
+    XCTAssertEqual(try Furniture.dataset(split: "train", root: root).count, 5)
+
     // The same libraries give the same set, byte for byte.
     let again = libraries.deletingLastPathComponent().appendingPathComponent("again")
     try Furniture.prepare(libraries: libraries, root: again, points: 64, minimumMeshes: 3)
