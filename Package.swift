@@ -85,7 +85,9 @@ let package = Package(
     ),
     .target(
       name: "GraftTasks",
-      dependencies: ["GraftTuning", "GraftData", .product(name: "Yams", package: "Yams")],
+      dependencies: [
+        "GraftTuning", "GraftData", "GraftPoints", .product(name: "Yams", package: "Yams"),
+      ],
       swiftSettings: numericSettings
     ),
     // The speed and memory measurements behind `graft bench` (kept out of the library modules).
@@ -94,10 +96,11 @@ let package = Package(
       dependencies: ["GraftTasks", "CBLAS"],
       swiftSettings: numericSettings
     ),
-    // Point-cloud and mesh files, kept out of GraftData so image work does not rebuild it.
+    // Point-cloud and mesh files, kept out of GraftData so image work does not rebuild it; the
+    // point-cloud datasets adopt GraftData's `Dataset` protocol.
     .target(
       name: "GraftPoints",
-      dependencies: ["GraftTensor", "CHDF5Shim"],
+      dependencies: ["GraftTensor", "GraftData", "CHDF5Shim"],
       swiftSettings: numericSettings
     ),
     .executableTarget(
@@ -125,10 +128,11 @@ let package = Package(
       name: "GraftTuningTests", dependencies: ["GraftTuning"],
       resources: [.copy("Fixtures")]
     ),
-    .testTarget(name: "GraftTasksTests", dependencies: ["GraftTasks"]),
+    .testTarget(
+      name: "GraftTasksTests", dependencies: ["GraftTasks", "GraftModels", "GraftPoints"]),
     .testTarget(name: "GraftBenchTests", dependencies: ["GraftBench"]),
     .testTarget(
-      name: "GraftPointsTests", dependencies: ["GraftPoints"],
+      name: "GraftPointsTests", dependencies: ["GraftPoints", "GraftData"],
       resources: [.copy("Fixtures")]
     ),
   ]

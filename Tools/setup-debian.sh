@@ -4,7 +4,9 @@
 set -euo pipefail
 # dataset-fashion-mnist: the real Fashion-MNIST (MIT), read by the IDX tests and pretraining.
 # libhdf5-dev: ModelNet40 and ScanObjectNN's .h5 files (GraftPoints).
-packages=(pkg-config libopenblas-dev libpng-dev libjpeg-dev zlib1g-dev libhdf5-dev dataset-fashion-mnist)
+# sweethome3d-furniture: 820 real furniture meshes (CC0 / CC-BY 3.0) for `graft data prepare furniture`.
+packages=(pkg-config libopenblas-dev libpng-dev libjpeg-dev zlib1g-dev libhdf5-dev dataset-fashion-mnist
+  sweethome3d-furniture)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

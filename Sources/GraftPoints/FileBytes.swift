@@ -7,7 +7,7 @@ func readFileBytes(_ url: URL) throws -> Data {
   let path = url.path
   do {
     return try MappedFile(path: path, allowingEmpty: true).data
-  } catch let error as MappedFileError {
+  } catch {
     throw PointFileError(
       error.kind == .notFound ? .fileNotFound : .readFailed, path: path, error.message)
   }

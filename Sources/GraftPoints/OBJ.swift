@@ -2,7 +2,8 @@ import Foundation
 
 // Wavefront OBJ, the geometry statements that matter for a surface: `v x y z [w]` (or
 // `v x y z r g b`, a common colour extension), `vt`, `vn`, and `f` with corners `v`, `v/vt`,
-// `v//vn` or `v/vt/vn`, 1-based, negative indices counting back from the latest vertex. Other
+// `v//vn` or `v/vt/vn`, 1-based, negative indices counting back from the latest vertex (texture
+// and normal indices may refer to ones defined later in the file, as some exporters write). Other
 // statements (`o`, `g`, `s`, `usemtl`, `mtllib`, `l`, `p`, …) do not change the surface and are
 // skipped; `#` starts a comment, and a trailing backslash joins a line to the next.
 
@@ -64,6 +65,8 @@ public enum OBJ {
     var textureCount = 0
     var polygons = [[Int]]()
     var polygonLines = [Int]()
+    // The largest forward texture (1) and normal (2) reference, where it is.
+    var forward: [Int: (index: Int, line: Int, corner: String)] = [:]
     while s.nextContentLine() {
       let k = s.token()!
       let keyword = s.string(k)
@@ -126,6 +129,15 @@ public enum OBJ {
             }
             // 1-based; negative counts back from the latest element of its kind.
             let resolved = index > 0 ? index - 1 : limits[j] + index
+            // Texture and normal indices do not shape the surface, and some exporters refer
+            // to ones defined further down (Sweet Home 3D's Scopia truck): those are checked
+            // against the whole file's count at the end.
+            if j > 0, index > limits[j] {
+              if index > (forward[j]?.index ?? 0) {
+                forward[j] = (index, s.line, s.string(t))
+              }
+              continue
+            }
             guard resolved >= 0, resolved < limits[j] else {
               throw s.error(
                 .indexOutOfRange,
@@ -141,6 +153,16 @@ public enum OBJ {
         s.skipLine()
       default:
         s.skipLine()
+      }
+    }
+    for (j, (name, count)) in [
+      (1, ("texture coordinate", textureCount)), (2, ("normal", normalCount)),
+    ] {
+      if let f = forward[j], f.index > count {
+        throw PointFileError(
+          .indexOutOfRange, path: path,
+          "line \(f.line): face corner '\(f.corner)' refers to \(name) \(f.index), but \(count) are defined in the file"
+        )
       }
     }
     let n = positions.count / 3

@@ -75,13 +75,7 @@ public enum Graft1k {
   public static let seed: UInt64 = 1
 
   /// Where prepared tasks live: `$GRAFT_DATA_HOME/graft1k`, else `~/.cache/graft/graft1k`.
-  public static func defaultRoot() -> URL {
-    if let home = ProcessInfo.processInfo.environment["GRAFT_DATA_HOME"], !home.isEmpty {
-      return URL(fileURLWithPath: home).appendingPathComponent("graft1k")
-    }
-    return FileManager.default.homeDirectoryForCurrentUser
-      .appendingPathComponent(".cache/graft/graft1k")
-  }
+  public static func defaultRoot() -> URL { DataHome.folder("graft1k") }
 
   /// Where Fashion-MNIST's IDX files are read from.
   public static let defaultFashionMNIST = URL(

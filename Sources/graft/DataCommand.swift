@@ -8,36 +8,67 @@ struct DataCommand: ParsableCommand {
     commandName: "data", abstract: "Prepare and list datasets.",
     subcommands: [Prepare.self, List.self])
 
-  /// `graft data prepare graft1k`.
+  /// `graft data prepare graft1k|furniture`.
   struct Prepare: ParsableCommand {
     static let configuration = CommandConfiguration(
-      abstract: "Build the Graft-1k tasks from the real images in Data/ and Fashion-MNIST.",
+      abstract: "Build a dataset: the Graft-1k tasks, or the furniture point clouds.",
       discussion: """
-        Writes each task as PNG files with VTAB-1k list files (train800.txt, val200.txt, \
-        train800val200.txt, test.txt) and classes.txt under --root (default \
-        $GRAFT_DATA_HOME/graft1k or ~/.cache/graft/graft1k). Use a task with \
-        'graft tune --data graft1k/<task>'.
+        graft1k: writes each task from the real images in Data/ and Fashion-MNIST as PNG files \
+        with VTAB-1k list files (train800.txt, val200.txt, train800val200.txt, test.txt) and \
+        classes.txt under --root (default $GRAFT_DATA_HOME/graft1k or ~/.cache/graft/graft1k). \
+        Use a task with 'graft tune --data graft1k/<task>'.
+
+        furniture: samples point clouds (2048 points with normals) from the real meshes of \
+        Debian's sweethome3d-furniture (apt install sweethome3d-furniture), classes from the \
+        catalogs' categories, split by mesh into train/val/test, as a class-per-folder tree of \
+        PLY files under --root (default $GRAFT_DATA_HOME/furniture or ~/.cache/graft/furniture).
         """)
 
-    @Argument(help: "The benchmark to prepare: graft1k.")
+    @Argument(help: "The dataset to prepare: graft1k or furniture.")
     var benchmark: String
 
-    @Option(help: "Only this task (repeatable); default all.")
+    @Option(help: "Only this Graft-1k task (repeatable); default all.")
     var task: [String] = []
 
-    @Option(help: "Folder to write the tasks in.")
+    @Option(help: "Folder to write the tasks (graft1k) or the set (furniture) in.")
     var root: String?
 
-    @Option(help: "Folder of Fashion-MNIST's IDX files.")
+    @Option(help: "Folder of Fashion-MNIST's IDX files (graft1k).")
     var fashionMnist = Graft1k.defaultFashionMNIST.path
+
+    @Option(help: "Folder of the Sweet Home 3D .sh3f libraries (furniture).")
+    var libraries = Furniture.defaultLibraries.path
+
+    @Option(help: "Points sampled from each mesh (furniture).")
+    var points = 2048
+
+    @Option(help: "Smallest class kept, in meshes (furniture).")
+    var minimumMeshes = 15
 
     @OptionGroup var quietFlag: QuietFlag
     var quiet: Bool { quietFlag.quiet }
 
     func run() throws {
-      guard benchmark == "graft1k" else {
-        throw ValidationError("unknown benchmark '\(benchmark)' (known: graft1k)")
+      switch benchmark {
+      case "graft1k": try prepareGraft1k()
+      case "furniture":
+        let rootURL = root.map { URL(fileURLWithPath: $0) } ?? Furniture.defaultRoot()
+        let summary = try Furniture.prepare(
+          libraries: URL(fileURLWithPath: libraries), root: rootURL, points: points,
+          minimumMeshes: minimumMeshes, log: { if !quiet { print($0) } })
+        if !quiet {
+          for (label, name) in summary.classNames.enumerated() {
+            let counts = Furniture.splits.map { "\($0) \(summary.counts[$0]![label])" }
+            print("  \(name): \(counts.joined(separator: ", "))")
+          }
+          print("furniture: prepared at \(rootURL.path)")
+        }
+      default:
+        throw ValidationError("unknown dataset '\(benchmark)' (known: graft1k, furniture)")
       }
+    }
+
+    private func prepareGraft1k() throws {
       let names = task.isEmpty ? Graft1k.tasks.map(\.name) : task
       for name in names { _ = try Graft1k.task(name) }
       let rootURL = root.map { URL(fileURLWithPath: $0) } ?? Graft1k.defaultRoot()
@@ -65,6 +96,9 @@ struct DataCommand: ParsableCommand {
     @Option(help: "Folder of the prepared Graft-1k tasks.")
     var root: String?
 
+    @Option(help: "Folder of the prepared furniture set.")
+    var furnitureRoot: String?
+
     func run() throws {
       let rootURL = root.map { URL(fileURLWithPath: $0) } ?? Graft1k.defaultRoot()
       print("name                    classes  prepared  what")
@@ -90,7 +124,24 @@ struct DataCommand: ParsableCommand {
         "fashion-mnist".padding(toLength: 24, withPad: " ", startingAt: 0) + "10       "
           + (fmnist ? "yes" : "no ").padding(toLength: 10, withPad: " ", startingAt: 0)
           + "\(Graft1k.defaultFashionMNIST.path) (apt install dataset-fashion-mnist)")
+      let furnitureURL =
+        furnitureRoot.map { URL(fileURLWithPath: $0) } ?? Furniture.defaultRoot()
+      let furnitureReady = Furniture.isPrepared(root: furnitureURL)
+      let furnitureClasses =
+        furnitureReady
+        ? (try? String(
+          contentsOf: furnitureURL.appendingPathComponent("classes.txt"), encoding: .utf8))
+          .map { String($0.split(separator: "\n").count) } ?? "?" : "-"
+      let libraries = FileManager.default.fileExists(atPath: Furniture.defaultLibraries.path)
+      print(
+        "furniture".padding(toLength: 24, withPad: " ", startingAt: 0)
+          + furnitureClasses.padding(toLength: 9, withPad: " ", startingAt: 0)
+          + (furnitureReady ? "yes" : "no").padding(toLength: 10, withPad: " ", startingAt: 0)
+          + "point clouds of real furniture meshes ("
+          + (libraries ? "graft data prepare furniture" : "apt install sweethome3d-furniture")
+          + ")")
       print("prepared tasks live in \(rootURL.path)")
+      print("the furniture set lives in \(furnitureURL.path)")
     }
   }
 }

@@ -71,6 +71,15 @@ final class OBJTests: XCTestCase {
     assertPointError(.indexOutOfRange, "normal 2") {
       try decode(square + "vn 0 0 1\nf 1//2 2//1 3//1\n")
     }
+    // Texture coordinates defined after the face that uses them (Scopia's truck.obj in
+    // sweethome3d-furniture) are fine; past the file's last one they are not.
+    XCTAssertEqual(
+      try decode(square + "f 1/2 2/2 3/1\nvt 0 0\nvt 1 1\n").mesh?.triangles, [0, 1, 2])
+    assertPointError(
+      .indexOutOfRange, "line 4: face corner '3/3' refers to texture coordinate 3, but 2"
+    ) {
+      try decode(square + "f 1/2 2/1 3/3\nvt 0 0\nvt 1 1\n")
+    }
     assertPointError(.badValue, "is not v, v/vt") { try decode(square + "f 1/2/3/4 2 3\n") }
     assertPointError(.countMismatch, "line 2: v has 2 values") { try decode("v 0 0 0\nv 1 0\n") }
     assertPointError(.nonFiniteValue, "vertex 1") { try decode("v 0 0 0\nv nan 0 0\n") }

@@ -1,4 +1,5 @@
 import Foundation
+import GraftData
 import XCTest
 
 @testable import GraftPoints
@@ -104,4 +105,42 @@ struct SplitMix {
 extension Data {
   /// The bytes of `text` in UTF-8.
   init(text: String) { self.init(text.utf8) }
+}
+
+/// Asserts that `body` throws a `DatasetError` of `kind` about `path` (when given) whose message
+/// contains `fragment`.
+func assertDatasetError<T>(
+  _ kind: DatasetError.Kind, path: String? = nil, line expectedLine: Int? = nil,
+  _ fragment: String = "", file: StaticString = #filePath, line: UInt = #line,
+  _ body: () throws -> T
+) {
+  do {
+    _ = try body()
+    XCTFail("expected a \(kind) error", file: file, line: line)
+  } catch let error as DatasetError {
+    XCTAssertEqual(error.kind, kind, "\(error)", file: file, line: line)
+    if let path { XCTAssertEqual(error.path, path, "\(error)", file: file, line: line) }
+    if let expectedLine {
+      XCTAssertEqual(error.line, expectedLine, "\(error)", file: file, line: line)
+    }
+    XCTAssertTrue(
+      fragment.isEmpty || error.message.contains(fragment), "\(error) lacks '\(fragment)'",
+      file: file, line: line)
+  } catch {
+    XCTFail("expected a DatasetError, got \(error)", file: file, line: line)
+  }
+}
+
+/// Writes `text` to `url`, creating its folder.
+func writeText(_ text: String, to url: URL) throws {
+  try FileManager.default.createDirectory(
+    at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+  try Data(text.utf8).write(to: url)
+}
+
+/// A cloud of `n` points with normals whose values encode `tag`, so every file is distinct.
+func taggedCloud(_ tag: Int, points n: Int = 6) -> PointCloud {
+  PointCloud(
+    positions: (0..<(3 * n)).map { Float(tag) + Float($0) * 0.25 },
+    normals: (0..<n).flatMap { i -> [Float] in i % 2 == 0 ? [0, 1, 0] : [1, 0, 0] })
 }
