@@ -1,2 +1,3 @@
 @_exported import GraftData
+@_exported import GraftPoints
 @_exported import GraftTuning

@@ -13,6 +13,9 @@ public struct MethodDescriptor: Sendable {
   public var options: [MethodOption]
   /// The optimizer settings it trains with by default.
   public var recipe: Recipe
+  /// Points per cloud when the method takes point clouds whatever its backbone takes (P2P);
+  /// nil when it takes the backbone's own input.
+  public var pointInputCount: Int?
   /// Parses the given option texts into the method's config and builds the method.
   private let build:
     @Sendable (any SequenceBackbone, Int, [String: String], inout RandomGenerator) throws ->
@@ -24,7 +27,7 @@ public struct MethodDescriptor: Sendable {
   /// a number of classes from a parsed config, drawing initial values from the generator.
   public init<Config: MethodConfig>(
     name: String, summary: String, config: Config.Type,
-    requires requirements: BackboneCapabilities = [],
+    requires requirements: BackboneCapabilities = [], pointInputCount: Int? = nil,
     make:
       @escaping @Sendable (any SequenceBackbone, Int, Config, inout RandomGenerator) throws ->
       TuningMethod
@@ -32,6 +35,7 @@ public struct MethodDescriptor: Sendable {
     self.name = name
     self.summary = summary
     self.requirements = requirements
+    self.pointInputCount = pointInputCount
     options = Config.optionList
     recipe = Config.recipe
     build = { backbone, classes, given, generator in

@@ -29,15 +29,14 @@ struct Eval: ParsableCommand {
 
   func run() throws {
     let loaded = try AdapterCheckpoint.load(URL(fileURLWithPath: adapter))
-    let tuneData = try ImageTuneData.load(data)
-    let dataset: any Dataset<RGBImage>
-    switch split {
-    case "train": dataset = tuneData.train
-    case "val", "validation": dataset = tuneData.validation
-    case "test": dataset = tuneData.test
-    default: throw ValidationError("--split must be train, val or test")
+    guard let input = loaded.config.input else {
+      throw ValidationError("\(adapter): the run records no input (preprocessing or point_input)")
     }
-    let (result, out) = try loaded.evaluate(dataset)
+    let (result, out): (EvaluationResult, Tensor)
+    switch try AnyTuneData.load(data, for: input) {
+    case .images(let d): (result, out) = try loaded.evaluate(try Self.split(d, split))
+    case .points(let d): (result, out) = try loaded.evaluate(try Self.split(d, split))
+    }
     if let logits {
       try Safetensors.write(["logits": out], to: URL(fileURLWithPath: logits))
     }
@@ -50,8 +49,19 @@ struct Eval: ParsableCommand {
     } else {
       print(
         String(
-          format: "%@ on %@ (%d images): top-1 %.4f top-5 %.4f loss %.4f", loaded.config.method,
+          format: "%@ on %@ (%d samples): top-1 %.4f top-5 %.4f loss %.4f", loaded.config.method,
           split, result.count, result.top1, result.top5, result.loss))
+    }
+  }
+
+  /// Split `name` of `data`.
+  static func split<Sample>(_ data: TuneData<Sample>, _ name: String) throws -> any Dataset<Sample>
+  {
+    switch name {
+    case "train": data.train
+    case "val", "validation": data.validation
+    case "test": data.test
+    default: throw ValidationError("--split must be train, val or test")
     }
   }
 }

@@ -72,7 +72,7 @@ struct Tune: ParsableCommand {
       let yamlURL = folder.appendingPathComponent("tune_config.yaml")
       try cfg.apply(yaml: String(contentsOf: yamlURL, encoding: .utf8), source: yamlURL.path)
       let tb = try TuneBackbone.load(backboneRef)
-      let tuneData = try ImageTuneData.load(dataRef)
+      let tuneData = try AnyTuneData.load(dataRef, for: taskInput(methodName, tb))
       let trainer = try Trainer(backbone: tb, config: cfg, classNames: tuneData.classNames)
       if let s = try trainer.run(
         data: tuneData, folder: folder, dataReference: dataRef, resume: true, log: log)
@@ -98,15 +98,10 @@ struct Tune: ParsableCommand {
     for assignment in overrides { try cfg.set(assignment: assignment) }
     let tb = try TuneBackbone.load(backbone, arch: arch)
     for note in ["backbone \(tb.architecture) (\(tb.weightsHash))"] { log(note) }
-    if tb.preprocessing == nil && !dryRun {
-      throw ValidationError(
-        "\(backbone): a \(tb.model.familyName) backbone takes point clouds, and graft tune "
-          + "reads image data only so far (--dry-run works)")
-    }
-    var tuneData: ImageTuneData? = nil
+    var tuneData: AnyTuneData? = nil
     let classNames: [String]
     if let data {
-      tuneData = try ImageTuneData.load(data)
+      tuneData = try AnyTuneData.load(data, for: taskInput(method, tb))
       classNames = tuneData!.classNames
       if let classes, classes != classNames.count {
         throw ValidationError("--classes \(classes) but \(data) has \(classNames.count) classes")
@@ -144,6 +139,15 @@ struct Tune: ParsableCommand {
     if let s = try trainer.run(data: tuneData!, folder: folder, dataReference: data!, log: log) {
       try report(s)
     }
+  }
+
+  /// What the run's data must be: the backbone's input, or point clouds for a method that takes
+  /// them whatever its backbone (P2P).
+  private func taskInput(_ method: String, _ backbone: TuneBackbone) throws -> BackboneInput {
+    if let points = try MethodRegistry.descriptor(method).pointInputCount {
+      return .points(PointInput(points: points))
+    }
+    return backbone.input
   }
 
   private func report(_ s: TuneSummary) throws {
