@@ -264,10 +264,8 @@ public enum Furniture {
     return libraries.map { folder.appendingPathComponent($0) }
   }
 
-  /// The cloud of one model: the OBJ member parsed, turned upright, sampled, normalised.
-  static func sampleModel(
-    _ archive: ZipFile, _ model: FurnitureModel, points: Int
-  ) throws -> PointCloud {
+  /// One model's mesh: the OBJ member parsed and turned upright with the catalog's rotation.
+  static func mesh(_ archive: ZipFile, _ model: FurnitureModel) throws -> TriangleMesh {
     let source = "\(archive.url.path):\(model.model)"
     guard let contents = try OBJ.decode(try archive.data(model.model), path: source).mesh else {
       throw PointFileError(.noSurface, path: source, "the OBJ file has no face")
@@ -281,6 +279,55 @@ public enum Furniture {
       }
       mesh.vertices.positions = p
     }
+    return mesh
+  }
+
+  /// The meshes of split `split` of the prepared set at `root`, with their labels, read again
+  /// from the libraries in `libraries` (its `meshes.tsv` names each one's library and catalog
+  /// entry): what pretraining samples fresh surface points from every epoch.
+  public static func meshes(
+    split: String, root: URL = defaultRoot(), libraries: URL = defaultLibraries
+  ) throws -> (meshes: [TriangleMesh], labels: [Int], classNames: [String]) {
+    let table = root.appendingPathComponent("meshes.tsv")
+    guard isPrepared(root: root), let text = try? String(contentsOf: table, encoding: .utf8)
+    else {
+      throw DatasetError(
+        .notFound, path: root.path,
+        "the furniture set is not prepared: run 'graft data prepare furniture'")
+    }
+    let classNames = try String(
+      contentsOf: root.appendingPathComponent("classes.txt"), encoding: .utf8
+    ).split(separator: "\n").map(String.init)
+    var archives: [String: (ZipFile, FurnitureCatalog)] = [:]
+    var meshes: [TriangleMesh] = []
+    var labels: [Int] = []
+    for line in text.split(separator: "\n").dropFirst() {
+      let f = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+      guard f.count >= 5, f[0] == split else { continue }
+      guard let label = classNames.firstIndex(of: f[1]) else {
+        throw DatasetError(.invalidFormat, path: table.path, "unknown class '\(f[1])'")
+      }
+      if archives[f[3]] == nil {
+        let archive = try ZipFile(contentsOf: libraries.appendingPathComponent(f[3]))
+        archives[f[3]] = (archive, try FurnitureCatalog(archive: archive))
+      }
+      let (archive, catalog) = archives[f[3]]!
+      guard let model = catalog.models.first(where: { $0.id == f[4] }) else {
+        throw DatasetError(
+          .invalidFormat, path: table.path, "catalog entry '\(f[4])' is not in \(f[3])")
+      }
+      meshes.append(try mesh(archive, model))
+      labels.append(label)
+    }
+    return (meshes, labels, classNames)
+  }
+
+  /// The cloud of one model: the OBJ member parsed, turned upright, sampled, normalised.
+  static func sampleModel(
+    _ archive: ZipFile, _ model: FurnitureModel, points: Int
+  ) throws -> PointCloud {
+    let source = "\(archive.url.path):\(model.model)"
+    let mesh = try mesh(archive, model)
     var cloud = try mesh.sampleSurface(
       count: points, seed: SeedMix.mix(seed, stableSeed(model.library + "/" + model.model)),
       source: source)

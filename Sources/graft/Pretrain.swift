@@ -2,10 +2,19 @@ import ArgumentParser
 import Foundation
 import GraftTasks
 
-/// `graft pretrain`: supervised pretraining of a small ViT on Fashion-MNIST.
+/// What `graft pretrain` trains.
+enum PretrainModality: String, ExpressibleByArgument, CaseIterable {
+  /// A ViT, supervised on Fashion-MNIST.
+  case images
+  /// A Point-MAE encoder, masked autoencoding on the furniture meshes.
+  case points
+}
+
+/// `graft pretrain`: supervised pretraining of a small ViT on Fashion-MNIST, or Point-MAE's
+/// masked autoencoding on real meshes.
 struct Pretrain: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Pretrain a ViT from scratch on Fashion-MNIST and write a timm model folder.",
+    abstract: "Pretrain a ViT on Fashion-MNIST (images) or a Point-MAE on meshes (points).",
     discussion: """
       Reads the IDX files of Fashion-MNIST (train-images-idx3-ubyte[.gz] and the others) from \
       --data, by default /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist). \
@@ -15,7 +24,22 @@ struct Pretrain: ParsableCommand {
       --out gets config.json and model.safetensors (loadable by graft and by timm), \
       metrics.jsonl, pretrain.json and checkpoint/ (written atomically each epoch; continue an \
       interrupted run with --resume).
+
+      --modality points: Point-MAE's masked autoencoding on the training meshes of the prepared \
+      furniture set (graft data prepare furniture), re-read from --libraries and sampled afresh \
+      every epoch; the validation meshes give the reported reconstruction loss. Keys for --set: \
+      \(PointPretrainConfig.options.map(\.key).joined(separator: ", ")). --out gets a Point-MAE \
+      model folder (config.json, model.safetensors) with metrics.jsonl and pretrain.json.
       """)
+
+  @Option(help: "What to pretrain: images (a ViT) or points (a Point-MAE).")
+  var modality = PretrainModality.images
+
+  @Option(help: "Prepared furniture set (--modality points).")
+  var furnitureRoot: String?
+
+  @Option(help: "Sweet Home 3D furniture libraries (--modality points).")
+  var libraries = Furniture.defaultLibraries.path
 
   @Option(help: "Folder of Fashion-MNIST's IDX files.")
   var data = "/usr/share/datasets/fashion-mnist"
@@ -33,6 +57,7 @@ struct Pretrain: ParsableCommand {
   var quiet: Bool { quietFlag.quiet }
 
   func run() throws {
+    if modality == .points { return try runPoints() }
     var config = PretrainConfig()
     for assignment in overrides {
       guard let eq = assignment.firstIndex(of: "=") else {
@@ -68,5 +93,50 @@ struct Pretrain: ParsableCommand {
       String(
         format: "test top-1 %.4f after %d epochs, %.0f s; wrote %@", result.testTop1,
         config.epochs, result.seconds, out))
+  }
+
+  /// Point-MAE's masked autoencoding on the furniture meshes.
+  private func runPoints() throws {
+    var config = PointPretrainConfig()
+    for assignment in overrides {
+      guard let eq = assignment.firstIndex(of: "=") else {
+        throw ValidationError("--set \(assignment): expected KEY=VALUE")
+      }
+      try config.set(
+        String(assignment[..<eq]), String(assignment[assignment.index(after: eq)...]))
+    }
+    let outURL = URL(fileURLWithPath: out)
+    if !resume
+      && FileManager.default.fileExists(
+        atPath: outURL.appendingPathComponent("checkpoint/state.json").path)
+    {
+      throw ValidationError("\(out) already holds a run; continue it with --resume")
+    }
+    let root = furnitureRoot.map { URL(fileURLWithPath: $0) } ?? Furniture.defaultRoot()
+    let libraryURL = URL(fileURLWithPath: libraries)
+    let train = try Furniture.meshes(split: "train", root: root, libraries: libraryURL)
+    let val = try Furniture.meshes(split: "val", root: root, libraries: libraryURL)
+    let pretrainer = try PointPretrainer(config: config)
+    let steps =
+      config.epochs
+      * (train.meshes.count >= 2 * config.batchSize
+        ? train.meshes.count / config.batchSize
+        : (train.meshes.count + config.batchSize - 1) / config.batchSize)
+    let progress = ProgressReporter(style: .automatic(quiet: quiet), totalSteps: steps)
+    progress.log(
+      "pretraining \(pretrainer.model.encoder.parameterCount) encoder parameters on "
+        + "\(train.meshes.count) meshes (\(val.meshes.count) for validation)")
+    guard
+      let result = try pretrainer.run(
+        train: MeshDataset(
+          meshes: train.meshes, labels: train.labels, classNames: train.classNames),
+        validation: MeshDataset(
+          meshes: val.meshes, labels: val.labels, classNames: val.classNames),
+        out: outURL, resume: resume, progress: progress)
+    else { return }
+    print(
+      String(
+        format: "validation chamfer-L2 %.5f after %d epochs, %.0f s; wrote %@",
+        result.validationLoss, config.epochs, result.seconds, out))
   }
 }
