@@ -123,8 +123,18 @@ public enum AnyTuneData {
   /// Loads `spec` as the data `input` takes.
   public static func load(_ spec: String, for input: BackboneInput) throws -> AnyTuneData {
     switch input {
-    case .image: .images(try TuneData<RGBImage>.load(spec))
-    case .points: .points(try TuneData<PointCloud>.load(spec))
+    case .image:
+      return .images(try TuneData<RGBImage>.load(spec))
+    case .points:
+      do {
+        return .points(try TuneData<PointCloud>.load(spec))
+      } catch let error as DatasetError {
+        // Say why point data were expected: an image task given to a point run is the usual
+        // mistake.
+        throw DatasetError(
+          error.kind, path: error.path, line: error.line,
+          error.message + " (this run takes point clouds)")
+      }
     }
   }
 
