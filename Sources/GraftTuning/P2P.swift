@@ -193,7 +193,7 @@ public final class P2PEncoder: Module {
 /// `.prefixTokens`: for a ViT every `norm*` scale and shift and the `cls_token`, as the
 /// official `update_type: norm` with its learnable `cls_token`). With the defaults the encoder
 /// has 3·t + t + 2t·g + 2g + g² + g + 18g² + 4g + g² + g + g·C + C elements (t = 8, g = 64,
-/// C = 3: 83,683, the paper's ≈0.08M); on ViT-B/16 with 15 classes the method trains 134,386
+/// C = 3: 83,683 ≈ 0.084M); on ViT-B/16 with 15 classes the method trains 134,386
 /// (encoder 83,683, norms 38,400, class token 768, head 11,535).
 ///
 /// **Recipe.** The official ScanObjectNN configs: AdamW, lr 5e-4, weight decay 0.05, cosine
@@ -228,6 +228,8 @@ public final class P2PEncoder: Module {
 /// - kNN ties go to the lower index (the official `topk` leaves them unspecified).
 /// - The AdamW weight decay skips norms, biases and tokens (Graft's rule for every method; the
 ///   official decays every trainable tensor).
+/// - A ViT's register or distillation tokens train with its class token (they are its prefix
+///   tokens; the official trains `cls_token` only, on models without them).
 /// - BatchNorm keeps no `num_batches_tracked`. The HorNet MLP head is not offered (no HorNet
 ///   backbone here).
 ///
