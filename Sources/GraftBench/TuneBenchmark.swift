@@ -7,7 +7,8 @@ import GraftTasks
 /// The step is `Trainer.run`'s: `method(images)` → cross-entropy → backward → (gradient clipping
 /// if the recipe sets it) → optimizer step → `zeroGrad`, with the method's recipe optimizer
 /// (`TuneConfig.preset(for:)`, built as the trainer builds it). The backbone has random weights
-/// (timm's init), the images are random normal, the labels fixed random classes.
+/// (timm's init), the images are random normal (random normal clouds [B, N, 3] for a method
+/// that takes point clouds, P2P), the labels fixed random classes.
 public enum TuneBenchmark {
   /// Graft's side of one row.
   public struct Measurement: Codable, Sendable {
@@ -70,8 +71,14 @@ public enum TuneBenchmark {
     method.backboneTrainMode = tune.backboneTrainMode
     method.setTraining(true)
     let optimizer = Trainer.makeOptimizer(for: method, config: tune)
-    let images = Tensor.randn(
-      [batch, config.inChans, config.imgSize.height, config.imgSize.width], generator: &rng)
+    // What the method takes: images, or random clouds for one that draws its own (P2P).
+    let inputShape: [Int]
+    switch method.taskInput {
+    case .backbone:
+      inputShape = [batch, config.inChans, config.imgSize.height, config.imgSize.width]
+    case .points(let count): inputShape = [batch, count, 3]
+    }
+    let images = Tensor.randn(inputShape, generator: &rng)
     let labels = (0..<batch).map { _ in rng.nextInt(below: classes) }
 
     var tapeBytes = 0

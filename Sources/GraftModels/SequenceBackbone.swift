@@ -345,6 +345,9 @@ public protocol ImageBackbone: SequenceBackbone {
   var inputChannels: Int { get }
   /// Patch height and width.
   var patchSize: Size2D { get }
+  /// Height and width of the images the model was built for (its position table's grid times
+  /// the patch): what a method that draws its own input renders (P2P's canvas).
+  var imageSize: Size2D { get }
 }
 
 // MARK: - Side blocks

@@ -347,6 +347,8 @@ public final class VisionTransformer: Module, ImageBackbone {
   public var inputChannels: Int { config.inChans }
   /// Patch height and width.
   public var patchSize: Size2D { config.patchSize }
+  /// `config.imgSize`.
+  public var imageSize: Size2D { config.imgSize }
 
   /// Patch embedding, prefix tokens, position embedding and `norm_pre`, as timm's
   /// `patch_embed` → `_pos_embed` → `norm_pre`. The input must be `config.imgSize`, or with

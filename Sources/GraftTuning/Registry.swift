@@ -13,9 +13,9 @@ public struct MethodDescriptor: Sendable {
   public var options: [MethodOption]
   /// The optimizer settings it trains with by default.
   public var recipe: Recipe
-  /// Points per cloud when the method takes point clouds whatever its backbone takes (P2P);
-  /// nil when it takes the backbone's own input.
-  public var pointInputCount: Int?
+  /// True when the method takes point clouds whatever its backbone takes and turns them into
+  /// the backbone's input itself (P2P draws them as images): it runs on no image task.
+  public var takesPointClouds: Bool
   /// Parses the given option texts into the method's config and builds the method.
   private let build:
     @Sendable (any SequenceBackbone, Int, [String: String], inout RandomGenerator) throws ->
@@ -27,7 +27,7 @@ public struct MethodDescriptor: Sendable {
   /// a number of classes from a parsed config, drawing initial values from the generator.
   public init<Config: MethodConfig>(
     name: String, summary: String, config: Config.Type,
-    requires requirements: BackboneCapabilities = [], pointInputCount: Int? = nil,
+    requires requirements: BackboneCapabilities = [], takesPointClouds: Bool = false,
     make:
       @escaping @Sendable (any SequenceBackbone, Int, Config, inout RandomGenerator) throws ->
       TuningMethod
@@ -35,7 +35,7 @@ public struct MethodDescriptor: Sendable {
     self.name = name
     self.summary = summary
     self.requirements = requirements
-    self.pointInputCount = pointInputCount
+    self.takesPointClouds = takesPointClouds
     options = Config.optionList
     recipe = Config.recipe
     build = { backbone, classes, given, generator in
@@ -67,7 +67,7 @@ public enum MethodRegistry {
     VisualPromptTuning.shallowDescriptor, VisualPromptTuning.deepDescriptor, LoRA.descriptor,
     AdaptFormer.descriptor, MomentProbing.descriptor, MomentProbing.plusDescriptor,
     LadderSideTuning.descriptor, HierarchicalSideTuning.descriptor, UniPT.descriptor,
-    IDPT.descriptor,
+    IDPT.descriptor, P2P.descriptor,
   ]
 
   /// The names `--method` accepts.
@@ -105,6 +105,11 @@ public enum MethodRegistry {
       method.attachPoints.isDisjoint(with: .insideBlocks)
         || d.requirements.contains(.blockInternals),
       "\(name) attaches inside blocks but does not require blockInternals")
+    let pointInput: Bool
+    if case .points = method.taskInput { pointInput = true } else { pointInput = false }
+    precondition(
+      pointInput == d.takesPointClouds,
+      "\(name): its descriptor's takesPointClouds disagrees with its taskInput")
     return method
   }
 }

@@ -128,7 +128,7 @@ struct BenchGraft1k: ParsableCommand {
   @Option(help: "Backbone: bundled name, model folder or .npz.")
   var backbone = "vit-nano-fmnist"
 
-  @Option(help: "Comma-separated methods (default: all).")
+  @Option(help: "Comma-separated methods (default: all that take images).")
   var methods: String?
 
   @Option(help: "Comma-separated Graft-1k tasks (default: all).")
@@ -153,7 +153,9 @@ struct BenchGraft1k: ParsableCommand {
     let taskNames = tasks.map(list) ?? Graft1k.tasks.map(\.name)
     try runSweep(
       title: "Graft-1k: \(backbone)", backbone: backbone,
-      methods: methods.map(list) ?? MethodRegistry.names,
+      // Graft-1k is images: methods that take point clouds (P2P) run on the 3-D tasks instead.
+      methods: methods.map(list)
+        ?? MethodRegistry.all.filter { !$0.takesPointClouds }.map(\.name),
       tasks: taskNames.map { $0.hasPrefix("graft1k/") ? $0 : "graft1k/" + $0 },
       settings: Self.defaultSettings + overrides, out: URL(fileURLWithPath: out), fresh: fresh,
       quiet: quiet,

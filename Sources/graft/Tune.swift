@@ -72,7 +72,8 @@ struct Tune: ParsableCommand {
       let yamlURL = folder.appendingPathComponent("tune_config.yaml")
       try cfg.apply(yaml: String(contentsOf: yamlURL, encoding: .utf8), source: yamlURL.path)
       let tb = try TuneBackbone.load(backboneRef)
-      let tuneData = try AnyTuneData.load(dataRef, for: taskInput(methodName, tb))
+      let tuneData = try AnyTuneData.load(
+        dataRef, for: taskInput(methodName, tb, options: cfg.methodOptions))
       let trainer = try Trainer(backbone: tb, config: cfg, classNames: tuneData.classNames)
       if let s = try trainer.run(
         data: tuneData, folder: folder, dataReference: dataRef, resume: true, log: log)
@@ -101,7 +102,8 @@ struct Tune: ParsableCommand {
     var tuneData: AnyTuneData? = nil
     let classNames: [String]
     if let data {
-      tuneData = try AnyTuneData.load(data, for: taskInput(method, tb))
+      tuneData = try AnyTuneData.load(
+        data, for: taskInput(method, tb, options: cfg.methodOptions))
       classNames = tuneData!.classNames
       if let classes, classes != classNames.count {
         throw ValidationError("--classes \(classes) but \(data) has \(classNames.count) classes")
@@ -143,11 +145,13 @@ struct Tune: ParsableCommand {
 
   /// What the run's data must be: the backbone's input, or point clouds for a method that takes
   /// them whatever its backbone (P2P).
-  private func taskInput(_ method: String, _ backbone: TuneBackbone) throws -> BackboneInput {
-    if let points = try MethodRegistry.descriptor(method).pointInputCount {
-      return .points(PointInput(points: points))
-    }
-    return backbone.input
+  private func taskInput(_ method: String, _ backbone: TuneBackbone, options: [String: String])
+    throws -> BackboneInput
+  {
+    let descriptor = try MethodRegistry.descriptor(method)
+    guard descriptor.takesPointClouds else { return backbone.input }
+    let points = Int(try descriptor.resolve(options)["points"] ?? "") ?? 1024
+    return .points(PointInput(points: points))
   }
 
   private func report(_ s: TuneSummary) throws {

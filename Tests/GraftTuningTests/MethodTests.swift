@@ -19,6 +19,13 @@ func tinyInput(batch: Int = 2, seed: UInt64 = 5) -> Tensor {
   return Tensor.randn([batch, 3, 8, 8], generator: &rng)
 }
 
+/// What `method` takes from the task on the tiny backbone: `tinyInput` images, or 16-point clouds
+/// for a method that takes point clouds (P2P, which draws them as 8×8 images).
+func tinyTaskInput(for method: TuningMethod, batch: Int = 2, seed: UInt64 = 5) -> Tensor {
+  if case .points = method.taskInput { return tinyClouds(batch: batch, points: 16, seed: seed) }
+  return tinyInput(batch: batch, seed: seed)
+}
+
 func makeMethod(
   _ name: String, backbone: VisionTransformer, classes: Int = 4, options: [String: String] = [:],
   seed: UInt64 = 3
@@ -88,9 +95,8 @@ final class MethodTests: XCTestCase {
       let optimizer = AdamW(parameters: method.trainableTensors(), lr: 0.05)
       method.setTraining(true)
       for step in 0..<3 {
-        let loss = method(tinyInput(batch: 4, seed: UInt64(step))).crossEntropy(targets: [
-          0, 1, 2, 3,
-        ])
+        let loss = method(tinyTaskInput(for: method, batch: 4, seed: UInt64(step))).crossEntropy(
+          targets: [0, 1, 2, 3])
         loss.backward()
         optimizer.step()
         optimizer.zeroGrad()
@@ -111,7 +117,10 @@ final class MethodTests: XCTestCase {
   func testGradientsMatchFiniteDifferences() throws {
     // IDPT max-pools over tokens and neighbours, where finite differences cross kinks at every
     // step: IDPTTests checks it on a one-patch backbone, where every max is over one entry.
-    try checkGradients(MethodRegistry.names.filter { $0 != "idpt" }.map { ($0, [:]) })
+    // P2P max-pools over neighbours and splats onto a canvas full of ReLU kinks (and takes point
+    // clouds): P2PTests checks it at a probe point it shows to be smooth.
+    try checkGradients(
+      MethodRegistry.names.filter { $0 != "idpt" && $0 != "p2p" }.map { ($0, [:]) })
   }
 
   /// VPT's projection and LoRA on the other linears.
@@ -159,9 +168,9 @@ final class MethodTests: XCTestCase {
   }
 
   func testCheckpointRoundTripGivesIdenticalLogits() throws {
-    let x = tinyInput(batch: 3)
     for name in MethodRegistry.names {
       let trained = try makeMethod(name, backbone: tinyBackbone(), classes: c, seed: 3)
+      let x = tinyTaskInput(for: trained, batch: 3)
       // Perturb every trainable tensor and state buffer (running statistics) so the round trip
       // carries real values.
       var rng = RandomGenerator(seed: 21)
@@ -288,13 +297,15 @@ final class FusedBlocksTests: XCTestCase {
     for name in ["lora", "adapter", "mp+"] { XCTAssertFalse(fusedNames.contains(name), name) }
     for name in fusedNames where name != "hst" {
       let method = try makeMethod(name, backbone: tinyBackbone())
-      let x = tinyInput(batch: 3)
+      // The backbone's input (P2P draws its clouds as images, with gradients to its encoder).
+      let task = tinyTaskInput(for: method, batch: 3)
       let labels = [0, 1, 2]
       func run(_ hooks: any BackboneHooks) -> (logits: [Float], grads: [[Float]], tape: Int) {
         for (_, t) in method.trainableTensors() { t.grad = nil }
-        // The same dropout draws in both runs (IDPT's head has dropout).
+        // The same random draws in both runs (IDPT's head dropout, P2P's training views).
         method.generator = RandomGenerator(seed: 1)
         let base = TapeStats.savedBytes
+        let x = method.backboneInput(task)
         let output =
           method.needsBackboneGradient
           ? method.backbone.forward(x, hooks: hooks, hiddenStates: method.needsHiddenStates)
