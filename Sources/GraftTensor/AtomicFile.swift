@@ -34,21 +34,52 @@ public enum AtomicFile {
     var closed = false
     do {
       try body(output)
+      try CrashPoint.reach("fsync", path)
       guard fsync(fd) == 0 else { throw failure(path, "fsync") }
       closed = true
       guard close(fd) == 0 else { throw failure(path, "close") }
+      try CrashPoint.reach("rename", path)
       guard rename(tempPath, path) == 0 else { throw failure(path, "rename") }
+    } catch is SimulatedCrash {
+      // A killed process removes nothing: leave the temporary file as a kill would.
+      if !closed { _ = close(fd) }
+      throw SimulatedCrash()
     } catch {
       if !closed { _ = close(fd) }
       _ = unlink(tempPath)
       throw error
     }
+    try CrashPoint.reach("sync-directory", path)
     // Make the rename itself durable; a failure here cannot undo the (already visible) file.
-    let dirFD = open(directory.isEmpty ? "." : directory, O_RDONLY | O_CLOEXEC)
+    syncDirectory(directory.isEmpty ? "." : directory)
+  }
+
+  /// Flushes a folder's entries (a rename or removal in it) to disk; best effort, as the change
+  /// is already visible and cannot be undone.
+  public static func syncDirectory(_ path: String) {
+    let dirFD = open(path, O_RDONLY | O_CLOEXEC)
     if dirFD >= 0 {
       _ = fsync(dirFD)
       _ = close(dirFD)
     }
+  }
+
+  /// Whether `name` is one of the temporary files `write` makes (`.<name>.tmp-<pid>-<random>`).
+  public static func isTemporaryName(_ name: String) -> Bool {
+    name.hasPrefix(".") && name.contains(".tmp-")
+  }
+
+  /// Removes the temporary files that writes interrupted by a crash left in `folder` (not in
+  /// its subfolders) and returns their names. Call it only while no other process writes in
+  /// the folder (a run folder's lock guarantees that).
+  @discardableResult
+  public static func removeTemporaryFiles(in folder: URL) -> [String] {
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
+    var removed: [String] = []
+    for name in names.sorted() where isTemporaryName(name) {
+      if unlink(folder.appendingPathComponent(name).path) == 0 { removed.append(name) }
+    }
+    return removed
   }
 
   /// The open temporary file that `write(to:_:)` hands to its body.
@@ -106,4 +137,30 @@ private func failure(_ path: String, _ operation: String) -> FileError {
 /// `write(2)`, reachable where a method named `write` shadows it.
 private func posixWrite(_ fd: Int32, _ bytes: UnsafeRawPointer, _ count: Int) -> Int {
   write(fd, bytes, count)
+}
+
+/// Thrown by a `CrashPoint.hook` to stop a writer where a kill would: writers that see it leave
+/// their temporary files in place instead of cleaning up, so tests can check what a restart
+/// finds after a crash at that step.
+public struct SimulatedCrash: Error, CustomStringConvertible, Sendable {
+  /// A simulated crash.
+  public init() {}
+  /// "simulated crash".
+  public var description: String { "simulated crash" }
+}
+
+/// A test hook at every step of a durable write (`fsync`, `rename`, `sync-directory` of
+/// `AtomicFile`, and the steps of the checkpoint writers that use it), so a test can stop a
+/// process at each of them in turn (by throwing `SimulatedCrash`) and check that a restart
+/// recovers. Nil, and free, outside tests.
+public enum CrashPoint {
+  /// Called with the step and the path before each step; set only by tests, while no other
+  /// thread writes files.
+  nonisolated(unsafe) public static var hook: ((_ step: String, _ path: String) throws -> Void)?
+
+  /// Calls `hook`, if set.
+  @inline(__always)
+  public static func reach(_ step: String, _ path: String) throws {
+    if let hook { try hook(step, path) }
+  }
 }

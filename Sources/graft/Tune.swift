@@ -130,9 +130,7 @@ struct Tune: ParsableCommand {
     }
     guard let out else { throw ValidationError("give --out DIR for the run folder") }
     let folder = URL(fileURLWithPath: out)
-    if FileManager.default.fileExists(
-      atPath: folder.appendingPathComponent("checkpoint/state.json").path)
-    {
+    if Trainer.holdsRun(folder) {
       throw ValidationError("\(out) already holds a run; continue it with --resume \(out)")
     }
     log("data: \(tuneData!.description)")
