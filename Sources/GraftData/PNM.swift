@@ -87,9 +87,9 @@ public enum PNMCodec {
     Array("P6\n\(image.width) \(image.height)\n255\n".utf8) + image.pixels
   }
 
-  /// Writes `image` as binary PPM to `url`.
+  /// Writes `image` as binary PPM to `url`, atomically (see `AtomicFile`).
   public static func write(_ image: RGBImage, to url: URL) throws {
-    try Data(encode(image)).write(to: url)
+    try AtomicFile.write(Data(encode(image)), to: url)
   }
 
   /// A cursor over the header fields.
