@@ -195,6 +195,7 @@ public final class Trainer {
       method: config.method, formatVersion: AdapterConfig.currentFormat,
       graftVersion: GraftVersion.string, baseModel: backbone.reference,
       baseModelArchitecture: backbone.architecture, baseModelHash: backbone.weightsHash,
+      baseModelConfigHash: backbone.configHash,
       numClasses: classNames.count, classNames: classNames,
       hyperparameters: method.options, preprocessing: backbone.preprocessing,
       pointInput: backbone.pointInput, evalBatchSize: config.evalBatchSize)
@@ -359,9 +360,12 @@ public final class Trainer {
       throw ConfigError("\(paths.config.path): the run's configuration differs from this one")
     }
     let adapter = try AdapterCheckpoint.readConfig(paths.folder)
-    guard adapter.baseModelHash == backbone.weightsHash else {
+    guard adapter.baseModelHash == backbone.weightsHash,
+      adapter.baseModelConfigHash.map({ $0 == backbone.configHash }) ?? true
+    else {
       throw ConfigError(
-        "\(paths.folder.path): the run used another backbone (\(adapter.baseModelHash))")
+        "\(paths.folder.path): the run used another backbone (weights \(adapter.baseModelHash), "
+          + "settings \(adapter.baseModelConfigHash ?? "not recorded"))")
     }
     let files: URL
     if let committed = try paths.store.latest() {

@@ -29,6 +29,7 @@ struct Eval: ParsableCommand {
 
   func run() throws {
     let loaded = try AdapterCheckpoint.load(URL(fileURLWithPath: adapter))
+    for note in loaded.notes { FileHandle.standardError.write(Data("note: \(note)\n".utf8)) }
     let tuneData = try ImageTuneData.load(data)
     let dataset: any Dataset<RGBImage>
     switch split {

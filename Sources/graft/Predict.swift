@@ -35,6 +35,7 @@ struct Predict: ParsableCommand {
 
   func run() throws {
     let loaded = try AdapterCheckpoint.load(URL(fileURLWithPath: adapter))
+    for note in loaded.notes { FileHandle.standardError.write(Data("note: \(note)\n".utf8)) }
     if merge {
       guard let lora = loaded.method as? LoRA else {
         throw ValidationError("--merge applies to lora adapters, not \(loaded.config.method)")

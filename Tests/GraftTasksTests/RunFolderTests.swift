@@ -144,6 +144,65 @@ final class RunFolderTests: XCTestCase {
     XCTAssertThrowsError(try AdapterCheckpoint.load(run))
   }
 
+  /// The binding covers what defines the backbone's function, not only its weights file: a
+  /// changed architecture or preprocessing in `config.json` is refused, naming what changed;
+  /// a change that does not touch the function (a licence) is not; a run folder of an earlier
+  /// Graft, which recorded only the weights' hash, loads with a note saying so.
+  func testTheBindingCoversTheArchitectureAndPreprocessing() throws {
+    let fixture = repositoryRoot.appendingPathComponent(
+      "Tests/GraftModelsTests/Fixtures/vit/vit_augreg")
+    let work = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: work) }
+    let model = work.appendingPathComponent("model")
+    try FileManager.default.copyItem(at: fixture, to: model)
+    let run = work.appendingPathComponent("run")
+    _ = try shortRun(
+      "linear", extra: ["train.epochs=1", "data.train_samples=40"], folder: run,
+      backbone: try TuneBackbone.load(model.path))
+    let configURL = model.appendingPathComponent("config.json")
+    let original = try Data(contentsOf: configURL)
+    func edit(_ change: (inout [String: Any]) -> Void) throws {
+      var json = try JSONSerialization.jsonObject(with: original) as! [String: Any]
+      change(&json)
+      try JSONSerialization.data(withJSONObject: json).write(to: configURL)
+    }
+    // num_heads 2 → 4: the same tensors, another function.
+    try edit { json in
+      var args = json["model_args"] as! [String: Any]
+      args["num_heads"] = 4
+      json["model_args"] = args
+    }
+    XCTAssertThrowsError(try AdapterCheckpoint.load(run)) {
+      XCTAssertTrue("\($0)".contains("architecture or preprocessing"), "\($0)")
+    }
+    // Another normalisation.
+    try edit { json in
+      var cfg = json["pretrained_cfg"] as! [String: Any]
+      cfg["mean"] = [0.4, 0.5, 0.5]
+      json["pretrained_cfg"] = cfg
+    }
+    XCTAssertThrowsError(try AdapterCheckpoint.load(run))
+    // A licence does not change the function.
+    try edit { json in
+      var cfg = json["pretrained_cfg"] as! [String: Any]
+      cfg["license"] = "mit"
+      json["pretrained_cfg"] = cfg
+    }
+    XCTAssertTrue(try AdapterCheckpoint.load(run).notes.isEmpty)
+    // An earlier Graft's folder: only the weights' hash, checked; a note says the rest was not.
+    let adapterURL = run.appendingPathComponent(AdapterCheckpoint.configFile)
+    var adapter =
+      try JSONSerialization.jsonObject(with: Data(contentsOf: adapterURL))
+      as! [String: Any]
+    adapter["base_model_config_hash"] = nil
+    adapter["format_version"] = 1
+    try JSONSerialization.data(withJSONObject: adapter).write(to: adapterURL)
+    try original.write(to: configURL)
+    let old = try AdapterCheckpoint.load(run)
+    XCTAssertTrue(
+      old.notes.joined().contains("only the hash of the backbone's weights"), "\(old.notes)")
+  }
+
   func testFNV1aKnownValues() {
     // Published FNV-1a 64 test vectors: "" and "a".
     var h = FNV1a64()
