@@ -348,8 +348,16 @@ public enum TimmModelFolder {
           + (hasPickle ? " (pytorch_model.bin is not read: save with safe_serialization)" : ""))
     }
     let file = try SafetensorsFile(contentsOf: weightsURL)
-    let model = try VisionTransformer(
-      config: vit, weights: try file.tensors(), source: weightsURL.path)
+    let model: VisionTransformer
+    do {
+      model = try VisionTransformer(
+        config: vit, weights: try file.tensors(), source: weightsURL.path)
+    } catch let e as ViTConfigError {
+      // The settings do not fit the weights (checked before anything is built).
+      throw FileError(
+        path: configURL.path,
+        message: "architecture '\(config.architecture)': \(e.message) (in model.safetensors)")
+    }
     return TimmModel(model: model, config: config, architecture: arch)
   }
 

@@ -34,6 +34,21 @@ public struct AdapterConfig: Codable, Equatable, Sendable {
   /// The current layout version.
   public static let currentFormat = 1
 
+  /// Checks the sizes before anything is built from them: the class count against the class
+  /// names and Graft's limit, the evaluation batch size against 1...65536. Throws a
+  /// `ConfigError` naming `source` and the key.
+  public func validate(source: String) throws {
+    guard (1...DatasetLimits.maxClasses).contains(numClasses), numClasses == classNames.count
+    else {
+      throw ConfigError(
+        "\(source): num_classes \(numClasses) must be 1...\(DatasetLimits.maxClasses) and match "
+          + "the \(classNames.count) class_names")
+    }
+    guard (1...65_536).contains(evalBatchSize) else {
+      throw ConfigError("\(source): eval_batch_size \(evalBatchSize) is not in 1...65536")
+    }
+  }
+
   /// The backbone input these settings record.
   public var input: BackboneInput? {
     if let preprocessing { return .image(preprocessing) }
@@ -108,6 +123,7 @@ public enum AdapterCheckpoint {
         throw ConfigError(
           "\(url.path): format_version \(config.formatVersion) is newer than this graft reads")
       }
+      try config.validate(source: url.path)
       return config
     } catch let e as ConfigError {
       throw e

@@ -103,7 +103,8 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
   public mutating func set(_ key: String, _ value: String) throws {
     if key.hasPrefix("method.") {
       let option = String(key.dropFirst("method.".count))
-      let declared = try MethodRegistry.descriptor(method).options.map(\.key)
+      let descriptor = try MethodRegistry.descriptor(method)
+      let declared = descriptor.options.map(\.key)
       guard declared.contains(option) else {
         throw ConfigError(
           "unknown key '\(key)': method '\(method)' "
@@ -111,6 +112,7 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
               ? "takes no options"
               : "takes \(declared.map { "method." + $0 }.joined(separator: ", "))"))
       }
+      try descriptor.check(option: option, value: value)
       methodOptions[option] = value.trimmingCharacters(in: .whitespaces)
       return
     }
