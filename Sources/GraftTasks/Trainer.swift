@@ -75,11 +75,39 @@ public struct TuneSummary {
   }
 }
 
-/// JSON text of `object`, keys sorted, on one line.
+/// JSON text of `object`, keys sorted, on one line; non-finite numbers become `null`.
 func jsonLine(_ object: Any) throws -> String {
   String(
     decoding: try JSONSerialization.data(
-      withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self)
+      withJSONObject: finiteJSON(object), options: [.sortedKeys, .withoutEscapingSlashes]),
+    as: UTF8.self)
+}
+
+/// `object` with every non-finite `Double` or `Float` replaced by `null` (JSON has no NaN or
+/// infinity, and Foundation refuses to write them).
+func finiteJSON(_ object: Any) -> Any {
+  switch object {
+  case let d as Double: return d.isFinite ? d : NSNull()
+  case let f as Float: return f.isFinite ? Double(f) : NSNull()
+  case let a as [Double]: return a.map { $0.isFinite ? $0 as Any : NSNull() }
+  case let a as [Any]: return a.map(finiteJSON)
+  case let o as [String: Any]: return o.mapValues(finiteJSON)
+  default: return object
+  }
+}
+
+/// A training step whose loss or gradient was not finite, under `train.nan_policy = stop` (or
+/// an epoch in which no step was finite under `skip-step`).
+public struct DivergenceError: Error, CustomStringConvertible, Sendable {
+  /// The epoch (1-based).
+  public var epoch: Int
+  /// The optimizer step (0-based over the run).
+  public var step: Int
+  /// What was not finite, and the last good checkpoint, in words.
+  public var message: String
+
+  /// `epoch E, step S: message`.
+  public var description: String { "epoch \(epoch), step \(step): \(message)" }
 }
 
 /// What a run carries from epoch to epoch and across sessions: `state.json` of the newest
@@ -130,6 +158,8 @@ struct EpochTraining {
   var correct = 0
   var seen = 0
   var lr: Float = 0
+  /// Steps skipped for a non-finite loss or gradient (`train.nan_policy = skip-step`).
+  var skipped = 0
 
   var loss: Double { lossSum / Double(max(seen, 1)) }
   var top1: Double { Double(correct) / Double(max(seen, 1)) }
@@ -303,19 +333,26 @@ public final class Trainer {
     for epoch in state.epoch..<config.epochs {
       if let stopAfter, epochsThisCall >= stopAfter { return nil }
       let started = Date()
-      let training = try trainEpoch(epoch, loader: loader, optimizer: optimizer)
+      let training = try trainEpoch(
+        epoch, loader: loader, optimizer: optimizer, lastCheckpoint: lastCheckpoint(paths, state))
       let trainTime = Date().timeIntervalSince(started)
       state.trainSeconds += trainTime
       state.trainImages += training.seen
       let (val, _) = try evaluate(
         method, on: data.validation, transform: transforms.eval,
         batchSize: config.evalBatchSize, workers: config.workers)
-      let line: [String: Any] = [
+      var line: [String: Any] = [
         "epoch": epoch + 1, "lr": Double(training.lr), "train_loss": training.loss,
         "train_top1": training.top1, "val_loss": val.loss, "val_top1": val.top1,
         "val_top5": val.top5, "val_per_class": val.perClass,
         "seconds": Date().timeIntervalSince(started),
       ]
+      if config.nanPolicy == .skipStep {
+        line["skipped_steps"] = training.skipped
+        if training.skipped > 0 {
+          log("epoch \(epoch + 1): skipped \(training.skipped) steps with a non-finite loss")
+        }
+      }
       state.metrics.append(try jsonLine(line))
       log(
         String(
@@ -356,8 +393,16 @@ public final class Trainer {
       throw ConfigError(
         "\(paths.folder.path): nothing to resume (no tune_config.yaml: not a graft tune run)")
     }
-    guard stored == (try config.yaml()) else {
-      throw ConfigError("\(paths.config.path): the run's configuration differs from this one")
+    // Compared as settings, not text, so a key added since the run started (at its default)
+    // is no difference.
+    var recorded = TuneConfig(method: config.method)
+    try recorded.apply(yaml: stored, source: paths.config.path)
+    let differences = zip(try recorded.resolved(), try config.resolved()).filter { $0 != $1 }
+    guard differences.isEmpty, recorded.method == config.method else {
+      throw ConfigError(
+        "\(paths.config.path): the run's configuration differs from this one ("
+          + differences.map { "\($0.0.key): \($0.0.value) in the run, \($0.1.value) now" }
+          .joined(separator: "; ") + ")")
     }
     let adapter = try AdapterCheckpoint.readConfig(paths.folder)
     guard adapter.baseModelHash == backbone.weightsHash,
@@ -416,9 +461,31 @@ public final class Trainer {
       full, indices: Array(g.permutation(full.count).prefix(config.trainSamples)).sorted())
   }
 
-  /// One epoch of training steps.
+  /// The last good checkpoint, in words, for `DivergenceError`.
+  private func lastCheckpoint(_ paths: Paths, _ state: RunState) -> String {
+    state.epoch == 0
+      ? "the run has no completed epoch to resume (\(paths.folder.path))"
+      : "the last good checkpoint is epoch \(state.epoch) in \(paths.checkpoints.path) "
+        + "(--resume continues from it)"
+  }
+
+  /// Whether every gradient of `optimizer`'s parameters is finite.
+  private func gradientsAreFinite(_ optimizer: any Optimizer) -> Bool {
+    for p in optimizer.parameters {
+      guard let g = p.grad else { continue }
+      let values = UnsafeBufferPointer(start: g.pointer, count: g.count)
+      // A sum is NaN when any term is NaN or two infinities cancel, infinite when one is.
+      var sum: Float = 0
+      for v in values { sum += v * 0 }
+      if !sum.isFinite { return false }
+    }
+    return true
+  }
+
+  /// One epoch of training steps. A step whose loss or gradient is not finite stops the run
+  /// or is skipped (`train.nan_policy`) before it changes a parameter.
   private func trainEpoch<Sample>(
-    _ epoch: Int, loader: DataLoader<Sample>, optimizer: any Optimizer
+    _ epoch: Int, loader: DataLoader<Sample>, optimizer: any Optimizer, lastCheckpoint: String
   ) throws -> EpochTraining {
     method.setTraining(true)
     method.generator = RandomGenerator(
@@ -434,15 +501,41 @@ public final class Trainer {
       let logits = method(batch.inputs)
       let loss = logits.crossEntropy(
         targets: batch.labels, labelSmoothing: config.labelSmoothing)
-      loss.backward()
+      let lossValue = loss.item
+      var finite = lossValue.isFinite
+      if finite {
+        loss.backward()
+        finite = gradientsAreFinite(optimizer)
+      }
+      guard finite else {
+        let what = lossValue.isFinite ? "a gradient is not finite" : "the loss is \(lossValue)"
+        switch config.nanPolicy {
+        case .stop:
+          throw DivergenceError(
+            epoch: epoch + 1, step: step,
+            message: "\(what) (not finite): stopping (train.nan_policy = stop; skip-step skips "
+              + "such steps); nothing of this epoch was written; \(lastCheckpoint)")
+        case .skipStep:
+          optimizer.zeroGrad()
+          out.skipped += 1
+          step += 1
+          continue
+        }
+      }
       if config.clipGrad > 0 { optimizer.clipGradNorm(maxNorm: config.clipGrad) }
       optimizer.step()
       optimizer.zeroGrad()
-      out.lossSum += Double(loss.item) * Double(batch.labels.count)
+      out.lossSum += Double(lossValue) * Double(batch.labels.count)
       let predicted = logits.detached().argmax(axis: 1)
       for (p, l) in zip(predicted, batch.labels) where p == l { out.correct += 1 }
       out.seen += batch.labels.count
       step += 1
+    }
+    if out.skipped > 0 && out.seen == 0 {
+      throw DivergenceError(
+        epoch: epoch + 1, step: step - 1,
+        message: "no step of the epoch had a finite loss and gradient (all \(out.skipped) "
+          + "skipped); \(lastCheckpoint)")
     }
     return out
   }
@@ -497,7 +590,7 @@ public final class Trainer {
       imagesPerSecond: Double(state.trainImages) / max(state.trainSeconds, 1e-9),
       peakRSSBytes: peakResidentBytes())
     let text = try JSONSerialization.data(
-      withJSONObject: summary.json, options: [.sortedKeys, .prettyPrinted])
+      withJSONObject: finiteJSON(summary.json), options: [.sortedKeys, .prettyPrinted])
     try AtomicFile.write(text + Data("\n".utf8), to: folder.appendingPathComponent("summary.json"))
     try ReportWriter.writeRun(
       folder: folder, backbone: backbone.reference,

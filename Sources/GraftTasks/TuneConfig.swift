@@ -44,6 +44,8 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
   public var workers = 1
   /// Use only this many training samples (seeded choice), 0 for all (`data.train_samples`).
   public var trainSamples = 0
+  /// What a training step whose loss or gradient is not finite does (`train.nan_policy`).
+  public var nanPolicy = NaNPolicy.stop
 
   /// Every key but `method.*`, with its help.
   public static let options: [ConfigOption<TuneConfig>] = [
@@ -67,6 +69,10 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
       "train.backbone_train_mode", \.backboneTrainMode,
       "run the frozen backbone in training mode (true/false)"),
     .int("train.workers", \.workers, atLeast: 0, "background image decoding threads"),
+    ConfigOption(
+      "train.nan_policy", \.nanPolicy,
+      "a step whose loss or gradient is not finite: stop (the run, naming the step) or "
+        + "skip-step (no update for that batch)"),
     .int(
       "data.train_samples", \.trainSamples, atLeast: 0,
       "use only this many training samples (seeded), 0 for all"),
@@ -197,4 +203,14 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
       + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
       + "\""
   }
+}
+
+/// What the trainer does with a step whose loss or gradient is not finite (NaN or infinite).
+public enum NaNPolicy: String, CaseIterable, Sendable, OptionValue {
+  /// Stop the run with a `DivergenceError` naming the step and the last good checkpoint;
+  /// nothing of the failed epoch is written.
+  case stop
+  /// Skip the step (no update for that batch, as mixed-precision loss scalers do) and go on;
+  /// each epoch's metrics count the skipped steps, and an epoch with no finite step stops.
+  case skipStep = "skip-step"
 }
