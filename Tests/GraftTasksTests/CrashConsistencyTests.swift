@@ -180,4 +180,22 @@ final class CrashConsistencyTests: XCTestCase {
       XCTAssertTrue("\($0)".contains(last.path) && "\($0)".contains("manifest"), "\($0)")
     }
   }
+
+  /// A run folder is locked while a run writes it: a second run into it fails at once, naming
+  /// the process that holds it, and succeeds once the lock is released.
+  func testASecondRunIntoALockedFolderFailsNamingTheHolder() throws {
+    let folder = memoryFolder()
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let lock = try RunFolder.Lock(folder, what: "a test")
+    XCTAssertThrowsError(try smallRun(folder: folder)) {
+      XCTAssertTrue($0 is FileError, "\($0)")
+      XCTAssertTrue("\($0)".contains("in use: process \(getpid())"), "\($0)")
+    }
+    XCTAssertFalse(
+      FileManager.default.fileExists(atPath: folder.appendingPathComponent("run.json").path))
+    lock.release()
+    XCTAssertNotNil(try smallRun(folder: folder))
+    // The lock is released when the run ends: the folder can be locked again.
+    XCTAssertNoThrow(try RunFolder.Lock(folder))
+  }
 }
