@@ -36,6 +36,8 @@ struct Embed: ParsableCommand {
   @OptionGroup var quietFlag: QuietFlag
   var quiet: Bool { quietFlag.quiet }
 
+  @OptionGroup var imageLimit: ImageLimitOptions
+
   @Argument(help: "Image files, or one .safetensors with a 'pixels' tensor.")
   var inputs: [String] = []
 
@@ -47,6 +49,7 @@ struct Embed: ParsableCommand {
   }
 
   func run() throws {
+    imageLimit.apply()
     let stderr = FileHandle.standardError
     let summary = try Embedding.run(
       model: model, arch: arch, inputs: inputs, output: output, batchSize: batchSize

@@ -27,7 +27,10 @@ struct Eval: ParsableCommand {
   @OptionGroup var jsonFlag: JSONFlag
   var json: Bool { jsonFlag.json }
 
+  @OptionGroup var imageLimit: ImageLimitOptions
+
   func run() throws {
+    imageLimit.apply()
     let loaded = try AdapterCheckpoint.load(URL(fileURLWithPath: adapter))
     for note in loaded.notes { FileHandle.standardError.write(Data("note: \(note)\n".utf8)) }
     let tuneData = try ImageTuneData.load(data)

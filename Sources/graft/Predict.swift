@@ -17,6 +17,8 @@ struct Predict: ParsableCommand {
   var output: String?
 
   @OptionGroup var jsonFlag: JSONFlag
+
+  @OptionGroup var imageLimit: ImageLimitOptions
   var json: Bool { jsonFlag.json }
 
   @Flag(
@@ -34,6 +36,7 @@ struct Predict: ParsableCommand {
   }
 
   func run() throws {
+    imageLimit.apply()
     let loaded = try AdapterCheckpoint.load(URL(fileURLWithPath: adapter))
     for note in loaded.notes { FileHandle.standardError.write(Data("note: \(note)\n".utf8)) }
     if merge {

@@ -60,7 +60,10 @@ struct Tune: ParsableCommand {
   @OptionGroup var quietFlag: QuietFlag
   var quiet: Bool { quietFlag.quiet }
 
+  @OptionGroup var imageLimit: ImageLimitOptions
+
   func run() throws {
+    imageLimit.apply()
     let stderr = FileHandle.standardError
     let log: (String) -> Void = { if !quiet { stderr.write(Data(($0 + "\n").utf8)) } }
     if let resume {
