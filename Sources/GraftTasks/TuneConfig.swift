@@ -141,11 +141,17 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
 
   /// Applies a YAML document: nested mappings (`optim: {lr: 0.01}`) or dotted keys
   /// (`optim.lr: 0.01`); lists become comma-separated values. `method` may name the method
-  /// only if it agrees with this one. `source` names the file in errors.
+  /// only if it agrees with this one. `source` names the file in errors. A key given twice
+  /// (in one mapping, or once nested and once dotted) is an error: YAML parsers differ on which
+  /// value wins, so a run must not depend on it.
   public mutating func apply(yaml text: String, source: String) throws {
     let root: Any?
     do {
+      // Yams keeps the last of duplicate keys; the composed tree still has them all.
+      if let node = try Yams.compose(yaml: text) { try Self.checkNoDuplicateKeys(node, source) }
       root = try Yams.load(yaml: text)
+    } catch let e as ConfigError {
+      throw e
     } catch {
       throw ConfigError("\(source): not valid YAML: \(error)")
     }
@@ -166,6 +172,10 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
       throw ConfigError("\(source): the top level must be a mapping of keys")
     }
     try walk("", root)
+    var seen = Set<String>()
+    for (key, _) in flat where !seen.insert(key).inserted {
+      throw ConfigError("\(source): key '\(key)' is given twice (nested and dotted)")
+    }
     for (key, value) in flat.sorted(by: { $0.0 < $1.0 }) {
       if key == "method" || key == "method.name" {
         guard value == method else {
@@ -178,6 +188,28 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
       } catch let e as ConfigError {
         throw ConfigError("\(source): \(e.message)")
       }
+    }
+  }
+
+  /// Throws when a mapping of `node` (at any depth) has a key twice.
+  private static func checkNoDuplicateKeys(_ node: Node, _ source: String, path: String = "")
+    throws
+  {
+    switch node {
+    case .mapping(let mapping):
+      var seen = Set<String>()
+      for (key, value) in mapping {
+        let name = key.string ?? "\(key)"
+        let full = path.isEmpty ? name : "\(path).\(name)"
+        guard seen.insert(name).inserted else {
+          throw ConfigError("\(source): key '\(full)' is given twice")
+        }
+        try checkNoDuplicateKeys(value, source, path: full)
+      }
+    case .sequence(let sequence):
+      for item in sequence { try checkNoDuplicateKeys(item, source, path: path) }
+    default:
+      break
     }
   }
 

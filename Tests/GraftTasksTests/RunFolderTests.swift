@@ -263,6 +263,15 @@ final class ConfigTests: XCTestCase {
     XCTAssertThrowsError(try c.apply(yaml: "optim: {lr: 1, bogus: 2}", source: "f.yaml")) {
       XCTAssertTrue("\($0)".contains("f.yaml"), "\($0)")
     }
+    // A key given twice (literally, or once nested and once dotted) is an error naming it.
+    for yaml in [
+      "optim:\n  lr: 0.1\n  lr: 0.2\n", "seed: 1\nseed: 2\n", "optim.lr: 0.1\noptim: {lr: 0.2}\n",
+    ] {
+      XCTAssertThrowsError(try c.apply(yaml: yaml, source: "d.yaml"), yaml) {
+        XCTAssertTrue($0 is ConfigError, "\($0)")
+        XCTAssertTrue("\($0)".contains("d.yaml") && "\($0)".contains("twice"), "\($0)")
+      }
+    }
     XCTAssertThrowsError(try TuneConfig.preset(for: "prefix")) {
       XCTAssertTrue("\($0)".contains("unknown method"), "\($0)")
     }
