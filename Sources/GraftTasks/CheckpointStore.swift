@@ -177,12 +177,18 @@ public enum RunFolder {
         throw FileError(path: folder.path, message: "is a file, not a folder")
       }
     } else {
-      do {
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-      } catch {
+      // mkdir(2) one level at a time, for the system's own reason when one fails.
+      var missing: [URL] = []
+      var next = folder.standardizedFileURL
+      while next.path != "/" && !FileManager.default.fileExists(atPath: next.path) {
+        missing.append(next)
+        next = next.deletingLastPathComponent()
+      }
+      for url in missing.reversed() where mkdir(url.path, 0o777) != 0 && errno != EEXIST {
+        let problem = String(cString: strerror(errno))
         throw FileError(
           path: folder.path,
-          message: "cannot create the folder: \(reason(creating: folder) ?? "\(error)")")
+          message: "cannot create the folder: \(reason(creating: folder) ?? problem)")
       }
     }
     guard access(folder.path, W_OK | X_OK) == 0 else {

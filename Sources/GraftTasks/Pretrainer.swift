@@ -215,7 +215,8 @@ public final class Pretrainer {
       let files = try store.latest()?.folder ?? checkpoints
       let stateURL = files.appendingPathComponent("state.json")
       guard let data = try? Data(contentsOf: stateURL),
-        let state = try JSONSerialization.jsonObject(with: data) as? [String: Any],
+        let object = try? JSONSerialization.jsonObject(with: data),
+        let state = object as? [String: Any],
         let epoch = state["epoch"] as? Int, let lines = state["metrics"] as? [String],
         let stored = state["settings"] as? String, let secs = state["seconds"] as? Double
       else { throw ConfigError("\(stateURL.path): nothing to resume (missing or unreadable)") }

@@ -70,7 +70,8 @@ struct Tune: ParsableCommand {
       let folder = URL(fileURLWithPath: resume)
       let runURL = folder.appendingPathComponent("run.json")
       guard let runData = try? Data(contentsOf: runURL),
-        let run = try JSONSerialization.jsonObject(with: runData) as? [String: Any],
+        let object = try? JSONSerialization.jsonObject(with: runData),
+        let run = object as? [String: Any],
         let backboneRef = run["backbone"] as? String, let dataRef = run["data"] as? String,
         let methodName = run["method"] as? String
       else { throw ValidationError("\(runURL.path): not a run folder to resume") }
