@@ -222,8 +222,8 @@ public enum RunFolder {
     public let folder: URL
 
     /// Locks `folder` (created if needed) for this process, without waiting: when another
-    /// process holds it, throws a `FileError` naming that process. `what` says what the lock
-    /// guards, for that message ("a graft tune run").
+    /// process holds it, throws a `FileError` naming that process. `what` says what wants the
+    /// lock, for that message ("a graft tune run").
     public init(_ folder: URL, what: String = "a run") throws {
       try RunFolder.createFolder(folder)
       let path = folder.appendingPathComponent(RunFolder.lockFile).path
@@ -249,8 +249,8 @@ public enum RunFolder {
         throw FileError(
           path: folder.path,
           message: busy
-            ? "in use: \(holder) is writing \(what) here (one process per folder; wait for it "
-              + "or choose another folder)"
+            ? "in use: \(holder) holds its lock, so \(what) cannot write it at the same time "
+              + "(wait for that process to end, or choose another folder)"
             : "cannot lock: \(problem)")
       }
       let pid = Array("\(getpid())\n".utf8)
