@@ -143,7 +143,7 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
   /// (`optim.lr: 0.01`); lists become comma-separated values. `method` may name the method
   /// only if it agrees with this one. `source` names the file in errors. A key given twice
   /// (in one mapping, or once nested and once dotted) is an error: YAML parsers differ on which
-  /// value wins, so a run must not depend on it.
+  /// value wins, so a run must not depend on it. So is a key that is not a plain name.
   public mutating func apply(yaml text: String, source: String) throws {
     let root: Any?
     do {
@@ -191,7 +191,8 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
     }
   }
 
-  /// Throws when a mapping of `node` (at any depth) has a key twice.
+  /// Throws when a mapping of `node` (at any depth) has a key twice, or a key that is not a
+  /// scalar.
   private static func checkNoDuplicateKeys(_ node: Node, _ source: String, path: String = "")
     throws
   {
@@ -199,7 +200,12 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
     case .mapping(let mapping):
       var seen = Set<String>()
       for (key, value) in mapping {
-        let name = key.string ?? "\(key)"
+        // A mapping or a list as a key (`? {a: 1}`): settings have names (and Yams 5.0 traps
+        // on such keys when it builds a dictionary).
+        guard let name = key.scalar?.string else {
+          throw ConfigError(
+            "\(source): a key under '\(path.isEmpty ? "(top level)" : path)' is not a plain name")
+        }
         let full = path.isEmpty ? name : "\(path).\(name)"
         guard seen.insert(name).inserted else {
           throw ConfigError("\(source): key '\(full)' is given twice")
