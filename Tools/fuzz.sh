@@ -50,6 +50,13 @@ seed() {
       printf 'P2\n# c\n3 1\n15\n15 7\n8\n' >"$dir/p2"
       printf 'P1 3 1\n1 01' >"$dir/p1"
       printf 'P4 10 1\n\x81\x40' >"$dir/p4" ;;
+    obj) printf 'v 0 0 0\nv 1 0 0\nv 0 1 0\nvn 0 0 1\nf 1//1 2//1 3//1\n' >"$dir/tri.obj" ;;
+    modelnet) printf '0.1,0.2,0.3,0,0,1\n0.4,0.5,0.6,0,1,0\n' >"$dir/two.txt" ;;
+    npy | point-npy)
+      # A [2, 3] float32 array: magic, version 1.0, header padded to 64 bytes, then the data.
+      local header="{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }"
+      header=$(printf '%-*s' 117 "$header")
+      { printf '\x93NUMPY\x01\x00\x76\x00%s\n' "$header"; head -c 24 /dev/zero; } >"$dir/a.npy" ;;
     yaml)
       printf 'optim:\n  lr: 0.02\ntrain: {epochs: 7}\nmethod:\n  rank: 3\nseed: 4\n' >"$dir/a"
       printf 'optim.lr: 0.1\nmethod.targets: [q, k, fc1]\n' >"$dir/b"
