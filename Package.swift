@@ -1,4 +1,5 @@
 // swift-tools-version: 6.1
+import Foundation
 import PackageDescription
 
 /// Release builds of the numeric code: no bounds or overflow checks in the hot loops, and on
@@ -137,3 +138,14 @@ let package = Package(
     ),
   ]
 )
+
+// libFuzzer targets for every parser (Fuzz/main.swift; run by Tools/fuzz.sh). Only with
+// GRAFT_FUZZ set, so that `swift build`, the tests and CI never build them: they need
+// `-sanitize=fuzzer`, which supplies libFuzzer.
+if ProcessInfo.processInfo.environment["GRAFT_FUZZ"] != nil {
+  package.targets.append(
+    .executableTarget(
+      name: "graft-fuzz",
+      dependencies: ["GraftTensor", "GraftData", "GraftModels", "GraftTasks", "GraftPoints"],
+      path: "Fuzz"))
+}

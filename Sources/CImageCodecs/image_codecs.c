@@ -20,18 +20,22 @@ static void set_message(char *message, const char *text) {
 
 void gic_free(void *pointer) { free(pointer); }
 
-// Checks the pixel count and returns width * height * 3, or 0 with `message` set.
-static size_t rgb_size(size_t width, size_t height, gic_status *status, char *message) {
+// Checks the pixel count against `max_pixels` (GIC_MAX_PIXELS when 0) and returns
+// width * height * 3, or 0 with `message` set.
+static size_t rgb_size(
+    size_t width, size_t height, unsigned long long max_pixels, gic_status *status,
+    char *message) {
   if (width == 0 || height == 0) {
     *status = GIC_CORRUPT;
     set_message(message, "image has zero width or height");
     return 0;
   }
-  if (width > GIC_MAX_PIXELS / height) {
-    *status = GIC_UNSUPPORTED;
+  unsigned long long limit = max_pixels == 0 ? GIC_MAX_PIXELS : max_pixels;
+  if (width > limit / height) {
+    *status = GIC_TOO_MANY_PIXELS;
     snprintf(
-        message, GIC_MESSAGE_CAPACITY, "%zu x %zu pixels is more than the limit of %llu", width,
-        height, GIC_MAX_PIXELS);
+        message, GIC_MESSAGE_CAPACITY, "%zu x %zu = %llu pixels is more than the limit of %llu",
+        width, height, (unsigned long long)width * height, limit);
     return 0;
   }
   return width * height * 3;
@@ -46,6 +50,7 @@ static size_t rgb_size(size_t width, size_t height, gic_status *status, char *me
 typedef struct {
   const uint8_t *data;
   size_t size;
+  unsigned long long max_pixels;
   size_t offset;
   gic_status status;
   char *message;
@@ -99,7 +104,7 @@ static void png_decode_steps(png_job *job) {
 
   int depth = 0, color = 0;
   png_get_IHDR(job->png, job->info, &job->width, &job->height, &depth, &color, NULL, NULL, NULL);
-  size_t bytes = rgb_size(job->width, job->height, &job->status, job->message);
+  size_t bytes = rgb_size(job->width, job->height, job->max_pixels, &job->status, job->message);
   if (bytes == 0) return;
 
   // To 8-bit RGB, as Pillow's decoders followed by convert("RGB"). Pillow's raw modes for
@@ -134,11 +139,14 @@ static void png_decode_steps(png_job *job) {
   // change the pixels, and Pillow does not insist on them either.
 }
 
-gic_status gic_decode_png(const uint8_t *data, size_t size, gic_image *out, char *message) {
+gic_status gic_decode_png(
+    const uint8_t *data, size_t size, unsigned long long max_pixels, gic_image *out,
+    char *message) {
   png_job job;
   memset(&job, 0, sizeof job);
   job.data = data;
   job.size = size;
+  job.max_pixels = max_pixels;
   job.status = GIC_OK;
   job.message = message;
   png_decode_steps(&job);
@@ -218,6 +226,7 @@ static void jpeg_failure_init(jpeg_failure *failure, char *message) {
 typedef struct {
   const uint8_t *data;
   size_t size;
+  unsigned long long max_pixels;
   jpeg_failure failure;
   struct jpeg_decompress_struct cinfo;
   int created;
@@ -261,7 +270,9 @@ static void jpeg_decode_steps(jpeg_decode_job *job) {
     return;
   }
   size_t bytes =
-      rgb_size(cinfo->image_width, cinfo->image_height, &job->failure.status, job->failure.message);
+      rgb_size(
+          cinfo->image_width, cinfo->image_height, job->max_pixels, &job->failure.status,
+          job->failure.message);
   if (bytes == 0) return;
 
   jpeg_start_decompress(cinfo);
@@ -294,11 +305,14 @@ static void jpeg_decode_steps(jpeg_decode_job *job) {
   jpeg_finish_decompress(cinfo);
 }
 
-gic_status gic_decode_jpeg(const uint8_t *data, size_t size, gic_image *out, char *message) {
+gic_status gic_decode_jpeg(
+    const uint8_t *data, size_t size, unsigned long long max_pixels, gic_image *out,
+    char *message) {
   jpeg_decode_job job;
   memset(&job, 0, sizeof job);
   job.data = data;
   job.size = size;
+  job.max_pixels = max_pixels;
   jpeg_failure_init(&job.failure, message);
   job.cinfo.err = &job.failure.manager;
   jpeg_decode_steps(&job);

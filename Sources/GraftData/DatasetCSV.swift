@@ -68,10 +68,12 @@ public struct PixelCSVDataset: Dataset {
             + "found \(fields.count)")
       }
       let labelValue = labelColumn == .first ? fields[0] : fields[plane]
-      guard labelValue >= 0, labelValue == labelValue.rounded(), labelValue < 1e9 else {
+      guard labelValue >= 0, labelValue == labelValue.rounded(),
+        labelValue < Double(DatasetLimits.maxClasses)
+      else {
         throw DatasetError(
           .invalidFormat, path: path, line: lineNumber,
-          "label \(labelValue) is not a non-negative integer")
+          "label \(labelValue) is not an integer in 0..<\(DatasetLimits.maxClasses)")
       }
       labels.append(Int(labelValue))
       let first = labelColumn == .first ? 1 : 0

@@ -53,6 +53,14 @@ extension Dataset where Sample == RGBImage {
   public func image(at index: Int) throws -> RGBImage { try sample(at: index) }
 }
 
+/// Bounds on what a dataset file may ask for, checked before anything is allocated.
+public enum DatasetLimits {
+  /// The most classes a task may have: 131,072, six times ImageNet-21k's 21,843. A label is an
+  /// index into the class list and the head gets one row per class, so a stray large label
+  /// (2147483647 in a list file) would otherwise build a head of that many rows.
+  public static let maxClasses = 131_072
+}
+
 /// Class names `"0"`, `"1"`, … for the labels `0...maxLabel` of formats that carry no names.
 func numericClassNames(_ labels: [Int]) -> [String] {
   (0..<((labels.max() ?? -1) + 1)).map(String.init)
@@ -74,6 +82,10 @@ public struct InMemoryDataset: Dataset {
     guard images.count == labels.count else {
       throw DatasetError(
         .mismatch, path: "", "\(images.count) images but \(labels.count) labels")
+    }
+    if classNames == nil, let big = labels.first(where: { $0 >= DatasetLimits.maxClasses }) {
+      throw DatasetError(
+        .invalidArgument, path: "", "label \(big) is beyond \(DatasetLimits.maxClasses) classes")
     }
     let names = classNames ?? numericClassNames(labels)
     if let bad = labels.firstIndex(where: { $0 < 0 || $0 >= names.count }) {
@@ -293,6 +305,12 @@ public struct VTABListDataset: Dataset {
         throw DatasetError(
           .invalidFormat, path: listPath, line: lineNumber,
           "label \(label) is outside 0..<\(classCount)")
+      }
+      guard label < DatasetLimits.maxClasses else {
+        throw DatasetError(
+          .invalidFormat, path: listPath, line: lineNumber,
+          "label \(label) is beyond Graft's \(DatasetLimits.maxClasses) classes (labels are "
+            + "class indices 0, 1, …)")
       }
       files.append(
         path.hasPrefix("/")

@@ -96,6 +96,17 @@ public enum ImageFormat: String, Sendable, CaseIterable {
 /// profiles and EXIF orientation are ignored, as in Pillow. Corrupt or truncated files throw
 /// `ImageError`; libjpeg's errors never abort the process and nothing is printed.
 public enum ImageCodec {
+  /// Pillow's `Image.MAX_IMAGE_PIXELS`: 89,478,485, computed as Pillow does
+  /// (`1024 * 1024 * 1024 // 4 // 3`).
+  public static let defaultMaxPixels = 1024 * 1024 * 1024 / 4 / 3
+
+  /// Images whose header promises more pixels than this are refused before decoding (a 164 KB
+  /// PNG can promise 13,000 × 13,000 pixels, half a gigabyte decoded). Pillow only warns at
+  /// this size and refuses at twice it; Graft refuses at once, with the limit in the message,
+  /// and `graft`'s `--max-pixels` raises it. Set it before decoding starts (it is read by the
+  /// loader's threads).
+  nonisolated(unsafe) public static var maxPixels = defaultMaxPixels
+
   /// Reads and decodes the file at `url`; the format comes from its first bytes, not its name.
   public static func decode(contentsOf url: URL) throws -> RGBImage {
     let path = url.path
@@ -123,11 +134,12 @@ public enum ImageCodec {
     }
     var image = gic_image()
     var message = [CChar](repeating: 0, count: Int(GIC_MESSAGE_CAPACITY))
+    let limit = UInt64(max(maxPixels, 1))
     let status = data.withUnsafeBytes { raw -> gic_status in
       let bytes = raw.bindMemory(to: UInt8.self).baseAddress!
       switch format {
-      case .png: return gic_decode_png(bytes, raw.count, &image, &message)
-      case .jpeg: return gic_decode_jpeg(bytes, raw.count, &image, &message)
+      case .png: return gic_decode_png(bytes, raw.count, limit, &image, &message)
+      case .jpeg: return gic_decode_jpeg(bytes, raw.count, limit, &image, &message)
       }
     }
     guard status == GIC_OK else {
@@ -232,13 +244,18 @@ extension ImageError {
     let kind: Kind
     switch status {
     case GIC_TRUNCATED: kind = .truncated
-    case GIC_UNSUPPORTED: kind = .unsupported
+    case GIC_UNSUPPORTED, GIC_TOO_MANY_PIXELS: kind = .unsupported
     case GIC_OUT_OF_MEMORY: kind = .outOfMemory
     case GIC_INVALID_ARGUMENT: kind = .invalidArgument
     default: kind = .corrupt
     }
-    let text = String(
+    var text = String(
       decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    if status == GIC_TOO_MANY_PIXELS {
+      text +=
+        " (ImageCodec.maxPixels, Pillow's MAX_IMAGE_PIXELS by default; raise it with "
+        + "graft's --max-pixels to read the image)"
+    }
     self.init(file: file, kind: kind, detail: "\(format == .png ? "PNG" : "JPEG"): \(text)")
   }
 }

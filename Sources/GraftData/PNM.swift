@@ -32,8 +32,18 @@ public enum PNMCodec {
     guard maxval >= 1, maxval <= 65535 else {
       throw DatasetError(.invalidFormat, path: path, "maxval \(maxval) is outside 1...65535")
     }
+    guard width * height <= ImageCodec.maxPixels else {
+      throw DatasetError(
+        .invalidFormat, path: path,
+        "\(width) x \(height) = \(width * height) pixels is more than the limit of "
+          + "\(ImageCodec.maxPixels) (ImageCodec.maxPixels; raise it with graft's --max-pixels)")
+    }
     let channels = kind == 3 || kind == 6 ? 3 : 1
     let sampleCount = width * height * channels
+    // Every sample takes at least one byte of the file (PBM's packed raster an eighth, per
+    // row): checked before the raster is allocated, so a header cannot ask for more.
+    let leastBytes = kind == 4 ? (width + 7) / 8 * height : sampleCount
+    guard bytes.count - reader.position >= leastBytes else { throw reader.truncated() }
     var samples = [UInt8](repeating: 0, count: sampleCount)
     func scaled(_ v: Int) throws -> UInt8 {
       guard v <= maxval else {
@@ -87,9 +97,9 @@ public enum PNMCodec {
     Array("P6\n\(image.width) \(image.height)\n255\n".utf8) + image.pixels
   }
 
-  /// Writes `image` as binary PPM to `url`.
+  /// Writes `image` as binary PPM to `url`, atomically (see `AtomicFile`).
   public static func write(_ image: RGBImage, to url: URL) throws {
-    try Data(encode(image)).write(to: url)
+    try AtomicFile.write(Data(encode(image)), to: url)
   }
 
   /// A cursor over the header fields.

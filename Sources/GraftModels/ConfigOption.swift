@@ -144,6 +144,16 @@ public struct ConfigOption<Root>: @unchecked Sendable {
     ConfigOption(key, path, help, expectation: "an integer ≥ \(minimum)") { $0 >= minimum }
   }
 
+  /// An integer setting within `range`: sizes get an upper bound too, so that a typo (an extra
+  /// zero or three) is an error naming the key instead of an allocation that cannot succeed.
+  public static func int(
+    _ key: String, _ path: WritableKeyPath<Root, Int>, in range: ClosedRange<Int>, _ help: String
+  ) -> ConfigOption {
+    ConfigOption(
+      key, path, help, expectation: "an integer in \(range.lowerBound)...\(range.upperBound)"
+    ) { range.contains($0) }
+  }
+
   /// A real setting within `range`.
   public static func float(
     _ key: String, _ path: WritableKeyPath<Root, Float>, in range: ClosedRange<Float>,

@@ -348,8 +348,16 @@ public enum TimmModelFolder {
           + (hasPickle ? " (pytorch_model.bin is not read: save with safe_serialization)" : ""))
     }
     let file = try SafetensorsFile(contentsOf: weightsURL)
-    let model = try VisionTransformer(
-      config: vit, weights: try file.tensors(), source: weightsURL.path)
+    let model: VisionTransformer
+    do {
+      model = try VisionTransformer(
+        config: vit, weights: try file.tensors(), source: weightsURL.path)
+    } catch let e as ViTConfigError {
+      // The settings do not fit the weights (checked before anything is built).
+      throw FileError(
+        path: configURL.path,
+        message: "architecture '\(config.architecture)': \(e.message) (in model.safetensors)")
+    }
     return TimmModel(model: model, config: config, architecture: arch)
   }
 
@@ -360,9 +368,11 @@ public enum TimmModelFolder {
     }
     let data: Data
     do {
-      data = try Data(contentsOf: url)
+      // Through MappedFile, as every reader (Foundation's Data(contentsOf:) leaked 4 KiB on an
+      // empty file, found by Tools/fuzz.sh timm-config).
+      data = try MappedFile(path: url.path, allowingEmpty: true).data
     } catch {
-      throw FileError(path: url.path, message: "cannot read: \(error.localizedDescription)")
+      throw FileError(path: url.path, message: "cannot read: \(error.message)")
     }
     let json: JSONValue
     do {

@@ -1,3 +1,5 @@
+import GraftData
+
 // The hyperparameters of timm's `VisionTransformer`, and the timm architecture names that map
 // to them (`vit_base_patch16_224`, `deit3_small_patch16_384`, `vit_small_patch14_reg4_dinov2`,
 // `vit_base_patch16_clip_quickgelu_224`, …).
@@ -144,11 +146,61 @@ public struct ViTConfig: Hashable, Sendable {
   /// Whether the patch projection has a bias (timm drops it when `pre_norm`).
   public var patchBias: Bool { !preNorm }
 
-  /// Throws when the settings cannot build a model (as timm's constructor asserts would).
+  /// Bounds on the sizes `validate` accepts: far beyond every published ViT (ViT-gigantic:
+  /// width 1664, depth 48, 16 heads; SAM's 1024-pixel input), so that only a typo or a damaged
+  /// file exceeds them, and it gets an error naming the setting instead of an allocation that
+  /// cannot succeed.
+  public enum Limits {
+    /// Blocks.
+    public static let depth = 1024
+    /// Token width, MLP hidden width, heads.
+    public static let width = 65_536
+    /// Input side, pixels.
+    public static let imageSide = 16_384
+    /// Tokens (patches and prefix tokens) of one image.
+    public static let tokens = 1 << 20
+    /// Classes of the head.
+    public static let classes = DatasetLimits.maxClasses
+    /// Parameters of the whole model (16 GiB of Float32).
+    public static let parameters = 1 << 32
+  }
+
+  /// Parameters of a model of this configuration (computed, nothing allocated; saturates rather
+  /// than overflows for absurd sizes).
+  public var parameterCount: Double {
+    let d = Double(embedDim)
+    let h = Double(embedDim) * mlpRatio
+    let perBlock = 3 * d * d + 3 * d + d * d + d + 2 * d * h + h + d + 4 * d + 2 * d
+    let patch = d * Double(inChans * patchSize.height * patchSize.width) + d
+    let tokens = Double(max(gridSize.area, 0) + prefixTokens) * d
+    let head = Double(numClasses) * (d + 1) * (distilled ? 2 : 1)
+    return Double(max(depth, 0)) * perBlock + patch + tokens + head + 4 * d
+  }
+
+  /// Throws when the settings cannot build a model (as timm's constructor asserts would), or
+  /// exceed `Limits`.
   public func validate() throws {
     func check(_ ok: Bool, _ message: @autoclosure () -> String) throws {
       if !ok { throw ViTConfigError(message()) }
     }
+    try check(depth <= Limits.depth, "depth \(depth) is beyond Graft's limit of \(Limits.depth)")
+    try check(
+      embedDim <= Limits.width && numHeads <= Limits.width,
+      "embed_dim \(embedDim) or num_heads \(numHeads) is beyond Graft's limit of \(Limits.width)")
+    try check(
+      mlpRatio.isFinite && mlpRatio > 0 && Double(embedDim) * mlpRatio <= Double(Limits.width),
+      "mlp_ratio \(mlpRatio) gives an MLP width beyond Graft's limit of \(Limits.width)")
+    try check(
+      max(imgSize.height, imgSize.width) <= Limits.imageSide
+        && max(patchSize.height, patchSize.width) <= Limits.imageSide,
+      "img_size \(imgSize) or patch_size \(patchSize) is beyond Graft's limit of "
+        + "\(Limits.imageSide) pixels")
+    try check(
+      inChans <= 64 && regTokens <= 1024,
+      "in_chans \(inChans) (at most 64) or reg_tokens \(regTokens) (at most 1024)")
+    try check(
+      numClasses <= Limits.classes,
+      "num_classes \(numClasses) is beyond Graft's limit of \(Limits.classes)")
     try check(
       embedDim > 0 && depth >= 0 && numHeads > 0, "embed_dim, depth and num_heads must be positive")
     try check(
@@ -162,6 +214,14 @@ public struct ViTConfig: Hashable, Sendable {
     try check(
       imgSize.height % patchSize.height == 0 && imgSize.width % patchSize.width == 0,
       "img_size \(imgSize) is not divisible by patch_size \(patchSize)")
+    try check(
+      gridSize.area + prefixTokens <= Limits.tokens,
+      "img_size \(imgSize) in patches of \(patchSize) gives \(gridSize.area) tokens, beyond "
+        + "Graft's limit of \(Limits.tokens)")
+    try check(
+      parameterCount <= Double(Limits.parameters),
+      "the model would have \(Int(parameterCount)) parameters, beyond Graft's limit of "
+        + "\(Limits.parameters)")
     try check(classToken || globalPool != .token, "global_pool 'token' needs the class token")
     try check(
       !distilled || (classToken && globalPool == .token && !usesFcNorm),

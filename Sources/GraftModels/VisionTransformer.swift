@@ -285,9 +285,25 @@ public final class VisionTransformer: Module, ImageBackbone {
     throws
   {
     try config.validate()
+    try Self.checkSizes(config, against: weights)
     let parameters = ParameterSource(weights: weights)
     self.init(checked: config, source: parameters)
     if let error = parameters.stateDictError(source: source) { throw error }
+  }
+
+  /// Compares the size `config` describes with the checkpoint's before anything is built. A
+  /// missing or mis-shaped tensor stands in as zeros while the loader collects every mismatch
+  /// for its report, so settings far larger than the weights (a depth of 10⁹ in `config.json`)
+  /// would otherwise allocate the difference; up to 2²⁸ parameters (1 GiB) beyond the file are
+  /// allowed, so moderate mismatches still get the full list of names and shapes.
+  static func checkSizes(_ config: ViTConfig, against weights: [String: Tensor]) throws {
+    let elements = weights.values.reduce(0.0) { $0 + Double($1.count) }
+    guard config.parameterCount <= 2 * elements + Double(1 << 28) else {
+      throw ViTConfigError(
+        "the settings (depth \(config.depth), embed_dim \(config.embedDim), num_classes "
+          + "\(config.numClasses)) describe \(Int(config.parameterCount)) parameters, but the "
+          + "weights hold \(Int(elements)): the sizes do not match the checkpoint")
+    }
   }
 
   /// The state-dict names and shapes of a model of `config`, in timm's order: recorded while

@@ -14,6 +14,10 @@ public struct AdapterConfig: Codable, Equatable, Sendable {
   public var baseModelArchitecture: String
   /// `fnv1a64:…` of the backbone's weights file; a backbone whose hash differs is refused.
   public var baseModelHash: String
+  /// `fnv1a64:…` of the backbone's resolved architecture and input settings
+  /// (`TuneBackbone.configHash`); a backbone whose hash differs is refused. Nil in folders of
+  /// earlier versions, which recorded the weights' hash only.
+  public var baseModelConfigHash: String?
   /// Classes of the head.
   public var numClasses: Int
   /// Their names.
@@ -30,6 +34,21 @@ public struct AdapterConfig: Codable, Equatable, Sendable {
   /// The current layout version.
   public static let currentFormat = 1
 
+  /// Checks the sizes before anything is built from them: the class count against the class
+  /// names and Graft's limit, the evaluation batch size against 1...65536. Throws a
+  /// `ConfigError` naming `source` and the key.
+  public func validate(source: String) throws {
+    guard (1...DatasetLimits.maxClasses).contains(numClasses), numClasses == classNames.count
+    else {
+      throw ConfigError(
+        "\(source): num_classes \(numClasses) must be 1...\(DatasetLimits.maxClasses) and match "
+          + "the \(classNames.count) class_names")
+    }
+    guard (1...65_536).contains(evalBatchSize) else {
+      throw ConfigError("\(source): eval_batch_size \(evalBatchSize) is not in 1...65536")
+    }
+  }
+
   /// What the run's samples were brought to: point clouds when the run took them (a point
   /// backbone, or P2P rendering them for an image backbone), else images.
   public var input: BackboneInput? {
@@ -44,6 +63,7 @@ public struct AdapterConfig: Codable, Equatable, Sendable {
     case baseModel = "base_model_name_or_path"
     case baseModelArchitecture = "base_model_architecture"
     case baseModelHash = "base_model_hash"
+    case baseModelConfigHash = "base_model_config_hash"
     case numClasses = "num_classes"
     case classNames = "class_names"
     case hyperparameters
@@ -61,6 +81,9 @@ public struct LoadedAdapter {
   public var config: AdapterConfig
   /// The backbone it sits on.
   public var backbone: TuneBackbone
+  /// What a user should know about how it was checked (one sentence each), for example that
+  /// an older folder records only the hash of the backbone's weights.
+  public var notes: [String] = []
 }
 
 /// Run folders as PEFT lays them out: `adapter_config.json` and `adapter_model.safetensors`
@@ -101,6 +124,7 @@ public enum AdapterCheckpoint {
         throw ConfigError(
           "\(url.path): format_version \(config.formatVersion) is newer than this graft reads")
       }
+      try config.validate(source: url.path)
       return config
     } catch let e as ConfigError {
       throw e
@@ -123,6 +147,19 @@ public enum AdapterCheckpoint {
           + "\(config.baseModelHash), but the backbone given has \(backbone.weightsHash) "
           + "(\(backbone.reference)); refusing a different backbone")
     }
+    var notes: [String] = []
+    if let stored = config.baseModelConfigHash {
+      guard stored == backbone.configHash else {
+        throw ConfigError(
+          "\(folder.path): the backbone '\(backbone.reference)' has the weights the adapter was "
+            + "trained on, but another architecture or preprocessing (its config.json changed: "
+            + "\(stored) recorded, \(backbone.configHash) now); refusing a different backbone")
+      }
+    } else {
+      notes.append(
+        "\(folder.path) records only the hash of the backbone's weights (written by an earlier "
+          + "Graft): the backbone's architecture and preprocessing were not checked")
+    }
     var generator = RandomGenerator(seed: 0)
     let method = try MethodRegistry.make(
       config.method, backbone: backbone.model, classes: config.numClasses,
@@ -131,7 +168,7 @@ public enum AdapterCheckpoint {
     let state = try SafetensorsFile(contentsOf: url).tensors()
     try method.loadTrainableState(state, source: url.path)
     method.setTraining(false)
-    return LoadedAdapter(method: method, config: config, backbone: backbone)
+    return LoadedAdapter(method: method, config: config, backbone: backbone, notes: notes)
   }
 }
 

@@ -35,17 +35,30 @@ public struct TuneBackbone {
   public var weightsHash: String
   /// What the model takes and how samples are brought to it.
   public var input: BackboneInput
+  /// `fnv1a64:…` of what besides the weights defines the model's function: its resolved
+  /// architecture and its input settings (`BackboneConfigHash`). Run folders record it beside
+  /// `weightsHash`, so an adapter is refused on a backbone whose `config.json` changed.
+  public var configHash: String
 
-  /// A backbone from parts (a model built in memory, in tests).
+  /// A backbone from parts (a model built in memory, in tests). `configHash` defaults to the
+  /// hash of a Vision Transformer's settings and the input, or for other models of
+  /// `architecture` and the input.
   public init(
     model: any SequenceBackbone, reference: String, architecture: String, weightsHash: String,
-    input: BackboneInput
+    input: BackboneInput, configHash: String? = nil
   ) {
     self.model = model
     self.reference = reference
     self.architecture = architecture
     self.weightsHash = weightsHash
     self.input = input
+    if let configHash {
+      self.configHash = configHash
+    } else if let vit = model as? VisionTransformer {
+      self.configHash = BackboneConfigHash.of(vit: vit.config, input: input)
+    } else {
+      self.configHash = BackboneConfigHash.of(architecture: architecture, input: input)
+    }
   }
 
   /// An image backbone from parts (a model built in memory, in tests).
@@ -82,9 +95,8 @@ public struct TuneBackbone {
         mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5]))
   }
 
-  /// Loads `reference` with `ModelLoader.loadBackbone` (`arch` for an `.npz`) and hashes its
-  /// weights file (`model.safetensors` of a folder, or the `.npz`). An image backbone must take
-  /// RGB images; a point backbone (Point-MAE) has no image preprocessing.
+  /// Loads `reference` with `ModelLoader` (`arch` for an `.npz`) and hashes its weights file
+  /// (`model.safetensors` of a folder, or the `.npz`) and its resolved settings.
   public static func load(_ reference: String, arch: String? = nil) throws -> TuneBackbone {
     let loaded = try ModelLoader.loadBackbone(reference, arch: arch)
     let input: BackboneInput

@@ -128,9 +128,9 @@ public let fashionMNISTClassNames = [
 /// `model_args` with the sizes, `pretrained_cfg` with the input size, mean, std, crop and
 /// `label_names`), `model.safetensors` (timm names, the final epoch's weights),
 /// `metrics.jsonl` (one object per epoch: loss, train and test top-1, seconds) and
-/// `pretrain.json` (settings, test top-1, wall time). `checkpoint/` holds the last epoch's
-/// weights, optimizer state and progress, written atomically after each epoch, so `resume`
-/// continues an interrupted run to the same result. The test split is evaluated every epoch
+/// `pretrain.json` (settings, test top-1, wall time). `checkpoint/epoch-NNNNNN/` holds the last
+/// epoch's weights, optimizer state and progress, committed as one unit after each epoch
+/// (`CheckpointStore`), so `resume` continues an interrupted run to the same result. The test split is evaluated every epoch
 /// for the curve; it chooses nothing (the final epoch's weights are the model).
 public final class Pretrainer {
   /// The settings.
@@ -191,10 +191,17 @@ public final class Pretrainer {
       throw ConfigError(
         "the data has \(train.classCount) classes but the model was built for \(classNames.count)")
     }
-    let fm = FileManager.default
     let checkpoints = out.appendingPathComponent("checkpoint")
-    try fm.createDirectory(at: checkpoints, withIntermediateDirectories: true)
-    let stateURL = checkpoints.appendingPathComponent("state.json")
+    let store = CheckpointStore(folder: checkpoints)
+    // Checked before anything is created, so a wrong --out is left as it was.
+    if resume && !Pretrainer.holdsRun(out) {
+      throw ConfigError(
+        "\(out.path): nothing to resume (no completed epoch of graft pretrain in checkpoint/)")
+    }
+    let lock = try RunFolder.Lock(out, what: "a graft pretrain run")
+    defer { lock.release() }
+    AtomicFile.removeTemporaryFiles(in: out)
+    try store.removeLeftovers()
     let settings = try jsonLine(config.json)
     let optimizer = AdamW(
       groups: ParameterGroup.defaultGroups(
@@ -205,8 +212,11 @@ public final class Pretrainer {
     var seconds = 0.0
     var lastTop1 = 0.0
     if resume {
+      let files = try store.latest()?.folder ?? checkpoints
+      let stateURL = files.appendingPathComponent("state.json")
       guard let data = try? Data(contentsOf: stateURL),
-        let state = try JSONSerialization.jsonObject(with: data) as? [String: Any],
+        let object = try? JSONSerialization.jsonObject(with: data),
+        let state = object as? [String: Any],
         let epoch = state["epoch"] as? Int, let lines = state["metrics"] as? [String],
         let stored = state["settings"] as? String, let secs = state["seconds"] as? Double
       else { throw ConfigError("\(stateURL.path): nothing to resume (missing or unreadable)") }
@@ -215,11 +225,14 @@ public final class Pretrainer {
       }
       (startEpoch, metricLines, seconds) = (epoch, lines, secs)
       lastTop1 = state["test_top1"] as? Double ?? 0
-      let weights = checkpoints.appendingPathComponent("model.safetensors")
+      let weights = files.appendingPathComponent("model.safetensors")
       _ = try model.loadStateDict(SafetensorsFile(contentsOf: weights).tensors())
       try optimizer.loadStateDict(
-        SafetensorsFile(contentsOf: checkpoints.appendingPathComponent("optimizer.safetensors"))
+        SafetensorsFile(contentsOf: files.appendingPathComponent("optimizer.safetensors"))
           .tensors())
+      try AtomicFile.write(
+        Data(metricLines.map { $0 + "\n" }.joined().utf8),
+        to: out.appendingPathComponent("metrics.jsonl"))
       progress?.log("resuming after epoch \(startEpoch) of \(config.epochs)")
     }
 
@@ -290,19 +303,25 @@ public final class Pretrainer {
           format: "epoch %d/%d  train loss %.4f top-1 %.4f  test top-1 %.4f  %.0f img/s",
           epoch + 1, config.epochs, lossSum / Double(max(seen, 1)),
           Double(correct) / Double(max(seen, 1)), lastTop1, Double(seen) / max(trainTime, 1e-9)))
-      // The weights and optimizer first, then the state file that commits the epoch.
-      try Safetensors.write(
-        model.stateDict(), to: checkpoints.appendingPathComponent("model.safetensors"))
-      try Safetensors.write(
-        optimizer.stateDict(), to: checkpoints.appendingPathComponent("optimizer.safetensors"))
-      try AtomicFile.write(
-        Data(metricLines.map { $0 + "\n" }.joined().utf8),
-        to: out.appendingPathComponent("metrics.jsonl"))
+      // The epoch's weights, optimizer and state, committed as one unit.
       let state: [String: Any] = [
         "epoch": epoch + 1, "metrics": metricLines, "settings": settings, "seconds": seconds,
         "test_top1": lastTop1,
       ]
-      try AtomicFile.write(Data(try jsonLine(state).utf8), to: stateURL)
+      let stateData = Data(try jsonLine(state).utf8)
+      try store.commit(epoch: epoch + 1) { dir in
+        try Safetensors.write(
+          model.stateDict(), to: dir.appendingPathComponent("model.safetensors"))
+        try Safetensors.write(
+          optimizer.stateDict(), to: dir.appendingPathComponent("optimizer.safetensors"))
+        try AtomicFile.write(stateData, to: dir.appendingPathComponent("state.json"))
+      }
+      for name in ["state.json", "model.safetensors", "optimizer.safetensors"] {
+        try? FileManager.default.removeItem(at: checkpoints.appendingPathComponent(name))
+      }
+      try AtomicFile.write(
+        Data(metricLines.map { $0 + "\n" }.joined().utf8),
+        to: out.appendingPathComponent("metrics.jsonl"))
     }
     progress?.finish()
 
@@ -324,6 +343,15 @@ public final class Pretrainer {
     try AtomicFile.write(
       recordData + Data("\n".utf8), to: out.appendingPathComponent("pretrain.json"))
     return (lastTop1, seconds)
+  }
+
+  /// Whether `out` holds a pretraining run with at least one completed epoch (in epoch folders,
+  /// or in the single `checkpoint/state.json` of earlier versions).
+  public static func holdsRun(_ out: URL) -> Bool {
+    let checkpoints = out.appendingPathComponent("checkpoint")
+    return CheckpointStore(folder: checkpoints).hasCommittedEpoch
+      || FileManager.default.fileExists(
+        atPath: checkpoints.appendingPathComponent("state.json").path)
   }
 
   /// Top-1 of the model on `dataset` with the eval transform.

@@ -42,8 +42,10 @@ public struct RunRecord: Sendable {
       guard let data = try? Data(contentsOf: url) else {
         throw ConfigError("\(url.path): missing (is the run finished?)")
       }
-      guard let o = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-        throw ConfigError("\(url.path): not a JSON object")
+      guard let object = try? JSONSerialization.jsonObject(with: data),
+        let o = object as? [String: Any]
+      else {
+        throw ConfigError("\(url.path): not a JSON object (damaged; resume the run to rewrite it)")
       }
       return o
     }

@@ -24,6 +24,43 @@ public struct TuneSummary {
   /// Peak resident memory of the process that finished the run, bytes.
   public var peakRSSBytes: Int
 
+  /// Reads a `summary.json`; a missing, malformed or incomplete file throws a `FileError`
+  /// naming it.
+  public static func read(from url: URL) throws -> TuneSummary {
+    func bad(_ problem: String) -> FileError { FileError(path: url.path, message: problem) }
+    let data: Data
+    do {
+      data = try Data(contentsOf: url)
+    } catch {
+      throw bad("cannot read (is the run finished?)")
+    }
+    guard let object = try? JSONSerialization.jsonObject(with: data),
+      let o = object as? [String: Any]
+    else { throw bad("not a JSON object (a damaged summary: resume the run to rewrite it)") }
+    func value<T>(_ key: String, _ type: T.Type) throws -> T {
+      guard let v = o[key] as? T else { throw bad("no valid '\(key)'") }
+      return v
+    }
+    func result(_ key: String) throws -> EvaluationResult {
+      let r = try value(key, [String: Any].self)
+      guard let loss = r["loss"] as? Double, let top1 = r["top1"] as? Double,
+        let top5 = r["top5"] as? Double, let count = r["count"] as? Int
+      else { throw bad("no valid '\(key)' (loss, top1, top5, count)") }
+      return EvaluationResult(
+        loss: loss, top1: top1, top5: top5, perClass: r["per_class"] as? [Double] ?? [],
+        confusion: r["confusion"] as? [[Int]] ?? [], count: count)
+    }
+    return TuneSummary(
+      method: try value("method", String.self), bestEpoch: try value("best_epoch", Int.self),
+      validation: try result("validation"), test: try result("test"),
+      trainableParameters: try value("trainable_parameters", Int.self),
+      backboneParameters: try value("backbone_parameters", Int.self),
+      trainSeconds: try value("train_seconds", Double.self),
+      wallSeconds: try value("wall_seconds", Double.self),
+      imagesPerSecond: try value("train_images_per_second", Double.self),
+      peakRSSBytes: try value("peak_rss_bytes", Int.self))
+  }
+
   /// As written to `summary.json`.
   public var json: [String: Any] {
     [
@@ -38,15 +75,44 @@ public struct TuneSummary {
   }
 }
 
-/// JSON text of `object`, keys sorted, on one line.
+/// JSON text of `object`, keys sorted, on one line; non-finite numbers become `null`.
 func jsonLine(_ object: Any) throws -> String {
   String(
     decoding: try JSONSerialization.data(
-      withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self)
+      withJSONObject: finiteJSON(object), options: [.sortedKeys, .withoutEscapingSlashes]),
+    as: UTF8.self)
 }
 
-/// What a run carries from epoch to epoch and across sessions: `checkpoint/state.json`, written
-/// after each epoch (last) so `--resume` continues where the run stopped.
+/// `object` with every non-finite `Double` or `Float` replaced by `null` (JSON has no NaN or
+/// infinity, and Foundation refuses to write them).
+func finiteJSON(_ object: Any) -> Any {
+  switch object {
+  case let d as Double: return d.isFinite ? d : NSNull()
+  case let f as Float: return f.isFinite ? Double(f) : NSNull()
+  case let a as [Double]: return a.map { $0.isFinite ? $0 as Any : NSNull() }
+  case let a as [Any]: return a.map(finiteJSON)
+  case let o as [String: Any]: return o.mapValues(finiteJSON)
+  default: return object
+  }
+}
+
+/// A training step whose loss or gradient was not finite, under `train.nan_policy = stop` (or
+/// an epoch in which no step was finite under `skip-step`).
+public struct DivergenceError: Error, CustomStringConvertible, Sendable {
+  /// The epoch (1-based).
+  public var epoch: Int
+  /// The optimizer step (0-based over the run).
+  public var step: Int
+  /// What was not finite, and the last good checkpoint, in words.
+  public var message: String
+
+  /// `epoch E, step S: message`.
+  public var description: String { "epoch \(epoch), step \(step): \(message)" }
+}
+
+/// What a run carries from epoch to epoch and across sessions: `state.json` of the newest
+/// `checkpoint/epoch-NNNNNN/`, committed with that epoch's tensors after each epoch so
+/// `--resume` continues where the run stopped.
 struct RunState: Codable, Equatable {
   /// Epochs completed.
   var epoch = 0
@@ -92,6 +158,8 @@ struct EpochTraining {
   var correct = 0
   var seen = 0
   var lr: Float = 0
+  /// Steps skipped for a non-finite loss or gradient (`train.nan_policy = skip-step`).
+  var skipped = 0
 
   var loss: Double { lossSum / Double(max(seen, 1)) }
   var top1: Double { Double(correct) / Double(max(seen, 1)) }
@@ -105,9 +173,11 @@ struct EpochTraining {
 /// - `summary.json`: the best epoch's validation and the test results, parameter counts, wall
 ///   time, peak RSS, images/s; `test_logits.safetensors`: the test split's logits;
 /// - `report.html`: the run's charts (see `ReportWriter`);
-/// - `checkpoint/`: the last epoch's tensors, the optimizer state and `state.json` (`RunState`),
-///   written atomically after each epoch so `run(resume: true)` continues an interrupted run and
-///   ends with the same result as an uninterrupted one.
+/// - `checkpoint/epoch-NNNNNN/`: the last epoch's tensors, the optimizer state and
+///   `state.json` (`RunState`), committed as one unit after each epoch (see `CheckpointStore`)
+///   so `run(resume: true)` continues an interrupted run, even one killed in the middle of a
+///   checkpoint, and ends with the same result as an uninterrupted one; `checkpoint/finished`
+///   once the run is complete. `.graft.lock` is locked while a process writes the folder.
 ///
 /// `run` is the sequence of steps below: `start` (or `resume`), then per epoch `trainEpoch`,
 /// `evaluate` on validation and `checkpoint`, then `finish`.
@@ -164,6 +234,7 @@ public final class Trainer {
       method: config.method, formatVersion: AdapterConfig.currentFormat,
       graftVersion: GraftVersion.string, baseModel: backbone.reference,
       baseModelArchitecture: backbone.architecture, baseModelHash: backbone.weightsHash,
+      baseModelConfigHash: backbone.configHash,
       numClasses: classNames.count, classNames: classNames,
       hyperparameters: method.options, preprocessing: backbone.preprocessing,
       pointInput: {
@@ -203,11 +274,29 @@ public final class Trainer {
   private struct Paths {
     let folder: URL
     var checkpoints: URL { folder.appendingPathComponent("checkpoint") }
+    var store: CheckpointStore { CheckpointStore(folder: checkpoints) }
     var config: URL { folder.appendingPathComponent("tune_config.yaml") }
-    var state: URL { checkpoints.appendingPathComponent("state.json") }
-    var last: URL { checkpoints.appendingPathComponent("last.safetensors") }
-    var optimizer: URL { checkpoints.appendingPathComponent("optimizer.safetensors") }
     var metrics: URL { folder.appendingPathComponent("metrics.jsonl") }
+    var summary: URL { folder.appendingPathComponent("summary.json") }
+    /// Written last by `finish`: the run is complete.
+    var finished: URL { checkpoints.appendingPathComponent("finished") }
+    /// The layout before epoch folders: `checkpoint/state.json` beside the tensors.
+    var legacyState: URL { checkpoints.appendingPathComponent("state.json") }
+  }
+
+  /// The files of one epoch's checkpoint.
+  private enum EpochFile {
+    static let state = "state.json"
+    static let last = "last.safetensors"
+    static let optimizer = "optimizer.safetensors"
+  }
+
+  /// Whether `folder` holds a run with at least one completed epoch (which `run(resume:)`
+  /// continues and a new run must not overwrite).
+  public static func holdsRun(_ folder: URL) -> Bool {
+    let paths = Paths(folder: folder)
+    return paths.store.hasCommittedEpoch
+      || FileManager.default.fileExists(atPath: paths.legacyState.path)
   }
 
   /// Trains in `folder` (created if needed) and returns the summary; with `resume`, continues
@@ -223,15 +312,27 @@ public final class Trainer {
           + "\(classNames.count)")
     }
     let paths = Paths(folder: folder)
-    try FileManager.default.createDirectory(
-      at: paths.checkpoints, withIntermediateDirectories: true)
+    // One process per run folder, for the whole run; then nothing else writes here, and
+    // what interrupted writes left behind can go.
+    let lock = try RunFolder.Lock(folder, what: "a graft tune run")
+    defer { lock.release() }
+    AtomicFile.removeTemporaryFiles(in: folder)
+    try paths.store.removeLeftovers()
     let optimizer = Trainer.makeOptimizer(for: method, config: config)
     let callStarted = Date()
     var state: RunState
     if resume {
       state = try self.resume(paths, optimizer: optimizer)
+      if state.epoch >= config.epochs, let summary = try finishedSummary(paths) {
+        log("the run finished earlier; its summary.json is kept")
+        return summary
+      }
       log("resuming after epoch \(state.epoch) of \(config.epochs)")
     } else {
+      guard !Trainer.holdsRun(folder) else {
+        throw ConfigError(
+          "\(folder.path) already holds a run; continue it with --resume \(folder.path)")
+      }
       state = RunState()
       try start(paths, dataReference: dataReference)
     }
@@ -244,19 +345,26 @@ public final class Trainer {
     for epoch in state.epoch..<config.epochs {
       if let stopAfter, epochsThisCall >= stopAfter { return nil }
       let started = Date()
-      let training = try trainEpoch(epoch, loader: loader, optimizer: optimizer)
+      let training = try trainEpoch(
+        epoch, loader: loader, optimizer: optimizer, lastCheckpoint: lastCheckpoint(paths, state))
       let trainTime = Date().timeIntervalSince(started)
       state.trainSeconds += trainTime
       state.trainImages += training.seen
       let (val, _) = try evaluate(
         method, on: data.validation, transform: transforms.eval,
         batchSize: config.evalBatchSize, workers: config.workers)
-      let line: [String: Any] = [
+      var line: [String: Any] = [
         "epoch": epoch + 1, "lr": Double(training.lr), "train_loss": training.loss,
         "train_top1": training.top1, "val_loss": val.loss, "val_top1": val.top1,
         "val_top5": val.top5, "val_per_class": val.perClass,
         "seconds": Date().timeIntervalSince(started),
       ]
+      if config.nanPolicy == .skipStep {
+        line["skipped_steps"] = training.skipped
+        if training.skipped > 0 {
+          log("epoch \(epoch + 1): skipped \(training.skipped) steps with a non-finite loss")
+        }
+      }
       state.metrics.append(try jsonLine(line))
       log(
         String(
@@ -279,6 +387,7 @@ public final class Trainer {
 
   /// A new run: writes the configuration, `run.json` and `adapter_config.json`.
   private func start(_ paths: Paths, dataReference: String) throws {
+    try? FileManager.default.removeItem(at: paths.finished)
     try AtomicFile.write(Data(try config.yaml().utf8), to: paths.config)
     let run: [String: Any] = [
       "backbone": backbone.reference, "data": dataReference, "method": config.method,
@@ -289,30 +398,70 @@ public final class Trainer {
   }
 
   /// An interrupted run: checks that the folder's configuration and backbone are this run's,
-  /// then loads its state, last tensors and optimizer state.
+  /// then loads the newest committed epoch's state, tensors and optimizer state (none: the
+  /// run starts over from its first epoch), and rewrites `metrics.jsonl` from that state.
   private func resume(_ paths: Paths, optimizer: any Optimizer) throws -> RunState {
-    guard FileManager.default.fileExists(atPath: paths.state.path) else {
-      throw ConfigError("\(paths.folder.path): nothing to resume (no checkpoint/state.json)")
+    guard let stored = try? String(contentsOf: paths.config, encoding: .utf8) else {
+      throw ConfigError(
+        "\(paths.folder.path): nothing to resume (no tune_config.yaml: not a graft tune run)")
     }
-    let stored = try String(contentsOf: paths.config, encoding: .utf8)
-    guard stored == (try config.yaml()) else {
-      throw ConfigError("\(paths.config.path): the run's configuration differs from this one")
+    // Compared as settings, not text, so a key added since the run started (at its default)
+    // is no difference.
+    var recorded = TuneConfig(method: config.method)
+    try recorded.apply(yaml: stored, source: paths.config.path)
+    let differences = zip(try recorded.resolved(), try config.resolved()).filter { $0 != $1 }
+    guard differences.isEmpty, recorded.method == config.method else {
+      throw ConfigError(
+        "\(paths.config.path): the run's configuration differs from this one ("
+          + differences.map { "\($0.0.key): \($0.0.value) in the run, \($0.1.value) now" }
+          .joined(separator: "; ") + ")")
     }
     let adapter = try AdapterCheckpoint.readConfig(paths.folder)
-    guard adapter.baseModelHash == backbone.weightsHash else {
+    guard adapter.baseModelHash == backbone.weightsHash,
+      adapter.baseModelConfigHash.map({ $0 == backbone.configHash }) ?? true
+    else {
       throw ConfigError(
-        "\(paths.folder.path): the run used another backbone (\(adapter.baseModelHash))")
+        "\(paths.folder.path): the run used another backbone (weights \(adapter.baseModelHash), "
+          + "settings \(adapter.baseModelConfigHash ?? "not recorded"))")
     }
+    let files: URL
+    if let committed = try paths.store.latest() {
+      files = committed.folder
+    } else if FileManager.default.fileExists(atPath: paths.legacyState.path) {
+      files = paths.checkpoints
+    } else {
+      try writeMetrics([], paths: paths)
+      return RunState()
+    }
+    let stateURL = files.appendingPathComponent(EpochFile.state)
     let state: RunState
     do {
-      state = try JSONDecoder().decode(RunState.self, from: Data(contentsOf: paths.state))
+      state = try JSONDecoder().decode(RunState.self, from: Data(contentsOf: stateURL))
     } catch {
-      throw ConfigError("\(paths.state.path): unreadable state")
+      throw ConfigError("\(stateURL.path): unreadable state")
     }
-    try method.loadTrainableState(
-      SafetensorsFile(contentsOf: paths.last).tensors(), source: paths.last.path)
-    try optimizer.loadStateDict(SafetensorsFile(contentsOf: paths.optimizer).tensors())
+    let last = files.appendingPathComponent(EpochFile.last)
+    try method.loadTrainableState(SafetensorsFile(contentsOf: last).tensors(), source: last.path)
+    try optimizer.loadStateDict(
+      SafetensorsFile(contentsOf: files.appendingPathComponent(EpochFile.optimizer)).tensors())
+    try writeMetrics(state.metrics, paths: paths)
     return state
+  }
+
+  /// The stored summary of a run that finished (nil when `finish` did not complete).
+  private func finishedSummary(_ paths: Paths) throws -> TuneSummary? {
+    let fm = FileManager.default
+    guard fm.fileExists(atPath: paths.summary.path) else { return nil }
+    // Before epoch folders, a finished run was one whose summary.json was written.
+    guard fm.fileExists(atPath: paths.finished.path) || !paths.store.hasCommittedEpoch else {
+      return nil
+    }
+    return try TuneSummary.read(from: paths.summary)
+  }
+
+  /// `metrics.jsonl`: one line per completed epoch.
+  private func writeMetrics(_ lines: [String], paths: Paths) throws {
+    try AtomicFile.write(Data(lines.map { $0 + "\n" }.joined().utf8), to: paths.metrics)
   }
 
   /// The training split, cut to `data.train_samples` (a seeded choice) when set.
@@ -324,9 +473,31 @@ public final class Trainer {
       full, indices: Array(g.permutation(full.count).prefix(config.trainSamples)).sorted())
   }
 
-  /// One epoch of training steps.
+  /// The last good checkpoint, in words, for `DivergenceError`.
+  private func lastCheckpoint(_ paths: Paths, _ state: RunState) -> String {
+    state.epoch == 0
+      ? "the run has no completed epoch to resume (\(paths.folder.path))"
+      : "the last good checkpoint is epoch \(state.epoch) in \(paths.checkpoints.path) "
+        + "(--resume continues from it)"
+  }
+
+  /// Whether every gradient of `optimizer`'s parameters is finite.
+  private func gradientsAreFinite(_ optimizer: any Optimizer) -> Bool {
+    for p in optimizer.parameters {
+      guard let g = p.grad else { continue }
+      let values = UnsafeBufferPointer(start: g.pointer, count: g.count)
+      // A sum is NaN when any term is NaN or two infinities cancel, infinite when one is.
+      var sum: Float = 0
+      for v in values { sum += v * 0 }
+      if !sum.isFinite { return false }
+    }
+    return true
+  }
+
+  /// One epoch of training steps. A step whose loss or gradient is not finite stops the run
+  /// or is skipped (`train.nan_policy`) before it changes a parameter.
   private func trainEpoch<Sample>(
-    _ epoch: Int, loader: DataLoader<Sample>, optimizer: any Optimizer
+    _ epoch: Int, loader: DataLoader<Sample>, optimizer: any Optimizer, lastCheckpoint: String
   ) throws -> EpochTraining {
     method.setTraining(true)
     method.generator = RandomGenerator(
@@ -342,32 +513,67 @@ public final class Trainer {
       let logits = method(batch.inputs)
       let loss = logits.crossEntropy(
         targets: batch.labels, labelSmoothing: config.labelSmoothing)
-      loss.backward()
+      let lossValue = loss.item
+      var finite = lossValue.isFinite
+      if finite {
+        loss.backward()
+        finite = gradientsAreFinite(optimizer)
+      }
+      guard finite else {
+        let what = lossValue.isFinite ? "a gradient is not finite" : "the loss is \(lossValue)"
+        switch config.nanPolicy {
+        case .stop:
+          throw DivergenceError(
+            epoch: epoch + 1, step: step,
+            message: "\(what) (not finite): stopping (train.nan_policy = stop; skip-step skips "
+              + "such steps); nothing of this epoch was written; \(lastCheckpoint)")
+        case .skipStep:
+          optimizer.zeroGrad()
+          out.skipped += 1
+          step += 1
+          continue
+        }
+      }
       if config.clipGrad > 0 { optimizer.clipGradNorm(maxNorm: config.clipGrad) }
       optimizer.step()
       optimizer.zeroGrad()
-      out.lossSum += Double(loss.item) * Double(batch.labels.count)
+      out.lossSum += Double(lossValue) * Double(batch.labels.count)
       let predicted = logits.detached().argmax(axis: 1)
       for (p, l) in zip(predicted, batch.labels) where p == l { out.correct += 1 }
       out.seen += batch.labels.count
       step += 1
     }
+    if out.skipped > 0 && out.seen == 0 {
+      throw DivergenceError(
+        epoch: epoch + 1, step: step - 1,
+        message: "no step of the epoch had a finite loss and gradient (all \(out.skipped) "
+          + "skipped); \(lastCheckpoint)")
+    }
     return out
   }
 
-  /// After an epoch: the best adapter (when it improved), the last tensors, the optimizer, the
-  /// metrics, then the state file that commits the epoch (an interruption before it replays the
-  /// epoch identically).
+  /// After an epoch: the best adapter (when it improved), then the epoch's checkpoint (last
+  /// tensors, optimizer, state) committed as one unit (`CheckpointStore`), then the metrics.
+  /// A crash before the commit replays the epoch identically from the previous one (and so
+  /// rewrites the same adapter); a crash after it continues from this one.
   private func checkpoint(
     _ state: RunState, improved: Bool, paths: Paths, optimizer: any Optimizer
   ) throws {
     if improved { try AdapterCheckpoint.writeWeights(method, to: paths.folder) }
-    try AdapterCheckpoint.writeWeights(method, to: paths.checkpoints, file: "last.safetensors")
-    try Safetensors.write(optimizer.stateDict(), to: paths.optimizer)
-    try AtomicFile.write(Data(state.metrics.map { $0 + "\n" }.joined().utf8), to: paths.metrics)
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-    try AtomicFile.write(try encoder.encode(state), to: paths.state)
+    let stateData = try encoder.encode(state)
+    try paths.store.commit(epoch: state.epoch) { dir in
+      try AdapterCheckpoint.writeWeights(method, to: dir, file: EpochFile.last)
+      try Safetensors.write(
+        optimizer.stateDict(), to: dir.appendingPathComponent(EpochFile.optimizer))
+      try AtomicFile.write(stateData, to: dir.appendingPathComponent(EpochFile.state))
+    }
+    // A legacy checkpoint (from before epoch folders) is superseded now.
+    for name in [EpochFile.state, EpochFile.last, EpochFile.optimizer] {
+      try? FileManager.default.removeItem(at: paths.checkpoints.appendingPathComponent(name))
+    }
+    try writeMetrics(state.metrics, paths: paths)
   }
 
   /// The best epoch's adapter, read back from its file, on validation and test; writes the test
@@ -396,11 +602,13 @@ public final class Trainer {
       imagesPerSecond: Double(state.trainImages) / max(state.trainSeconds, 1e-9),
       peakRSSBytes: peakResidentBytes())
     let text = try JSONSerialization.data(
-      withJSONObject: summary.json, options: [.sortedKeys, .prettyPrinted])
+      withJSONObject: finiteJSON(summary.json), options: [.sortedKeys, .prettyPrinted])
     try AtomicFile.write(text + Data("\n".utf8), to: folder.appendingPathComponent("summary.json"))
     try ReportWriter.writeRun(
       folder: folder, backbone: backbone.reference,
       dataReference: dataReference.isEmpty ? "data" : dataReference, data: data)
+    // Last: the run is complete, and a later resume keeps what was written.
+    try AtomicFile.write(Data("\(state.epoch)\n".utf8), to: paths.finished)
     log(
       String(
         format: "best epoch %d: val top-1 %.4f; test top-1 %.4f top-5 %.4f", state.bestEpoch,

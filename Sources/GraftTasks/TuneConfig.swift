@@ -44,6 +44,8 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
   public var workers = 1
   /// Use only this many training samples (seeded choice), 0 for all (`data.train_samples`).
   public var trainSamples = 0
+  /// What a training step whose loss or gradient is not finite does (`train.nan_policy`).
+  public var nanPolicy = NaNPolicy.stop
 
   /// Every key but `method.*`, with its help.
   public static let options: [ConfigOption<TuneConfig>] = [
@@ -67,6 +69,10 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
       "train.backbone_train_mode", \.backboneTrainMode,
       "run the frozen backbone in training mode (true/false)"),
     .int("train.workers", \.workers, atLeast: 0, "background image decoding threads"),
+    ConfigOption(
+      "train.nan_policy", \.nanPolicy,
+      "a step whose loss or gradient is not finite: stop (the run, naming the step) or "
+        + "skip-step (no update for that batch)"),
     .int(
       "data.train_samples", \.trainSamples, atLeast: 0,
       "use only this many training samples (seeded), 0 for all"),
@@ -103,7 +109,8 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
   public mutating func set(_ key: String, _ value: String) throws {
     if key.hasPrefix("method.") {
       let option = String(key.dropFirst("method.".count))
-      let declared = try MethodRegistry.descriptor(method).options.map(\.key)
+      let descriptor = try MethodRegistry.descriptor(method)
+      let declared = descriptor.options.map(\.key)
       guard declared.contains(option) else {
         throw ConfigError(
           "unknown key '\(key)': method '\(method)' "
@@ -111,6 +118,7 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
               ? "takes no options"
               : "takes \(declared.map { "method." + $0 }.joined(separator: ", "))"))
       }
+      try descriptor.check(option: option, value: value)
       methodOptions[option] = value.trimmingCharacters(in: .whitespaces)
       return
     }
@@ -133,11 +141,17 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
 
   /// Applies a YAML document: nested mappings (`optim: {lr: 0.01}`) or dotted keys
   /// (`optim.lr: 0.01`); lists become comma-separated values. `method` may name the method
-  /// only if it agrees with this one. `source` names the file in errors.
+  /// only if it agrees with this one. `source` names the file in errors. A key given twice
+  /// (in one mapping, or once nested and once dotted) is an error: YAML parsers differ on which
+  /// value wins, so a run must not depend on it. So is a key that is not a plain name.
   public mutating func apply(yaml text: String, source: String) throws {
     let root: Any?
     do {
+      // Yams keeps the last of duplicate keys; the composed tree still has them all.
+      if let node = try Yams.compose(yaml: text) { try Self.checkNoDuplicateKeys(node, source) }
       root = try Yams.load(yaml: text)
+    } catch let e as ConfigError {
+      throw e
     } catch {
       throw ConfigError("\(source): not valid YAML: \(error)")
     }
@@ -158,6 +172,10 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
       throw ConfigError("\(source): the top level must be a mapping of keys")
     }
     try walk("", root)
+    var seen = Set<String>()
+    for (key, _) in flat where !seen.insert(key).inserted {
+      throw ConfigError("\(source): key '\(key)' is given twice (nested and dotted)")
+    }
     for (key, value) in flat.sorted(by: { $0.0 < $1.0 }) {
       if key == "method" || key == "method.name" {
         guard value == method else {
@@ -170,6 +188,34 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
       } catch let e as ConfigError {
         throw ConfigError("\(source): \(e.message)")
       }
+    }
+  }
+
+  /// Throws when a mapping of `node` (at any depth) has a key twice, or a key that is not a
+  /// scalar.
+  private static func checkNoDuplicateKeys(_ node: Node, _ source: String, path: String = "")
+    throws
+  {
+    switch node {
+    case .mapping(let mapping):
+      var seen = Set<String>()
+      for (key, value) in mapping {
+        // A mapping or a list as a key (`? {a: 1}`): settings have names (and Yams 5.0 traps
+        // on such keys when it builds a dictionary).
+        guard let name = key.scalar?.string else {
+          throw ConfigError(
+            "\(source): a key under '\(path.isEmpty ? "(top level)" : path)' is not a plain name")
+        }
+        let full = path.isEmpty ? name : "\(path).\(name)"
+        guard seen.insert(name).inserted else {
+          throw ConfigError("\(source): key '\(full)' is given twice")
+        }
+        try checkNoDuplicateKeys(value, source, path: full)
+      }
+    case .sequence(let sequence):
+      for item in sequence { try checkNoDuplicateKeys(item, source, path: path) }
+    default:
+      break
     }
   }
 
@@ -195,4 +241,14 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
       + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
       + "\""
   }
+}
+
+/// What the trainer does with a step whose loss or gradient is not finite (NaN or infinite).
+public enum NaNPolicy: String, CaseIterable, Sendable, OptionValue {
+  /// Stop the run with a `DivergenceError` naming the step and the last good checkpoint;
+  /// nothing of the failed epoch is written.
+  case stop
+  /// Skip the step (no update for that batch, as mixed-precision loss scalers do) and go on;
+  /// each epoch's metrics count the skipped steps, and an epoch with no finite step stops.
+  case skipStep = "skip-step"
 }

@@ -14,21 +14,54 @@ public struct TuneData<Sample>: Sendable {
   /// Where the data came from and how it was split, for logs.
   public var description: String
 
-  /// Wraps three splits; they must agree on the class count.
+  /// Wraps three splits; they must have the same class names in the same order (a label means
+  /// the same class in every split). Splits listed separately by class name are first brought
+  /// to the training split's classes with `matchedByName`.
   public init(
     train: any Dataset<Sample>, validation: any Dataset<Sample>, test: any Dataset<Sample>,
     description: String
   ) throws {
-    let counts = [train.classCount, validation.classCount, test.classCount]
-    guard Set(counts).count == 1 else {
+    for (name, split) in [("validation", validation), ("test", test)]
+    where split.classNames != train.classNames {
+      let extra = split.classNames.filter { !train.classNames.contains($0) }
+      let missing = train.classNames.filter { !split.classNames.contains($0) }
+      var problems: [String] = []
+      if !extra.isEmpty { problems.append("has \(quotedList(extra)), which training lacks") }
+      if !missing.isEmpty { problems.append("lacks \(quotedList(missing))") }
+      if problems.isEmpty { problems.append("lists the classes in another order") }
       throw DatasetError(
-        .mismatch, path: description, "splits have different class counts \(counts)")
+        .mismatch, path: description,
+        "the \(name) split \(problems.joined(separator: " and ")) (training: "
+          + "\(quotedList(train.classNames)))")
     }
     self.train = train
     self.validation = validation
     self.test = test
     classNames = train.classNames
     self.description = description
+  }
+
+  /// `split` relabelled to `classNames` (the training split's) by class name, for splits whose
+  /// classes come from their own listing (image folders). A class `split` has but `classNames`
+  /// lacks is an error naming it and `splitName`: nothing could learn it. A class of
+  /// `classNames` that `split` lacks is allowed (an evaluation split may have no image of a rare
+  /// class) and returned in `missing`, for the caller to report.
+  public static func matchedByName(
+    _ split: any Dataset<Sample>, classNames: [String], splitName: String
+  ) throws -> (dataset: any Dataset<Sample>, missing: [String]) {
+    guard split.classNames != classNames else { return (split, []) }
+    var index: [String: Int] = [:]
+    for (i, name) in classNames.enumerated() { index[name] = i }
+    let extra = split.classNames.filter { index[$0] == nil }
+    guard extra.isEmpty else {
+      throw DatasetError(
+        .mismatch, path: splitName,
+        "class \(quotedList(extra)) is not a class of the training split "
+          + "(\(quotedList(classNames))); class folders are matched by name")
+    }
+    let mapping = split.classNames.map { index[$0]! }
+    let missing = classNames.filter { !split.classNames.contains($0) }
+    return (try RelabeledDataset(split, classNames: classNames, mapping: mapping), missing)
   }
 
   /// Seed of every split made here: fixed, so a dataset splits the same way in every run
@@ -179,19 +212,31 @@ extension TuneData where Sample == RGBImage {
         test: RenamedClasses(test, classNames: names), description: "VTAB-1k \(url.path)")
     }
     if has("train") {
+      // Evaluation splits are matched to train/'s classes by folder name, never by position.
       let train = try ImageFolderDataset(root: url.appendingPathComponent("train"))
-      let val = has("val") ? try ImageFolderDataset(root: url.appendingPathComponent("val")) : nil
-      let test =
-        has("test") ? try ImageFolderDataset(root: url.appendingPathComponent("test")) : nil
+      var notes: [String] = []
+      func evaluationSplit(_ name: String) throws -> (any Dataset<Sample>)? {
+        guard has(name) else { return nil }
+        let folder = url.appendingPathComponent(name)
+        let (matched, missing) = try matchedByName(
+          ImageFolderDataset(root: folder), classNames: train.classNames, splitName: folder.path)
+        if !missing.isEmpty { notes.append("\(name)/ has no image of \(quotedList(missing))") }
+        return matched
+      }
+      let val = try evaluationSplit("val")
+      let test = try evaluationSplit("test")
+      let note = notes.isEmpty ? "" : " (note: \(notes.joined(separator: "; ")))"
       if let val, let test {
         return try TuneData(
-          train: train, validation: val, test: test, description: "image folders \(url.path)")
+          train: train, validation: val, test: test,
+          description: "image folders \(url.path)" + note)
       }
       var data = try split(
         train, validationFraction: val == nil ? 0.1 : 0, testFraction: test == nil ? 0.2 : 0,
         description: "image folder \(url.path)/train")
       if let val { data.validation = val }
       if let test { data.test = test }
+      data.description += note
       return data
     }
     let names = (try? fm.contentsOfDirectory(atPath: url.path)) ?? []
@@ -206,4 +251,36 @@ extension TuneData where Sample == RGBImage {
     }
     return try split(ImageFolderDataset(root: url), description: "image folder \(url.path)")
   }
+}
+
+/// `'a', 'b'`: names for messages.
+func quotedList(_ names: [String]) -> String {
+  names.map { "'\($0)'" }.joined(separator: ", ")
+}
+
+/// A dataset whose labels are mapped onto another class list (an image-folder split brought to
+/// the training split's classes by name).
+struct RelabeledDataset<Sample>: Dataset {
+  /// The dataset relabelled.
+  let base: any Dataset<Sample>
+  /// The class list the labels index.
+  let classNames: [String]
+  /// Every sample's new label.
+  let labels: [Int]
+
+  /// `base` with label `l` read as `mapping[l]`, an index into `classNames`.
+  init(_ base: any Dataset<Sample>, classNames: [String], mapping: [Int]) throws {
+    guard mapping.count == base.classCount, mapping.allSatisfy({ classNames.indices.contains($0) })
+    else {
+      throw DatasetError(.mismatch, path: "", "a class mapping that does not fit the classes")
+    }
+    self.base = base
+    self.classNames = classNames
+    self.labels = base.labels.map { mapping[$0] }
+  }
+
+  /// Number of samples.
+  var count: Int { base.count }
+  /// The sample of `base`.
+  func sample(at index: Int) throws -> Sample { try base.sample(at: index) }
 }

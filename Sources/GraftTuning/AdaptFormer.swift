@@ -43,7 +43,7 @@ public final class AdaptFormer: TuningMethod {
     public init() {}
     /// The keys.
     public static let options: [ConfigOption<Config>] = [
-      .int("bottleneck", \.bottleneck, atLeast: 1, "hidden width of each adapter"),
+      .int("bottleneck", \.bottleneck, in: 1...16384, "hidden width of each adapter"),
       ConfigOption("scale", \.scale, "factor on the adapter output"),
     ]
     /// AdamW, lr 1e-2, wd 0.05, warm-up 2.

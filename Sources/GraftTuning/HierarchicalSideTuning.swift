@@ -83,13 +83,13 @@ public final class HierarchicalSideTuning: TuningMethod {
     public init() {}
     /// The keys.
     public static let options: [ConfigOption<Config>] = [
-      .int("meta_tokens", \.metaTokens, atLeast: 1, "meta tokens per block (G)"),
+      .int("meta_tokens", \.metaTokens, in: 1...4096, "meta tokens per block (G)"),
       ConfigOption(
         "widths", \.widths, "side network stage widths (one per stage)",
-        expectation: "a list of positive integers", valid: Config.positive),
+        expectation: "a list of 1 to 16 positive integers ≤ 16384", valid: Config.positive),
       ConfigOption(
         "heads", \.heads, "cross-attention heads per stage",
-        expectation: "a list of positive integers", valid: Config.positive),
+        expectation: "a list of 1 to 16 positive integers ≤ 16384", valid: Config.positive),
       ConfigOption(
         "depths", \.depths,
         "backbone layers per stage: auto (even split, 3,3,3,3 for 12 blocks) or counts summing "
@@ -98,8 +98,11 @@ public final class HierarchicalSideTuning: TuningMethod {
     /// AdamW, lr 1e-2, wd 5e-4, warm-up 2.
     public static let recipe = Recipe(.adamw, lr: 1e-2, weightDecay: 5e-4, warmupEpochs: 2)
 
-    /// A non-empty list of positive integers.
-    static func positive(_ list: [Int]) -> Bool { !list.isEmpty && list.allSatisfy { $0 >= 1 } }
+    /// A list of 1 to 16 positive integers, none beyond 16384 (sizes of stages: bounded so that
+    /// a typo is an error, not an allocation that cannot succeed).
+    static func positive(_ list: [Int]) -> Bool {
+      (1...16).contains(list.count) && list.allSatisfy { (1...16384).contains($0) }
+    }
 
     /// One head count per stage, each dividing its width.
     public func validate() throws {

@@ -127,7 +127,8 @@ public final class LadderSideTuning: TuningMethod {
     public init() {}
     /// The keys.
     public static let options: [ConfigOption<Config>] = [
-      .int("reduction", \.reduction, atLeast: 1, "side width D / r; r must divide the head width"),
+      .int(
+        "reduction", \.reduction, in: 1...4096, "side width D / r; r must divide the head width"),
       ConfigOption(
         "layers", \.layers, "backbone blocks with a side block: all, or indices 0,2,…"),
       ConfigOption(

@@ -65,7 +65,7 @@ public final class LoRA: TuningMethod {
     public init() {}
     /// The keys.
     public static let options: [ConfigOption<Config>] = [
-      .int("rank", \.rank, atLeast: 1, "rank r of each delta"),
+      .int("rank", \.rank, in: 1...4096, "rank r of each delta"),
       ConfigOption("alpha", \.alpha, "scaling: the delta is multiplied by alpha / rank"),
       .float("dropout", \.dropout, in: 0...0.99, "dropout on the delta's input while training"),
       ConfigOption(

@@ -170,7 +170,7 @@ public final class MomentProbing: TuningMethod {
         "proj_dim", \.projDim,
         "width P of the MHC³ projection (auto: 512, or 4·D below D = 128); a multiple of heads"
           + " with P / heads ≥ 7"),
-      .int("heads", \.heads, atLeast: 2, "groups the projection is split into"),
+      .int("heads", \.heads, in: 2...4096, "groups the projection is split into"),
       ConfigOption(
         "cross", \.cross, "pairs of groups: near (i, i+1), n/2 (i, i+heads/2), cn2 (all)"),
     ]
@@ -181,8 +181,8 @@ public final class MomentProbing: TuningMethod {
     public func validate() throws {
       _ = try MomentProbing.pairs(cross: cross.rawValue, heads: heads)
       if case .value(let projection) = projDim {
-        guard projection >= 1 else {
-          throw ConfigError("method.proj_dim = '\(projection)' is not an integer ≥ 1")
+        guard (1...65536).contains(projection) else {
+          throw ConfigError("method.proj_dim = '\(projection)' is not an integer in 1...65536")
         }
         guard projection % heads == 0, projection / heads >= 7 else {
           throw ConfigError(
@@ -207,7 +207,7 @@ public final class MomentProbing: TuningMethod {
     /// MP's keys, then PSRP's.
     public static let options: [ConfigOption<PlusConfig>] =
       Config.options.map { $0.lifted(\PlusConfig.head) } + [
-        .int("psrp_rank", \.psrpRank, atLeast: 1, "hidden width r of each block's PSRP"),
+        .int("psrp_rank", \.psrpRank, in: 1...4096, "hidden width r of each block's PSRP"),
         ConfigOption(
           "psrp_init", \.psrpInit,
           "timm: all PSRP layers trunc-normal(0.02) as the reference; zero: up layers at zero"),

@@ -1,4 +1,5 @@
 import Foundation
+import GraftData
 
 /// What the registry knows of a method: its command-line name, a one-line summary, the backbone
 /// capabilities it needs, its options and recipe (from its typed config) and how to build it.
@@ -22,6 +23,8 @@ public struct MethodDescriptor: Sendable {
       TuningMethod
   /// Parses the given option texts and returns every option's resolved text.
   private let resolveOptions: @Sendable ([String: String]) throws -> [String: String]
+  /// Parses one option's text (key without `method.`), alone.
+  private let checkOption: @Sendable (String, String) throws -> Void
 
   /// A method `name` with options and recipe from `Config`; `make` builds it on a backbone for
   /// a number of classes from a parsed config, drawing initial values from the generator.
@@ -42,6 +45,17 @@ public struct MethodDescriptor: Sendable {
       try make(backbone, classes, Config.parse(method: name, given: given), &generator)
     }
     resolveOptions = { given in try Config.parse(method: name, given: given).resolved }
+    checkOption = { key, text in
+      var config = Config()
+      try Config.option(key)?.set(&config, from: text, shownKey: "method." + key)
+    }
+  }
+
+  /// Checks one option's value on its own (`key` without `method.`): a value that does not
+  /// parse or is out of its range throws `ConfigError` naming `method.<key>`. Checks that need
+  /// several options wait for `resolve`.
+  public func check(option key: String, value: String) throws {
+    try checkOption(key, value)
   }
 
   /// Every option's value with `given` (key → text) applied over the defaults; unknown keys and
@@ -91,7 +105,10 @@ public enum MethodRegistry {
     generator: inout RandomGenerator
   ) throws -> TuningMethod {
     let d = try descriptor(name)
-    guard classes >= 1 else { throw ConfigError("the head needs at least 1 class, got \(classes)") }
+    guard (1...DatasetLimits.maxClasses).contains(classes) else {
+      throw ConfigError(
+        "the head needs 1...\(DatasetLimits.maxClasses) classes, got \(classes) classes")
+    }
     let missing = d.requirements.subtracting(backbone.capabilities)
     guard missing.isEmpty else {
       throw ConfigError(

@@ -52,7 +52,8 @@ public final class UniPT: TuningMethod {
     public init() {}
     /// The keys.
     public static let options: [ConfigOption<Config>] = [
-      .int("reduction", \.reduction, atLeast: 1, "width of the parallel network, m = D / reduction")
+      .int(
+        "reduction", \.reduction, in: 1...4096, "width of the parallel network, m = D / reduction")
     ]
     /// AdamW, lr 5e-4, wd 0.01, warm-up 1.
     public static let recipe = Recipe(.adamw, lr: 5e-4, weightDecay: 0.01, warmupEpochs: 1)

@@ -35,11 +35,12 @@ public final class VisualPromptTuning: TuningMethod {
     public init() {}
     /// The keys.
     public static let options: [ConfigOption<Config>] = [
-      .int("prompt_length", \.promptLength, atLeast: 1, "prompt tokens per layer (p)"),
+      .int("prompt_length", \.promptLength, in: 1...4096, "prompt tokens per layer (p)"),
       .float(
         "prompt_dropout", \.promptDropout, in: 0...0.99, "dropout on the prompts while training"),
       .int(
-        "project", \.project, atLeast: 0, "learn prompts in this width and project to D (0: off)"),
+        "project", \.project, in: 0...16384,
+        "learn prompts in this width and project to D (0: off)"),
     ]
     /// SGD, lr 0.25 (batch 32), wd 1e-4, warm-up 2.
     public static let recipe = Recipe(.sgd, lr: 0.25, weightDecay: 1e-4, warmupEpochs: 2)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import GraftData
 
 // Flags and options several commands share, declared once.
 
@@ -18,4 +19,20 @@ struct QuietFlag: ParsableArguments {
 struct SetOptions: ParsableArguments {
   @Option(name: .customLong("set"), help: "KEY=VALUE override (repeatable).")
   var overrides: [String] = []
+}
+
+/// `--max-pixels N`: the largest image (width × height) decoded; larger ones are errors.
+struct ImageLimitOptions: ParsableArguments {
+  @Option(
+    help: ArgumentHelp(
+      "Refuse images of more pixels than this (default: Pillow's MAX_IMAGE_PIXELS).",
+      valueName: "pixels"))
+  var maxPixels = ImageCodec.defaultMaxPixels
+
+  func validate() throws {
+    guard maxPixels >= 1 else { throw ValidationError("--max-pixels must be at least 1") }
+  }
+
+  /// Sets the decoders' limit (before any image is decoded).
+  func apply() { ImageCodec.maxPixels = maxPixels }
 }

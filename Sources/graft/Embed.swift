@@ -48,6 +48,8 @@ struct Embed: ParsableCommand {
   @OptionGroup var quietFlag: QuietFlag
   var quiet: Bool { quietFlag.quiet }
 
+  @OptionGroup var imageLimit: ImageLimitOptions
+
   @Argument(
     help: "Image or point-cloud files, or one .safetensors with a 'pixels' or 'points' tensor.")
   var inputs: [String] = []
@@ -61,6 +63,7 @@ struct Embed: ParsableCommand {
   }
 
   func run() throws {
+    imageLimit.apply()
     let stderr = FileHandle.standardError
     let summary = try Embedding.run(
       model: model, arch: arch, inputs: inputs, output: output, batchSize: batchSize

@@ -27,8 +27,12 @@ struct Eval: ParsableCommand {
   @OptionGroup var jsonFlag: JSONFlag
   var json: Bool { jsonFlag.json }
 
+  @OptionGroup var imageLimit: ImageLimitOptions
+
   func run() throws {
+    imageLimit.apply()
     let loaded = try AdapterCheckpoint.load(URL(fileURLWithPath: adapter))
+    for note in loaded.notes { FileHandle.standardError.write(Data("note: \(note)\n".utf8)) }
     guard let input = loaded.config.input else {
       throw ValidationError("\(adapter): the run records no input (preprocessing or point_input)")
     }

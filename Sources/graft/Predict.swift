@@ -17,6 +17,8 @@ struct Predict: ParsableCommand {
   var output: String?
 
   @OptionGroup var jsonFlag: JSONFlag
+
+  @OptionGroup var imageLimit: ImageLimitOptions
   var json: Bool { jsonFlag.json }
 
   @Flag(
@@ -34,7 +36,9 @@ struct Predict: ParsableCommand {
   }
 
   func run() throws {
+    imageLimit.apply()
     let loaded = try AdapterCheckpoint.load(URL(fileURLWithPath: adapter))
+    for note in loaded.notes { FileHandle.standardError.write(Data("note: \(note)\n".utf8)) }
     if merge {
       guard let lora = loaded.method as? LoRA else {
         throw ValidationError("--merge applies to lora adapters, not \(loaded.config.method)")

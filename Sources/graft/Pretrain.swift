@@ -66,16 +66,16 @@ struct Pretrain: ParsableCommand {
       try config.set(
         String(assignment[..<eq]), String(assignment[assignment.index(after: eq)...]))
     }
+    let outURL = URL(fileURLWithPath: out)
+    if !resume && Pretrainer.holdsRun(outURL) {
+      throw ValidationError("\(out) already holds a run; continue it with --resume")
+    }
+    if resume && !Pretrainer.holdsRun(outURL) {
+      throw ValidationError("\(out): nothing to resume (no completed epoch in \(out)/checkpoint)")
+    }
     let folder = URL(fileURLWithPath: data)
     let train = try IDXDataset(directory: folder, train: true, classNames: fashionMNISTClassNames)
     let test = try IDXDataset(directory: folder, train: false, classNames: fashionMNISTClassNames)
-    let outURL = URL(fileURLWithPath: out)
-    if !resume
-      && FileManager.default.fileExists(
-        atPath: outURL.appendingPathComponent("checkpoint/state.json").path)
-    {
-      throw ValidationError("\(out) already holds a run; continue it with --resume")
-    }
     let pretrainer = try Pretrainer(config: config, classNames: fashionMNISTClassNames)
     let used = config.trainSamples > 0 ? min(config.trainSamples, train.count) : train.count
     let steps =

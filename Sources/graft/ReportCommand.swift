@@ -15,7 +15,8 @@ struct ReportCommand: ParsableCommand {
     let url = URL(fileURLWithPath: folder)
     let summaryURL = url.appendingPathComponent("summary.json")
     guard let data = try? Data(contentsOf: summaryURL),
-      let summary = try JSONSerialization.jsonObject(with: data) as? [String: Any]
+      let object = try? JSONSerialization.jsonObject(with: data),
+      let summary = object as? [String: Any]
     else { throw ValidationError("\(summaryURL.path): missing or not JSON (is the run finished?)") }
     if let tasks = summary["tasks"] as? [String], let rows = summary["methods"] as? [[String: Any]],
       let backbone = summary["backbone"] as? String
@@ -43,7 +44,8 @@ struct ReportCommand: ParsableCommand {
     } else {
       let runURL = url.appendingPathComponent("run.json")
       guard let runData = try? Data(contentsOf: runURL),
-        let run = try JSONSerialization.jsonObject(with: runData) as? [String: Any],
+        let object = try? JSONSerialization.jsonObject(with: runData),
+        let run = object as? [String: Any],
         let backbone = run["backbone"] as? String, let dataRef = run["data"] as? String
       else { throw ValidationError("\(runURL.path): not a run folder") }
       try ReportWriter.writeRun(

@@ -40,7 +40,6 @@ struct SweepRunner {
       for method in methods {
         let dir = folder(task: task, method: method, single: tasks.count == 1)
         let summary = dir.appendingPathComponent("summary.json")
-        let state = dir.appendingPathComponent("checkpoint/state.json")
         let fm = FileManager.default
         if fresh { try? fm.removeItem(at: dir) }
         let n = records.count + failures.count + 1
@@ -50,7 +49,7 @@ struct SweepRunner {
         } else {
           progress.log("[\(n)/\(total)] \(method) on \(task)")
           var args: [String]
-          if fm.fileExists(atPath: state.path) {
+          if Trainer.holdsRun(dir) {
             args = ["tune", "--resume", dir.path, "--json"]
           } else {
             try? fm.removeItem(at: dir)

@@ -42,7 +42,10 @@ struct Tune: ParsableCommand {
   @OptionGroup var settings: SetOptions
   var overrides: [String] { settings.overrides }
 
-  @Option(help: "Continue the interrupted run in this folder.")
+  @Option(
+    help:
+      "Continue the interrupted run in this folder, with its own settings (other flags must agree)."
+  )
   var resume: String?
 
   @Flag(help: "Build everything, print the parameter counts, do not train.")
@@ -57,21 +60,32 @@ struct Tune: ParsableCommand {
   @OptionGroup var quietFlag: QuietFlag
   var quiet: Bool { quietFlag.quiet }
 
+  @OptionGroup var imageLimit: ImageLimitOptions
+
   func run() throws {
+    imageLimit.apply()
     let stderr = FileHandle.standardError
     let log: (String) -> Void = { if !quiet { stderr.write(Data(($0 + "\n").utf8)) } }
     if let resume {
       let folder = URL(fileURLWithPath: resume)
       let runURL = folder.appendingPathComponent("run.json")
       guard let runData = try? Data(contentsOf: runURL),
-        let run = try JSONSerialization.jsonObject(with: runData) as? [String: Any],
+        let object = try? JSONSerialization.jsonObject(with: runData),
+        let run = object as? [String: Any],
         let backboneRef = run["backbone"] as? String, let dataRef = run["data"] as? String,
         let methodName = run["method"] as? String
       else { throw ValidationError("\(runURL.path): not a run folder to resume") }
       var cfg = TuneConfig(method: methodName)
       let yamlURL = folder.appendingPathComponent("tune_config.yaml")
-      try cfg.apply(yaml: String(contentsOf: yamlURL, encoding: .utf8), source: yamlURL.path)
-      let tb = try TuneBackbone.load(backboneRef)
+      guard let yaml = try? String(contentsOf: yamlURL, encoding: .utf8) else {
+        throw ValidationError("\(yamlURL.path): missing or unreadable (not a run folder to resume)")
+      }
+      try cfg.apply(yaml: yaml, source: yamlURL.path)
+      let adapter = try AdapterCheckpoint.readConfig(folder)
+      let runArch = backboneRef.hasSuffix(".npz") ? adapter.baseModelArchitecture : nil
+      try checkResumeAgrees(
+        method: methodName, backbone: backboneRef, arch: runArch, data: dataRef, config: cfg)
+      let tb = try TuneBackbone.load(backboneRef, arch: runArch)
       let tuneData = try AnyTuneData.load(
         dataRef, for: taskInput(methodName, tb, options: cfg.methodOptions))
       let trainer = try Trainer(backbone: tb, config: cfg, classNames: tuneData.classNames)
@@ -132,9 +146,7 @@ struct Tune: ParsableCommand {
     }
     guard let out else { throw ValidationError("give --out DIR for the run folder") }
     let folder = URL(fileURLWithPath: out)
-    if FileManager.default.fileExists(
-      atPath: folder.appendingPathComponent("checkpoint/state.json").path)
-    {
+    if Trainer.holdsRun(folder) {
       throw ValidationError("\(out) already holds a run; continue it with --resume \(out)")
     }
     log("data: \(tuneData!.description)")
@@ -152,6 +164,52 @@ struct Tune: ParsableCommand {
     guard descriptor.takesPointClouds else { return backbone.input }
     let points = Int(try descriptor.resolve(options)["points"] ?? "") ?? 1024
     return .points(PointInput(points: points))
+  }
+
+  /// With `--resume`, the run's own settings win and may not be changed: each of `--method`,
+  /// `--backbone`, `--arch`, `--data`, `--config` and `--set` must be left out or agree with
+  /// the run (a value that differs is an error naming it), so a resumed run ends as the
+  /// uninterrupted one would.
+  private func checkResumeAgrees(
+    method runMethod: String, backbone runBackbone: String, arch runArch: String?,
+    data runData: String, config runConfig: TuneConfig
+  ) throws {
+    func conflict(_ flag: String, _ given: String, _ recorded: String) -> ValidationError {
+      ValidationError(
+        "\(flag) \(given) conflicts with the run being resumed (\(recorded)); a resumed run keeps "
+          + "its own settings: leave \(flag) out, or start a new run in another folder")
+    }
+    /// A path as the run records it (absolute), or the text as given.
+    func reference(_ s: String) -> String {
+      FileManager.default.fileExists(atPath: s)
+        ? URL(fileURLWithPath: s).standardizedFileURL.path : s
+    }
+    if let method, method != runMethod { throw conflict("--method", method, runMethod) }
+    if let backbone, reference(backbone) != reference(runBackbone) {
+      throw conflict("--backbone", backbone, runBackbone)
+    }
+    if let arch, arch != runArch { throw conflict("--arch", arch, runArch ?? "no --arch") }
+    if let data, reference(data) != reference(runData) {
+      throw conflict("--data", data, runData)
+    }
+    guard config != nil || !overrides.isEmpty else { return }
+    var asked = runConfig
+    if let config {
+      let text: String
+      do {
+        text = try String(contentsOf: URL(fileURLWithPath: config), encoding: .utf8)
+      } catch {
+        throw ValidationError("\(config): cannot read (\(error.localizedDescription))")
+      }
+      try asked.apply(yaml: text, source: config)
+    }
+    for assignment in overrides { try asked.set(assignment: assignment) }
+    let recorded = try runConfig.resolved()
+    for (now, then) in zip(try asked.resolved(), recorded) where now.value != then.value {
+      throw conflict(
+        config != nil ? "--config/--set" : "--set", "\(now.key)=\(now.value)",
+        "\(then.key) = \(then.value)")
+    }
   }
 
   private func report(_ s: TuneSummary) throws {

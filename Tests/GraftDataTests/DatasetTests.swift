@@ -97,6 +97,27 @@ final class PNMTests: TemporaryFolderTestCase {
     XCTAssertEqual(wide.pixels, [128, 128, 128, 255, 255, 255])
   }
 
+  /// A header promising far more samples than the file holds is refused before the raster is
+  /// allocated (65536² RGB would be 12.9 GB from a 22-byte file), as is one above the pixel
+  /// limit of the PNG and JPEG decoders.
+  func testAHeaderPromisingMoreThanTheFileHoldsIsRefusedBeforeAllocating() throws {
+    // 9000² is under the pixel limit: only the size check stops it.
+    for side in [65536, 9000] {
+      for kind in ["P1", "P2", "P3", "P4", "P5", "P6"] {
+        let maxval = kind == "P1" || kind == "P4" ? "" : " 255"
+        let bytes = Array("\(kind) \(side) \(side)\(maxval)\n".utf8) + [1, 2, 3]
+        XCTAssertThrowsError(try PNMCodec.decode(bytes, path: "bomb")) {
+          XCTAssertTrue("\($0)".contains("bomb"), "\(kind): \($0)")
+        }
+      }
+    }
+    ImageCodec.maxPixels = 4
+    defer { ImageCodec.maxPixels = ImageCodec.defaultMaxPixels }
+    XCTAssertThrowsError(try PNMCodec.decode(Array("P5 3 2 255\n".utf8) + [1, 2, 3, 4, 5, 6])) {
+      XCTAssertTrue("\($0)".contains("--max-pixels"), "\($0)")
+    }
+  }
+
   func testMalformedFilesAreErrorsNamingTheFile() throws {
     let truncated = try write("short.ppm", Array("P6 2 2 255\n".utf8) + [1, 2, 3])
     assertDatasetError(.invalidFormat, [truncated.path, "truncated"]) {

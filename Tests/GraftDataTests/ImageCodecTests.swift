@@ -159,6 +159,31 @@ final class ImageCodecTests: XCTestCase {
     }
   }
 
+  /// Images above `ImageCodec.maxPixels` (by default Pillow's `MAX_IMAGE_PIXELS`, 89,478,485)
+  /// are refused from their header, with the limit and how to raise it in the message.
+  func testImagesAboveTheMaxPixelsLimitAreRefused() throws {
+    XCTAssertEqual(ImageCodec.defaultMaxPixels, 89_478_485)
+    XCTAssertEqual(ImageCodec.maxPixels, ImageCodec.defaultMaxPixels)
+    var png = try ImageFixtures.bytes("png_rgb.png")
+    png.replaceSubrange(16..<24, with: [0, 0, 0x27, 0x10, 0, 0, 0x23, 0x28])  // 10000 × 9000
+    let crc = crc32(png[12..<29])
+    png.replaceSubrange(
+      29..<33, with: (0..<4).map { UInt8(truncatingIfNeeded: crc >> (24 - 8 * $0)) })
+    XCTAssertThrowsError(try ImageCodec.decode(data: Data(png), name: "big.png")) {
+      let text = "\($0)"
+      XCTAssertEqual(($0 as? ImageError)?.kind, .unsupported, text)
+      XCTAssertTrue(text.contains("90000000") && text.contains("--max-pixels"), text)
+    }
+    // A lower limit refuses a small image; the default reads it.
+    let small = try ImageFixtures.bytes("png_rgb.png")
+    let image = try ImageCodec.decode(data: Data(small), name: "small.png")
+    ImageCodec.maxPixels = image.width * image.height - 1
+    defer { ImageCodec.maxPixels = ImageCodec.defaultMaxPixels }
+    XCTAssertThrowsError(try ImageCodec.decode(data: Data(small), name: "small.png")) {
+      XCTAssertTrue("\($0)".contains("--max-pixels"), "\($0)")
+    }
+  }
+
   /// CRC-32 (IEEE, reflected), as PNG chunks use.
   private func crc32(_ bytes: ArraySlice<UInt8>) -> UInt32 {
     var crc: UInt32 = 0xFFFF_FFFF

@@ -138,3 +138,18 @@ final class ProgressTests: XCTestCase {
     XCTAssertEqual(ProgressReporter.clock(3725), "1:02:05")
   }
 }
+
+final class PretrainFolderTests: XCTestCase {
+  /// `resume` on a folder that holds no pretraining run is an error that leaves the folder as
+  /// it was (no `checkpoint/` created).
+  func testResumingAFolderWithoutARunCreatesNothing() throws {
+    let out = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: out) }
+    try Data("notes\n".utf8).write(to: out.appendingPathComponent("notes.txt"))
+    let p = try Pretrainer(config: tinyPretrainConfig(epochs: 1), classNames: digits.classNames)
+    XCTAssertThrowsError(
+      try p.run(train: digits.train, test: digits.test, out: out, resume: true)
+    ) { XCTAssertTrue("\($0)".contains("nothing to resume"), "\($0)") }
+    XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: out.path), ["notes.txt"])
+  }
+}

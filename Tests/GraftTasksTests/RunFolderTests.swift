@@ -144,6 +144,65 @@ final class RunFolderTests: XCTestCase {
     XCTAssertThrowsError(try AdapterCheckpoint.load(run))
   }
 
+  /// The binding covers what defines the backbone's function, not only its weights file: a
+  /// changed architecture or preprocessing in `config.json` is refused, naming what changed;
+  /// a change that does not touch the function (a licence) is not; a run folder of an earlier
+  /// Graft, which recorded only the weights' hash, loads with a note saying so.
+  func testTheBindingCoversTheArchitectureAndPreprocessing() throws {
+    let fixture = repositoryRoot.appendingPathComponent(
+      "Tests/GraftModelsTests/Fixtures/vit/vit_augreg")
+    let work = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: work) }
+    let model = work.appendingPathComponent("model")
+    try FileManager.default.copyItem(at: fixture, to: model)
+    let run = work.appendingPathComponent("run")
+    _ = try shortRun(
+      "linear", extra: ["train.epochs=1", "data.train_samples=40"], folder: run,
+      backbone: try TuneBackbone.load(model.path))
+    let configURL = model.appendingPathComponent("config.json")
+    let original = try Data(contentsOf: configURL)
+    func edit(_ change: (inout [String: Any]) -> Void) throws {
+      var json = try JSONSerialization.jsonObject(with: original) as! [String: Any]
+      change(&json)
+      try JSONSerialization.data(withJSONObject: json).write(to: configURL)
+    }
+    // num_heads 2 → 4: the same tensors, another function.
+    try edit { json in
+      var args = json["model_args"] as! [String: Any]
+      args["num_heads"] = 4
+      json["model_args"] = args
+    }
+    XCTAssertThrowsError(try AdapterCheckpoint.load(run)) {
+      XCTAssertTrue("\($0)".contains("architecture or preprocessing"), "\($0)")
+    }
+    // Another normalisation.
+    try edit { json in
+      var cfg = json["pretrained_cfg"] as! [String: Any]
+      cfg["mean"] = [0.4, 0.5, 0.5]
+      json["pretrained_cfg"] = cfg
+    }
+    XCTAssertThrowsError(try AdapterCheckpoint.load(run))
+    // A licence does not change the function.
+    try edit { json in
+      var cfg = json["pretrained_cfg"] as! [String: Any]
+      cfg["license"] = "mit"
+      json["pretrained_cfg"] = cfg
+    }
+    XCTAssertTrue(try AdapterCheckpoint.load(run).notes.isEmpty)
+    // An earlier Graft's folder: only the weights' hash, checked; a note says the rest was not.
+    let adapterURL = run.appendingPathComponent(AdapterCheckpoint.configFile)
+    var adapter =
+      try JSONSerialization.jsonObject(with: Data(contentsOf: adapterURL))
+      as! [String: Any]
+    adapter["base_model_config_hash"] = nil
+    adapter["format_version"] = 1
+    try JSONSerialization.data(withJSONObject: adapter).write(to: adapterURL)
+    try original.write(to: configURL)
+    let old = try AdapterCheckpoint.load(run)
+    XCTAssertTrue(
+      old.notes.joined().contains("only the hash of the backbone's weights"), "\(old.notes)")
+  }
+
   func testFNV1aKnownValues() {
     // Published FNV-1a 64 test vectors: "" and "a".
     var h = FNV1a64()
@@ -203,6 +262,22 @@ final class ConfigTests: XCTestCase {
     XCTAssertThrowsError(try c.set(assignment: "train.epochs"))
     XCTAssertThrowsError(try c.apply(yaml: "optim: {lr: 1, bogus: 2}", source: "f.yaml")) {
       XCTAssertTrue("\($0)".contains("f.yaml"), "\($0)")
+    }
+    // A key given twice (literally, or once nested and once dotted) is an error naming it.
+    for yaml in [
+      "optim:\n  lr: 0.1\n  lr: 0.2\n", "seed: 1\nseed: 2\n", "optim.lr: 0.1\noptim: {lr: 0.2}\n",
+    ] {
+      XCTAssertThrowsError(try c.apply(yaml: yaml, source: "d.yaml"), yaml) {
+        XCTAssertTrue($0 is ConfigError, "\($0)")
+        XCTAssertTrue("\($0)".contains("d.yaml") && "\($0)".contains("twice"), "\($0)")
+      }
+    }
+    // A key that is not a plain name (a mapping or a list as a key): Yams 5.0 traps on it
+    // (found by Tools/fuzz.sh yaml), so it is refused first.
+    for yaml in ["? lr: 5.02\n", "? [a, b]\n: 1\n", "optim:\n  ? {lr: 1}\n  : 2\n"] {
+      XCTAssertThrowsError(try c.apply(yaml: yaml, source: "k.yaml"), yaml) {
+        XCTAssertTrue("\($0)".contains("k.yaml") && "\($0)".contains("not a plain name"), "\($0)")
+      }
     }
     XCTAssertThrowsError(try TuneConfig.preset(for: "prefix")) {
       XCTAssertTrue("\($0)".contains("unknown method"), "\($0)")

@@ -48,4 +48,47 @@ final class TuneDataTests: XCTestCase {
     XCTAssertEqual(try v.test.image(at: 0), try digits.train.image(at: 9))
     XCTAssertThrowsError(try ImageTuneData.load(root.appendingPathComponent("missing").path))
   }
+
+  /// Writes `count` digit images into each class folder `root/<split>/<class>/`.
+  func writeSplits(_ root: URL, _ splits: [String: [String]], count: Int = 2) throws {
+    var i = 0
+    for (split, classes) in splits.sorted(by: { $0.key < $1.key }) {
+      for name in classes {
+        for _ in 0..<count {
+          try writeDigit(i, to: root.appendingPathComponent("\(split)/\(name)/\(i).pgm"))
+          i += 1
+        }
+      }
+    }
+  }
+
+  /// Image-folder splits are matched by class name: a class that only an evaluation split has
+  /// is an error naming it; a class an evaluation split lacks is allowed and noted; labels
+  /// follow the training split's class order.
+  func testImageFolderSplitsAreMatchedByClassName() throws {
+    let root = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: root) }
+    let bad = root.appendingPathComponent("bad")
+    try writeSplits(bad, ["train": ["a", "b"], "val": ["a", "b"], "test": ["b", "z"]])
+    XCTAssertThrowsError(try ImageTuneData.load(bad.path)) {
+      XCTAssertTrue($0 is DatasetError, "\($0)")
+      XCTAssertTrue("\($0)".contains("'z'") && "\($0)".contains("test"), "\($0)")
+    }
+    let partial = root.appendingPathComponent("partial")
+    try writeSplits(
+      partial, ["train": ["a", "b", "c"], "val": ["a", "b", "c"], "test": ["a", "c"]])
+    let data = try ImageTuneData.load(partial.path)
+    XCTAssertEqual(data.classNames, ["a", "b", "c"])
+    XCTAssertEqual(data.test.classNames, ["a", "b", "c"])
+    XCTAssertEqual(data.test.labels, [0, 0, 2, 2])
+    XCTAssertTrue(data.description.contains("'b'"), data.description)
+    // Splits built in code must agree on names too, not only on their number.
+    let ab = try InMemoryDataset(
+      images: [digits.train.image(at: 0)], labels: [0], classNames: ["a", "b"])
+    let ax = try InMemoryDataset(
+      images: [digits.train.image(at: 0)], labels: [0], classNames: ["a", "x"])
+    XCTAssertThrowsError(
+      try ImageTuneData(train: ab, validation: ab, test: ax, description: "code")
+    ) { XCTAssertTrue("\($0)".contains("'x'"), "\($0)") }
+  }
 }

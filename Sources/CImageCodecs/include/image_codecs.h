@@ -21,6 +21,8 @@ typedef enum {
   GIC_OUT_OF_MEMORY = 4,
   /// Bad arguments (zero or negative sizes, quality out of range).
   GIC_INVALID_ARGUMENT = 5,
+  /// The header promises more pixels than the caller's limit.
+  GIC_TOO_MANY_PIXELS = 6,
 } gic_status;
 
 /// Room for a message; longer ones are cut.
@@ -42,13 +44,20 @@ typedef struct {
 /// `Image.open(f).convert("RGB")` does: alpha and tRNS dropped (not composited), grey
 /// replicated, palette expanded, 16-bit samples cut to their high byte, gamma/ICC ignored.
 /// On failure `out` is untouched and `message` (capacity GIC_MESSAGE_CAPACITY) says why.
-gic_status gic_decode_png(const uint8_t *data, size_t size, gic_image *out, char *message);
+/// Images with more than `max_pixels` pixels (GIC_MAX_PIXELS when 0) are refused from their
+/// header with GIC_TOO_MANY_PIXELS, before any allocation.
+gic_status gic_decode_png(
+    const uint8_t *data, size_t size, unsigned long long max_pixels, gic_image *out,
+    char *message);
 
 /// Decodes a baseline or progressive JPEG (grey, YCbCr/RGB, CMYK/YCCK) to 8-bit RGB as Pillow
 /// does; CMYK is taken as Adobe-inverted and converted with Pillow's formula. A file that ends
 /// before its EOI marker is GIC_TRUNCATED, as in Pillow (libjpeg alone would pad it with grey);
 /// libjpeg's other warnings (corrupt entropy data) are ignored, as Pillow ignores them.
-gic_status gic_decode_jpeg(const uint8_t *data, size_t size, gic_image *out, char *message);
+/// `max_pixels` as for gic_decode_png.
+gic_status gic_decode_jpeg(
+    const uint8_t *data, size_t size, unsigned long long max_pixels, gic_image *out,
+    char *message);
 
 /// Encodes 8-bit RGB (`width * height * 3` bytes, no padding) as a PNG. On success `*out`
 /// (malloc'd, release with gic_free) holds `*out_size` bytes.

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Fuzzes one of Graft's parsers with libFuzzer (Linux; Swift's -sanitize=fuzzer, with
+# AddressSanitizer): Tools/fuzz.sh TARGET [seconds] [libFuzzer options…]
+#
+# Targets: safetensors npz npy image pnm yaml timm-config pcd ply off obj modelnet point-npy
+# (see Fuzz/main.swift). The seed corpus comes from the test fixtures; new inputs that reach new
+# code are kept in .build/fuzz/corpus/TARGET, and crashes, leaks and timeouts are written to
+# .build/fuzz/findings/TARGET (turn each into a regression test). `all` runs every target for
+# the given seconds each. The fuzz executable is built only here (GRAFT_FUZZ=1), in its own
+# build folder, so `swift build` and the tests never see it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+target=${1:?"usage: Tools/fuzz.sh TARGET|all [seconds] [libFuzzer options…]"}
+seconds=${2:-60}
+shift $(( $# >= 2 ? 2 : 1 ))
+targets=(safetensors npz npy image pnm yaml timm-config pcd ply off obj modelnet point-npy)
+
+build=.build-fuzz
+GRAFT_FUZZ=1 swift build --build-path "$build" --product graft-fuzz \
+  -Xswiftc -sanitize=fuzzer,address -Xcc -fsanitize=fuzzer-no-link,address >&2
+binary="$build/debug/graft-fuzz"
+
+# The seed corpus of `target`: fixture files of its kind, and a few hand-written inputs.
+seed() {
+  local t=$1 dir=.build/fuzz/seeds/$1
+  rm -rf "$dir" && mkdir -p "$dir"
+  local find_args=()
+  case $t in
+    safetensors) find_args=(-name '*.safetensors') ;;
+    npz) find_args=(-name '*.npz') ;;
+    npy) find_args=(-name '*.npy') ;;
+    image) find_args=(\( -name '*.png' -o -name '*.jpg' \)) ;;
+    pnm) find_args=(\( -name '*.ppm' -o -name '*.pgm' -o -name '*.pbm' \)) ;;
+    timm-config) find_args=(-name 'config.json') ;;
+    pcd) find_args=(-name '*.pcd') ;;
+    ply) find_args=(-name '*.ply') ;;
+    off) find_args=(-name '*.off') ;;
+    obj) find_args=(-name '*.obj') ;;
+    modelnet) find_args=(-name '*.txt' -path '*Points*') ;;
+    point-npy) find_args=(-name '*.npy' -path '*Points*') ;;
+  esac
+  if [ ${#find_args[@]} -gt 0 ]; then
+    find Tests Models -type f "${find_args[@]}" -size -2M 2>/dev/null | head -200 |
+      while read -r f; do cp "$f" "$dir/$(echo "$f" | tr '/' '_')"; done
+  fi
+  case $t in
+    pnm)
+      printf 'P6\n2 1\n255\n\x01\x02\x03\xfa\xfb\xfc' >"$dir/p6"
+      printf 'P2\n# c\n3 1\n15\n15 7\n8\n' >"$dir/p2"
+      printf 'P1 3 1\n1 01' >"$dir/p1"
+      printf 'P4 10 1\n\x81\x40' >"$dir/p4" ;;
+    obj) printf 'v 0 0 0\nv 1 0 0\nv 0 1 0\nvn 0 0 1\nf 1//1 2//1 3//1\n' >"$dir/tri.obj" ;;
+    modelnet) printf '0.1,0.2,0.3,0,0,1\n0.4,0.5,0.6,0,1,0\n' >"$dir/two.txt" ;;
+    npy | point-npy)
+      # A [2, 3] float32 array: magic, version 1.0, header padded to 64 bytes, then the data.
+      local header="{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }"
+      header=$(printf '%-*s' 117 "$header")
+      { printf '\x93NUMPY\x01\x00\x76\x00%s\n' "$header"; head -c 24 /dev/zero; } >"$dir/a.npy" ;;
+    yaml)
+      printf 'optim:\n  lr: 0.02\ntrain: {epochs: 7}\nmethod:\n  rank: 3\nseed: 4\n' >"$dir/a"
+      printf 'optim.lr: 0.1\nmethod.targets: [q, k, fc1]\n' >"$dir/b"
+      printf 'method: "lora"\ntrain.nan_policy: "skip-step"\n' >"$dir/c" ;;
+  esac
+  echo "$dir"
+}
+
+run_one() {
+  local t=$1
+  shift
+  local corpus=.build/fuzz/corpus/$t findings=.build/fuzz/findings/$t
+  mkdir -p "$corpus" "$findings"
+  local seeds
+  seeds=$(seed "$t")
+  echo "== $t: $seconds s (seeds $(ls "$seeds" | wc -l))" >&2
+  GRAFT_FUZZ_TARGET=$t "$binary" "$corpus" "$seeds" -max_total_time="$seconds" \
+    -timeout=10 -rss_limit_mb=4096 -malloc_limit_mb=2048 -print_final_stats=1 \
+    -artifact_prefix="$findings/" "$@"
+}
+
+if [ "$target" = all ]; then
+  failed=()
+  for t in "${targets[@]}"; do run_one "$t" "$@" || failed+=("$t"); done
+  if [ ${#failed[@]} -gt 0 ]; then
+    echo "findings in: ${failed[*]} (see .build/fuzz/findings/)" >&2
+    exit 1
+  fi
+else
+  run_one "$target" "$@"
+fi
