@@ -402,26 +402,13 @@ public final class PointMAE: Module, SequenceBackbone {
   /// The layer at `site`: `attn.qkv`, `attn.proj`, `mlp.fc1` or `mlp.fc2` of the block.
   public func linearLayer(at site: LinearSite) -> Linear? {
     guard blocks.blocks.indices.contains(site.block) else { return nil }
-    let b = blocks.blocks[site.block]
-    switch site.role {
-    case .qkv: return b.attn.qkv
-    case .attentionOut: return b.attn.proj
-    case .mlpIn: return b.mlp.fc1
-    case .mlpOut: return b.mlp.fc2
-    }
+    return blocks.blocks[site.block].linear(site.role)
   }
 
   /// `blocks.blocks.<i>.attn.qkv`, `….attn.proj`, `….mlp.fc1`, `….mlp.fc2`.
   public func linearPath(at site: LinearSite) -> String? {
     guard blocks.blocks.indices.contains(site.block) else { return nil }
-    let name =
-      switch site.role {
-      case .qkv: "attn.qkv"
-      case .attentionOut: "attn.proj"
-      case .mlpIn: "mlp.fc1"
-      case .mlpOut: "mlp.fc2"
-      }
-    return "blocks.blocks.\(site.block).\(name)"
+    return "blocks.blocks.\(site.block).\(ViTBlock.path(of: site.role))"
   }
 
   /// The official names: every `*.bias` (convolutions, BatchNorm shifts, position MLP, blocks);

@@ -184,6 +184,27 @@ public final class ViTBlock: Module, UnaryModule {
     return x1 + m
   }
 
+  /// The block's linear layer of `role`.
+  public func linear(_ role: LinearRole) -> Linear {
+    switch role {
+    case .qkv: attn.qkv
+    case .attentionOut: attn.proj
+    case .mlpIn: mlp.fc1
+    case .mlpOut: mlp.fc2
+    }
+  }
+
+  /// The path of the layer of `role` inside a block (`attn.qkv`, `attn.proj`, `mlp.fc1`,
+  /// `mlp.fc2`), as timm and Point-MAE name it.
+  public static func path(of role: LinearRole) -> String {
+    switch role {
+    case .qkv: "attn.qkv"
+    case .attentionOut: "attn.proj"
+    case .mlpIn: "mlp.fc1"
+    case .mlpOut: "mlp.fc2"
+    }
+  }
+
   /// The block on `x` without hooks (fused when it can be).
   public func callAsFunction(_ x: Tensor) -> Tensor { self(x, pass: nil) }
 
@@ -424,26 +445,13 @@ public final class VisionTransformer: Module, ImageBackbone {
   /// timm's layer at `site`: `attn.qkv`, `attn.proj`, `mlp.fc1` or `mlp.fc2` of the block.
   public func linearLayer(at site: LinearSite) -> Linear? {
     guard blocks.indices.contains(site.block) else { return nil }
-    let b = blocks[site.block]
-    switch site.role {
-    case .qkv: return b.attn.qkv
-    case .attentionOut: return b.attn.proj
-    case .mlpIn: return b.mlp.fc1
-    case .mlpOut: return b.mlp.fc2
-    }
+    return blocks[site.block].linear(site.role)
   }
 
   /// `blocks.<i>.attn.qkv`, `blocks.<i>.attn.proj`, `blocks.<i>.mlp.fc1`, `blocks.<i>.mlp.fc2`.
   public func linearPath(at site: LinearSite) -> String? {
     guard blocks.indices.contains(site.block) else { return nil }
-    let name =
-      switch site.role {
-      case .qkv: "attn.qkv"
-      case .attentionOut: "attn.proj"
-      case .mlpIn: "mlp.fc1"
-      case .mlpOut: "mlp.fc2"
-      }
-    return "blocks.\(site.block).\(name)"
+    return "blocks.\(site.block).\(ViTBlock.path(of: site.role))"
   }
 
   /// timm's names: every `*.bias`; the LayerNorms `norm_pre`, `blocks.*.norm1/2`, `norm`,
