@@ -169,10 +169,17 @@ public final class PointPretrainer {
     guard train.count >= 1, validation.count >= 1 else {
       throw ConfigError("pretraining needs training and validation meshes")
     }
-    let fm = FileManager.default
     let checkpoints = out.appendingPathComponent("checkpoint")
-    try fm.createDirectory(at: checkpoints, withIntermediateDirectories: true)
-    let stateURL = checkpoints.appendingPathComponent("state.json")
+    let store = CheckpointStore(folder: checkpoints)
+    // Checked before anything is created, so a wrong --out is left as it was.
+    if resume && !store.hasCommittedEpoch {
+      throw ConfigError(
+        "\(out.path): nothing to resume (no completed epoch of graft pretrain in checkpoint/)")
+    }
+    let lock = try RunFolder.Lock(out, what: "a graft pretrain run")
+    defer { lock.release() }
+    AtomicFile.removeTemporaryFiles(in: out)
+    try store.removeLeftovers()
     let settings = try jsonLine(config.json)
     let optimizer = AdamW(
       groups: ParameterGroup.defaultGroups(
@@ -181,9 +188,11 @@ public final class PointPretrainer {
     var metricLines: [String] = []
     var seconds = 0.0
     var lastValidation = 0.0
-    if resume {
+    if resume, let files = try store.latest()?.folder {
+      let stateURL = files.appendingPathComponent("state.json")
       guard let data = try? Data(contentsOf: stateURL),
-        let state = try JSONSerialization.jsonObject(with: data) as? [String: Any],
+        let object = try? JSONSerialization.jsonObject(with: data),
+        let state = object as? [String: Any],
         let epoch = state["epoch"] as? Int, let lines = state["metrics"] as? [String],
         let stored = state["settings"] as? String, let secs = state["seconds"] as? Double
       else { throw ConfigError("\(stateURL.path): nothing to resume (missing or unreadable)") }
@@ -192,11 +201,14 @@ public final class PointPretrainer {
       }
       (startEpoch, metricLines, seconds) = (epoch, lines, secs)
       lastValidation = state["validation_loss"] as? Double ?? 0
-      let weights = checkpoints.appendingPathComponent("model.safetensors")
+      let weights = files.appendingPathComponent("model.safetensors")
       _ = try model.loadStateDict(SafetensorsFile(contentsOf: weights).tensors())
       try optimizer.loadStateDict(
-        SafetensorsFile(contentsOf: checkpoints.appendingPathComponent("optimizer.safetensors"))
+        SafetensorsFile(contentsOf: files.appendingPathComponent("optimizer.safetensors"))
           .tensors())
+      try AtomicFile.write(
+        Data(metricLines.map { $0 + "\n" }.joined().utf8),
+        to: out.appendingPathComponent("metrics.jsonl"))
       progress?.log("resuming after epoch \(startEpoch) of \(config.epochs)")
     }
     let loader = DataLoader(
@@ -250,18 +262,22 @@ public final class PointPretrainer {
           format: "epoch %d/%d  train chamfer-L2 %.5f  validation %.5f  %.1f clouds/s",
           epoch + 1, config.epochs, lossSum / Double(max(seen, 1)), lastValidation,
           Double(seen) / max(trainTime, 1e-9)))
-      try Safetensors.write(
-        model.stateDict(), to: checkpoints.appendingPathComponent("model.safetensors"))
-      try Safetensors.write(
-        optimizer.stateDict(), to: checkpoints.appendingPathComponent("optimizer.safetensors"))
-      try AtomicFile.write(
-        Data(metricLines.map { $0 + "\n" }.joined().utf8),
-        to: out.appendingPathComponent("metrics.jsonl"))
+      // The epoch's weights, optimizer and state, committed as one unit (`CheckpointStore`).
       let state: [String: Any] = [
         "epoch": epoch + 1, "metrics": metricLines, "settings": settings, "seconds": seconds,
         "validation_loss": lastValidation,
       ]
-      try AtomicFile.write(Data(try jsonLine(state).utf8), to: stateURL)
+      let stateData = Data(try jsonLine(state).utf8)
+      try store.commit(epoch: epoch + 1) { dir in
+        try Safetensors.write(
+          model.stateDict(), to: dir.appendingPathComponent("model.safetensors"))
+        try Safetensors.write(
+          optimizer.stateDict(), to: dir.appendingPathComponent("optimizer.safetensors"))
+        try AtomicFile.write(stateData, to: dir.appendingPathComponent("state.json"))
+      }
+      try AtomicFile.write(
+        Data(metricLines.map { $0 + "\n" }.joined().utf8),
+        to: out.appendingPathComponent("metrics.jsonl"))
     }
     progress?.finish()
 

@@ -106,10 +106,7 @@ struct Pretrain: ParsableCommand {
         String(assignment[..<eq]), String(assignment[assignment.index(after: eq)...]))
     }
     let outURL = URL(fileURLWithPath: out)
-    if !resume
-      && FileManager.default.fileExists(
-        atPath: outURL.appendingPathComponent("checkpoint/state.json").path)
-    {
+    if !resume && Pretrainer.holdsRun(outURL) {
       throw ValidationError("\(out) already holds a run; continue it with --resume")
     }
     let root = furnitureRoot.map { URL(fileURLWithPath: $0) } ?? Furniture.defaultRoot()
