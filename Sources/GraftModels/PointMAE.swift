@@ -137,18 +137,41 @@ public final class PointMAEEncoder: Module {
     source.registerEntries(into: self)
   }
 
+  /// Groups per slice when the encoder runs in slices (see `callAsFunction`): 256 groups of 32
+  /// points make the widest activation [8192, 512], 16 MiB, enough rows for full-speed GEMMs.
+  public var groupsPerSlice = 256
+
   /// Tokens [B, G, C] of the neighbourhoods [B, G, S, 3].
+  ///
+  /// Without a tape and with both BatchNorms on their running statistics (inference), every
+  /// group's token depends on that group alone, so the groups run in slices of
+  /// `groupsPerSlice`: the [B·G·S, 512] activations of a large batch (128 MiB each at batch 32)
+  /// never exist whole, and the tokens are the same.
   public func callAsFunction(_ neighbourhoods: Tensor) -> Tensor {
     let (b, g, s) = (neighbourhoods.shape[0], neighbourhoods.shape[1], neighbourhoods.shape[2])
     let rows = b * g
+    let groups = neighbourhoods.reshaped([rows, s, 3])
+    let slice = Swift.max(1, groupsPerSlice)
+    guard rows > slice, !GradMode.isEnabled, !firstConv.norm.isTraining,
+      !secondConv.norm.isTraining
+    else { return tokens(groups).reshaped([b, g, outputs]) }
+    let parts = stride(from: 0, to: rows, by: slice).map { start in
+      tokens(groups.narrow(0, start: start, length: Swift.min(slice, rows - start)))
+    }
+    return Tensor.concat(parts, axis: 0).reshaped([b, g, outputs])
+  }
+
+  /// Tokens [R, C] of R groups [R, S, 3].
+  func tokens(_ groups: Tensor) -> Tensor {
+    let (rows, s) = (groups.shape[0], groups.shape[1])
     // Channels last: PyTorch's [BG, C, S] convolutions are per-point linear maps over rows.
-    let local = firstConv(neighbourhoods.reshaped([rows * s, 3]))
+    let local = firstConv(groups.reshaped([rows * s, 3]))
     let width = local.shape[1]
     let perGroup = local.reshaped([rows, s, width])
     let global = perGroup.max(axis: 1, keepDims: true).broadcast(to: [rows, s, width])
     let joined = Tensor.concat([global, perGroup], axis: 2).reshaped([rows * s, 2 * width])
     let features = secondConv(joined).reshaped([rows, s, outputs])
-    return features.max(axis: 1).reshaped([b, g, outputs])
+    return features.max(axis: 1)
   }
 }
 

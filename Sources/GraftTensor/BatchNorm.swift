@@ -43,7 +43,11 @@ extension Tensor {
     )
     let stats = Tensor(shape: [c, 2], zeroed: false)  // mean, 1/std per channel
     let (px, ps) = (pointer, stats.pointer)
-    if useBatch {
+    if useBatch && s == 1 {
+      batchStatisticsByRows(
+        px, rows: n, channels: c, stats: ps, runningMean: runningMean?.pointer,
+        runningVar: runningVar?.pointer, momentum: momentum, eps: eps)
+    } else if useBatch {
       let rm = runningMean?.pointer
       let rv = runningVar?.pointer
       Parallel.forRange(c, grain: Swift.max(1, 32_768 / Swift.max(m, 1))) { channels in
@@ -76,13 +80,31 @@ extension Tensor {
     let po = out.pointer
     let pw = weight?.pointer
     let pb = bias?.pointer
-    Parallel.forRange(n * c, grain: Swift.max(1, 32_768 / Swift.max(s, 1))) { planes in
-      for plane in planes {
-        let ch = plane % c
+    if s == 1 {
+      // Channels last ([N, C]): a whole row per step, the per-channel constants from one table.
+      let table = UnsafeMutablePointer<Float>.allocate(capacity: 2 * c)
+      defer { table.deallocate() }
+      for ch in 0..<c {
         let scale = ps[2 * ch + 1] * (pw?[ch] ?? 1)
-        let shift = (pb?[ch] ?? 0) - ps[2 * ch] * scale
-        let (x, y) = (px + plane * s, po + plane * s)
-        for j in 0..<s { y[j] = x[j] * scale + shift }
+        table[ch] = scale
+        table[c + ch] = (pb?[ch] ?? 0) - ps[2 * ch] * scale
+      }
+      let (scales, shifts) = (UnsafePointer(table), UnsafePointer(table + c))
+      Parallel.forRange(n, grain: Swift.max(1, 32_768 / c)) { rows in
+        for i in rows {
+          let (x, y) = (px + i * c, po + i * c)
+          for ch in 0..<c { y[ch] = x[ch] * scales[ch] + shifts[ch] }
+        }
+      }
+    } else {
+      Parallel.forRange(n * c, grain: Swift.max(1, 32_768 / Swift.max(s, 1))) { planes in
+        for plane in planes {
+          let ch = plane % c
+          let scale = ps[2 * ch + 1] * (pw?[ch] ?? 1)
+          let shift = (pb?[ch] ?? 0) - ps[2 * ch] * scale
+          let (x, y) = (px + plane * s, po + plane * s)
+          for j in 0..<s { y[j] = x[j] * scale + shift }
+        }
       }
     }
     let inputs = [self] + [weight, bias].compactMap { $0 }
@@ -93,37 +115,47 @@ extension Tensor {
       // Per channel: Σg and Σg·x̂ (what every gradient needs).
       let sums = Tensor(shape: [c, 2])
       let pz = sums.pointer
-      Parallel.forRange(c, grain: Swift.max(1, 32_768 / Swift.max(m, 1))) { channels in
-        for ch in channels {
-          let (mean, rstd) = (ps[2 * ch], ps[2 * ch + 1])
-          var sg = 0.0
-          var sgx = 0.0
-          for i in 0..<n {
-            let off = (i * c + ch) * s
-            let gs = simdSum(pg + off, s)
-            sg += Double(gs)
-            sgx += Double((simdDot(pg + off, px + off, s) - mean * gs) * rstd)
+      if s == 1 {
+        gradientSumsByRows(pg, px, rows: n, channels: c, stats: ps, sums: pz)
+      } else {
+        Parallel.forRange(c, grain: Swift.max(1, 32_768 / Swift.max(m, 1))) { channels in
+          for ch in channels {
+            let (mean, rstd) = (ps[2 * ch], ps[2 * ch + 1])
+            var sg = 0.0
+            var sgx = 0.0
+            for i in 0..<n {
+              let off = (i * c + ch) * s
+              let gs = simdSum(pg + off, s)
+              sg += Double(gs)
+              sgx += Double((simdDot(pg + off, px + off, s) - mean * gs) * rstd)
+            }
+            pz[2 * ch] = Float(sg)
+            pz[2 * ch + 1] = Float(sgx)
           }
-          pz[2 * ch] = Float(sg)
-          pz[2 * ch + 1] = Float(sgx)
         }
       }
       var grads: [Tensor?] = []
       if self.requiresGrad {
         let gx = Tensor(shape: self.shape, zeroed: false)
         let pd = gx.pointer
-        Parallel.forRange(n * c, grain: Swift.max(1, 32_768 / Swift.max(s, 1))) { planes in
-          for plane in planes {
-            let ch = plane % c
-            let (mean, rstd) = (ps[2 * ch], ps[2 * ch + 1])
-            let k = rstd * (pw?[ch] ?? 1)
-            let (gr, x, dx) = (pg + plane * s, px + plane * s, pd + plane * s)
-            if useBatch {
-              let mg = pz[2 * ch] / Float(m)
-              let mgx = pz[2 * ch + 1] / Float(m)
-              for j in 0..<s { dx[j] = k * (gr[j] - mg - (x[j] - mean) * rstd * mgx) }
-            } else {
-              for j in 0..<s { dx[j] = k * gr[j] }
+        if s == 1 {
+          inputGradientByRows(
+            pg, px, pd, rows: n, channels: c, stats: ps, sums: pz, weight: pw,
+            batchStatistics: useBatch)
+        } else {
+          Parallel.forRange(n * c, grain: Swift.max(1, 32_768 / Swift.max(s, 1))) { planes in
+            for plane in planes {
+              let ch = plane % c
+              let (mean, rstd) = (ps[2 * ch], ps[2 * ch + 1])
+              let k = rstd * (pw?[ch] ?? 1)
+              let (gr, x, dx) = (pg + plane * s, px + plane * s, pd + plane * s)
+              if useBatch {
+                let mg = pz[2 * ch] / Float(m)
+                let mgx = pz[2 * ch + 1] / Float(m)
+                for j in 0..<s { dx[j] = k * (gr[j] - mg - (x[j] - mean) * rstd * mgx) }
+              } else {
+                for j in 0..<s { dx[j] = k * gr[j] }
+              }
             }
           }
         }
@@ -139,6 +171,136 @@ extension Tensor {
       if let w = weight { grads.append(w.requiresGrad ? column(1) : nil) }
       if let b = bias { grads.append(b.requiresGrad ? column(0) : nil) }
       return grads
+    }
+  }
+}
+
+// MARK: Channels last
+
+// `[N, C]` (S = 1), as Point-MAE's mini-PointNet and classifier run their BatchNorms: the
+// per-channel loops above would read one value per row at a stride of C, so these walk whole
+// rows instead, each thread over its own rows with its own per-channel accumulators. Every value
+// is formed exactly as in the loops above (the per-element terms in Float, accumulated in
+// Double); only the order of the Double sums differs.
+
+/// Rows `0..<rows` split into one range per thread (at least 64 rows each).
+private func rowChunks(_ rows: Int) -> Int {
+  Swift.max(1, Swift.min(Parallel.threadCount, rows / 64))
+}
+
+/// Per-channel sums over `rows` rows of `channels` values: `term(row, accumulators)` adds one
+/// row's terms into a thread's accumulators, which are then added up into `total`.
+private func sumRows(
+  rows: Int, channels c: Int, into total: UnsafeMutablePointer<Double>, width: Int,
+  _ term: (Int, UnsafeMutablePointer<Double>) -> Void
+) {
+  let chunks = rowChunks(rows)
+  let partial = UnsafeMutablePointer<Double>.allocate(capacity: chunks * width * c)
+  defer { partial.deallocate() }
+  partial.initialize(repeating: 0, count: chunks * width * c)
+  Parallel.forRange(chunks, grain: 1) { range in
+    for chunk in range {
+      let acc = partial + chunk * width * c
+      for i in rows * chunk / chunks..<rows * (chunk + 1) / chunks { term(i, acc) }
+    }
+  }
+  total.initialize(repeating: 0, count: width * c)
+  for chunk in 0..<chunks {
+    let acc = partial + chunk * width * c
+    for j in 0..<width * c { total[j] += acc[j] }
+  }
+}
+
+/// Batch mean and 1/std of each channel of `x` [rows, channels] into `stats` [C, 2], and the
+/// running statistics' update, as the per-channel loop of `batchNorm`.
+private func batchStatisticsByRows(
+  _ x: UnsafePointer<Float>, rows n: Int, channels c: Int, stats: UnsafeMutablePointer<Float>,
+  runningMean: UnsafeMutablePointer<Float>?, runningVar: UnsafeMutablePointer<Float>?,
+  momentum: Float, eps: Float
+) {
+  let sums = UnsafeMutablePointer<Double>.allocate(capacity: c)
+  let means = UnsafeMutablePointer<Float>.allocate(capacity: c)
+  defer {
+    sums.deallocate()
+    means.deallocate()
+  }
+  sumRows(rows: n, channels: c, into: sums, width: 1) { i, acc in
+    let row = x + i * c
+    for ch in 0..<c { acc[ch] += Double(row[ch]) }
+  }
+  for ch in 0..<c { means[ch] = Float(sums[ch] / Double(n)) }
+  let meanOf = UnsafePointer(means)
+  sumRows(rows: n, channels: c, into: sums, width: 1) { i, acc in
+    let row = x + i * c
+    for ch in 0..<c {
+      let d = row[ch] - meanOf[ch]
+      acc[ch] += Double(d * d)
+    }
+  }
+  for ch in 0..<c {
+    let sq = sums[ch]
+    let variance = sq / Double(n)
+    stats[2 * ch] = means[ch]
+    stats[2 * ch + 1] = Float(1 / (variance + Double(eps)).squareRoot())
+    if let runningMean, let runningVar {
+      let unbiased = sq / Double(n - 1)
+      runningMean[ch] = (1 - momentum) * runningMean[ch] + momentum * means[ch]
+      runningVar[ch] = (1 - momentum) * runningVar[ch] + momentum * Float(unbiased)
+    }
+  }
+}
+
+/// Σg and Σg·x̂ of each channel into `sums` [C, 2], as the per-channel loop of the backward.
+private func gradientSumsByRows(
+  _ g: UnsafePointer<Float>, _ x: UnsafePointer<Float>, rows n: Int, channels c: Int,
+  stats: UnsafePointer<Float>, sums: UnsafeMutablePointer<Float>
+) {
+  let totals = UnsafeMutablePointer<Double>.allocate(capacity: 2 * c)
+  defer { totals.deallocate() }
+  sumRows(rows: n, channels: c, into: totals, width: 2) { i, acc in
+    let (gr, xr) = (g + i * c, x + i * c)
+    for ch in 0..<c {
+      let gs = gr[ch]
+      acc[ch] += Double(gs)
+      acc[c + ch] += Double((gs * xr[ch] - stats[2 * ch] * gs) * stats[2 * ch + 1])
+    }
+  }
+  for ch in 0..<c {
+    sums[2 * ch] = Float(totals[ch])
+    sums[2 * ch + 1] = Float(totals[c + ch])
+  }
+}
+
+/// The input gradient, row by row, with the per-channel formula of the backward.
+private func inputGradientByRows(
+  _ g: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
+  rows n: Int, channels c: Int, stats: UnsafePointer<Float>, sums: UnsafePointer<Float>,
+  weight: UnsafePointer<Float>?, batchStatistics: Bool
+) {
+  // Per channel: k = rstd·w, mean, rstd, mean(g), mean(g·x̂).
+  let table = UnsafeMutablePointer<Float>.allocate(capacity: 5 * c)
+  defer { table.deallocate() }
+  for ch in 0..<c {
+    table[ch] = stats[2 * ch + 1] * (weight?[ch] ?? 1)
+    table[c + ch] = stats[2 * ch]
+    table[2 * c + ch] = stats[2 * ch + 1]
+    table[3 * c + ch] = sums[2 * ch] / Float(n)
+    table[4 * c + ch] = sums[2 * ch + 1] / Float(n)
+  }
+  let (k, mean, rstd) = (
+    UnsafePointer(table), UnsafePointer(table + c), UnsafePointer(table + 2 * c)
+  )
+  let (mg, mgx) = (UnsafePointer(table + 3 * c), UnsafePointer(table + 4 * c))
+  Parallel.forRange(n, grain: Swift.max(1, 32_768 / c)) { rows in
+    for i in rows {
+      let (gr, xr, d) = (g + i * c, x + i * c, dx + i * c)
+      if batchStatistics {
+        for ch in 0..<c {
+          d[ch] = k[ch] * (gr[ch] - mg[ch] - (xr[ch] - mean[ch]) * rstd[ch] * mgx[ch])
+        }
+      } else {
+        for ch in 0..<c { d[ch] = k[ch] * gr[ch] }
+      }
     }
   }
 }
