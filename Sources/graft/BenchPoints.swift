@@ -154,6 +154,7 @@ struct BenchPoints: ParsableCommand {
     let config = PointsBenchmark.smallConfig(classes: Self.classes)
     let python = reference.noReference ? nil : reference.resolvedPython()
     let repo = pointMaeRepo ?? ProcessInfo.processInfo.environment["POINT_MAE_REPO"]
+    let pythonName = python == "/usr/bin/env" ? "python3 on the PATH" : python ?? "-"
     var notes: [String] = []
     if reference.noReference {
       notes.append("PyTorch side skipped (--no-reference)")
@@ -188,7 +189,8 @@ struct BenchPoints: ParsableCommand {
             "\(Parallel.threadCount)",
           ])
         if torch == nil {
-          notes.append("the PyTorch \(mode.rawValue) row failed (\(python)); its figures are null")
+          notes.append(
+            "the PyTorch \(mode.rawValue) row failed (\(pythonName)); its figures are null")
         }
       }
       // A training step is about 3× the forward FLOPs (forward + two backward GEMMs each).
@@ -218,7 +220,7 @@ struct BenchPoints: ParsableCommand {
           "\(Parallel.threadCount)",
         ] + (quick ? ["--quick"] : []))
       if torchOps == nil {
-        notes.append("the PyTorch geometry ops failed (\(python)); their figures are null")
+        notes.append("the PyTorch geometry ops failed (\(pythonName)); their figures are null")
       }
     }
     let ops = graftOps.map { op -> OpRow in
