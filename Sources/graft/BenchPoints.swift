@@ -121,9 +121,12 @@ struct BenchPoints: ParsableCommand {
     var rows: [Row]
     var ops: [OpRow]
     var notes: [String]
+    /// The 1-minute load average when the run started and ended (other work on the machine).
+    var loadAverage: [Double]
 
     enum CodingKeys: String, CodingKey {
       case openblasKernel = "openblas_kernel"
+      case loadAverage = "load_average_start_end"
       case cpu, threads, batch, rows, ops, notes
       case forwardGflopPerCloud = "forward_gflop_per_cloud"
       case gemmGflops = "gemm_gflops"
@@ -151,6 +154,7 @@ struct BenchPoints: ParsableCommand {
 
   func run() throws {
     let steps = quick ? 1 : iterations
+    let loadAtStart = Self.loadAverage()
     let config = PointsBenchmark.smallConfig(classes: Self.classes)
     let python = reference.noReference ? nil : reference.resolvedPython()
     let repo = pointMaeRepo ?? ProcessInfo.processInfo.environment["POINT_MAE_REPO"]
@@ -239,13 +243,21 @@ struct BenchPoints: ParsableCommand {
     let report = Report(
       openblasKernel: OpsBenchmark.openblasKernel, cpu: PointsBenchmark.cpuDescription,
       threads: Parallel.threadCount, batch: batch, forwardGflopPerCloud: flops / 1e9,
-      gemmGflops: gemm, rows: rows, ops: ops, notes: notes)
+      gemmGflops: gemm, rows: rows, ops: ops, notes: notes,
+      loadAverage: [loadAtStart, Self.loadAverage()])
     try printReport(report, json: json) { printTable(report) }
+  }
+
+  /// The 1-minute load average (/proc/loadavg), or -1 where there is none.
+  static func loadAverage() -> Double {
+    let text = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8)) ?? ""
+    return text.split(separator: " ").first.flatMap { Double($0) } ?? -1
   }
 
   func printTable(_ report: Report) {
     print(
-      "OpenBLAS kernel: \(report.openblasKernel), CPU: \(report.cpu), threads: \(report.threads)")
+      "OpenBLAS kernel: \(report.openblasKernel), CPU: \(report.cpu), threads: \(report.threads), "
+        + "load average \(report.loadAverage.map { fmt($0, 1) }.joined(separator: " → "))")
     print(
       "Point-MAE-small, batch \(report.batch), \(fmt(report.forwardGflopPerCloud, 2)) GFLOP per "
         + "cloud forward; sgemm \(fmt(report.gemmGflops, 0)) GFLOP/s on its fc1\n")
