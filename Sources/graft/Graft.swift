@@ -13,4 +13,11 @@ struct Graft: ParsableCommand {
       DataCommand.self, Demo.self, ReportCommand.self, ModelsCommand.self, PointsCommand.self,
     ]
   )
+
+  /// Re-executes with a faster OpenBLAS kernel when the library did not recognise the CPU
+  /// (`OpenBLASKernel`), then runs the command.
+  static func main() {
+    OpenBLASKernel.reexecWithBetterKernelIfNeeded()
+    main(nil)
+  }
 }
