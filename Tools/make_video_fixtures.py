@@ -11,6 +11,8 @@
   frame as `ffmpeg -i <clip> -f rawvideo -pix_fmt rgb24 -fps_mode passthrough` gives it,
   stacked top to bottom; `clips.json` holds what ffprobe says (frame count from the container
   and counted by decoding, fps, displayed size, codec, duration, each frame's time).
+* `sampling.json`: the frame indices of PLLaVA's `get_index` (NumPy, round half to even) and
+  of the middle rule (`floor((i + 0.5) * N / T)`) for many frame counts N and T.
 * `encoder_pool.safetensors`: PyTorch's AdaptiveAvgPool3d on random tokens for uneven bins
   (7 -> 3, 14 -> 5, upsampling 3 -> 5), and the frame-encoder path on the bundled
   Models/vit-nano-fmnist: 4 frames of clips/h264.mp4 picked by PLLaVA's get_index, from
@@ -148,6 +150,15 @@ def get_index(num_frames, num_segments):
     return np.array([start + int(np.round(seg_size * idx)) for idx in range(num_segments)])
 
 
+def make_sampling():
+    cases = []
+    for n in [1, 2, 3, 6, 7, 9, 10, 12, 16, 17, 25, 31, 32, 33, 64, 100, 131, 250, 795]:
+        for t in [1, 2, 3, 4, 5, 8, 16, 32]:
+            middle = [int(np.floor((i + 0.5) * n / t)) for i in range(t)]
+            cases.append({"n": n, "t": t, "pllava": get_index(n, t).tolist(), "middle": middle})
+    (OUT / "sampling.json").write_text(json.dumps(cases) + "\n")
+
+
 def pool(x, shape):
     """PLLaVA's pooling: tokens [B, T, h, w, D] -> AdaptiveAvgPool3d over (T, h, w)."""
     y = F.adaptive_avg_pool3d(x.permute(0, 4, 1, 2, 3), shape)
@@ -196,6 +207,7 @@ def make_encoder_pool(table):
 
 if __name__ == "__main__":
     table = make_clips()
+    make_sampling()
     make_encoder_pool(table)
     for p in sorted(OUT.rglob("*")):
         if p.is_file():

@@ -682,6 +682,16 @@ public enum Safetensors {
       self.init(dtype: .u8, shape: shape, bytes: values)
     }
 
+    /// A Float tensor stored as F32.
+    public init(f32 tensor: Tensor) {
+      let bytes = [UInt8](
+        UnsafeRawBufferPointer(start: tensor.pointer, count: tensor.count * 4))
+      #if _endian(big)
+        preconditionFailure("F32 raw tensors are written little-endian only")
+      #endif
+      self.init(dtype: .f32, shape: tensor.shape, bytes: bytes)
+    }
+
     /// Integers stored as I64.
     public init(i64 values: [Int], shape: [Int]) {
       var bytes: [UInt8] = []

@@ -110,7 +110,8 @@ public enum VideoDecoding {
       } else if frame.width != width || frame.height != height {
         warnings.append(
           "frame \(index) is \(frame.width)x\(frame.height), not \(width)x\(height); resized")
-        rgb = RGBImage(width: frame.width, height: frame.height, pixels: rgb)
+        rgb =
+          RGBImage(width: frame.width, height: frame.height, pixels: rgb)
           .resized(width: width, height: height, interpolation: .bilinear).pixels
       }
       for slot in targets {
