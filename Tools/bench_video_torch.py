@@ -6,7 +6,8 @@ PLLaVA's frame indices (get_index), each chosen frame converted to RGB (`to_ndar
 "rgb24")`), through timm's eval transform of vit_small_patch16_224 (resize 248 bicubic, centre
 crop 224, mean/std 0.5), all frames of the batch through a random-weight vit_small_patch16_224
 up to the second-to-last block, the class token dropped, and the [B, T, 14, 14, D] tokens pooled
-by AdaptiveAvgPool3d to (T, 7, 7). One warm-up batch, then the median of --iterations batches.
+by AdaptiveAvgPool3d to (T, 7, 7). One warm-up batch, then --iterations batches in a plain loop;
+clips/s is over the whole loop.
 Prints one JSON line: {"clips_s": ..., "peak_rss_mib": ...}.
 
 Needs torch, timm, numpy, Pillow and av (PyAV): `pip install torch timm av`.
@@ -78,13 +79,11 @@ def main():
         return pooled
 
     step()
-    times = []
-    for _ in range(max(1, args.iterations)):
-        start = time.perf_counter()
+    iterations = max(1, args.iterations)
+    start = time.perf_counter()
+    for _ in range(iterations):
         step()
-        times.append(time.perf_counter() - start)
-    times.sort()
-    seconds = times[len(times) // 2]
+    seconds = (time.perf_counter() - start) / iterations
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"clips_s": args.batch / seconds, "peak_rss_mib": rss}))
 

@@ -55,24 +55,22 @@ public enum VideoEmbedding {
     var indices: [Int] = []
     var warnings: [String] = []
     var poolShape = pool
-    for start in stride(from: 0, to: videos.count, by: batchSize) {
-      let chunk = Array(videos[start..<min(start + batchSize, videos.count)])
-      let clips = try decodeInParallel(chunk, frames: frames, sampling: sampling)
-      for (url, clip) in zip(chunk, clips) {
+    let batches = stride(from: 0, to: videos.count, by: batchSize).map {
+      Array(videos[$0..<min($0 + batchSize, videos.count)])
+    }
+    var done = 0
+    try encodeBatches(batches, encoder: encoder, frames: frames, sampling: sampling, pool: pool) {
+      batch in
+      for (url, clip) in zip(batch.urls, batch.clips) {
         warnings += clip.warnings.map { "\(url.path): \($0)" }
         indices += clip.indices
       }
-      let framePixels = encoder.pixels(clips)
-      let frameTokens = encoder.tokens(pixels: framePixels)
-      let (rows, columns) = (frameTokens.shape[1], frameTokens.shape[2])
-      let shape = poolShape ?? defaultPool(frames: frames, rows: rows, columns: columns)
-      poolShape = shape
-      let b = clips.count
-      let clipTokens = frameTokens.reshaped([b, frames] + Array(frameTokens.shape.dropFirst()))
-      pixels.append(framePixels.reshaped([b, frames] + Array(framePixels.shape.dropFirst())))
-      tokens.append(clipTokens)
-      pooled.append(AdaptivePooling.averagePool3D(clipTokens, to: shape))
-      progress?(start + chunk.count, videos.count)
+      poolShape = batch.poolShape
+      pixels.append(batch.pixels)
+      tokens.append(batch.tokens)
+      pooled.append(batch.pooled)
+      done += batch.urls.count
+      progress?(done, videos.count)
     }
     let all = (
       Tensor.concat(pixels, axis: 0), Tensor.concat(tokens, axis: 0),
@@ -95,6 +93,57 @@ public enum VideoEmbedding {
       pooledShape: all.2.shape, warnings: warnings)
   }
 
+  /// One encoded batch of clips.
+  public struct EncodedBatch {
+    /// The videos.
+    public var urls: [URL]
+    /// Their sampled frames.
+    public var clips: [VideoFrames]
+    /// Preprocessed pixels [B, T, 3, H, W].
+    public var pixels: Tensor
+    /// Tokens [B, T, h, w, D].
+    public var tokens: Tensor
+    /// Pooled tokens [B, t, h', w', D].
+    public var pooled: Tensor
+    /// The pool used (t, h', w').
+    public var poolShape: (Int, Int, Int)
+  }
+
+  /// Decodes and encodes `batches` of videos in order, handing each to `body`. While a batch
+  /// runs through the backbone, the next one is decoded on a background thread (its videos in
+  /// parallel), so decoding overlaps compute. `pool` nil: `defaultPool`.
+  public static func encodeBatches(
+    _ batches: [[URL]], encoder: FrameEncoder, frames: Int, sampling: FrameSampling,
+    pool: (Int, Int, Int)?, _ body: (EncodedBatch) throws -> Void
+  ) throws {
+    guard !batches.isEmpty else { return }
+    let queue = DispatchQueue(label: "graft.video.decode")
+    func prefetch(_ urls: [URL]) -> Prefetch {
+      let pending = Prefetch()
+      queue.async {
+        pending.finish(Result { try decodeInParallel(urls, frames: frames, sampling: sampling) })
+      }
+      return pending
+    }
+    var next = prefetch(batches[0])
+    for (k, urls) in batches.enumerated() {
+      let clips = try next.wait()
+      if k + 1 < batches.count { next = prefetch(batches[k + 1]) }
+      let framePixels = encoder.pixels(clips)
+      let frameTokens = encoder.tokens(pixels: framePixels)
+      let (rows, columns) = (frameTokens.shape[1], frameTokens.shape[2])
+      let shape = pool ?? defaultPool(frames: frames, rows: rows, columns: columns)
+      let b = clips.count
+      let clipTokens = frameTokens.reshaped([b, frames] + Array(frameTokens.shape.dropFirst()))
+      try body(
+        EncodedBatch(
+          urls: urls, clips: clips,
+          pixels: framePixels.reshaped([b, frames] + Array(framePixels.shape.dropFirst())),
+          tokens: clipTokens, pooled: AdaptivePooling.averagePool3D(clipTokens, to: shape),
+          poolShape: shape))
+    }
+  }
+
   /// Samples every video of `urls` on its own thread (one decoding thread each).
   public static func decodeInParallel(
     _ urls: [URL], frames: Int, sampling: FrameSampling
@@ -107,6 +156,23 @@ public enum VideoEmbedding {
       results.set(i, result)
     }
     return try results.values().map { try $0.get() }
+  }
+}
+
+/// A batch being decoded in the background.
+private final class Prefetch: @unchecked Sendable {
+  private var result: Result<[VideoFrames], any Error>?
+  private let ready = DispatchSemaphore(value: 0)
+
+  func finish(_ value: Result<[VideoFrames], any Error>) {
+    result = value
+    ready.signal()
+  }
+
+  /// Blocks until the batch is decoded.
+  func wait() throws -> [VideoFrames] {
+    ready.wait()
+    return try result!.get()
   }
 }
 

@@ -16,9 +16,11 @@ struct BenchVideo: ParsableCommand {
     discussion: """
       Each side runs in its own child process (Graft: `graft bench video-row`; PyTorch: \
       Tools/bench_video_torch.py, which needs torch, timm and av), so each peak RSS is its own. \
-      Both sample --frames frames of the clip by PLLaVA's rule, decode forward with FFmpeg \
-      (Graft: its libraries, one decoding thread per clip, the clips of a batch in parallel; \
-      PyAV: one clip after another, FFmpeg's threads), convert to RGB, resize 248 bicubic and \
+      Both run --iterations batches of --batch copies of the clip after one warm-up batch and \
+      report clips per second of the whole stream. Both sample --frames frames by PLLaVA's \
+      rule, decode forward with FFmpeg (Graft: its libraries, one decoding thread per clip, the \
+      clips of a batch in parallel, the next batch decoded while the current one is encoded; \
+      PyAV: one clip after another with FFmpeg's threads, as a plain loop), convert to RGB, resize 248 bicubic and \
       centre-crop 224, normalise, run a random-weight vit_small_patch16_224 over all frames of \
       the batch at once up to block -2, drop the class token and pool [T, 14, 14] to \
       (T, 7, 7). Without --video, a 320x240 H.264 clip of 64 frames is made with the ffmpeg \
@@ -35,7 +37,7 @@ struct BenchVideo: ParsableCommand {
   @Option(help: "Clips per batch.")
   var batch = 2
 
-  @Option(help: "Timed batches (median reported), after one warm-up batch.")
+  @Option(help: "Timed batches in one stream, after one warm-up batch.")
   var iterations = 3
 
   @OptionGroup var reference: ReferenceOptions
@@ -155,16 +157,16 @@ struct BenchVideoRow: ParsableCommand {
     let encoder = try FrameEncoder(
       backbone: model, transform: EvalTransform(config: preprocessing), layer: -2)
     let urls = Array(repeating: URL(fileURLWithPath: video), count: batch)
-    var failure: (any Error)?
-    let seconds = medianSeconds(iterations) {
-      do {
-        let clips = try VideoEmbedding.decodeInParallel(urls, frames: frames, sampling: .pllava)
-        _ = encoder.encode(clips, pool: (frames, 7, 7))
-      } catch {
-        failure = error
-      }
+    func stream(_ batches: Int) throws {
+      try VideoEmbedding.encodeBatches(
+        Array(repeating: urls, count: batches), encoder: encoder, frames: frames,
+        sampling: .pllava, pool: (frames, 7, 7)
+      ) { _ in }
     }
-    if let failure { throw failure }
+    try stream(1)  // warm-up
+    let start = DispatchTime.now().uptimeNanoseconds
+    try stream(iterations)
+    let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9 / Double(iterations)
     let side = BenchVideo.Side(
       clipsPerSecond: Double(batch) / seconds, peakRSSMiB: peakRSSMiB())
     print(String(decoding: try JSONEncoder().encode(side), as: UTF8.self))
