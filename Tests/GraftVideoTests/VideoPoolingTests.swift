@@ -75,6 +75,28 @@ final class VideoPoolingTests: XCTestCase {
       try FrameEncoder(backbone: loaded.model, transform: encoder.transform, layer: 6))
   }
 
+  /// `graft embed --frames`' library side, in batches of 2 (the second decoded while the first
+  /// is encoded): the file holds what timm computes for each clip.
+  func testVideoEmbeddingFileMatchesTimmPerClip() throws {
+    let folder = try VideoFixtures.temporaryFolder(self)
+    let output = folder.appendingPathComponent("out.safetensors")
+    let clips = ["h264.mp4", "vfr.mkv", "h264.mp4"].map(VideoFixtures.url)
+    let summary = try VideoEmbedding.run(
+      model: "vit-nano-fmnist", videos: clips, frames: 4, pool: (2, 3, 3), batchSize: 2,
+      output: output)
+    XCTAssertEqual(summary.pooledShape, [3, 2, 3, 3, 128])
+    let file = try SafetensorsFile(contentsOf: output)
+    XCTAssertEqual(try file.info("indices").dtype, .i64)
+    XCTAssertEqual(try file.intArray("indices"), [1, 4, 7, 9, 1, 4, 7, 9, 1, 4, 7, 9])
+    XCTAssertEqual(file.metadata["layer"], "-2")
+    XCTAssertEqual(try file.info("frames").shape, [3, 4, 3, 28, 28])
+    let pooled = try file.tensor("pooled")
+    let expected = try fixture.tensor("encoder.pooled")
+    for clip in [0, 2] {
+      assertClose(pooled.narrow(0, start: clip, length: 1), expected, "clip \(clip)")
+    }
+  }
+
   /// `graft video frames`' file: U8 frames and I64 indices as the Python package reads them.
   func testRawSafetensorsRoundTrip() throws {
     let folder = try VideoFixtures.temporaryFolder(self)
