@@ -596,3 +596,172 @@ gv_status gv_count_packets(gv_reader *r, int64_t *count, char *message) {
   r->skip_before = AV_NOPTS_VALUE;
   return status;
 }
+
+// MARK: - Writing
+
+struct gv_writer {
+  AVFormatContext *format;
+  AVCodecContext *codec;
+  AVStream *stream;
+  AVFrame *frame;
+  AVPacket *packet;
+  struct SwsContext *sws;
+  int64_t next_pts;
+  int header_written;
+};
+
+static void free_writer(gv_writer *w) {
+  if (!w) return;
+  if (w->format && w->format->pb) avio_closep(&w->format->pb);
+  avformat_free_context(w->format);
+  avcodec_free_context(&w->codec);
+  av_frame_free(&w->frame);
+  av_packet_free(&w->packet);
+  sws_freeContext(w->sws);
+  free(w);
+}
+
+// Sends `frame` (NULL: flush) and writes every packet the encoder gives back.
+static gv_status write_packets(gv_writer *w, const AVFrame *frame, char *message) {
+  int err = avcodec_send_frame(w->codec, frame);
+  if (err < 0) {
+    set_av_message(message, "the encoder refused a frame", err);
+    return GV_DECODE_FAILED;
+  }
+  for (;;) {
+    err = avcodec_receive_packet(w->codec, w->packet);
+    if (err == AVERROR(EAGAIN) || err == AVERROR_EOF) return GV_OK;
+    if (err < 0) {
+      set_av_message(message, "encoding failed", err);
+      return GV_DECODE_FAILED;
+    }
+    // One frame per tick of the codec's time base: every packet lasts one frame, the last
+    // one included (so the duration and the average rate come out exact).
+    if (w->packet->duration <= 0) w->packet->duration = 1;
+    av_packet_rescale_ts(w->packet, w->codec->time_base, w->stream->time_base);
+    w->packet->stream_index = w->stream->index;
+    err = av_interleaved_write_frame(w->format, w->packet);
+    if (err < 0) {
+      set_av_message(message, "cannot write a packet", err);
+      return GV_DECODE_FAILED;
+    }
+  }
+}
+
+gv_status gv_writer_open(
+    const char *path, int width, int height, int fps, int crf, gv_writer **out, char *message) {
+  if (!path || !out || width <= 0 || height <= 0 || (width | height) & 1 || fps <= 0 ||
+      crf < 0 || crf > 51) {
+    set_message(message, "need even positive sizes, fps > 0 and crf in 0...51");
+    return GV_INVALID_ARGUMENT;
+  }
+  *out = NULL;
+  pthread_once(&log_once, install_log);
+  last_log[0] = 0;
+  gv_writer *w = calloc(1, sizeof *w);
+  if (!w) return GV_OUT_OF_MEMORY;
+  int err = avformat_alloc_output_context2(&w->format, NULL, NULL, path);
+  if (err < 0 || !w->format) {
+    set_av_message(message, "no container for this file name", err);
+    free_writer(w);
+    return GV_INVALID_ARGUMENT;
+  }
+  const AVCodec *encoder = avcodec_find_encoder_by_name("libx264");
+  if (!encoder) encoder = avcodec_find_encoder(AV_CODEC_ID_MPEG4);
+  if (!encoder) {
+    set_message(message, "this FFmpeg has neither an H.264 nor an MPEG-4 encoder");
+    free_writer(w);
+    return GV_UNSUPPORTED_CODEC;
+  }
+  w->stream = avformat_new_stream(w->format, NULL);
+  w->codec = avcodec_alloc_context3(encoder);
+  w->frame = av_frame_alloc();
+  w->packet = av_packet_alloc();
+  if (!w->stream || !w->codec || !w->frame || !w->packet) {
+    free_writer(w);
+    return GV_OUT_OF_MEMORY;
+  }
+  w->codec->width = width;
+  w->codec->height = height;
+  w->codec->pix_fmt = AV_PIX_FMT_YUV420P;
+  w->codec->time_base = (AVRational){1, fps};
+  w->codec->framerate = (AVRational){fps, 1};
+  w->codec->gop_size = fps;
+  w->codec->thread_count = 1;
+  if (w->format->oformat->flags & AVFMT_GLOBALHEADER)
+    w->codec->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
+  AVDictionary *options = NULL;
+  if (strcmp(encoder->name, "libx264") == 0) {
+    char value[8];
+    snprintf(value, sizeof value, "%d", crf);
+    av_dict_set(&options, "crf", value, 0);
+    av_dict_set(&options, "preset", "medium", 0);
+  } else {
+    w->codec->qmin = w->codec->qmax = 2 + crf / 6;
+  }
+  err = avcodec_open2(w->codec, encoder, &options);
+  av_dict_free(&options);
+  if (err < 0) {
+    set_av_message(message, "cannot open the encoder", err);
+    free_writer(w);
+    return GV_UNSUPPORTED_CODEC;
+  }
+  avcodec_parameters_from_context(w->stream->codecpar, w->codec);
+  w->stream->time_base = w->codec->time_base;
+  w->frame->format = AV_PIX_FMT_YUV420P;
+  w->frame->width = width;
+  w->frame->height = height;
+  if (av_frame_get_buffer(w->frame, 0) < 0) {
+    free_writer(w);
+    return GV_OUT_OF_MEMORY;
+  }
+  err = avio_open(&w->format->pb, path, AVIO_FLAG_WRITE);
+  if (err < 0) {
+    set_av_message(message, "cannot create the file", err);
+    free_writer(w);
+    return GV_NOT_FOUND;
+  }
+  AVDictionary *muxer = NULL;
+  // The index first, so a cut file still holds its frames.
+  av_dict_set(&muxer, "movflags", "+faststart", 0);
+  err = avformat_write_header(w->format, &muxer);
+  av_dict_free(&muxer);
+  if (err < 0) {
+    set_av_message(message, "cannot write the header", err);
+    free_writer(w);
+    return GV_DECODE_FAILED;
+  }
+  w->header_written = 1;
+  w->sws = sws_getContext(width, height, AV_PIX_FMT_RGB24, width, height, AV_PIX_FMT_YUV420P,
+                          SWS_BICUBIC, NULL, NULL, NULL);
+  if (!w->sws) {
+    free_writer(w);
+    return GV_OUT_OF_MEMORY;
+  }
+  *out = w;
+  return GV_OK;
+}
+
+gv_status gv_writer_add(gv_writer *w, const uint8_t *rgb, char *message) {
+  if (!w || !rgb) return GV_INVALID_ARGUMENT;
+  if (av_frame_make_writable(w->frame) < 0) return GV_OUT_OF_MEMORY;
+  const uint8_t *src[4] = {rgb, NULL, NULL, NULL};
+  int stride[4] = {w->codec->width * 3, 0, 0, 0};
+  sws_scale(w->sws, src, stride, 0, w->codec->height, w->frame->data, w->frame->linesize);
+  w->frame->pts = w->next_pts++;
+  return write_packets(w, w->frame, message);
+}
+
+gv_status gv_writer_close(gv_writer *w, char *message) {
+  if (!w) return GV_INVALID_ARGUMENT;
+  gv_status status = write_packets(w, NULL, message);
+  if (w->header_written) {
+    int err = av_write_trailer(w->format);
+    if (err < 0 && status == GV_OK) {
+      set_av_message(message, "cannot write the trailer", err);
+      status = GV_DECODE_FAILED;
+    }
+  }
+  free_writer(w);
+  return status;
+}

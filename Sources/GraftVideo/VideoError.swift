@@ -68,3 +68,9 @@ public struct VideoError: Error, CustomStringConvertible, Sendable, Equatable {
     self.init(kind, path: path, message: message.isEmpty ? kind.rawValue : message)
   }
 }
+
+/// The NUL-terminated message a C call wrote into `buffer`.
+func messageString(_ buffer: [CChar]) -> String {
+  let bytes = buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+  return String(decoding: bytes, as: UTF8.self)
+}

@@ -145,7 +145,7 @@ private func withMessage(_ body: (UnsafeMutablePointer<CChar>) -> gv_status) -> 
 {
   var buffer = [CChar](repeating: 0, count: Int(GV_MESSAGE_CAPACITY))
   let status = buffer.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
-  return (status, String(cString: buffer))
+  return (status, messageString(buffer))
 }
 
 /// A fixed-size C char array (imported as a tuple) as a String.

@@ -120,4 +120,23 @@ int64_t gv_read_errors(const gv_reader *reader);
 /// Closes the file and frees everything.
 void gv_close(gv_reader *reader);
 
+// MARK: - Writing
+
+/// A video file being written.
+typedef struct gv_writer gv_writer;
+
+/// Creates `path` (container from its extension: .mp4, .mkv, ...) with one H.264 stream
+/// (libx264 through libavcodec, yuv420p, single-threaded so the bytes are reproducible;
+/// MPEG-4 part 2 when this FFmpeg has no H.264 encoder) of `width` x `height` (even) frames at
+/// `fps`, quality `crf` (x264's scale, 0-51). On failure `*out` is NULL.
+gv_status gv_writer_open(
+    const char *path, int width, int height, int fps, int crf, gv_writer **out, char *message);
+
+/// Encodes one frame of packed RGB24 (`width * height * 3` bytes).
+gv_status gv_writer_add(gv_writer *writer, const uint8_t *rgb, char *message);
+
+/// Flushes the encoder, writes the container's trailer, closes the file and frees the writer
+/// (always, even on failure).
+gv_status gv_writer_close(gv_writer *writer, char *message);
+
 #endif
