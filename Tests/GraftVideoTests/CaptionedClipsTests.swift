@@ -106,11 +106,11 @@ final class CaptionedClipsTests: XCTestCase {
     }
     let folder = try VideoFixtures.temporaryFolder(self)
     var options = ClipSetGenerator.Options()
-    options.clips = 10
+    options.clips = 8
     let set = try ClipSetGenerator.prepare(
       root: folder, fashionMNIST: fashion, mnistCSV: mnist, options: options)
     XCTAssertEqual(Set(set.videos.compactMap(\.label)), Set(ClipSetGenerator.actions))
-    XCTAssertEqual(set.videos.filter { $0.split == "train" }.count, 7)
+    XCTAssertEqual(set.videos.filter { $0.split == "train" }.count, 6)
     XCTAssertEqual(set.videos.filter { $0.split == "val" }.count, 1)
     let reloaded = try CaptionedClipSet(
       contentsOf: folder.appendingPathComponent("annotations.json"))
