@@ -19,7 +19,8 @@ final class VideoActionProbeTests: XCTestCase {
     let items = try ClipSetGenerator.items(
       fashionMNIST: fashion, mnistCSV: nil, count: 60, seed: 3)
     var options = ClipSetGenerator.Options()
-    options.frames = 4
+    options.frames = 3
+    options.size = 56
     let loaded = try ModelLoader.load("vit-nano-fmnist")
     let encoder = try FrameEncoder(
       backbone: loaded.model, transform: EvalTransform(config: loaded.preprocessing!))
@@ -28,13 +29,13 @@ final class VideoActionProbeTests: XCTestCase {
     var labels: [Int] = []
     for index in 0..<(trainCount + testCount) {
       let clip = ClipSetGenerator.clip(index, items: items, options: options)
-      frames += clip.frames.map { RGBImage(width: 64, height: 64, pixels: $0) }
+      frames += clip.frames.map { RGBImage(width: 56, height: 56, pixels: $0) }
       labels.append(clip.action)
     }
-    // Every frame of every clip as one batch, then PLLaVA's pooling to (4, 2, 2) per clip.
-    let tokens = encoder.tokens(pixels: encoder.transform.batch(frames))  // [N·4, 7, 7, 128]
+    // Every frame of every clip as one batch, then PLLaVA's pooling to (3, 2, 2) per clip.
+    let tokens = encoder.tokens(pixels: encoder.transform.batch(frames))  // [N·3, 7, 7, 128]
     let pooled = AdaptivePooling.averagePool3D(
-      tokens.reshaped([labels.count, 4] + Array(tokens.shape.dropFirst())), to: (4, 2, 2))
+      tokens.reshaped([labels.count, 3] + Array(tokens.shape.dropFirst())), to: (3, 2, 2))
     var features = Array(UnsafeBufferPointer(start: pooled.pointer, count: pooled.count))
     print("video action probe: items and features in \(Date().timeIntervalSince(started)) s")
     let width = features.count / labels.count
