@@ -17,7 +17,8 @@
   frames at PLLaVA's 8 indices (get_index(120, 8)), stacked, and `real.json` the indices and
   ffprobe's facts.
 * `sampling.json`: the frame indices of PLLaVA's `get_index` (NumPy, round half to even) and
-  of the middle rule (`floor((i + 0.5) * N / T)`) for many frame counts N and T.
+  of the middle rule (`floor((i + 0.5) * N / T)`) for many frame counts N and T, and of
+  `get_index` with a bound in seconds (as PLLaVA's MVBench evaluation) for a few videos.
 * `encoder_pool.safetensors`: PyTorch's AdaptiveAvgPool3d on random tokens for uneven bins
   (7 -> 3, 14 -> 5, upsampling 3 -> 5), and the frame-encoder path on the bundled
   Models/vit-nano-fmnist: 4 frames of clips/h264.mp4 picked by PLLaVA's get_index, from
@@ -155,6 +156,15 @@ def get_index(num_frames, num_segments):
     return np.array([start + int(np.round(seg_size * idx)) for idx in range(num_segments)])
 
 
+def get_index_bound(bound, fps, max_frame, num_segments, first_idx=0):
+    """The same rule between bound = (start, end) seconds, as PLLaVA's MVBench evaluation."""
+    start, end = bound
+    start_idx = max(first_idx, round(start * fps))
+    end_idx = min(round(end * fps), max_frame)
+    seg_size = float(end_idx - start_idx) / num_segments
+    return [int(start_idx + (seg_size / 2) + np.round(seg_size * idx)) for idx in range(num_segments)]
+
+
 def make_real_clip():
     import shutil
     import tempfile
@@ -186,7 +196,13 @@ def make_sampling():
         for t in [1, 2, 3, 4, 5, 8, 16, 32]:
             middle = [int(np.floor((i + 0.5) * n / t)) for i in range(t)]
             cases.append({"n": n, "t": t, "pllava": get_index(n, t).tolist(), "middle": middle})
-    (OUT / "sampling.json").write_text(json.dumps(cases) + "\n")
+    bounded = []
+    for n, fps, start, end, t in [(795, 10.0, 3.2, 41.7, 8), (250, 25.0, 0.0, 10.0, 16),
+                                  (120, 29.97, 1.25, 2.5, 4), (132, 25.0, 0.5, 3.3, 8),
+                                  (64, 12.5, 2.0, 100.0, 16), (300, 30.0, 4.05, 4.95, 5)]:
+        bounded.append({"n": n, "fps": fps, "start": start, "end": end, "t": t,
+                        "pllava": get_index_bound((start, end), fps, n - 1, t)})
+    (OUT / "sampling.json").write_text(json.dumps({"cases": cases, "bounded": bounded}) + "\n")
 
 
 def pool(x, shape):

@@ -52,7 +52,7 @@ public enum VideoDecoding {
     if info.frames <= 0 {
       throw VideoError(.decodeFailed, path: url.path, message: "the video stream has no frames")
     }
-    var indices = sampling.indices(frameCount: info.frames, count: count)
+    var indices = sampling.indices(frameCount: info.frames, count: count, fps: info.fps)
     var attempt = try decode(reader, indices: indices)
     if attempt.decoded <= indices.max()! {
       // The stated count did not hold: sample again over the frames that exist.
@@ -67,7 +67,7 @@ public enum VideoDecoding {
         "the \(info.frameCountSource) stated \(info.frames) frames but only \(found) decode; "
           + "sampled over \(found)")
       info.frames = found
-      indices = sampling.indices(frameCount: found, count: count)
+      indices = sampling.indices(frameCount: found, count: count, fps: info.fps)
       let again = try VideoReader(url: url, threads: threads)
       attempt = try decode(again, indices: indices)
       guard attempt.decoded > indices.max()! else {

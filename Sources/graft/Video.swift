@@ -74,6 +74,12 @@ struct VideoFramesCommand: ParsableCommand {
   @Option(help: "Seed of --sampling random.")
   var seed: UInt64 = 0
 
+  @Option(help: "With --sampling pllava: sample between these seconds (PLLaVA's bound) …")
+  var start: Double?
+
+  @Option(help: "… and these.")
+  var end: Double?
+
   @Option(name: .shortAndLong, help: "Output .safetensors file.")
   var output: String
 
@@ -85,10 +91,16 @@ struct VideoFramesCommand: ParsableCommand {
     guard FrameSampling(name: sampling) != nil else {
       throw ValidationError("--sampling must be pllava, middle or random")
     }
+    if start != nil || end != nil {
+      guard sampling == "pllava", let start, let end, start >= 0, end >= start else {
+        throw ValidationError("--start and --end go together, 0 ≤ start ≤ end, with pllava")
+      }
+    }
   }
 
   func run() throws {
-    let rule = FrameSampling(name: sampling, seed: seed)!
+    var rule = FrameSampling(name: sampling, seed: seed)!
+    if let start, let end { rule = .pllavaBound(start: start, end: end) }
     let url = URL(fileURLWithPath: file)
     let sampled = try VideoDecoding.sample(url, count: frames, sampling: rule)
     for warning in sampled.warnings {

@@ -11,10 +11,31 @@ final class FrameSamplingTests: XCTestCase {
     var middle: [Int]
   }
 
+  struct Bounded: Decodable {
+    var n: Int
+    var fps: Double
+    var start: Double
+    var end: Double
+    var t: Int
+    var pllava: [Int]
+  }
+
+  struct File: Decodable {
+    var cases: [Case]
+    var bounded: [Bounded]
+  }
+
   func testPLLaVAAndMiddleIndicesMatchNumPy() throws {
     let data = try Data(
       contentsOf: VideoFixtures.folder.appendingPathComponent("sampling.json"))
-    let cases = try JSONDecoder().decode([Case].self, from: data)
+    let file = try JSONDecoder().decode(File.self, from: data)
+    let cases = file.cases
+    XCTAssertEqual(file.bounded.count, 6)
+    for c in file.bounded {
+      XCTAssertEqual(
+        FrameSampling.pllavaBound(start: c.start, end: c.end)
+          .indices(frameCount: c.n, count: c.t, fps: c.fps), c.pllava, "\(c)")
+    }
     XCTAssertGreaterThan(cases.count, 100)
     for c in cases {
       XCTAssertEqual(
