@@ -24,7 +24,9 @@
   Models/vit-nano-fmnist: 4 frames of clips/h264.mp4 picked by PLLaVA's get_index, from
   ffmpeg's rgb24 frames, through timm's eval transform (`pixels`), the output of the
   second-to-last block with the class token dropped (`tokens` [T, 7, 7, 128]) and
-  AdaptiveAvgPool3d to (2, 3, 3) (`pooled`).
+  AdaptiveAvgPool3d to (2, 3, 3) (`pooled`); and the same 4 frames through the tiny DINOv2 with
+  4 registers of the ViT loader's fixtures at 42 x 42 (`registers.*`: blocks -2 and -1, prefix
+  of 5 tokens dropped, pooled to (3, 2, 2)).
 
 Rerun from the repository root with ffmpeg installed and torch, timm, numpy, Pillow and
 safetensors in the Python environment:
@@ -246,6 +248,24 @@ def make_encoder_pool(table):
     out["encoder.pixels"] = pixels.contiguous()
     out["encoder.tokens"] = tokens.contiguous()
     out["encoder.pooled"] = pool(tokens.unsqueeze(0), (2, 3, 3))
+
+    # A model with registers (5 prefix tokens) and dynamic input size: the tiny DINOv2 of the
+    # ViT loader's fixtures, fed 42 x 42 frames, layer -2 (its block 0) and the last block.
+    reg = timm.create_model("local-dir:" + str(ROOT / "Tests" / "GraftModelsTests" / "Fixtures" / "vit" / "dinov2_reg"),
+                            pretrained=True).eval()
+    transform = timm.data.create_transform(input_size=(3, 42, 42), interpolation="bicubic", crop_pct=1.0,
+                                           mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    pixels = torch.stack([transform(Image.fromarray(frames[k])) for k in indices])
+    with torch.no_grad():
+        x = reg.norm_pre(reg._pos_embed(reg.patch_embed(pixels)))
+        hidden = []
+        for block in reg.blocks:
+            x = block(x)
+            hidden.append(x)
+    for name, h in [("second_last", hidden[-2]), ("last", hidden[-1])]:
+        t = h[:, reg.num_prefix_tokens:, :].reshape(len(indices), 3, 3, -1)
+        out[f"registers.{name}.tokens"] = t.contiguous()
+        out[f"registers.{name}.pooled"] = pool(t.unsqueeze(0), (3, 2, 2))
     save_file({k: v.contiguous() for k, v in out.items()}, str(OUT / "encoder_pool.safetensors"),
               metadata={"source": "Tools/make_video_fixtures.py", "torch": torch.__version__,
                         "timm": timm.__version__})

@@ -1,4 +1,5 @@
 import Foundation
+import GraftData
 import GraftModels
 import GraftTensor
 import GraftVideo
@@ -73,6 +74,26 @@ final class VideoPoolingTests: XCTestCase {
       Array(UnsafeBufferPointer(start: tokens.pointer, count: 16)))
     XCTAssertThrowsError(
       try FrameEncoder(backbone: loaded.model, transform: encoder.transform, layer: 6))
+  }
+
+  /// A backbone with 4 registers and a dynamic input size (the ViT loader's tiny DINOv2 fixture):
+  /// all 5 prefix tokens are dropped, at block −2 and −1, as timm computes them.
+  func testFrameEncoderDropsRegistersAsTimm() throws {
+    let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+      .deletingLastPathComponent().appendingPathComponent(
+        "GraftModelsTests/Fixtures/vit/dinov2_reg")
+    let loaded = try ModelLoader.load(folder.path)
+    XCTAssertEqual(loaded.model.prefixTokens, 5)
+    let transform = EvalTransform(
+      config: ImagePreprocessConfig(inputSize: [3, 42, 42], interpolation: .bicubic, cropPct: 1))
+    let clip = try VideoDecoding.sample(VideoFixtures.url("h264.mp4"), count: 4, threads: 1)
+    for (layer, name) in [(-2, "second_last"), (-1, "last")] {
+      let encoder = try FrameEncoder(backbone: loaded.model, transform: transform, layer: layer)
+      let (_, tokens, pooled) = encoder.encode([clip], pool: (3, 2, 2))
+      assertClose(
+        tokens.reshaped([4, 3, 3, 32]), try fixture.tensor("registers.\(name).tokens"), name)
+      assertClose(pooled, try fixture.tensor("registers.\(name).pooled"), name)
+    }
   }
 
   /// `graft embed --frames`' library side, in batches of 2 (the second decoded while the first
