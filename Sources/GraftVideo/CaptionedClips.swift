@@ -130,8 +130,9 @@ public enum ClipSetGenerator {
     public var fps = 16
     /// Seed of every draw (items, actions, positions, captions, splits).
     public var seed: UInt64 = 0
-    /// Shares of train and validation clips (the rest is test).
+    /// Share of training clips.
     public var trainShare = 0.7
+    /// Share of validation clips (the rest is test).
     public var valShare = 0.1
 
     /// The defaults: 240 clips of 2 s, 64 × 64, 16 fps.

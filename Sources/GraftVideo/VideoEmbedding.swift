@@ -10,9 +10,11 @@ public enum VideoEmbedding {
   public struct Summary {
     /// The output file.
     public var output: URL
-    /// Shapes of `frames`, `tokens` and `pooled`.
+    /// Shape of `frames`, [B, T, 3, H, W].
     public var framesShape: [Int]
+    /// Shape of `tokens`, [B, T, h, w, D].
     public var tokensShape: [Int]
+    /// Shape of `pooled`, [B, t, h', w', D].
     public var pooledShape: [Int]
     /// Decoding warnings, each naming its file.
     public var warnings: [String]

@@ -7,8 +7,9 @@ import Foundation
 public final class VideoWriter {
   /// The file being written.
   public let url: URL
-  /// Frame width and height (even).
+  /// Frame width (even).
   public let width: Int
+  /// Frame height (even).
   public let height: Int
   private var writer: OpaquePointer?
 

@@ -113,8 +113,9 @@ gv_status gv_seek(gv_reader *reader, double seconds, char *message);
 /// Counts the stream's packets by reading the file without decoding, then rewinds to the start.
 gv_status gv_count_packets(gv_reader *reader, int64_t *count, char *message);
 
-/// Packets the decoder rejected so far, and read errors met before the end of the file.
+/// Packets the decoder rejected so far.
 int64_t gv_corrupt_packets(const gv_reader *reader);
+/// Read errors met before the end of the file (a cut or damaged file).
 int64_t gv_read_errors(const gv_reader *reader);
 
 /// Closes the file and frees everything.
