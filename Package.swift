@@ -26,6 +26,7 @@ let package = Package(
     .library(name: "GraftTasks", targets: ["GraftTasks"]),
     .library(name: "GraftBench", targets: ["GraftBench"]),
     .library(name: "GraftPoints", targets: ["GraftPoints"]),
+    .library(name: "GraftVideo", targets: ["GraftVideo"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -47,6 +48,20 @@ let package = Package(
     .target(
       name: "CImageCodecs",
       linkerSettings: [.linkedLibrary("png16"), .linkedLibrary("jpeg")]
+    ),
+    // FFmpeg's libraries behind C functions that return status codes (video decoding).
+    .target(
+      name: "CVideo",
+      linkerSettings: [
+        .linkedLibrary("avformat"), .linkedLibrary("avcodec"), .linkedLibrary("swscale"),
+        .linkedLibrary("avutil"),
+      ]
+    ),
+    // Video files to frames, frame sampling, the frame encoder and PLLaVA's pooling.
+    .target(
+      name: "GraftVideo",
+      dependencies: ["GraftModels", "GraftData", "CVideo"],
+      swiftSettings: numericSettings
     ),
     // libhdf5 (Debian's serial build; `hdf5.pc` is only an alternatives link to it).
     .systemLibrary(
@@ -108,7 +123,7 @@ let package = Package(
       name: "graft",
       dependencies: [
         "GraftTensor", "GraftNN", "GraftData", "GraftModels", "GraftTuning", "GraftTasks",
-        "GraftBench", "GraftPoints", "CBLAS",
+        "GraftBench", "GraftPoints", "GraftVideo", "CBLAS",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
@@ -132,6 +147,10 @@ let package = Package(
     .testTarget(
       name: "GraftTasksTests", dependencies: ["GraftTasks", "GraftModels", "GraftPoints"]),
     .testTarget(name: "GraftBenchTests", dependencies: ["GraftBench"]),
+    .testTarget(
+      name: "GraftVideoTests", dependencies: ["GraftVideo", "GraftModels", "GraftNN"],
+      resources: [.copy("Fixtures")]
+    ),
     .testTarget(
       name: "GraftPointsTests", dependencies: ["GraftPoints", "GraftData"],
       resources: [.copy("Fixtures")]

@@ -42,12 +42,15 @@ public final class ProgressReporter {
   private var lastLine = Date.distantPast
   private var barShown = false
   private var samples = 0
+  private let unit: String
 
-  /// A reporter for a job of `totalSteps` steps, writing to standard error (or `write`).
+  /// A reporter for a job of `totalSteps` steps, writing to standard error (or `write`);
+  /// throughput is shown in `unit`s per second (`img/s`, `clouds/s`).
   public init(
-    style: ProgressStyle, totalSteps: Int, write: ((String) -> Void)? = nil
+    style: ProgressStyle, totalSteps: Int, unit: String = "img", write: ((String) -> Void)? = nil
   ) {
     self.style = style
+    self.unit = unit
     self.totalSteps = max(totalSteps, 1)
     self.write = write ?? { FileHandle.standardError.write(Data($0.utf8)) }
   }
@@ -107,7 +110,7 @@ public final class ProgressReporter {
     }
     if let loss { parts.append(String(format: "loss %.4f", loss)) }
     if samples > 0 && elapsed > 0 {
-      parts.append(String(format: "%.1f img/s", Double(samples) / elapsed))
+      parts.append(String(format: "%.1f \(unit)/s", Double(samples) / elapsed))
     }
     let left = Double(totalSteps - doneSteps) * elapsed / Double(max(doneSteps, 1))
     parts.append("ETA " + Self.clock(max(left, 0)))

@@ -18,6 +18,8 @@ public enum SafetensorsDType: String, Sendable, CaseIterable {
   case i64 = "I64"
   /// 32-bit signed integer (index tensors).
   case i32 = "I32"
+  /// Unsigned byte (decoded video frames).
+  case u8 = "U8"
 
   /// Bytes per element.
   public var byteSize: Int {
@@ -25,11 +27,12 @@ public enum SafetensorsDType: String, Sendable, CaseIterable {
     case .f64, .i64: 8
     case .f32, .i32: 4
     case .f16, .bf16: 2
+    case .u8: 1
     }
   }
 
   /// True for the integer types.
-  public var isInteger: Bool { self == .i64 || self == .i32 }
+  public var isInteger: Bool { self == .i64 || self == .i32 || self == .u8 }
 }
 
 /// A malformed or unreadable safetensors file, or a request it cannot serve; the description
@@ -178,7 +181,7 @@ public final class SafetensorsFile {
     return result
   }
 
-  /// The elements of an I64 or I32 tensor, flattened.
+  /// The elements of an I64, I32 or U8 tensor, flattened.
   public func intArray(_ name: String) throws -> [Int] {
     let info = try info(name)
     let src = file.bytes.baseAddress! + dataStart + info.dataOffsets.lowerBound
@@ -191,10 +194,12 @@ public final class SafetensorsFile {
       return (0..<info.count).map {
         Int(Int32(littleEndian: src.loadUnaligned(fromByteOffset: $0 * 4, as: Int32.self)))
       }
+    case .u8:
+      return (0..<info.count).map { Int(src.load(fromByteOffset: $0, as: UInt8.self)) }
     default:
       throw SafetensorsError(
         kind: .notIntegerTensor, path: url.path,
-        message: "tensor '\(name)' has dtype \(info.dtype.rawValue); intArray needs I64 or I32")
+        message: "tensor '\(name)' has dtype \(info.dtype.rawValue); intArray needs I64, I32 or U8")
     }
   }
 
@@ -241,6 +246,8 @@ public final class SafetensorsFile {
         dst[i] = Float(
           Int32(littleEndian: src.loadUnaligned(fromByteOffset: i * 4, as: Int32.self)))
       }
+    case .u8:
+      for i in 0..<count { dst[i] = Float(src.load(fromByteOffset: i, as: UInt8.self)) }
     }
   }
 
@@ -653,6 +660,73 @@ public enum Safetensors {
     return data
   }
 
+  /// A tensor given as its little-endian bytes in any dtype the format has (U8 frames, I64
+  /// indices), for `write(raw:metadata:to:)`.
+  public struct RawTensor: Sendable {
+    /// Element type of `bytes`.
+    public var dtype: SafetensorsDType
+    /// Extent of each axis.
+    public var shape: [Int]
+    /// The elements, little-endian, row-major; `shape`'s product times `dtype.byteSize` bytes.
+    public var bytes: [UInt8]
+
+    /// Wraps the parts; the byte count is checked when written.
+    public init(dtype: SafetensorsDType, shape: [Int], bytes: [UInt8]) {
+      self.dtype = dtype
+      self.shape = shape
+      self.bytes = bytes
+    }
+
+    /// Unsigned bytes as they are.
+    public init(u8 values: [UInt8], shape: [Int]) {
+      self.init(dtype: .u8, shape: shape, bytes: values)
+    }
+
+    /// A Float tensor stored as F32.
+    public init(f32 tensor: Tensor) {
+      let bytes = [UInt8](
+        UnsafeRawBufferPointer(start: tensor.pointer, count: tensor.count * 4))
+      #if _endian(big)
+        preconditionFailure("F32 raw tensors are written little-endian only")
+      #endif
+      self.init(dtype: .f32, shape: tensor.shape, bytes: bytes)
+    }
+
+    /// Integers stored as I64.
+    public init(i64 values: [Int], shape: [Int]) {
+      var bytes: [UInt8] = []
+      bytes.reserveCapacity(values.count * 8)
+      for v in values {
+        withUnsafeBytes(of: Int64(v).littleEndian) { bytes.append(contentsOf: $0) }
+      }
+      self.init(dtype: .i64, shape: shape, bytes: bytes)
+    }
+  }
+
+  /// Writes tensors given as raw bytes (any dtype, `RawTensor`) to `url` atomically, with the
+  /// same layout as `write(_:metadata:dtype:to:)`.
+  public static func write(
+    raw tensors: [String: RawTensor], metadata: [String: String] = [:], to url: URL
+  ) throws {
+    for (name, tensor) in tensors
+    where tensor.bytes.count != tensor.shape.reduce(1, *) * tensor.dtype.byteSize {
+      throw SafetensorsError(
+        kind: .invalidWrite, path: url.path,
+        message: "tensor '\(name)': \(tensor.bytes.count) bytes do not fit shape "
+          + "\(tensor.shape) of \(tensor.dtype.rawValue)")
+    }
+    let ordered = tensors.sorted { utf8Precedes($0.key, $1.key) }
+    let header = try headerBytes(
+      ordered.map { ($0.key, $0.value.dtype, $0.value.shape) }, metadata: metadata,
+      path: url.path)
+    try AtomicFile.write(to: url) { output in
+      try output.write(header)
+      for (_, tensor) in ordered {
+        try tensor.bytes.withUnsafeBytes { try output.write($0) }
+      }
+    }
+  }
+
   /// The length prefix and padded JSON header, and the tensors in blob order.
   private static func makeHeader(
     _ tensors: [String: Tensor], metadata: [String: String], dtype: SafetensorsDType,
@@ -663,11 +737,21 @@ public enum Safetensors {
         kind: .invalidWrite, path: path,
         message: "cannot write dtype \(dtype.rawValue); use F32, F16 or BF16")
     }
-    guard tensors["__metadata__"] == nil else {
+    let ordered = tensors.sorted { utf8Precedes($0.key, $1.key) }
+    let header = try headerBytes(
+      ordered.map { ($0.key, dtype, $0.value.shape) }, metadata: metadata, path: path)
+    return (header, ordered)
+  }
+
+  /// The length prefix and padded JSON header for entries in blob order.
+  private static func headerBytes(
+    _ entries: [(name: String, dtype: SafetensorsDType, shape: [Int])],
+    metadata: [String: String], path: String
+  ) throws -> Data {
+    guard !entries.contains(where: { $0.name == "__metadata__" }) else {
       throw SafetensorsError(
         kind: .invalidWrite, path: path, message: "'__metadata__' cannot be a tensor name")
     }
-    let ordered = tensors.sorted { utf8Precedes($0.key, $1.key) }
     var json = "{"
     var fields: [String] = []
     if !metadata.isEmpty {
@@ -676,11 +760,11 @@ public enum Safetensors {
       fields.append("\"__metadata__\":{\(pairs.joined(separator: ","))}")
     }
     var offset = 0
-    for (name, tensor) in ordered {
-      let end = offset + tensor.count * dtype.byteSize
-      let shape = tensor.shape.map(String.init).joined(separator: ",")
+    for (name, dtype, shape) in entries {
+      let end = offset + shape.reduce(1, *) * dtype.byteSize
+      let dims = shape.map(String.init).joined(separator: ",")
       fields.append(
-        "\(jsonString(name)):{\"dtype\":\"\(dtype.rawValue)\",\"shape\":[\(shape)],"
+        "\(jsonString(name)):{\"dtype\":\"\(dtype.rawValue)\",\"shape\":[\(dims)],"
           + "\"data_offsets\":[\(offset),\(end)]}")
       offset = end
     }
@@ -691,7 +775,7 @@ public enum Safetensors {
     var data = Data(capacity: 8 + headerBytes.count)
     withUnsafeBytes(of: UInt64(headerBytes.count).littleEndian) { data.append(contentsOf: $0) }
     data.append(contentsOf: headerBytes)
-    return (data, ordered)
+    return data
   }
 
   /// Hands `tensor`'s elements, little-endian in `dtype`, to `sink` in chunks.

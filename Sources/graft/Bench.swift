@@ -9,7 +9,8 @@ struct Bench: ParsableCommand {
     abstract: "Measure Graft's speed against its anchors (one run, same machine).",
     subcommands: [
       BenchOps.self, BenchViT.self, BenchViTRow.self, BenchGraft1k.self, BenchTune.self,
-      BenchTuneRow.self, BenchPoints.self, BenchPointsRow.self,
+      BenchTuneRow.self, BenchVideo.self, BenchVideoRow.self, BenchPoints.self,
+      BenchPointsRow.self,
     ]
   )
 }

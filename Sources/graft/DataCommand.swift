@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GraftTasks
+import GraftVideo
 
 /// `graft data`: prepares and lists datasets.
 struct DataCommand: ParsableCommand {
@@ -22,9 +23,15 @@ struct DataCommand: ParsableCommand {
         Debian's sweethome3d-furniture (apt install sweethome3d-furniture), classes from the \
         catalogs' categories, split by mesh into train/val/test, as a class-per-folder tree of \
         PLY files under --root (default $GRAFT_DATA_HOME/furniture or ~/.cache/graft/furniture).
+
+        clips: --clips short H.264 clips (2 s, 64x64, 16 fps, written through libavcodec) in \
+        which Fashion-MNIST test items and MNIST digits slide, rise, fall, appear, disappear, \
+        turn or swap places, each with its action label and 3-5 captions, split 70/10/20 by \
+        --seed, with MSR-VTT-style annotations.json, under --root (default \
+        $GRAFT_DATA_HOME/clips or ~/.cache/graft/clips).
         """)
 
-    @Argument(help: "The dataset to prepare: graft1k or furniture.")
+    @Argument(help: "The dataset to prepare: graft1k, furniture or clips.")
     var benchmark: String
 
     @Option(help: "Only this Graft-1k task (repeatable); default all.")
@@ -45,11 +52,31 @@ struct DataCommand: ParsableCommand {
     @Option(help: "Smallest class kept, in meshes (furniture).")
     var minimumMeshes = 15
 
+    @Option(help: "Number of clips (clips).")
+    var clips = 240
+
+    @Option(help: "Seed of the clips' items, actions, captions and splits (clips).")
+    var seed: UInt64 = 0
+
     @OptionGroup var quietFlag: QuietFlag
     var quiet: Bool { quietFlag.quiet }
 
     func run() throws {
       switch benchmark {
+      case "clips":
+        let rootURL = root.map { URL(fileURLWithPath: $0) } ?? DataHome.folder("clips")
+        var options = ClipSetGenerator.Options()
+        options.clips = clips
+        options.seed = seed
+        let set = try ClipSetGenerator.prepare(
+          root: rootURL, fashionMNIST: URL(fileURLWithPath: fashionMnist),
+          mnistCSV: try DataFiles.dataFile("mnist5k/mnist_5k.csv.gz"), options: options,
+          log: { if !quiet { print($0) } })
+        if !quiet {
+          print(
+            "clips: \(set.videos.count) clips, \(set.sentences.count) captions at "
+              + rootURL.appendingPathComponent("annotations.json").path)
+        }
       case "graft1k": try prepareGraft1k()
       case "furniture":
         let rootURL = root.map { URL(fileURLWithPath: $0) } ?? Furniture.defaultRoot()
@@ -64,7 +91,8 @@ struct DataCommand: ParsableCommand {
           print("furniture: prepared at \(rootURL.path)")
         }
       default:
-        throw ValidationError("unknown dataset '\(benchmark)' (known: graft1k, furniture)")
+        throw ValidationError(
+          "unknown dataset '\(benchmark)' (known: graft1k, furniture, clips)")
       }
     }
 

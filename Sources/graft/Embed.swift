@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GraftModels
+import GraftVideo
 
 /// `graft embed`: features (and logits) of images or pixels, or of point clouds, with a frozen
 /// model.
@@ -30,6 +31,16 @@ struct Embed: ParsableCommand {
       Point-MAE: class token and max over the groups), 'logits' [B, C] when the model has a \
       head, and for a point model 'centres' [B, groups, 3]. It is written atomically: on any \
       error an existing file is left as it was.
+
+      With --frames T, inputs are video files (any container and codec the installed FFmpeg \
+      decodes) embedded PLLaVA's way with an image model: T frames sampled per video \
+      (--sampling pllava: PLLaVA's evaluation rule), each through the model's eval transform \
+      and the backbone (all frames of a batch of --batch-size videos as one batch), the output \
+      of block --layer (default -2, the second-to-last) with the prefix tokens dropped, then \
+      adaptive average pooling over (T, h, w) to --pool t,h,w (PyTorch's AdaptiveAvgPool3d \
+      bins; default T and half the patch grid, rounded up). The output holds 'frames' \
+      [B, T, 3, H, W] (preprocessed pixels), 'tokens' [B, T, h, w, D], 'pooled' \
+      [B, t, h', w', D] and 'indices' [B, T] (I64, the frames taken).
       """
   )
 
@@ -50,8 +61,23 @@ struct Embed: ParsableCommand {
 
   @OptionGroup var imageLimit: ImageLimitOptions
 
+  @Option(help: "Frames per video: the inputs are videos (see below).")
+  var frames: Int?
+
+  @Option(help: "With --frames: the block whose output gives the tokens (negative: from the end).")
+  var layer = -2
+
+  @Option(help: "With --frames: pooled shape t,h,w.")
+  var pool: String?
+
+  @Option(help: "With --frames: pllava, middle or random.")
+  var sampling = "pllava"
+
   @Argument(
-    help: "Image or point-cloud files, or one .safetensors with a 'pixels' or 'points' tensor.")
+    help: """
+      Image or point-cloud files, or one .safetensors with a 'pixels' or 'points' tensor; \
+      videos with --frames.
+      """)
   var inputs: [String] = []
 
   func validate() throws {
@@ -62,9 +88,40 @@ struct Embed: ParsableCommand {
     }
   }
 
+  /// `--pool t,h,w` as numbers.
+  private func poolShape() throws -> (Int, Int, Int)? {
+    guard let pool else { return nil }
+    let parts = pool.split(separator: ",").compactMap {
+      Int($0.trimmingCharacters(in: .whitespaces))
+    }
+    guard parts.count == 3, parts.allSatisfy({ $0 >= 1 }) else {
+      throw ValidationError("--pool takes three positive sizes t,h,w, got '\(pool)'")
+    }
+    return (parts[0], parts[1], parts[2])
+  }
+
   func run() throws {
     imageLimit.apply()
     let stderr = FileHandle.standardError
+    if let frames {
+      guard frames >= 1 else { throw ValidationError("--frames must be at least 1") }
+      guard let rule = FrameSampling(name: sampling) else {
+        throw ValidationError("--sampling must be pllava, middle or random")
+      }
+      let summary = try VideoEmbedding.run(
+        model: model, videos: inputs.map { URL(fileURLWithPath: $0) }, frames: frames,
+        layer: layer, pool: try poolShape(), sampling: rule, batchSize: batchSize,
+        output: URL(fileURLWithPath: output)
+      ) { done, total in
+        if !quiet { stderr.write(Data("\r  embedded \(done)/\(total) videos".utf8)) }
+      }
+      if !quiet { stderr.write(Data("\n".utf8)) }
+      for warning in summary.warnings { stderr.write(Data("warning: \(warning)\n".utf8)) }
+      print(
+        "\(output): frames \(summary.framesShape), tokens \(summary.tokensShape), "
+          + "pooled \(summary.pooledShape)")
+      return
+    }
     let summary = try Embedding.run(
       model: model, arch: arch, inputs: inputs, output: output, batchSize: batchSize
     ) { done, total in

@@ -11,6 +11,14 @@ struct Graft: ParsableCommand {
     subcommands: [
       Bench.self, Embed.self, Tune.self, Eval.self, Predict.self, Methods.self, Pretrain.self,
       DataCommand.self, Demo.self, ReportCommand.self, ModelsCommand.self, PointsCommand.self,
+      VideoCommand.self,
     ]
   )
+
+  /// Re-executes with a faster OpenBLAS kernel when the library did not recognise the CPU
+  /// (`OpenBLASKernel`), then runs the command.
+  static func main() {
+    OpenBLASKernel.reexecWithBetterKernelIfNeeded()
+    main(nil)
+  }
 }

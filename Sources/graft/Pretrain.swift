@@ -119,7 +119,8 @@ struct Pretrain: ParsableCommand {
       * (train.meshes.count >= 2 * config.batchSize
         ? train.meshes.count / config.batchSize
         : (train.meshes.count + config.batchSize - 1) / config.batchSize)
-    let progress = ProgressReporter(style: .automatic(quiet: quiet), totalSteps: steps)
+    let progress = ProgressReporter(
+      style: .automatic(quiet: quiet), totalSteps: steps, unit: "clouds")
     progress.log(
       "pretraining \(pretrainer.model.encoder.parameterCount) encoder parameters on "
         + "\(train.meshes.count) meshes (\(val.meshes.count) for validation)")

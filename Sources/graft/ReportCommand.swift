@@ -56,9 +56,9 @@ struct ReportCommand: ParsableCommand {
 }
 
 /// `graft models`: the bundled models.
-struct ModelsCommand: ParsableCommand {
+struct ModelsList: ParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "models", abstract: "List the bundled models (Models/ and $GRAFT_MODELS).")
+    commandName: "list", abstract: "List the bundled models (Models/ and $GRAFT_MODELS).")
 
   func run() throws {
     var found = 0

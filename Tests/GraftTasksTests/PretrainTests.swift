@@ -108,6 +108,7 @@ final class ProgressTests: XCTestCase {
     XCTAssertEqual(written.count, 1, "no line before the interval or the phase end")
     p.step(samples: 8, loss: 0.25)
     XCTAssertEqual(written.count, 2)
+    XCTAssertTrue(written[1].contains("img/s"), written[1])
     XCTAssertTrue(
       written[1].hasPrefix("epoch 1/2  [####################] 3/3  loss 0.2500"), written[1])
     XCTAssertTrue(written[1].contains("ETA "), written[1])
@@ -120,6 +121,13 @@ final class ProgressTests: XCTestCase {
     q.step(loss: 1)
     q.log("hidden")
     XCTAssertTrue(none.isEmpty)
+
+    var clouds: [String] = []
+    let c = ProgressReporter(style: .lines, totalSteps: 1, unit: "clouds") { clouds.append($0) }
+    c.beginPhase("epoch 1/1", steps: 1)
+    usleep(1000)
+    c.step(samples: 4)
+    XCTAssertTrue(clouds.first?.contains("clouds/s") == true, "\(clouds)")
   }
 
   /// The bar redraws one line in place and clears it before a log line.
