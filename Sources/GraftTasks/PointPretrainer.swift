@@ -31,8 +31,9 @@ public struct PointPretrainConfig: Sendable, Equatable, OptionTable {
   public var maskRatio: Float = 0.6
   /// Points sampled from each mesh's surface per epoch.
   public var surfacePoints = 2048
-  /// Epochs over the training meshes.
-  public var epochs = 200
+  /// Epochs over the training meshes (60: what fitted the 90-minute budget on two shared cores;
+  /// the official recipe runs 300 over ShapeNet).
+  public var epochs = 60
   /// Clouds per step.
   public var batchSize = 32
   /// Peak learning rate.
@@ -41,8 +42,8 @@ public struct PointPretrainConfig: Sendable, Equatable, OptionTable {
   public var minLR: Float = 1e-6
   /// Decoupled weight decay (not on biases, norms and tokens).
   public var weightDecay: Float = 0.05
-  /// Linear warm-up, epochs.
-  public var warmupEpochs = 10
+  /// Linear warm-up, epochs (the official 10 of 300, scaled to the shorter run).
+  public var warmupEpochs = 5
   /// Seed of the initialisation, the sampling, the augmentation and the masks.
   public var seed: UInt64 = 0
   /// Background sampling threads.
