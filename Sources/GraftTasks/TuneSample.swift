@@ -6,6 +6,9 @@ public protocol TuneSample {
   /// The training and evaluation transforms into `input`'s tensors; throws `ConfigError` when
   /// this kind of sample cannot feed such a backbone.
   static func transforms(for input: BackboneInput) throws -> SampleTransforms<Self>
+  /// The transform that draws one random test-time view of a sample for voting
+  /// (`eval.votes`), or nil when this kind of sample has none.
+  static func votingTransform(for input: BackboneInput) throws -> SampleTransform<Self>?
   /// A picture of `sample` for reports (nil when there is none).
   static func preview(_ sample: Self) -> RGBImage?
 }
@@ -35,6 +38,9 @@ extension RGBImage: TuneSample {
     let transform: ImageTransform = { image, _ in t(image) }
     return SampleTransforms(train: transform, eval: transform)
   }
+
+  /// None: Graft's image recipes evaluate one view (the README's image tables vote nothing).
+  public static func votingTransform(for input: BackboneInput) throws -> ImageTransform? { nil }
 
   /// The image itself.
   public static func preview(_ sample: RGBImage) -> RGBImage? { sample }

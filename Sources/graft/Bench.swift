@@ -8,7 +8,8 @@ struct Bench: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Measure Graft's speed against its anchors (one run, same machine).",
     subcommands: [
-      BenchOps.self, BenchViT.self, BenchViTRow.self, BenchGraft1k.self, BenchTune.self,
+      BenchOps.self, BenchViT.self, BenchViTRow.self, BenchGraft1k.self, BenchGraft3D.self,
+      BenchTune.self,
       BenchTuneRow.self,
     ]
   )
