@@ -13,6 +13,14 @@ public protocol TuneSample {
   static func preview(_ sample: Self) -> RGBImage?
 }
 
+extension TuneSample {
+  /// None by default: a kind of sample votes only when it defines its test-time views (point
+  /// clouds do; images evaluate one view, as Graft's image recipes do).
+  public static func votingTransform(for input: BackboneInput) throws -> SampleTransform<Self>? {
+    nil
+  }
+}
+
 /// A run's two transforms of one sample kind.
 public struct SampleTransforms<Sample>: Sendable {
   /// Applied to training samples (augmentation included).
@@ -38,9 +46,6 @@ extension RGBImage: TuneSample {
     let transform: ImageTransform = { image, _ in t(image) }
     return SampleTransforms(train: transform, eval: transform)
   }
-
-  /// None: Graft's image recipes evaluate one view (the README's image tables vote nothing).
-  public static func votingTransform(for input: BackboneInput) throws -> ImageTransform? { nil }
 
   /// The image itself.
   public static func preview(_ sample: RGBImage) -> RGBImage? { sample }

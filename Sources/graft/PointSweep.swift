@@ -26,7 +26,8 @@ struct PointSweep {
   var json: Bool
 
   /// P2P's settings for `imageBackbone`: its input normalisation, which P2P cannot read from
-  /// the model (see `P2P`'s documentation).
+  /// the model (see `P2P`'s documentation), and the point backbone's cloud size, so that P2P
+  /// sees the same clouds as the other methods.
   func p2pSettings() throws -> [String] {
     let image = try TuneBackbone.load(imageBackbone)
     guard let p = image.preprocessing else {
@@ -34,7 +35,11 @@ struct PointSweep {
         "--image-backbone \(imageBackbone) does not take images (P2P needs one)")
     }
     func list(_ v: [Double]) -> String { v.map { "\($0)" }.joined(separator: ",") }
-    return ["method.mean=\(list(p.mean))", "method.std=\(list(p.std))"]
+    var out = ["method.mean=\(list(p.mean))", "method.std=\(list(p.std))"]
+    if case .points(let input) = try TuneBackbone.load(backbone).input {
+      out.append("method.points=\(input.points)")
+    }
+    return out
   }
 
   /// Runs the sweep, writes `summary.json` and `report.html` (with the clouds of the first

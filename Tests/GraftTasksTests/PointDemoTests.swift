@@ -64,6 +64,8 @@ final class PointDemoTests: XCTestCase {
     let p2pConfig = try String(
       contentsOf: out.appendingPathComponent("p2p/tune_config.yaml"), encoding: .utf8)
     XCTAssertTrue(p2pConfig.contains("method.mean"), p2pConfig)
+    // The point backbone's cloud size (the fixture's 128), so P2P sees the same clouds.
+    XCTAssertTrue(p2pConfig.contains("method.points: \"128\""), p2pConfig)
     let adapter = try AdapterCheckpoint.readConfig(out.appendingPathComponent("p2p"))
     XCTAssertEqual(adapter.baseModel, tinyTimmFolder)
     // The report: a cloud per test sample, each with the best method's prediction, and
