@@ -21,7 +21,7 @@ struct SweepRunner {
   /// The backbone of particular methods, instead of `backbone` (P2P takes an image backbone in
   /// a point-cloud sweep).
   var methodBackbones: [String: String] = [:]
-  /// Extra `--set` assignments of particular methods, after `settings`.
+  /// Extra `--set` assignments of particular methods, before `settings`.
   var methodSettings: [String: [String]] = [:]
   /// Seeds: every method runs once per seed (`--set seed=S`) in `<folder>/seed-S`; empty: once,
   /// with the settings' seed, in the folder itself.
@@ -68,7 +68,9 @@ struct SweepRunner {
                 "tune", "--backbone", methodBackbones[method] ?? backbone, "--method", method,
                 "--data", task, "--out", dir.path, "--json",
               ]
-              for s in settings + (methodSettings[method] ?? []) { args += ["--set", s] }
+              // The method's own settings first (its recipe for this sweep), so the sweep's and
+              // the user's settings win.
+              for s in (methodSettings[method] ?? []) + settings { args += ["--set", s] }
               if let seed { args += ["--set", "seed=\(seed)"] }
             }
             if quiet { args.append("--quiet") }
