@@ -25,9 +25,11 @@ struct BenchGraft3D: ParsableCommand {
   /// method without backbone gradient through it and 45 s for full fine-tuning, and 10 votes
   /// on the 133 test clouds about 18 s. Three epochs keep a seed of all 26 task × method runs
   /// near 13 minutes; Point-MAE's 10 votes.
-  static let defaultSettings = ["train.epochs=3", "eval.votes=10"]
+  /// No warm-up: the recipes' one or two warm-up epochs would be most of so short a run
+  /// (see `DemoPoints.defaultSettings`).
+  static let defaultSettings = ["train.epochs=3", "eval.votes=10", "optim.warmup_epochs=0"]
   /// What `--quick` uses instead.
-  static let quickSettings = ["train.epochs=2", "eval.votes=5"]
+  static let quickSettings = ["train.epochs=2", "eval.votes=5", "optim.warmup_epochs=0"]
   /// Seeds of a full run: three, since one seed misleads on 133 test clouds (the spread over
   /// seeds is in the table); `--seeds` takes more.
   static let defaultSeeds: [UInt64] = [0, 1, 2]
