@@ -174,9 +174,12 @@ public enum AdapterCheckpoint {
 
 extension LoadedAdapter {
   /// Logits and metrics over `dataset` with the run's preprocessing and evaluation batch size
-  /// (so the logits are the run's to the bit). A dataset whose class count differs from the
-  /// head's throws.
-  public func evaluate<Sample: TuneSample>(_ dataset: any Dataset<Sample>, workers: Int = 1)
+  /// (so the logits are the run's to the bit); with `votes` > 1, the logits of that many
+  /// test-time views averaged (`Voting`, views seeded by `seed`). A dataset whose class count
+  /// differs from the head's throws.
+  public func evaluate<Sample: TuneSample>(
+    _ dataset: any Dataset<Sample>, workers: Int = 1, votes: Int = 1, seed: UInt64 = 0
+  )
     throws -> (result: EvaluationResult, logits: Tensor)
   {
     guard dataset.classCount == config.numClasses else {
@@ -188,9 +191,10 @@ extension LoadedAdapter {
     guard let input = config.input else {
       throw ConfigError("the adapter records no backbone input (preprocessing or point_input)")
     }
-    return try GraftTasks.evaluate(
-      method, on: dataset, transform: Sample.transforms(for: input).eval,
-      batchSize: config.evalBatchSize, workers: workers)
+    try Voting.check(method, votes: votes, input: input, sample: Sample.self)
+    return try Voting.evaluate(
+      method, on: dataset, input: input, votes: votes, batchSize: config.evalBatchSize,
+      workers: workers, seed: seed)
   }
 
   /// Logits [N, classes] of `images`, preprocessed as in training, in batches of the run's

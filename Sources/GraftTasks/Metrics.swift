@@ -15,6 +15,17 @@ public struct EvaluationResult: Sendable, Equatable {
   /// Samples evaluated.
   public var count: Int
 
+  /// Mean per-class accuracy (ScanObjectNN's and ModelNet's "mAcc"): the mean of `perClass`
+  /// over the classes that have samples in the split (from `confusion`); `top1` when there is
+  /// no confusion matrix.
+  public var meanPerClass: Double {
+    let present = confusion.enumerated().compactMap { i, row -> Double? in
+      let total = row.reduce(0, +)
+      return total == 0 ? nil : Double(row[i]) / Double(total)
+    }
+    return present.isEmpty ? top1 : present.reduce(0, +) / Double(present.count)
+  }
+
   /// Accumulates results from logits.
   public struct Accumulator {
     var lossSum = 0.0
@@ -57,10 +68,12 @@ public struct EvaluationResult: Sendable, Equatable {
     }
   }
 
-  /// As a JSON object (`loss`, `top1`, `top5`, `per_class`, and `confusion` when asked).
+  /// As a JSON object (`loss`, `top1`, `top5`, `per_class`, `mean_per_class`, `count`, and
+  /// `confusion` when asked).
   public func json(confusion withConfusion: Bool = true) -> [String: Any] {
     var out: [String: Any] = [
-      "loss": loss, "top1": top1, "top5": top5, "per_class": perClass, "count": count,
+      "loss": loss, "top1": top1, "top5": top5, "per_class": perClass,
+      "mean_per_class": meanPerClass, "count": count,
     ]
     if withConfusion { out["confusion"] = confusion }
     return out

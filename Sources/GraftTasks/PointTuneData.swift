@@ -13,6 +13,17 @@ extension PointCloud: TuneSample {
       eval: PointTransforms.evaluation(points: p.points, normals: p.normals))
   }
 
+  /// Point-MAE's voting view (`PointTransforms.voting`): a random farthest-point subset,
+  /// scaled and translated.
+  public static func votingTransform(for input: BackboneInput) throws -> SampleTransform<
+    PointCloud
+  >? {
+    guard case .points(let p) = input else {
+      throw ConfigError("the data are point clouds, but the backbone takes images")
+    }
+    return PointTransforms.voting(points: p.points, normals: p.normals)
+  }
+
   /// A 64×64 picture of the cloud seen from the front (x right, y up), nearer points brighter
   /// and in front.
   public static func preview(_ sample: PointCloud) -> RGBImage? {
@@ -67,8 +78,10 @@ extension TuneData where Sample == PointCloud {
   ///   a folder of them, a tree of class folders per split, or one of class folders holding a
   ///   split folder each (`PointDatasets`): its `train` and `test` splits, validation its `val`
   ///   split when there is one, else 10 % of train (seed 0);
-  /// - a tree of class folders without splits: split 70/10/20 (seed 0).
+  /// - a tree of class folders without splits: split 70/10/20 (seed 0);
+  /// - `furniture-so3`: the furniture splits under fixed random rotations (`Graft3D`).
   public static func load(_ spec: String) throws -> TuneData<PointCloud> {
+    if spec == "furniture-so3" { return try Graft3D.rotatedFurniture() }
     if spec == "furniture" {
       let root = Furniture.defaultRoot()
       guard Furniture.isPrepared(root: root) else {

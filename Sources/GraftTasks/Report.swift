@@ -14,10 +14,11 @@ public enum ReportWriter {
   public static let gridSize = 24
 
   /// The page for `summary`; `classNames` label the first task, `testSamples` are its first
-  /// test images with their labels (for the grid, in dataset order).
+  /// test images with their labels (for the grid, in dataset order); `extra` is HTML appended
+  /// at the end (the point-cloud report's galleries, `PointReport`).
   public static func html(
     _ summary: SweepSummary, title: String, classNames: [String],
-    testSamples: [(image: RGBImage, label: Int)]
+    testSamples: [(image: RGBImage, label: Int)], extra: String = ""
   ) throws -> String {
     let firstTask = summary.tasks.first ?? ""
     let best =
@@ -46,6 +47,7 @@ public enum ReportWriter {
       body += "<h2>Test images: \(escape(best.method)) on \(escape(firstTask))</h2>\n"
       body += try grid(best, samples: testSamples, classNames: classNames)
     }
+    body += extra
     return """
       <!DOCTYPE html>
       <html lang="en"><head><meta charset="utf-8">
@@ -61,9 +63,10 @@ public enum ReportWriter {
   /// Writes `report.html` into `folder`, atomically.
   public static func write(
     _ summary: SweepSummary, title: String, classNames: [String],
-    testSamples: [(image: RGBImage, label: Int)], to folder: URL
+    testSamples: [(image: RGBImage, label: Int)], extra: String = "", to folder: URL
   ) throws {
-    let page = try html(summary, title: title, classNames: classNames, testSamples: testSamples)
+    let page = try html(
+      summary, title: title, classNames: classNames, testSamples: testSamples, extra: extra)
     try AtomicFile.write(Data(page.utf8), to: folder.appendingPathComponent("report.html"))
   }
 
@@ -110,7 +113,7 @@ public enum ReportWriter {
     for m in s.methods {
       out += "<tr><td>\(escape(m))</td>"
       for t in s.tasks {
-        out += "<td>" + (s.run(m, task: t).map { pct($0.testTop1) } ?? "–") + "</td>"
+        out += "<td>" + cell(s, m, t) + "</td>"
       }
       if s.tasks.count > 1 { out += "<td><b>\(pct(s.meanTop1(m)))</b></td>" }
       let mine = s.runs.filter { $0.method == m }
@@ -123,6 +126,27 @@ public enum ReportWriter {
       out += String(format: "<td>%.0f</td></tr>\n", mine.map(\.peakRSSMiB).max() ?? 0)
     }
     return out + "</table>\n"
+  }
+
+  /// A task's figure for a method: test top-1, the mean ± standard deviation over seeds when
+  /// there are several, and with `showsMeanPerClass` the mean per-class accuracy and the voted
+  /// figures.
+  private static func cell(_ s: SweepSummary, _ m: String, _ t: String) -> String {
+    func figure(_ value: (RunRecord) -> Double?) -> String? {
+      guard let v = s.stats(m, task: t, value) else { return nil }
+      return v.count > 1
+        ? String(format: "%.1f ± %.1f", 100 * v.mean, 100 * v.std) : pct(v.mean)
+    }
+    guard let top1 = figure({ $0.testTop1 }) else { return "–" }
+    guard s.showsMeanPerClass else { return top1 }
+    var out = "OA \(top1)<br>mAcc \(figure { $0.testMeanPerClass } ?? "–")"
+    if let voted = figure({ $0.testVoted?.top1 }) {
+      let votes = s.runs(m, task: t).first?.votes ?? 1
+      out +=
+        "<br><small>\(votes) votes: OA \(voted) · mAcc "
+        + "\(figure { $0.testVoted?.meanPerClass } ?? "–")</small>"
+    }
+    return out
   }
 
   /// Frame of a chart: width, height and the plot area's margins.
@@ -222,7 +246,11 @@ public enum ReportWriter {
     var f = Frame()
     f.right = 110  // room for the legend
     let methods = s.methods
-    let runs = s.runs.filter { $0.task == task && !$0.validationCurve.isEmpty }
+    // One curve per method: the first seed's.
+    let firstSeed = s.runs.compactMap(\.seed).min()
+    let runs = s.runs.filter {
+      $0.task == task && !$0.validationCurve.isEmpty && $0.seed == firstSeed
+    }
     let epochs = runs.map(\.validationCurve.count).max() ?? 1
     let (yLo, yHi) = accuracyRange(runs.flatMap(\.validationCurve))
     func px(_ e: Int) -> Double { f.x(epochs <= 1 ? 0.5 : Double(e) / Double(epochs - 1)) }
@@ -350,7 +378,7 @@ public enum ReportWriter {
     return out + "</div>\n"
   }
 
-  private static func pct(_ v: Double) -> String { String(format: "%.1f%%", 100 * v) }
+  static func pct(_ v: Double) -> String { String(format: "%.1f%%", 100 * v) }
 
   /// `text` with HTML's special characters escaped.
   static func escape(_ text: String) -> String {

@@ -13,6 +13,14 @@ public struct RunRecord: Sendable {
   public var testTop1: Double
   /// Test top-5, a fraction.
   public var testTop5: Double
+  /// Test mean per-class accuracy, a fraction (`EvaluationResult.meanPerClass`).
+  public var testMeanPerClass: Double = 0
+  /// Test-time views of the voted results (`eval.votes`); 1 when the run did not vote.
+  public var votes = 1
+  /// Voted test top-1 and mean per-class accuracy (nil when the run did not vote).
+  public var testVoted: (top1: Double, meanPerClass: Double)? = nil
+  /// The run's seed, when the sweep ran several (nil: one run per task and method).
+  public var seed: UInt64? = nil
   /// Trainable elements.
   public var trainableParameters: Int
   /// Backbone elements.
@@ -73,9 +81,22 @@ public struct RunRecord: Sendable {
     {
       predictions = logits.argmax(axis: 1)
     }
+    /// Mean per-class accuracy of a result object: stored, or from its confusion matrix.
+    func meanPerClass(_ r: [String: Any], top1: Double) -> Double {
+      if let m = r["mean_per_class"] as? Double { return m }
+      let confusion = r["confusion"] as? [[Int]] ?? []
+      return EvaluationResult(
+        loss: 0, top1: top1, top5: 0, perClass: [], confusion: confusion, count: 0
+      ).meanPerClass
+    }
+    var voted: (Double, Double)? = nil
+    if let v = summary["test_voted"] as? [String: Any], let t = v["top1"] as? Double {
+      voted = (t, meanPerClass(v, top1: t))
+    }
     return RunRecord(
       task: task, method: method, folder: folder, testTop1: top1,
-      testTop5: test["top5"] as? Double ?? 0,
+      testTop5: test["top5"] as? Double ?? 0, testMeanPerClass: meanPerClass(test, top1: top1),
+      votes: summary["votes"] as? Int ?? 1, testVoted: voted,
       trainableParameters: summary["trainable_parameters"] as? Int ?? 0,
       backboneParameters: summary["backbone_parameters"] as? Int ?? 0,
       trainSeconds: summary["train_seconds"] as? Double ?? 0,
@@ -85,14 +106,22 @@ public struct RunRecord: Sendable {
       testPredictions: predictions)
   }
 
-  /// The entry of a sweep's `summary.json` (top-1 as a fraction).
+  /// The entry of a sweep's `summary.json` (top-1 as a fraction; `test_voted_*` when the run
+  /// voted, `seed` when the sweep ran several).
   public var json: [String: Any] {
-    [
+    var out: [String: Any] = [
       "task": task, "method": method, "test_top1": testTop1, "test_top5": testTop5,
+      "test_mean_per_class": testMeanPerClass, "votes": votes,
       "trainable_parameters": trainableParameters, "backbone_parameters": backboneParameters,
       "trainable_share": trainableShare, "train_seconds": trainSeconds,
       "train_images_per_second": imagesPerSecond, "peak_rss_mib": peakRSSMiB,
     ]
+    if let testVoted {
+      out["test_voted_top1"] = testVoted.top1
+      out["test_voted_mean_per_class"] = testVoted.meanPerClass
+    }
+    if let seed { out["seed"] = Int(seed) }
+    return out
   }
 }
 
@@ -107,6 +136,9 @@ public struct SweepSummary: Sendable {
   public var runs: [RunRecord]
   /// Wall time of the whole sweep, seconds.
   public var wallSeconds: Double
+  /// Whether tables show mean per-class accuracy (and voted accuracy) beside top-1: the 3-D
+  /// classification convention (ScanObjectNN, ModelNet).
+  public var showsMeanPerClass = false
 
   /// Wraps the parts.
   public init(backbone: String, tasks: [String], runs: [RunRecord], wallSeconds: Double) {
@@ -128,20 +160,52 @@ public struct SweepSummary: Sendable {
     runs.first { $0.method == method && $0.task == task }
   }
 
-  /// Mean test top-1 of `method` over the tasks it ran on.
+  /// Mean test top-1 of `method` over the tasks (and seeds) it ran on.
   public func meanTop1(_ method: String) -> Double {
     let r = runs.filter { $0.method == method }
     return r.map(\.testTop1).reduce(0, +) / Double(max(r.count, 1))
   }
 
+  /// Every run of `method` on `task` (one per seed).
+  public func runs(_ method: String, task: String) -> [RunRecord] {
+    runs.filter { $0.method == method && $0.task == task }
+  }
+
+  /// Whether some task ran more than one seed.
+  public var hasSeeds: Bool { runs.contains { $0.seed != nil } }
+
+  /// Mean and sample standard deviation (0 for one run) of `value` over the runs of `method`
+  /// on `task` (its seeds), or nil when there are none. `value` may be nil for a run (a
+  /// figure it lacks), which is then left out.
+  public func stats(_ method: String, task: String, _ value: (RunRecord) -> Double?)
+    -> (mean: Double, std: Double, count: Int)?
+  {
+    let v = runs(method, task: task).compactMap(value)
+    guard !v.isEmpty else { return nil }
+    let mean = v.reduce(0, +) / Double(v.count)
+    let variance =
+      v.count > 1 ? v.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(v.count - 1) : 0
+    return (mean, variance.squareRoot(), v.count)
+  }
+
   /// `summary.json`: `backbone`, `task` (the first), `tasks`, `methods` (one entry per method:
-  /// its first task's figures, plus `mean_test_top1` over tasks and `peak_rss_mib` as the
-  /// largest), `runs` (every task × method) and `wall_seconds`.
+  /// its first task's figures, plus `mean_test_top1`, `mean_test_mean_per_class` and, when
+  /// every run voted, `mean_test_voted_*` over tasks and seeds, and `peak_rss_mib` as the
+  /// largest), `runs` (every task × method × seed) and `wall_seconds`.
   public var json: [String: Any] {
     let methodRows: [[String: Any]] = methods.map { m in
       let mine = runs.filter { $0.method == m }
       var row = mine[0].json
       row["mean_test_top1"] = meanTop1(m)
+      row["mean_test_mean_per_class"] =
+        mine.map(\.testMeanPerClass).reduce(0, +) / Double(mine.count)
+      let voted = mine.compactMap(\.testVoted)
+      if voted.count == mine.count {
+        row["mean_test_voted_top1"] = voted.map(\.top1).reduce(0, +) / Double(voted.count)
+        row["mean_test_voted_mean_per_class"] =
+          voted.map(\.meanPerClass).reduce(0, +) / Double(voted.count)
+      }
+      row.removeValue(forKey: "seed")
       row["peak_rss_mib"] = mine.map(\.peakRSSMiB).max() ?? 0
       row["train_seconds"] = mine.map(\.trainSeconds).reduce(0, +)
       row.removeValue(forKey: "task")

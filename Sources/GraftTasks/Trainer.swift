@@ -10,6 +10,11 @@ public struct TuneSummary {
   public var validation: EvaluationResult
   /// Test results of the best epoch's adapter.
   public var test: EvaluationResult
+  /// Test-time views averaged for `testVoted` (`eval.votes`); 1 when the run did not vote.
+  public var votes = 1
+  /// Test results of the best epoch's adapter with `votes` views averaged (`Voting`); nil when
+  /// the run did not vote.
+  public var testVoted: EvaluationResult? = nil
   /// Trainable elements.
   public var trainableParameters: Int
   /// Backbone elements (its own head excluded).
@@ -53,6 +58,8 @@ public struct TuneSummary {
     return TuneSummary(
       method: try value("method", String.self), bestEpoch: try value("best_epoch", Int.self),
       validation: try result("validation"), test: try result("test"),
+      votes: o["votes"] as? Int ?? 1,
+      testVoted: o["test_voted"] == nil ? nil : try result("test_voted"),
       trainableParameters: try value("trainable_parameters", Int.self),
       backboneParameters: try value("backbone_parameters", Int.self),
       trainSeconds: try value("train_seconds", Double.self),
@@ -61,10 +68,10 @@ public struct TuneSummary {
       peakRSSBytes: try value("peak_rss_bytes", Int.self))
   }
 
-  /// As written to `summary.json`.
+  /// As written to `summary.json` (`test_voted` only when the run voted).
   public var json: [String: Any] {
-    [
-      "method": method, "best_epoch": bestEpoch,
+    var out: [String: Any] = [
+      "method": method, "best_epoch": bestEpoch, "votes": votes,
       "validation": validation.json(confusion: true), "test": test.json(confusion: true),
       "trainable_parameters": trainableParameters, "backbone_parameters": backboneParameters,
       "trainable_share": Double(trainableParameters) / Double(max(backboneParameters, 1)),
@@ -72,6 +79,8 @@ public struct TuneSummary {
       "train_images_per_second": imagesPerSecond,
       "peak_rss_bytes": peakRSSBytes,
     ]
+    if let testVoted { out["test_voted"] = testVoted.json(confusion: true) }
+    return out
   }
 }
 
@@ -338,6 +347,7 @@ public final class Trainer {
     }
 
     let transforms = try Sample.transforms(for: taskInput)
+    try Voting.check(method, votes: config.votes, input: taskInput, sample: Sample.self)
     let loader = DataLoader(
       dataset: try trainingSet(data), batchSize: config.batchSize, shuffle: true,
       seed: config.seed, workers: config.workers, transform: transforms.train)
@@ -592,10 +602,19 @@ public final class Trainer {
     let (test, logits) = try evaluate(
       method, on: data.test, transform: transform, batchSize: config.evalBatchSize,
       workers: config.workers)
+    var voted: (result: EvaluationResult, logits: Tensor)? = nil
+    if config.votes > 1 {
+      voted = try Voting.evaluate(
+        method, on: data.test, input: taskInput, votes: config.votes,
+        batchSize: config.evalBatchSize, workers: config.workers, seed: config.seed)
+    }
+    var logitFiles = ["logits": logits]
+    if let voted { logitFiles["logits_voted"] = voted.logits }
     try Safetensors.write(
-      ["logits": logits], to: folder.appendingPathComponent("test_logits.safetensors"))
+      logitFiles, to: folder.appendingPathComponent("test_logits.safetensors"))
     let summary = TuneSummary(
       method: config.method, bestEpoch: state.bestEpoch, validation: val, test: test,
+      votes: config.votes, testVoted: voted?.result,
       trainableParameters: method.trainableCount, backboneParameters: method.backboneCount,
       trainSeconds: state.trainSeconds,
       wallSeconds: state.wallSeconds + Date().timeIntervalSince(callStarted),
@@ -611,8 +630,14 @@ public final class Trainer {
     try AtomicFile.write(Data("\(state.epoch)\n".utf8), to: paths.finished)
     log(
       String(
-        format: "best epoch %d: val top-1 %.4f; test top-1 %.4f top-5 %.4f", state.bestEpoch,
-        val.top1, test.top1, test.top5))
+        format: "best epoch %d: val top-1 %.4f; test top-1 %.4f top-5 %.4f mean per-class %.4f",
+        state.bestEpoch, val.top1, test.top1, test.top5, test.meanPerClass))
+    if let voted {
+      log(
+        String(
+          format: "test with %d votes: top-1 %.4f mean per-class %.4f", config.votes,
+          voted.result.top1, voted.result.meanPerClass))
+    }
     return summary
   }
 }

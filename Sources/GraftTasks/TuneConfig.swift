@@ -46,6 +46,9 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
   public var trainSamples = 0
   /// What a training step whose loss or gradient is not finite does (`train.nan_policy`).
   public var nanPolicy = NaNPolicy.stop
+  /// Test-time views whose logits are averaged for the voted test result, 1 for none
+  /// (`eval.votes`; see `Voting`).
+  public var votes = 1
 
   /// Every key but `method.*`, with its help.
   public static let options: [ConfigOption<TuneConfig>] = [
@@ -76,6 +79,10 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
     .int(
       "data.train_samples", \.trainSamples, atLeast: 0,
       "use only this many training samples (seeded), 0 for all"),
+    .int(
+      "eval.votes", \.votes, atLeast: 1,
+      "test-time views averaged for the voted test result (P2P: its official views, at most "
+        + "40; other point methods: Point-MAE's random scale-and-translate views); 1: none"),
   ]
 
   /// A non-negative real setting.

@@ -6,8 +6,19 @@ public protocol TuneSample {
   /// The training and evaluation transforms into `input`'s tensors; throws `ConfigError` when
   /// this kind of sample cannot feed such a backbone.
   static func transforms(for input: BackboneInput) throws -> SampleTransforms<Self>
+  /// The transform that draws one random test-time view of a sample for voting
+  /// (`eval.votes`), or nil when this kind of sample has none.
+  static func votingTransform(for input: BackboneInput) throws -> SampleTransform<Self>?
   /// A picture of `sample` for reports (nil when there is none).
   static func preview(_ sample: Self) -> RGBImage?
+}
+
+extension TuneSample {
+  /// None by default: a kind of sample votes only when it defines its test-time views (point
+  /// clouds do; images evaluate one view, as Graft's image recipes do).
+  public static func votingTransform(for input: BackboneInput) throws -> SampleTransform<Self>? {
+    nil
+  }
 }
 
 /// A run's two transforms of one sample kind.

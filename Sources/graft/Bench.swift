@@ -8,8 +8,8 @@ struct Bench: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Measure Graft's speed against its anchors (one run, same machine).",
     subcommands: [
-      BenchOps.self, BenchViT.self, BenchViTRow.self, BenchGraft1k.self, BenchTune.self,
-      BenchTuneRow.self, BenchVideo.self, BenchVideoRow.self, BenchPoints.self,
+      BenchOps.self, BenchViT.self, BenchViTRow.self, BenchGraft1k.self, BenchGraft3D.self,
+      BenchTune.self, BenchTuneRow.self, BenchVideo.self, BenchVideoRow.self, BenchPoints.self,
       BenchPointsRow.self,
     ]
   )

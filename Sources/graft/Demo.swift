@@ -59,13 +59,22 @@ func runSweep(
   }
 }
 
-/// `graft demo`: the main job.
+/// `graft demo`: the image demo (`graft demo images`, the default) or the point-cloud one
+/// (`graft demo points`).
 struct Demo: ParsableCommand {
   static let configuration = CommandConfiguration(
+    abstract: "The demos: images (the default) and points.",
+    subcommands: [DemoImages.self, DemoPoints.self], defaultSubcommand: DemoImages.self)
+}
+
+/// `graft demo` / `graft demo images`: the main job.
+struct DemoImages: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "images",
     abstract: "Adapt the bundled backbone to the Graft-1k MNIST task with six methods.",
     discussion: """
       Prepares graft1k/mnist on first use (from Data/), then trains each method with its \
-      preset recipe (\(Demo.defaultSettings.joined(separator: ", "))) in its own process, and \
+      preset recipe (\(DemoImages.defaultSettings.joined(separator: ", "))) in its own process, and \
       writes <out>/<method>/ run folders, <out>/summary.json and <out>/report.html. Finished \
       runs in <out> are reused; --fresh redoes them.
       """)

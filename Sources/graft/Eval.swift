@@ -24,6 +24,29 @@ struct Eval: ParsableCommand {
   @Option(help: "Also write the logits to this .safetensors file.")
   var logits: String?
 
+  @Option(
+    name: .customLong("set"),
+    help: "eval.votes=N: average the logits of N test-time views (point clouds; 1: none).")
+  var overrides: [String] = []
+
+  @Option(help: "Seed of the random voting views.")
+  var seed: UInt64 = 0
+
+  /// `eval.votes` from `--set` (1 when not given); any other key is an error.
+  func votes() throws -> Int {
+    var cfg = TuneConfig(method: "linear")
+    for assignment in overrides {
+      guard
+        assignment.split(separator: "=").first?.trimmingCharacters(in: .whitespaces)
+          == "eval.votes"
+      else {
+        throw ValidationError("graft eval takes only --set eval.votes=N, not '\(assignment)'")
+      }
+      try cfg.set(assignment: assignment)
+    }
+    return cfg.votes
+  }
+
   @OptionGroup var jsonFlag: JSONFlag
   var json: Bool { jsonFlag.json }
 
@@ -36,10 +59,13 @@ struct Eval: ParsableCommand {
     guard let input = loaded.config.input else {
       throw ValidationError("\(adapter): the run records no input (preprocessing or point_input)")
     }
+    let votes = try votes()
     let (result, out): (EvaluationResult, Tensor)
     switch try AnyTuneData.load(data, for: input) {
-    case .images(let d): (result, out) = try loaded.evaluate(try Self.split(d, split))
-    case .points(let d): (result, out) = try loaded.evaluate(try Self.split(d, split))
+    case .images(let d):
+      (result, out) = try loaded.evaluate(try Self.split(d, split), votes: votes, seed: seed)
+    case .points(let d):
+      (result, out) = try loaded.evaluate(try Self.split(d, split), votes: votes, seed: seed)
     }
     if let logits {
       try Safetensors.write(["logits": out], to: URL(fileURLWithPath: logits))
@@ -48,13 +74,15 @@ struct Eval: ParsableCommand {
       var o = result.json(confusion: true)
       o["method"] = loaded.config.method
       o["split"] = split
+      o["votes"] = votes
       let d = try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys])
       print(String(decoding: d, as: UTF8.self))
     } else {
       print(
         String(
-          format: "%@ on %@ (%d samples): top-1 %.4f top-5 %.4f loss %.4f", loaded.config.method,
-          split, result.count, result.top1, result.top5, result.loss))
+          format: "%@ on %@ (%d samples%@): top-1 %.4f top-5 %.4f mean per-class %.4f loss %.4f",
+          loaded.config.method, split, result.count, votes > 1 ? ", \(votes) votes" : "",
+          result.top1, result.top5, result.meanPerClass, result.loss))
     }
   }
 

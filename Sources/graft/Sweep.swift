@@ -18,6 +18,14 @@ struct SweepRunner {
   var progress: ProgressReporter
   /// Whether the children print their own progress.
   var quiet: Bool
+  /// The backbone of particular methods, instead of `backbone` (P2P takes an image backbone in
+  /// a point-cloud sweep).
+  var methodBackbones: [String: String] = [:]
+  /// Extra `--set` assignments of particular methods, before `settings`.
+  var methodSettings: [String: [String]] = [:]
+  /// Seeds: every method runs once per seed (`--set seed=S`) in `<folder>/seed-S`; empty: once,
+  /// with the settings' seed, in the folder itself.
+  var seeds: [UInt64] = []
 
   /// The run folder of `method` on `task`.
   func folder(task: String, method: String, single: Bool) -> URL {
@@ -34,49 +42,57 @@ struct SweepRunner {
   ) {
     var records: [RunRecord] = []
     var failures: [String] = []
-    let total = methods.count * tasks.count
+    let runSeeds: [UInt64?] = seeds.isEmpty ? [nil] : seeds.map { $0 }
+    let total = methods.count * tasks.count * runSeeds.count
     progress.beginPhase("runs", steps: total)
     for task in tasks {
       for method in methods {
-        let dir = folder(task: task, method: method, single: tasks.count == 1)
-        let summary = dir.appendingPathComponent("summary.json")
-        let fm = FileManager.default
-        if fresh { try? fm.removeItem(at: dir) }
-        let n = records.count + failures.count + 1
-        if fm.fileExists(atPath: summary.path) {
-          progress.log(
-            "[\(n)/\(total)] \(method) on \(task): finished earlier, reusing \(dir.path)")
-        } else {
-          progress.log("[\(n)/\(total)] \(method) on \(task)")
-          var args: [String]
-          if Trainer.holdsRun(dir) {
-            args = ["tune", "--resume", dir.path, "--json"]
+        for seed in runSeeds {
+          let base = folder(task: task, method: method, single: tasks.count == 1)
+          let dir = seed.map { base.appendingPathComponent("seed-\($0)") } ?? base
+          let what = "\(method) on \(task)" + (seed.map { " (seed \($0))" } ?? "")
+          let summary = dir.appendingPathComponent("summary.json")
+          let fm = FileManager.default
+          if fresh { try? fm.removeItem(at: dir) }
+          let n = records.count + failures.count + 1
+          if fm.fileExists(atPath: summary.path) {
+            progress.log("[\(n)/\(total)] \(what): finished earlier, reusing \(dir.path)")
           } else {
-            try? fm.removeItem(at: dir)
-            args = [
-              "tune", "--backbone", backbone, "--method", method, "--data", task, "--out",
-              dir.path, "--json",
-            ]
-            for s in settings { args += ["--set", s] }
+            progress.log("[\(n)/\(total)] \(what)")
+            var args: [String]
+            if Trainer.holdsRun(dir) {
+              args = ["tune", "--resume", dir.path, "--json"]
+            } else {
+              try? fm.removeItem(at: dir)
+              args = [
+                "tune", "--backbone", methodBackbones[method] ?? backbone, "--method", method,
+                "--data", task, "--out", dir.path, "--json",
+              ]
+              // The method's own settings first (its recipe for this sweep), so the sweep's and
+              // the user's settings win.
+              for s in (methodSettings[method] ?? []) + settings { args += ["--set", s] }
+              if let seed { args += ["--set", "seed=\(seed)"] }
+            }
+            if quiet { args.append("--quiet") }
+            do {
+              try runChild(args, what: what)
+            } catch {
+              failures.append("\(error)")
+              progress.step()
+              progress.log("    failed: \(error)")
+              continue
+            }
           }
-          if quiet { args.append("--quiet") }
-          do {
-            try runChild(args, what: "\(method) on \(task)")
-          } catch {
-            failures.append("\(error)")
-            progress.step()
-            progress.log("    failed: \(error)")
-            continue
-          }
+          var record = try RunRecord.load(folder: dir, task: task)
+          record.seed = seed
+          records.append(record)
+          progress.step()
+          progress.log(
+            String(
+              format: "    test top-1 %.2f%%  %d trainable  %.1f s  %.0f MiB peak RSS",
+              100 * record.testTop1, record.trainableParameters, record.trainSeconds,
+              record.peakRSSMiB))
         }
-        let record = try RunRecord.load(folder: dir, task: task)
-        records.append(record)
-        progress.step()
-        progress.log(
-          String(
-            format: "    test top-1 %.2f%%  %d trainable  %.1f s  %.0f MiB peak RSS",
-            100 * record.testTop1, record.trainableParameters, record.trainSeconds,
-            record.peakRSSMiB))
       }
     }
     progress.finish()

@@ -219,8 +219,16 @@ struct Tune: ParsableCommand {
     } else {
       print(
         String(
-          format: "%@: test top-1 %.4f top-5 %.4f (best epoch %d), %d trainable parameters",
-          s.method, s.test.top1, s.test.top5, s.bestEpoch, s.trainableParameters))
+          format:
+            "%@: test top-1 %.4f top-5 %.4f mean per-class %.4f (best epoch %d), %d trainable "
+            + "parameters", s.method, s.test.top1, s.test.top5, s.test.meanPerClass, s.bestEpoch,
+          s.trainableParameters))
+      if let voted = s.testVoted {
+        print(
+          String(
+            format: "with %d votes: test top-1 %.4f mean per-class %.4f", s.votes, voted.top1,
+            voted.meanPerClass))
+      }
     }
   }
 }
