@@ -3,7 +3,7 @@
 Usage (after `swift build`; needs torch, timm, peft, safetensors, pillow):
     python Tools/check_export.py [--graft .build/debug/graft] [--work /tmp/graft-export-check]
 
-1. Tunes lora and bitfit for one epoch on the bundled vit-nano-fmnist (`graft tune --data digits`).
+1. Tunes lora (q,v and q,v,fc1), bitfit and ln-tune for one epoch on the bundled vit-nano-fmnist (`graft tune --data digits`).
 2. `graft export --to timm`: timm.create_model("local-dir:OUT", pretrained=True) against
    `graft predict --adapter RUN` on the same images (relative max error, target <= 1e-4).
 3. `graft export --to peft` of the lora run: PeftModel.from_pretrained on timm's backbone against
@@ -84,26 +84,30 @@ def main():
     ok = True
     torch.set_grad_enabled(False)
 
-    for method in ["lora", "bitfit"]:
-        rf = os.path.join(w, method)
-        if not os.path.exists(os.path.join(rf, "adapter_model.safetensors")):
+    # (run name, method, extra settings): lora-mixed adapts q, v and fc1, so its PEFT folder
+    # needs rank_pattern / alpha_pattern for attn.qkv (rank 2r) beside mlp.fc1 (rank r).
+    runs = [("lora", "lora", []), ("lora-mixed", "lora", ["--set", "method.targets=q,v,fc1"]),
+            ("bitfit", "bitfit", []), ("ln-tune", "ln-tune", [])]
+    for name, method, extra in runs:
+        rf = os.path.join(w, name)
+        if not os.path.exists(os.path.join(rf, "summary.json")):
             run(g, "tune", "--backbone", "vit-nano-fmnist", "--method", method, "--data",
-                "digits", "--set", "train.epochs=1", "--out", rf, "--quiet")
-        ours = graft_logits(g, rf, paths, os.path.join(w, f"{method}-logits.safetensors"))
-        timm_dir = os.path.join(w, f"{method}-timm")
+                "digits", "--set", "train.epochs=1", *extra, "--out", rf, "--quiet")
+        ours = graft_logits(g, rf, paths, os.path.join(w, f"{name}-logits.safetensors"))
+        timm_dir = os.path.join(w, f"{name}-timm")
         run(g, "export", "--adapter", rf, "--to", "timm", timm_dir)
         model = timm.create_model("local-dir:" + timm_dir, pretrained=True).eval()
-        ok &= compare(f"timm merged {method}", ours, model(x).numpy())
+        ok &= compare(f"timm merged {name}", ours, model(x).numpy())
 
         if method == "lora":
             from peft import PeftModel
-            peft_dir = os.path.join(w, "lora-peft")
+            peft_dir = os.path.join(w, f"{name}-peft")
             run(g, "export", "--adapter", rf, "--to", "peft", peft_dir)
             classes = ours.shape[1]
             base = timm.create_model("local-dir:" + BACKBONE, pretrained=True,
                                      num_classes=classes).eval()
             pm = PeftModel.from_pretrained(base, peft_dir).eval()
-            ok &= compare("PEFT from graft export --to peft", ours, pm(x).numpy())
+            ok &= compare(f"PEFT from graft export --to peft of {name}", ours, pm(x).numpy())
 
     # An adapter PEFT made: graft import, then Graft's logits against PEFT's.
     from peft import LoraConfig, get_peft_model
