@@ -275,13 +275,11 @@ public enum PEFTLoRA {
           "'\(module)': lora_A \(tensor.shape), lora_B \(b.shape) do not fit a "
             + "\(layer.inFeatures) → \(layer.outFeatures) layer")
       }
-      let relative = blockRelative(module)
       let moduleRank = lookup(rankPattern, module).map { Int($0) } ?? r
       let alpha = lookup(alphaPattern, module) ?? loraAlpha
       guard moduleRank == rank else {
         throw bad(weightsURL, "'\(module)' has rank \(rank), the config says \(moduleRank)")
       }
-      _ = relative
       let scale = rslora ? alpha / Double(rank).squareRoot() : alpha / Double(rank)
       deltas[site] = (tensor, b, scale)
     }
@@ -343,9 +341,8 @@ public enum PEFTLoRA {
     let rank = all.map { $0.a.shape[0] }.max()!
     let scales = Set(all.map(\.scale))
     let common = scales.count == 1 ? scales.first! : 1.0
-    var targetNames = Set(perTarget.values.flatMap { $0.keys })
+    let targetNames = Set(perTarget.values.flatMap { $0.keys })
     let order = LoRA.knownTargets.filter { targetNames.contains($0) }
-    targetNames = Set(order)
 
     var generator = RandomGenerator(seed: 0)
     let method = try MethodRegistry.make(

@@ -76,8 +76,8 @@ final class ExportTests: XCTestCase {
     XCTAssertNil(PEFTLoRA.split(a: fused.a, b: random([3 * d, 2 * r], &g), width: d))
   }
 
-  func testLoRAAndBitFitFoldIntoATimmFolderWithTheSameLogits() throws {
-    for method in ["lora", "bitfit"] {
+  func testMergeableMethodsFoldIntoATimmFolderWithTheSameLogits() throws {
+    for method in ["lora", "bitfit", "ln-tune", "full"] {
       let (run, m) = try makeRun(method, options: method == "lora" ? ["alpha": "16"] : [:])
       let out = folder.appendingPathComponent("\(method)-timm")
       try TimmExport.export(run: run, to: out)
@@ -140,6 +140,27 @@ final class ExportTests: XCTestCase {
     for (name, t) in loaded.method.trainableState() {
       XCTAssertEqual(t.scalars, original[name]?.scalars, name)
     }
+    let x = pixels()
+    m.setTraining(false)
+    assertClose(withNoGrad { loaded.method(x) }, withNoGrad { m(x) }, 1e-6)
+  }
+
+  func testMixedTargetsExportWithARankPatternAndImportBack() throws {
+    let (run, m) = try makeRun("lora", options: ["rank": "2", "targets": "q,v,fc1"])
+    let peft = folder.appendingPathComponent("peft-mixed")
+    try PEFTLoRA.export(run: run, to: peft)
+    let config =
+      try JSONSerialization.jsonObject(
+        with: Data(contentsOf: peft.appendingPathComponent("adapter_config.json")))
+      as! [String: Any]
+    XCTAssertEqual(config["r"] as? Int, 2)
+    XCTAssertEqual(config["target_modules"] as? [String], ["attn.qkv", "mlp.fc1"])
+    XCTAssertEqual(config["rank_pattern"] as? [String: Int], ["attn.qkv": 4])
+    XCTAssertEqual(config["alpha_pattern"] as? [String: Double], ["attn.qkv": 16])
+    let back = folder.appendingPathComponent("imported-mixed")
+    try PEFTLoRA.importAdapter(peft: peft, backbone: "vit-nano-fmnist", to: back)
+    let loaded = try AdapterCheckpoint.load(back)
+    XCTAssertEqual(loaded.method.options["targets"], "q,v,fc1")
     let x = pixels()
     m.setTraining(false)
     assertClose(withNoGrad { loaded.method(x) }, withNoGrad { m(x) }, 1e-6)
