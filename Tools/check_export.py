@@ -1,11 +1,12 @@
 """Checks `graft export` and `graft import` against timm and PEFT on small tuned runs.
 
-Usage (after `swift build`; needs torch, timm, peft, safetensors, pillow):
+Usage (after `swift build`; needs torch, timm, peft, onnx, onnxruntime, safetensors, pillow):
     python Tools/check_export.py [--graft .build/debug/graft] [--work /tmp/graft-export-check]
 
 1. Tunes lora (q,v and q,v,fc1), bitfit and ln-tune for one epoch on the bundled vit-nano-fmnist (`graft tune --data digits`).
 2. `graft export --to timm`: timm.create_model("local-dir:OUT", pretrained=True) against
    `graft predict --adapter RUN` on the same images (relative max error, target <= 1e-4).
+   `graft export --to onnx`: onnxruntime on the same pixels against Graft.
 3. `graft export --to peft` of the lora run: PeftModel.from_pretrained on timm's backbone against
    Graft.
 4. A LoRA made by PEFT itself (r=4 on qkv and mlp.fc1, modules_to_save head, random B), saved
@@ -20,6 +21,8 @@ import subprocess
 import sys
 
 import numpy as np
+import onnx
+import onnxruntime
 import timm
 import torch
 from PIL import Image
@@ -98,6 +101,11 @@ def main():
         run(g, "export", "--adapter", rf, "--to", "timm", timm_dir)
         model = timm.create_model("local-dir:" + timm_dir, pretrained=True).eval()
         ok &= compare(f"timm merged {name}", ours, model(x).numpy())
+        onnx_file = os.path.join(w, f"{name}.onnx")
+        run(g, "export", "--adapter", rf, "--to", "onnx", onnx_file)
+        onnx.checker.check_model(onnx.load(onnx_file))
+        sess = onnxruntime.InferenceSession(onnx_file)
+        ok &= compare(f"onnxruntime {name}", ours, sess.run(None, {"pixels": x.numpy()})[0])
 
         if method == "lora":
             from peft import PeftModel

@@ -14,7 +14,9 @@ public enum TimmExport {
   /// Why `method` cannot become a timm ViT, or nil when it can.
   public static func refusal(method: String) -> String? {
     if mergeable.contains(method) { return nil }
-    let onnx = "export the whole tuned model with `--to onnx` instead (not built yet in this Graft)"
+    let onnx =
+      "the way out is `--to onnx` (the whole tuned model as a graph), which does not cover this "
+      + "method yet: so far it writes the methods that fold"
     switch method {
     case "adapter":
       // AdaptFormer.swift: mlpBranch adds up(relu(down(x)))·scale, which no weight of the MLP

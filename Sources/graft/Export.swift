@@ -11,13 +11,15 @@ struct Export: ParsableCommand {
       new head (linear, full, bitfit, ln-tune, lora); timm.create_model("local-dir:OUT",
       pretrained=True) gives the run's logits. --to peft: PEFT's LoRA folder for a lora run
       (q/v slices as one rank-2r LoRA on attn.qkv); load it with PeftModel.from_pretrained on
-      timm.create_model(<backbone>, num_classes=<classes>).
+      timm.create_model(<backbone>, num_classes=<classes>). --to onnx: an ONNX graph (opset 17)
+      of the merged model, input `pixels` (preprocessed), output `logits`; so far for the methods
+      --to timm takes, on a plain class-token ViT.
       """)
 
   @Option(help: "Run folder of graft tune (or graft import).")
   var adapter: String
 
-  @Option(help: "Format: timm or peft (onnx is not built yet).")
+  @Option(help: "Format: timm, peft or onnx (OUT is then a .onnx file).")
   var to: String
 
   @Argument(help: "Output folder (created if missing; files replaced atomically).")
@@ -32,7 +34,7 @@ struct Export: ParsableCommand {
     case "peft":
       try PEFTLoRA.export(run: run, to: output)
     case "onnx":
-      throw ValidationError("--to onnx is not built yet in this Graft; use --to timm or --to peft")
+      try ONNXExport.export(run: run, to: output)
     default:
       throw ValidationError("--to must be timm, peft or onnx, not '\(to)'")
     }

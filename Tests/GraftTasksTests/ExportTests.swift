@@ -187,3 +187,31 @@ final class ExportTests: XCTestCase {
     ) { XCTAssertTrue("\($0)".contains("adapter_model.safetensors"), "\($0)") }
   }
 }
+
+/// The protobuf writer behind `--to onnx`, against encodings from the protobuf spec.
+final class ExportONNXTests: XCTestCase {
+  func testProtobufEncodings() {
+    var p = ProtoWriter()
+    p.int(1, 150)  // the spec's example: 08 96 01
+    XCTAssertEqual(p.bytes, [0x08, 0x96, 0x01])
+    p = ProtoWriter()
+    p.string(2, "testing")  // 12 07 74 65 73 74 69 6e 67
+    XCTAssertEqual(p.bytes, [0x12, 0x07] + Array("testing".utf8))
+    p = ProtoWriter()
+    p.int(3, -1)  // int64 -1: ten bytes of varint
+    XCTAssertEqual(p.bytes, [0x18] + Array(repeating: 0xff, count: 9) + [0x01])
+    p = ProtoWriter()
+    p.float(2, 1)  // fixed32, little-endian 1.0f
+    XCTAssertEqual(p.bytes, [0x15, 0x00, 0x00, 0x80, 0x3f])
+  }
+
+  func testGraphNamesEveryWeightOnceAndRefusesAMissingOne() throws {
+    let g = ONNXGraph(state: ["w": Tensor([1, 2, 3, 4], shape: [2, 2])])
+    XCTAssertEqual(try g.weight("w"), "w")
+    XCTAssertEqual(try g.weight("w"), "w")
+    XCTAssertThrowsError(try g.weight("missing")) { XCTAssertTrue("\($0)".contains("missing")) }
+    let bytes = g.model(input: ("x", ["batch", "2"]), output: ("w", ["2", "2"]))
+    // ModelProto starts with ir_version = 8 (field 1, varint).
+    XCTAssertEqual(Array(bytes.prefix(2)), [0x08, 0x08])
+  }
+}
