@@ -3,16 +3,44 @@ import Foundation
 /// `graft export --to onnx`: the tuned model as an ONNX graph (opset 17), written through the
 /// ONNX protobuf schema (onnx/onnx.proto's field numbers) with no Python.
 ///
-/// This first version takes what `TimmExport` folds (linear, full, bitfit, ln-tune, lora: the
-/// merged weights) on a plain timm ViT: class token, learned position embedding over all tokens,
+/// It takes what `TimmExport` folds (linear, full, bitfit, ln-tune, lora: the merged weights)
+/// and VPT (shallow and deep: the prompts, projected if the run projects them, inserted after the
+/// class token as `VPT.swift` does) on a plain timm ViT: class token, learned position embedding over all tokens,
 /// no register tokens, LayerScale or pre-norm, exact GELU, class-token pooling, a fixed input
 /// size. Input `pixels` [batch, 3, H, W] (preprocessed), output `logits` [batch, classes].
 public enum ONNXExport {
   /// Writes the run in `run` as the ONNX model `out`.
   public static func export(run: URL, to out: URL) throws {
     let loaded = try AdapterCheckpoint.load(run)
-    let state = try TimmExport.mergedState(loaded, run: run.path)
-    let vit = loaded.method.backbone as! VisionTransformer  // mergedState checked it
+    var state: [String: Tensor]
+    var prompts: [Tensor] = []
+    if let vpt = loaded.method as? VisualPromptTuning, let vit = vpt.backbone as? VisionTransformer
+    {
+      // The frozen backbone, the new head, and each layer's prompts [1, p, D] as they enter.
+      state = [:]
+      let classifier = vit.parameterPatterns(.classifier)
+      for (name, t) in vit.namedParameters()
+      where !classifier.contains(where: { NamePattern.matches(name, $0) }) {
+        state[name] = t
+      }
+      state["head.weight"] = vpt.head.weight
+      if let b = vpt.head.bias { state["head.bias"] = b }
+      withNoGrad {
+        let (p, w) = (vpt.promptLength, vpt.promptEmbeddings.shape[2])
+        var raw = [vpt.promptEmbeddings.reshaped([p, w])]
+        if let deep = vpt.deepPromptEmbeddings {
+          for i in 0..<deep.shape[0] {
+            raw.append(deep.narrow(0, start: i, length: 1).reshaped([p, w]))
+          }
+        }
+        prompts = raw.map { r in (vpt.promptProj.map { $0(r) } ?? r).unsqueezed(0) }
+      }
+    } else {
+      state = try TimmExport.mergedState(loaded, run: run.path)
+    }
+    guard let vit = loaded.method.backbone as? VisionTransformer else {
+      throw FileError(path: run.path, message: "the run's backbone is not a Vision Transformer")
+    }
     let c = vit.config
     var unsupported: [String] = []
     if !c.classToken || c.regTokens > 0 || c.noEmbedClass { unsupported.append("prefix tokens") }
@@ -28,14 +56,17 @@ public enum ONNXExport {
           "--to onnx does not yet write this ViT variant (\(unsupported.joined(separator: ", "))); "
           + "use --to timm and timm's own ONNX export")
     }
-    let bytes = try vitModel(state: state, config: c, classes: loaded.config.numClasses)
+    let bytes = try vitModel(
+      state: state, config: c, classes: loaded.config.numClasses, prompts: prompts)
     try AtomicFile.write(Data(bytes), to: out)
   }
 
-  /// The ONNX model bytes of a plain ViT with the timm state dict `state`.
-  static func vitModel(state: [String: Tensor], config c: ViTConfig, classes: Int) throws
-    -> [UInt8]
-  {
+  /// The ONNX model bytes of a plain ViT with the timm state dict `state`; `prompts` (VPT)
+  /// are inserted after the class token before block 0 and, when there is one per block,
+  /// replace the previous block's prompts before each later block.
+  static func vitModel(
+    state: [String: Tensor], config c: ViTConfig, classes: Int, prompts: [Tensor] = []
+  ) throws -> [UInt8] {
     let g = ONNXGraph(state: state)
     let d = c.embedDim
     let heads = c.numHeads
@@ -57,8 +88,21 @@ public enum ONNXExport {
     let cls = g.node("Expand", [try g.weight("cls_token"), shape])
     x = g.node("Concat", [cls, x], [.int("axis", 1)])
     x = g.node("Add", [x, try g.weight("pos_embed")])
+    /// `x` with rows 1..<1+drop replaced by prompt layer `layer`, broadcast to the batch.
+    func insertPrompts(_ x: String, layer: Int, drop: Int) -> String {
+      let p = prompts[layer].shape[1]
+      let rows = g.node("Concat", [batch, g.ints([p, d])], [.int("axis", 0)])
+      let mid = g.node("Expand", [g.initializer("vpt_prompts_\(layer)", prompts[layer]), rows])
+      let head = g.node("Slice", [x, g.ints([0]), g.ints([1]), g.ints([1])])
+      let tail = g.node("Slice", [x, g.ints([1 + drop]), g.ints([Int(Int32.max)]), g.ints([1])])
+      return g.node("Concat", [head, mid, tail], [.int("axis", 1)])
+    }
+    if !prompts.isEmpty { x = insertPrompts(x, layer: 0, drop: 0) }
     let scale = g.floats([1 / Float(hd).squareRoot()])
     for i in 0..<c.depth {
+      if i > 0 && prompts.count > i {
+        x = insertPrompts(x, layer: i, drop: prompts[i - 1].shape[1])
+      }
       let p = "blocks.\(i)."
       func linear(_ input: String, _ name: String) throws -> String {
         let wt = g.transposed(try g.tensor(p + name + ".weight"), name: p + name + ".weight_t")
