@@ -3,8 +3,8 @@ import Foundation
 /// `graft export --to onnx`: the tuned model as an ONNX graph (opset 17), written through the
 /// ONNX protobuf schema (onnx/onnx.proto's field numbers) with no Python.
 ///
-/// It takes what `TimmExport` folds (linear, full, bitfit, ln-tune, lora: the merged weights)
-/// and VPT (shallow and deep: the prompts, projected if the run projects them, inserted after the
+/// It takes what `TimmExport` folds (linear, full, bitfit, ln-tune, lora: the merged weights),
+/// the adapter (AdaptFormer's ReLU bottleneck beside each MLP) and VPT (shallow and deep: the prompts, projected if the run projects them, inserted after the
 /// class token as `VPT.swift` does) on a plain timm ViT: class token, learned position embedding over all tokens,
 /// no register tokens, LayerScale or pre-norm, exact GELU, class-token pooling, a fixed input
 /// size. Input `pixels` [batch, 3, H, W] (preprocessed), output `logits` [batch, classes].
@@ -14,26 +14,39 @@ public enum ONNXExport {
     let loaded = try AdapterCheckpoint.load(run)
     var state: [String: Tensor]
     var prompts: [Tensor] = []
-    if let vpt = loaded.method as? VisualPromptTuning, let vit = vpt.backbone as? VisionTransformer
+    var adapterScale: Float?
+    let method = loaded.method
+    if method is VisualPromptTuning || method is AdaptFormer,
+      let vit = method.backbone as? VisionTransformer
     {
-      // The frozen backbone, the new head, and each layer's prompts [1, p, D] as they enter.
+      // The frozen backbone, the new head, and the method's own tensors.
       state = [:]
       let classifier = vit.parameterPatterns(.classifier)
       for (name, t) in vit.namedParameters()
       where !classifier.contains(where: { NamePattern.matches(name, $0) }) {
         state[name] = t
       }
-      state["head.weight"] = vpt.head.weight
-      if let b = vpt.head.bias { state["head.bias"] = b }
-      withNoGrad {
-        let (p, w) = (vpt.promptLength, vpt.promptEmbeddings.shape[2])
-        var raw = [vpt.promptEmbeddings.reshaped([p, w])]
-        if let deep = vpt.deepPromptEmbeddings {
-          for i in 0..<deep.shape[0] {
-            raw.append(deep.narrow(0, start: i, length: 1).reshaped([p, w]))
-          }
+      state["head.weight"] = method.head.weight
+      if let b = method.head.bias { state["head.bias"] = b }
+      if let adapter = method as? AdaptFormer {
+        // adapter.blocks.<i>.down/up.weight/bias, as in the run folder.
+        for (name, t) in adapter.namedParameters(prefix: "adapter") where name.contains(".blocks.")
+        {
+          state[name] = t
         }
-        prompts = raw.map { r in (vpt.promptProj.map { $0(r) } ?? r).unsqueezed(0) }
+        adapterScale = adapter.scale
+      }
+      if let vpt = method as? VisualPromptTuning {
+        withNoGrad {
+          let (p, w) = (vpt.promptLength, vpt.promptEmbeddings.shape[2])
+          var raw = [vpt.promptEmbeddings.reshaped([p, w])]
+          if let deep = vpt.deepPromptEmbeddings {
+            for i in 0..<deep.shape[0] {
+              raw.append(deep.narrow(0, start: i, length: 1).reshaped([p, w]))
+            }
+          }
+          prompts = raw.map { r in (vpt.promptProj.map { $0(r) } ?? r).unsqueezed(0) }
+        }
       }
     } else {
       state = try TimmExport.mergedState(loaded, run: run.path)
@@ -57,7 +70,8 @@ public enum ONNXExport {
           + "use --to timm and timm's own ONNX export")
     }
     let bytes = try vitModel(
-      state: state, config: c, classes: loaded.config.numClasses, prompts: prompts)
+      state: state, config: c, classes: loaded.config.numClasses, prompts: prompts,
+      adapterScale: adapterScale)
     try AtomicFile.write(Data(bytes), to: out)
   }
 
@@ -65,7 +79,8 @@ public enum ONNXExport {
   /// are inserted after the class token before block 0 and, when there is one per block,
   /// replace the previous block's prompts before each later block.
   static func vitModel(
-    state: [String: Tensor], config c: ViTConfig, classes: Int, prompts: [Tensor] = []
+    state: [String: Tensor], config c: ViTConfig, classes: Int, prompts: [Tensor] = [],
+    adapterScale: Float? = nil
   ) throws -> [UInt8] {
     let g = ONNXGraph(state: state)
     let d = c.embedDim
@@ -104,14 +119,15 @@ public enum ONNXExport {
         x = insertPrompts(x, layer: i, drop: prompts[i - 1].shape[1])
       }
       let p = "blocks.\(i)."
-      func linear(_ input: String, _ name: String) throws -> String {
-        let wt = g.transposed(try g.tensor(p + name + ".weight"), name: p + name + ".weight_t")
+      func dense(_ input: String, _ full: String) throws -> String {
+        let wt = g.transposed(try g.tensor(full + ".weight"), name: full + ".weight_t")
         var y = g.node("MatMul", [input, wt])
-        if state[p + name + ".bias"] != nil {
-          y = g.node("Add", [y, try g.weight(p + name + ".bias")])
+        if state[full + ".bias"] != nil {
+          y = g.node("Add", [y, try g.weight(full + ".bias")])
         }
         return y
       }
+      func linear(_ input: String, _ name: String) throws -> String { try dense(input, p + name) }
       func norm(_ input: String, _ name: String) throws -> String {
         g.node(
           "LayerNormalization",
@@ -136,7 +152,15 @@ public enum ONNXExport {
       let erf = g.node("Erf", [g.node("Div", [h, g.floats([Float(2).squareRoot()])])])
       let gelu = g.node(
         "Mul", [g.node("Mul", [h, g.node("Add", [erf, g.floats([1])])]), g.floats([0.5])])
-      x = g.node("Add", [x, try linear(gelu, "mlp.fc2")])
+      var branch = try linear(gelu, "mlp.fc2")
+      if let adapterScale {
+        // AdaptFormer.swift: the MLP branch plus up(relu(down(x)))·scale on the branch input.
+        let a = "adapter.blocks.\(i)."
+        let down = g.node("Relu", [try dense(x, a + "down")])
+        let up = g.node("Mul", [try dense(down, a + "up"), g.floats([adapterScale])])
+        branch = g.node("Add", [branch, up])
+      }
+      x = g.node("Add", [x, branch])
     }
     let n = g.node(
       "LayerNormalization", [x, try g.weight("norm.weight"), try g.weight("norm.bias")],

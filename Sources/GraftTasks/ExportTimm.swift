@@ -15,10 +15,10 @@ public enum TimmExport {
   public static func refusal(method: String) -> String? {
     if mergeable.contains(method) { return nil }
     let onnx =
-      ["vpt-shallow", "vpt-deep"].contains(method)
+      ["vpt-shallow", "vpt-deep", "adapter"].contains(method)
       ? "export the whole tuned model with `--to onnx` instead"
       : "the way out is `--to onnx` (the whole tuned model as a graph), which does not cover "
-        + "this method yet: so far it writes the methods that fold and VPT"
+        + "this method yet: so far it writes the methods that fold, VPT and the adapter"
     switch method {
     case "adapter":
       // AdaptFormer.swift: mlpBranch adds up(relu(down(x)))·scale, which no weight of the MLP
