@@ -4,14 +4,25 @@ import Foundation
 /// ONNX protobuf schema (onnx/onnx.proto's field numbers) with no Python.
 ///
 /// It takes what `TimmExport` folds (linear, full, bitfit, ln-tune, lora: the merged weights),
-/// the adapter (AdaptFormer's ReLU bottleneck beside each MLP) and VPT (shallow and deep: the prompts, projected if the run projects them, inserted after the
-/// class token as `VPT.swift` does) on a plain timm ViT: class token, learned position embedding over all tokens,
-/// no register tokens, LayerScale or pre-norm, exact GELU, class-token pooling, a fixed input
-/// size. Input `pixels` [batch, 3, H, W] (preprocessed), output `logits` [batch, classes].
+/// the adapter (AdaptFormer's ReLU bottleneck beside each MLP) and VPT (shallow and deep: the
+/// prompts, projected if the run projects them, inserted after the class token as `VPT.swift`
+/// does), on a plain timm ViT: class token, learned position embedding over all tokens, no
+/// register tokens, LayerScale or pre-norm, exact GELU, class-token pooling, a fixed input size. Input `pixels` [batch, 3, H, W] (preprocessed), output `logits` [batch, classes].
 public enum ONNXExport {
+  /// Methods whose graphs are written.
+  public static let methods: Set<String> = TimmExport.mergeable.union([
+    "vpt-shallow", "vpt-deep", "adapter",
+  ])
+
   /// Writes the run in `run` as the ONNX model `out`.
   public static func export(run: URL, to out: URL) throws {
     let loaded = try AdapterCheckpoint.load(run)
+    guard methods.contains(loaded.config.method) else {
+      throw FileError(
+        path: run.path,
+        message: "--to onnx does not write \(loaded.config.method) graphs yet (it writes "
+          + methods.sorted().joined(separator: ", ") + ")")
+    }
     var state: [String: Tensor]
     var prompts: [Tensor] = []
     var adapterScale: Float?
@@ -67,7 +78,7 @@ public enum ONNXExport {
         path: run.path,
         message:
           "--to onnx does not yet write this ViT variant (\(unsupported.joined(separator: ", "))); "
-          + "use --to timm and timm's own ONNX export")
+          + "not written yet")
     }
     let bytes = try vitModel(
       state: state, config: c, classes: loaded.config.numClasses, prompts: prompts,
