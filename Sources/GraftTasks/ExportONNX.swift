@@ -1,0 +1,364 @@
+import Foundation
+
+/// `graft export --to onnx`: the tuned model as an ONNX graph (opset 17), written through the
+/// ONNX protobuf schema (onnx/onnx.proto's field numbers) with no Python.
+///
+/// It takes what `TimmExport` folds (linear, full, bitfit, ln-tune, lora: the merged weights),
+/// the adapter (AdaptFormer's ReLU bottleneck beside each MLP) and VPT (shallow and deep: the
+/// prompts, projected if the run projects them, inserted after the class token as `VPT.swift`
+/// does), on a plain timm ViT: class token, learned position embedding over all tokens, no
+/// register tokens, LayerScale or pre-norm, exact GELU, class-token pooling, a fixed input size. Input `pixels` [batch, 3, H, W] (preprocessed), output `logits` [batch, classes].
+public enum ONNXExport {
+  /// Methods whose graphs are written.
+  public static let methods: Set<String> = TimmExport.mergeable.union([
+    "vpt-shallow", "vpt-deep", "adapter",
+  ])
+
+  /// Writes the run in `run` as the ONNX model `out`.
+  public static func export(run: URL, to out: URL) throws {
+    let loaded = try AdapterCheckpoint.load(run)
+    guard methods.contains(loaded.config.method) else {
+      throw FileError(
+        path: run.path,
+        message: "--to onnx does not write \(loaded.config.method) graphs yet (it writes "
+          + methods.sorted().joined(separator: ", ") + ")")
+    }
+    var state: [String: Tensor]
+    var prompts: [Tensor] = []
+    var adapterScale: Float?
+    let method = loaded.method
+    if method is VisualPromptTuning || method is AdaptFormer,
+      let vit = method.backbone as? VisionTransformer
+    {
+      // The frozen backbone, the new head, and the method's own tensors.
+      state = [:]
+      let classifier = vit.parameterPatterns(.classifier)
+      for (name, t) in vit.namedParameters()
+      where !classifier.contains(where: { NamePattern.matches(name, $0) }) {
+        state[name] = t
+      }
+      state["head.weight"] = method.head.weight
+      if let b = method.head.bias { state["head.bias"] = b }
+      if let adapter = method as? AdaptFormer {
+        // adapter.blocks.<i>.down/up.weight/bias, as in the run folder.
+        for (name, t) in adapter.namedParameters(prefix: "adapter") where name.contains(".blocks.")
+        {
+          state[name] = t
+        }
+        adapterScale = adapter.scale
+      }
+      if let vpt = method as? VisualPromptTuning {
+        withNoGrad {
+          let (p, w) = (vpt.promptLength, vpt.promptEmbeddings.shape[2])
+          var raw = [vpt.promptEmbeddings.reshaped([p, w])]
+          if let deep = vpt.deepPromptEmbeddings {
+            for i in 0..<deep.shape[0] {
+              raw.append(deep.narrow(0, start: i, length: 1).reshaped([p, w]))
+            }
+          }
+          prompts = raw.map { r in (vpt.promptProj.map { $0(r) } ?? r).unsqueezed(0) }
+        }
+      }
+    } else {
+      state = try TimmExport.mergedState(loaded, run: run.path)
+    }
+    guard let vit = loaded.method.backbone as? VisionTransformer else {
+      throw FileError(path: run.path, message: "the run's backbone is not a Vision Transformer")
+    }
+    let c = vit.config
+    var unsupported: [String] = []
+    if !c.classToken || c.regTokens > 0 || c.noEmbedClass { unsupported.append("prefix tokens") }
+    if c.preNorm || !c.finalNorm || c.fcNorm == true { unsupported.append("norm placement") }
+    if c.initValues != nil { unsupported.append("LayerScale") }
+    if c.activation != .gelu { unsupported.append("activation \(c.activation.rawValue)") }
+    if c.globalPool != .token { unsupported.append("global_pool \(c.globalPool.rawValue)") }
+    if c.dynamicImgSize || c.inChans != 3 { unsupported.append("input") }
+    guard unsupported.isEmpty else {
+      throw FileError(
+        path: run.path,
+        message:
+          "--to onnx does not yet write this ViT variant (\(unsupported.joined(separator: ", "))); "
+          + "not written yet")
+    }
+    let bytes = try vitModel(
+      state: state, config: c, classes: loaded.config.numClasses, prompts: prompts,
+      adapterScale: adapterScale)
+    try AtomicFile.write(Data(bytes), to: out)
+  }
+
+  /// The ONNX model bytes of a plain ViT with the timm state dict `state`; `prompts` (VPT)
+  /// are inserted after the class token before block 0 and, when there is one per block,
+  /// replace the previous block's prompts before each later block.
+  static func vitModel(
+    state: [String: Tensor], config c: ViTConfig, classes: Int, prompts: [Tensor] = [],
+    adapterScale: Float? = nil
+  ) throws -> [UInt8] {
+    let g = ONNXGraph(state: state)
+    let d = c.embedDim
+    let heads = c.numHeads
+    let hd = d / heads
+    // Patches: Conv with stride = kernel, then [B, D, h, w] → [B, h·w, D].
+    var x = g.node(
+      "Conv",
+      ["pixels", try g.weight("patch_embed.proj.weight"), try g.weight("patch_embed.proj.bias")],
+      [
+        .ints("kernel_shape", [c.patchSize.height, c.patchSize.width]),
+        .ints("strides", [c.patchSize.height, c.patchSize.width]),
+      ])
+    x = g.node("Reshape", [x, g.ints([0, d, -1])])
+    x = g.node("Transpose", [x], [.ints("perm", [0, 2, 1])])
+    // The class token broadcast to the batch: Expand to [B, 1, D] with B from the input.
+    let batch = g.node(
+      "Slice", [g.node("Shape", ["pixels"]), g.ints([0]), g.ints([1])])
+    let shape = g.node("Concat", [batch, g.ints([1, d])], [.int("axis", 0)])
+    let cls = g.node("Expand", [try g.weight("cls_token"), shape])
+    x = g.node("Concat", [cls, x], [.int("axis", 1)])
+    x = g.node("Add", [x, try g.weight("pos_embed")])
+    /// `x` with rows 1..<1+drop replaced by prompt layer `layer`, broadcast to the batch.
+    func insertPrompts(_ x: String, layer: Int, drop: Int) -> String {
+      let p = prompts[layer].shape[1]
+      let rows = g.node("Concat", [batch, g.ints([p, d])], [.int("axis", 0)])
+      let mid = g.node("Expand", [g.initializer("vpt_prompts_\(layer)", prompts[layer]), rows])
+      let head = g.node("Slice", [x, g.ints([0]), g.ints([1]), g.ints([1])])
+      let tail = g.node("Slice", [x, g.ints([1 + drop]), g.ints([Int(Int32.max)]), g.ints([1])])
+      return g.node("Concat", [head, mid, tail], [.int("axis", 1)])
+    }
+    if !prompts.isEmpty { x = insertPrompts(x, layer: 0, drop: 0) }
+    let scale = g.floats([1 / Float(hd).squareRoot()])
+    for i in 0..<c.depth {
+      if i > 0 && prompts.count > i {
+        x = insertPrompts(x, layer: i, drop: prompts[i - 1].shape[1])
+      }
+      let p = "blocks.\(i)."
+      func dense(_ input: String, _ full: String) throws -> String {
+        let wt = g.transposed(try g.tensor(full + ".weight"), name: full + ".weight_t")
+        var y = g.node("MatMul", [input, wt])
+        if state[full + ".bias"] != nil {
+          y = g.node("Add", [y, try g.weight(full + ".bias")])
+        }
+        return y
+      }
+      func linear(_ input: String, _ name: String) throws -> String { try dense(input, p + name) }
+      func norm(_ input: String, _ name: String) throws -> String {
+        g.node(
+          "LayerNormalization",
+          [input, try g.weight(p + name + ".weight"), try g.weight(p + name + ".bias")],
+          [.int("axis", -1), .float("epsilon", c.normEps)])
+      }
+      // Attention: qkv [B, N, 3D] → [3, B, H, N, hd].
+      var qkv = try linear(try norm(x, "norm1"), "attn.qkv")
+      qkv = g.node("Reshape", [qkv, g.ints([0, 0, 3, heads, hd])])
+      qkv = g.node("Transpose", [qkv], [.ints("perm", [2, 0, 3, 1, 4])])
+      let q = g.node("Gather", [qkv, g.ints([0], scalar: true)], [.int("axis", 0)])
+      let k = g.node("Gather", [qkv, g.ints([1], scalar: true)], [.int("axis", 0)])
+      let v = g.node("Gather", [qkv, g.ints([2], scalar: true)], [.int("axis", 0)])
+      let kt = g.node("Transpose", [k], [.ints("perm", [0, 1, 3, 2])])
+      let logits = g.node("MatMul", [g.node("Mul", [q, scale]), kt])
+      var a = g.node("MatMul", [g.node("Softmax", [logits], [.int("axis", -1)]), v])
+      a = g.node("Transpose", [a], [.ints("perm", [0, 2, 1, 3])])
+      a = g.node("Reshape", [a, g.ints([0, 0, d])])
+      x = g.node("Add", [x, try linear(a, "attn.proj")])
+      // MLP with exact GELU: 0.5·h·(1 + erf(h / √2)).
+      let h = try linear(try norm(x, "norm2"), "mlp.fc1")
+      let erf = g.node("Erf", [g.node("Div", [h, g.floats([Float(2).squareRoot()])])])
+      let gelu = g.node(
+        "Mul", [g.node("Mul", [h, g.node("Add", [erf, g.floats([1])])]), g.floats([0.5])])
+      var branch = try linear(gelu, "mlp.fc2")
+      if let adapterScale {
+        // AdaptFormer.swift: the MLP branch plus up(relu(down(x)))·scale on the branch input.
+        let a = "adapter.blocks.\(i)."
+        let down = g.node("Relu", [try dense(x, a + "down")])
+        let up = g.node("Mul", [try dense(down, a + "up"), g.floats([adapterScale])])
+        branch = g.node("Add", [branch, up])
+      }
+      x = g.node("Add", [x, branch])
+    }
+    let n = g.node(
+      "LayerNormalization", [x, try g.weight("norm.weight"), try g.weight("norm.bias")],
+      [.int("axis", -1), .float("epsilon", c.normEps)])
+    let pooled = g.node("Gather", [n, g.ints([0], scalar: true)], [.int("axis", 1)])
+    let wt = g.transposed(try g.tensor("head.weight"), name: "head.weight_t")
+    _ = g.node(
+      "Add", [g.node("MatMul", [pooled, wt]), try g.weight("head.bias")], output: "logits")
+    return g.model(
+      input: ("pixels", ["batch", "3", "\(c.imgSize.height)", "\(c.imgSize.width)"]),
+      output: ("logits", ["batch", "\(classes)"]))
+  }
+}
+
+/// A protobuf message being written (wire types 0, 2 and 5: what ONNX's messages need).
+struct ProtoWriter {
+  var bytes: [UInt8] = []
+
+  mutating func varint(_ value: UInt64) {
+    var v = value
+    while v >= 0x80 {
+      bytes.append(UInt8(v & 0x7f) | 0x80)
+      v >>= 7
+    }
+    bytes.append(UInt8(v))
+  }
+  mutating func key(_ field: Int, _ wire: Int) { varint(UInt64(field << 3 | wire)) }
+  mutating func int(_ field: Int, _ value: Int) {
+    key(field, 0)
+    varint(UInt64(bitPattern: Int64(value)))
+  }
+  mutating func data(_ field: Int, _ data: [UInt8]) {
+    key(field, 2)
+    varint(UInt64(data.count))
+    bytes += data
+  }
+  mutating func string(_ field: Int, _ s: String) { data(field, Array(s.utf8)) }
+  mutating func message(_ field: Int, _ m: ProtoWriter) { data(field, m.bytes) }
+  mutating func float(_ field: Int, _ value: Float) {
+    key(field, 5)
+    withUnsafeBytes(of: value.bitPattern.littleEndian) { bytes += $0 }
+  }
+}
+
+/// An ONNX graph under construction: nodes, initializers (from a state dict or constants).
+final class ONNXGraph {
+  /// A node attribute.
+  enum Attribute {
+    case int(String, Int)
+    case ints(String, [Int])
+    case float(String, Float)
+  }
+
+  let state: [String: Tensor]
+  private var nodes: [ProtoWriter] = []
+  private var initializers: [ProtoWriter] = []
+  private var names: Set<String> = []
+  private var counter = 0
+
+  init(state: [String: Tensor]) { self.state = state }
+
+  /// The state-dict tensor `name`; a missing one is an error.
+  func tensor(_ name: String) throws -> Tensor {
+    guard let t = state[name] else {
+      throw FileError(path: name, message: "the merged state dict has no tensor '\(name)'")
+    }
+    return t
+  }
+
+  /// The state-dict tensor `name` as an initializer of that name.
+  func weight(_ name: String) throws -> String { initializer(name, try tensor(name)) }
+
+  /// `t` [out, in] transposed to [in, out] as an initializer (MatMul's right operand).
+  func transposed(_ t: Tensor, name: String) -> String {
+    initializer(name, withNoGrad { t.transposed() })
+  }
+
+  /// A float initializer.
+  func initializer(_ name: String, _ t: Tensor) -> String {
+    if names.contains(name) { return name }
+    names.insert(name)
+    var p = ProtoWriter()
+    for dim in t.shape { p.int(1, dim) }
+    p.int(2, 1)  // FLOAT
+    p.string(8, name)
+    var raw = [UInt8]()
+    raw.reserveCapacity(t.count * 4)
+    for i in 0..<t.count { withUnsafeBytes(of: t.pointer[i].bitPattern.littleEndian) { raw += $0 } }
+    p.data(9, raw)
+    initializers.append(p)
+    return name
+  }
+
+  /// A float constant.
+  func floats(_ values: [Float]) -> String {
+    initializer("const_f\(fresh())", Tensor(values, shape: [values.count]))
+  }
+
+  /// An int64 constant (a scalar when `scalar`).
+  func ints(_ values: [Int], scalar: Bool = false) -> String {
+    let name = "const_i\(fresh())"
+    var p = ProtoWriter()
+    if !scalar { p.int(1, values.count) }
+    p.int(2, 7)  // INT64
+    p.string(8, name)
+    var raw = [UInt8]()
+    for v in values { withUnsafeBytes(of: Int64(v).littleEndian) { raw += $0 } }
+    p.data(9, raw)
+    initializers.append(p)
+    names.insert(name)
+    return name
+  }
+
+  private func fresh() -> Int {
+    counter += 1
+    return counter
+  }
+
+  /// Adds an `op` node and returns its output's name.
+  @discardableResult
+  func node(_ op: String, _ inputs: [String], _ attributes: [Attribute] = [], output: String? = nil)
+    -> String
+  {
+    let out = output ?? "\(op.lowercased())_\(fresh())"
+    var p = ProtoWriter()
+    for i in inputs { p.string(1, i) }
+    p.string(2, out)
+    p.string(3, out)
+    p.string(4, op)
+    for a in attributes {
+      var w = ProtoWriter()
+      switch a {
+      case .int(let name, let v):
+        w.string(1, name)
+        w.int(3, v)
+        w.int(20, 2)  // INT
+      case .ints(let name, let vs):
+        w.string(1, name)
+        for v in vs { w.int(8, v) }
+        w.int(20, 7)  // INTS
+      case .float(let name, let v):
+        w.string(1, name)
+        w.float(2, v)
+        w.int(20, 1)  // FLOAT
+      }
+      p.message(5, w)
+    }
+    nodes.append(p)
+    return out
+  }
+
+  /// A float tensor's value info with named (symbolic) or numeric dimensions.
+  private func valueInfo(_ name: String, _ dims: [String]) -> ProtoWriter {
+    var shape = ProtoWriter()
+    for d in dims {
+      var dim = ProtoWriter()
+      if let n = Int(d) { dim.int(1, n) } else { dim.string(2, d) }
+      shape.message(1, dim)
+    }
+    var tensorType = ProtoWriter()
+    tensorType.int(1, 1)
+    tensorType.message(2, shape)
+    var type = ProtoWriter()
+    type.message(1, tensorType)
+    var info = ProtoWriter()
+    info.string(1, name)
+    info.message(2, type)
+    return info
+  }
+
+  /// The serialized ModelProto (IR version 8, opset 17).
+  func model(input: (String, [String]), output: (String, [String])) -> [UInt8] {
+    var graph = ProtoWriter()
+    for n in nodes { graph.message(1, n) }
+    graph.string(2, "graft")
+    for i in initializers { graph.message(5, i) }
+    graph.message(11, valueInfo(input.0, input.1))
+    graph.message(12, valueInfo(output.0, output.1))
+    var opset = ProtoWriter()
+    opset.string(1, "")
+    opset.int(2, 17)
+    var model = ProtoWriter()
+    model.int(1, 8)
+    model.string(2, "graft")
+    model.string(3, GraftVersion.string)
+    model.message(7, graph)
+    model.message(8, opset)
+    return model.bytes
+  }
+}
