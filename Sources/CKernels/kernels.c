@@ -317,3 +317,9 @@ int graft_kernels_level(void) {
 #endif
   return 0;
 }
+
+static _Thread_local int gradDisabled;
+
+int graft_grad_disabled(void) { return gradDisabled; }
+
+void graft_set_grad_disabled(int disabled) { gradDisabled = disabled != 0; }

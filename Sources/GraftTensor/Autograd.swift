@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// Where an op's input gradient goes: into the node that produced the input, or into a leaf.
@@ -60,16 +61,10 @@ final class GradFn {
 /// Whether ops record onto the tape. The flag is per thread (data-loader workers run tensor ops
 /// in transforms while the trainer switches recording on and off); it starts on in every thread.
 public enum GradMode {
-  /// Thread-specific slot: unset (nil) means recording is on.
-  private static let disabledKey: pthread_key_t = {
-    var key = pthread_key_t()
-    precondition(pthread_key_create(&key, nil) == 0, "pthread_key_create failed")
-    return key
-  }()
-
+  /// The calling thread's flag lives in C thread-local storage (`graft_grad_disabled`).
   static var enabled: Bool {
-    get { pthread_getspecific(disabledKey) == nil }
-    set { pthread_setspecific(disabledKey, newValue ? nil : UnsafeRawPointer(bitPattern: 1)) }
+    get { graft_grad_disabled() == 0 }
+    set { graft_set_grad_disabled(newValue ? 0 : 1) }
   }
 
   /// True while ops record their backward.

@@ -82,4 +82,21 @@ final class GradModeThreadTests: XCTestCase {
     }
     XCTAssertTrue(GradMode.isEnabled)
   }
+
+  /// The flag is the thread's own, not a slot that other code in the process can write: a
+  /// release build linking FFmpeg's libraries once read it as off on the main thread, and
+  /// nothing trained (Tools/release_smoke.sh checks that case on the release binary).
+  func testForeignThreadSpecificDataLeavesRecordingOn() {
+    var keys: [pthread_key_t] = []
+    for _ in 0..<64 {
+      var key = pthread_key_t()
+      XCTAssertEqual(pthread_key_create(&key, nil), 0)
+      XCTAssertEqual(pthread_setspecific(key, UnsafeRawPointer(bitPattern: 1)), 0)
+      keys.append(key)
+    }
+    XCTAssertTrue(GradMode.isEnabled)
+    XCTAssertTrue((Tensor([1, 2]).requiringGrad() * 2).requiresGrad)
+    for key in keys { pthread_key_delete(key) }
+    XCTAssertTrue(GradMode.isEnabled)
+  }
 }

@@ -30,6 +30,15 @@ void graft_softmax_rows(const float *x, float *y, ptrdiff_t rows, ptrdiff_t n, i
 /// architecture).
 int graft_kernels_level(void);
 
+/// Whether recording (autograd) is off in the calling thread: a C11 thread-local flag, 0 in
+/// every new thread. GradMode keeps its state here rather than in a pthread key: a key's slot
+/// is shared with whatever else the process loaded, and with FFmpeg's dependency tree linked
+/// the release binary read the flag as set on the main thread, so nothing trained.
+int graft_grad_disabled(void);
+
+/// Sets the calling thread's flag (non-zero: recording off).
+void graft_set_grad_disabled(int disabled);
+
 #ifdef __cplusplus
 }
 #endif
