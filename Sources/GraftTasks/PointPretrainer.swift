@@ -190,26 +190,10 @@ public final class PointPretrainer {
     var seconds = 0.0
     var lastValidation = 0.0
     if resume, let files = try store.latest()?.folder {
-      let stateURL = files.appendingPathComponent("state.json")
-      guard let data = try? Data(contentsOf: stateURL),
-        let object = try? JSONSerialization.jsonObject(with: data),
-        let state = object as? [String: Any],
-        let epoch = state["epoch"] as? Int, let lines = state["metrics"] as? [String],
-        let stored = state["settings"] as? String, let secs = state["seconds"] as? Double
-      else { throw ConfigError("\(stateURL.path): nothing to resume (missing or unreadable)") }
-      guard stored == settings else {
-        throw ConfigError("\(stateURL.path): the run was started with other settings")
-      }
-      (startEpoch, metricLines, seconds) = (epoch, lines, secs)
-      lastValidation = state["validation_loss"] as? Double ?? 0
-      let weights = files.appendingPathComponent("model.safetensors")
-      _ = try model.loadStateDict(SafetensorsFile(contentsOf: weights).tensors())
-      try optimizer.loadStateDict(
-        SafetensorsFile(contentsOf: files.appendingPathComponent("optimizer.safetensors"))
-          .tensors())
-      try AtomicFile.write(
-        Data(metricLines.map { $0 + "\n" }.joined().utf8),
-        to: out.appendingPathComponent("metrics.jsonl"))
+      let resumed = try PretrainResume(
+        folder: files, settings: settings, model: model, optimizer: optimizer, out: out)
+      (startEpoch, metricLines, seconds) = (resumed.epoch, resumed.metricLines, resumed.seconds)
+      lastValidation = resumed.state["validation_loss"] as? Double ?? 0
       progress?.log("resuming after epoch \(startEpoch) of \(config.epochs)")
     }
     let loader = DataLoader(
