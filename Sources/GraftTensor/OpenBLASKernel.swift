@@ -20,12 +20,7 @@ public enum OpenBLASKernel {
   /// The kernel OpenBLAS runs in this process (`openblas_get_corename`), e.g. `Haswell`.
   public static var current: String { String(cString: openblas_get_corename()) }
 
-  /// The kernel Graft picked by re-executing (`GRAFT_OPENBLAS_PICKED`), or nil when OpenBLAS
-  /// chose by itself or the user set `OPENBLAS_CORETYPE`.
-  public static var pickedByGraft: String? {
-    ProcessInfo.processInfo.environment[pickedVariable].flatMap { $0.isEmpty ? nil : $0 }
-  }
-
+  /// Set in the re-executed process (to the kernel picked), so it never re-executes again.
   static let pickedVariable = "GRAFT_OPENBLAS_PICKED"
 
   /// The `OPENBLAS_CORETYPE` to re-execute with, or nil to keep the running kernel.
