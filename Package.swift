@@ -27,6 +27,7 @@ let package = Package(
     .library(name: "GraftBench", targets: ["GraftBench"]),
     .library(name: "GraftPoints", targets: ["GraftPoints"]),
     .library(name: "GraftVideo", targets: ["GraftVideo"]),
+    .library(name: "GraftText", targets: ["GraftText"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -61,6 +62,12 @@ let package = Package(
     .target(
       name: "GraftVideo",
       dependencies: ["GraftModels", "GraftData", "CVideo"],
+      swiftSettings: numericSettings
+    ),
+    // Text for captioning: byte-level BPE, the GPT-2-layout decoder, caption metrics.
+    .target(
+      name: "GraftText",
+      dependencies: ["GraftModels"],
       swiftSettings: numericSettings
     ),
     // libhdf5 (Debian's serial build; `hdf5.pc` is only an alternatives link to it).
@@ -123,7 +130,7 @@ let package = Package(
       name: "graft",
       dependencies: [
         "GraftTensor", "GraftNN", "GraftData", "GraftModels", "GraftTuning", "GraftTasks",
-        "GraftBench", "GraftPoints", "GraftVideo", "CBLAS",
+        "GraftBench", "GraftPoints", "GraftVideo", "GraftText", "CBLAS",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
