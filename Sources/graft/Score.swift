@@ -58,9 +58,8 @@ struct ScoreCaptions: ParsableCommand {
     } else {
       print("Caption scores over \(input.videoIDs.count) videos (COCO caption evaluation)")
       for (name, value) in scores.named {
-        print(
-          "  \(name.padding(toLength: 8, withPad: " ", startingAt: 0)) \(String(format: "%.4f", value))"
-        )
+        let label = name.padding(toLength: 8, withPad: " ", startingAt: 0)
+        print("  \(label) \(String(format: "%.4f", value))")
       }
     }
   }
