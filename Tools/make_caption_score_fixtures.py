@@ -8,7 +8,8 @@ Writes, under Tests/GraftTextTests/Fixtures/captions/:
   expected.json  the COCO scores (pycocoevalcap: PTBTokenizer, then Bleu(4), Rouge(), Cider())
                  over the videos that have a hypothesis, in hyps.json's order, with the
                  per-video ROUGE-L and CIDEr-D
-  tokens.json    every caption above plus extra tokenizer cases, each with the caption as the
+  tokens.json    every caption above plus extra tokenizer cases and 400 seeded random captions
+                 (all in one tokenizer run, in this order), each with the caption as the
                  PTBTokenizer wrapper returns it (Stanford CoreNLP 3.4.1, lower-cased,
                  punctuation tokens dropped, joined by spaces)
 
@@ -18,6 +19,7 @@ repository root:  Tools/.venv/bin/python Tools/make_caption_score_fixtures.py
 
 import json
 import os
+import random
 import sys
 
 from pycocoevalcap.bleu.bleu import Bleu
@@ -162,6 +164,63 @@ TOKENIZER_CASES = [
 ]
 
 
+# Random captions from caption words, contractions, numbers, hyphenated words, abbreviations
+# and sentence punctuation (seeded), so the tokenizer test covers combinations nobody wrote.
+RANDOM_WORDS = ("a man woman is are playing the guitar dog dogs cat kids children people car "
+                "cars in on at with of and to his her their video shows someone talking about "
+                "cooking kitchen food red black white small big running walking ball game team "
+                "player song music stage camera news anchor girl boy baby").split()
+RANDOM_CONTRACTIONS = ["don't", "doesn't", "isn't", "aren't", "can't", "won't", "it's", "he's",
+                       "she's", "they're", "we're", "I'm", "you've", "we'll", "I'd", "that's",
+                       "there's", "let's", "man's", "dogs'", "kids'", "James'", "o'clock", "'90s",
+                       "'em", "y'all", "rock'n'roll", "ain't", "cannot", "gonna", "wanna",
+                       "Don't", "IT'S", "shouldn't've"]
+RANDOM_NUMBERS = ["2", "10", "3.5", "1,000", "5:30", "1/2", "3 1/2", "-5", "+5", "2nd", "3rd",
+                  "1990s", "10%", "$5", "$5.50", "5pm", "3-year-old", "2-3", "4x4", "mp3", "100",
+                  "0.5", ".5", "5.", "7-11", "24/7", "#1", "No. 1", "no.", "fig. 3", "12:00:00"]
+RANDOM_HYPHENATED = ["black-and-white", "e-mail", "well-known", "re-enter", "co-op", "x-ray",
+                     "t-shirt", "self-driving", "high-five", "one-on-one"]
+RANDOM_ABBREVIATIONS = ["Mr.", "Mrs.", "Dr.", "St.", "U.S.", "e.g.", "i.e.", "a.m.", "p.m.",
+                        "etc.", "vs.", "Jr.", "Inc.", "Co.", "Jan.", "Calif.", "ark.", "Ark.",
+                        "Mt.", "Ft.", "a.", "B.", "x.", "lb.", "min.", "approx.", "ph.d.", "U.K.",
+                        "TV.", "dept."]
+RANDOM_CAPITALS = ["A", "The", "Someone", "He", "She", "They", "It", "I", "We", "You", "Two",
+                   "Three", "People", "Mr", "Dr", "US", "USA", "TV", "NBA", "OK"]
+
+
+def random_caption(rng):
+    pieces = []
+    for _ in range(rng.randint(3, 14)):
+        r = rng.random()
+        if r < 0.6:
+            w = rng.choice(RANDOM_WORDS)
+        elif r < 0.72:
+            w = rng.choice(RANDOM_CONTRACTIONS)
+        elif r < 0.82:
+            w = rng.choice(RANDOM_NUMBERS)
+        elif r < 0.9:
+            w = rng.choice(RANDOM_HYPHENATED)
+        elif r < 0.95:
+            w = rng.choice(RANDOM_ABBREVIATIONS)
+        else:
+            w = rng.choice(RANDOM_CAPITALS)
+        if rng.random() < 0.08:
+            w += rng.choice([",", ";", ":", "!", "?", "...", "."])
+        if rng.random() < 0.03:
+            w = "(" + w + ")"
+        if rng.random() < 0.03:
+            w = '"' + w + '"'
+        pieces.append(w)
+    s = " ".join(pieces)
+    if rng.random() < 0.5:
+        s = s[0].upper() + s[1:]
+    if rng.random() < 0.6:
+        s += rng.choice([".", ".", ".", "!", "?", "...", ""])
+    if rng.random() < 0.1:
+        s = s.upper()
+    return s
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     hyp_videos = VIDEOS
@@ -180,6 +239,8 @@ def main():
     # Every caption as its own key, so each comes back tokenised on its own.
     all_captions = [s["caption"] for s in sentences] + [h for _, _, h in hyp_videos]
     all_captions += TOKENIZER_CASES
+    rng = random.Random(0)
+    all_captions += [random_caption(rng) for _ in range(400)]
     keyed = {i: [{"caption": c}] for i, c in enumerate(all_captions)}
     tokenized = tokenizer.tokenize(keyed)
     tokens = [{"caption": c, "tokens": tokenized[i][0]} for i, c in enumerate(all_captions)]

@@ -17,7 +17,7 @@ final class CaptionScoreTests: XCTestCase {
 
   func testTokenizerMatchesPTBTokenizerOnEveryFixtureCaption() throws {
     let cases = try fixtureJSON("tokens.json") as! [[String: String]]
-    XCTAssertGreaterThan(cases.count, 120)
+    XCTAssertGreaterThan(cases.count, 500)
     // The script tokenised them in one run, in this order.
     let normalized = CaptionTokenizer.normalize(batch: cases.map { $0["caption"]! })
     var mismatches: [String] = []
