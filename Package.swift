@@ -159,6 +159,10 @@ let package = Package(
       resources: [.copy("Fixtures")]
     ),
     .testTarget(
+      name: "GraftTextTests", dependencies: ["GraftText"],
+      resources: [.copy("Fixtures")]
+    ),
+    .testTarget(
       name: "GraftPointsTests", dependencies: ["GraftPoints", "GraftData"],
       resources: [.copy("Fixtures")]
     ),
