@@ -181,18 +181,6 @@ def main():
     with torch.no_grad():
         logits = model(input_ids=input_ids).logits
         masked = model(input_ids=input_ids, attention_mask=mask).logits
-        # Greedy and beam search from the first prompt.
-        prompt = torch.tensor([ids[0][:6]])
-        greedy = model.generate(prompt, do_sample=False, max_new_tokens=12, pad_token_id=eot)
-        # With an end-of-text token that greedy decoding reaches, generation stops there.
-        stop = int(greedy[0, prompt.shape[1] + 4])
-        greedy_eos = model.generate(prompt, do_sample=False, max_new_tokens=12,
-                                    eos_token_id=stop, pad_token_id=eot)
-        beams = {}
-        for nb, lp in [(3, 1.0), (4, 0.5), (2, 2.0)]:
-            out = model.generate(prompt, do_sample=False, num_beams=nb, length_penalty=lp,
-                                 max_new_tokens=10, pad_token_id=eot, eos_token_id=stop)
-            beams[f"beam_{nb}_{lp}"] = out[0].tolist()
     tensors = {
         "input_ids": input_ids.to(torch.int64),
         "attention_mask": mask.to(torch.int64),
@@ -200,10 +188,41 @@ def main():
         "masked_logits": masked.contiguous(),
     }
     save_file(tensors, os.path.join(OUT, "gpt2_logits.safetensors"))
+
+    # Greedy and beam search as `generate` runs them (KV cache, early_stopping False unless
+    # said). Token 566 is frequent in this model's output, so with it as end of text the beams
+    # finish at different lengths and the length penalty decides between them.
+    settings = [
+        ("The weather report says", 1, 1.0, 16, eot, False),
+        ("Two children are playing", 1, 1.0, 12, eot, False),
+        ("A woman plays the piano", 1, 1.0, 12, 566, False),
+        ("The weather report says", 3, 1.0, 12, eot, False),
+        ("The weather report says", 4, 0.5, 12, eot, False),
+        ("The weather report says", 3, 1.0, 10, 566, False),
+        ("The weather report says", 2, 2.0, 10, 566, False),
+        ("The weather report says", 3, 1.0, 10, 566, True),
+        ("Two children are playing", 3, 1.0, 12, eot, False),
+        ("A woman plays the piano", 4, 0.0, 12, 566, False),
+        ("A man is slicing a tomato on a board.", 5, 1.5, 8, 449, False),
+        # Cases where the stopping heuristic ends the search before the length limit (with
+        # early_stopping="never" the library returns another sequence).
+        ("Two children are playing", 4, 1.0, 16, 583, False),
+        ("Two children are playing", 3, 2.0, 16, 566, False),
+        ("A man is slicing a tomato on a board.", 2, 1.0, 16, 493, False),
+    ]
+    cases = []
+    with torch.no_grad():
+        for text, beams, penalty, new_tokens, eos, early in settings:
+            prompt = tok.encode(text).ids
+            out = model.generate(
+                torch.tensor([prompt]), do_sample=False, num_beams=beams,
+                length_penalty=penalty, max_new_tokens=new_tokens, eos_token_id=eos,
+                pad_token_id=eot, early_stopping=early)
+            cases.append({"prompt": prompt, "num_beams": beams, "length_penalty": penalty,
+                          "max_new_tokens": new_tokens, "eos_token_id": eos,
+                          "early_stopping": early, "output": out[0].tolist()})
     with open(os.path.join(OUT, "gpt2_generation.json"), "w") as f:
-        json.dump({"prompt": prompt[0].tolist(), "greedy": greedy[0].tolist(),
-                   "eos": stop, "greedy_eos": greedy_eos[0].tolist(),
-                   "beams": beams, "max_new_tokens": {"greedy": 12, "beam": 10}}, f, indent=1)
+        json.dump(cases, f, indent=1)
     import transformers, tokenizers
     print("transformers", transformers.__version__, "tokenizers", tokenizers.__version__,
           "torch", torch.__version__)
