@@ -181,12 +181,24 @@ def main():
     with torch.no_grad():
         logits = model(input_ids=input_ids).logits
         masked = model(input_ids=input_ids, attention_mask=mask).logits
+    # The language-modelling loss (labels shifted inside, padding ignored as -100) and its
+    # gradients, for training through the decoder.
+    labels = input_ids.masked_fill(mask == 0, -100)
+    out = model(input_ids=input_ids, attention_mask=mask, labels=labels)
+    out.loss.backward()
     tensors = {
         "input_ids": input_ids.to(torch.int64),
         "attention_mask": mask.to(torch.int64),
         "logits": logits.contiguous(),
         "masked_logits": masked.contiguous(),
+        "labels": labels.to(torch.int64),
+        "loss": out.loss.detach().reshape(1),
+        "grad.transformer.h.0.attn.c_attn.weight":
+            model.transformer.h[0].attn.c_attn.weight.grad.contiguous(),
+        "grad.transformer.wte.weight": model.transformer.wte.weight.grad.contiguous(),
+        "grad.transformer.h.1.ln_2.weight": model.transformer.h[1].ln_2.weight.grad.contiguous(),
     }
+    model.zero_grad()
     save_file(tensors, os.path.join(OUT, "gpt2_logits.safetensors"))
 
     # Greedy and beam search as `generate` runs them (KV cache, early_stopping False unless

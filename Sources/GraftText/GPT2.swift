@@ -433,6 +433,21 @@ public final class GPT2: Module {
     hidden.matmul(outputWeight, transposeOther: true)
   }
 
+  /// The next-token loss of `logits` [B, L, V] against `labels` [B, L] as `transformers`'
+  /// `GPT2LMHeadModel(labels:)` computes it: position i predicts label i + 1, labels equal to
+  /// `ignoreIndex` (padding, a visual prefix, a prompt) count for nothing, and the mean is over
+  /// the predicted labels (NaN when there are none, as PyTorch).
+  public static func languageModelingLoss(
+    logits: Tensor, labels: [[Int]], ignoreIndex: Int = -100
+  ) -> Tensor {
+    precondition(logits.rank == 3, "logits \(logits.shape) must be [B, L, V]")
+    let (b, l, v) = (logits.shape[0], logits.shape[1], logits.shape[2])
+    precondition(
+      labels.count == b && labels.allSatisfy { $0.count == l }, "labels must be [\(b), \(l)]")
+    let targets = labels.flatMap { row in Array(row.dropFirst()) + [ignoreIndex] }
+    return logits.reshaped([b * l, v]).crossEntropy(targets: targets, ignoreIndex: ignoreIndex)
+  }
+
   /// The value added to masked attention scores, as `transformers` (the smallest float).
   static let maskedScore = -Float.greatestFiniteMagnitude
 

@@ -110,6 +110,36 @@ final class GPT2Tests: XCTestCase {
     }
   }
 
+  func testLossAndGradientsMatchTransformers() throws {
+    let model = try GPT2.load(folder: folder)
+    let ref = try reference()
+    let file = try SafetensorsFile(
+      contentsOf: textFixtures.appendingPathComponent("gpt2_logits.safetensors"))
+    let flat = try file.intArray("labels")
+    let l = ref.ids[0].count
+    let labels = (0..<ref.ids.count).map { Array(flat[($0 * l)..<(($0 + 1) * l)]) }
+    XCTAssertTrue(labels.contains { $0.contains(-100) })
+    let logits = model.logits(.ids(ref.ids), attentionMask: ref.mask)
+    let loss = GPT2.languageModelingLoss(logits: logits, labels: labels)
+    let expected = try file.tensor("loss").item
+    XCTAssertEqual(loss.item, expected, accuracy: 1e-5 * abs(expected))
+    print("GPT-2 loss \(loss.item) against transformers' \(expected)")
+    loss.backward()
+    let qkv = model.linearLayer(at: LinearSite(block: 0, role: .qkv))!.weight.grad!
+    let pairs: [(String, Tensor)] = [
+      ("transformer.h.0.attn.c_attn.weight", withNoGrad { qkv.transposed(0, 1) }),
+      ("transformer.wte.weight", model.transformer.wte.weight.grad!),
+      ("transformer.h.1.ln_2.weight", model.transformer.h[1].ln2.weight!.grad!),
+    ]
+    for (name, grad) in pairs {
+      let theirs = try file.tensor("grad." + name)
+      XCTAssertEqual(grad.shape, theirs.shape, name)
+      let error = relativeError(grad.scalars, theirs.scalars)
+      XCTAssertLessThanOrEqual(error, 1e-4, "\(name): relative error \(error)")
+      print("GPT-2 loss gradient of \(name): max relative error \(error) against PyTorch")
+    }
+  }
+
   func testCachedDecodingEqualsFullForward() throws {
     let model = try GPT2.load(folder: folder)
     let ids = try reference().ids
