@@ -88,6 +88,9 @@ TEXTS = [
     "zero\u200bwidth and soft\u00adhyphen",
     "控制 \x00 nul \x07 bell \x7f del",
     "Ω≈ç√∫˜µ≤≥÷ åß∂ƒ©˙∆˚¬…æ",
+    # Long pieces: one word of 900 letters, a run of 300 spaces.
+    "tomato" * 150,
+    " " * 300 + "x" + "\t" * 40,
 ]
 
 

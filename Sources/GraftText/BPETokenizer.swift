@@ -341,17 +341,24 @@ public final class BPETokenizer: Sendable {
   private func merge(_ bytes: [UInt8]) -> [Int] {
     if ignoreMerges, let id = idsByBytes[bytes] { return [id] }
     var symbols = bytes.compactMap { byteIDs[Int($0)] }
-    while symbols.count > 1 {
-      var best: (rank: Int, at: Int, id: Int)?
-      for i in 0..<(symbols.count - 1) {
-        let key = UInt64(symbols[i]) << 32 | UInt64(symbols[i + 1])
-        if let m = merges[key], best == nil || m.rank < best!.rank {
-          best = (m.rank, i, m.id)
-        }
+    guard symbols.count > 1 else { return symbols }
+    // ranks[i]: the merge of symbols i and i + 1 (nil when there is none); only the two pairs
+    // next to a merge change, so each merge costs one scan of `ranks` and no lookups beyond.
+    func pair(_ i: Int) -> (rank: Int, id: Int)? {
+      merges[UInt64(symbols[i]) << 32 | UInt64(symbols[i + 1])]
+    }
+    var ranks = (0..<(symbols.count - 1)).map(pair)
+    while true {
+      var best = -1
+      for i in ranks.indices {
+        if let r = ranks[i], best < 0 || r.rank < ranks[best]!.rank { best = i }
       }
-      guard let best else { break }
-      symbols[best.at] = best.id
-      symbols.remove(at: best.at + 1)
+      guard best >= 0 else { break }
+      symbols[best] = ranks[best]!.id
+      symbols.remove(at: best + 1)
+      ranks.remove(at: best)
+      if best > 0 { ranks[best - 1] = pair(best - 1) }
+      if best < ranks.count { ranks[best] = pair(best) }
     }
     return symbols
   }
