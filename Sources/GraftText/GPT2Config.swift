@@ -51,8 +51,8 @@ public struct GPT2Config: Sendable, Equatable {
   public var tieWordEmbeddings = true
   /// Start and end of text (both `<|endoftext|>` in GPT-2).
   public var bosTokenID: Int?
-  /// End of text: generation stops at it.
-  public var eosTokenID: Int?
+  /// End of text: generation stops at any of these (`eos_token_id`, a number or a list).
+  public var eosTokenIDs: [Int] = []
 
   /// GPT-2 small's settings.
   public init() {}
@@ -135,7 +135,15 @@ public struct GPT2Config: Sendable, Equatable {
       throw ConfigError("add_cross_attention is not supported (a decoder-only model is)")
     }
     bosTokenID = try optionalInt("bos_token_id")
-    eosTokenID = try optionalInt("eos_token_id")
+    if let v = o["eos_token_id"], !v.isNull {
+      let items = v.arrayValue ?? [v]
+      eosTokenIDs = try items.map { item in
+        guard let i = item.intValue else {
+          throw ConfigError("eos_token_id must be a whole number or a list of them, got \(v)")
+        }
+        return i
+      }
+    }
     try validate()
   }
 

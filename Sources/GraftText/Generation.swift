@@ -22,7 +22,7 @@ public struct GenerationOptions: Sendable, Equatable {
   /// Exponent of the generated length that divides a finished beam's log-probability: above 0
   /// favours longer captions, below 0 shorter ones.
   public var lengthPenalty: Float = 1
-  /// Tokens that end a sequence; nil takes the model's `eos_token_id`.
+  /// Tokens that end a sequence; nil takes the model's (`GPT2Config.eosTokenIDs`).
   public var eosTokenIDs: [Int]?
   /// Stop as soon as `numBeams` beams have finished (`early_stopping=True`) instead of when no
   /// running beam can do better.
@@ -82,7 +82,7 @@ extension GPT2 {
           + "\(promptLength + options.maxNewTokens - 1) positions; the model has "
           + "\(config.nPositions)")
     }
-    let eos = Set(options.eosTokenIDs ?? config.eosTokenID.map { [$0] } ?? [])
+    let eos = Set(options.eosTokenIDs ?? config.eosTokenIDs)
     return withNoGrad {
       let cache = GPT2KVCache(layers: depth)
       let first = lastLogits(logits(prompt, cache: cache, hooks: hooks))

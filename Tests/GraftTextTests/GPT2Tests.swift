@@ -67,6 +67,11 @@ final class GPT2Tests: XCTestCase {
     XCTAssertEqual(model.config.nHead, 4)
     XCTAssertEqual(model.config.vocabSize, 600)
     XCTAssertEqual(model.config.activation, .geluNew)
+    XCTAssertEqual(model.config.eosTokenIDs, [0])
+    let listed = try GPT2Config(json: [
+      "model_type": .string("gpt2"), "eos_token_id": .array([.number(3), .number(7)]),
+    ])
+    XCTAssertEqual(listed.eosTokenIDs, [3, 7])
     let names = model.namedParameters().map(\.name)
     XCTAssertEqual(names.first, "transformer.wte.weight")
     XCTAssertTrue(names.contains("transformer.h.1.attn.c_attn.weight"))
