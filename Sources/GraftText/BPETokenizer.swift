@@ -171,7 +171,8 @@ public final class BPETokenizer: Sendable {
   private let idsByBytes: [[UInt8]: Int]
   /// `(left << 32 | right)` → (rank, merged id).
   private let merges: [UInt64: (rank: Int, id: Int)]
-  /// Ids of tokens whose text is not in the byte-level alphabet (decoded as their own UTF-8).
+  /// The bytes each id decodes to: its text read through the byte-level alphabet, or the
+  /// text's own UTF-8 when a character of it is outside the alphabet.
   private let bytesOfID: [[UInt8]?]
   /// Added tokens, longest first (for leftmost-longest matching).
   private let added: [(scalars: [Unicode.Scalar], token: AddedToken)]
@@ -186,17 +187,24 @@ public final class BPETokenizer: Sendable {
   private static let cacheCapacity = 10_000
 
   /// A tokenizer over `vocab` (token text in the byte-level alphabet → id), `merges` (pairs of
-  /// token texts, by rank) and `addedTokens`. Throws `ConfigError` when a merge names a token
-  /// (or makes one) that is not in the vocabulary.
+  /// token texts, by rank) and `addedTokens`. Throws `ConfigError` for an id outside
+  /// 0..<2²⁴ and a merge that names a token (or makes one) that is not in the vocabulary.
   public init(
     vocab: [String: Int], merges: [(String, String)], addedTokens: [AddedToken] = [],
     addPrefixSpace: Bool = false, ignoreMerges: Bool = false
   ) throws {
+    let limit = 1 << 24
+    if let (t, id) = vocab.first(where: { $0.value < 0 || $0.value >= limit }) {
+      throw ConfigError("token '\(t)' has id \(id), outside 0..<\(limit)")
+    }
+    if let t = addedTokens.first(where: { $0.id < 0 || $0.id >= limit }) {
+      throw ConfigError("added token '\(t.content)' has id \(t.id), outside 0..<\(limit)")
+    }
     var size = 0
     for id in vocab.values { size = Swift.max(size, id + 1) }
     for t in addedTokens { size = Swift.max(size, t.id + 1) }
     var text = [String?](repeating: nil, count: size)
-    for (t, id) in vocab where id >= 0 { text[id] = t }
+    for (t, id) in vocab { text[id] = t }
     // Added tokens not in the vocabulary decode through their own text.
     for t in addedTokens where text[t.id] == nil { text[t.id] = t.content }
     var byBytes: [[UInt8]: Int] = [:]

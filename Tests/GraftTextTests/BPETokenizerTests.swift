@@ -164,6 +164,10 @@ final class BPETokenizerTests: XCTestCase {
       #"{"model": {"vocab": {"a": 0}, "merges": ["a b"]}, "pre_tokenizer": {"type": "ByteLevel"}}"#,
       "'b' is not in the vocabulary")
     expect(
+      "f.json",
+      #"{"model": {"vocab": {"a": -1}, "merges": []}, "pre_tokenizer": {"type": "ByteLevel"}}"#,
+      "token 'a' has id -1")
+    expect(
       "e.json", #"{"model": {"vocab": {"a": 0}, "merges": []}, "pre_tokenizer": null}"#,
       "pre_tokenizer")
     let missing = dir.appendingPathComponent("none.json")
