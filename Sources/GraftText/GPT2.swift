@@ -10,8 +10,9 @@ import Foundation
 // LoRA wraps `c_attn` exactly as it wraps a ViT's fused `qkv`: rows q, k, v in that order).
 // `checkpointStateDict()` gives them back in the checkpoint's layout.
 //
-// Dropout (`attn_pdrop`, `resid_pdrop`, `embd_pdrop`) is not applied: the decoder is meant to be
-// frozen, and runs as `transformers` does in `eval()` mode.
+// Dropout (`attn_pdrop`, `resid_pdrop`, `embd_pdrop`) is applied only when asked for, by giving
+// the model a `dropoutGenerator` while it is in training mode; by default it runs as
+// `transformers` does in `eval()` mode (which is how `from_pretrained` returns a model).
 
 /// The attention of a GPT-2 block: the fused projection `c_attn` (D → 3·D, rows q, k, v) and
 /// the output projection `c_proj` (D → D).
@@ -152,6 +153,18 @@ public final class GPT2: Module {
     super.init()
     registerModule("transformer", transformer)
     if let lmHead { registerModule("lm_head", lmHead) }
+  }
+
+  /// Where dropout masks come from. With a generator and in training mode (`train()`), dropout
+  /// is applied where `transformers` applies it in `train()` mode: on the embedded input, the
+  /// attention probabilities and each residual branch (after its output projection, before
+  /// `BackboneHooks.attentionBranch` / `mlpBranch`). Nil (the default): no dropout.
+  public var dropoutGenerator: RandomGenerator?
+
+  /// `x` through dropout of rate `p` when dropout is on.
+  private func dropout(_ x: Tensor, _ p: Float) -> Tensor {
+    guard isTraining, p > 0, dropoutGenerator != nil else { return x }
+    return x.dropout(p: p, training: true, generator: &dropoutGenerator!)
   }
 
   /// Number of blocks.
@@ -410,7 +423,7 @@ public final class GPT2: Module {
     precondition(
       positions.allSatisfy { $0.allSatisfy { $0 >= 0 && $0 < config.nPositions } },
       "positions go past n_positions \(config.nPositions) (cache \(past) + \(l) new)")
-    x = x + transformer.wpe(positions.flatMap { $0 }, shape: [b, l])
+    x = dropout(x + transformer.wpe(positions.flatMap { $0 }, shape: [b, l]), config.embdPdrop)
     let bias = Self.attentionBias(batch: b, queries: l, past: past, mask: attentionMask)
     for (i, block) in transformer.h.enumerated() {
       x = self.block(i, block, x, bias: bias, cache: cache, hooks: hooks)
@@ -500,12 +513,13 @@ public final class GPT2: Module {
     var scale: Float = config.scaleAttnWeights ? 1 / Float(hd).squareRoot() : 1
     if config.scaleAttnByInverseLayerIdx { scale /= Float(index + 1) }
     let scores = q.matmul(k, transposeOther: true) * scale + bias
-    let mixed = scores.softmax(axis: -1).matmul(v).permuted([0, 2, 1, 3]).reshaped([b, l, d])
-    var a = linear(block.attn.cProj, .attentionOut, mixed)
+    let probabilities = dropout(scores.softmax(axis: -1), config.attnPdrop)
+    let mixed = probabilities.matmul(v).permuted([0, 2, 1, 3]).reshaped([b, l, d])
+    var a = dropout(linear(block.attn.cProj, .attentionOut, mixed), config.residPdrop)
     if let hooks { a = hooks.attentionBranch(index, input: x, output: a) }
     let x1 = x + a
     let hidden = config.activation.apply(linear(block.mlp.cFc, .mlpIn, block.ln2(x1)))
-    var m = linear(block.mlp.cProj, .mlpOut, hidden)
+    var m = dropout(linear(block.mlp.cProj, .mlpOut, hidden), config.residPdrop)
     if let hooks { m = hooks.mlpBranch(index, input: x1, output: m) }
     return x1 + m
   }

@@ -49,6 +49,12 @@ public struct GPT2Config: Sendable, Equatable {
   public var scaleAttnByInverseLayerIdx = false
   /// The output projection shares `wte`.
   public var tieWordEmbeddings = true
+  /// Dropout on the attention probabilities (`attn_pdrop`).
+  public var attnPdrop: Float = 0.1
+  /// Dropout on each residual branch (`resid_pdrop`).
+  public var residPdrop: Float = 0.1
+  /// Dropout on the embedded input (`embd_pdrop`).
+  public var embdPdrop: Float = 0.1
   /// Start and end of text (both `<|endoftext|>` in GPT-2).
   public var bosTokenID: Int?
   /// End of text: generation stops at any of these (`eos_token_id`, a number or a list).
@@ -83,6 +89,11 @@ public struct GPT2Config: Sendable, Equatable {
     try check(
       layerNormEpsilon > 0 && layerNormEpsilon.isFinite,
       "layer_norm_epsilon \(layerNormEpsilon) must be positive")
+    for (key, p) in [
+      ("attn_pdrop", attnPdrop), ("resid_pdrop", residPdrop), ("embd_pdrop", embdPdrop),
+    ] {
+      try check(p >= 0 && p < 1, "\(key) \(p) must be in [0, 1)")
+    }
   }
 
   /// The settings of a `config.json` object. Throws `ConfigError` naming the key for a value of
@@ -128,6 +139,14 @@ public struct GPT2Config: Sendable, Equatable {
       }
       activation = a
     }
+    func probability(_ key: String, _ fallback: Float) throws -> Float {
+      guard let v = o[key], !v.isNull else { return fallback }
+      guard let d = v.doubleValue else { throw ConfigError("\(key) must be a number, got \(v)") }
+      return Float(d)
+    }
+    attnPdrop = try probability("attn_pdrop", attnPdrop)
+    residPdrop = try probability("resid_pdrop", residPdrop)
+    embdPdrop = try probability("embd_pdrop", embdPdrop)
     scaleAttnWeights = try bool("scale_attn_weights", true)
     scaleAttnByInverseLayerIdx = try bool("scale_attn_by_inverse_layer_idx", false)
     tieWordEmbeddings = try bool("tie_word_embeddings", true)

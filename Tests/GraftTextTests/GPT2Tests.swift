@@ -191,6 +191,20 @@ final class GPT2Tests: XCTestCase {
     XCTAssertGreaterThan(relativeError(with.scalars, byIDs.scalars), 1e-3)
   }
 
+  func testDropoutOnlyWhenAskedAndTraining() throws {
+    let model = try GPT2.load(folder: folder)
+    XCTAssertEqual(model.config.attnPdrop, 0.1)
+    let ids = [[33, 446, 287, 422, 261]]
+    let plain = withNoGrad { model.logits(.ids(ids)).scalars }
+    model.dropoutGenerator = RandomGenerator(seed: 5)
+    let dropped = withNoGrad { model.logits(.ids(ids)).scalars }
+    XCTAssertGreaterThan(relativeError(dropped, plain), 1e-3)
+    let again = withNoGrad { model.logits(.ids(ids)).scalars }
+    XCTAssertNotEqual(again, dropped, "fresh masks each pass")
+    model.eval()
+    XCTAssertEqual(withNoGrad { model.logits(.ids(ids)).scalars }, plain)
+  }
+
   func testRandomInitialisationRoundTripsThroughACheckpoint() throws {
     var config = GPT2Config()
     config.vocabSize = 50
