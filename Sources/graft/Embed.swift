@@ -1,13 +1,15 @@
 import ArgumentParser
 import Foundation
 import GraftModels
+import GraftText
 import GraftVideo
 
 /// `graft embed`: features (and logits) of images or pixels, or of point clouds, with a frozen
-/// model.
+/// model; token ids and logits of a text with a language model.
 struct Embed: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Save a frozen model's features (and logits) for images, pixels or point clouds.",
+    abstract:
+      "Save a frozen model's features (and logits) for images, pixels, point clouds or a text.",
     discussion: """
       --model takes a timm model folder (config.json + model.safetensors), a Point-MAE model \
       folder (config.json with "architecture": "point_mae" + model.safetensors; \
@@ -41,6 +43,11 @@ struct Embed: ParsableCommand {
       bins; default T and half the patch grid, rounded up). The output holds 'frames' \
       [B, T, 3, H, W] (preprocessed pixels), 'tokens' [B, T, h, w, D], 'pooled' \
       [B, t, h', w', D] and 'indices' [B, T] (I64, the frames taken).
+
+      With --text, --model is a GPT-2-layout language model folder as Hugging Face saves it \
+      (config.json with "model_type": "gpt2", model.safetensors, and tokenizer.json or \
+      vocab.json + merges.txt): the text is tokenized with the folder's byte-level BPE and the \
+      output holds 'ids' [1, L] (I64) and 'logits' [1, L, V].
       """
   )
 
@@ -73,6 +80,9 @@ struct Embed: ParsableCommand {
   @Option(help: "With --frames: pllava, middle or random.")
   var sampling = "pllava"
 
+  @Option(help: "Text to run through a language model (--model a language model folder).")
+  var text: String?
+
   @Argument(
     help: """
       Image or point-cloud files, or one .safetensors with a 'pixels' or 'points' tensor; \
@@ -82,6 +92,12 @@ struct Embed: ParsableCommand {
 
   func validate() throws {
     guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
+    if text != nil {
+      guard inputs.isEmpty && frames == nil else {
+        throw ValidationError("--text takes no input files and no --frames")
+      }
+      return
+    }
     guard !inputs.isEmpty else {
       throw ValidationError(
         "give image (or point-cloud) files or one .safetensors of pixels (or points)")
@@ -103,6 +119,21 @@ struct Embed: ParsableCommand {
   func run() throws {
     imageLimit.apply()
     let stderr = FileHandle.standardError
+    let folder = URL(fileURLWithPath: model)
+    if let text {
+      guard TextEmbedding.isLanguageModel(folder) else {
+        throw ValidationError(
+          "--text needs a language model folder (config.json with \"model_type\": \"gpt2\"); "
+            + "\(model) is not one")
+      }
+      let summary = try TextEmbedding.run(
+        model: folder, text: text, output: URL(fileURLWithPath: output))
+      print("\(output): ids [1, \(summary.ids.count)], logits \(summary.logitsShape)")
+      return
+    }
+    if TextEmbedding.isLanguageModel(folder) {
+      throw ValidationError("\(model) is a language model: give --text")
+    }
     if let frames {
       guard frames >= 1 else { throw ValidationError("--frames must be at least 1") }
       guard let rule = FrameSampling(name: sampling) else {
