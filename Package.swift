@@ -28,6 +28,7 @@ let package = Package(
     .library(name: "GraftPoints", targets: ["GraftPoints"]),
     .library(name: "GraftVideo", targets: ["GraftVideo"]),
     .library(name: "GraftText", targets: ["GraftText"]),
+    .library(name: "GraftCaption", targets: ["GraftCaption"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -68,6 +69,13 @@ let package = Package(
     .target(
       name: "GraftText",
       dependencies: ["GraftModels"],
+      swiftSettings: numericSettings
+    ),
+    // Video captioning as PLLaVA does it: frozen frame encoder, trained projector, pooling, a
+    // frozen GPT-2-layout decoder with LoRA; its trainer and run folders.
+    .target(
+      name: "GraftCaption",
+      dependencies: ["GraftVideo", "GraftText", "GraftTuning", "GraftTasks"],
       swiftSettings: numericSettings
     ),
     // libhdf5 (Debian's serial build; `hdf5.pc` is only an alternatives link to it).
@@ -130,7 +138,7 @@ let package = Package(
       name: "graft",
       dependencies: [
         "GraftTensor", "GraftNN", "GraftData", "GraftModels", "GraftTuning", "GraftTasks",
-        "GraftBench", "GraftPoints", "GraftVideo", "GraftText", "CBLAS",
+        "GraftBench", "GraftPoints", "GraftVideo", "GraftText", "GraftCaption", "CBLAS",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
@@ -160,6 +168,10 @@ let package = Package(
     ),
     .testTarget(
       name: "GraftTextTests", dependencies: ["GraftText"],
+      resources: [.copy("Fixtures")]
+    ),
+    .testTarget(
+      name: "GraftCaptionTests", dependencies: ["GraftCaption"],
       resources: [.copy("Fixtures")]
     ),
     .testTarget(
