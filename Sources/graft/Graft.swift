@@ -11,7 +11,7 @@ struct Graft: ParsableCommand {
     subcommands: [
       Bench.self, Embed.self, Tune.self, Eval.self, Predict.self, Methods.self, Pretrain.self,
       DataCommand.self, Demo.self, ReportCommand.self, ModelsCommand.self, PointsCommand.self,
-      VideoCommand.self, Export.self, Import.self, ScoreCommand.self,
+      VideoCommand.self, Export.self, Import.self, ScoreCommand.self, CaptionCommand.self,
     ]
   )
 
