@@ -36,6 +36,17 @@ final class PLLaVACaptionerTests: XCTestCase {
     for (a, b) in zip(got.scalars, expected.scalars) { XCTAssertEqual(a, b, accuracy: 1e-5) }
   }
 
+  func testGradientsReachTheProjectorThroughThePooling() {
+    var g = RandomGenerator(seed: 6)
+    let projector = VisualProjector(encoderWidth: 4, decoderWidth: 6, generator: &g)
+    let x = Tensor.randn([2, 3, 2, 2, 4], generator: &g)
+    let check = GradientCheck.run(
+      [projector.linear1.weight, projector.linear1.bias!, projector.linear2.weight],
+      epsilon: 1e-2
+    ) { _ in projector(x, pool: (2, 1, 2)) }
+    XCTAssertTrue(check.passed, check.summary)
+  }
+
   func testShapesAndLossCountsCaptionTokensOnly() throws {
     let folder = try CaptionFixtures.temporaryFolder(self)
     let captioner = try makeCaptioner(.lora, folder: folder)
