@@ -32,7 +32,8 @@ public final class PLLaVACaptioner: Module {
   /// A fresh captioner on `backbone` (any image backbone whose blocks give a patch grid) and
   /// `decoder`. Throws `CaptionError` for a backbone that does not take images, a decoder
   /// without an end-of-text token, or a prefix and caption longer than the decoder's positions;
-  /// `ConfigError` for bad options.
+  /// `ConfigError` for bad options. The captioner uses `decoder.model` itself: in `full` mode
+  /// training (or loading a `full` run folder) changes that object's weights.
   public init(
     config: PLLaVAConfig, backbone: TuneBackbone, decoder: CaptionDecoder,
     generator: inout RandomGenerator
