@@ -39,6 +39,10 @@ public struct PLLaVAConfig: OptionTable, Codable, Equatable, Sendable {
   public var maxTextTokens = 24
   /// Tokens a generated caption may have at most (end-of-text included).
   public var maxNewTokens = 24
+  /// Text between the visual tokens and the caption (context, never a target), as PLLaVA's
+  /// prompt template; empty: none. `<|endoftext|>` gives the decoder the start-of-text context
+  /// a GPT-2 saw in pretraining.
+  public var prompt = ""
 
   /// The defaults.
   public init() {}
@@ -66,6 +70,8 @@ public struct PLLaVAConfig: OptionTable, Codable, Equatable, Sendable {
     .float("lora_dropout", \.loraDropout, in: 0...0.99, "dropout on the LoRA input in training"),
     .int("max_text_tokens", \.maxTextTokens, in: 1...4096, "caption tokens at most in training"),
     .int("max_new_tokens", \.maxNewTokens, in: 1...4096, "tokens generated at most"),
+    ConfigOption(
+      "prompt", \.prompt, "text after the visual tokens, before the caption (not a target)"),
   ]
 
   /// `lora_alpha_eval` as text (`auto` for nil).

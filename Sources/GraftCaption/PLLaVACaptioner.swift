@@ -28,6 +28,8 @@ public final class PLLaVACaptioner: Module {
   public let lora: DecoderLoRA?
   /// The end-of-text token: the caption's last label, padding and the stop token.
   public let endOfText: Int
+  /// The tokens of `config.prompt`, between the visual prefix and the caption.
+  public let promptTokens: [Int]
 
   /// A fresh captioner on `backbone` (any image backbone whose blocks give a patch grid) and
   /// `decoder`. Throws `CaptionError` for a backbone that does not take images, a decoder
@@ -58,12 +60,13 @@ public final class PLLaVACaptioner: Module {
       throw CaptionError(
         .missingDecoder, "\(decoder.reference): the decoder names no end-of-text token")
     }
-    let visual = config.visualTokens
+    let prompt = decoder.tokenizer.encode(config.prompt)
+    let visual = config.visualTokens + prompt.count
     let needed = max(visual + config.maxTextTokens + 1, visual + config.maxNewTokens - 1)
     guard needed <= model.config.nPositions else {
       throw CaptionError(
         .sequenceTooLong,
-        "\(visual) visual tokens (method.pool \(config.pool)) and up to "
+        "\(visual) visual and prompt tokens (method.pool \(config.pool)) and up to "
           + "\(max(config.maxTextTokens + 1, config.maxNewTokens - 1)) caption tokens need "
           + "\(needed) positions; the decoder has \(model.config.nPositions)")
     }
@@ -71,6 +74,7 @@ public final class PLLaVACaptioner: Module {
     self.decoder = model
     self.tokenizer = decoder.tokenizer
     self.endOfText = eos
+    self.promptTokens = prompt
     projector = VisualProjector(
       encoderWidth: image.width, decoderWidth: model.width, generator: &generator)
     lora =
@@ -109,14 +113,16 @@ public final class PLLaVACaptioner: Module {
     Array(tokenizer.encode(caption).prefix(config.maxTextTokens)) + [endOfText]
   }
 
-  /// Input ids [B, L] (captions padded with end-of-text) and labels [B, prefix + L]: −100 on
-  /// the `prefix` visual positions and on padding, the token elsewhere, so that the last
-  /// prefix position predicts the first caption token.
+  /// Input ids [B, L] (the prompt, then the caption padded with end-of-text) and labels
+  /// [B, prefix + L]: −100 on the `prefix` visual positions, the prompt and the padding, the
+  /// token elsewhere, so that the position before the caption predicts its first token.
   public func sequences(_ captions: [[Int]], prefix: Int) -> (ids: [[Int]], labels: [[Int]]) {
     let length = captions.map(\.count).max() ?? 0
-    let ids = captions.map { $0 + Array(repeating: endOfText, count: length - $0.count) }
+    let ids = captions.map {
+      promptTokens + $0 + Array(repeating: endOfText, count: length - $0.count)
+    }
     let labels = captions.map { c in
-      Array(repeating: -100, count: prefix) + c
+      Array(repeating: -100, count: prefix + promptTokens.count) + c
         + Array(repeating: -100, count: length - c.count)
     }
     return (ids, labels)
@@ -149,7 +155,7 @@ public final class PLLaVACaptioner: Module {
   // MARK: Generation
 
   /// The caption of one clip's frame tokens [1, T, H, W, E] by greedy decoding (`beams` 1) or
-  /// beam search, from the visual prefix alone, until end-of-text or `maxNewTokens`; LoRA runs
+  /// beam search, from the visual prefix (and the prompt), until end-of-text or `maxNewTokens`; LoRA runs
   /// with `lora_alpha_eval`.
   public func generate(
     frameTokens: Tensor, beams: Int = 1, lengthPenalty: Float = 1
@@ -161,7 +167,11 @@ public final class PLLaVACaptioner: Module {
     let trainAlpha = lora?.alpha
     lora?.alpha = config.evalAlpha
     defer { if let trainAlpha { lora?.alpha = trainAlpha } }
-    let prefix = withNoGrad { visualPrefix(frameTokens) }
+    let prefix = withNoGrad {
+      let visual = visualPrefix(frameTokens)
+      guard !promptTokens.isEmpty else { return visual }
+      return Tensor.concat([visual, decoder.tokenEmbeddings([promptTokens])], axis: 1)
+    }
     let options = GenerationOptions(
       maxNewTokens: config.maxNewTokens, numBeams: beams, lengthPenalty: lengthPenalty,
       eosTokenIDs: [endOfText])

@@ -103,6 +103,36 @@ final class PLLaVACaptionerTests: XCTestCase {
     XCTAssertEqual(Double(first.scalars[0]), perToken0, accuracy: 1e-4)
   }
 
+  func testPromptIsContextNotTarget() throws {
+    let folder = try CaptionFixtures.temporaryFolder(self)
+    let decoder = try CaptionDecoder.load(folder: try CaptionFixtures.decoderFolder(in: folder))
+    var g = RandomGenerator(seed: 5)
+    let captioner = try PLLaVACaptioner(
+      config: try PLLaVAConfig.parse(["prompt": "<|endoftext|>Video:"]),
+      backbone: CaptionFixtures.backbone(), decoder: decoder, generator: &g)
+    let prompt = captioner.promptTokens
+    XCTAssertEqual(prompt.first, 0)
+    XCTAssertGreaterThan(prompt.count, 1)
+    let caption = captioner.captionTokens("A ring rises")
+    let (ids, labels) = captioner.sequences([caption], prefix: 16)
+    XCTAssertEqual(ids[0], prompt + caption)
+    XCTAssertEqual(labels[0], Array(repeating: -100, count: 16 + prompt.count) + caption)
+    let tokens = Tensor.randn([1, 8, 4, 4, 16], generator: &g)
+    let (logits, _) = captioner.logits(frameTokens: tokens, captions: ["A ring rises"])
+    XCTAssertEqual(logits.shape, [1, 16 + prompt.count + caption.count, 600])
+    // Generation continues after the prompt: the same as the decoder given prefix + prompt.
+    let input = withNoGrad {
+      Tensor.concat(
+        [captioner.visualPrefix(tokens), captioner.decoder.tokenEmbeddings([prompt])], axis: 1)
+    }
+    let direct = try captioner.decoder.generate(
+      .embeddings(input), options: GenerationOptions(maxNewTokens: 24, eosTokenIDs: [0]),
+      hooks: captioner.lora)
+    let expected = captioner.tokenizer.decode(direct.filter { $0 != 0 }, skipSpecialTokens: true)
+      .trimmingCharacters(in: .whitespacesAndNewlines)
+    XCTAssertEqual(try captioner.generate(frameTokens: tokens), expected)
+  }
+
   func testTrainableTensorsInClosedForm() throws {
     let folder = try CaptionFixtures.temporaryFolder(self)
     let (e, d, layers, r) = (16, 32, 2, 8)
