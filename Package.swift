@@ -109,7 +109,8 @@ let package = Package(
     .target(
       name: "GraftTasks",
       dependencies: [
-        "GraftTuning", "GraftData", "GraftPoints", .product(name: "Yams", package: "Yams"),
+        "GraftTuning", "GraftData", "GraftPoints", "GraftVideo",
+        .product(name: "Yams", package: "Yams"),
       ],
       swiftSettings: numericSettings
     ),
@@ -155,7 +156,8 @@ let package = Package(
       name: "GraftTasksTests", dependencies: ["GraftTasks", "GraftModels", "GraftPoints"]),
     .testTarget(name: "GraftBenchTests", dependencies: ["GraftBench"]),
     .testTarget(
-      name: "GraftVideoTests", dependencies: ["GraftVideo", "GraftModels", "GraftNN"],
+      name: "GraftVideoTests",
+      dependencies: ["GraftVideo", "GraftModels", "GraftNN", "GraftTasks", "GraftTuning"],
       resources: [.copy("Fixtures")]
     ),
     .testTarget(
