@@ -322,6 +322,18 @@ public final class Trainer {
         "the data has \(data.classNames.count) classes but the head was built for "
           + "\(classNames.count)")
     }
+    // Before anything is written: data the run cannot take, and clips read otherwise than
+    // the run records, are refused.
+    let transforms = try Sample.transforms(for: taskInput)
+    try Voting.check(method, votes: config.votes, input: taskInput, sample: Sample.self)
+    if Sample.self == ClipSample.self, data.train.count > 0,
+      let clip = try data.train.sample(at: 0) as? ClipSample, clip.input != config.videoInput
+    {
+      throw ConfigError(
+        "the clips are read as \(clip.input) but the settings say \(config.videoInput) "
+          + "(data.frames, data.sampling, data.train_sampling): load the data with "
+          + "config.videoInput")
+    }
     let paths = Paths(folder: folder)
     // One process per run folder, for the whole run; then nothing else writes here, and
     // what interrupted writes left behind can go.
@@ -350,8 +362,6 @@ public final class Trainer {
         videoInput: Sample.self == ClipSample.self ? config.videoInput : nil)
     }
 
-    let transforms = try Sample.transforms(for: taskInput)
-    try Voting.check(method, votes: config.votes, input: taskInput, sample: Sample.self)
     let loader = DataLoader(
       dataset: try trainingSet(data), batchSize: config.batchSize, shuffle: true,
       seed: config.seed, workers: config.workers, transform: transforms.train)

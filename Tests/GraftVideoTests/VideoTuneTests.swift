@@ -125,13 +125,21 @@ final class VideoTuneTests: XCTestCase {
     var config = try TuneConfig.preset(for: "p2p")
     try config.set("train.workers", "0")
     let trainer = try Trainer(backbone: try backbone(), config: config, classNames: ["a", "b"])
-    let data = try VideoTuneData.load(tree.path, input: VideoInput(frames: 2))
-    XCTAssertThrowsError(
-      try trainer.run(data: data, folder: try VideoFixtures.temporaryFolder(self))
-    ) { error in
+    let data = try VideoTuneData.load(tree.path, input: config.videoInput)
+    let refused = try VideoFixtures.temporaryFolder(self).appendingPathComponent("run")
+    XCTAssertThrowsError(try trainer.run(data: data, folder: refused)) { error in
       XCTAssertTrue(error is ConfigError, "\(error)")
       XCTAssertTrue("\(error)".contains("video clips"), "\(error)")
     }
+    XCTAssertFalse(FileManager.default.fileExists(atPath: refused.path))
+    // Clips read otherwise than the settings say (and the run would record).
+    let linear = try Trainer(
+      backbone: try backbone(), config: TuneConfig.preset(for: "linear"), classNames: ["a", "b"])
+    let other = try VideoTuneData.load(tree.path, input: VideoInput(frames: 3))
+    XCTAssertThrowsError(try linear.run(data: other, folder: refused)) { error in
+      XCTAssertTrue("\(error)".contains("data.frames"), "\(error)")
+    }
+    XCTAssertFalse(FileManager.default.fileExists(atPath: refused.path))
     // Annotations without labels.
     let folder = try VideoFixtures.temporaryFolder(self)
     let json = folder.appendingPathComponent("captions.json")
