@@ -33,7 +33,10 @@ final class VideoTuneTests: XCTestCase {
     let (b, t) = (2, 3)
     var g = RandomGenerator(seed: 5)
     let clips = Tensor.randn([b, t, 3, 28, 28], std: 1, generator: &g)
-    for name in ["linear", "lora", "vpt-deep", "mp", "lst", "unipt"] {
+    // Every method that takes the backbone's images (p2p takes point clouds).
+    let names = MethodRegistry.all.filter { !$0.takesPointClouds }.map(\.name)
+    XCTAssertEqual(names.count, MethodRegistry.all.count - 1)
+    for name in names {
       var rng = RandomGenerator(seed: 1)
       let method = try MethodRegistry.make(
         name, backbone: try backbone().model, classes: 4, generator: &rng)
