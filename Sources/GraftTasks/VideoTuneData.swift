@@ -47,6 +47,13 @@ public struct VideoInput: Codable, Sendable, Equatable {
   }
 }
 
+extension VideoInput: CustomStringConvertible {
+  /// `8 frames, pllava in evaluation, random in training`.
+  public var description: String {
+    "\(frames) frames, \(sampling.rawValue) in evaluation, \(trainSampling.rawValue) in training"
+  }
+}
+
 /// A video clip of a tuning task: its file and how the run reads it. The loader's transform
 /// decodes it on a worker thread to [T, 3, H, W]; batches are [B, T, 3, H, W], which
 /// `TuningMethod` runs frame by frame through the image backbone (`clipLogits`).
