@@ -14,10 +14,19 @@ final class VideoTuneTests: XCTestCase {
   /// The bundled Fashion-MNIST ViT (28 × 28, 6 blocks, D = 128), loaded fresh for each method.
   func backbone() throws -> TuneBackbone { try TuneBackbone.load("vit-nano-fmnist") }
 
-  /// A class-per-folder tree of the fixture clips: `left/` two clips, `turned/` two.
-  func fixtureTree() throws -> URL {
+  /// A class-per-folder tree of the fixture clips: `left/` two clips, `turned/` two (with
+  /// `more`, five each).
+  func fixtureTree(more: Bool = false) throws -> URL {
     let root = try VideoFixtures.temporaryFolder(self)
-    let tree = [("left", ["h264.mp4", "vfr.mkv"]), ("turned", ["rotated.mp4", "vp8.webm"])]
+    let tree =
+      more
+      ? [
+        ("left", ["h264.mp4", "vfr.mkv", "mpeg4.mp4", "anim.gif", "mjpeg.avi"]),
+        (
+          "turned",
+          ["rotated.mp4", "vp8.webm", "vp9_odd.webm", "rotated_270.mp4", "h264_444_odd.mkv"]
+        ),
+      ] : [("left", ["h264.mp4", "vfr.mkv"]), ("turned", ["rotated.mp4", "vp8.webm"])]
     for (folder, clips) in tree {
       try FileManager.default.createDirectory(
         at: root.appendingPathComponent(folder), withIntermediateDirectories: true)
@@ -114,6 +123,37 @@ final class VideoTuneTests: XCTestCase {
     XCTAssertEqual(
       Array(UnsafeBufferPointer(start: e0.inputs.pointer, count: e0.inputs.count)),
       Array(UnsafeBufferPointer(start: e1.inputs.pointer, count: e1.inputs.count)))
+  }
+
+  /// A run on clips ends the same with 2 loader threads as on the caller's thread, and when
+  /// interrupted after an epoch and resumed: the random frames depend on the run's seed, the
+  /// epoch and the clip only.
+  func testRunsRepeatWhateverTheThreadsAndAResume() throws {
+    let tree = try fixtureTree(more: true).path
+    func run(workers: Int, interrupted: Bool) throws -> [String: [Float]] {
+      var config = try TuneConfig.preset(for: "lora")
+      for s in [
+        "train.epochs=2", "train.batch_size=3", "data.frames=3", "train.workers=\(workers)",
+      ] {
+        try config.set(assignment: s)
+      }
+      let data = try VideoTuneData.load(tree, input: config.videoInput)
+      let folder = try VideoFixtures.temporaryFolder(self).appendingPathComponent("run")
+      let b = try backbone()
+      if interrupted {
+        let first = try Trainer(backbone: b, config: config, classNames: data.classNames)
+        XCTAssertNil(try first.run(data: data, folder: folder, stopAfter: 1))
+      }
+      let trainer = try Trainer(backbone: b, config: config, classNames: data.classNames)
+      _ = try XCTUnwrap(try trainer.run(data: data, folder: folder, resume: interrupted))
+      let file = folder.appendingPathComponent(AdapterCheckpoint.weightsFile)
+      return try SafetensorsFile(contentsOf: file).tensors().mapValues {
+        Array(UnsafeBufferPointer(start: $0.pointer, count: $0.count))
+      }
+    }
+    let reference = try run(workers: 2, interrupted: false)
+    XCTAssertFalse(reference.isEmpty)
+    XCTAssertEqual(try run(workers: 0, interrupted: true), reference)
   }
 
   func testVideoDataErrorsAreNamed() throws {
