@@ -50,14 +50,17 @@ let package = Package(
       name: "CImageCodecs",
       linkerSettings: [.linkedLibrary("png16"), .linkedLibrary("jpeg")]
     ),
+    // FFmpeg's libraries, each found through its pkg-config file (include and library paths
+    // wherever the distribution puts them).
+    .systemLibrary(
+      name: "CAVFormat", pkgConfig: "libavformat", providers: [.apt(["libavformat-dev"])]),
+    .systemLibrary(
+      name: "CAVCodec", pkgConfig: "libavcodec", providers: [.apt(["libavcodec-dev"])]),
+    .systemLibrary(
+      name: "CSwscale", pkgConfig: "libswscale", providers: [.apt(["libswscale-dev"])]),
+    .systemLibrary(name: "CAVUtil", pkgConfig: "libavutil", providers: [.apt(["libavutil-dev"])]),
     // FFmpeg's libraries behind C functions that return status codes (video decoding).
-    .target(
-      name: "CVideo",
-      linkerSettings: [
-        .linkedLibrary("avformat"), .linkedLibrary("avcodec"), .linkedLibrary("swscale"),
-        .linkedLibrary("avutil"),
-      ]
-    ),
+    .target(name: "CVideo", dependencies: ["CAVFormat", "CAVCodec", "CSwscale", "CAVUtil"]),
     // Video files to frames, frame sampling, the frame encoder and PLLaVA's pooling.
     .target(
       name: "GraftVideo",
@@ -109,7 +112,8 @@ let package = Package(
     .target(
       name: "GraftTasks",
       dependencies: [
-        "GraftTuning", "GraftData", "GraftPoints", .product(name: "Yams", package: "Yams"),
+        "GraftTuning", "GraftData", "GraftPoints", "GraftVideo",
+        .product(name: "Yams", package: "Yams"),
       ],
       swiftSettings: numericSettings
     ),
@@ -155,7 +159,8 @@ let package = Package(
       name: "GraftTasksTests", dependencies: ["GraftTasks", "GraftModels", "GraftPoints"]),
     .testTarget(name: "GraftBenchTests", dependencies: ["GraftBench"]),
     .testTarget(
-      name: "GraftVideoTests", dependencies: ["GraftVideo", "GraftModels", "GraftNN"],
+      name: "GraftVideoTests",
+      dependencies: ["GraftVideo", "GraftModels", "GraftNN", "GraftTasks", "GraftTuning"],
       resources: [.copy("Fixtures")]
     ),
     .testTarget(
