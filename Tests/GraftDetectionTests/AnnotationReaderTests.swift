@@ -157,6 +157,20 @@ final class AnnotationReaderTests: XCTestCase {
     else { return XCTFail("a detection without score was accepted") }
   }
 
+  func testLongDecimalsParseToTheNearestDouble() throws {
+    // Python writes 17 significant digits; JSONSerialization keeps such numbers as decimals,
+    // whose doubleValue can miss by an ulp. The scores depend on every bit.
+    let truth = try COCOAnnotations.parse(coco("[]"), name: "gt.json")
+    let data = Data(
+      #"[{"image_id": 1, "category_id": 3, "bbox": [107.36900369003689, 0.1, 1e2, 329.36900369003695], "score": 0.30000000000000004}]"#
+        .utf8)
+    let d = try COCOResults.parse(data, name: "dt.json", groundTruth: truth)[0]
+    XCTAssertEqual(d.box.x.bitPattern, (107.36900369003689 as Double).bitPattern)
+    XCTAssertEqual(d.box.width, 100)
+    XCTAssertEqual(d.box.height.bitPattern, (329.36900369003695 as Double).bitPattern)
+    XCTAssertEqual(d.score.bitPattern, (0.1 + 0.2).bitPattern)
+  }
+
   // MARK: - VOC, on labelme's real export
 
   func testReadsLabelmeVOCExport() throws {
