@@ -16,6 +16,8 @@ public enum COCOWriter {
       var bbox: [Double]
       var area: Double
       var iscrowd: Int
+      /// Only for VOC's difficult objects (absent otherwise), as `COCOAnnotations` reads it.
+      var difficult: Int?
     }
     struct Category: Encodable {
       var id: Int
@@ -28,7 +30,9 @@ public enum COCOWriter {
   }
 
   /// The file's bytes: `info` (free-form strings), `images`, `annotations` (with `bbox`,
-  /// `area` and `iscrowd`) and `categories`, keys sorted so equal datasets give equal bytes.
+  /// `area`, `iscrowd`, and `difficult: 1` on VOC's difficult objects) and `categories`, keys
+  /// sorted so equal datasets give equal bytes. A VOC dataset written so keeps what
+  /// `graft score detections --metric voc` needs.
   public static func encode(_ dataset: DetectionDataset, info: [String: String] = [:]) throws
     -> Data
   {
@@ -42,7 +46,7 @@ public enum COCOWriter {
           .init(
             id: $0.id, image_id: image.id, category_id: $0.categoryID,
             bbox: [$0.box.x, $0.box.y, $0.box.width, $0.box.height], area: $0.area,
-            iscrowd: $0.isCrowd ? 1 : 0)
+            iscrowd: $0.isCrowd ? 1 : 0, difficult: $0.isDifficult ? 1 : nil)
         }
       },
       categories: dataset.categories.map { .init(id: $0.id, name: $0.name) })

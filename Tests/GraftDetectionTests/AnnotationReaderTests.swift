@@ -198,6 +198,16 @@ final class AnnotationReaderTests: XCTestCase {
     XCTAssertEqual(shifted.images[0].annotations[0].box.maxX, 313)
   }
 
+  func testVOCWrittenAsCOCOReadsBackWithItsDifficultFlags() throws {
+    var d = try VOCAnnotations.load(
+      paths: vocPaths(), categories: try labelmeClasses(), oneBasedPixels: false)
+    d.images[1].annotations[0].isDifficult = true
+    let data = try COCOWriter.encode(d)
+    XCTAssertEqual(try COCOAnnotations.parse(data, name: "voc.json"), d)
+    XCTAssertEqual(
+      String(decoding: data, as: UTF8.self).components(separatedBy: "\"difficult\"").count, 2)
+  }
+
   private func vocXML(_ object: String) -> Data {
     Data(
       """
