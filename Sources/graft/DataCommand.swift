@@ -218,6 +218,14 @@ struct DataCommand: ParsableCommand {
           + "point clouds of real furniture meshes ("
           + (libraries ? "graft data prepare furniture" : "apt install sweethome3d-furniture")
           + ")")
+      // canvas-det writes test.json last, so its presence means the set is complete.
+      let canvasURL = DataHome.folder("canvas-det")
+      let canvasReady = FileManager.default.fileExists(
+        atPath: canvasURL.appendingPathComponent("annotations/test.json").path)
+      print(
+        "canvas-det".padding(toLength: 24, withPad: " ", startingAt: 0) + "20       "
+          + (canvasReady ? "yes" : "no").padding(toLength: 10, withPad: " ", startingAt: 0)
+          + "detection canvases, COCO JSON at \(canvasURL.path) (graft data prepare canvas-det)")
       print("prepared tasks live in \(rootURL.path)")
       print("the furniture set lives in \(furnitureURL.path)")
     }
