@@ -28,6 +28,7 @@ let package = Package(
     .library(name: "GraftPoints", targets: ["GraftPoints"]),
     .library(name: "GraftVideo", targets: ["GraftVideo"]),
     .library(name: "GraftText", targets: ["GraftText"]),
+    .library(name: "GraftDetection", targets: ["GraftDetection"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -71,6 +72,12 @@ let package = Package(
     .target(
       name: "GraftText",
       dependencies: ["GraftModels"],
+      swiftSettings: numericSettings
+    ),
+    // Box annotations (COCO JSON, VOC XML), box-aware augmentation, COCO's and VOC's scores.
+    .target(
+      name: "GraftDetection",
+      dependencies: ["GraftData"],
       swiftSettings: numericSettings
     ),
     // libhdf5 (Debian's serial build; `hdf5.pc` is only an alternatives link to it).
@@ -134,7 +141,7 @@ let package = Package(
       name: "graft",
       dependencies: [
         "GraftTensor", "GraftNN", "GraftData", "GraftModels", "GraftTuning", "GraftTasks",
-        "GraftBench", "GraftPoints", "GraftVideo", "GraftText", "CBLAS",
+        "GraftBench", "GraftPoints", "GraftVideo", "GraftText", "GraftDetection", "CBLAS",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
@@ -165,6 +172,10 @@ let package = Package(
     ),
     .testTarget(
       name: "GraftTextTests", dependencies: ["GraftText"],
+      resources: [.copy("Fixtures")]
+    ),
+    .testTarget(
+      name: "GraftDetectionTests", dependencies: ["GraftDetection", "GraftData"],
       resources: [.copy("Fixtures")]
     ),
     .testTarget(
