@@ -9,13 +9,15 @@ extension GPT2Config {
   /// The `config.json` object `transformers` writes for these settings (`GPT2LMHeadModel`,
   /// float32), with `initializerRange` as `initializer_range`.
   public func jsonObject(initializerRange: Double = 0.02) -> [String: Any] {
+    // The shortest decimal of each Float (0.1, not 0.10000000149011612).
+    func decimal(_ x: Float) -> Double { Double("\(x)") ?? Double(x) }
     var o: [String: Any] = [
       "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2",
       "activation_function": activation.rawValue, "vocab_size": vocabSize,
       "n_positions": nPositions, "n_embd": nEmbd, "n_layer": nLayer, "n_head": nHead,
       "n_inner": nInner.map { $0 as Any } ?? NSNull(),
-      "layer_norm_epsilon": Double(layerNormEpsilon), "attn_pdrop": Double(attnPdrop),
-      "resid_pdrop": Double(residPdrop), "embd_pdrop": Double(embdPdrop),
+      "layer_norm_epsilon": decimal(layerNormEpsilon), "attn_pdrop": decimal(attnPdrop),
+      "resid_pdrop": decimal(residPdrop), "embd_pdrop": decimal(embdPdrop),
       "initializer_range": initializerRange, "scale_attn_weights": scaleAttnWeights,
       "scale_attn_by_inverse_layer_idx": scaleAttnByInverseLayerIdx,
       "reorder_and_upcast_attn": false, "tie_word_embeddings": tieWordEmbeddings,
