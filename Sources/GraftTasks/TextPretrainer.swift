@@ -23,8 +23,9 @@ public struct TextPretrainConfig: Sendable, Equatable, OptionTable {
   public var vocabSize = 8192
   /// Pairs seen fewer times are not merged.
   public var minFrequency = 2
-  /// Epochs over the packed training sequences.
-  public var epochs = 4
+  /// Epochs over the packed training sequences (3: at the 1.9 s a step measured on two shared
+  /// cores, 759 steps an epoch on the WordNet text, a run takes about 75 minutes).
+  public var epochs = 3
   /// Sequences per step.
   public var batchSize = 16
   /// Linear warm-up, steps.
@@ -258,6 +259,7 @@ public final class TextPretrainer {
     let schedule = CosineSchedule(
       baseLR: config.lr, warmupSteps: min(config.warmupSteps, config.epochs * steps),
       totalSteps: config.epochs * steps, minLR: config.minLR)
+    progress?.totalSteps = (config.epochs - startEpoch) * steps
     progress?.log(
       "\(trainStream.count) training tokens (\(blocks) sequences of \(n)), "
         + "\(validationStream.count) validation tokens, \(model.parameterCount) parameters")
