@@ -12,7 +12,11 @@
    and followed by <|endoftext|>, packed into sequences of n_positions, the remainder as one
    shorter sequence, the mean next-token loss over every predicted token) with transformers'
    logits, and prints it beside the loss Graft recorded in pretrain.json.
-3. With --fixture, writes the ids of a few sentences and transformers' logits for them to a
+3. With --retrain-tokenizer, trains the `tokenizers` library's BpeTrainer on train.txt as Graft
+   did (its lines, each with its newline; the run's tokenizer.vocab_size and
+   tokenizer.min_frequency; <|endoftext|> first; GPT-2's byte alphabet) and compares the
+   vocabulary and merges with the folder's tokenizer.json.
+4. With --fixture, writes the ids of a few sentences and transformers' logits for them to a
    safetensors file; GraftTextTests compares GPT2's logits against it.
 """
 import argparse
@@ -23,7 +27,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
-from tokenizers import Tokenizer
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import GPT2LMHeadModel, GPT2Tokenizer, GPT2TokenizerFast
 
 SENTENCES = [
@@ -50,6 +54,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("folder")
     ap.add_argument("--text-data", help="folder with validation.txt (default: the run's record)")
+    ap.add_argument("--retrain-tokenizer", action="store_true")
     ap.add_argument("--fixture")
     args = ap.parse_args()
     folder = Path(args.folder)
@@ -92,6 +97,23 @@ def main():
         graft = record["validation_loss"]
         print(f"validation loss: transformers {mean:.6f} (perplexity {math.exp(mean):.2f}), "
               f"Graft {graft:.6f}, difference {abs(mean - graft):.2e}")
+
+    if args.retrain_tokenizer:
+        settings = json.loads((folder / "pretrain.json").read_text())["settings"]
+        text = (Path(args.text_data) / "train.txt").read_text(encoding="utf-8")
+        ref = Tokenizer(models.BPE())
+        ref.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        trainer = trainers.BpeTrainer(
+            vocab_size=int(settings["tokenizer.vocab_size"]),
+            min_frequency=int(settings["tokenizer.min_frequency"]),
+            special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False)
+        ref.train_from_iterator([l + "\n" for l in text.split("\n") if l], trainer=trainer)
+        expected = json.loads(ref.to_str())["model"]
+        written = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))["model"]
+        print(f"retrained tokenizer: vocabulary equal {expected['vocab'] == written['vocab']} "
+              f"({len(written['vocab'])} tokens), merges equal "
+              f"{expected['merges'] == written['merges']} ({len(written['merges'])} merges)")
 
     ids = [lib.encode(s).ids for s in SENTENCES]
     length = min(len(i) for i in ids)
