@@ -119,7 +119,7 @@ let package = Package(
     .target(
       name: "GraftTasks",
       dependencies: [
-        "GraftTuning", "GraftData", "GraftPoints", "GraftVideo",
+        "GraftTuning", "GraftData", "GraftPoints", "GraftVideo", "GraftText",
         .product(name: "Yams", package: "Yams"),
       ],
       swiftSettings: numericSettings
@@ -163,7 +163,8 @@ let package = Package(
       resources: [.copy("Fixtures")]
     ),
     .testTarget(
-      name: "GraftTasksTests", dependencies: ["GraftTasks", "GraftModels", "GraftPoints"]),
+      name: "GraftTasksTests",
+      dependencies: ["GraftTasks", "GraftModels", "GraftPoints", "GraftText"]),
     .testTarget(name: "GraftBenchTests", dependencies: ["GraftBench"]),
     .testTarget(
       name: "GraftVideoTests",

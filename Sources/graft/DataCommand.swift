@@ -37,9 +37,15 @@ struct DataCommand: ParsableCommand {
         split 70/10/20 by --seed so no test canvas shows a training item. Writes \
         images/{train,val,test}/NNNNN.png and annotations/{train,val,test}.json (COCO) under \
         --root (default $GRAFT_DATA_HOME/canvas-det or ~/.cache/graft/canvas-det).
+
+        text: English text for graft pretrain --modality text from WordNet 3.0 (Debian's \
+        wordnet-base, apt install wordnet-base; --wordnet for another copy of its data files): \
+        each synset's words and gloss (definition and examples) as one document, every 50th held \
+        out, written as train.txt, validation.txt and LICENSE (WordNet's notice) under --root \
+        (default $GRAFT_DATA_HOME/text or ~/.cache/graft/text).
         """)
 
-    @Argument(help: "The dataset to prepare: graft1k, furniture, clips or canvas-det.")
+    @Argument(help: "The dataset to prepare: graft1k, furniture, clips, canvas-det or text.")
     var benchmark: String
 
     @Option(help: "Only this Graft-1k task (repeatable); default all.")
@@ -59,6 +65,9 @@ struct DataCommand: ParsableCommand {
 
     @Option(help: "Smallest class kept, in meshes (furniture).")
     var minimumMeshes = 15
+
+    @Option(help: "Folder of WordNet's data.* files (text).")
+    var wordnet = WordNetText.defaultDatabase.path
 
     @Option(help: "Number of clips (clips).")
     var clips = 240
@@ -93,6 +102,15 @@ struct DataCommand: ParsableCommand {
         }
       case "canvas-det": try prepareCanvasDetection()
       case "graft1k": try prepareGraft1k()
+      case "text":
+        let rootURL = root.map { URL(fileURLWithPath: $0) } ?? WordNetText.defaultRoot()
+        let counts = try WordNetText.prepare(
+          database: URL(fileURLWithPath: wordnet), root: rootURL)
+        if !quiet {
+          print(
+            "text: \(counts.train) training and \(counts.validation) validation documents "
+              + "(WordNet glosses) at \(rootURL.path)")
+        }
       case "furniture":
         let rootURL = root.map { URL(fileURLWithPath: $0) } ?? Furniture.defaultRoot()
         let summary = try Furniture.prepare(
@@ -107,7 +125,7 @@ struct DataCommand: ParsableCommand {
         }
       default:
         throw ValidationError(
-          "unknown dataset '\(benchmark)' (known: graft1k, furniture, clips, canvas-det)")
+          "unknown dataset '\(benchmark)' (known: graft1k, furniture, clips, canvas-det, text)")
       }
     }
 
