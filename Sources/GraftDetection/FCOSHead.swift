@@ -53,9 +53,11 @@ final class FCOSConv {
 
   init(_ inC: Int, _ outC: Int, groups: Int?, biasValue: Float, generator: inout RandomGenerator) {
     // torchvision: weights N(0, 0.01²), biases constant.
-    weight = Tensor.randn([outC, inC, 3, 3], std: 0.01, generator: &generator)
-    bias = Tensor.full([outC], biasValue)
-    norm = groups.map { (Tensor.ones([outC]), Tensor.zeros([outC]), $0) }
+    weight = Tensor.randn([outC, inC, 3, 3], std: 0.01, generator: &generator).requiringGrad()
+    bias = Tensor.full([outC], biasValue).requiringGrad()
+    norm = groups.map {
+      (Tensor.ones([outC]).requiringGrad(), Tensor.zeros([outC]).requiringGrad(), $0)
+    }
   }
 
   func callAsFunction(_ x: Tensor) -> Tensor {
@@ -132,7 +134,7 @@ public final class FCOSHead {
       biasValue: -Foundation.log((1 - priorProbability) / priorProbability), generator: &rng)
     boxRegression = FCOSConv(channels, 4, groups: nil, biasValue: 0, generator: &rng)
     centernessConv = FCOSConv(channels, 1, groups: nil, biasValue: 0, generator: &rng)
-    scales = (0..<numLevels).map { _ in Tensor.ones([1]) }
+    scales = (0..<numLevels).map { _ in Tensor.ones([1]).requiringGrad() }
   }
 
   /// GroupNorm groups for `channels`: the largest divisor of it that is at most 32.
