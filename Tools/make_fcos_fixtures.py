@@ -149,3 +149,91 @@ path = os.path.join(os.path.dirname(__file__), "..", "Tests", "GraftTensorTests"
 with open(path, "w") as f:
     json.dump(ct, f)
 print("wrote", os.path.normpath(path), os.path.getsize(path), "bytes")
+
+# The head's forward pass (torchvision's FCOS heads, GroupNorm with 8 groups for 8 channels) and
+# ViTDet's simple feature pyramid (detectron2's layers rebuilt in torch: detectron2 is not a
+# dependency), every tensor randomised so that norms and biases matter. Keys are Graft's names.
+from functools import partial
+
+from torchvision.models.detection.fcos import FCOSClassificationHead, FCOSRegressionHead
+
+gn = partial(torch.nn.GroupNorm, 8)
+cls_head = FCOSClassificationHead(8, 1, 3, num_convs=2, norm_layer=gn)
+reg_head = FCOSRegressionHead(8, 1, num_convs=2, norm_layer=gn)
+with torch.no_grad():
+    for p in list(cls_head.parameters()) + list(reg_head.parameters()):
+        p.copy_(torch.randn_like(p) * 0.3)
+params = {}
+for prefix, tower in (("cls_tower", cls_head.conv), ("bbox_tower", reg_head.conv)):
+    for i in range(2):
+        params[f"{prefix}.{i}.weight"] = flat(tower[3 * i].weight)
+        params[f"{prefix}.{i}.bias"] = flat(tower[3 * i].bias)
+        params[f"{prefix}.{i}.norm.weight"] = flat(tower[3 * i + 1].weight)
+        params[f"{prefix}.{i}.norm.bias"] = flat(tower[3 * i + 1].bias)
+for name, conv in (("cls_logits", cls_head.cls_logits), ("bbox_reg", reg_head.bbox_reg),
+                   ("bbox_ctrness", reg_head.bbox_ctrness)):
+    params[f"{name}.weight"] = flat(conv.weight)
+    params[f"{name}.bias"] = flat(conv.bias)
+feats = [torch.randn(2, 8, 4, 4), torch.randn(2, 8, 2, 3)]
+with torch.no_grad():
+    reg_out, ctr_out = reg_head(feats)
+    head_out = {"params": params, "inputs": [flat(f) for f in feats],
+                "input_shapes": [list(f.shape) for f in feats], "cls_logits": flat(cls_head(feats)),
+                "bbox_regression": flat(reg_out), "bbox_ctrness": flat(ctr_out)}
+
+
+class ChannelLayerNorm(torch.nn.Module):
+    """detectron2's LayerNorm: over channels of [B, C, H, W], eps 1e-6."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.randn(c) * 0.3 + 1)
+        self.bias = torch.nn.Parameter(torch.randn(c) * 0.3)
+
+    def forward(self, x):
+        u = x.mean(1, keepdim=True)
+        s = (x - u).pow(2).mean(1, keepdim=True)
+        x = (x - u) / torch.sqrt(s + 1e-6)
+        return self.weight[:, None, None] * x + self.bias[:, None, None]
+
+
+dim, out_ch = 8, 6
+pyramid_params = {}
+stages = []
+for stride in (4, 8, 16, 32):
+    name = f"stage{int(math.log2(stride))}"
+    layers, width = [], dim
+    if stride == 4:
+        up1 = torch.nn.ConvTranspose2d(dim, dim // 2, 2, 2)
+        ln = ChannelLayerNorm(dim // 2)
+        up2 = torch.nn.ConvTranspose2d(dim // 2, dim // 4, 2, 2)
+        layers += [up1, ln, torch.nn.GELU(), up2]
+        width = dim // 4
+        for n, m in ((f"{name}.up1", up1), (f"{name}.up1.norm", ln), (f"{name}.up2", up2)):
+            pyramid_params[f"{n}.weight"], pyramid_params[f"{n}.bias"] = m.weight, m.bias
+    elif stride == 8:
+        up1 = torch.nn.ConvTranspose2d(dim, dim // 2, 2, 2)
+        layers.append(up1)
+        width = dim // 2
+        pyramid_params[f"{name}.up1.weight"], pyramid_params[f"{name}.up1.bias"] = up1.weight, up1.bias
+    elif stride == 32:
+        layers.append(torch.nn.MaxPool2d(2, 2))
+    for part, k, cin in (("lateral", 1, width), ("output", 3, out_ch)):
+        conv = torch.nn.Conv2d(cin, out_ch, k, padding=k // 2, bias=False)
+        ln = ChannelLayerNorm(out_ch)
+        layers += [conv, ln]
+        pyramid_params[f"{name}.{part}.weight"] = conv.weight
+        pyramid_params[f"{name}.{part}.norm.weight"] = ln.weight
+        pyramid_params[f"{name}.{part}.norm.bias"] = ln.bias
+    stages.append(torch.nn.Sequential(*layers))
+x = torch.randn(2, dim, 3, 4)
+with torch.no_grad():
+    maps = [s(x) for s in stages]
+pyramid_out = {"params": {k: flat(v) for k, v in pyramid_params.items()}, "input": flat(x),
+               "input_shape": list(x.shape), "outputs": [flat(m) for m in maps],
+               "output_shapes": [list(m.shape) for m in maps]}
+path = os.path.join(os.path.dirname(__file__), "..", "Tests", "GraftDetectionTests", "Fixtures",
+                    "fcos", "modules.json")
+with open(path, "w") as f:
+    json.dump({"head": head_out, "pyramid": pyramid_out}, f)
+print("wrote", os.path.normpath(path), os.path.getsize(path), "bytes")
