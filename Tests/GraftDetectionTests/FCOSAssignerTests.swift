@@ -2,7 +2,8 @@ import XCTest
 
 @testable import GraftDetection
 
-/// FCOS's assignment rules on hand-made cases (the parity test covers torchvision's numbers).
+/// FCOS's assignment rules and losses on hand-made cases (the parity tests cover torchvision's
+/// numbers).
 final class FCOSAssignerTests: XCTestCase {
   /// One 8-pixel level of 8 × 8 locations and a coarser 16-pixel level of 4 × 4.
   private let levels = FCOSLevels(strides: [8, 16], sizes: [(8, 8), (4, 4)])
@@ -51,5 +52,25 @@ final class FCOSAssignerTests: XCTestCase {
     XCTAssertGreaterThan(losses.classification.item, 0)
     losses.total.backward()
     XCTAssertNotNil(head.namedParameters.first { $0.0 == "cls_logits.bias" }?.1.grad)
+  }
+
+  func testHeadLossGradientsMatchFiniteDifferences() {
+    let small = FCOSLevels(strides: [8, 16], sizes: [(3, 3), (2, 2)])
+    let target = FCOSTarget(
+      boxes: [CornerBox(1, 2, 19, 15), CornerBox(6, 9, 30, 29)], labels: [1, 0])
+    XCTAssertGreaterThan(
+      FCOSAssigner().assign(anchors: small.anchors, counts: small.counts, boxes: target.boxes)
+        .filter { $0 >= 0 }.count, 1)
+    var rng = RandomGenerator(seed: 4)
+    let logits = Tensor.randn([1, 13, 2], generator: &rng)
+    let codes = Tensor.rand([1, 13, 4], low: 0.5, high: 2, generator: &rng)
+    let centerness = Tensor.randn([1, 13, 1], generator: &rng)
+    let check = GradientCheck.run([logits, codes, centerness], epsilon: 1e-3, atol: 2e-3) {
+      FCOSHead.loss(
+        FCOSHeadOutputs(classLogits: $0[0], boxRegression: $0[1], centerness: $0[2]),
+        levels: small, targets: [target]
+      ).total
+    }
+    XCTAssertTrue(check.passed, check.summary)
   }
 }
