@@ -28,6 +28,7 @@ let package = Package(
     .library(name: "GraftPoints", targets: ["GraftPoints"]),
     .library(name: "GraftVideo", targets: ["GraftVideo"]),
     .library(name: "GraftText", targets: ["GraftText"]),
+    .library(name: "GraftDetection", targets: ["GraftDetection"]),
     .library(name: "GraftCaption", targets: ["GraftCaption"]),
   ],
   dependencies: [
@@ -51,14 +52,17 @@ let package = Package(
       name: "CImageCodecs",
       linkerSettings: [.linkedLibrary("png16"), .linkedLibrary("jpeg")]
     ),
+    // FFmpeg's libraries, each found through its pkg-config file (include and library paths
+    // wherever the distribution puts them).
+    .systemLibrary(
+      name: "CAVFormat", pkgConfig: "libavformat", providers: [.apt(["libavformat-dev"])]),
+    .systemLibrary(
+      name: "CAVCodec", pkgConfig: "libavcodec", providers: [.apt(["libavcodec-dev"])]),
+    .systemLibrary(
+      name: "CSwscale", pkgConfig: "libswscale", providers: [.apt(["libswscale-dev"])]),
+    .systemLibrary(name: "CAVUtil", pkgConfig: "libavutil", providers: [.apt(["libavutil-dev"])]),
     // FFmpeg's libraries behind C functions that return status codes (video decoding).
-    .target(
-      name: "CVideo",
-      linkerSettings: [
-        .linkedLibrary("avformat"), .linkedLibrary("avcodec"), .linkedLibrary("swscale"),
-        .linkedLibrary("avutil"),
-      ]
-    ),
+    .target(name: "CVideo", dependencies: ["CAVFormat", "CAVCodec", "CSwscale", "CAVUtil"]),
     // Video files to frames, frame sampling, the frame encoder and PLLaVA's pooling.
     .target(
       name: "GraftVideo",
@@ -76,6 +80,12 @@ let package = Package(
     .target(
       name: "GraftCaption",
       dependencies: ["GraftVideo", "GraftText", "GraftTuning", "GraftTasks"],
+      swiftSettings: numericSettings
+    ),
+    // Box annotations (COCO JSON, VOC XML), box-aware augmentation, COCO's and VOC's scores.
+    .target(
+      name: "GraftDetection",
+      dependencies: ["GraftData"],
       swiftSettings: numericSettings
     ),
     // libhdf5 (Debian's serial build; `hdf5.pc` is only an alternatives link to it).
@@ -117,7 +127,8 @@ let package = Package(
     .target(
       name: "GraftTasks",
       dependencies: [
-        "GraftTuning", "GraftData", "GraftPoints", .product(name: "Yams", package: "Yams"),
+        "GraftTuning", "GraftData", "GraftPoints", "GraftVideo", "GraftText",
+        .product(name: "Yams", package: "Yams"),
       ],
       swiftSettings: numericSettings
     ),
@@ -138,7 +149,8 @@ let package = Package(
       name: "graft",
       dependencies: [
         "GraftTensor", "GraftNN", "GraftData", "GraftModels", "GraftTuning", "GraftTasks",
-        "GraftBench", "GraftPoints", "GraftVideo", "GraftText", "GraftCaption", "CBLAS",
+        "GraftBench", "GraftPoints", "GraftVideo", "GraftText", "GraftDetection", "GraftCaption",
+        "CBLAS",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
@@ -160,14 +172,20 @@ let package = Package(
       resources: [.copy("Fixtures")]
     ),
     .testTarget(
-      name: "GraftTasksTests", dependencies: ["GraftTasks", "GraftModels", "GraftPoints"]),
+      name: "GraftTasksTests",
+      dependencies: ["GraftTasks", "GraftModels", "GraftPoints", "GraftText"]),
     .testTarget(name: "GraftBenchTests", dependencies: ["GraftBench"]),
     .testTarget(
-      name: "GraftVideoTests", dependencies: ["GraftVideo", "GraftModels", "GraftNN"],
+      name: "GraftVideoTests",
+      dependencies: ["GraftVideo", "GraftModels", "GraftNN", "GraftTasks", "GraftTuning"],
       resources: [.copy("Fixtures")]
     ),
     .testTarget(
       name: "GraftTextTests", dependencies: ["GraftText"],
+      resources: [.copy("Fixtures")]
+    ),
+    .testTarget(
+      name: "GraftDetectionTests", dependencies: ["GraftDetection", "GraftData"],
       resources: [.copy("Fixtures")]
     ),
     .testTarget(

@@ -8,8 +8,13 @@ import GraftTasks
 /// if the recipe sets it) → optimizer step → `zeroGrad`, with the method's recipe optimizer
 /// (`TuneConfig.preset(for:)`, built as the trainer builds it). The backbone has random weights
 /// (timm's init), the images are random normal (random normal clouds [B, N, 3] for a method
-/// that takes point clouds, P2P), the labels fixed random classes.
+/// that takes point clouds, P2P), the labels fixed random classes. `pointMAESmall` names the
+/// point encoder instead of a timm ViT: Point-MAE-small (384 wide, 12 blocks, 64 groups of 32
+/// points, 1,024-point clouds) on random normal clouds.
 public enum TuneBenchmark {
+  /// The name `measure(architecture:…)` takes for Point-MAE-small.
+  public static let pointMAESmall = "point_mae_small"
+
   /// Graft's side of one row.
   public struct Measurement: Codable, Sendable {
     /// The method's registry name.
@@ -25,9 +30,14 @@ public enum TuneBenchmark {
     public var tapeMiB: Double
     /// Trainable elements of the method.
     public var trainableParameters: Int
+    /// IDPT only: the median seconds of its prompt generator's forward and backward alone (the
+    /// three EdgeConvs on their kNN graphs over the tokens the prompt layer receives) divided by
+    /// the median step's; nil for other methods.
+    public var promptGeneratorShare: Double?
 
     enum CodingKeys: String, CodingKey {
       case method
+      case promptGeneratorShare = "prompt_generator_share"
       case imagesPerSecond = "graft_img_s"
       case peakRSSMiB = "graft_peak_rss_mib"
       case peakTensorMiB = "graft_peak_tensor_mib"
@@ -46,6 +56,14 @@ public enum TuneBenchmark {
     architecture: String, method: String, batch: Int, iterations: Int = 3,
     classes: Int? = nil, seed: UInt64 = 0
   ) throws -> Measurement {
+    if architecture == pointMAESmall {
+      var rng = RandomGenerator(seed: seed)
+      let config = PointsBenchmark.smallConfig(classes: 0)
+      let backbone = try PointMAE(config: config, generator: &rng)
+      return try measure(
+        backbone: backbone, input: [batch, config.npoints, 3], method: method,
+        classes: classes ?? defaultClasses, iterations: iterations, generator: &rng)
+    }
     let config = try TimmArchitecture(architecture).config
     return try measure(
       config: config, method: method, batch: batch, iterations: iterations, classes: classes,
@@ -65,17 +83,29 @@ public enum TuneBenchmark {
     let classes = classes ?? (config.numClasses > 0 ? config.numClasses : defaultClasses)
     var rng = RandomGenerator(seed: seed)
     let backbone = try VisionTransformer(config: backboneConfig, generator: &rng)
+    return try measure(
+      backbone: backbone,
+      input: [batch, config.inChans, config.imgSize.height, config.imgSize.width], method: name,
+      classes: classes, iterations: iterations, generator: &rng)
+  }
+
+  /// Times `name`'s training step on `backbone` with random normal inputs of shape `input`
+  /// ([B, C, H, W] images or [B, N, 3] clouds; a method that draws its own images from clouds,
+  /// P2P, gets clouds of its own size).
+  static func measure(
+    backbone: any SequenceBackbone, input: [Int], method name: String, classes: Int,
+    iterations: Int, generator rng: inout RandomGenerator
+  ) throws -> Measurement {
+    let batch = input[0]
     let tune = try TuneConfig.preset(for: name)
     let method = try MethodRegistry.make(
       name, backbone: backbone, classes: classes, options: tune.methodOptions, generator: &rng)
     method.backboneTrainMode = tune.backboneTrainMode
     method.setTraining(true)
     let optimizer = Trainer.makeOptimizer(for: method, config: tune)
-    // What the method takes: images, or random clouds for one that draws its own (P2P).
     let inputShape: [Int]
     switch method.taskInput {
-    case .backbone:
-      inputShape = [batch, config.inChans, config.imgSize.height, config.imgSize.width]
+    case .backbone: inputShape = input
     case .points(let count): inputShape = [batch, count, 3]
     }
     let images = Tensor.randn(inputShape, generator: &rng)
@@ -93,9 +123,22 @@ public enum TuneBenchmark {
       optimizer.zeroGrad()
     }
     let seconds = medianSeconds(iterations, step)
+    var generatorShare: Double? = nil
+    if let idpt = method as? IDPT {
+      // The generator alone on tokens of the prompt layer's shape, forward and backward.
+      let sequence = withNoGrad { backbone.embed(images).tokens.shape[1] }
+      let tokens = Tensor.randn(
+        [batch, sequence - backbone.prefixTokens, backbone.width], generator: &rng)
+      let generatorSeconds = medianSeconds(iterations) {
+        idpt.prompt(tokens).sum().backward()
+        optimizer.zeroGrad()
+      }
+      generatorShare = generatorSeconds / seconds
+    }
     return Measurement(
       method: name, imagesPerSecond: Double(batch) / seconds, peakRSSMiB: peakRSSMiB(),
       peakTensorMiB: Double(StorageStats.peakBytes) / 1_048_576,
-      tapeMiB: Double(tapeBytes) / 1_048_576, trainableParameters: method.trainableCount)
+      tapeMiB: Double(tapeBytes) / 1_048_576, trainableParameters: method.trainableCount,
+      promptGeneratorShare: generatorShare)
   }
 }

@@ -28,6 +28,9 @@ public struct AdapterConfig: Codable, Equatable, Sendable {
   public var preprocessing: ImagePreprocessConfig?
   /// How point clouds were brought to the backbone (point backbones).
   public var pointInput: PointInput?
+  /// How video clips were read, for a run on video clips (their frames are images, brought to
+  /// the backbone by `preprocessing`); nil for other runs.
+  public var videoInput: VideoInput? = nil
   /// Batch size of evaluation (kept so logits are reproduced with the same GEMM shapes).
   public var evalBatchSize: Int
 
@@ -69,6 +72,7 @@ public struct AdapterConfig: Codable, Equatable, Sendable {
     case hyperparameters
     case preprocessing
     case pointInput = "point_input"
+    case videoInput = "video_input"
     case evalBatchSize = "eval_batch_size"
   }
 }
@@ -195,6 +199,34 @@ extension LoadedAdapter {
     return try Voting.evaluate(
       method, on: dataset, input: input, votes: votes, batchSize: config.evalBatchSize,
       workers: workers, seed: seed)
+  }
+
+  /// Logits [N, classes] of the video files `clips`, read as the run read its evaluation clips
+  /// (`videoInput`; the defaults for a run on images), in batches of the run's evaluation size.
+  /// Throws for an adapter whose backbone does not take images, and `VideoError` naming a file
+  /// that gives no frame.
+  public func predict(clips: [URL]) throws -> Tensor {
+    method.setTraining(false)
+    guard let preprocessing = config.preprocessing else {
+      throw ConfigError("the adapter's backbone does not take images (nor video frames)")
+    }
+    let t = EvalTransform(config: preprocessing)
+    let input = config.videoInput ?? VideoInput()
+    var parts: [Tensor] = []
+    var start = 0
+    while start < clips.count {
+      let end = min(start + config.evalBatchSize, clips.count)
+      let frames = try clips[start..<end].map {
+        try ClipSample(url: $0, input: input).frames(
+          rule: input.sampling.rule(seed: 0), transform: t)
+      }
+      let batch = Tensor.concat(frames, axis: 0)
+      let clipsBatch = batch.reshaped(
+        [end - start, input.frames] + Array(frames[0].shape.dropFirst()))
+      parts.append(withNoGrad { method(clipsBatch) })
+      start = end
+    }
+    return parts.isEmpty ? Tensor.zeros([0, config.numClasses]) : Tensor.concat(parts, axis: 0)
   }
 
   /// Logits [N, classes] of `images`, preprocessed as in training, in batches of the run's

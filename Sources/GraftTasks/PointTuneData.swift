@@ -132,13 +132,29 @@ public enum AnyTuneData {
   case images(TuneData<RGBImage>)
   /// Point clouds.
   case points(TuneData<PointCloud>)
+  /// Video clips, for an image backbone run frame by frame.
+  case videos(TuneData<ClipSample>)
 
-  /// Loads `spec` as the data `input` takes.
-  public static func load(_ spec: String, for input: BackboneInput) throws -> AnyTuneData {
+  /// Loads `spec` as the data `input` takes; video data (`VideoTuneData.isVideoData`) for an
+  /// image input are clips read as `video` says.
+  public static func load(
+    _ spec: String, for input: BackboneInput, video: VideoInput = VideoInput()
+  )
+    throws -> AnyTuneData
+  {
     switch input {
     case .image:
+      if VideoTuneData.isVideoData(spec) {
+        return .videos(try VideoTuneData.load(spec, input: video))
+      }
       return .images(try TuneData<RGBImage>.load(spec))
     case .points:
+      guard !VideoTuneData.isVideoData(spec) else {
+        throw ConfigError(
+          "\(spec) holds video clips, but this run takes point clouds (a point backbone, or a "
+            + "method such as p2p that takes point clouds); video runs need an image backbone "
+            + "and a method that takes its images")
+      }
       do {
         return .points(try TuneData<PointCloud>.load(spec))
       } catch let error as DatasetError {
@@ -156,6 +172,7 @@ public enum AnyTuneData {
     switch self {
     case .images(let d): d.classNames
     case .points(let d): d.classNames
+    case .videos(let d): d.classNames
     }
   }
 
@@ -164,6 +181,7 @@ public enum AnyTuneData {
     switch self {
     case .images(let d): d.description
     case .points(let d): d.description
+    case .videos(let d): d.description
     }
   }
 }
@@ -180,6 +198,10 @@ extension Trainer {
         data: d, folder: folder, dataReference: dataReference, resume: resume,
         stopAfter: stopAfter, log: log)
     case .points(let d):
+      try run(
+        data: d, folder: folder, dataReference: dataReference, resume: resume,
+        stopAfter: stopAfter, log: log)
+    case .videos(let d):
       try run(
         data: d, folder: folder, dataReference: dataReference, resume: resume,
         stopAfter: stopAfter, log: log)

@@ -33,7 +33,8 @@ public final class ProgressReporter {
   /// Seconds between two plain lines in `.lines` style.
   public var lineInterval: Double = 30
   private let write: (String) -> Void
-  private let totalSteps: Int
+  /// Steps of the whole job (set later by a job that learns it only once started).
+  public var totalSteps: Int { didSet { totalSteps = max(totalSteps, 1) } }
   private var doneSteps = 0
   private var phase = ""
   private var phaseSteps = 0

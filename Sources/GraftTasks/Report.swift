@@ -310,23 +310,39 @@ public enum ReportWriter {
     return out + "</svg>\n"
   }
 
+  /// Estimated width in pixels of `text` in the charts' 11 px font (about 0.6 em a character,
+  /// generous for system-ui): used to size the confusion matrix's margins so labels stay clear.
+  static func labelWidth(_ text: String) -> Double { 6.6 * Double(text.count) }
+
   private static func confusion(_ run: RunRecord, classNames: [String]) -> String {
-    let n = run.confusion.count
+    confusionSVG(run.confusion, classNames: classNames)
+  }
+
+  /// The confusion matrix `matrix[true][predicted]` as an SVG. Row labels get a left margin as
+  /// wide as the longest name; column labels that are wider than a cell (room names such as
+  /// `living_room` under 34 px cells) are turned 45° so neighbours do not overlap, with a bottom
+  /// margin deep enough to hold them.
+  static func confusionSVG(_ matrix: [[Int]], classNames: [String]) -> String {
+    let n = matrix.count
     guard n > 0 else { return "<p>no confusion matrix</p>" }
+    let names = (0..<n).map { $0 < classNames.count ? classNames[$0] : "\($0)" }
+    let longest = names.map(labelWidth).max() ?? 0
     let cell = min(34.0, 420.0 / Double(n))
-    let left = 70.0
+    let left = max(70.0, longest + 8)
     let top = 20.0
+    // Turned labels need cell · sin 45° ≥ the 11 px line height to clear each other.
+    let turned = longest > cell - 2
+    let labelDepth = turned ? longest * 0.7072 + 8 : 0
     let width = left + cell * Double(n) + 10
-    let height = top + cell * Double(n) + 34
-    let most = Double(run.confusion.flatMap { $0 }.max() ?? 1)
+    let height = top + cell * Double(n) + 34 + labelDepth
+    let most = Double(matrix.flatMap { $0 }.max() ?? 1)
     var out = String(
       format: "<svg class=\"confusion\" viewBox=\"0 0 %.0f %.0f\" width=\"%.0f\" role=\"img\">\n",
       width, height, width)
-    for (t, row) in run.confusion.enumerated() {
-      let name = t < classNames.count ? classNames[t] : "\(t)"
+    for (t, row) in matrix.enumerated() {
       out += String(
-        format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%@</text>\n", left - 4,
-        top + (Double(t) + 0.6) * cell, escape(name))
+        format: "<text class=\"row-label\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%@</text>\n",
+        left - 4, top + (Double(t) + 0.6) * cell, escape(names[t]))
       for (p, count) in row.enumerated() {
         let shade = Double(count) / max(most, 1)
         let fill = String(
@@ -347,11 +363,21 @@ public enum ReportWriter {
         out += "</g>\n"
       }
     }
+    let labelTop = top + Double(n) * cell + 14
     for p in 0..<n {
-      let name = p < classNames.count ? classNames[p] : "\(p)"
-      out += String(
-        format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%@</text>\n",
-        left + (Double(p) + 0.5) * cell, top + Double(n) * cell + 14, escape(name))
+      let x = left + (Double(p) + 0.5) * cell
+      if turned {
+        out += String(
+          format:
+            "<text class=\"column-label\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" "
+            + "transform=\"rotate(-45 %.1f %.1f)\">%@</text>\n",
+          x + 4, labelTop - 6, x + 4, labelTop - 6, escape(names[p]))
+      } else {
+        out += String(
+          format:
+            "<text class=\"column-label\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%@</text>\n",
+          x, labelTop, escape(names[p]))
+      }
     }
     out += String(
       format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">predicted</text>\n",

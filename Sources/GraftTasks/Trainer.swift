@@ -237,9 +237,9 @@ public final class Trainer {
     }
   }
 
-  /// The `adapter_config.json` of this run.
-  public func adapterConfig() throws -> AdapterConfig {
-    AdapterConfig(
+  /// The `adapter_config.json` of this run; `videoInput` for a run on video clips.
+  public func adapterConfig(videoInput: VideoInput? = nil) throws -> AdapterConfig {
+    var out = AdapterConfig(
       method: config.method, formatVersion: AdapterConfig.currentFormat,
       graftVersion: GraftVersion.string, baseModel: backbone.reference,
       baseModelArchitecture: backbone.architecture, baseModelHash: backbone.weightsHash,
@@ -250,6 +250,8 @@ public final class Trainer {
         if case .points(let p) = taskInput { return p }
         return nil
       }(), evalBatchSize: config.evalBatchSize)
+    out.videoInput = videoInput
+    return out
   }
 
   /// The optimizer `config` names over `method`'s trainable tensors: decay / no-decay groups at
@@ -320,6 +322,18 @@ public final class Trainer {
         "the data has \(data.classNames.count) classes but the head was built for "
           + "\(classNames.count)")
     }
+    // Before anything is written: data the run cannot take, and clips read otherwise than
+    // the run records, are refused.
+    let transforms = try Sample.transforms(for: taskInput)
+    try Voting.check(method, votes: config.votes, input: taskInput, sample: Sample.self)
+    if Sample.self == ClipSample.self, data.train.count > 0,
+      let clip = try data.train.sample(at: 0) as? ClipSample, clip.input != config.videoInput
+    {
+      throw ConfigError(
+        "the clips are read as \(clip.input) but the settings say \(config.videoInput) "
+          + "(data.frames, data.sampling, data.train_sampling): load the data with "
+          + "config.videoInput")
+    }
     let paths = Paths(folder: folder)
     // One process per run folder, for the whole run; then nothing else writes here, and
     // what interrupted writes left behind can go.
@@ -343,11 +357,11 @@ public final class Trainer {
           "\(folder.path) already holds a run; continue it with --resume \(folder.path)")
       }
       state = RunState()
-      try start(paths, dataReference: dataReference)
+      try start(
+        paths, dataReference: dataReference,
+        videoInput: Sample.self == ClipSample.self ? config.videoInput : nil)
     }
 
-    let transforms = try Sample.transforms(for: taskInput)
-    try Voting.check(method, votes: config.votes, input: taskInput, sample: Sample.self)
     let loader = DataLoader(
       dataset: try trainingSet(data), batchSize: config.batchSize, shuffle: true,
       seed: config.seed, workers: config.workers, transform: transforms.train)
@@ -396,7 +410,7 @@ public final class Trainer {
   // MARK: Steps
 
   /// A new run: writes the configuration, `run.json` and `adapter_config.json`.
-  private func start(_ paths: Paths, dataReference: String) throws {
+  private func start(_ paths: Paths, dataReference: String, videoInput: VideoInput?) throws {
     try? FileManager.default.removeItem(at: paths.finished)
     try AtomicFile.write(Data(try config.yaml().utf8), to: paths.config)
     let run: [String: Any] = [
@@ -404,7 +418,7 @@ public final class Trainer {
     ]
     try AtomicFile.write(
       Data((try jsonLine(run) + "\n").utf8), to: paths.folder.appendingPathComponent("run.json"))
-    try AdapterCheckpoint.writeConfig(adapterConfig(), to: paths.folder)
+    try AdapterCheckpoint.writeConfig(adapterConfig(videoInput: videoInput), to: paths.folder)
   }
 
   /// An interrupted run: checks that the folder's configuration and backbone are this run's,

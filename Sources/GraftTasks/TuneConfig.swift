@@ -49,6 +49,13 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
   /// Test-time views whose logits are averaged for the voted test result, 1 for none
   /// (`eval.votes`; see `Voting`).
   public var votes = 1
+  /// Frames sampled from each video clip (`data.frames`; video data only).
+  public var frames = 8
+  /// How evaluation picks a clip's frames: PLLaVA's rule or segment middles (`data.sampling`).
+  public var sampling = ClipSampling.pllava
+  /// How training picks a clip's frames (`data.train_sampling`): a random frame per segment,
+  /// seeded per clip and epoch, by default.
+  public var trainSampling = ClipSampling.random
 
   /// Every key but `method.*`, with its help.
   public static let options: [ConfigOption<TuneConfig>] = [
@@ -79,6 +86,16 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
     .int(
       "data.train_samples", \.trainSamples, atLeast: 0,
       "use only this many training samples (seeded), 0 for all"),
+    .int("data.frames", \.frames, atLeast: 1, "frames sampled from each video clip (video data)"),
+    ConfigOption(
+      "data.sampling", \.sampling,
+      "how evaluation picks a clip's frames: pllava (PLLaVA's evaluation rule) or middle "
+        + "(the middle frame of equal segments)",
+      expectation: "pllava or middle", valid: { $0 != .random }),
+    ConfigOption(
+      "data.train_sampling", \.trainSampling,
+      "how training picks a clip's frames: random (one frame per segment, seeded by the run's "
+        + "seed, the epoch and the clip), pllava or middle"),
     .int(
       "eval.votes", \.votes, atLeast: 1,
       "test-time views averaged for the voted test result (P2P: its official views, at most "
@@ -90,6 +107,11 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
     _ key: String, _ path: WritableKeyPath<TuneConfig, Float>, _ help: String
   ) -> ConfigOption<TuneConfig> {
     ConfigOption(key, path, help, expectation: "a number ≥ 0") { $0 >= 0 }
+  }
+
+  /// How video clips are read under these settings.
+  public var videoInput: VideoInput {
+    VideoInput(frames: frames, sampling: sampling, trainSampling: trainSampling)
   }
 
   /// Every key but `method.*`, with its meaning, for `graft methods` and `--help`.

@@ -154,8 +154,25 @@ open class TuningMethod: Module, BackboneHooks {
 
   /// Logits [B, classes] of the task's `input` (pixels [B, C, H, W] for an image backbone): the
   /// backbone, with this method's hooks, on `backboneInput(input)`, then `logits(_:)`.
+  /// Video clips [B, T, C, H, W] on an image backbone go through `clipLogits(_:)`.
   public func callAsFunction(_ input: Tensor) -> Tensor {
-    logits(backboneOutput(backboneInput(input)))
+    if input.shape.count == 5, taskInput == .backbone, backbone is any ImageBackbone {
+      return clipLogits(input)
+    }
+    return logits(backboneOutput(backboneInput(input)))
+  }
+
+  /// Logits [B, classes] of video clips [B, T, C, H, W] on an image backbone: the T frames are
+  /// folded into the batch, so all B·T frames run through the backbone with this method's hooks
+  /// as one batch of images, and each clip's logits are the mean of its frames' logits. Every
+  /// method's logits are affine in the features its head reads (a `Linear`, or MP's average of
+  /// two), so this is the head on the mean over frames of the method's per-frame features.
+  public func clipLogits(_ clips: Tensor) -> Tensor {
+    precondition(clips.shape.count == 5, "clips are [B, T, C, H, W], got \(clips.shape)")
+    let (b, t) = (clips.shape[0], clips.shape[1])
+    let frames = clips.reshaped([b * t] + Array(clips.shape.dropFirst(2)))
+    let perFrame = logits(backboneOutput(frames))
+    return perFrame.reshaped([b, t, perFrame.shape[1]]).mean(axis: 1)
   }
 
   /// Sets training mode on the method, and on the backbone only if `backboneTrainMode`.

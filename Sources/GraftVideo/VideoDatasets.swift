@@ -36,8 +36,18 @@ public struct VideoDataset: Dataset {
   /// Videos under `root/<class>/…` (any depth), classes in code-point order, as
   /// `ImageFolderDataset` lists images.
   public init(folder root: URL) throws {
-    let listing = try ImageFolderDataset(root: root, extensions: Self.extensions) { url in
-      throw DatasetError(.invalidArgument, path: url.path, "a video, not an image")
+    let listing: ImageFolderDataset
+    do {
+      listing = try ImageFolderDataset(root: root, extensions: Self.extensions) { url in
+        throw DatasetError(.invalidArgument, path: url.path, "a video, not an image")
+      }
+    } catch let error as DatasetError {
+      // The listing is the image folder's, whose messages speak of images.
+      throw DatasetError(
+        error.kind, path: error.path, line: error.line,
+        error.message.replacingOccurrences(of: "image folder", with: "video folder")
+          .replacingOccurrences(of: "<image>", with: "<video>")
+          .replacingOccurrences(of: "no image file", with: "no video file"))
     }
     classNames = listing.classNames
     files = listing.files

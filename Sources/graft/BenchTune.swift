@@ -27,7 +27,10 @@ struct BenchTune: ParsableCommand {
   /// The methods whose peak RSS is held against Graft's `full`.
   static let sideNetworks: Set<String> = ["lst", "unipt"]
 
-  @Option(help: "timm architecture name (random weights).")
+  @Option(
+    help: ArgumentHelp(
+      "timm architecture name (random weights), or point_mae_small for the point encoder "
+        + "(Point-MAE-small on random 1,024-point clouds; no PyTorch rows)."))
   var model = "vit_small_patch16_224"
 
   @Option(help: "Training batch size.")
@@ -57,6 +60,8 @@ struct BenchTune: ParsableCommand {
     var ratioImgS: Double?
     var ratioRSS: Double?
     var rssVsGraftFull: Double?
+    /// IDPT's prompt generator's share of its step (see `TuneBenchmark.Measurement`).
+    var promptGeneratorShare: Double?
 
     enum CodingKeys: String, CodingKey {
       case method
@@ -69,6 +74,7 @@ struct BenchTune: ParsableCommand {
       case ratioImgS = "ratio_img_s"
       case ratioRSS = "ratio_rss"
       case rssVsGraftFull = "rss_vs_graft_full"
+      case promptGeneratorShare = "prompt_generator_share"
     }
 
     // Always write every key, null where a figure is missing.
@@ -84,6 +90,7 @@ struct BenchTune: ParsableCommand {
       try c.encode(ratioImgS, forKey: .ratioImgS)
       try c.encode(ratioRSS, forKey: .ratioRSS)
       try c.encode(rssVsGraftFull, forKey: .rssVsGraftFull)
+      try c.encode(promptGeneratorShare, forKey: .promptGeneratorShare)
     }
   }
 
@@ -115,7 +122,7 @@ struct BenchTune: ParsableCommand {
     guard batch >= 1, iterations >= 1 else {
       throw ValidationError("--batch and --iterations must be at least 1")
     }
-    _ = try TimmArchitecture(model)
+    if model != TuneBenchmark.pointMAESmall { _ = try TimmArchitecture(model) }
   }
 
   func run() throws {
@@ -131,7 +138,9 @@ struct BenchTune: ParsableCommand {
           "--iterations", "\(iterations)",
         ])
       var torch: TorchResult?
-      if !reference.noReference, let python, Self.referenced.contains(method) {
+      if !reference.noReference, let python, Self.referenced.contains(method),
+        model != TuneBenchmark.pointMAESmall
+      {
         progress("\(model) batch \(batch) \(method): pytorch")
         torch = try? runJSON(
           executable: python,
@@ -148,7 +157,8 @@ struct BenchTune: ParsableCommand {
           graftPeakRSSMiB: graft.peakRSSMiB, torchPeakRSSMiB: torch?.torchPeakRSSMiB,
           graftTapeMiB: graft.tapeMiB, trainableParameters: graft.trainableParameters,
           ratioImgS: torch.map { graft.imagesPerSecond / $0.torchImgS },
-          ratioRSS: torch.map { graft.peakRSSMiB / $0.torchPeakRSSMiB }, rssVsGraftFull: nil))
+          ratioRSS: torch.map { graft.peakRSSMiB / $0.torchPeakRSSMiB }, rssVsGraftFull: nil,
+          promptGeneratorShare: graft.promptGeneratorShare))
     }
     if let full = rows.first(where: { $0.method == "full" }) {
       for i in rows.indices {
@@ -186,6 +196,12 @@ struct BenchTune: ParsableCommand {
           + pad(row.torchPeakRSSMiB.map { fmt($0, 0) } ?? "-", 11, right: true)
           + pad(referenced ? mark(row.ratioRSS) { $0 <= 0.5 } : "-", 14, right: true)
           + pad(fmt(row.graftTapeMiB, 0), 10, right: true) + "  " + vsFull)
+    }
+    for row in report.rows {
+      guard let share = row.promptGeneratorShare else { continue }
+      print(
+        "\n\(row.method): the prompt generator (kNN graphs and three EdgeConvs, forward and "
+          + "backward) takes \(fmt(100 * share, 1)) % of a training step")
     }
   }
 

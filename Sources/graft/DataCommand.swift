@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import GraftDetection
 import GraftTasks
 import GraftVideo
 
@@ -29,9 +30,22 @@ struct DataCommand: ParsableCommand {
         turn or swap places, each with its action label and 3-5 captions, split 70/10/20 by \
         --seed, with MSR-VTT-style annotations.json, under --root (default \
         $GRAFT_DATA_HOME/clips or ~/.cache/graft/clips).
+
+        canvas-det: --images 128x128 grey canvases (--canvas) with 1-6 Fashion-MNIST test items \
+        and MNIST digits (Data/mnist5k) at random sizes (12-120 pixels) and positions, some \
+        overlapping, each boxed by its nonzero pixels, in 20 categories; every item pool is \
+        split 70/10/20 by --seed so no test canvas shows a training item. Writes \
+        images/{train,val,test}/NNNNN.png and annotations/{train,val,test}.json (COCO) under \
+        --root (default $GRAFT_DATA_HOME/canvas-det or ~/.cache/graft/canvas-det).
+
+        text: English text for graft pretrain --modality text from WordNet 3.0 (Debian's \
+        wordnet-base, apt install wordnet-base; --wordnet for another copy of its data files): \
+        each synset's words and gloss (definition and examples) as one document, every 50th held \
+        out, written as train.txt, validation.txt and LICENSE (WordNet's notice) under --root \
+        (default $GRAFT_DATA_HOME/text or ~/.cache/graft/text).
         """)
 
-    @Argument(help: "The dataset to prepare: graft1k, furniture or clips.")
+    @Argument(help: "The dataset to prepare: graft1k, furniture, clips, canvas-det or text.")
     var benchmark: String
 
     @Option(help: "Only this Graft-1k task (repeatable); default all.")
@@ -52,11 +66,20 @@ struct DataCommand: ParsableCommand {
     @Option(help: "Smallest class kept, in meshes (furniture).")
     var minimumMeshes = 15
 
+    @Option(help: "Folder of WordNet's data.* files (text).")
+    var wordnet = WordNetText.defaultDatabase.path
+
     @Option(help: "Number of clips (clips).")
     var clips = 240
 
-    @Option(help: "Seed of the clips' items, actions, captions and splits (clips).")
+    @Option(help: "Seed of the clips' items, actions, captions and splits (clips, canvas-det).")
     var seed: UInt64 = 0
+
+    @Option(help: "Number of canvases in all splits (canvas-det).")
+    var images = 1000
+
+    @Option(help: "Canvas side in pixels (canvas-det).")
+    var canvas = 128
 
     @OptionGroup var quietFlag: QuietFlag
     var quiet: Bool { quietFlag.quiet }
@@ -77,7 +100,17 @@ struct DataCommand: ParsableCommand {
             "clips: \(set.videos.count) clips, \(set.sentences.count) captions at "
               + rootURL.appendingPathComponent("annotations.json").path)
         }
+      case "canvas-det": try prepareCanvasDetection()
       case "graft1k": try prepareGraft1k()
+      case "text":
+        let rootURL = root.map { URL(fileURLWithPath: $0) } ?? WordNetText.defaultRoot()
+        let counts = try WordNetText.prepare(
+          database: URL(fileURLWithPath: wordnet), root: rootURL)
+        if !quiet {
+          print(
+            "text: \(counts.train) training and \(counts.validation) validation documents "
+              + "(WordNet glosses) at \(rootURL.path)")
+        }
       case "furniture":
         let rootURL = root.map { URL(fileURLWithPath: $0) } ?? Furniture.defaultRoot()
         let summary = try Furniture.prepare(
@@ -92,7 +125,42 @@ struct DataCommand: ParsableCommand {
         }
       default:
         throw ValidationError(
-          "unknown dataset '\(benchmark)' (known: graft1k, furniture, clips)")
+          "unknown dataset '\(benchmark)' (known: graft1k, furniture, clips, canvas-det, text)")
+      }
+    }
+
+    private func prepareCanvasDetection() throws {
+      guard images > 0, canvas >= 64 else {
+        throw ValidationError("canvas-det needs --images > 0 and --canvas >= 64")
+      }
+      let rootURL = root.map { URL(fileURLWithPath: $0) } ?? DataHome.folder("canvas-det")
+      // Fashion-MNIST's test split only (the bundled backbone trained on its training split).
+      let fashion = try IDXDataset(directory: URL(fileURLWithPath: fashionMnist), train: false)
+      let digits = try PixelCSVDataset(
+        url: try DataFiles.dataFile("mnist5k/mnist_5k.csv.gz"), width: 28, height: 28)
+      func grey(_ image: RGBImage) -> [UInt8] {
+        (0..<(image.width * image.height)).map { image.pixels[$0 * 3] }
+      }
+      let fashionItems = try (0..<fashion.count).map {
+        CanvasDetection.Item(
+          pixels: grey(try fashion.sample(at: $0)), categoryID: fashion.labels[$0] + 1)
+      }
+      let digitItems = try (0..<digits.count).map {
+        CanvasDetection.Item(
+          pixels: grey(try digits.sample(at: $0)), categoryID: digits.labels[$0] + 11)
+      }
+      var options = CanvasDetection.Options()
+      options.images = images
+      options.size = canvas
+      options.seed = seed
+      let sets = try CanvasDetection.prepare(
+        root: rootURL, pools: [fashionItems, digitItems], options: options,
+        log: { if !quiet { print($0) } })
+      if !quiet {
+        for (split, set) in zip(CanvasDetection.splits, sets) {
+          print("  \(split): \(set.images.count) images, \(set.annotationCount) boxes")
+        }
+        print("canvas-det: prepared at \(rootURL.path)")
       }
     }
 
@@ -168,6 +236,14 @@ struct DataCommand: ParsableCommand {
           + "point clouds of real furniture meshes ("
           + (libraries ? "graft data prepare furniture" : "apt install sweethome3d-furniture")
           + ")")
+      // canvas-det writes test.json last, so its presence means the set is complete.
+      let canvasURL = DataHome.folder("canvas-det")
+      let canvasReady = FileManager.default.fileExists(
+        atPath: canvasURL.appendingPathComponent("annotations/test.json").path)
+      print(
+        "canvas-det".padding(toLength: 24, withPad: " ", startingAt: 0) + "20       "
+          + (canvasReady ? "yes" : "no").padding(toLength: 10, withPad: " ", startingAt: 0)
+          + "detection canvases, COCO JSON at \(canvasURL.path) (graft data prepare canvas-det)")
       print("prepared tasks live in \(rootURL.path)")
       print("the furniture set lives in \(furnitureURL.path)")
     }

@@ -9,7 +9,8 @@ struct Eval: ParsableCommand {
     discussion: """
       The backbone named in adapter_config.json is loaded and refused if its weights hash \
       differs; the data's class count must match the head's. Logits are the run's bit for bit \
-      (same preprocessing and batch size).
+      (same preprocessing and batch size). A run on video clips reads --data's clips as it \
+      read its own (video_input: frames and evaluation sampling).
       """)
 
   @Option(help: "Run folder of graft tune.")
@@ -61,10 +62,12 @@ struct Eval: ParsableCommand {
     }
     let votes = try votes()
     let (result, out): (EvaluationResult, Tensor)
-    switch try AnyTuneData.load(data, for: input) {
+    switch try AnyTuneData.load(data, for: input, video: loaded.config.videoInput ?? VideoInput()) {
     case .images(let d):
       (result, out) = try loaded.evaluate(try Self.split(d, split), votes: votes, seed: seed)
     case .points(let d):
+      (result, out) = try loaded.evaluate(try Self.split(d, split), votes: votes, seed: seed)
+    case .videos(let d):
       (result, out) = try loaded.evaluate(try Self.split(d, split), votes: votes, seed: seed)
     }
     if let logits {

@@ -5,7 +5,9 @@ import GraftTasks
 /// `graft predict`: classes of image files with a tuned adapter.
 struct Predict: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Predict the classes of images with a tuned adapter (a graft tune run folder).")
+    abstract:
+      "Predict the classes of images (or of videos, for a run on video clips) with a tuned adapter (a graft tune run folder)."
+  )
 
   @Option(help: "Run folder of graft tune.")
   var adapter: String
@@ -27,7 +29,7 @@ struct Predict: ParsableCommand {
   )
   var merge = false
 
-  @Argument(help: "Image files (PNG, JPEG, PPM/PGM).")
+  @Argument(help: "Image files (PNG, JPEG, PPM/PGM), or video files for a run on video clips.")
   var images: [String] = []
 
   func validate() throws {
@@ -49,10 +51,16 @@ struct Predict: ParsableCommand {
       throw ValidationError(
         "\(adapter): its backbone (\(loaded.config.baseModelArchitecture)) takes no images")
     }
-    let decoded = try images.map {
-      try ImageCodec.decodeAnyFormat(contentsOf: URL(fileURLWithPath: $0))
+    let logits: Tensor
+    if loaded.config.videoInput != nil {
+      // A run on clips: each file is a video, read as the run read its evaluation clips.
+      logits = try loaded.predict(clips: images.map { URL(fileURLWithPath: $0) })
+    } else {
+      let decoded = try images.map {
+        try ImageCodec.decodeAnyFormat(contentsOf: URL(fileURLWithPath: $0))
+      }
+      logits = try loaded.predict(decoded)
     }
-    let logits = try loaded.predict(decoded)
     if let output {
       try Safetensors.write(["logits": logits], to: URL(fileURLWithPath: output))
     }

@@ -8,13 +8,17 @@ enum PretrainModality: String, ExpressibleByArgument, CaseIterable {
   case images
   /// A Point-MAE encoder, masked autoencoding on the furniture meshes.
   case points
+  /// A byte-level BPE and a GPT-2-layout decoder, language modelling on plain text.
+  case text
 }
 
 /// `graft pretrain`: supervised pretraining of a small ViT on Fashion-MNIST, or Point-MAE's
 /// masked autoencoding on real meshes.
 struct Pretrain: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Pretrain a ViT on Fashion-MNIST (images) or a Point-MAE on meshes (points).",
+    abstract:
+      "Pretrain a ViT on Fashion-MNIST (images), a Point-MAE on meshes (points) or a GPT-2-layout "
+      + "decoder on text (text).",
     discussion: """
       Reads the IDX files of Fashion-MNIST (train-images-idx3-ubyte[.gz] and the others) from \
       --data, by default /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist). \
@@ -30,10 +34,24 @@ struct Pretrain: ParsableCommand {
       every epoch; the validation meshes give the reported reconstruction loss. Keys for --set: \
       \(PointPretrainConfig.options.map(\.key).joined(separator: ", ")). --out gets a Point-MAE \
       model folder (config.json, model.safetensors) with metrics.jsonl and pretrain.json.
+
+      --modality text: trains a GPT-2-style byte-level BPE on train.txt of --text-data (default \
+      $GRAFT_DATA_HOME/text, written by graft data prepare text), or takes --tokenizer, then a \
+      randomly initialised GPT-2-layout decoder on packed sequences of model.n_positions tokens; \
+      validation.txt gives the loss and perplexity of each epoch. Keys for --set: \
+      \(TextPretrainConfig.options.map(\.key).joined(separator: ", ")). --out gets a Hugging Face \
+      model folder (config.json, model.safetensors, tokenizer.json, vocab.json, merges.txt) that \
+      transformers' GPT2LMHeadModel loads, with metrics.jsonl, pretrain.json and checkpoint/.
       """)
 
-  @Option(help: "What to pretrain: images (a ViT) or points (a Point-MAE).")
+  @Option(help: "What to pretrain: images (a ViT), points (a Point-MAE) or text (a GPT-2).")
   var modality = PretrainModality.images
+
+  @Option(help: "Folder with train.txt and validation.txt (--modality text).")
+  var textData: String?
+
+  @Option(help: "A tokenizer.json to use instead of training one (--modality text).")
+  var tokenizer: String?
 
   @Option(help: "Prepared furniture set (--modality points).")
   var furnitureRoot: String?
@@ -58,6 +76,7 @@ struct Pretrain: ParsableCommand {
 
   func run() throws {
     if modality == .points { return try runPoints() }
+    if modality == .text { return try runText() }
     var config = PretrainConfig()
     for assignment in overrides {
       guard let eq = assignment.firstIndex(of: "=") else {
@@ -136,5 +155,36 @@ struct Pretrain: ParsableCommand {
       String(
         format: "validation chamfer-L2 %.5f after %d epochs, %.0f s; wrote %@",
         result.validationLoss, config.epochs, result.seconds, out))
+  }
+
+  /// Language-model pretraining of a GPT-2-layout decoder on plain text.
+  private func runText() throws {
+    var config = TextPretrainConfig()
+    for assignment in overrides {
+      guard let eq = assignment.firstIndex(of: "=") else {
+        throw ValidationError("--set \(assignment): expected KEY=VALUE")
+      }
+      try config.set(
+        String(assignment[..<eq]), String(assignment[assignment.index(after: eq)...]))
+    }
+    let outURL = URL(fileURLWithPath: out)
+    if !resume && TextPretrainer.holdsRun(outURL) {
+      throw ValidationError("\(out) already holds a run; continue it with --resume")
+    }
+    let folder = textData.map { URL(fileURLWithPath: $0) } ?? WordNetText.defaultRoot()
+    let corpus = try TextCorpus(folder: folder)
+    let pretrainer = try TextPretrainer(config: config)
+    let progress = ProgressReporter(
+      style: .automatic(quiet: quiet), totalSteps: 1, unit: "seq")
+    progress.log("pretraining on the text of \(folder.path)")
+    guard
+      let result = try pretrainer.run(
+        corpus: corpus, out: outURL, tokenizer: tokenizer.map { URL(fileURLWithPath: $0) },
+        resume: resume, progress: progress)
+    else { return }
+    print(
+      String(
+        format: "validation loss %.4f (perplexity %.1f) after %d epochs, %.0f s; wrote %@",
+        result.validationLoss, exp(result.validationLoss), config.epochs, result.seconds, out))
   }
 }

@@ -10,7 +10,12 @@ struct Tune: ParsableCommand {
       --backbone takes a timm model folder, a Google .npz (with --arch) or a bundled name. \
       --data takes 'digits' (the committed UCI digits, split 70/10/20 with a fixed seed), a \
       .csv of 8×8 digits, a VTAB-1k folder (train800.txt, val200.txt, test.txt), an image \
-      folder with train/ (val/, test/) class folders, or a folder of IDX files.
+      folder with train/ (val/, test/) class folders, or a folder of IDX files. \
+      Video clips for an image backbone: an MSR-VTT-style annotations .json with a label per \
+      video (or a folder holding annotations.json, as 'graft data prepare clips' writes), or a \
+      tree of class folders of videos (with or without train/ val/ test/); every frame runs \
+      through the backbone with the method attached, and a clip's logits are the mean of its \
+      frames' (data.frames, data.sampling, data.train_sampling).
 
       Settings resolve in order: the method's recipe, --config FILE.yaml, then each \
       --set KEY=VALUE. Run 'graft methods' for every method, option and key with its default.
@@ -87,7 +92,8 @@ struct Tune: ParsableCommand {
         method: methodName, backbone: backboneRef, arch: runArch, data: dataRef, config: cfg)
       let tb = try TuneBackbone.load(backboneRef, arch: runArch)
       let tuneData = try AnyTuneData.load(
-        dataRef, for: taskInput(methodName, tb, options: cfg.methodOptions))
+        dataRef, for: taskInput(methodName, tb, options: cfg.methodOptions),
+        video: cfg.videoInput)
       let trainer = try Trainer(backbone: tb, config: cfg, classNames: tuneData.classNames)
       if let s = try trainer.run(
         data: tuneData, folder: folder, dataReference: dataRef, resume: true, log: log)
@@ -117,7 +123,7 @@ struct Tune: ParsableCommand {
     let classNames: [String]
     if let data {
       tuneData = try AnyTuneData.load(
-        data, for: taskInput(method, tb, options: cfg.methodOptions))
+        data, for: taskInput(method, tb, options: cfg.methodOptions), video: cfg.videoInput)
       classNames = tuneData!.classNames
       if let classes, classes != classNames.count {
         throw ValidationError("--classes \(classes) but \(data) has \(classNames.count) classes")

@@ -59,4 +59,25 @@ final class TuneBenchmarkTests: XCTestCase {
     let m = try TuneBenchmark.measure(config: headless, method: "linear", batch: 2, iterations: 1)
     XCTAssertEqual(m.trainableParameters, config.embedDim * 1000 + 1000)
   }
+
+  /// On a point encoder the rows run every point method, and IDPT's row carries its prompt
+  /// generator's share of the step (a fraction of it, measured); other rows carry none.
+  func testPointEncoderRowsAndIDPTsGeneratorShare() throws {
+    let pointConfig = PointMAEConfig(
+      transDim: 32, depth: 2, numHeads: 2, groupSize: 8, numGroup: 16, npoints: 128)
+    var rows: [String: TuneBenchmark.Measurement] = [:]
+    for name in ["linear", "idpt", "vpt-deep"] {
+      var rng = RandomGenerator(seed: 0)
+      let backbone = try PointMAE(config: pointConfig, generator: &rng)
+      rows[name] = try TuneBenchmark.measure(
+        backbone: backbone, input: [4, 128, 3], method: name, classes: 10, iterations: 1,
+        generator: &rng)
+      XCTAssertGreaterThan(rows[name]!.imagesPerSecond, 0, name)
+    }
+    let share = try XCTUnwrap(rows["idpt"]?.promptGeneratorShare)
+    XCTAssertGreaterThan(share, 0)
+    XCTAssertLessThan(share, 1, "the generator is part of the step, not more than it")
+    XCTAssertNil(rows["linear"]?.promptGeneratorShare)
+    XCTAssertNil(rows["vpt-deep"]?.promptGeneratorShare)
+  }
 }

@@ -21,25 +21,25 @@ final class ExportTests: XCTestCase {
 
   /// A run folder of `method` on the bundled backbone with every trainable tensor randomised
   /// (so LoRA's B and BitFit's biases are not their zero start). Returns the folder and method.
-  private func makeRun(_ method: String, options: [String: String] = [:]) throws -> (
-    URL, TuningMethod
-  ) {
-    let backbone = try TuneBackbone.load("vit-nano-fmnist")
+  private func makeRun(
+    _ method: String, options: [String: String] = [:], backbone name: String = "vit-nano-fmnist"
+  ) throws -> (URL, TuningMethod) {
+    let backbone = try TuneBackbone.load(name)
     var g = RandomGenerator(seed: 7)
     let m = try MethodRegistry.make(
       method, backbone: backbone.model, classes: 3, options: options, generator: &g)
     withNoGrad {
       for (_, t) in m.trainableTensors() { t.assign(t + random(t.shape, &g) * 0.2) }
     }
-    let run = folder.appendingPathComponent(method)
+    let run = folder.appendingPathComponent("\(name)-\(method)")
     try FileManager.default.createDirectory(at: run, withIntermediateDirectories: true)
     let config = AdapterConfig(
       method: method, formatVersion: AdapterConfig.currentFormat,
       graftVersion: GraftVersion.string, baseModel: backbone.reference,
       baseModelArchitecture: backbone.architecture, baseModelHash: backbone.weightsHash,
       baseModelConfigHash: backbone.configHash, numClasses: 3, classNames: ["a", "b", "c"],
-      hyperparameters: m.options, preprocessing: backbone.preprocessing, pointInput: nil,
-      evalBatchSize: 4)
+      hyperparameters: m.options, preprocessing: backbone.preprocessing,
+      pointInput: backbone.pointInput, evalBatchSize: 4)
     try AdapterCheckpoint.writeConfig(config, to: run)
     try AdapterCheckpoint.writeWeights(m, to: run)
     return (run, m)
@@ -110,6 +110,31 @@ final class ExportTests: XCTestCase {
     ) { XCTAssertTrue("\($0)".contains("does not write mp graphs"), "\($0)") }
     XCTAssertThrowsError(try PEFTLoRA.export(run: vpt, to: folder.appendingPathComponent("z"))) {
       XCTAssertTrue("\($0)".contains("lora runs"), "\($0)")
+    }
+  }
+
+  /// Runs on the bundled point backbone (Point-MAE) are refused by every exporter with the
+  /// reason: timm and PEFT name modules of a timm Vision Transformer, and the ONNX graphs are
+  /// written for one; nothing is left in the output.
+  func testPointBackboneRunsAreRefusedNamingTheRun() throws {
+    let (linear, _) = try makeRun("linear", backbone: "point-mae-furniture")
+    let (lora, _) = try makeRun("lora", backbone: "point-mae-furniture")
+    let timmOut = folder.appendingPathComponent("timm")
+    XCTAssertThrowsError(try TimmExport.export(run: linear, to: timmOut)) {
+      XCTAssertTrue("\($0)".contains(linear.path), "\($0)")
+      XCTAssertTrue("\($0)".contains("Vision Transformer"), "\($0)")
+    }
+    let peftOut = folder.appendingPathComponent("peft")
+    XCTAssertThrowsError(try PEFTLoRA.export(run: lora, to: peftOut)) {
+      XCTAssertTrue("\($0)".contains(lora.path), "\($0)")
+      XCTAssertTrue("\($0)".contains("not a timm Vision Transformer"), "\($0)")
+    }
+    let onnxOut = folder.appendingPathComponent("linear.onnx")
+    XCTAssertThrowsError(try ONNXExport.export(run: linear, to: onnxOut)) {
+      XCTAssertTrue("\($0)".contains(linear.path), "\($0)")
+    }
+    for out in [timmOut, peftOut, onnxOut] {
+      XCTAssertFalse(FileManager.default.fileExists(atPath: out.path), out.path)
     }
   }
 

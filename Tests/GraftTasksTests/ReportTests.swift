@@ -111,4 +111,42 @@ final class ReportTests: XCTestCase {
   func testEscapesMarkup() {
     XCTAssertEqual(ReportWriter.escape("<a & \"b\">"), "&lt;a &amp; &quot;b&quot;&gt;")
   }
+
+  /// The confusion matrix's labels do not overlap: the furniture set's room names (wider than a
+  /// 34 px cell) are turned 45° below the matrix and the left margin holds the longest row name;
+  /// digit names stay level. Before the fix the left margin was a fixed 70 px and every column
+  /// name was centred level under its cell, so `living_room` ran into its neighbours.
+  func testConfusionLabelsDoNotOverlap() throws {
+    let rooms = [
+      "bathroom", "bedroom", "character", "door_window", "exterior", "kitchen", "light",
+      "living_room", "office", "vehicle",
+    ]
+    let matrix = (0..<10).map { t in (0..<10).map { $0 == t ? 3 : 0 } }
+    func number(_ svg: String, _ name: String) -> Double {
+      let r = svg.range(of: "\(name)=\"")!
+      return Double(svg[r.upperBound...].prefix { $0 != "\"" })!
+    }
+    let longer = ["very_long_category_name_" + rooms[0]] + rooms.dropFirst()
+    for names in [rooms, longer] {
+      let svg = ReportWriter.confusionSVG(matrix, classNames: names)
+      let columns = svg.components(separatedBy: "class=\"column-label\"").dropFirst()
+      XCTAssertEqual(columns.count, 10)
+      XCTAssertTrue(columns.allSatisfy { $0.contains("rotate(-45") }, "room names turned")
+      // The first cell's x is the left margin: it must hold the longest row label.
+      let cellX = number(String(svg[svg.range(of: "<rect")!.lowerBound...]), "x")
+      let longest = names.map(ReportWriter.labelWidth).max()!
+      XCTAssertGreaterThanOrEqual(cellX - 4, longest)
+      // Neighbouring turned labels are a cell apart along x: 45° puts them cell · 0.707 apart
+      // across their baselines, which must clear the 11 px font.
+      let cellWidth = number(String(svg[svg.range(of: "<rect")!.lowerBound...]), "width")
+      XCTAssertGreaterThanOrEqual(cellWidth * 0.7071, 11)
+      // The picture is tall enough for the turned labels below the 10 rows.
+      let viewBox = svg[svg.range(of: "viewBox=\"")!.upperBound...].prefix { $0 != "\"" }
+      let height = Double(viewBox.split(separator: " ")[3])!
+      XCTAssertGreaterThanOrEqual(height, 20 + 10 * cellWidth + longest * 0.7071)
+    }
+    let digits = ReportWriter.confusionSVG(matrix, classNames: (0..<10).map { "\($0)" })
+    XCTAssertFalse(digits.contains("rotate("), "names that fit their cell stay level")
+    XCTAssertEqual(digits.components(separatedBy: "class=\"column-label\"").count - 1, 10)
+  }
 }

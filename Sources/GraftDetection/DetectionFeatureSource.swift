@@ -1,0 +1,42 @@
+// What a detection head needs from a backbone: feature maps at known strides.
+
+/// A source of multi-scale feature maps for a detection head.
+///
+/// Given images `[B, 3, H, W]` it returns one `[B, channels, H/s, W/s]` map per entry of
+/// `strides` (finest first); H and W are multiples of the coarsest stride. HST's 4-scale side
+/// features and `ViTPyramidFeatures` (a simple feature pyramid on a plain ViT) are the two kinds.
+public protocol DetectionFeatureSource: AnyObject {
+  /// Stride of each map in input pixels, finest first (for example 8, 16, 32, or 4, 8, 16, 32).
+  var strides: [Int] { get }
+  /// Channels of every map.
+  var channels: Int { get }
+  /// The maps for a batch of images.
+  func features(_ images: Tensor) -> [Tensor]
+  /// The source's own trainable tensors with dotted names (a frozen backbone's are not listed).
+  var namedParameters: [(String, Tensor)] { get }
+}
+
+/// A `SimpleFeaturePyramid` on a plain ViT's last-block token map.
+///
+/// `tokenMap` runs the backbone and returns its last block's patch tokens as a `[B, D, H/16,
+/// W/16]` map (class and register tokens dropped, tokens reshaped row-major); the module that
+/// owns the ViT supplies it, so that GraftDetection does not depend on the model zoo.
+public final class ViTPyramidFeatures: DetectionFeatureSource {
+  /// The pyramid on the token map.
+  public let pyramid: SimpleFeaturePyramid
+  /// The backbone: images to a stride-16 token map.
+  public let tokenMap: (Tensor) -> Tensor
+
+  /// A source from a backbone closure and a pyramid built for its width.
+  public init(pyramid: SimpleFeaturePyramid, tokenMap: @escaping (Tensor) -> Tensor) {
+    self.pyramid = pyramid
+    self.tokenMap = tokenMap
+  }
+
+  public var strides: [Int] { pyramid.strides }
+  public var channels: Int { pyramid.outChannels }
+  public func features(_ images: Tensor) -> [Tensor] { pyramid(tokenMap(images)) }
+  public var namedParameters: [(String, Tensor)] {
+    pyramid.namedParameters.map { ("pyramid.\($0.0)", $0.1) }
+  }
+}
