@@ -205,3 +205,50 @@ struct CaptionEval: ParsableCommand {
     }
   }
 }
+
+/// `graft tune --method pllava …`: the spelling of `graft caption train`. Tune's flags
+/// map onto the captioner's: `--backbone`, `--decoder`, `--data`, `--out`; `--set method.*`
+/// as given, and `train.epochs`, `train.batch_size`, `optim.lr` and `seed` onto its options.
+/// Everything else Tune offers (a YAML config, --resume, --dry-run) is refused by name.
+enum PLLaVARoute {
+  /// The method name that routes here.
+  static let method = "pllava"
+
+  /// Runs `graft caption train` with `tune`'s settings.
+  static func tune(_ tune: Tune) throws {
+    guard let backbone = tune.backbone, let decoder = tune.decoder, let data = tune.data,
+      let out = tune.out
+    else {
+      throw ValidationError(
+        "--method pllava needs --backbone (an image model), --decoder (a language model "
+          + "folder), --data (a captioned clip set) and --out")
+    }
+    if tune.config != nil { throw ValidationError("--method pllava takes --set, not --config") }
+    if tune.resume != nil { throw ValidationError("--method pllava cannot --resume yet") }
+    if tune.dryRun { throw ValidationError("--method pllava has no --dry-run") }
+    var arguments = ["--backbone", backbone, "--decoder", decoder, "--data", data, "--out", out]
+    let flags = [
+      "train.epochs": "--epochs", "train.batch_size": "--batch-size", "optim.lr": "--lr",
+      "seed": "--seed",
+    ]
+    for item in tune.overrides {
+      guard let eq = item.firstIndex(of: "=") else {
+        throw ValidationError("--set \(item): expected KEY=VALUE")
+      }
+      let key = String(item[..<eq])
+      let value = String(item[item.index(after: eq)...])
+      if key.hasPrefix("method.") {
+        arguments += ["--set", item]
+      } else if let flag = flags[key] {
+        arguments += [flag, value]
+      } else {
+        throw ValidationError(
+          "--set \(key): --method pllava takes method.* and "
+            + flags.keys.sorted().joined(separator: ", "))
+      }
+    }
+    if tune.quiet { arguments.append("--quiet") }
+    var command = try CaptionTrain.parse(arguments)
+    try command.run()
+  }
+}

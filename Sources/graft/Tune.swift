@@ -15,7 +15,9 @@ struct Tune: ParsableCommand {
       video (or a folder holding annotations.json, as 'graft data prepare clips' writes), or a \
       tree of class folders of videos (with or without train/ val/ test/); every frame runs \
       through the backbone with the method attached, and a clip's logits are the mean of its \
-      frames' (data.frames, data.sampling, data.train_sampling).
+      frames' (data.frames, data.sampling, data.train_sampling). \
+      --method pllava --decoder <language model folder> trains the video captioner on a \
+      captioned clip set, as 'graft caption train' (which lists its settings).
 
       Settings resolve in order: the method's recipe, --config FILE.yaml, then each \
       --set KEY=VALUE. Run 'graft methods' for every method, option and key with its default.
@@ -32,8 +34,17 @@ struct Tune: ParsableCommand {
   @Option(help: "timm architecture of an .npz backbone.")
   var arch: String?
 
-  @Option(help: "Method: \(MethodRegistry.names.joined(separator: ", ")).")
+  @Option(
+    help: ArgumentHelp(
+      "Method: \(MethodRegistry.names.joined(separator: ", ")), or pllava (video captioning, "
+        + "with --decoder)."))
   var method: String?
+
+  @Option(
+    help: ArgumentHelp(
+      "--method pllava: the language model folder the captioner decodes with (the same run as "
+        + "'graft caption train').", valueName: "dir"))
+  var decoder: String?
 
   @Option(help: "Dataset (see below).")
   var data: String?
@@ -68,6 +79,7 @@ struct Tune: ParsableCommand {
   @OptionGroup var imageLimit: ImageLimitOptions
 
   func run() throws {
+    if method == PLLaVARoute.method { return try PLLaVARoute.tune(self) }
     imageLimit.apply()
     let stderr = FileHandle.standardError
     let log: (String) -> Void = { if !quiet { stderr.write(Data(($0 + "\n").utf8)) } }
