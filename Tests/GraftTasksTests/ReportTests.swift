@@ -149,4 +149,28 @@ final class ReportTests: XCTestCase {
     XCTAssertFalse(digits.contains("rotate("), "names that fit their cell stay level")
     XCTAssertEqual(digits.components(separatedBy: "class=\"column-label\"").count - 1, 10)
   }
+
+  /// The memory chart's method names turn 45° when 13 methods share its width (Graft-3D's
+  /// `vpt-shallow` ran into its neighbours) and stay level when few do.
+  func testMemoryChartNamesTurnWhenTheyCrowd() {
+    func summary(_ methods: [String]) -> SweepSummary {
+      let runs = methods.map {
+        RunRecord(
+          task: "t", method: $0, folder: URL(fileURLWithPath: "/nonexistent"), testTop1: 0.5,
+          testTop5: 0.9, trainableParameters: 10, backboneParameters: 100, trainSeconds: 1,
+          imagesPerSecond: 1, peakRSSMiB: 100, validationCurve: [0.5], confusion: [],
+          testPredictions: [])
+      }
+      return SweepSummary(backbone: "b", tasks: ["t"], runs: runs, wallSeconds: 1)
+    }
+    let crowded = ReportWriter.memoryBars(
+      summary([
+        "linear", "full", "bitfit", "ln-tune", "vpt-shallow", "vpt-deep", "lora", "adapter", "mp",
+        "lst", "unipt", "idpt", "p2p",
+      ]))
+    XCTAssertEqual(crowded.components(separatedBy: "rotate(-45").count - 1, 13)
+    let few = ReportWriter.memoryBars(summary(["linear", "full"]))
+    XCTAssertFalse(few.contains("rotate(-45"))
+    XCTAssertEqual(few.components(separatedBy: "class=\"method-label\"").count - 1, 2)
+  }
 }
