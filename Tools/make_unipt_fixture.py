@@ -7,7 +7,8 @@ Rerun from the repository root with a python that has torch and safetensors:
     Tools/.venv/bin/python Tools/make_unipt_fixture.py
 
 An independent PyTorch statement of the UniPT transformer variant (VSE-infty's
-`adapter_for_transformer.py` as described in /work/shared/reference/methods.md §5.1), sized for
+`adapter_for_transformer.py` in the official UniPT code, as `Sources/GraftTuning/UniPT.swift`
+describes it), sized for
 the tests' tiny ViT: D = 16, L = 2 blocks (key states H0, H1 and the final tokens F), N = 5
 tokens, B = 2, reduction 2 (m = 8). Linear layers keep PyTorch's default init, drawn from seed 0
 (LayerNorm affine parameters are perturbed by N(0, 0.1²) so they matter); the
