@@ -217,6 +217,49 @@ public final class Trainer {
     method.backboneTrainMode = config.backboneTrainMode
   }
 
+  /// Starts from the trained tensors of the run (or imported adapter folder) in `folder` instead
+  /// of the method's fresh initialisation: continued training, e.g. of a PEFT LoRA brought in
+  /// by `graft import`. The folder must hold the same method on the same backbone (weights and
+  /// config hashes) with as many classes; every trainable tensor must be present with its shape
+  /// (`loadTrainableState` checks names and shapes). Errors name the folder and the mismatch.
+  public func initialise(from folder: URL) throws {
+    let adapter = try AdapterCheckpoint.readConfig(folder)
+    func refuse(_ why: String) -> ConfigError {
+      ConfigError("\(folder.path): cannot start from this adapter: \(why)")
+    }
+    guard adapter.method == config.method else {
+      throw refuse("it holds method '\(adapter.method)', this run trains '\(config.method)'")
+    }
+    guard adapter.baseModelHash == backbone.weightsHash else {
+      throw refuse(
+        "it was trained on backbone weights \(adapter.baseModelHash), this run's backbone has "
+          + "\(backbone.weightsHash) (\(backbone.reference))")
+    }
+    if let stored = adapter.baseModelConfigHash, stored != backbone.configHash {
+      throw refuse("its backbone config hash \(stored) differs from \(backbone.configHash)")
+    }
+    guard adapter.numClasses == classNames.count else {
+      throw refuse(
+        "its head has \(adapter.numClasses) classes, the data has \(classNames.count)")
+    }
+    let differing = adapter.hyperparameters.keys.sorted().filter {
+      method.options[$0] != adapter.hyperparameters[$0]
+    }
+    guard differing.isEmpty else {
+      throw refuse(
+        "its method options differ ("
+          + differing.map {
+            "\($0)=\(adapter.hyperparameters[$0]!), here \(method.options[$0] ?? "unset")"
+          }
+          .joined(separator: "; ") + "); pass "
+          + differing.map { "--set method.\($0)=\(adapter.hyperparameters[$0]!)" }.joined(
+            separator: " "))
+    }
+    let url = folder.appendingPathComponent(AdapterCheckpoint.weightsFile)
+    let state = try SafetensorsFile(contentsOf: url).tensors()
+    try method.loadTrainableState(state, source: url.path)
+  }
+
   /// The `--dry-run --json` report: method, trainable and backbone element counts, and every
   /// trainable tensor's element count by checkpoint name.
   public func dryRunReport() -> [String: Any] {

@@ -64,6 +64,12 @@ struct Tune: ParsableCommand {
   )
   var resume: String?
 
+  @Option(
+    help: ArgumentHelp(
+      "Start from the trained tensors of this run or imported adapter folder (same method, "
+        + "backbone and classes) instead of a fresh initialisation.", valueName: "dir"))
+  var initFrom: String?
+
   @Flag(help: "Build everything, print the parameter counts, do not train.")
   var dryRun = false
 
@@ -84,6 +90,10 @@ struct Tune: ParsableCommand {
     let stderr = FileHandle.standardError
     let log: (String) -> Void = { if !quiet { stderr.write(Data(($0 + "\n").utf8)) } }
     if let resume {
+      if initFrom != nil {
+        throw ValidationError(
+          "--init-from starts a new run; --resume continues one from its checkpoint")
+      }
       let folder = URL(fileURLWithPath: resume)
       let runURL = folder.appendingPathComponent("run.json")
       guard let runData = try? Data(contentsOf: runURL),
@@ -147,6 +157,10 @@ struct Tune: ParsableCommand {
       throw ValidationError(dryRun ? "give --data or --classes" : "give --data")
     }
     let trainer = try Trainer(backbone: tb, config: cfg, classNames: classNames)
+    if let initFrom {
+      try trainer.initialise(from: URL(fileURLWithPath: initFrom))
+      log("starting from the tensors of \(initFrom)")
+    }
     if dryRun {
       let r = trainer.dryRunReport()
       if json {

@@ -1,0 +1,54 @@
+import XCTest
+
+@testable import GraftTasks
+
+/// `Trainer.initialise(from:)` (`graft tune --init-from`): a new run starts from a finished
+/// run's (or an imported adapter's) tensors, and refuses an adapter that does not fit.
+final class InitFromTests: XCTestCase {
+  func testStartsFromTheAdaptersTensorsAndRefusesOnesThatDoNotFit() throws {
+    let root = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: root) }
+    let backbone = tinyBackbone()
+    let first = root.appendingPathComponent("first")
+    _ = try shortRun(
+      "lora", extra: ["train.epochs=1", "data.train_samples=64"], folder: first,
+      backbone: backbone)
+    let saved = try SafetensorsFile(
+      contentsOf: first.appendingPathComponent(AdapterCheckpoint.weightsFile)
+    ).tensors()
+
+    func trainer(_ method: String, classes: [String] = digits.classNames) throws -> Trainer {
+      try Trainer(
+        backbone: backbone, config: try TuneConfig.preset(for: method), classNames: classes)
+    }
+    // A fresh LoRA has zero B matrices; started from the run it has the run's tensors.
+    let next = try trainer("lora")
+    let fresh = Dictionary(uniqueKeysWithValues: next.method.trainableTensors())
+    XCTAssertTrue(
+      fresh.contains { $0.key.contains("lora_B") && $0.value.scalars.allSatisfy { $0 == 0 } })
+    try next.initialise(from: first)
+    for (name, t) in next.method.trainableTensors() {
+      XCTAssertEqual(t.scalars, try XCTUnwrap(saved[name], name).scalars, name)
+    }
+    // Another method, another class count, another backbone: named refusals.
+    XCTAssertThrowsError(try trainer("bitfit").initialise(from: first)) {
+      XCTAssertTrue("\($0)".contains("method 'lora'"), "\($0)")
+      XCTAssertTrue("\($0)".contains(first.path), "\($0)")
+    }
+    XCTAssertThrowsError(try trainer("lora", classes: ["a", "b"]).initialise(from: first)) {
+      XCTAssertTrue("\($0)".contains("10 classes"), "\($0)")
+    }
+    var rank4 = try TuneConfig.preset(for: "lora")
+    try rank4.set(assignment: "method.rank=4")
+    let smaller = try Trainer(backbone: backbone, config: rank4, classNames: digits.classNames)
+    XCTAssertThrowsError(try smaller.initialise(from: first)) {
+      XCTAssertTrue("\($0)".contains("--set method.rank="), "\($0)")
+    }
+    let other = try Trainer(
+      backbone: tinyBackbone(seed: 99), config: try TuneConfig.preset(for: "lora"),
+      classNames: digits.classNames)
+    XCTAssertThrowsError(try other.initialise(from: first)) {
+      XCTAssertTrue("\($0)".contains("backbone weights"), "\($0)")
+    }
+  }
+}
