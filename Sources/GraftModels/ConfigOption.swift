@@ -209,6 +209,16 @@ extension OptionTable {
   public var optionValues: [(key: String, value: String)] {
     Self.options.map { ($0.key, $0.text(of: self)) }
   }
+
+  /// Sets `key` to `value` (`--set`); an unknown key (the message lists the known ones) and a
+  /// bad value throw `ConfigError`.
+  public mutating func set(_ key: String, _ value: String) throws {
+    guard let option = Self.option(key) else {
+      throw ConfigError(
+        "unknown key '\(key)' (keys: \(Self.options.map(\.key).joined(separator: ", ")))")
+    }
+    try option.set(&self, from: value)
+  }
 }
 
 /// A value that may be left for the program to choose (`auto`).

@@ -363,26 +363,7 @@ public enum TimmModelFolder {
 
   /// Parses a timm `config.json`; throws `FileError` naming the file.
   public static func readConfig(_ url: URL) throws -> TimmHubConfig {
-    guard FileManager.default.fileExists(atPath: url.path) else {
-      throw FileError(path: url.path, message: "no such file (a timm model folder has one)")
-    }
-    let data: Data
-    do {
-      // Through MappedFile, as every reader (Foundation's Data(contentsOf:) leaked 4 KiB on an
-      // empty file, found by Tools/fuzz.sh timm-config).
-      data = try MappedFile(path: url.path, allowingEmpty: true).data
-    } catch {
-      throw FileError(path: url.path, message: "cannot read: \(error.message)")
-    }
-    let json: JSONValue
-    do {
-      json = try JSONDecoder().decode(JSONValue.self, from: data)
-    } catch {
-      throw FileError(path: url.path, message: "not valid JSON")
-    }
-    guard let object = json.objectValue else {
-      throw FileError(path: url.path, message: "the top level is not a JSON object")
-    }
+    let object = try JSONFile.readObject(url, missing: "a timm model folder has one")
     do {
       return try TimmHubConfig(json: object)
     } catch let e as ViTConfigError {

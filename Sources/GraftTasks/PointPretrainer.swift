@@ -78,15 +78,6 @@ public struct PointPretrainConfig: Sendable, Equatable, OptionTable {
     ConfigOption("seed", \.seed, "seed of everything random"),
   ]
 
-  /// Sets `key` to `value` (`--set`); unknown keys and bad values throw.
-  public mutating func set(_ key: String, _ value: String) throws {
-    guard let option = Self.option(key) else {
-      throw ConfigError(
-        "unknown key '\(key)' (keys: \(Self.options.map(\.key).joined(separator: ", ")))")
-    }
-    try option.set(&self, from: value)
-  }
-
   /// The encoder's configuration (no head).
   public var encoderConfig: PointMAEConfig {
     PointMAEConfig(

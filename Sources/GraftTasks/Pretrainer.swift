@@ -95,14 +95,6 @@ public struct PretrainConfig: Sendable, Equatable, OptionTable {
   /// Every key `set` takes.
   public static var keys: [String] { options.map(\.key) }
 
-  /// Sets `key` to `value` (`--set`); unknown keys and bad values throw.
-  public mutating func set(_ key: String, _ value: String) throws {
-    guard let option = Self.option(key) else {
-      throw ConfigError("unknown key '\(key)' (keys: \(Self.keys.joined(separator: ", ")))")
-    }
-    try option.set(&self, from: value)
-  }
-
   /// The settings as a JSON object (recorded in the model card and the checkpoint state).
   public var json: [String: Any] {
     [

@@ -64,15 +64,6 @@ public struct TextPretrainConfig: Sendable, Equatable, OptionTable {
     ConfigOption("seed", \.seed, "seed of everything random"),
   ]
 
-  /// Sets `key` to `value` (`--set`); unknown keys and bad values throw.
-  public mutating func set(_ key: String, _ value: String) throws {
-    guard let option = Self.option(key) else {
-      throw ConfigError(
-        "unknown key '\(key)' (keys: \(Self.options.map(\.key).joined(separator: ", ")))")
-    }
-    try option.set(&self, from: value)
-  }
-
   /// Every setting by key, for the run's record.
   public var json: [String: String] {
     Dictionary(uniqueKeysWithValues: optionValues.map { ($0.key, $0.value) })

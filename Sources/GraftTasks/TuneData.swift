@@ -88,6 +88,43 @@ public struct TuneData<Sample>: Sendable {
   }
 }
 
+extension TuneData {
+  /// The splits of a `train/` (`val/`, `test/`) tree of class folders of `kind` files
+  /// ("image", "video"): `train` is `root/train` opened, each evaluation split present is
+  /// opened by `open` and matched to train's classes by folder name (never by position; classes
+  /// it lacks become a note in the description), and a split that is absent is cut from
+  /// `train` (10 % validation, 20 % test, seed `splitSeed`).
+  static func withEvaluationFolders(
+    train: any Dataset<Sample>, root url: URL, kind: String,
+    open: (URL) throws -> any Dataset<Sample>
+  ) throws -> TuneData {
+    var notes: [String] = []
+    func evaluationSplit(_ name: String) throws -> (any Dataset<Sample>)? {
+      let folder = url.appendingPathComponent(name)
+      guard FileManager.default.fileExists(atPath: folder.path) else { return nil }
+      let (matched, missing) = try matchedByName(
+        open(folder), classNames: train.classNames, splitName: folder.path)
+      if !missing.isEmpty { notes.append("\(name)/ has no \(kind) of \(quotedList(missing))") }
+      return matched
+    }
+    let val = try evaluationSplit("val")
+    let test = try evaluationSplit("test")
+    let note = notes.isEmpty ? "" : " (note: \(notes.joined(separator: "; ")))"
+    if let val, let test {
+      return try TuneData(
+        train: train, validation: val, test: test,
+        description: "\(kind) folders \(url.path)" + note)
+    }
+    var data = try split(
+      train, validationFraction: val == nil ? 0.1 : 0, testFraction: test == nil ? 0.2 : 0,
+      description: "\(kind) folder \(url.path)/train")
+    if let val { data.validation = val }
+    if let test { data.test = test }
+    data.description += note
+    return data
+  }
+}
+
 /// A task of images.
 public typealias ImageTuneData = TuneData<RGBImage>
 
@@ -212,32 +249,9 @@ extension TuneData where Sample == RGBImage {
         test: RenamedClasses(test, classNames: names), description: "VTAB-1k \(url.path)")
     }
     if has("train") {
-      // Evaluation splits are matched to train/'s classes by folder name, never by position.
-      let train = try ImageFolderDataset(root: url.appendingPathComponent("train"))
-      var notes: [String] = []
-      func evaluationSplit(_ name: String) throws -> (any Dataset<Sample>)? {
-        guard has(name) else { return nil }
-        let folder = url.appendingPathComponent(name)
-        let (matched, missing) = try matchedByName(
-          ImageFolderDataset(root: folder), classNames: train.classNames, splitName: folder.path)
-        if !missing.isEmpty { notes.append("\(name)/ has no image of \(quotedList(missing))") }
-        return matched
-      }
-      let val = try evaluationSplit("val")
-      let test = try evaluationSplit("test")
-      let note = notes.isEmpty ? "" : " (note: \(notes.joined(separator: "; ")))"
-      if let val, let test {
-        return try TuneData(
-          train: train, validation: val, test: test,
-          description: "image folders \(url.path)" + note)
-      }
-      var data = try split(
-        train, validationFraction: val == nil ? 0.1 : 0, testFraction: test == nil ? 0.2 : 0,
-        description: "image folder \(url.path)/train")
-      if let val { data.validation = val }
-      if let test { data.test = test }
-      data.description += note
-      return data
+      return try withEvaluationFolders(
+        train: ImageFolderDataset(root: url.appendingPathComponent("train")), root: url,
+        kind: "image", open: { try ImageFolderDataset(root: $0) })
     }
     let names = (try? fm.contentsOfDirectory(atPath: url.path)) ?? []
     if names.contains(where: { $0.hasPrefix("train-images") }) {

@@ -190,32 +190,9 @@ extension TuneData where Sample == ClipSample {
       let all = ClipDataset(try VideoDataset(folder: url), input: input)
       return try split(all, description: "video folder \(url.path)")
     }
-    let train = ClipDataset(try VideoDataset(folder: trainFolder), input: input)
-    var notes: [String] = []
-    func evaluationSplit(_ name: String) throws -> (any Dataset<ClipSample>)? {
-      let folder = url.appendingPathComponent(name)
-      guard FileManager.default.fileExists(atPath: folder.path) else { return nil }
-      let (matched, missing) = try matchedByName(
-        ClipDataset(try VideoDataset(folder: folder), input: input),
-        classNames: train.classNames, splitName: folder.path)
-      if !missing.isEmpty { notes.append("\(name)/ has no video of \(quotedList(missing))") }
-      return matched
-    }
-    let val = try evaluationSplit("val")
-    let test = try evaluationSplit("test")
-    let note = notes.isEmpty ? "" : " (note: \(notes.joined(separator: "; ")))"
-    if let val, let test {
-      return try TuneData(
-        train: train, validation: val, test: test,
-        description: "video folders \(url.path)" + note)
-    }
-    var data = try split(
-      train, validationFraction: val == nil ? 0.1 : 0, testFraction: test == nil ? 0.2 : 0,
-      description: "video folder \(url.path)/train")
-    if let val { data.validation = val }
-    if let test { data.test = test }
-    data.description += note
-    return data
+    return try withEvaluationFolders(
+      train: ClipDataset(try VideoDataset(folder: trainFolder), input: input), root: url,
+      kind: "video", open: { ClipDataset(try VideoDataset(folder: $0), input: input) })
   }
 
   /// The splits of an MSR-VTT-style annotation file (see `load(_:input:)`).

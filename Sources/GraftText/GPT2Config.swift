@@ -186,24 +186,6 @@ public struct GPT2Config: Sendable, Equatable {
 
   /// The top-level object of the JSON file at `url`; throws `FileError` naming the file.
   public static func readObject(_ url: URL) throws -> [String: JSONValue] {
-    guard FileManager.default.fileExists(atPath: url.path) else {
-      throw FileError(path: url.path, message: "no such file (a model folder has one)")
-    }
-    let data: Data
-    do {
-      data = try MappedFile(path: url.path, allowingEmpty: true).data
-    } catch {
-      throw FileError(path: url.path, message: "cannot read: \(error.message)")
-    }
-    let json: JSONValue
-    do {
-      json = try JSONDecoder().decode(JSONValue.self, from: data)
-    } catch {
-      throw FileError(path: url.path, message: "not valid JSON")
-    }
-    guard let object = json.objectValue else {
-      throw FileError(path: url.path, message: "the top level is not a JSON object")
-    }
-    return object
+    try JSONFile.readObject(url, missing: "a model folder has one")
   }
 }

@@ -78,13 +78,7 @@ struct Pretrain: ParsableCommand {
     if modality == .points { return try runPoints() }
     if modality == .text { return try runText() }
     var config = PretrainConfig()
-    for assignment in overrides {
-      guard let eq = assignment.firstIndex(of: "=") else {
-        throw ValidationError("--set \(assignment): expected KEY=VALUE")
-      }
-      try config.set(
-        String(assignment[..<eq]), String(assignment[assignment.index(after: eq)...]))
-    }
+    try applyOverrides(to: &config)
     let outURL = URL(fileURLWithPath: out)
     if !resume && Pretrainer.holdsRun(outURL) {
       throw ValidationError("\(out) already holds a run; continue it with --resume")
@@ -114,9 +108,8 @@ struct Pretrain: ParsableCommand {
         config.epochs, result.seconds, out))
   }
 
-  /// Point-MAE's masked autoencoding on the furniture meshes.
-  private func runPoints() throws {
-    var config = PointPretrainConfig()
+  /// Each `--set KEY=VALUE` applied to `config`, in order.
+  private func applyOverrides<Config: OptionTable>(to config: inout Config) throws {
     for assignment in overrides {
       guard let eq = assignment.firstIndex(of: "=") else {
         throw ValidationError("--set \(assignment): expected KEY=VALUE")
@@ -124,6 +117,12 @@ struct Pretrain: ParsableCommand {
       try config.set(
         String(assignment[..<eq]), String(assignment[assignment.index(after: eq)...]))
     }
+  }
+
+  /// Point-MAE's masked autoencoding on the furniture meshes.
+  private func runPoints() throws {
+    var config = PointPretrainConfig()
+    try applyOverrides(to: &config)
     let outURL = URL(fileURLWithPath: out)
     if !resume && Pretrainer.holdsRun(outURL) {
       throw ValidationError("\(out) already holds a run; continue it with --resume")
@@ -160,13 +159,7 @@ struct Pretrain: ParsableCommand {
   /// Language-model pretraining of a GPT-2-layout decoder on plain text.
   private func runText() throws {
     var config = TextPretrainConfig()
-    for assignment in overrides {
-      guard let eq = assignment.firstIndex(of: "=") else {
-        throw ValidationError("--set \(assignment): expected KEY=VALUE")
-      }
-      try config.set(
-        String(assignment[..<eq]), String(assignment[assignment.index(after: eq)...]))
-    }
+    try applyOverrides(to: &config)
     let outURL = URL(fileURLWithPath: out)
     if !resume && TextPretrainer.holdsRun(outURL) {
       throw ValidationError("\(out) already holds a run; continue it with --resume")
