@@ -3,10 +3,10 @@
 Usage (after `swift build`; needs torch, timm, peft, onnx, onnxruntime, safetensors, pillow):
     python Tools/check_export.py [--graft .build/debug/graft] [--work /tmp/graft-export-check]
 
-1. Tunes lora (q,v and q,v,fc1), bitfit, ln-tune, vpt-deep and adapter for one epoch on the bundled vit-nano-fmnist (`graft tune --data digits`).
+1. Tunes lora (q,v and q,v,fc1), bitfit, ln-tune, vpt-deep, adapter, mp (near and cn2) and mp+ for one epoch on the bundled vit-nano-fmnist (`graft tune --data digits`).
 2. `graft export --to timm`: timm.create_model("local-dir:OUT", pretrained=True) against
    `graft predict --adapter RUN` on the same images (relative max error, target <= 1e-4).
-   `graft export --to onnx` (vpt-deep, adapter: ONNX only): onnxruntime on the same pixels against Graft.
+   `graft export --to onnx` (vpt-deep, adapter, mp, mp+: ONNX only): onnxruntime on the same pixels against Graft.
 3. `graft export --to peft` of the lora run: PeftModel.from_pretrained on timm's backbone against
    Graft.
 4. A LoRA made by PEFT itself (r=4 on qkv and mlp.fc1, modules_to_save head, random B), saved
@@ -91,14 +91,15 @@ def main():
     # needs rank_pattern / alpha_pattern for attn.qkv (rank 2r) beside mlp.fc1 (rank r).
     runs = [("lora", "lora", []), ("lora-mixed", "lora", ["--set", "method.targets=q,v,fc1"]),
             ("bitfit", "bitfit", []), ("ln-tune", "ln-tune", []), ("vpt-deep", "vpt-deep", []),
-            ("adapter", "adapter", [])]
+            ("adapter", "adapter", []), ("mp", "mp", []),
+            ("mp-cn2", "mp", ["--set", "method.cross=cn2"]), ("mp+", "mp+", [])]
     for name, method, extra in runs:
         rf = os.path.join(w, name)
         if not os.path.exists(os.path.join(rf, "summary.json")):
             run(g, "tune", "--backbone", "vit-nano-fmnist", "--method", method, "--data",
                 "digits", "--set", "train.epochs=1", *extra, "--out", rf, "--quiet")
         ours = graft_logits(g, rf, paths, os.path.join(w, f"{name}-logits.safetensors"))
-        if method not in ("vpt-deep", "adapter"):  # they do not fold into a timm ViT: ONNX only
+        if method not in ("vpt-deep", "adapter", "mp", "mp+"):  # no timm ViT holds them: ONNX only
             timm_dir = os.path.join(w, f"{name}-timm")
             run(g, "export", "--adapter", rf, "--to", "timm", timm_dir)
             model = timm.create_model("local-dir:" + timm_dir, pretrained=True).eval()

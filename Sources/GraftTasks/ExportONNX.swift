@@ -7,12 +7,30 @@ import Foundation
 /// the adapter (AdaptFormer's ReLU bottleneck beside each MLP) and VPT (shallow and deep: the
 /// prompts, projected if the run projects them, inserted after the class token as `VPT.swift`
 /// does), on a plain timm ViT: class token, learned position embedding over all tokens, no
-/// register tokens, LayerScale or pre-norm, exact GELU, class-token pooling, a fixed input size. Input `pixels` [batch, 3, H, W] (preprocessed), output `logits` [batch, classes].
+/// register tokens, LayerScale or pre-norm, exact GELU, class-token pooling, a fixed input size.
+/// It also writes Moment Probing (`mp`: the first-order head beside the MHC³ second-order head on
+/// the final patch tokens, `MomentProbing.swift`) and `mp+` (PSRP's scale and shift of every MLP
+/// branch as well). Input `pixels` [batch, 3, H, W] (preprocessed), output `logits`
+/// [batch, classes].
 public enum ONNXExport {
   /// Methods whose graphs are written.
   public static let methods: Set<String> = TimmExport.mergeable.union([
-    "vpt-shallow", "vpt-deep", "adapter",
+    "vpt-shallow", "vpt-deep", "adapter", "mp", "mp+",
   ])
+
+  /// What the graph needs of a Moment Probing run besides its tensors (`mp.*` in the state).
+  struct MomentProbingShape {
+    /// Groups the projection is split into.
+    var heads: Int
+    /// Width of each group.
+    var groupWidth: Int
+    /// The group pairs, one covariance channel each.
+    var pairs: [(Int, Int)]
+    /// Whether each covariance is L2-normalised along its first matrix axis.
+    var normalizes: Bool
+    /// Whether every block's MLP branch has a PSRP (`mp+`).
+    var plus: Bool
+  }
 
   /// Writes the run in `run` as the ONNX model `out`.
   public static func export(run: URL, to out: URL) throws {
@@ -26,8 +44,9 @@ public enum ONNXExport {
     var state: [String: Tensor]
     var prompts: [Tensor] = []
     var adapterScale: Float?
+    var moments: MomentProbingShape?
     let method = loaded.method
-    if method is VisualPromptTuning || method is AdaptFormer,
+    if method is VisualPromptTuning || method is AdaptFormer || method is MomentProbing,
       let vit = method.backbone as? VisionTransformer
     {
       // The frozen backbone, the new head, and the method's own tensors.
@@ -46,6 +65,17 @@ public enum ONNXExport {
           state[name] = t
         }
         adapterScale = adapter.scale
+      }
+      if let mp = method as? MomentProbing {
+        // mp.proj/ln/conv1/conv2/classifier2 and, for mp+, mp.blocks.<i>.psrp.*.
+        let own = ["proj", "ln", "conv1", "conv2", "classifier2", "blocks"].map { "mp.\($0)." }
+        for (name, t) in mp.namedParameters(prefix: "mp")
+        where own.contains(where: { name.hasPrefix($0) }) {
+          state[name] = t
+        }
+        moments = MomentProbingShape(
+          heads: mp.heads, groupWidth: mp.projectionWidth / mp.heads, pairs: mp.pairs,
+          normalizes: mp.normalizesCovariances, plus: mp.plus)
       }
       if let vpt = method as? VisualPromptTuning {
         withNoGrad {
@@ -82,16 +112,17 @@ public enum ONNXExport {
     }
     let bytes = try vitModel(
       state: state, config: c, classes: loaded.config.numClasses, prompts: prompts,
-      adapterScale: adapterScale)
+      adapterScale: adapterScale, moments: moments)
     try AtomicFile.write(Data(bytes), to: out)
   }
 
   /// The ONNX model bytes of a plain ViT with the timm state dict `state`; `prompts` (VPT)
   /// are inserted after the class token before block 0 and, when there is one per block,
-  /// replace the previous block's prompts before each later block.
+  /// replace the previous block's prompts before each later block. `moments`: the logits are
+  /// Moment Probing's (and `mp+` recalibrates every MLP branch).
   static func vitModel(
     state: [String: Tensor], config c: ViTConfig, classes: Int, prompts: [Tensor] = [],
-    adapterScale: Float? = nil
+    adapterScale: Float? = nil, moments: MomentProbingShape? = nil
   ) throws -> [UInt8] {
     let g = ONNXGraph(state: state)
     let d = c.embedDim
@@ -171,6 +202,13 @@ public enum ONNXExport {
         let up = g.node("Mul", [try dense(down, a + "up"), g.floats([adapterScale])])
         branch = g.node("Add", [branch, up])
       }
+      if moments?.plus == true {
+        // PSRP (MomentProbing.swift): s = relu(down(x)); the branch becomes b + (1 + w)·branch.
+        let r = "mp.blocks.\(i).psrp."
+        let s = g.node("Relu", [try dense(x, r + "down")])
+        let w = g.node("Add", [try dense(s, r + "up_weight"), g.floats([1])])
+        branch = g.node("Add", [try dense(s, r + "up_bias"), g.node("Mul", [w, branch])])
+      }
       x = g.node("Add", [x, branch])
     }
     let n = g.node(
@@ -178,11 +216,59 @@ public enum ONNXExport {
       [.int("axis", -1), .float("epsilon", c.normEps)])
     let pooled = g.node("Gather", [n, g.ints([0], scalar: true)], [.int("axis", 1)])
     let wt = g.transposed(try g.tensor("head.weight"), name: "head.weight_t")
-    _ = g.node(
-      "Add", [g.node("MatMul", [pooled, wt]), try g.weight("head.bias")], output: "logits")
+    let first = g.node("Add", [g.node("MatMul", [pooled, wt]), try g.weight("head.bias")])
+    if let moments {
+      let patches = g.node(
+        "Slice", [n, g.ints([1]), g.ints([Int(Int32.max)]), g.ints([1])])
+      let second = try momentProbingHead(g, patches: patches, tokens: c.gridSize.area, moments)
+      _ = g.node(
+        "Mul", [g.node("Add", [first, second]), g.floats([0.5])], output: "logits")
+    } else {
+      _ = g.node("Identity", [first], output: "logits")
+    }
     return g.model(
       input: ("pixels", ["batch", "3", "\(c.imgSize.height)", "\(c.imgSize.width)"]),
       output: ("logits", ["batch", "\(classes)"]))
+  }
+}
+
+extension ONNXExport {
+  /// MHC³'s logits from the final patch tokens `patches` [B, N, D], N = `tokens`, as
+  /// `MomentProbing.secondOrderFeature` and `classifier2` compute them.
+  static func momentProbingHead(
+    _ g: ONNXGraph, patches: String, tokens: Int, _ m: MomentProbingShape
+  ) throws -> String {
+    let wt = g.transposed(try g.tensor("mp.proj.weight"), name: "mp.proj.weight_t")
+    var y = g.node("Add", [g.node("MatMul", [patches, wt]), try g.weight("mp.proj.bias")])
+    y = g.node("Reshape", [y, g.ints([0, 0, m.heads, m.groupWidth])])
+    y = g.node(
+      "LayerNormalization", [y, try g.weight("mp.ln.weight"), try g.weight("mp.ln.bias")],
+      [.int("axis", -1), .float("epsilon", 1e-5)])
+    // One scalar per sample and group: the mean over its tokens and channels.
+    let mean = g.node("ReduceMean", [y], [.ints("axes", [1, 3]), .int("keepdims", 1)])
+    let byGroup = g.node("Transpose", [g.node("Sub", [y, mean])], [.ints("perm", [0, 2, 1, 3])])
+    let left = g.node("Gather", [byGroup, g.ints(m.pairs.map(\.0))], [.int("axis", 1)])
+    let right = g.node("Gather", [byGroup, g.ints(m.pairs.map(\.1))], [.int("axis", 1)])
+    let leftT = g.node("Transpose", [left], [.ints("perm", [0, 1, 3, 2])])
+    var covariance = g.node(
+      "Mul", [g.node("MatMul", [leftT, right]), g.floats([1 / Float(tokens)])])
+    if m.normalizes {
+      let norm = g.node("ReduceL2", [covariance], [.ints("axes", [2]), .int("keepdims", 1)])
+      covariance = g.node("Div", [covariance, g.node("Max", [norm, g.floats([1e-12])])])
+    }
+    func conv(_ input: String, _ name: String) throws -> String {
+      g.node(
+        "Conv", [input, try g.weight(name)],
+        [.ints("kernel_shape", [3, 3]), .ints("strides", [2, 2])])
+    }
+    let h = try conv(covariance, "mp.conv1.weight")
+    let erf = g.node("Erf", [g.node("Div", [h, g.floats([Float(2).squareRoot()])])])
+    let gelu = g.node(
+      "Mul", [g.node("Mul", [h, g.node("Add", [erf, g.floats([1])])]), g.floats([0.5])])
+    let feature = g.node("Flatten", [try conv(gelu, "mp.conv2.weight")], [.int("axis", 1)])
+    let ct = g.transposed(try g.tensor("mp.classifier2.weight"), name: "mp.classifier2.weight_t")
+    return g.node(
+      "Add", [g.node("MatMul", [feature, ct]), try g.weight("mp.classifier2.bias")])
   }
 }
 

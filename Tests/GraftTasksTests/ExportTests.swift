@@ -104,10 +104,10 @@ final class ExportTests: XCTestCase {
     XCTAssertThrowsError(try TimmExport.export(run: vpt, to: folder.appendingPathComponent("y"))) {
       XCTAssertTrue("\($0)".contains("--to onnx"), "\($0)")
     }
-    let (mp, _) = try makeRun("mp")
+    let (lst, _) = try makeRun("lst")
     XCTAssertThrowsError(
-      try ONNXExport.export(run: mp, to: folder.appendingPathComponent("mp.onnx"))
-    ) { XCTAssertTrue("\($0)".contains("does not write mp graphs"), "\($0)") }
+      try ONNXExport.export(run: lst, to: folder.appendingPathComponent("lst.onnx"))
+    ) { XCTAssertTrue("\($0)".contains("does not write lst graphs"), "\($0)") }
     XCTAssertThrowsError(try PEFTLoRA.export(run: vpt, to: folder.appendingPathComponent("z"))) {
       XCTAssertTrue("\($0)".contains("lora runs"), "\($0)")
     }
