@@ -241,3 +241,67 @@ public final class DetectionModel {
     return detector.detect(images: images)
   }
 }
+
+/// A finished (or interrupted) detection run loaded for inference (`graft detect`): the
+/// detector rebuilt from the folder's `tune_config.yaml` on the recorded backbone (refused when
+/// its weights' or settings' hash differs), with the best epoch's tensors.
+public struct DetectionAdapter {
+  /// The detector with its trained tensors.
+  public var model: DetectionModel
+  /// The folder's `adapter_config.json`.
+  public var config: AdapterConfig
+  /// The categories, label order.
+  public var categories: [DetectionCategory]
+
+  /// Loads the run in `folder` (`backbone` if given, else the recorded reference).
+  public static func load(_ folder: URL, backbone given: TuneBackbone? = nil) throws
+    -> DetectionAdapter
+  {
+    let config = try AdapterCheckpoint.readConfig(folder)
+    guard config.task == "detection", let ids = config.categoryIDs,
+      ids.count == config.classNames.count
+    else {
+      throw ConfigError(
+        "\(folder.path): not a detection run (graft tune --task detection writes one; use "
+          + "graft predict for a classifier)")
+    }
+    let backbone = try given ?? TuneBackbone.load(config.baseModel)
+    guard backbone.weightsHash == config.baseModelHash,
+      config.baseModelConfigHash.map({ $0 == backbone.configHash }) ?? true
+    else {
+      throw ConfigError(
+        "\(folder.path): the run was trained on backbone '\(config.baseModel)' "
+          + "(\(config.baseModelHash)); the backbone given differs (\(backbone.weightsHash))")
+    }
+    let yamlURL = folder.appendingPathComponent("tune_config.yaml")
+    guard let yaml = try? String(contentsOf: yamlURL, encoding: .utf8) else {
+      throw ConfigError("\(yamlURL.path): missing or unreadable")
+    }
+    var tune = TuneConfig(method: config.method)
+    try tune.apply(yaml: yaml, source: yamlURL.path)
+    let model = try DetectionModel(
+      backbone: backbone, config: tune, numClasses: config.classNames.count)
+    let url = folder.appendingPathComponent(AdapterCheckpoint.weightsFile)
+    guard FileManager.default.fileExists(atPath: url.path) else {
+      throw ConfigError("\(url.path): missing (the run has no finished epoch)")
+    }
+    try model.load(SafetensorsFile(contentsOf: url).tensors(), source: url.path)
+    let categories = zip(ids, config.classNames).map { DetectionCategory(id: $0, name: $1) }
+    return DetectionAdapter(model: model, config: config, categories: categories)
+  }
+
+  /// Detections of each image in its own pixels, COCO's result format with image ids
+  /// `firstID`, `firstID + 1`, …
+  public func detect(_ images: [RGBImage], firstID: Int = 1) -> [[Detection]] {
+    let side = model.imageSize
+    var out: [[Detection]] = []
+    for (k, image) in images.enumerated() {
+      let scale = (x: Double(side) / Double(image.width), y: Double(side) / Double(image.height))
+      let input = image.resized(width: side, height: side, interpolation: .bilinear)
+        .tensor(mean: model.mean, std: model.std).reshaped([1, 3, side, side])
+      let found = model.detect(input)[0]
+      out.append(found.cocoDetections(imageID: firstID + k, categories: categories, scale: scale))
+    }
+    return out
+  }
+}

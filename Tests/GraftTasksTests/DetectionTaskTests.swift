@@ -246,4 +246,59 @@ final class DetectionTaskTests: XCTestCase {
     XCTAssertNotEqual(data.status, 0)
     XCTAssertTrue(data.err.contains("/nonexistent/dets: no such file or folder"), data.err)
   }
+
+  /// `graft tune --task detection` then `graft detect` on the test images: the same detections
+  /// as the run's own test results (ids 1… in argument order), and with --draw one enlarged PNG
+  /// per image with boxes in the class colour; `--resume` of the finished run keeps its summary.
+  func testDetectCommandMatchesTheRunAndDraws() throws {
+    let root = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: root) }
+    let dataFolder = root.appendingPathComponent("data")
+    try writeSquares(dataFolder, counts: [8, 3, 3])
+    let run = root.appendingPathComponent("run").path
+    let tune = try runGraft([
+      "tune", "--task", "detection", "--backbone", tinyTimmFolder, "--method", "linear",
+      "--data", dataFolder.path, "--out", run, "--quiet", "--set", "train.epochs=2",
+      "--set", "det.image_size=32", "--set", "det.neck=16", "--set", "det.convs=1",
+      "--set", "train.batch_size=4",
+    ])
+    XCTAssertEqual(tune.status, 0, tune.err)
+    XCTAssertTrue(tune.out.contains("linear: test AP"), tune.out)
+    let resumed = try runGraft(["tune", "--resume", run, "--quiet"])
+    XCTAssertEqual(resumed.status, 0, resumed.err)
+    XCTAssertTrue(resumed.out.contains("linear: test AP"), resumed.out)
+    let images = (0..<3).map { dataFolder.appendingPathComponent("images/test/00\($0).png").path }
+    let dets = root.appendingPathComponent("dets.json").path
+    let drawn = root.appendingPathComponent("drawn")
+    let detect = try runGraft(
+      ["detect", "--adapter", run, "-o", dets, "--draw", drawn.path, "--draw-threshold", "0"]
+        + images)
+    XCTAssertEqual(detect.status, 0, detect.err)
+    let test = try DetectionTuneData.load(dataFolder.path).test.dataset
+    let ours = try COCOResults.load(path: dets, groundTruth: test)
+    let theirs = try COCOResults.load(
+      path: URL(fileURLWithPath: run).appendingPathComponent("test_detections.json").path,
+      groundTruth: test)
+    XCTAssertEqual(ours.count, theirs.count)
+    XCTAssertFalse(ours.isEmpty)
+    for (a, b) in zip(ours, theirs) {
+      XCTAssertEqual(a.imageID, b.imageID)
+      XCTAssertEqual(a.categoryID, b.categoryID)
+      XCTAssertEqual(a.score, b.score, accuracy: 1e-4)
+      XCTAssertEqual(a.box.x, b.box.x, accuracy: 1e-3)
+      XCTAssertEqual(a.box.width, b.box.width, accuracy: 1e-3)
+    }
+    for k in 0..<3 {
+      let image = try ImageCodec.decode(contentsOf: drawn.appendingPathComponent("00\(k).png"))
+      XCTAssertEqual(image.width, 256)
+      let blue = stride(from: 0, to: image.pixels.count, by: 3).contains {
+        image.pixels[$0] == 31 && image.pixels[$0 + 1] == 119 && image.pixels[$0 + 2] == 180
+      }
+      XCTAssertTrue(blue, "image \(k) has no box drawn")
+    }
+    // A classification folder or a missing folder is refused by name.
+    let bad = try runGraft(["detect", "--adapter", root.path, "-o", dets] + images)
+    XCTAssertNotEqual(bad.status, 0)
+    XCTAssertTrue(bad.err.contains("adapter_config.json"), bad.err)
+  }
 }
