@@ -301,4 +301,36 @@ final class DetectionTaskTests: XCTestCase {
     XCTAssertNotEqual(bad.status, 0)
     XCTAssertTrue(bad.err.contains("adapter_config.json"), bad.err)
   }
+
+  /// `graft bench det` on two methods: a run folder each, summary.json with both, and a report
+  /// with the scatter's points and the test-image grid (true boxes on every shown image).
+  func testBenchDetWritesSummaryAndReport() throws {
+    let root = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: root) }
+    let dataFolder = root.appendingPathComponent("data")
+    try writeSquares(dataFolder, counts: [6, 2, 3])
+    let out = root.appendingPathComponent("bench")
+    let bench = try runGraft([
+      "bench", "det", "--backbone", tinyTimmFolder, "--data", dataFolder.path, "--out", out.path,
+      "--methods", "linear,hst", "--quiet", "--set", "train.epochs=1", "--set",
+      "det.image_size=32", "--set", "det.neck=16", "--set", "det.convs=1", "--set",
+      "train.batch_size=6",
+    ])
+    XCTAssertEqual(bench.status, 0, bench.err)
+    XCTAssertTrue(bench.out.contains("hst"), bench.out)
+    let object = try JSONSerialization.jsonObject(
+      with: Data(contentsOf: out.appendingPathComponent("summary.json")))
+    let runs = try XCTUnwrap((object as? [String: Any])?["runs"] as? [[String: Any]])
+    XCTAssertEqual(runs.map { $0["method"] as? String }, ["linear", "hst"])
+    for run in runs {
+      XCTAssertEqual((run["test"] as? [String: Any])?.count, 12)
+      XCTAssertNotNil(run["trainable_share"])
+    }
+    let html = try String(contentsOf: out.appendingPathComponent("report.html"), encoding: .utf8)
+    XCTAssertEqual(html.components(separatedBy: "<g data-method=").count - 1, 2)
+    // Two methods × three test images, each with its true boxes.
+    XCTAssertEqual(html.components(separatedBy: "<figure data-method=").count - 1, 6)
+    XCTAssertFalse(html.contains("data-true=\"0\""))
+    XCTAssertTrue(html.contains("data:image/png;base64,"))
+  }
 }
