@@ -55,6 +55,13 @@ struct BenchDet: ParsableCommand {
 
   @OptionGroup var quietFlag: QuietFlag
 
+  /// The defaults with `--set` applied: a key given again replaces the default's entry.
+  var effectiveSettings: [String] {
+    func key(_ s: String) -> Substring { s.split(separator: "=", maxSplits: 1).first ?? "" }
+    let given = Set(settings.overrides.map(key))
+    return Self.defaultSettings.filter { !given.contains(key($0)) } + settings.overrides
+  }
+
   func run() throws {
     let dataRef = data ?? DataHome.folder("canvas-det").path
     let dataset = try DetectionTuneData.load(dataRef)
@@ -87,7 +94,7 @@ struct BenchDet: ParsableCommand {
             "tune", "--task", "detection", "--backbone", backbone, "--method", method, "--data",
             dataRef, "--out", dir.path, "--json",
           ]
-          for s in Self.defaultSettings + settings.overrides { args += ["--set", s] }
+          for s in effectiveSettings { args += ["--set", s] }
         }
         if quietFlag.quiet { args.append("--quiet") }
         let process = Process()
@@ -117,11 +124,11 @@ struct BenchDet: ParsableCommand {
     }
     let settingsText =
       "backbone \(backbone); data \(dataRef) (\(dataset.description)); settings "
-      + (Self.defaultSettings + settings.overrides).joined(separator: ", ")
+      + effectiveSettings.joined(separator: ", ")
       + " over each method's preset recipe"
     var summary: [String: Any] = [
       "backbone": backbone, "data": dataRef,
-      "settings": Self.defaultSettings + settings.overrides,
+      "settings": effectiveSettings,
       "runs": rows.map { r -> [String: Any] in
         var o = r.summary.json
         o["folder"] = root.appendingPathComponent(r.method).path
