@@ -189,11 +189,7 @@ public final class DetectionTrainer {
     let side = config.detImageSize
     let trainImages = try DetectionImages(data.train, categories: categories, side: side)
     let valImages = try DetectionImages(data.validation, categories: categories, side: side)
-    let groups = ParameterGroup.defaultGroups(
-      named: model.trainableTensors, lr: config.lr, weightDecay: config.weightDecay)
-    let optimizer: any Optimizer =
-      config.optimizer == .sgd
-      ? SGD(groups: groups, momentum: config.momentum) : AdamW(groups: groups)
+    let optimizer = makeOptimizer()
     let callStarted = Date()
     var state = DetectionRunState()
     if resume {
@@ -307,6 +303,26 @@ public final class DetectionTrainer {
     }
     return try finish(
       state, paths: paths, data: data, valImages: valImages, callStarted: callStarted, log: log)
+  }
+
+  /// The run's optimizer: the method's tensors at `optim.lr`, the pyramid (or projections) and
+  /// head at `det.lr` (`optim.lr` when 0), each split into decay and no-decay groups.
+  func makeOptimizer() -> any Optimizer {
+    let own = model.method.trainableTensors()
+    let detector = model.detector.namedParameters.map { (name: "det." + $0.0, tensor: $0.1) }
+    let groups =
+      ParameterGroup.defaultGroups(named: own, lr: config.lr, weightDecay: config.weightDecay)
+      + ParameterGroup.defaultGroups(
+        named: detector, lr: config.detLR > 0 ? config.detLR : config.lr,
+        weightDecay: config.weightDecay
+      ).map { group in
+        var g = group
+        g.name = "det_" + g.name
+        return g
+      }
+    let used = groups.filter { !$0.parameters.isEmpty }
+    return config.optimizer == .sgd
+      ? SGD(groups: used, momentum: config.momentum) : AdamW(groups: used)
   }
 
   /// COCO scores and detections (in the images' own pixels) of `images`, the split `split`.

@@ -62,6 +62,9 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
   public var detNeck = 64
   /// 3×3 conv + GroupNorm + ReLU layers in each FCOS tower (`det.convs`; FCOS's own is 4).
   public var detConvs = 2
+  /// Learning rate of the pyramid (or HST's projections) and the FCOS head, 0 for `optim.lr`
+  /// (`det.lr`; the method's own tensors keep `optim.lr`).
+  public var detLR: Float = 0
 
   /// Every key but `method.*`, with its help.
   public static let options: [ConfigOption<TuneConfig>] = [
@@ -112,6 +115,9 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
         + "feature stride)"),
     .int("det.neck", \.detNeck, atLeast: 1, "detection: channels of every level into the head"),
     .int("det.convs", \.detConvs, atLeast: 1, "detection: conv layers in each FCOS tower"),
+    nonNegative(
+      "det.lr", \.detLR,
+      "detection: learning rate of the pyramid and head (0: optim.lr; the method keeps optim.lr)"),
   ]
 
   /// A non-negative real setting.

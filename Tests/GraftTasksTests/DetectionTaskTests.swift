@@ -190,6 +190,16 @@ final class DetectionTaskTests: XCTestCase {
     XCTAssertTrue(names.contains { $0.hasPrefix("hst.stages.") })
     XCTAssertFalse(names.contains { $0.hasPrefix("hst.head.") })
     XCTAssertEqual(hst.model.detector.source.strides, [4, 8, 16, 32])
+    // det.lr sets the pyramid's and head's rate; the method's tensors keep optim.lr.
+    let split = try DetectionTrainer(
+      backbone: tinyDetectionBackbone(), config: detectionConfig("hst", extra: ["det.lr=0.05"]),
+      categories: cats
+    ).makeOptimizer()
+    for group in split.groups {
+      let detector = group.parameters.allSatisfy { $0.name.hasPrefix("det.") }
+      XCTAssertTrue(detector || group.parameters.allSatisfy { $0.name.hasPrefix("hst.") })
+      XCTAssertEqual(group.lr, detector ? 0.05 : 0.003, group.name)
+    }
     for method in ["full", "bitfit", "ln-tune", "vpt-deep", "adapter", "lst", "unipt", "mp+"] {
       let t = try DetectionTrainer(
         backbone: tinyDetectionBackbone(), config: detectionConfig(method), categories: cats)
