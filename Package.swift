@@ -127,7 +127,7 @@ let package = Package(
     .target(
       name: "GraftTasks",
       dependencies: [
-        "GraftTuning", "GraftData", "GraftPoints", "GraftVideo", "GraftText",
+        "GraftTuning", "GraftData", "GraftPoints", "GraftVideo", "GraftText", "GraftDetection",
         .product(name: "Yams", package: "Yams"),
       ],
       swiftSettings: numericSettings
@@ -173,7 +173,7 @@ let package = Package(
     ),
     .testTarget(
       name: "GraftTasksTests",
-      dependencies: ["GraftTasks", "GraftModels", "GraftPoints", "GraftText"]),
+      dependencies: ["GraftTasks", "GraftModels", "GraftPoints", "GraftText", "GraftDetection"]),
     .testTarget(name: "GraftBenchTests", dependencies: ["GraftBench"]),
     .testTarget(
       name: "GraftVideoTests",

@@ -7,6 +7,12 @@ public struct COCOBoxScores: Equatable, Sendable {
   /// AR100, ARs, ARm, ARl.
   public var stats: [Double]
 
+  /// Scores from the twelve numbers in `stats` order (read back from a summary).
+  public init(stats: [Double]) {
+    precondition(stats.count == 12, "COCOBoxScores: \(stats.count) numbers, not 12")
+    self.stats = stats
+  }
+
   /// The names of `stats`, in order.
   public static let names = [
     "AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl",

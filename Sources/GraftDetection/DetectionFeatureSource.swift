@@ -18,22 +18,35 @@ public protocol DetectionFeatureSource: AnyObject {
 
 /// A `SimpleFeaturePyramid` on a plain ViT's last-block token map.
 ///
-/// `tokenMap` runs the backbone and returns its last block's patch tokens as a `[B, D, H/16,
-/// W/16]` map (class and register tokens dropped, tokens reshaped row-major); the module that
-/// owns the ViT supplies it, so that GraftDetection does not depend on the model zoo.
+/// `tokenMap` runs the backbone and returns its last block's patch tokens as a `[B, D, H/p,
+/// W/p]` map for patch size p (class and register tokens dropped, tokens reshaped row-major);
+/// the module that owns the ViT supplies it, so that GraftDetection does not depend on the model
+/// zoo. The pyramid's strides are relative to a stride-16 map, as ViTDet's; with a patch of p
+/// the maps' strides in pixels are the pyramid's times p/16 (a patch-4 ViT with the pyramid's
+/// 16, 32, 64 gives strides 4, 8, 16: scales 1, 1/2, 1/4 of its token map).
 public final class ViTPyramidFeatures: DetectionFeatureSource {
   /// The pyramid on the token map.
   public let pyramid: SimpleFeaturePyramid
   /// The backbone: images to a stride-16 token map.
   public let tokenMap: (Tensor) -> Tensor
 
+  /// The backbone's patch stride in pixels (16 for ViTDet's ViTs).
+  public let patchStride: Int
+
   /// A source from a backbone closure and a pyramid built for its width.
-  public init(pyramid: SimpleFeaturePyramid, tokenMap: @escaping (Tensor) -> Tensor) {
+  public init(
+    pyramid: SimpleFeaturePyramid, patchStride: Int = 16, tokenMap: @escaping (Tensor) -> Tensor
+  ) {
+    precondition(
+      pyramid.strides.allSatisfy { ($0 * patchStride) % 16 == 0 },
+      "ViTPyramidFeatures: pyramid strides \(pyramid.strides) with patch \(patchStride) are not "
+        + "whole pixels")
     self.pyramid = pyramid
+    self.patchStride = patchStride
     self.tokenMap = tokenMap
   }
 
-  public var strides: [Int] { pyramid.strides }
+  public var strides: [Int] { pyramid.strides.map { $0 * patchStride / 16 } }
   public var channels: Int { pyramid.outChannels }
   public func features(_ images: Tensor) -> [Tensor] { pyramid(tokenMap(images)) }
   public var namedParameters: [(String, Tensor)] {

@@ -7,7 +7,8 @@ import Foundation
 ///
 /// From `[B, D, H/16, W/16]`: stride 4 by a 2×2 stride-2 transposed convolution to D/2, LayerNorm,
 /// GELU and another to D/4; stride 8 by one to D/2; stride 16 the map itself; stride 32 by 2×2 max
-/// pooling. Each branch then has a 1×1 conv + LayerNorm and a 3×3 conv + LayerNorm to
+/// pooling (and, beyond ViTDet, stride 64 by 4×4 max pooling, for backbones whose patch is finer
+/// than 16: `ViTPyramidFeatures.patchStride`). Each branch then has a 1×1 conv + LayerNorm and a 3×3 conv + LayerNorm to
 /// `outChannels`, the convs without bias (ViTDet's `norm="LN"`). The LayerNorm is detectron2's
 /// channels-first one (over C at every position, eps 1e-6).
 ///
@@ -16,7 +17,7 @@ import Foundation
 /// asked for are built (FCOS uses 8, 16, 32 or 4–32), and there is no extra top block (ViTDet's
 /// Mask R-CNN adds a stride-64 map by pooling; FCOS's P6/P7 are left out for small images).
 public final class SimpleFeaturePyramid {
-  /// Strides built, finest first, each one of 4, 8, 16, 32.
+  /// Strides built, finest first, each one of 4, 8, 16, 32, 64 (relative to a stride-16 input).
   public let strides: [Int]
   /// Input width D.
   public let inChannels: Int
@@ -29,9 +30,9 @@ public final class SimpleFeaturePyramid {
   public init(inChannels: Int, outChannels: Int, strides: [Int] = [4, 8, 16, 32], seed: UInt64 = 0)
   {
     precondition(
-      !strides.isEmpty && strides.allSatisfy { [4, 8, 16, 32].contains($0) }
+      !strides.isEmpty && strides.allSatisfy { [4, 8, 16, 32, 64].contains($0) }
         && strides == strides.sorted(),
-      "SimpleFeaturePyramid: strides \(strides) must be increasing, from 4, 8, 16, 32")
+      "SimpleFeaturePyramid: strides \(strides) must be increasing, from 4, 8, 16, 32, 64")
     precondition(
       inChannels % 4 == 0 && outChannels > 0,
       "SimpleFeaturePyramid: D = \(inChannels) must be a multiple of 4")
@@ -56,6 +57,9 @@ public final class SimpleFeaturePyramid {
         }
       } else if s == 32 {
         ops.append { $0.maxPool2d(kernel: (2, 2), stride: (2, 2)) }
+      } else if s == 64 {
+        // Two 2×2 poolings in one: the max over each 4×4 block.
+        ops.append { $0.maxPool2d(kernel: (4, 4), stride: (4, 4)) }
       }
       ops.append(convolution("\(name).lateral", width, outChannels, kernel: 1, &rng))
       ops.append(convolution("\(name).output", outChannels, outChannels, kernel: 3, &rng))
@@ -67,7 +71,7 @@ public final class SimpleFeaturePyramid {
   public var namedParameters: [(String, Tensor)] { parameters }
 
   /// The maps at `strides` from a `[B, D, h, w]` stride-16 map (`h` and `w` even when stride 32
-  /// is built).
+  /// is built, multiples of 4 when stride 64 is).
   public func callAsFunction(_ x: Tensor) -> [Tensor] {
     precondition(
       x.rank == 4 && x.shape[1] == inChannels,

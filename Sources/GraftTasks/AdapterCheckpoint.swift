@@ -33,6 +33,11 @@ public struct AdapterConfig: Codable, Equatable, Sendable {
   public var videoInput: VideoInput? = nil
   /// Batch size of evaluation (kept so logits are reproduced with the same GEMM shapes).
   public var evalBatchSize: Int
+  /// `detection` for a detection run (`DetectionTrainer`); nil for classification.
+  public var task: String? = nil
+  /// A detection run's category ids, in the order of `classNames` (the COCO ids its results
+  /// use); nil for classification.
+  public var categoryIDs: [Int]? = nil
 
   /// The current layout version.
   public static let currentFormat = 1
@@ -74,6 +79,8 @@ public struct AdapterConfig: Codable, Equatable, Sendable {
     case pointInput = "point_input"
     case videoInput = "video_input"
     case evalBatchSize = "eval_batch_size"
+    case task
+    case categoryIDs = "category_ids"
   }
 }
 
@@ -144,6 +151,10 @@ public enum AdapterCheckpoint {
     -> LoadedAdapter
   {
     let config = try readConfig(folder)
+    if let task = config.task {
+      throw ConfigError(
+        "\(folder.path): a \(task) run, not a classifier (use graft detect --adapter for it)")
+    }
     let backbone = try given ?? TuneBackbone.load(config.baseModel)
     guard backbone.weightsHash == config.baseModelHash else {
       throw ConfigError(

@@ -56,6 +56,15 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
   /// How training picks a clip's frames (`data.train_sampling`): a random frame per segment,
   /// seeded per clip and epoch, by default.
   public var trainSampling = ClipSampling.random
+  /// Side of the square images a detection run trains and evaluates at (`det.image_size`).
+  public var detImageSize = 64
+  /// Channels of every feature level entering the detection head (`det.neck`).
+  public var detNeck = 64
+  /// 3×3 conv + GroupNorm + ReLU layers in each FCOS tower (`det.convs`; FCOS's own is 4).
+  public var detConvs = 2
+  /// Learning rate of the pyramid (or HST's projections) and the FCOS head, 0 for `optim.lr`
+  /// (`det.lr`; the method's own tensors keep `optim.lr`).
+  public var detLR: Float = 0
 
   /// Every key but `method.*`, with its help.
   public static let options: [ConfigOption<TuneConfig>] = [
@@ -100,6 +109,15 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
       "eval.votes", \.votes, atLeast: 1,
       "test-time views averaged for the voted test result (P2P: its official views, at most "
         + "40; other point methods: Point-MAE's random scale-and-translate views); 1: none"),
+    .int(
+      "det.image_size", \.detImageSize, atLeast: 16,
+      "detection: side of the square images trained and evaluated (a multiple of the coarsest "
+        + "feature stride)"),
+    .int("det.neck", \.detNeck, atLeast: 1, "detection: channels of every level into the head"),
+    .int("det.convs", \.detConvs, atLeast: 1, "detection: conv layers in each FCOS tower"),
+    nonNegative(
+      "det.lr", \.detLR,
+      "detection: learning rate of the pyramid and head (0: optim.lr; the method keeps optim.lr)"),
   ]
 
   /// A non-negative real setting.

@@ -49,6 +49,13 @@ struct Tune: ParsableCommand {
   @Option(help: "Dataset (see below).")
   var data: String?
 
+  @Option(
+    help: ArgumentHelp(
+      "classification (default) or detection: --data a canvas-det folder or a COCO .json; an "
+        + "FCOS head on the method's multi-scale features (det.* settings).",
+      valueName: "task"))
+  var task: String?
+
   @Option(help: "Run folder to write.")
   var out: String?
 
@@ -87,6 +94,7 @@ struct Tune: ParsableCommand {
   func run() throws {
     if method == PLLaVARoute.method { return try PLLaVARoute.tune(self) }
     imageLimit.apply()
+    if try DetectionRoute.applies(self) { return try DetectionRoute.tune(self) }
     let stderr = FileHandle.standardError
     let log: (String) -> Void = { if !quiet { stderr.write(Data(($0 + "\n").utf8)) } }
     if let resume {
@@ -202,7 +210,7 @@ struct Tune: ParsableCommand {
   /// `--backbone`, `--arch`, `--data`, `--config` and `--set` must be left out or agree with
   /// the run (a value that differs is an error naming it), so a resumed run ends as the
   /// uninterrupted one would.
-  private func checkResumeAgrees(
+  func checkResumeAgrees(
     method runMethod: String, backbone runBackbone: String, arch runArch: String?,
     data runData: String, config runConfig: TuneConfig
   ) throws {

@@ -1,0 +1,181 @@
+import Foundation
+import GraftDetection
+
+/// `report.html` of `graft bench det`: the table of COCO numbers and costs, AP against
+/// trainable parameters (log scale) as an SVG scatter, and a grid of test images per method
+/// with the true boxes (green, dashed) and the predicted ones (each class's colour, score ≥
+/// `drawThreshold`) drawn in SVG over the image.
+///
+/// Every plotted point carries `data-method`, every image figure `data-method`,
+/// `data-image`, `data-pred` (boxes drawn) and `data-true`, so a test can check the page.
+public enum DetectionReport {
+  /// One method's row.
+  public struct Row {
+    public var method: String
+    public var summary: DetectionSummary
+    /// Its test detections (COCO results, the images' own pixels).
+    public var detections: [Detection]
+
+    /// A row from its parts.
+    public init(method: String, summary: DetectionSummary, detections: [Detection]) {
+      self.method = method
+      self.summary = summary
+      self.detections = detections
+    }
+  }
+
+  /// Predictions scoring below this are not drawn.
+  public static let drawThreshold = 0.3
+
+  /// The page for `rows` on the test split `test` (its first `images` images in the grid).
+  public static func html(
+    title: String, settings: String, rows: [Row], test: DetectionSplit, images: Int = 6
+  ) throws -> String {
+    var out = """
+      <!DOCTYPE html>
+      <html><head><meta charset="utf-8"><title>\(ReportWriter.escape(title))</title>
+      <style>
+      body{font-family:system-ui,sans-serif;margin:24px;color:#222}
+      table{border-collapse:collapse;font-size:13px}td,th{padding:3px 8px;text-align:right;
+      border-bottom:1px solid #ddd}td:first-child,th:first-child{text-align:left}
+      .grid{display:flex;flex-wrap:wrap;gap:6px;align-items:flex-start}
+      figure{margin:0;font-size:11px;text-align:center}
+      h3{margin:14px 0 4px}
+      </style></head><body>
+      <h1>\(ReportWriter.escape(title))</h1>
+      <p>\(ReportWriter.escape(settings))</p>
+
+      """
+    out += table(rows)
+    out += scatter(rows)
+    out +=
+      "<h2>Test images: true boxes green (dashed), predictions in the class colour (score ≥ "
+      + "\(drawThreshold))</h2>\n"
+    let shown = Array(test.dataset.images.prefix(images))
+    var encoded: [Int: String] = [:]
+    for (i, image) in shown.enumerated() {
+      encoded[image.id] = try ImageCodec.encodePNG(ImageCodec.decode(contentsOf: test.imageURL(i)))
+        .base64EncodedString()
+    }
+    let categories = test.dataset.categories
+    for row in rows {
+      out +=
+        "<h3>\(ReportWriter.escape(row.method)) (test AP "
+        + String(format: "%.1f", 100 * row.summary.test.stats[0]) + ")</h3>\n<div class=\"grid\">\n"
+      for image in shown {
+        let predicted = row.detections.filter {
+          $0.imageID == image.id && $0.score >= drawThreshold
+        }
+        out += figure(
+          image: image, png: encoded[image.id] ?? "", predicted: predicted,
+          categories: categories, method: row.method)
+      }
+      out += "</div>\n"
+    }
+    return out + "</body></html>\n"
+  }
+
+  static func pct(_ v: Double) -> String { v < 0 ? "–" : String(format: "%.1f", 100 * v) }
+
+  static func table(_ rows: [Row]) -> String {
+    var out =
+      "<table><tr><th>method</th><th>AP</th><th>AP50</th><th>AP75</th><th>APs</th><th>APm</th>"
+      + "<th>APl</th><th>trainable</th><th>share</th><th>train s</th><th>peak RSS MiB</th></tr>\n"
+    for r in rows {
+      let s = r.summary
+      let t = s.test.stats
+      out +=
+        "<tr><td>\(ReportWriter.escape(r.method))</td>"
+        + t.prefix(6).map { "<td>\(pct($0))</td>" }.joined()
+        + "<td>\(s.trainableParameters)</td>"
+        + String(
+          format: "<td>%.2f%%</td><td>%.0f</td><td>%.0f</td></tr>\n",
+          100 * Double(s.trainableParameters) / Double(max(s.backboneParameters, 1)),
+          s.trainSeconds, Double(s.peakRSSBytes) / 1_048_576)
+    }
+    return out + "</table>\n"
+  }
+
+  /// Test AP (y) against trainable parameters (x, log10), one labelled dot per method.
+  static func scatter(_ rows: [Row]) -> String {
+    let (w, h, left, bottom, top, right) = (640.0, 360.0, 60.0, 40.0, 20.0, 120.0)
+    let xs = rows.map { log10(Double(max($0.summary.trainableParameters, 1))) }
+    let ys = rows.map { max(0, $0.summary.test.stats[0]) }
+    let (x0, x1) = (
+      (xs.min() ?? 0).rounded(.down),
+      max((xs.max() ?? 1).rounded(.up), (xs.min() ?? 0).rounded(.down) + 1)
+    )
+    let y1 = max(0.05, ((ys.max() ?? 0) * 10).rounded(.up) / 10)
+    func px(_ x: Double) -> Double { left + (x - x0) / (x1 - x0) * (w - left - right) }
+    func py(_ y: Double) -> Double { h - bottom - y / y1 * (h - bottom - top) }
+    var svg =
+      "<h2>Test AP against trainable parameters</h2>\n<svg xmlns=\"http://www.w3.org/2000/svg\" "
+      + "width=\"\(Int(w))\" height=\"\(Int(h))\" font-size=\"11\">\n"
+      + "<line x1=\"\(left)\" y1=\"\(h - bottom)\" x2=\"\(w - right)\" y2=\"\(h - bottom)\" "
+      + "stroke=\"#444\"/><line x1=\"\(left)\" y1=\"\(top)\" x2=\"\(left)\" y2=\"\(h - bottom)\" "
+      + "stroke=\"#444\"/>\n"
+    var e = x0
+    while e <= x1 {
+      svg +=
+        "<text x=\"\(px(e))\" y=\"\(h - bottom + 14)\" text-anchor=\"middle\">1e\(Int(e))</text>\n"
+      e += 1
+    }
+    for k in 0...4 {
+      let y = y1 * Double(k) / 4
+      svg +=
+        "<text x=\"\(left - 6)\" y=\"\(py(y) + 4)\" text-anchor=\"end\">"
+        + String(format: "%.1f", 100 * y) + "</text>\n"
+    }
+    svg +=
+      "<text x=\"\((left + w - right) / 2)\" y=\"\(h - 6)\" text-anchor=\"middle\">trainable "
+      + "parameters (log)</text><text x=\"14\" y=\"\((top + h - bottom) / 2)\" "
+      + "transform=\"rotate(-90 14 \((top + h - bottom) / 2))\" text-anchor=\"middle\">test AP"
+      + "</text>\n"
+    for (r, (x, y)) in zip(rows, zip(xs, ys)) {
+      svg +=
+        "<g data-method=\"\(ReportWriter.escape(r.method))\"><circle cx=\"\(px(x))\" "
+        + "cy=\"\(py(y))\" r=\"4\" fill=\"#1f77b4\"/><text x=\"\(px(x) + 6)\" y=\"\(py(y) - 4)\">"
+        + "\(ReportWriter.escape(r.method))</text></g>\n"
+    }
+    return svg + "</svg>\n"
+  }
+
+  /// One test image as an SVG: the PNG, then the true boxes, then the predictions.
+  static func figure(
+    image: AnnotatedImage, png: String, predicted: [Detection], categories: [DetectionCategory],
+    method: String
+  ) -> String {
+    let side = 160.0
+    let (sx, sy) = (side / Double(image.width), side / Double(image.height))
+    var svg =
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(side))\" height=\"\(Int(side))\" "
+      + "viewBox=\"0 0 \(Int(side)) \(Int(side))\"><image href=\"data:image/png;base64,\(png)\" "
+      + "width=\"\(Int(side))\" height=\"\(Int(side))\" style=\"image-rendering:pixelated\"/>\n"
+    func rect(_ b: BoundingBox, _ style: String) -> String {
+      String(
+        format: "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" %@/>",
+        b.x * sx, b.y * sy, b.width * sx, b.height * sy, style)
+    }
+    for a in image.annotations {
+      svg += rect(a.box, "stroke=\"#2ca02c\" stroke-width=\"1.5\" stroke-dasharray=\"3 2\"")
+    }
+    for d in predicted {
+      let k = categories.firstIndex { $0.id == d.categoryID } ?? 0
+      let c = DetectionDrawing.palette[k % 10]
+      let name = k < categories.count ? categories[k].name : "\(d.categoryID)"
+      svg += rect(d.box, "stroke=\"rgb(\(c.0),\(c.1),\(c.2))\" stroke-width=\"1.5\"")
+      svg +=
+        String(
+          format: "<text x=\"%.1f\" y=\"%.1f\" font-size=\"9\" fill=\"rgb(%d,%d,%d)\">",
+          d.box.x * sx + 1,
+          max(9, d.box.y * sy - 2), Int(c.0), Int(c.1), Int(c.2))
+        + ReportWriter.escape(name) + String(format: " %.2f", d.score) + "</text>"
+    }
+    svg += "</svg>"
+    return
+      "<figure data-method=\"\(ReportWriter.escape(method))\" data-image=\"\(image.id)\" "
+      + "data-pred=\"\(predicted.count)\" data-true=\"\(image.annotations.count)\">\(svg)"
+      + "<figcaption>image \(image.id): \(predicted.count) predicted, "
+      + "\(image.annotations.count) true</figcaption></figure>\n"
+  }
+}
