@@ -158,8 +158,23 @@ public final class FeatureCacheFile {
       out[field.name] = t
       offset += n * precision.bytes
     }
+    // Mapped pages that were read count in the process's resident memory although the kernel
+    // can drop them: hand back those of large records, so a run's peak RSS stays what it
+    // computes (a page read again comes back from the page cache).
+    if mapped.isMapped && recordBytes >= Self.pageSize {
+      mapped.withBytes { bytes in
+        let base = Int(bitPattern: bytes.baseAddress!)
+        for index in indices {
+          let start = (base + dataStart + index * recordBytes) / Self.pageSize * Self.pageSize
+          let end = min(base + dataStart + (index + 1) * recordBytes, base + bytes.count)
+          _ = madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, MADV_DONTNEED)
+        }
+      }
+    }
     return out
   }
+
+  static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
 
   /// The backbone output of the samples `indices` as the backbone gave it, with only the stored
   /// parts filled in (the rest are empty [B, 0] tensors: the method never reads them).
