@@ -514,7 +514,7 @@ final class TrainingBatches<Sample> {
   init(loader: DataLoader<Sample>, epoch: Int, method: TuningMethod, cache: FeatureCache?) throws {
     self.method = method
     dataset = loader.dataset
-    if let cache {
+    if let cache, loader.dataset.count > 0 {
       file = try cache.file("train", dataset: loader.dataset, transform: loader.transform)
       plan = loader.batchIndices(epoch: epoch)
       // `file` put the method in eval mode to build; the epoch trains.
