@@ -163,6 +163,52 @@ final class FeatureCacheTests: XCTestCase {
     XCTAssertFalse(try PointCloud.transforms(for: .points(PointInput(points: 64))).cacheable)
   }
 
+  /// A file of records larger than a page (whose mapped pages are handed back after each read)
+  /// reads back every sample exactly in FP32, and within BF16's rounding in BF16, however often
+  /// and in whatever order samples are read; a file asked for with another key is refused.
+  func testFileRoundTrip() throws {
+    let folder = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: folder) }
+    var g = RandomGenerator(seed: 7)
+    let tokens = Tensor.randn([100, 8, 256], generator: &g)
+    let features = Tensor.randn([100, 256], generator: &g)
+    for precision in FeatureCachePrecision.allCases {
+      let url = folder.appendingPathComponent("split-\(precision).graftfc")
+      var next = 0
+      try FeatureCacheFile.write(
+        to: url, key: "k", count: 100, reads: [.features, .tokens], precision: precision
+      ) {
+        guard next < 100 else { return nil }
+        let rows = Array(next..<min(next + 32, 100))
+        next += rows.count
+        let t = tokens.narrow(0, start: rows[0], length: rows.count).copy()
+        let pass = ForwardPass(
+          input: t, embedded: EmbeddedTokens(tokens: t, layout: .sequence), prefixTokens: 1,
+          hooks: nil)
+        return BackboneOutput(
+          tokens: t, features: features.narrow(0, start: rows[0], length: rows.count).copy(),
+          hiddenStates: [], prefixTokenCount: 1, pass: pass)
+      }
+      let file = try FeatureCacheFile(url: url, key: "k")
+      XCTAssertEqual(file.count, 100)
+      let tolerance: Float = precision == .fp32 ? 0 : 1.0 / 128
+      for indices in [[3, 50, 3], [99, 0], [50]] {
+        let out = file.output(indices)
+        XCTAssertEqual(out.tokens.shape, [indices.count, 8, 256])
+        XCTAssertEqual(out.prefixTokenCount, 1)
+        for (row, index) in indices.enumerated() {
+          let a = out.tokens.narrow(0, start: row, length: 1).scalars
+          let b = tokens.narrow(0, start: index, length: 1).scalars
+          let f = out.features.narrow(0, start: row, length: 1).scalars
+          let e = features.narrow(0, start: index, length: 1).scalars
+          let worst = zip(a + f, b + e).map { abs($0 - $1) / max(abs($1), 1) }.max()!
+          XCTAssertLessThanOrEqual(worst, tolerance, "\(precision) sample \(index)")
+        }
+      }
+      XCTAssertThrowsError(try FeatureCacheFile(url: url, key: "other"))
+    }
+  }
+
   /// BF16 storage reads back each value within half a unit in the 8th bit.
   func testBF16RoundTrip() throws {
     XCTAssertEqual(bfloat16(1), 0x3F80)
