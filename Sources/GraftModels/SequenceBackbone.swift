@@ -186,6 +186,18 @@ public struct BackboneOutput {
   /// The pass: the input, the embedded tokens, the layout and what hooks kept in `taps`.
   public var pass: ForwardPass
 
+  /// Wraps the parts (a backbone's `forward`, or a feature cache giving back what it stored).
+  public init(
+    tokens: Tensor, features: Tensor, hiddenStates: [Tensor], prefixTokenCount: Int,
+    pass: ForwardPass
+  ) {
+    self.tokens = tokens
+    self.features = features
+    self.hiddenStates = hiddenStates
+    self.prefixTokenCount = prefixTokenCount
+    self.pass = pass
+  }
+
   /// The input of the pass (pixels [B, C, H, W] for an image backbone).
   public var input: Tensor { pass.input }
   /// The sequence entering block 0 as the embedding made it, before any hook.

@@ -203,6 +203,8 @@ public final class Trainer {
   public let method: TuningMethod
   /// Class names of the head.
   public let classNames: [String]
+  /// The feature cache of the current `run`, when it uses one (see `FeatureCache`).
+  var featureCache: FeatureCache? = nil
 
   /// Builds the method on `backbone` for `classNames.count` classes. Unknown methods and
   /// options throw.
@@ -405,6 +407,9 @@ public final class Trainer {
         videoInput: Sample.self == ClipSample.self ? config.videoInput : nil)
     }
 
+    featureCache = try FeatureCache.session(
+      self, cacheable: transforms.cacheable, runFolder: folder)
+    defer { featureCache = nil }
     let loader = DataLoader(
       dataset: try trainingSet(data), batchSize: config.batchSize, shuffle: true,
       seed: config.seed, workers: config.workers, transform: transforms.train)
@@ -417,9 +422,8 @@ public final class Trainer {
       let trainTime = Date().timeIntervalSince(started)
       state.trainSeconds += trainTime
       state.trainImages += training.seen
-      let (val, _) = try evaluate(
-        method, on: data.validation, transform: transforms.eval,
-        batchSize: config.evalBatchSize, workers: config.workers)
+      let (val, _) = try evaluateSplit("val", data.validation, transform: transforms.eval)
+      featureCache?.drain(log)
       var line: [String: Any] = [
         "epoch": epoch + 1, "lr": Double(training.lr), "train_loss": training.loss,
         "train_top1": training.top1, "val_loss": val.loss, "val_top1": val.top1,
@@ -572,12 +576,13 @@ public final class Trainer {
     let stepsPerEpoch = loader.batchCount
     var step = epoch * stepsPerEpoch
     var out = EpochTraining()
-    let batches = loader.batches(epoch: epoch)
+    let batches = try TrainingBatches(
+      loader: loader, epoch: epoch, method: method, cache: featureCache)
     defer { batches.close() }
     while let batch = try batches.next() {
       optimizer.learningRateScale = factor(step: step, stepsPerEpoch: stepsPerEpoch)
       out.lr = optimizer.effectiveLearningRate()
-      let logits = method(batch.inputs)
+      let logits = batch.logits()
       let loss = logits.crossEntropy(
         targets: batch.labels, labelSmoothing: config.labelSmoothing)
       let lossValue = loss.item
@@ -619,6 +624,19 @@ public final class Trainer {
     return out
   }
 
+  /// The metrics and logits of split `name` (`val`, `test`): from the feature cache when the run
+  /// uses one, else through the backbone.
+  private func evaluateSplit<Sample>(
+    _ name: String, _ dataset: any Dataset<Sample>, transform: @escaping SampleTransform<Sample>
+  ) throws -> (result: EvaluationResult, logits: Tensor) {
+    if let featureCache, dataset.count > 0 {
+      return try featureCache.evaluate(name, dataset: dataset, transform: transform)
+    }
+    return try evaluate(
+      method, on: dataset, transform: transform, batchSize: config.evalBatchSize,
+      workers: config.workers)
+  }
+
   /// After an epoch: the best adapter (when it improved), then the epoch's checkpoint (last
   /// tensors, optimizer, state) committed as one unit (`CheckpointStore`), then the metrics.
   /// A crash before the commit replays the epoch identically from the previous one (and so
@@ -653,12 +671,9 @@ public final class Trainer {
     let folder = paths.folder
     let best = folder.appendingPathComponent(AdapterCheckpoint.weightsFile)
     try method.loadTrainableState(SafetensorsFile(contentsOf: best).tensors(), source: best.path)
-    let (val, _) = try evaluate(
-      method, on: data.validation, transform: transform, batchSize: config.evalBatchSize,
-      workers: config.workers)
-    let (test, logits) = try evaluate(
-      method, on: data.test, transform: transform, batchSize: config.evalBatchSize,
-      workers: config.workers)
+    let (val, _) = try evaluateSplit("val", data.validation, transform: transform)
+    let (test, logits) = try evaluateSplit("test", data.test, transform: transform)
+    featureCache?.drain(log)
     var voted: (result: EvaluationResult, logits: Tensor)? = nil
     if config.votes > 1 {
       voted = try Voting.evaluate(

@@ -46,6 +46,13 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
   public var trainSamples = 0
   /// What a training step whose loss or gradient is not finite does (`train.nan_policy`).
   public var nanPolicy = NaNPolicy.stop
+  /// Whether methods that need no backbone gradient read the frozen backbone's outputs from a
+  /// feature cache after computing them once (`train.cache`; see `FeatureCache`).
+  public var cache = FeatureCacheMode.auto
+  /// The feature cache's folder; empty for `<data home>/feature-cache` (`train.cache_dir`).
+  public var cacheDir = ""
+  /// How the feature cache stores values (`train.cache_precision`).
+  public var cachePrecision = FeatureCachePrecision.fp32
   /// Test-time views whose logits are averaged for the voted test result, 1 for none
   /// (`eval.votes`; see `Voting`).
   public var votes = 1
@@ -92,6 +99,17 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
       "train.nan_policy", \.nanPolicy,
       "a step whose loss or gradient is not finite: stop (the run, naming the step) or "
         + "skip-step (no update for that batch)"),
+    ConfigOption(
+      "train.cache", \.cache,
+      "auto: linear, mp, lst and unipt on images compute the frozen backbone's outputs once and "
+        + "read them from a cache in later epochs and runs; off: every epoch runs the backbone"),
+    ConfigOption(
+      "train.cache_dir", \.cacheDir,
+      "folder of the feature cache (empty: <data home>/feature-cache)"),
+    ConfigOption(
+      "train.cache_precision", \.cachePrecision,
+      "how the feature cache stores values: fp32 (equal to an uncached run up to float "
+        + "reordering) or bf16 (half the disk, results change slightly)"),
     .int(
       "data.train_samples", \.trainSamples, atLeast: 0,
       "use only this many training samples (seeded), 0 for all"),

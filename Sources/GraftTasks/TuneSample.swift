@@ -27,11 +27,18 @@ public struct SampleTransforms<Sample>: Sendable {
   public var train: SampleTransform<Sample>
   /// Applied to validation, test and prediction samples (deterministic).
   public var eval: SampleTransform<Sample>
+  /// True when both transforms give each sample one fixed tensor (no augmentation, no random
+  /// view) of a single image: what a feature cache may key and store.
+  public var cacheable: Bool
 
-  /// The two transforms.
-  public init(train: @escaping SampleTransform<Sample>, eval: @escaping SampleTransform<Sample>) {
+  /// The two transforms; `cacheable` as above (false unless said).
+  public init(
+    train: @escaping SampleTransform<Sample>, eval: @escaping SampleTransform<Sample>,
+    cacheable: Bool = false
+  ) {
     self.train = train
     self.eval = eval
+    self.cacheable = cacheable
   }
 }
 
@@ -44,7 +51,8 @@ extension RGBImage: TuneSample {
     }
     let t = EvalTransform(config: config)
     let transform: ImageTransform = { image, _ in t(image) }
-    return SampleTransforms(train: transform, eval: transform)
+    // No augmentation: the same tensor for an image in every epoch, so features may be cached.
+    return SampleTransforms(train: transform, eval: transform, cacheable: true)
   }
 
   /// The image itself.

@@ -73,7 +73,7 @@ public final class MappedFile: @unchecked Sendable {
   /// object lives: keep a reference to it (or use `withBytes`).
   public let bytes: UnsafeRawBufferPointer
   /// True when `bytes` are mapped pages, false when they were read into an allocation.
-  private let isMapped: Bool
+  public let isMapped: Bool
 
   /// The file's size in bytes.
   public var count: Int { bytes.count }

@@ -266,6 +266,8 @@ public final class LadderSideTuning: TuningMethod {
   public override var needsBackboneGradient: Bool { false }
   /// The ladders read every block's output.
   public override var needsHiddenStates: Bool { true }
+  /// The embedding, every block's output and the final tokens.
+  public override var backboneReads: BackboneReads? { [.embedded, .hiddenStates, .tokens] }
 
   /// `sigmoid(alpha / T)`, the gate value of a gate parameter.
   public func gate(_ alpha: Tensor) -> Tensor { (alpha * (1 / gateT)).sigmoid() }

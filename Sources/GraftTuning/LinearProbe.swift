@@ -36,4 +36,6 @@ public final class LinearProbe: TuningMethod {
 
   /// No backbone gradient.
   public override var needsBackboneGradient: Bool { false }
+  /// The head reads the pooled features only.
+  public override var backboneReads: BackboneReads? { [.features] }
 }

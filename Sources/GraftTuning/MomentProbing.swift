@@ -367,6 +367,8 @@ public final class MomentProbing: TuningMethod {
 
   /// MP alone needs no backbone gradient; MP+ trains PSRP inside every block.
   public override var needsBackboneGradient: Bool { plus }
+  /// MP reads the pooled features and the patch tokens; MP+ changes the blocks (none fixed).
+  public override var backboneReads: BackboneReads? { plus ? nil : [.features, .tokens] }
 
   /// MP+ recalibrates every MLP branch; MP leaves the blocks alone (they run fused).
   public override var attachPoints: AttachPoints { plus ? .residualBranches : [] }

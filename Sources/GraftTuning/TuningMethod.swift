@@ -15,6 +15,23 @@ public enum TaskInput: Equatable, Sendable {
   case points(count: Int)
 }
 
+/// The parts of a `BackboneOutput` a method's `logits(_:)` reads, for methods whose backbone
+/// output never changes while they train (a feature cache stores only these).
+public struct BackboneReads: OptionSet, Hashable, Sendable {
+  /// The bit set.
+  public let rawValue: Int
+  /// Wraps a bit set.
+  public init(rawValue: Int) { self.rawValue = rawValue }
+  /// `features`: the pooled features.
+  public static let features = BackboneReads(rawValue: 1)
+  /// `tokens` (and so `patchTokens`): every token after the final norm.
+  public static let tokens = BackboneReads(rawValue: 2)
+  /// `embedded`: the sequence entering block 0.
+  public static let embedded = BackboneReads(rawValue: 4)
+  /// `hiddenStates`: every block's output.
+  public static let hiddenStates = BackboneReads(rawValue: 8)
+}
+
 /// A small trainable part attached to a frozen backbone.
 ///
 /// Subclasses register their own tensors (and the classifier `head`) in their initialiser,
@@ -92,6 +109,10 @@ open class TuningMethod: Module, BackboneHooks {
   open var attachPoints: AttachPoints { [] }
   /// Linear sites the method changes: every pass checks that the backbone called each.
   open var linearSites: [LinearSite] { [] }
+  /// What `logits(_:)` reads of the backbone's output, or nil when the method does not say (the
+  /// default). With no backbone gradient, no hook and no unfrozen tensor, the backbone's output
+  /// is then a fixed function of the input, which a feature cache may store.
+  open var backboneReads: BackboneReads? { nil }
   /// What the method takes from the task: the backbone's input unless it says otherwise.
   open var taskInput: TaskInput { .backbone }
 

@@ -115,6 +115,8 @@ public final class UniPT: TuningMethod {
   public override var needsBackboneGradient: Bool { false }
   /// Reads every block's output.
   public override var needsHiddenStates: Bool { true }
+  /// The embedding, every block's output and the final tokens.
+  public override var backboneReads: BackboneReads? { [.embedded, .hiddenStates, .tokens] }
 
   /// `final` [B, N, D] plus UniPT's correction computed from the key states `states`
   /// (H₀ … H_{L−1}, each [B, N, D]) with `final` as the anchor's input.
