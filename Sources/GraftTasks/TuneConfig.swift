@@ -151,6 +151,15 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
     return c
   }
 
+  /// `method`'s default grid for `graft sweep` (its recipe's `lrGrid` × `weightDecayGrid`).
+  public static func defaultGrid(for method: String) throws -> [GridAxis] {
+    let recipe = try MethodRegistry.descriptor(method).recipe
+    return [
+      GridAxis(key: "optim.lr", values: recipe.lrGrid),
+      GridAxis(key: "optim.weight_decay", values: recipe.weightDecayGrid),
+    ]
+  }
+
   // MARK: Setting keys
 
   /// Sets `key` (dotted) to `value` (text). Unknown keys and bad values throw.

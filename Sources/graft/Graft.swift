@@ -12,6 +12,7 @@ struct Graft: ParsableCommand {
       Bench.self, Embed.self, Tune.self, Eval.self, Predict.self, Methods.self, Pretrain.self,
       DataCommand.self, Demo.self, ReportCommand.self, ModelsCommand.self, PointsCommand.self,
       VideoCommand.self, Export.self, Import.self, ScoreCommand.self, CaptionCommand.self,
+      SweepCommand.self,
     ]
   )
 
