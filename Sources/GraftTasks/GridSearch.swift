@@ -293,6 +293,66 @@ public struct ProtocolSummary: Sendable {
     ]
   }
 
+  /// Reads back the `summary.json` a protocol sweep wrote in `folder`, with each final run from
+  /// its folder (`folder(task, method)` names a method's folder); errors name the file and the
+  /// missing part.
+  public static func load(folder: URL, methodFolder: (String, String) -> URL) throws
+    -> ProtocolSummary
+  {
+    let url = folder.appendingPathComponent("summary.json")
+    func bad(_ what: String) -> ConfigError {
+      ConfigError("\(url.path): not a protocol sweep summary (\(what))")
+    }
+    guard let data = try? Data(contentsOf: url),
+      let o = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+    else { throw bad("missing or not JSON") }
+    guard o["protocol"] as? String == "vtab", let backbone = o["backbone"] as? String,
+      let tasks = o["tasks"] as? [String], let rows = o["results"] as? [[String: Any]]
+    else { throw bad("no protocol, backbone, tasks or results") }
+    var results: [ProtocolResult] = []
+    for row in rows {
+      guard let method = row["method"] as? String, let task = row["task"] as? String,
+        let grid = row["grid"] as? [[String: Any]],
+        let pointRows = row["points"] as? [[String: Any]],
+        let chosen = row["chosen"] as? [String], let seeds = row["seeds"] as? [Int]
+      else { throw bad("a result without method, task, grid, points, chosen or seeds") }
+      let axes = try grid.map { a -> GridAxis in
+        guard let key = a["key"] as? String, let values = a["values"] as? [String] else {
+          throw bad("a grid axis without key or values")
+        }
+        return GridAxis(key: key, values: values)
+      }
+      let points = GridSearch.points(axes)
+      var validation = [[Double?]](repeating: [], count: points.count)
+      for p in pointRows {
+        guard let settings = p["settings"] as? [String],
+          let i = points.firstIndex(where: { GridSearch.settings($0, axes: axes) == settings }),
+          let scores = p["val_top1"] as? [Any]
+        else { throw bad("a grid point of \(method) that is not in its grid") }
+        validation[i] = scores.map { $0 as? Double }
+      }
+      guard
+        let choice = points.firstIndex(where: { GridSearch.settings($0, axes: axes) == chosen })
+      else { throw bad("\(method)'s chosen point is not in its grid") }
+      let base = methodFolder(task, method).appendingPathComponent("final")
+      var finals: [RunRecord] = []
+      for seed in seeds {
+        var record = try RunRecord.load(
+          folder: base.appendingPathComponent("seed-\(seed)"), task: task)
+        record.seed = UInt64(seed)
+        finals.append(record)
+      }
+      results.append(
+        ProtocolResult(
+          method: method, task: task, axes: axes, points: points, validation: validation,
+          gridSeeds: (row["grid_seeds"] as? [Int] ?? []).map { UInt64($0) }, chosen: choice,
+          finals: finals))
+    }
+    return ProtocolSummary(
+      backbone: backbone, tasks: tasks, results: results,
+      wallSeconds: o["wall_seconds"] as? Double ?? 0)
+  }
+
   /// Writes `summary.json` into `folder`, atomically.
   public func write(to folder: URL) throws {
     let data = try JSONSerialization.data(

@@ -175,6 +175,17 @@ final class VTABProtocolTests: XCTestCase {
     XCTAssertEqual(page.components(separatedBy: "data-chosen=\"true\"").count - 1, 1)
     XCTAssertEqual(page.components(separatedBy: "data-val=").count - 1, 2)
 
+    // graft report rewrites the same page from the folder.
+    try FileManager.default.removeItem(at: out.appendingPathComponent("report.html"))
+    let report = try runGraft(["report", out.path])
+    XCTAssertEqual(report.status, 0, report.err)
+    XCTAssertEqual(
+      try String(contentsOf: out.appendingPathComponent("report.html"), encoding: .utf8)
+        .replacingOccurrences(of: #"· \d+ s ·"#, with: "", options: .regularExpression)
+        .components(separatedBy: "<h2>").dropFirst(),
+      page.replacingOccurrences(of: #"· \d+ s ·"#, with: "", options: .regularExpression)
+        .components(separatedBy: "<h2>").dropFirst())
+
     // Again: every run is reused, nothing is rewritten.
     let final = out.appendingPathComponent("linear/final/seed-1/summary.json")
     let written = try FileManager.default.attributesOfItem(atPath: final.path)[.modificationDate]
