@@ -132,3 +132,38 @@ public struct RenamedClasses<Sample>: Dataset {
   /// The sample of `base`.
   public func sample(at index: Int) throws -> Sample { try base.sample(at: index) }
 }
+
+/// Two datasets with the same classes, one after the other: sample `i` is `first`'s for
+/// `i < first.count`, else `second`'s sample `i - first.count` (VTAB-1k's train800 + val200).
+public struct ConcatenatedDataset<Sample>: Dataset {
+  /// The leading part.
+  public let first: any Dataset<Sample>
+  /// The part after it.
+  public let second: any Dataset<Sample>
+  /// The label of every sample.
+  public let labels: [Int]
+
+  /// `first` then `second`; their class lists must be the same, in the same order (a label
+  /// means one class throughout).
+  public init(_ first: any Dataset<Sample>, _ second: any Dataset<Sample>) throws {
+    guard first.classNames == second.classNames else {
+      throw DatasetError(
+        .mismatch, path: "",
+        "cannot join datasets with different classes (\(first.classNames.count) and "
+          + "\(second.classNames.count) classes, or another order)")
+    }
+    self.first = first
+    self.second = second
+    labels = first.labels + second.labels
+  }
+
+  /// Number of samples.
+  public var count: Int { first.count + second.count }
+  /// The shared class names.
+  public var classNames: [String] { first.classNames }
+  /// The sample at `index` of the joined order.
+  public func sample(at index: Int) throws -> Sample {
+    index < first.count
+      ? try first.sample(at: index) : try second.sample(at: index - first.count)
+  }
+}

@@ -11,6 +11,8 @@ public struct RunRecord: Sendable {
   public var folder: URL
   /// Test top-1, a fraction.
   public var testTop1: Double
+  /// Validation top-1 of the adapter the run kept (its best epoch's), a fraction.
+  public var validationTop1: Double = 0
   /// Test top-5, a fraction.
   public var testTop5: Double
   /// Test mean per-class accuracy, a fraction (`EvaluationResult.meanPerClass`).
@@ -93,8 +95,10 @@ public struct RunRecord: Sendable {
     if let v = summary["test_voted"] as? [String: Any], let t = v["top1"] as? Double {
       voted = (t, meanPerClass(v, top1: t))
     }
+    let validation = summary["validation"] as? [String: Any]
     return RunRecord(
       task: task, method: method, folder: folder, testTop1: top1,
+      validationTop1: validation?["top1"] as? Double ?? curve.max() ?? 0,
       testTop5: test["top5"] as? Double ?? 0, testMeanPerClass: meanPerClass(test, top1: top1),
       votes: summary["votes"] as? Int ?? 1, testVoted: voted,
       trainableParameters: summary["trainable_parameters"] as? Int ?? 0,

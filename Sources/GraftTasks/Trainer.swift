@@ -10,6 +10,9 @@ public struct TuneSummary {
   public var validation: EvaluationResult
   /// Test results of the best epoch's adapter.
   public var test: EvaluationResult
+  /// Epochs trained: `train.epochs`, or fewer when `train.patience` stopped the run (0 in
+  /// summaries written before it was recorded).
+  public var epochsTrained = 0
   /// Test-time views averaged for `testVoted` (`eval.votes`); 1 when the run did not vote.
   public var votes = 1
   /// Test results of the best epoch's adapter with `votes` views averaged (`Voting`); nil when
@@ -58,7 +61,7 @@ public struct TuneSummary {
     return TuneSummary(
       method: try value("method", String.self), bestEpoch: try value("best_epoch", Int.self),
       validation: try result("validation"), test: try result("test"),
-      votes: o["votes"] as? Int ?? 1,
+      epochsTrained: o["epochs_trained"] as? Int ?? 0, votes: o["votes"] as? Int ?? 1,
       testVoted: o["test_voted"] == nil ? nil : try result("test_voted"),
       trainableParameters: try value("trainable_parameters", Int.self),
       backboneParameters: try value("backbone_parameters", Int.self),
@@ -71,7 +74,7 @@ public struct TuneSummary {
   /// As written to `summary.json` (`test_voted` only when the run voted).
   public var json: [String: Any] {
     var out: [String: Any] = [
-      "method": method, "best_epoch": bestEpoch, "votes": votes,
+      "method": method, "best_epoch": bestEpoch, "epochs_trained": epochsTrained, "votes": votes,
       "validation": validation.json(confusion: true), "test": test.json(confusion: true),
       "trainable_parameters": trainableParameters, "backbone_parameters": backboneParameters,
       "trainable_share": Double(trainableParameters) / Double(max(backboneParameters, 1)),
@@ -369,6 +372,12 @@ public final class Trainer {
     }
     // Before anything is written: data the run cannot take, and clips read otherwise than
     // the run records, are refused.
+    if config.patience > 0 && config.trainOn == .trainAndValidation {
+      throw ConfigError(
+        "train.patience needs a held-out validation split, and data.train_on=train+val trains "
+          + "on it: set one or the other")
+    }
+    let data = config.trainOn == .trainAndValidation ? try data.joiningValidation() : data
     let transforms = try Sample.transforms(for: taskInput)
     try Voting.check(method, votes: config.votes, input: taskInput, sample: Sample.self)
     if Sample.self == ClipSample.self, data.train.count > 0,
@@ -391,7 +400,9 @@ public final class Trainer {
     var state: RunState
     if resume {
       state = try self.resume(paths, optimizer: optimizer)
-      if state.epoch >= config.epochs, let summary = try finishedSummary(paths) {
+      if state.epoch >= config.epochs || stopsEarly(state),
+        let summary = try finishedSummary(paths)
+      {
         log("the run finished earlier; its summary.json is kept")
         return summary
       }
@@ -416,6 +427,12 @@ public final class Trainer {
     var epochsThisCall = 0
     for epoch in state.epoch..<config.epochs {
       if let stopAfter, epochsThisCall >= stopAfter { return nil }
+      if stopsEarly(state) {
+        log(
+          "early stop after epoch \(state.epoch): no better validation top-1 for "
+            + "\(config.patience) epochs (best: epoch \(state.bestEpoch))")
+        break
+      }
       let started = Date()
       let training = try trainEpoch(
         epoch, loader: loader, optimizer: optimizer, lastCheckpoint: lastCheckpoint(paths, state))
@@ -441,7 +458,8 @@ public final class Trainer {
         String(
           format: "epoch %d/%d  train loss %.4f top-1 %.3f  val loss %.4f top-1 %.3f",
           epoch + 1, config.epochs, training.loss, training.top1, val.loss, val.top1))
-      let improved = val.top1 > state.bestValTop1
+      // Training on validation too leaves nothing to select on: every epoch replaces the adapter.
+      let improved = config.trainOn == .trainAndValidation || val.top1 > state.bestValTop1
       if improved { (state.bestValTop1, state.bestEpoch) = (val.top1, epoch + 1) }
       state.epoch = epoch + 1
       var saved = state
@@ -452,6 +470,11 @@ public final class Trainer {
     return try finish(
       state, paths: paths, data: data, transform: transforms.eval,
       dataReference: dataReference, callStarted: callStarted, log: log)
+  }
+
+  /// Whether `train.patience` epochs in a row have passed without a better validation top-1.
+  private func stopsEarly(_ state: RunState) -> Bool {
+    config.patience > 0 && state.bestEpoch > 0 && state.epoch - state.bestEpoch >= config.patience
   }
 
   // MARK: Steps
@@ -686,7 +709,7 @@ public final class Trainer {
       logitFiles, to: folder.appendingPathComponent("test_logits.safetensors"))
     let summary = TuneSummary(
       method: config.method, bestEpoch: state.bestEpoch, validation: val, test: test,
-      votes: config.votes, testVoted: voted?.result,
+      epochsTrained: state.epoch, votes: config.votes, testVoted: voted?.result,
       trainableParameters: method.trainableCount, backboneParameters: method.backboneCount,
       trainSeconds: state.trainSeconds,
       wallSeconds: state.wallSeconds + Date().timeIntervalSince(callStarted),

@@ -53,6 +53,17 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
   public var cacheDir = ""
   /// How the feature cache stores values (`train.cache_precision`).
   public var cachePrecision = FeatureCachePrecision.fp32
+  /// Early stopping (`train.patience`): the run ends after this many epochs in a row without a
+  /// better validation top-1 than its best epoch's; 0 (the default) trains every epoch. Either
+  /// way the adapter evaluated on test is the best validation epoch's (`best_epoch` in
+  /// `summary.json`), the "best val" selection VPT's and V-PETL Bench's code report; the cosine
+  /// schedule keeps its length (`train.epochs`), so a stopped run saw a higher rate at its end.
+  /// Needs a held-out validation split: refused with `data.train_on=train+val`.
+  public var patience = 0
+  /// What the run trains on (`data.train_on`): the training split (model selection on
+  /// validation), or training and validation joined, VTAB-1k's final 800 + 200 protocol run
+  /// once the hyperparameters are chosen, in which case the last epoch's adapter is evaluated.
+  public var trainOn = TrainingSplits.train
   /// Test-time views whose logits are averaged for the voted test result, 1 for none
   /// (`eval.votes`; see `Voting`).
   public var votes = 1
@@ -111,6 +122,14 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
       "how the feature cache stores values: fp32 (equal to an uncached run up to float "
         + "reordering) or bf16 (half the disk, results change slightly)"),
     .int(
+      "train.patience", \.patience, atLeast: 0,
+      "stop after this many epochs without a better validation top-1 (0: off); the best "
+        + "validation epoch's adapter is evaluated on test"),
+    ConfigOption(
+      "data.train_on", \.trainOn,
+      "train (select the epoch on validation) or train+val (VTAB-1k's final run: train on "
+        + "both, evaluate the last epoch on test)"),
+    .int(
       "data.train_samples", \.trainSamples, atLeast: 0,
       "use only this many training samples (seeded), 0 for all"),
     .int("data.frames", \.frames, atLeast: 1, "frames sampled from each video clip (video data)"),
@@ -166,6 +185,15 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
       recipe.optimizer, recipe.lr, recipe.weightDecay, recipe.warmupEpochs
     )
     return c
+  }
+
+  /// `method`'s default grid for `graft sweep` (its recipe's `lrGrid` × `weightDecayGrid`).
+  public static func defaultGrid(for method: String) throws -> [GridAxis] {
+    let recipe = try MethodRegistry.descriptor(method).recipe
+    return [
+      GridAxis(key: "optim.lr", values: recipe.lrGrid),
+      GridAxis(key: "optim.weight_decay", values: recipe.weightDecayGrid),
+    ]
   }
 
   // MARK: Setting keys
@@ -306,6 +334,15 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
       + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
       + "\""
   }
+}
+
+/// The splits a run trains on (`data.train_on`).
+public enum TrainingSplits: String, CaseIterable, Sendable, OptionValue {
+  /// The training split; validation selects the best epoch.
+  case train
+  /// Training and validation joined (`TuneData.joiningValidation()`); the last epoch is kept,
+  /// since no held-out split is left to select on.
+  case trainAndValidation = "train+val"
 }
 
 /// What the trainer does with a step whose loss or gradient is not finite (NaN or infinite).

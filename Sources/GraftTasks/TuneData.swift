@@ -89,6 +89,19 @@ public struct TuneData<Sample>: Sendable {
 }
 
 extension TuneData {
+  /// The splits with validation joined to training (`data.train_on=train+val`): training is
+  /// the training samples then the validation ones (VTAB-1k's 800 + 200 → 1,000), validation
+  /// stays as it is (now seen in training, so its figures no longer select anything) and test
+  /// is untouched.
+  public func joiningValidation() throws -> TuneData {
+    var out = self
+    out.train = try ConcatenatedDataset(train, validation)
+    out.description += " (training on train + validation: \(train.count) + \(validation.count))"
+    return out
+  }
+}
+
+extension TuneData {
   /// The splits of a `train/` (`val/`, `test/`) tree of class folders of `kind` files
   /// ("image", "video"): `train` is `root/train` opened, each evaluation split present is
   /// opened by `open` and matched to train's classes by folder name (never by position; classes

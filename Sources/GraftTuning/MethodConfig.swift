@@ -22,6 +22,25 @@ public struct Recipe: Sendable, Equatable {
     self.weightDecay = weightDecay
     self.warmupEpochs = warmupEpochs
   }
+
+  /// The learning rates `graft sweep` tries by default: the recipe's rate and one step of
+  /// VPT's grid (roughly ×2.5: 0.1, 0.25, 0.5, 1, 2.5, …) either side, as text. VPT and V-PETL
+  /// Bench search wider grids (VPT: ten rates × four decays) on full VTAB-1k budgets; three
+  /// rates around a recipe already tuned for small data keep a CPU sweep to six runs a seed.
+  public var lrGrid: [String] {
+    [0.4, 1, 2.5].map { Self.text(Double(lr) * $0) }
+  }
+
+  /// The weight decays `graft sweep` tries by default: none and the recipe's (or VPT's
+  /// smallest, 1e-4, when the recipe has none).
+  public var weightDecayGrid: [String] {
+    ["0", weightDecay > 0 ? Self.text(Double(weightDecay)) : "0.0001"]
+  }
+
+  /// A rate as short text (four significant digits: `0.0125`, not `0.012500001`).
+  private static func text(_ v: Double) -> String {
+    String(format: "%.4g", v)
+  }
 }
 
 /// One option a method takes, as `graft methods` lists it.

@@ -124,15 +124,23 @@ struct BenchGraft1k: ParsableCommand {
       Each method trains with its preset recipe (\(BenchGraft1k.defaultSettings.joined(separator: ", "))) \
       in its own process (so each peak RSS is its own). Writes <out>/<task>/<method>/ run \
       folders, <out>/summary.json and <out>/report.html. Finished runs are reused; --fresh \
-      redoes them.
+      redoes them. --protocol vtab runs VTAB-1k's protocol instead (see `graft sweep`): each \
+      method's preset grid (lr × weight decay) on train/val, then the best point on train + \
+      val for --seeds seeds (default 3), tested once; default --out runs/graft1k-vtab.
       """)
 
   /// What the benchmark changes in every method's preset: 10 epochs keep the 65 runs within
   /// an hour on two cores.
   static let defaultSettings = ["train.epochs=10"]
 
-  @Option(help: "Run folder.")
-  var out = "runs/graft1k"
+  @Option(help: "Run folder (default runs/graft1k, or runs/graft1k-vtab with --protocol vtab).")
+  var out: String?
+
+  @Option(help: "default (one run per method and task) or vtab (grid on validation, train+val).")
+  var `protocol` = "default"
+
+  @Option(help: "Seeds of the final runs with --protocol vtab (seeds 0..<N).")
+  var seeds = 3
 
   @Option(help: "Backbone: bundled name, model folder or .npz.")
   var backbone = "vit-nano-fmnist"
@@ -160,14 +168,28 @@ struct BenchGraft1k: ParsableCommand {
       s.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
     }
     let taskNames = tasks.map(list) ?? Graft1k.tasks.map(\.name)
-    try runSweep(
-      title: "Graft-1k: \(backbone)", backbone: backbone,
-      // Graft-1k is images: methods that take point clouds (P2P) run on the 3-D tasks instead.
-      methods: methods.map(list)
-        ?? MethodRegistry.all.filter { !$0.takesPointClouds }.map(\.name),
-      tasks: taskNames.map { $0.hasPrefix("graft1k/") ? $0 : "graft1k/" + $0 },
-      settings: Self.defaultSettings + overrides, out: URL(fileURLWithPath: out), fresh: fresh,
-      quiet: quiet,
-      json: json)
+    // Graft-1k is images: methods that take point clouds (P2P) run on the 3-D tasks instead.
+    let methodNames =
+      methods.map(list) ?? MethodRegistry.all.filter { !$0.takesPointClouds }.map(\.name)
+    let taskRefs = taskNames.map { $0.hasPrefix("graft1k/") ? $0 : "graft1k/" + $0 }
+    switch `protocol` {
+    case "default":
+      try runSweep(
+        title: "Graft-1k: \(backbone)", backbone: backbone, methods: methodNames,
+        tasks: taskRefs, settings: Self.defaultSettings + overrides,
+        out: URL(fileURLWithPath: out ?? "runs/graft1k"), fresh: fresh, quiet: quiet, json: json)
+    case "vtab":
+      guard seeds >= 1 else { throw ValidationError("--seeds must be at least 1") }
+      var grids: [String: [GridAxis]] = [:]
+      for m in methodNames { grids[m] = try TuneConfig.defaultGrid(for: m) }
+      try runProtocol(
+        title: "Graft-1k, VTAB-1k protocol: \(backbone)", backbone: backbone,
+        methods: methodNames, tasks: taskRefs, grids: grids,
+        settings: Self.defaultSettings + overrides, seeds: (0..<UInt64(seeds)).map { $0 },
+        gridSeedCount: 1, out: URL(fileURLWithPath: out ?? "runs/graft1k-vtab"), fresh: fresh,
+        quiet: quiet, json: json)
+    default:
+      throw ValidationError("--protocol '\(`protocol`)': expected default or vtab")
+    }
   }
 }

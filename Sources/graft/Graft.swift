@@ -13,6 +13,7 @@ struct Graft: ParsableCommand {
       DataCommand.self, Demo.self, ReportCommand.self, ModelsCommand.self, PointsCommand.self,
       VideoCommand.self, Export.self, Import.self, ScoreCommand.self, CaptionCommand.self,
       Detect.self,
+      SweepCommand.self,
     ]
   )
 

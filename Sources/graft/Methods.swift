@@ -28,6 +28,11 @@ struct Methods: ParsableCommand {
       lines.append(
         "    recipe: \(recipe.optimizer) lr \(recipe.lr) weight_decay \(recipe.weightDecay) "
           + "\(recipe.schedule) warm-up \(recipe.warmupEpochs) of \(recipe.epochs) epochs")
+      lines.append(
+        "    grid (graft sweep): "
+          + (try TuneConfig.defaultGrid(for: d.name)).map {
+            "\($0.key) \($0.values.joined(separator: ","))"
+          }.joined(separator: " × "))
       for o in d.options {
         lines.append("    method.\(o.key) (default \(o.defaultValue)): \(o.help)")
       }

@@ -18,7 +18,19 @@ struct ReportCommand: ParsableCommand {
       let object = try? JSONSerialization.jsonObject(with: data),
       let summary = object as? [String: Any]
     else { throw ValidationError("\(summaryURL.path): missing or not JSON (is the run finished?)") }
-    if let tasks = summary["tasks"] as? [String], let rows = summary["methods"] as? [[String: Any]],
+    if summary["protocol"] as? String == "vtab" {
+      // A protocol sweep (graft sweep, graft bench graft1k --protocol vtab).
+      let tasks = summary["tasks"] as? [String] ?? []
+      let runner = SweepRunner(
+        backbone: "", settings: [], out: url, fresh: false,
+        progress: ProgressReporter(style: .quiet, totalSteps: 1), quiet: true)
+      let sweep = try ProtocolSummary.load(folder: url) { task, method in
+        runner.folder(task: task, method: method, single: tasks.count == 1)
+      }
+      try ReportWriter.writeProtocol(
+        sweep, title: "graft sweep: \(sweep.backbone) on \(tasks.joined(separator: ", "))", to: url)
+    } else if let tasks = summary["tasks"] as? [String],
+      let rows = summary["methods"] as? [[String: Any]],
       let backbone = summary["backbone"] as? String
     {
       let runner = SweepRunner(

@@ -51,52 +51,74 @@ struct SweepRunner {
           let base = folder(task: task, method: method, single: tasks.count == 1)
           let dir = seed.map { base.appendingPathComponent("seed-\($0)") } ?? base
           let what = "\(method) on \(task)" + (seed.map { " (seed \($0))" } ?? "")
-          let summary = dir.appendingPathComponent("summary.json")
-          let fm = FileManager.default
-          if fresh { try? fm.removeItem(at: dir) }
           let n = records.count + failures.count + 1
-          if fm.fileExists(atPath: summary.path) {
-            progress.log("[\(n)/\(total)] \(what): finished earlier, reusing \(dir.path)")
-          } else {
-            progress.log("[\(n)/\(total)] \(what)")
-            var args: [String]
-            if Trainer.holdsRun(dir) {
-              args = ["tune", "--resume", dir.path, "--json"]
-            } else {
-              try? fm.removeItem(at: dir)
-              args = [
-                "tune", "--backbone", methodBackbones[method] ?? backbone, "--method", method,
-                "--data", task, "--out", dir.path, "--json",
-              ]
-              // The method's own settings first (its recipe for this sweep), so the sweep's and
-              // the user's settings win.
-              for s in (methodSettings[method] ?? []) + settings { args += ["--set", s] }
-              if let seed { args += ["--set", "seed=\(seed)"] }
-            }
-            if quiet { args.append("--quiet") }
-            do {
-              try runChild(args, what: what)
-            } catch {
-              failures.append("\(error)")
-              progress.step()
-              progress.log("    failed: \(error)")
-              continue
-            }
+          do {
+            records.append(
+              try runOne(
+                method: method, task: task, dir: dir, seed: seed, what: what,
+                counter: "[\(n)/\(total)]"))
+          } catch let error as ChildFailure {
+            failures.append(error.message)
           }
-          var record = try RunRecord.load(folder: dir, task: task)
-          record.seed = seed
-          records.append(record)
-          progress.step()
-          progress.log(
-            String(
-              format: "    test top-1 %.2f%%  %d trainable  %.1f s  %.0f MiB peak RSS",
-              100 * record.testTop1, record.trainableParameters, record.trainSeconds,
-              record.peakRSSMiB))
         }
       }
     }
     progress.finish()
     return (records, failures)
+  }
+
+  /// A child `graft tune` that failed (the sweep goes on without it).
+  struct ChildFailure: Error {
+    var message: String
+  }
+
+  /// Runs `method` on `task` in `dir` as a child `graft tune` with the method's settings, the
+  /// sweep's, then `extra`, then the seed; a finished run there is reused and an interrupted
+  /// one resumed. Advances the progress by one step and logs the result; a child that fails
+  /// throws `ChildFailure` (logged), other errors (an unreadable finished run) propagate.
+  func runOne(
+    method: String, task: String, dir: URL, extra: [String] = [], seed: UInt64?, what: String,
+    counter: String
+  ) throws -> RunRecord {
+    let summary = dir.appendingPathComponent("summary.json")
+    let fm = FileManager.default
+    if fresh { try? fm.removeItem(at: dir) }
+    if fm.fileExists(atPath: summary.path) {
+      progress.log("\(counter) \(what): finished earlier, reusing \(dir.path)")
+    } else {
+      progress.log("\(counter) \(what)")
+      var args: [String]
+      if Trainer.holdsRun(dir) {
+        args = ["tune", "--resume", dir.path, "--json"]
+      } else {
+        try? fm.removeItem(at: dir)
+        args = [
+          "tune", "--backbone", methodBackbones[method] ?? backbone, "--method", method,
+          "--data", task, "--out", dir.path, "--json",
+        ]
+        // The method's own settings first (its recipe for this sweep), so the sweep's and
+        // the user's settings win.
+        for s in (methodSettings[method] ?? []) + settings + extra { args += ["--set", s] }
+        if let seed { args += ["--set", "seed=\(seed)"] }
+      }
+      if quiet { args.append("--quiet") }
+      do {
+        try runChild(args, what: what)
+      } catch {
+        progress.step()
+        progress.log("    failed: \(error)")
+        throw ChildFailure(message: "\(error)")
+      }
+    }
+    var record = try RunRecord.load(folder: dir, task: task)
+    record.seed = seed
+    progress.step()
+    progress.log(
+      String(
+        format: "    val top-1 %.2f%%  test top-1 %.2f%%  %d trainable  %.1f s  %.0f MiB peak RSS",
+        100 * record.validationTop1, 100 * record.testTop1, record.trainableParameters,
+        record.trainSeconds, record.peakRSSMiB))
+    return record
   }
 
   /// Runs this executable with `arguments`; its standard error passes through, its standard

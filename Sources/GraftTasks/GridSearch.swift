@@ -1,0 +1,409 @@
+import Foundation
+
+/// VTAB-1k's protocol, as VPT and V-PETL Bench run it: for each method, a grid of settings
+/// (learning rate × weight decay by default) is trained on the training split and scored on
+/// validation; the best point is retrained on training + validation for the same number of
+/// epochs, once per seed, and only that run sees the test split.
+///
+/// `graft sweep` and `graft bench graft1k --protocol vtab` run the child processes; this file
+/// holds what they decide and report: the grid, the choice (`GridSearch.best`), the seed
+/// statistics (`SeedStatistics`) and `ProtocolSummary` (`summary.json`, the table).
+
+/// One axis of a grid: a `--set` key and the values it takes, as given.
+public struct GridAxis: Sendable, Equatable {
+  /// The setting (`optim.lr`).
+  public var key: String
+  /// Its values, as text (`1e-3`), in the order given.
+  public var values: [String]
+
+  /// The axis.
+  public init(key: String, values: [String]) {
+    self.key = key
+    self.values = values
+  }
+
+  /// Reads `--grid key=v1,v2,…`; errors say what is wrong with `spec`.
+  public init(parsing spec: String) throws {
+    guard let eq = spec.firstIndex(of: "=") else {
+      throw ConfigError("--grid '\(spec)' is not key=value,value,…")
+    }
+    let key = spec[..<eq].trimmingCharacters(in: .whitespaces)
+    let values = spec[spec.index(after: eq)...].split(
+      separator: ",", omittingEmptySubsequences: false
+    )
+    .map { $0.trimmingCharacters(in: .whitespaces) }
+    guard !key.isEmpty, !values.isEmpty, !values.contains(where: \.isEmpty) else {
+      throw ConfigError("--grid '\(spec)': a key and one or more comma-separated values needed")
+    }
+    guard Set(values).count == values.count else {
+      throw ConfigError("--grid '\(spec)': a value is listed twice")
+    }
+    self.init(key: key, values: values)
+  }
+}
+
+/// Choosing a grid point.
+public enum GridSearch {
+  /// Every combination of the axes' values (the first axis varies slowest), each as one value
+  /// index per axis.
+  public static func points(_ axes: [GridAxis]) -> [[Int]] {
+    var out: [[Int]] = [[]]
+    for axis in axes {
+      out = out.flatMap { p in axis.values.indices.map { p + [$0] } }
+    }
+    return out
+  }
+
+  /// The `--set` assignments of `point`.
+  public static func settings(_ point: [Int], axes: [GridAxis]) -> [String] {
+    zip(axes, point).map { "\($0.key)=\($0.values[$1])" }
+  }
+
+  /// A folder name for `point`: `lr-1e-3_wd-0` (the last part of each key, then its value).
+  public static func folderName(_ point: [Int], axes: [GridAxis]) -> String {
+    zip(axes, point).map { axis, i in
+      let short: String
+      switch axis.key {
+      case "optim.lr": short = "lr"
+      case "optim.weight_decay": short = "wd"
+      default: short = axis.key.replacingOccurrences(of: "method.", with: "")
+      }
+      return "\(short)-\(axis.values[i])"
+    }
+    .joined(separator: "_").replacingOccurrences(of: "/", with: "-")
+  }
+
+  /// Validation scores closer than this are a tie (scores are counts over the validation split,
+  /// averaged over seeds, so real differences are far larger).
+  public static let tieTolerance = 1e-9
+
+  /// The index (into `points`) of the best `scores` (mean validation top-1). Ties go to the
+  /// smaller learning rate, then the smaller weight decay, then the smaller value of each other
+  /// axis in the order given (numbers compared as numbers, other values by their position).
+  public static func best(axes: [GridAxis], points: [[Int]], scores: [Double]) -> Int {
+    precondition(points.count == scores.count && !points.isEmpty)
+    let top = scores.max()!
+    let tied = scores.indices.filter { top - scores[$0] <= tieTolerance }
+    // Axis order of the tie-break: lr, weight decay, then the rest as given.
+    let priority = ["optim.lr", "optim.weight_decay"]
+    let order =
+      priority.compactMap { key in axes.firstIndex { $0.key == key } }
+      + axes.indices.filter { !priority.contains(axes[$0].key) }
+    func smaller(_ a: Int, _ b: Int) -> Bool {
+      for axis in order {
+        let (i, j) = (points[a][axis], points[b][axis])
+        if i == j { continue }
+        let values = axes[axis].values
+        if let x = Double(values[i]), let y = Double(values[j]), x != y { return x < y }
+        return i < j
+      }
+      return a < b
+    }
+    return tied.min(by: smaller)!
+  }
+}
+
+/// Mean, sample standard deviation and the 95 % confidence interval of the mean over seeds
+/// (Student's t with n − 1 degrees of freedom: mean ± t·s/√n).
+public struct SeedStatistics: Sendable, Equatable {
+  /// The values (one per seed).
+  public var values: [Double]
+
+  /// The statistics of `values`.
+  public init(_ values: [Double]) { self.values = values }
+
+  /// Number of values.
+  public var count: Int { values.count }
+  /// Their mean (0 when there are none).
+  public var mean: Double { values.reduce(0, +) / Double(max(values.count, 1)) }
+  /// Sample standard deviation (n − 1); 0 for fewer than two values.
+  public var std: Double {
+    guard values.count > 1 else { return 0 }
+    let m = mean
+    return (values.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(values.count - 1))
+      .squareRoot()
+  }
+  /// Half-width of the 95 % interval, t(0.975, n − 1)·s/√n; nil for fewer than two values.
+  public var halfWidth95: Double? {
+    guard values.count > 1 else { return nil }
+    return SeedStatistics.t975(degreesOfFreedom: values.count - 1) * std
+      / Double(values.count).squareRoot()
+  }
+
+  /// Whether this and `other` are tied: each mean lies inside the other's 95 % interval
+  /// (without intervals, only equal means are tied).
+  public func isTied(with other: SeedStatistics) -> Bool {
+    let d = abs(mean - other.mean)
+    guard let a = halfWidth95, let b = other.halfWidth95 else {
+      return d <= GridSearch.tieTolerance
+    }
+    return d <= min(a, b)
+  }
+
+  /// The 0.975 quantile of Student's t distribution (two-sided 95 %).
+  public static func t975(degreesOfFreedom df: Int) -> Double {
+    precondition(df >= 1)
+    // Standard tables to 30 degrees of freedom.
+    let table: [Double] = [
+      12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+      2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+      2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+    ]
+    if df <= table.count { return table[df - 1] }
+    // Beyond: the normal quantile with the first terms of the Cornish–Fisher expansion.
+    let z = 1.959964
+    let n = Double(df)
+    return z + (z * z * z + z) / (4 * n) + (5 * pow(z, 5) + 16 * z * z * z + 3 * z) / (96 * n * n)
+  }
+}
+
+/// One method on one task under the protocol: the grid's validation scores, the chosen point
+/// and the final runs (one per seed).
+public struct ProtocolResult: Sendable {
+  /// The method.
+  public var method: String
+  /// The task (data reference).
+  public var task: String
+  /// The grid's axes.
+  public var axes: [GridAxis]
+  /// Every grid point (value indices per axis), in `GridSearch.points` order.
+  public var points: [[Int]]
+  /// Validation top-1 of each point for each grid seed (`nil` where the run failed).
+  public var validation: [[Double?]]
+  /// The seeds the grid ran with.
+  public var gridSeeds: [UInt64]
+  /// The chosen point's index.
+  public var chosen: Int
+  /// The final runs (train + validation, tested once), one per seed.
+  public var finals: [RunRecord]
+
+  /// The parts.
+  public init(
+    method: String, task: String, axes: [GridAxis], points: [[Int]], validation: [[Double?]],
+    gridSeeds: [UInt64], chosen: Int, finals: [RunRecord]
+  ) {
+    self.method = method
+    self.task = task
+    self.axes = axes
+    self.points = points
+    self.validation = validation
+    self.gridSeeds = gridSeeds
+    self.chosen = chosen
+    self.finals = finals
+  }
+
+  /// The mean validation top-1 of each point over the grid seeds it finished (-1 when none).
+  public static func meanScores(_ validation: [[Double?]]) -> [Double] {
+    validation.map { v in
+      let done = v.compactMap { $0 }
+      return done.isEmpty ? -1 : done.reduce(0, +) / Double(done.count)
+    }
+  }
+
+  /// Test top-1 statistics over the final runs.
+  public var test: SeedStatistics { SeedStatistics(finals.map(\.testTop1)) }
+
+  /// The 95 % interval of the test top-1 mean, clipped to 0…1 (an accuracy cannot leave it;
+  /// with few seeds and a large spread Student's interval can); nil for fewer than two seeds.
+  public var testInterval: (low: Double, high: Double)? {
+    let s = test
+    return s.halfWidth95.map { (max(0, s.mean - $0), min(1, s.mean + $0)) }
+  }
+
+  /// The chosen settings (`optim.lr=…`).
+  public var chosenSettings: [String] { GridSearch.settings(points[chosen], axes: axes) }
+
+  /// The `summary.json` entry.
+  public var json: [String: Any] {
+    let scores = Self.meanScores(validation)
+    let s = test
+    var out: [String: Any] = [
+      "method": method, "task": task,
+      "grid": axes.map { ["key": $0.key, "values": $0.values] as [String: Any] },
+      "grid_seeds": gridSeeds.map { Int($0) },
+      "points": points.indices.map { i -> [String: Any] in
+        [
+          "settings": GridSearch.settings(points[i], axes: axes),
+          "val_top1": validation[i].map { v -> Any in v.map { $0 as Any } ?? NSNull() },
+          "mean_val_top1": scores[i] < 0 ? NSNull() : scores[i] as Any,
+        ]
+      },
+      "chosen": chosenSettings, "chosen_val_top1": scores[chosen],
+      "seeds": finals.map { Int($0.seed ?? 0) },
+      "test_top1": finals.map(\.testTop1), "test_top1_mean": s.mean, "test_top1_std": s.std,
+      "trainable_parameters": finals.first?.trainableParameters ?? 0,
+      "train_seconds": finals.map(\.trainSeconds).reduce(0, +),
+    ]
+    if let h = s.halfWidth95, let i = testInterval {
+      out["test_top1_ci95"] = [i.low, i.high]
+      out["test_top1_ci95_half_width"] = h
+    }
+    return out
+  }
+}
+
+/// What `graft sweep` writes: every method's `ProtocolResult` on each task.
+public struct ProtocolSummary: Sendable {
+  /// The backbone reference.
+  public var backbone: String
+  /// The tasks, in order.
+  public var tasks: [String]
+  /// Every method × task, task-major.
+  public var results: [ProtocolResult]
+  /// Wall time of the whole sweep, seconds.
+  public var wallSeconds: Double
+
+  /// The parts.
+  public init(backbone: String, tasks: [String], results: [ProtocolResult], wallSeconds: Double) {
+    self.backbone = backbone
+    self.tasks = tasks
+    self.results = results
+    self.wallSeconds = wallSeconds
+  }
+
+  /// Methods in first-result order.
+  public var methods: [String] {
+    var seen: [String] = []
+    for r in results where !seen.contains(r.method) { seen.append(r.method) }
+    return seen
+  }
+
+  /// The result of `method` on `task`.
+  public func result(_ method: String, task: String) -> ProtocolResult? {
+    results.first { $0.method == method && $0.task == task }
+  }
+
+  /// The methods tied with the best one on `task` (its mean inside their 95 % interval and
+  /// theirs inside its), the best included.
+  public func leaders(task: String) -> [String] {
+    let here = results.filter { $0.task == task && !$0.finals.isEmpty }
+    guard let best = here.max(by: { $0.test.mean < $1.test.mean }) else { return [] }
+    return here.filter { $0.method == best.method || $0.test.isTied(with: best.test) }
+      .map(\.method)
+  }
+
+  /// `summary.json`: `protocol` ("vtab"), `backbone`, `tasks`, `results` (one per method and
+  /// task, `ProtocolResult.json`), `leaders` (per task) and `wall_seconds`.
+  public var json: [String: Any] {
+    [
+      "protocol": "vtab", "backbone": backbone, "tasks": tasks,
+      "results": results.map(\.json),
+      "leaders": Dictionary(uniqueKeysWithValues: tasks.map { ($0, leaders(task: $0)) }),
+      "wall_seconds": wallSeconds,
+    ]
+  }
+
+  /// Reads back the `summary.json` a protocol sweep wrote in `folder`, with each final run from
+  /// its folder (`folder(task, method)` names a method's folder); errors name the file and the
+  /// missing part.
+  public static func load(folder: URL, methodFolder: (String, String) -> URL) throws
+    -> ProtocolSummary
+  {
+    let url = folder.appendingPathComponent("summary.json")
+    func bad(_ what: String) -> ConfigError {
+      ConfigError("\(url.path): not a protocol sweep summary (\(what))")
+    }
+    guard let data = try? Data(contentsOf: url),
+      let o = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+    else { throw bad("missing or not JSON") }
+    guard o["protocol"] as? String == "vtab", let backbone = o["backbone"] as? String,
+      let tasks = o["tasks"] as? [String], let rows = o["results"] as? [[String: Any]]
+    else { throw bad("no protocol, backbone, tasks or results") }
+    var results: [ProtocolResult] = []
+    for row in rows {
+      guard let method = row["method"] as? String, let task = row["task"] as? String,
+        let grid = row["grid"] as? [[String: Any]],
+        let pointRows = row["points"] as? [[String: Any]],
+        let chosen = row["chosen"] as? [String], let seeds = row["seeds"] as? [Int]
+      else { throw bad("a result without method, task, grid, points, chosen or seeds") }
+      let axes = try grid.map { a -> GridAxis in
+        guard let key = a["key"] as? String, let values = a["values"] as? [String] else {
+          throw bad("a grid axis without key or values")
+        }
+        return GridAxis(key: key, values: values)
+      }
+      let points = GridSearch.points(axes)
+      var validation = [[Double?]](repeating: [], count: points.count)
+      for p in pointRows {
+        guard let settings = p["settings"] as? [String],
+          let i = points.firstIndex(where: { GridSearch.settings($0, axes: axes) == settings }),
+          let scores = p["val_top1"] as? [Any]
+        else { throw bad("a grid point of \(method) that is not in its grid") }
+        validation[i] = scores.map { $0 as? Double }
+      }
+      guard
+        let choice = points.firstIndex(where: { GridSearch.settings($0, axes: axes) == chosen })
+      else { throw bad("\(method)'s chosen point is not in its grid") }
+      let base = methodFolder(task, method).appendingPathComponent("final")
+      var finals: [RunRecord] = []
+      for seed in seeds {
+        var record = try RunRecord.load(
+          folder: base.appendingPathComponent("seed-\(seed)"), task: task)
+        record.seed = UInt64(seed)
+        finals.append(record)
+      }
+      results.append(
+        ProtocolResult(
+          method: method, task: task, axes: axes, points: points, validation: validation,
+          gridSeeds: (row["grid_seeds"] as? [Int] ?? []).map { UInt64($0) }, chosen: choice,
+          finals: finals))
+    }
+    return ProtocolSummary(
+      backbone: backbone, tasks: tasks, results: results,
+      wallSeconds: o["wall_seconds"] as? Double ?? 0)
+  }
+
+  /// Writes `summary.json` into `folder`, atomically.
+  public func write(to folder: URL) throws {
+    let data = try JSONSerialization.data(
+      withJSONObject: finiteJSON(json),
+      options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])
+    try AtomicFile.write(data + Data("\n".utf8), to: folder.appendingPathComponent("summary.json"))
+  }
+
+  /// The text table: per task, one row per method with the chosen point, its validation
+  /// top-1, the test top-1 mean ± std over seeds, the 95 % interval, and `tied` (within each
+  /// other's interval) or `best` against the task's best method.
+  public func table() -> String {
+    func p(_ s: String, _ w: Int, right: Bool = false) -> String {
+      let fill = String(repeating: " ", count: max(0, w - s.count))
+      return right ? fill + s : s + fill
+    }
+    var lines: [String] = []
+    for task in tasks {
+      let here = results.filter { $0.task == task }
+      guard !here.isEmpty else { continue }
+      let leaders = leaders(task: task)
+      let best = here.filter { !$0.finals.isEmpty }.max { $0.test.mean < $1.test.mean }
+      if !lines.isEmpty { lines.append("") }
+      lines.append(task)
+      lines.append(
+        p("method", 13) + p("chosen", 26) + p("val", 7, right: true)
+          + p("test mean ± std", 17, right: true) + p("95% CI", 15, right: true)
+          + p("seeds", 7, right: true) + "  vs best")
+      for r in here {
+        let s = r.test
+        let chosen = GridSearch.folderName(r.points[r.chosen], axes: r.axes)
+          .replacingOccurrences(of: "_", with: " ")
+        let val = ProtocolResult.meanScores(r.validation)[r.chosen]
+        let figure =
+          r.finals.isEmpty
+          ? "–" : String(format: "%.1f ± %.1f", 100 * s.mean, 100 * s.std)
+        let ci = r.testInterval.map { String(format: "%.1f–%.1f", 100 * $0.low, 100 * $0.high) }
+        let verdict: String
+        if r.finals.isEmpty {
+          verdict = "failed"
+        } else if r.method == best?.method {
+          verdict = leaders.count > 1 ? "best (tied)" : "best"
+        } else {
+          verdict = leaders.contains(r.method) ? "tied" : "below"
+        }
+        lines.append(
+          p(r.method, 13) + p(chosen, 26) + p(String(format: "%.1f", 100 * val), 7, right: true)
+            + p(figure, 17, right: true) + p(ci ?? "–", 15, right: true)
+            + p("\(r.finals.count)", 7, right: true) + "  " + verdict)
+      }
+    }
+    return lines.joined(separator: "\n")
+  }
+}

@@ -1,0 +1,222 @@
+import XCTest
+
+@testable import GraftTasks
+
+/// VTAB-1k's protocol: the grid's choice, the seed statistics, the preset grids and
+/// `graft sweep` end to end.
+final class VTABProtocolTests: XCTestCase {
+  // MARK: The grid
+
+  func testGridAxisParsing() throws {
+    let axis = try GridAxis(parsing: "optim.lr=1e-3, 3e-3,1e-2")
+    XCTAssertEqual(axis, GridAxis(key: "optim.lr", values: ["1e-3", "3e-3", "1e-2"]))
+    for bad in ["optim.lr", "optim.lr=", "optim.lr=1,,2", "=1", "optim.lr=1,1"] {
+      XCTAssertThrowsError(try GridAxis(parsing: bad), bad)
+    }
+  }
+
+  func testGridPointsSettingsAndFolders() {
+    let axes = [
+      GridAxis(key: "optim.lr", values: ["1e-3", "1e-2"]),
+      GridAxis(key: "optim.weight_decay", values: ["0", "1e-4", "1e-2"]),
+    ]
+    let points = GridSearch.points(axes)
+    XCTAssertEqual(points.count, 6)
+    XCTAssertEqual(points[0], [0, 0])
+    XCTAssertEqual(points[1], [0, 1])
+    XCTAssertEqual(points[5], [1, 2])
+    XCTAssertEqual(
+      GridSearch.settings(points[4], axes: axes), ["optim.lr=1e-2", "optim.weight_decay=1e-4"])
+    XCTAssertEqual(GridSearch.folderName(points[4], axes: axes), "lr-1e-2_wd-1e-4")
+  }
+
+  /// The best validation score wins; ties go to the smaller lr (compared as numbers, whatever
+  /// the order given), then to the smaller weight decay.
+  func testBestPointAndTieBreaks() {
+    // Given in descending order so that position and value disagree.
+    let axes = [
+      GridAxis(key: "optim.weight_decay", values: ["1e-2", "0"]),
+      GridAxis(key: "optim.lr", values: ["3e-3", "1e-3", "1e-2"]),
+    ]
+    let points = GridSearch.points(axes)  // wd slowest: (1e-2, lr…), then (0, lr…)
+    func point(lr: String, wd: String) -> Int {
+      points.firstIndex {
+        axes[0].values[$0[0]] == wd && axes[1].values[$0[1]] == lr
+      }!
+    }
+    var scores = [Double](repeating: 0.5, count: points.count)
+    scores[point(lr: "1e-2", wd: "0")] = 0.7
+    XCTAssertEqual(
+      GridSearch.best(axes: axes, points: points, scores: scores), point(lr: "1e-2", wd: "0"))
+    // A tie in score between lr 3e-3 and lr 1e-2: the smaller lr.
+    scores[point(lr: "3e-3", wd: "1e-2")] = 0.7
+    XCTAssertEqual(
+      GridSearch.best(axes: axes, points: points, scores: scores),
+      point(lr: "3e-3", wd: "1e-2"))
+    // Same lr, same score: the smaller weight decay.
+    scores[point(lr: "3e-3", wd: "0")] = 0.7
+    XCTAssertEqual(
+      GridSearch.best(axes: axes, points: points, scores: scores), point(lr: "3e-3", wd: "0"))
+    // Means over seeds that differ only by rounding are a tie too.
+    scores = [Double](repeating: 0.1, count: points.count)
+    scores[point(lr: "1e-2", wd: "0")] = (0.7 + 0.8 + 0.9) / 3
+    scores[point(lr: "1e-3", wd: "0")] = (0.9 + 0.8 + 0.7) / 3
+    XCTAssertEqual(
+      GridSearch.best(axes: axes, points: points, scores: scores), point(lr: "1e-3", wd: "0"))
+  }
+
+  /// Mean, sample std and Student-t intervals against SciPy's figures.
+  func testSeedStatistics() {
+    let s = SeedStatistics([0.80, 0.82, 0.84])
+    XCTAssertEqual(s.mean, 0.82, accuracy: 1e-12)
+    XCTAssertEqual(s.std, 0.02, accuracy: 1e-12)
+    // scipy.stats.t.ppf(0.975, 2) = 4.302653: 4.302653 · 0.02 / √3.
+    XCTAssertEqual(try XCTUnwrap(s.halfWidth95), 0.0496827, accuracy: 5e-5)
+    XCTAssertNil(SeedStatistics([0.8]).halfWidth95)
+    XCTAssertEqual(SeedStatistics([0.8]).std, 0)
+    // t.ppf(0.975, df) for df = 1, 4, 29 (table) and 40, 120 (expansion).
+    for (df, t) in [(1, 12.706205), (4, 2.776445), (29, 2.045230), (40, 2.021075), (120, 1.979930)]
+    {
+      XCTAssertEqual(SeedStatistics.t975(degreesOfFreedom: df), t, accuracy: 1e-3, "df \(df)")
+    }
+    // Tied: each mean inside the other's interval.
+    let a = SeedStatistics([0.80, 0.82, 0.84])  // 0.82 ± 0.0497
+    let b = SeedStatistics([0.83, 0.84, 0.85])  // 0.84 ± 0.0248: 0.02 from a
+    XCTAssertTrue(a.isTied(with: b))
+    XCTAssertTrue(b.isTied(with: a))
+    let c = SeedStatistics([0.89, 0.90, 0.91])  // 0.90 ± 0.0248: 0.08 from a
+    XCTAssertFalse(a.isTied(with: c))
+    XCTAssertFalse(c.isTied(with: a))
+    // b's mean is inside a's interval but a's is outside b's: not tied.
+    let d = SeedStatistics([0.86, 0.865, 0.87])  // 0.865 ± 0.0124
+    XCTAssertFalse(a.isTied(with: d))
+  }
+
+  /// Every method's preset carries a grid: three rates around its recipe's, two decays.
+  func testPresetGrids() throws {
+    let vpt = try TuneConfig.defaultGrid(for: "vpt-deep")
+    XCTAssertEqual(vpt.map(\.key), ["optim.lr", "optim.weight_decay"])
+    XCTAssertEqual(vpt[0].values, ["0.1", "0.25", "0.625"])
+    XCTAssertEqual(vpt[1].values, ["0", "0.0001"])
+    let lora = try TuneConfig.defaultGrid(for: "lora")
+    XCTAssertEqual(lora[0].values, ["0.002", "0.005", "0.0125"])
+    XCTAssertEqual(lora[1].values, ["0", "0.01"])
+    for m in MethodRegistry.all.map(\.name) {
+      var config = try TuneConfig.preset(for: m)
+      for axis in try TuneConfig.defaultGrid(for: m) {
+        XCTAssertEqual(axis.values.count, axis.key == "optim.lr" ? 3 : 2, m)
+        for v in axis.values { XCTAssertNoThrow(try config.set(axis.key, v), "\(m) \(v)") }
+      }
+    }
+  }
+
+  // MARK: graft sweep
+
+  /// `graft sweep` end to end on a tiny backbone: a 2-point grid on train/val, the best point
+  /// (by the grid runs' own validation top-1) retrained on train + val for two seeds, the
+  /// summary's statistics, the heat map, and a second call that reuses every run.
+  func testSweepCommandRunsTheProtocol() throws {
+    let out = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: out) }
+    let args = [
+      "sweep", "--backbone", tinyTimmFolder, "--method", "linear", "--data", "digits",
+      "--grid", "optim.lr=0.3,0.001", "--grid", "optim.weight_decay=0", "--seeds", "2",
+      "--set", "train.epochs=1", "--set", "data.train_samples=100", "--out", out.path, "--quiet",
+    ]
+    let first = try runGraft(args)
+    XCTAssertEqual(first.status, 0, first.err)
+    XCTAssertTrue(first.out.contains("linear") && first.out.contains("best"), first.out)
+    let summary = try XCTUnwrap(
+      JSONSerialization.jsonObject(
+        with: Data(contentsOf: out.appendingPathComponent("summary.json"))) as? [String: Any])
+    let result = try XCTUnwrap((summary["results"] as? [[String: Any]])?.first)
+    let points = try XCTUnwrap(result["points"] as? [[String: Any]])
+    XCTAssertEqual(points.count, 2)
+    // Each point's score is its grid run's validation top-1; the choice is the best of them.
+    var scores: [Double] = []
+    for (p, name) in zip(points, ["lr-0.3_wd-0", "lr-0.001_wd-0"]) {
+      let run = out.appendingPathComponent("linear/grid/\(name)/seed-0")
+      let record = try RunRecord.load(folder: run, task: "digits")
+      let score = try XCTUnwrap(p["mean_val_top1"] as? Double)
+      XCTAssertEqual(score, record.validationTop1, accuracy: 1e-12)
+      XCTAssertTrue(
+        try String(contentsOf: run.appendingPathComponent("tune_config.yaml"), encoding: .utf8)
+          .contains("data.train_on: \"train\""))
+      scores.append(score)
+    }
+    let chosen = try XCTUnwrap(result["chosen"] as? [String])
+    // A tie goes to the smaller lr.
+    XCTAssertEqual(chosen.first, scores[0] > scores[1] + 1e-9 ? "optim.lr=0.3" : "optim.lr=0.001")
+    // The finals: train+val, the chosen lr, one per seed; the statistics are theirs.
+    var tests: [Double] = []
+    for seed in 0..<2 {
+      let run = out.appendingPathComponent("linear/final/seed-\(seed)")
+      let config = try String(
+        contentsOf: run.appendingPathComponent("tune_config.yaml"), encoding: .utf8)
+      XCTAssertTrue(config.contains("data.train_on: \"train+val\""), config)
+      XCTAssertTrue(config.contains("seed: \"\(seed)\""), config)
+      XCTAssertTrue(
+        config.contains("optim.lr: \"\(chosen[0].dropFirst("optim.lr=".count))\""), config)
+      tests.append(try RunRecord.load(folder: run, task: "digits").testTop1)
+    }
+    XCTAssertEqual(result["test_top1"] as? [Double], tests)
+    let stats = SeedStatistics(tests)
+    XCTAssertEqual(try XCTUnwrap(result["test_top1_mean"] as? Double), stats.mean, accuracy: 1e-12)
+    XCTAssertEqual(try XCTUnwrap(result["test_top1_std"] as? Double), stats.std, accuracy: 1e-12)
+    if let h = stats.halfWidth95 {
+      let ci = try XCTUnwrap(result["test_top1_ci95"] as? [Double])
+      XCTAssertEqual(ci[0], max(0, stats.mean - h), accuracy: 1e-12)
+      XCTAssertEqual(ci[1], min(1, stats.mean + h), accuracy: 1e-12)
+      XCTAssertEqual(
+        try XCTUnwrap(result["test_top1_ci95_half_width"] as? Double), h, accuracy: 1e-12)
+    }
+    let page = try String(
+      contentsOf: out.appendingPathComponent("report.html"), encoding: .utf8)
+    XCTAssertEqual(page.components(separatedBy: "data-chosen=\"true\"").count - 1, 1)
+    XCTAssertEqual(page.components(separatedBy: "data-val=").count - 1, 2)
+
+    // graft report rewrites the same page from the folder.
+    try FileManager.default.removeItem(at: out.appendingPathComponent("report.html"))
+    let report = try runGraft(["report", out.path])
+    XCTAssertEqual(report.status, 0, report.err)
+    XCTAssertEqual(
+      try String(contentsOf: out.appendingPathComponent("report.html"), encoding: .utf8)
+        .replacingOccurrences(of: #"· \d+ s ·"#, with: "", options: .regularExpression)
+        .components(separatedBy: "<h2>").dropFirst(),
+      page.replacingOccurrences(of: #"· \d+ s ·"#, with: "", options: .regularExpression)
+        .components(separatedBy: "<h2>").dropFirst())
+
+    // Again: every run is reused, nothing is rewritten.
+    let final = out.appendingPathComponent("linear/final/seed-1/summary.json")
+    let written = try FileManager.default.attributesOfItem(atPath: final.path)[.modificationDate]
+    let again = try runGraft(args)
+    XCTAssertEqual(again.status, 0, again.err)
+    XCTAssertEqual(
+      try FileManager.default.attributesOfItem(atPath: final.path)[.modificationDate] as? Date,
+      written as? Date)
+  }
+
+  /// Bad grids are clear errors before any run.
+  func testSweepCommandRefusesBadGrids() throws {
+    let out = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: out) }
+    for (extra, message) in [
+      (["--grid", "optim.lr"], "key=value"),
+      (["--grid", "optim.nope=1,2"], "unknown key 'optim.nope'"),
+      (["--grid", "optim.lr=1,2", "--grid", "optim.lr=3"], "given twice"),
+    ] {
+      let r = try runGraft(
+        [
+          "sweep", "--backbone", tinyTimmFolder, "--method", "linear", "--data", "digits",
+          "--out", out.path, "--quiet",
+        ] + extra)
+      XCTAssertNotEqual(r.status, 0)
+      XCTAssertTrue(r.err.contains(message), r.err)
+    }
+    XCTAssertFalse(
+      FileManager.default.fileExists(atPath: out.appendingPathComponent("linear").path))
+    let bench = try runGraft(["bench", "graft1k", "--protocol", "nope", "--out", out.path])
+    XCTAssertNotEqual(bench.status, 0)
+    XCTAssertTrue(bench.err.contains("expected default or vtab"), bench.err)
+  }
+}
