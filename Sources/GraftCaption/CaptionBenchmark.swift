@@ -60,9 +60,12 @@ public struct CaptionArmResult: Codable, Sendable {
   public var distinctCaptions: Int
   /// The test captions.
   public var captions: [CaptionEvaluation.Hypothesis]
+  /// The settings the arm ran with (decoder, data, recipe), as the caller records them: a
+  /// finished arm is reused only with the same settings.
+  public var settings: [String: String]?
 
   enum CodingKeys: String, CodingKey {
-    case arm, mode, video, trainable, history, scores, captions
+    case arm, mode, video, trainable, history, scores, captions, settings
     case trainClips = "train_clips"
     case trainSeconds = "train_seconds"
     case evalSeconds = "eval_seconds"
@@ -113,7 +116,7 @@ public enum CaptionBenchmark {
       trainSeconds: trainSeconds, evalSeconds: evalSeconds, peakRSSMiB: nil,
       scores: Dictionary(uniqueKeysWithValues: scores.named), actionNamed: named.named,
       actionCounted: named.of, distinctCaptions: Set(hypotheses.map(\.caption)).count,
-      captions: hypotheses)
+      captions: hypotheses, settings: nil)
     if let out { try write(result, to: out) }
     return result
   }

@@ -111,14 +111,21 @@ struct CaptionArmOptions: ParsableArguments {
       throw CaptionError(.noData, "\(clips.annotations.path): no 'test' clips with captions")
     }
     try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+    let settings = summarySettings(decoderFolder)
     let started = Date()
     var results: [CaptionArmResult] = []
     for (i, arm) in arms.enumerated() {
       let folder = out.appendingPathComponent(arm.name)
       if !fresh, let done = try CaptionBenchmark.readResult(in: folder) {
-        benchProgress("[\(i + 1)/\(arms.count)] \(arm.name): reusing \(folder.path)", json: json)
-        results.append(done)
-        continue
+        if done.settings == settings {
+          benchProgress(
+            "[\(i + 1)/\(arms.count)] \(arm.name): reusing \(folder.path)", json: json)
+          results.append(done)
+          continue
+        }
+        benchProgress(
+          "[\(i + 1)/\(arms.count)] \(arm.name): \(folder.path) ran with other settings; "
+            + "training again", json: json)
       }
       benchProgress("[\(i + 1)/\(arms.count)] \(arm.name): training", json: json)
       try? FileManager.default.removeItem(at: folder)
@@ -134,7 +141,7 @@ struct CaptionArmOptions: ParsableArguments {
       results.append(result)
     }
     try CaptionBenchSummary(
-      settings: summarySettings(decoderFolder), arms: results,
+      settings: settings, arms: results,
       wallSeconds: Date().timeIntervalSince(started)
     ).write(to: out)
     try CaptionReport.write(
@@ -340,6 +347,7 @@ struct BenchCaptionsRow: ParsableCommand {
       decoder: decoder, data: clips, out: URL(fileURLWithPath: out),
       log: quiet ? nil : { FileHandle.standardError.write(Data("    \($0)\n".utf8)) })
     result.peakRSSMiB = peakRSSMiB()
+    result.settings = options.summarySettings(URL(fileURLWithPath: decoderFolder))
     try CaptionBenchmark.write(result, to: URL(fileURLWithPath: out))
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
