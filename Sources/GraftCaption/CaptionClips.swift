@@ -11,6 +11,8 @@ public struct CaptionClips: Sendable {
     public var url: URL
     /// Its reference captions (at least one).
     public var captions: [String]
+    /// Its class label (an action of `ClipSetGenerator.actions` for Graft's clip set), if any.
+    public var label: String?
   }
 
   /// The annotation file.
@@ -52,7 +54,7 @@ public struct CaptionClips: Sendable {
       }
       return Entry(
         videoID: v.videoID, url: folder.appendingPathComponent(v.file ?? v.videoID + ".mp4"),
-        captions: refs)
+        captions: refs, label: v.label)
     }
   }
 }

@@ -30,6 +30,42 @@ public struct CaptionDecoder {
   /// The files besides the weights whose bytes enter `configHash`, those present.
   static let configFiles = ["config.json", "tokenizer.json", "vocab.json", "merges.txt"]
 
+  /// The decoder Graft bundles (`Models/gpt2-wordnet`, pretrained by `graft pretrain
+  /// --modality text`), the default of `graft bench captions` and `graft demo video`.
+  public static let bundledName = "gpt2-wordnet"
+
+  /// The folder `reference` names: an existing folder, or a bare name (no `/`) looked up as
+  /// a bundled model (each folder of `GRAFT_MODELS`, then the repository's `Models/`). Throws
+  /// `CaptionError.missingDecoder` listing the places looked in.
+  public static func resolve(
+    _ reference: String, searchPaths: [URL] = ModelLoader.bundledModelDirectories()
+  ) throws -> URL {
+    var isFolder: ObjCBool = false
+    if FileManager.default.fileExists(atPath: reference, isDirectory: &isFolder) {
+      return URL(fileURLWithPath: reference)
+    }
+    if !reference.contains("/") && !reference.hasPrefix(".") && !reference.hasPrefix("~") {
+      for directory in searchPaths {
+        let candidate = directory.appendingPathComponent(reference)
+        if FileManager.default.fileExists(atPath: candidate.path, isDirectory: &isFolder),
+          isFolder.boolValue
+        {
+          return candidate
+        }
+      }
+      throw CaptionError(
+        .missingDecoder,
+        "\(reference): no such language model folder nor bundled decoder; looked in "
+          + (searchPaths.isEmpty
+            ? "nothing"
+            : searchPaths.map { $0.appendingPathComponent(reference).path }.joined(
+              separator: ", "))
+          + " (set \(ModelLoader.searchPathVariable), or give --decoder a folder)")
+    }
+    throw CaptionError(
+      .missingDecoder, "\(URL(fileURLWithPath: reference).path): no such language model folder")
+  }
+
   /// Loads a Hugging Face model folder (`config.json`, `model.safetensors`, `tokenizer.json` or
   /// `vocab.json` + `merges.txt`). Throws `CaptionError.missingDecoder` for a folder that does
   /// not exist or has no weights, and the decoder's or tokenizer's own errors for bad files.

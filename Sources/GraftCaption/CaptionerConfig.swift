@@ -43,6 +43,12 @@ public struct PLLaVAConfig: OptionTable, Codable, Equatable, Sendable {
   /// prompt template; empty: none. `<|endoftext|>` gives the decoder the start-of-text context
   /// a GPT-2 saw in pretraining.
   public var prompt = ""
+  /// Whether the prefix sees the video. `false` is the no-video baseline of `graft bench
+  /// captions`: the frame tokens are zeroed before the projector, so the visual prefix becomes a
+  /// trained constant (the projector's biases) with the same positions and trainable tensors.
+  /// It learns every caption prior the video arm can (wording, length, the commonest nouns)
+  /// and nothing about the clip, so the gap between the two arms is the video's share.
+  public var video = true
 
   /// The defaults.
   public init() {}
@@ -72,6 +78,9 @@ public struct PLLaVAConfig: OptionTable, Codable, Equatable, Sendable {
     .int("max_new_tokens", \.maxNewTokens, in: 1...4096, "tokens generated at most"),
     ConfigOption(
       "prompt", \.prompt, "text after the visual tokens, before the caption (not a target)"),
+    ConfigOption(
+      "video", \.video,
+      "false: the no-video baseline (frame tokens zeroed, a trained constant prefix)"),
   ]
 
   /// `lora_alpha_eval` as text (`auto` for nil).

@@ -103,9 +103,12 @@ public final class PLLaVACaptioner: Module {
     }
   }
 
-  /// The visual prefix [B, t·h·w, D] of frame tokens [B, T, H, W, E].
+  /// The visual prefix [B, t·h·w, D] of frame tokens [B, T, H, W, E]. Without video
+  /// (`config.video` false) the tokens are replaced by zeros first, so every clip gets the
+  /// same prefix.
   public func visualPrefix(_ frameTokens: Tensor) -> Tensor {
-    projector(frameTokens, pool: config.poolShape)
+    let input = config.video ? frameTokens : Tensor.zeros(frameTokens.shape)
+    return projector(input, pool: config.poolShape)
   }
 
   /// A caption's tokens, cut to `maxTextTokens`, then end-of-text.

@@ -424,7 +424,7 @@ public enum ReportWriter {
   static func pct(_ v: Double) -> String { String(format: "%.1f%%", 100 * v) }
 
   /// `text` with HTML's special characters escaped.
-  static func escape(_ text: String) -> String {
+  public static func escape(_ text: String) -> String {
     text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
       .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
   }

@@ -63,8 +63,9 @@ func runSweep(
 /// (`graft demo points`).
 struct Demo: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "The demos: images (the default) and points.",
-    subcommands: [DemoImages.self, DemoPoints.self], defaultSubcommand: DemoImages.self)
+    abstract: "The demos: images (the default), points and video.",
+    subcommands: [DemoImages.self, DemoPoints.self, DemoVideo.self],
+    defaultSubcommand: DemoImages.self)
 }
 
 /// `graft demo` / `graft demo images`: the main job.
