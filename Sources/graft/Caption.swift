@@ -248,7 +248,7 @@ enum PLLaVARoute {
       }
     }
     if tune.quiet { arguments.append("--quiet") }
-    var command = try CaptionTrain.parse(arguments)
+    let command = try CaptionTrain.parse(arguments)
     try command.run()
   }
 }
