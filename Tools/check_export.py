@@ -78,6 +78,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--graft", default=os.path.join(REPO, ".build", "debug", "graft"))
     ap.add_argument("--work", default="/tmp/graft-export-check")
+    ap.add_argument("--only", default="", help="comma-separated run names (default: all)")
     args = ap.parse_args()
     g, w = args.graft, args.work
     os.makedirs(w, exist_ok=True)
@@ -92,14 +93,18 @@ def main():
     runs = [("lora", "lora", []), ("lora-mixed", "lora", ["--set", "method.targets=q,v,fc1"]),
             ("bitfit", "bitfit", []), ("ln-tune", "ln-tune", []), ("vpt-deep", "vpt-deep", []),
             ("adapter", "adapter", []), ("mp", "mp", []),
-            ("mp-cn2", "mp", ["--set", "method.cross=cn2"]), ("mp+", "mp+", [])]
+            ("mp-cn2", "mp", ["--set", "method.cross=cn2"]), ("mp+", "mp+", []),
+            ("lst", "lst", []), ("lst-layers", "lst", ["--set", "method.layers=1,3,4"]),
+            ("unipt", "unipt", [])]
+    if args.only:
+        runs = [r for r in runs if r[0] in args.only.split(",")]
     for name, method, extra in runs:
         rf = os.path.join(w, name)
         if not os.path.exists(os.path.join(rf, "summary.json")):
             run(g, "tune", "--backbone", "vit-nano-fmnist", "--method", method, "--data",
                 "digits", "--set", "train.epochs=1", *extra, "--out", rf, "--quiet")
         ours = graft_logits(g, rf, paths, os.path.join(w, f"{name}-logits.safetensors"))
-        if method not in ("vpt-deep", "adapter", "mp", "mp+"):  # no timm ViT holds them: ONNX only
+        if method not in ("vpt-deep", "adapter", "mp", "mp+", "lst", "unipt"):  # no timm ViT holds them: ONNX only
             timm_dir = os.path.join(w, f"{name}-timm")
             run(g, "export", "--adapter", rf, "--to", "timm", timm_dir)
             model = timm.create_model("local-dir:" + timm_dir, pretrained=True).eval()

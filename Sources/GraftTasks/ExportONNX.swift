@@ -10,12 +10,15 @@ import Foundation
 /// register tokens, LayerScale or pre-norm, exact GELU, class-token pooling, a fixed input size.
 /// It also writes Moment Probing (`mp`: the first-order head beside the MHC³ second-order head on
 /// the final patch tokens, `MomentProbing.swift`) and `mp+` (PSRP's scale and shift of every MLP
-/// branch as well). Input `pixels` [batch, 3, H, W] (preprocessed), output `logits`
+/// branch as well), and the two side networks that read every hidden state: Ladder Side-Tuning
+/// (`lst`: the narrow side blocks, ladders and gates of `LadderSideTuning.swift`, the gates'
+/// sigmoids evaluated at export) and UniPT (`unipt`: the ReLU/L1 interactions and the layer
+/// softmax of `UniPT.swift`). Input `pixels` [batch, 3, H, W] (preprocessed), output `logits`
 /// [batch, classes].
 public enum ONNXExport {
   /// Methods whose graphs are written.
   public static let methods: Set<String> = TimmExport.mergeable.union([
-    "vpt-shallow", "vpt-deep", "adapter", "mp", "mp+",
+    "vpt-shallow", "vpt-deep", "adapter", "mp", "mp+", "lst", "unipt",
   ])
 
   /// What the graph needs of a Moment Probing run besides its tensors (`mp.*` in the state).
@@ -32,6 +35,16 @@ public enum ONNXExport {
     var plus: Bool
   }
 
+  /// A side network beside the backbone, read from every hidden state.
+  enum SideNetwork {
+    /// LST: the side layers with their gate values μ = sigmoid(α / T), the merge gate's μ,
+    /// the side blocks' head count and width, the final side norm's ε.
+    case ladder(
+      gates: [(layer: Int, mu: Float)], mergeMu: Float, heads: Int, headDim: Int, normEps: Float)
+    /// UniPT: the LayerNorms' ε (its Down, projection layers).
+    case unipt(normEps: Float)
+  }
+
   /// Writes the run in `run` as the ONNX model `out`.
   public static func export(run: URL, to out: URL) throws {
     let loaded = try AdapterCheckpoint.load(run)
@@ -45,8 +58,10 @@ public enum ONNXExport {
     var prompts: [Tensor] = []
     var adapterScale: Float?
     var moments: MomentProbingShape?
+    var side: SideNetwork?
     let method = loaded.method
-    if method is VisualPromptTuning || method is AdaptFormer || method is MomentProbing,
+    if method is VisualPromptTuning || method is AdaptFormer || method is MomentProbing
+      || method is LadderSideTuning || method is UniPT,
       let vit = method.backbone as? VisionTransformer
     {
       // The frozen backbone, the new head, and the method's own tensors.
@@ -76,6 +91,23 @@ public enum ONNXExport {
         moments = MomentProbingShape(
           heads: mp.heads, groupWidth: mp.projectionWidth / mp.heads, pairs: mp.pairs,
           normalizes: mp.normalizesCovariances, plus: mp.plus)
+      }
+      if let lst = method as? LadderSideTuning {
+        for (name, t) in lst.namedParameters(prefix: "lst") where !name.hasPrefix("lst.head.") {
+          state[name] = t
+        }
+        let mu = { (alpha: Tensor) in withNoGrad { lst.gate(alpha).item } }
+        side = .ladder(
+          gates: lst.sideLayers.map { ($0, mu(lst.sideGateParams[$0]!)) },
+          mergeMu: mu(lst.sideGateParamsMergeLast), heads: vit.config.numHeads,
+          headDim: lst.sideWidth / vit.config.numHeads, normEps: lst.finalSideLayerNorm.eps)
+      }
+      if let unipt = method as? UniPT {
+        for (name, t) in unipt.namedParameters(prefix: "unipt")
+        where !name.hasPrefix("unipt.head.") {
+          state[name] = t
+        }
+        side = .unipt(normEps: unipt.projectionLayer.layers.compactMap { $0 as? LayerNorm }[0].eps)
       }
       if let vpt = method as? VisualPromptTuning {
         withNoGrad {
@@ -112,7 +144,7 @@ public enum ONNXExport {
     }
     let bytes = try vitModel(
       state: state, config: c, classes: loaded.config.numClasses, prompts: prompts,
-      adapterScale: adapterScale, moments: moments)
+      adapterScale: adapterScale, moments: moments, side: side)
     try AtomicFile.write(Data(bytes), to: out)
   }
 
@@ -122,7 +154,7 @@ public enum ONNXExport {
   /// Moment Probing's (and `mp+` recalibrates every MLP branch).
   static func vitModel(
     state: [String: Tensor], config c: ViTConfig, classes: Int, prompts: [Tensor] = [],
-    adapterScale: Float? = nil, moments: MomentProbingShape? = nil
+    adapterScale: Float? = nil, moments: MomentProbingShape? = nil, side: SideNetwork? = nil
   ) throws -> [UInt8] {
     let g = ONNXGraph(state: state)
     let d = c.embedDim
@@ -155,66 +187,100 @@ public enum ONNXExport {
       return g.node("Concat", [head, mid, tail], [.int("axis", 1)])
     }
     if !prompts.isEmpty { x = insertPrompts(x, layer: 0, drop: 0) }
-    let scale = g.floats([1 / Float(hd).squareRoot()])
-    for i in 0..<c.depth {
-      if i > 0 && prompts.count > i {
-        x = insertPrompts(x, layer: i, drop: prompts[i - 1].shape[1])
+    /// `full`.weight (transposed) and, when the state has one, `full`.bias: a Linear on `input`.
+    func dense(_ input: String, _ full: String) throws -> String {
+      let wt = g.transposed(try g.tensor(full + ".weight"), name: full + ".weight_t")
+      var y = g.node("MatMul", [input, wt])
+      if state[full + ".bias"] != nil {
+        y = g.node("Add", [y, try g.weight(full + ".bias")])
       }
-      let p = "blocks.\(i)."
-      func dense(_ input: String, _ full: String) throws -> String {
-        let wt = g.transposed(try g.tensor(full + ".weight"), name: full + ".weight_t")
-        var y = g.node("MatMul", [input, wt])
-        if state[full + ".bias"] != nil {
-          y = g.node("Add", [y, try g.weight(full + ".bias")])
-        }
-        return y
-      }
-      func linear(_ input: String, _ name: String) throws -> String { try dense(input, p + name) }
-      func norm(_ input: String, _ name: String) throws -> String {
-        g.node(
-          "LayerNormalization",
-          [input, try g.weight(p + name + ".weight"), try g.weight(p + name + ".bias")],
-          [.int("axis", -1), .float("epsilon", c.normEps)])
-      }
+      return y
+    }
+    func layerNorm(_ input: String, _ full: String, eps: Float) throws -> String {
+      g.node(
+        "LayerNormalization",
+        [input, try g.weight(full + ".weight"), try g.weight(full + ".bias")],
+        [.int("axis", -1), .float("epsilon", eps)])
+    }
+    /// timm's pre-norm ViT block named `p` (`blocks.3.`, or a side block) on `x`, `heads` heads
+    /// `headDim` wide; `mlpBranch` may change the MLP branch given the branch's input.
+    func block(
+      _ x: String, _ p: String, heads: Int, headDim: Int,
+      mlpBranch: (_ branch: String, _ input: String) throws -> String = { b, _ in b }
+    ) throws -> String {
+      let width = heads * headDim
       // Attention: qkv [B, N, 3D] → [3, B, H, N, hd].
-      var qkv = try linear(try norm(x, "norm1"), "attn.qkv")
-      qkv = g.node("Reshape", [qkv, g.ints([0, 0, 3, heads, hd])])
+      var qkv = try dense(try layerNorm(x, p + "norm1", eps: c.normEps), p + "attn.qkv")
+      qkv = g.node("Reshape", [qkv, g.ints([0, 0, 3, heads, headDim])])
       qkv = g.node("Transpose", [qkv], [.ints("perm", [2, 0, 3, 1, 4])])
       let q = g.node("Gather", [qkv, g.ints([0], scalar: true)], [.int("axis", 0)])
       let k = g.node("Gather", [qkv, g.ints([1], scalar: true)], [.int("axis", 0)])
       let v = g.node("Gather", [qkv, g.ints([2], scalar: true)], [.int("axis", 0)])
       let kt = g.node("Transpose", [k], [.ints("perm", [0, 1, 3, 2])])
+      let scale = g.floats([1 / Float(headDim).squareRoot()])
       let logits = g.node("MatMul", [g.node("Mul", [q, scale]), kt])
       var a = g.node("MatMul", [g.node("Softmax", [logits], [.int("axis", -1)]), v])
       a = g.node("Transpose", [a], [.ints("perm", [0, 2, 1, 3])])
-      a = g.node("Reshape", [a, g.ints([0, 0, d])])
-      x = g.node("Add", [x, try linear(a, "attn.proj")])
+      a = g.node("Reshape", [a, g.ints([0, 0, width])])
+      let y = g.node("Add", [x, try dense(a, p + "attn.proj")])
       // MLP with exact GELU: 0.5·h·(1 + erf(h / √2)).
-      let h = try linear(try norm(x, "norm2"), "mlp.fc1")
+      let h = try dense(try layerNorm(y, p + "norm2", eps: c.normEps), p + "mlp.fc1")
       let erf = g.node("Erf", [g.node("Div", [h, g.floats([Float(2).squareRoot()])])])
       let gelu = g.node(
         "Mul", [g.node("Mul", [h, g.node("Add", [erf, g.floats([1])])]), g.floats([0.5])])
-      var branch = try linear(gelu, "mlp.fc2")
-      if let adapterScale {
-        // AdaptFormer.swift: the MLP branch plus up(relu(down(x)))·scale on the branch input.
-        let a = "adapter.blocks.\(i)."
-        let down = g.node("Relu", [try dense(x, a + "down")])
-        let up = g.node("Mul", [try dense(down, a + "up"), g.floats([adapterScale])])
-        branch = g.node("Add", [branch, up])
+      return g.node("Add", [y, try mlpBranch(try dense(gelu, p + "mlp.fc2"), y)])
+    }
+    // What the side networks read: the sequence entering block 0, then every block's output.
+    var hidden = [x]
+    for i in 0..<c.depth {
+      if i > 0 && prompts.count > i {
+        x = insertPrompts(x, layer: i, drop: prompts[i - 1].shape[1])
       }
-      if moments?.plus == true {
-        // PSRP (MomentProbing.swift): s = relu(down(x)); the branch becomes b + (1 + w)·branch.
-        let r = "mp.blocks.\(i).psrp."
-        let s = g.node("Relu", [try dense(x, r + "down")])
-        let w = g.node("Add", [try dense(s, r + "up_weight"), g.floats([1])])
-        branch = g.node("Add", [try dense(s, r + "up_bias"), g.node("Mul", [w, branch])])
+      x = try block(x, "blocks.\(i).", heads: heads, headDim: hd) { branch, input in
+        var branch = branch
+        if let adapterScale {
+          // AdaptFormer.swift: the MLP branch plus up(relu(down(x)))·scale on the branch input.
+          let a = "adapter.blocks.\(i)."
+          let down = g.node("Relu", [try dense(input, a + "down")])
+          let up = g.node("Mul", [try dense(down, a + "up"), g.floats([adapterScale])])
+          branch = g.node("Add", [branch, up])
+        }
+        if moments?.plus == true {
+          // PSRP (MomentProbing.swift): s = relu(down(x)); the branch becomes b + (1 + w)·branch.
+          let r = "mp.blocks.\(i).psrp."
+          let s = g.node("Relu", [try dense(input, r + "down")])
+          let w = g.node("Add", [try dense(s, r + "up_weight"), g.floats([1])])
+          branch = g.node("Add", [try dense(s, r + "up_bias"), g.node("Mul", [w, branch])])
+        }
+        return branch
       }
-      x = g.node("Add", [x, branch])
+      hidden.append(x)
     }
     let n = g.node(
       "LayerNormalization", [x, try g.weight("norm.weight"), try g.weight("norm.bias")],
       [.int("axis", -1), .float("epsilon", c.normEps)])
-    let pooled = g.node("Gather", [n, g.ints([0], scalar: true)], [.int("axis", 1)])
+    /// `μ·a + (1 − μ)·b`.
+    func mix(_ a: String, _ b: String, _ mu: Float) -> String {
+      g.node("Add", [g.node("Mul", [g.node("Sub", [a, b]), g.floats([mu])]), b])
+    }
+    var tokens = n
+    switch side {
+    case .ladder(let gates, let mergeMu, let sideHeads, let sideHeadDim, let normEps):
+      // LadderSideTuning.mergedTokens: ladders from block i's output into side block i.
+      var h = try dense(hidden[0], "lst.side_first_downsample")
+      for (i, mu) in gates {
+        h = mix(h, try dense(hidden[i + 1], "lst.side_downsamples.\(i)"), mu)
+        h = try block(h, "lst.side_blocks.\(i).", heads: sideHeads, headDim: sideHeadDim)
+      }
+      h = try layerNorm(h, "lst.final_side_layer_norm", eps: normEps)
+      tokens = mix(try dense(h, "lst.side_final_upsample"), n, mergeMu)
+    case .unipt(let eps):
+      tokens = try uniptTokens(
+        g, states: Array(hidden.dropLast()), final: n, eps: eps, dense: dense, layerNorm: layerNorm)
+    case nil:
+      break
+    }
+    let pooled = g.node("Gather", [tokens, g.ints([0], scalar: true)], [.int("axis", 1)])
     let wt = g.transposed(try g.tensor("head.weight"), name: "head.weight_t")
     let first = g.node("Add", [g.node("MatMul", [pooled, wt]), try g.weight("head.bias")])
     if let moments {
@@ -233,6 +299,53 @@ public enum ONNXExport {
 }
 
 extension ONNXExport {
+  /// `UniPT.fuse`: the final tokens `final` [B, N, D] plus UniPT's correction from the key
+  /// states `states` (the sequence entering block 0 and the outputs of blocks 0 … L−2).
+  static func uniptTokens(
+    _ g: ONNXGraph, states: [String], final: String, eps: Float,
+    dense: (String, String) throws -> String,
+    layerNorm: (String, String, Float) throws -> String
+  ) throws -> String {
+    func down(_ x: String, _ l: Int) throws -> String {
+      let p = "unipt.downsample_layers.\(l)."
+      return try layerNorm(try dense(x, p + "0"), p + "1", eps)
+    }
+    let anchor = try down(final, states.count)
+    let anchorMean = g.node("ReduceMean", [anchor], [.ints("axes", [1]), .int("keepdims", 0)])
+    var merged: [String] = []
+    var confidences: [String] = []
+    for (l, state) in states.enumerated() {
+      let t = try down(state, l)
+      let scores = g.node(
+        "Relu", [g.node("MatMul", [anchor, g.node("Transpose", [t], [.ints("perm", [0, 2, 1])])])])
+      let sum = g.node("ReduceSum", [scores, g.ints([-1])], [.int("keepdims", 1)])
+      let weights = g.node(
+        "Div", [scores, g.node("Add", [sum, g.floats([UniPT.l1Epsilon])])])
+      merged.append(g.node("Add", [g.node("MatMul", [weights, t]), t]))
+      let tokenMean = g.node("ReduceMean", [t], [.ints("axes", [1]), .int("keepdims", 0)])
+      confidences.append(try dense(g.node("Mul", [anchorMean, tokenMean]), "unipt.gate_layer"))
+    }
+    // Softmax over the layers, then their weighted sum.
+    let layerWeights = g.node(
+      "Softmax", [g.node("Concat", confidences, [.int("axis", 1)])], [.int("axis", 1)])
+    var m: String?
+    for (l, ml) in merged.enumerated() {
+      let w = g.node(
+        "Reshape",
+        [
+          g.node("Slice", [layerWeights, g.ints([l]), g.ints([l + 1]), g.ints([1])]),
+          g.ints([-1, 1, 1]),
+        ])
+      let term = g.node("Mul", [ml, w])
+      m = m.map { g.node("Add", [$0, term]) } ?? term
+    }
+    let projected = try layerNorm(
+      try dense(m!, "unipt.projection_layer.0"), "unipt.projection_layer.1", eps)
+    let output = g.node("Add", [anchor, projected])
+    return g.node(
+      "Add", [final, try dense(g.node("Relu", [output]), "unipt.upsample_layer.1")])
+  }
+
   /// MHC³'s logits from the final patch tokens `patches` [B, N, D], N = `tokens`, as
   /// `MomentProbing.secondOrderFeature` and `classifier2` compute them.
   static func momentProbingHead(

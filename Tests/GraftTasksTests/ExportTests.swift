@@ -104,10 +104,10 @@ final class ExportTests: XCTestCase {
     XCTAssertThrowsError(try TimmExport.export(run: vpt, to: folder.appendingPathComponent("y"))) {
       XCTAssertTrue("\($0)".contains("--to onnx"), "\($0)")
     }
-    let (lst, _) = try makeRun("lst")
+    let (hst, _) = try makeRun("hst")
     XCTAssertThrowsError(
-      try ONNXExport.export(run: lst, to: folder.appendingPathComponent("lst.onnx"))
-    ) { XCTAssertTrue("\($0)".contains("does not write lst graphs"), "\($0)") }
+      try ONNXExport.export(run: hst, to: folder.appendingPathComponent("hst.onnx"))
+    ) { XCTAssertTrue("\($0)".contains("does not write hst graphs"), "\($0)") }
     XCTAssertThrowsError(try PEFTLoRA.export(run: vpt, to: folder.appendingPathComponent("z"))) {
       XCTAssertTrue("\($0)".contains("lora runs"), "\($0)")
     }
