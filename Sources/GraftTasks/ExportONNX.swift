@@ -13,12 +13,14 @@ import Foundation
 /// branch as well), and the two side networks that read every hidden state: Ladder Side-Tuning
 /// (`lst`: the narrow side blocks, ladders and gates of `LadderSideTuning.swift`, the gates'
 /// sigmoids evaluated at export) and UniPT (`unipt`: the ReLU/L1 interactions and the layer
-/// softmax of `UniPT.swift`). Input `pixels` [batch, 3, H, W] (preprocessed), output `logits`
+/// softmax of `UniPT.swift`), and Hierarchical Side-Tuning (`hst`: meta tokens before every
+/// block, the trained block norms, and the four-stage side network of
+/// `HierarchicalSideTuning.swift` with its BatchNorms at their running statistics). Input `pixels` [batch, 3, H, W] (preprocessed), output `logits`
 /// [batch, classes].
 public enum ONNXExport {
   /// Methods whose graphs are written.
   public static let methods: Set<String> = TimmExport.mergeable.union([
-    "vpt-shallow", "vpt-deep", "adapter", "mp", "mp+", "lst", "unipt",
+    "vpt-shallow", "vpt-deep", "adapter", "mp", "mp+", "lst", "unipt", "hst",
   ])
 
   /// What the graph needs of a Moment Probing run besides its tensors (`mp.*` in the state).
@@ -43,6 +45,11 @@ public enum ONNXExport {
       gates: [(layer: Int, mu: Float)], mergeMu: Float, heads: Int, headDim: Int, normEps: Float)
     /// UniPT: the LayerNorms' ε (its Down, projection layers).
     case unipt(normEps: Float)
+    /// HST: meta tokens per block; per stage its width, heads and backbone layers; the ε of
+    /// the stem's BatchNorm and of the head's.
+    case hierarchical(
+      metaTokens: Int, stages: [(width: Int, heads: Int, layers: Range<Int>)], stemEps: Float,
+      headEps: Float)
   }
 
   /// Writes the run in `run` as the ONNX model `out`.
@@ -61,7 +68,7 @@ public enum ONNXExport {
     var side: SideNetwork?
     let method = loaded.method
     if method is VisualPromptTuning || method is AdaptFormer || method is MomentProbing
-      || method is LadderSideTuning || method is UniPT,
+      || method is LadderSideTuning || method is UniPT || method is HierarchicalSideTuning,
       let vit = method.backbone as? VisionTransformer
     {
       // The frozen backbone, the new head, and the method's own tensors.
@@ -108,6 +115,25 @@ public enum ONNXExport {
           state[name] = t
         }
         side = .unipt(normEps: unipt.projectionLayer.layers.compactMap { $0 as? LayerNorm }[0].eps)
+      }
+      if let hst = method as? HierarchicalSideTuning {
+        // The side network's tensors, and the BatchNorms' running statistics (state buffers);
+        // the trained block norms are the backbone's own tensors above.
+        for (name, t) in hst.namedParameters(prefix: "hst")
+        where !name.hasPrefix("hst.head.") && !name.hasPrefix("hst.backbone.") {
+          state[name] = t
+        }
+        for (name, bn) in [
+          ("hst.stages.0.embed.bn", hst.stages[0].embed.bn!), ("hst.head_norm", hst.headNorm),
+        ] {
+          state[name + ".running_mean"] = bn.runningMean
+          state[name + ".running_var"] = bn.runningVar
+        }
+        side = .hierarchical(
+          metaTokens: hst.metaTokenCount,
+          stages: hst.stages.enumerated().map { s, stage in
+            (stage.width, stage.blocks.first?.attn.heads ?? 1, hst.stageLayers[s])
+          }, stemEps: hst.stages[0].embed.bn!.eps, headEps: hst.headNorm.eps)
       }
       if let vpt = method as? VisualPromptTuning {
         withNoGrad {
@@ -232,9 +258,17 @@ public enum ONNXExport {
     }
     // What the side networks read: the sequence entering block 0, then every block's output.
     var hidden = [x]
+    var taps: [(meta: String, features: String)] = []
     for i in 0..<c.depth {
       if i > 0 && prompts.count > i {
         x = insertPrompts(x, layer: i, drop: prompts[i - 1].shape[1])
+      }
+      if case .hierarchical(let metaCount, _, _, _) = side {
+        // HST's beforeBlock: block i's meta tokens before the class token.
+        let rows = g.node("Concat", [batch, g.ints([metaCount, d])], [.int("axis", 0)])
+        x = g.node(
+          "Concat", [g.node("Expand", [try g.weight("hst.meta_tokens.\(i)"), rows]), x],
+          [.int("axis", 1)])
       }
       x = try block(x, "blocks.\(i).", heads: heads, headDim: hd) { branch, input in
         var branch = branch
@@ -253,6 +287,25 @@ public enum ONNXExport {
           branch = g.node("Add", [try dense(s, r + "up_bias"), g.node("Mul", [w, branch])])
         }
         return branch
+      }
+      if case .hierarchical(let metaCount, let stages, _, _) = side {
+        // HST's afterBlock: the bridged, normed meta rows and the bridged patch rows as a map;
+        // the meta rows are stripped.
+        let stage = stages.firstIndex { $0.layers.contains(i) }!
+        let bridge = "hst.stages.\(stage).bridge"
+        let metaRows = g.node("Slice", [x, g.ints([0]), g.ints([metaCount]), g.ints([1])])
+        let meta = try layerNorm(
+          try dense(metaRows, bridge), "hst.meta_norms.\(i)", eps: 1e-5)
+        let patchRows = g.node(
+          "Slice", [x, g.ints([metaCount + 1]), g.ints([Int(Int32.max)]), g.ints([1])])
+        let features = g.node(
+          "Reshape",
+          [
+            g.node("Transpose", [try dense(patchRows, bridge)], [.ints("perm", [0, 2, 1])]),
+            g.ints([0, stages[stage].width, c.gridSize.height, c.gridSize.width]),
+          ])
+        taps.append((meta, features))
+        x = g.node("Slice", [x, g.ints([metaCount]), g.ints([Int(Int32.max)]), g.ints([1])])
       }
       hidden.append(x)
     }
@@ -277,6 +330,20 @@ public enum ONNXExport {
     case .unipt(let eps):
       tokens = try uniptTokens(
         g, states: Array(hidden.dropLast()), final: n, eps: eps, dense: dense, layerNorm: layerNorm)
+    case .hierarchical(_, let stages, let stemEps, let headEps):
+      let features = try hstFeatures(
+        g, stages: stages, taps: taps, stemEps: stemEps, dense: dense, layerNorm: layerNorm)
+      // Mean over the last stage's tokens → BatchNorm1d (running statistics, no affine) → head.
+      let bn = "hst.head_norm"
+      let scale = try g.tensor(bn + ".running_var").scalars.map { 1 / ($0 + headEps).squareRoot() }
+      let normed = g.node(
+        "Mul", [g.node("Sub", [features, try g.weight(bn + ".running_mean")]), g.floats(scale)])
+      let wt = g.transposed(try g.tensor("head.weight"), name: "head.weight_t")
+      _ = g.node(
+        "Add", [g.node("MatMul", [normed, wt]), try g.weight("head.bias")], output: "logits")
+      return g.model(
+        input: ("pixels", ["batch", "3", "\(c.imgSize.height)", "\(c.imgSize.width)"]),
+        output: ("logits", ["batch", "\(classes)"]))
     case nil:
       break
     }
@@ -299,6 +366,97 @@ public enum ONNXExport {
 }
 
 extension ONNXExport {
+  /// HST's side network (`HierarchicalSideTuning.sideNetwork`) on the input `pixels` and the
+  /// blocks' `taps`: the mean of the last stage's tokens, [B, width].
+  static func hstFeatures(
+    _ g: ONNXGraph, stages: [(width: Int, heads: Int, layers: Range<Int>)],
+    taps: [(meta: String, features: String)], stemEps: Float,
+    dense: (String, String) throws -> String,
+    layerNorm: (String, String, Float) throws -> String
+  ) throws -> String {
+    func conv(_ x: String, _ name: String, kernel: Int, stride: Int, pad: Int) throws -> String {
+      var inputs = [x, try g.weight(name + ".weight")]
+      if g.state[name + ".bias"] != nil { inputs.append(try g.weight(name + ".bias")) }
+      return g.node(
+        "Conv", inputs,
+        [
+          .ints("kernel_shape", [kernel, kernel]), .ints("strides", [stride, stride]),
+          .ints("pads", [pad, pad, pad, pad]),
+        ])
+    }
+    func gelu(_ h: String) -> String {
+      let erf = g.node("Erf", [g.node("Div", [h, g.floats([Float(2).squareRoot()])])])
+      return g.node(
+        "Mul", [g.node("Mul", [h, g.node("Add", [erf, g.floats([1])])]), g.floats([0.5])])
+    }
+    var map = "pixels"
+    var tokens = ""
+    for (s, stage) in stages.enumerated() {
+      let p = "hst.stages.\(s)."
+      let c = stage.width
+      // The stage's embedding, as a map [B, C, h, w]; its sides are static (fixed input size).
+      if s == 0 {
+        let bn = p + "embed.bn"
+        var y = try conv(map, p + "embed.conv1", kernel: 3, stride: 2, pad: 1)
+        y = g.node(
+          "BatchNormalization",
+          [
+            y, try g.weight(bn + ".weight"), try g.weight(bn + ".bias"),
+            try g.weight(bn + ".running_mean"), try g.weight(bn + ".running_var"),
+          ], [.float("epsilon", stemEps)])
+        map = try conv(g.node("Relu", [y]), p + "embed.conv2", kernel: 2, stride: 2, pad: 0)
+      } else {
+        map = try conv(map, p + "embed.proj", kernel: 3, stride: 2, pad: 1)
+      }
+      let sizes = g.node("Shape", [map])
+      var x = try layerNorm(
+        g.node(
+          "Transpose", [g.node("Reshape", [map, g.ints([0, c, -1])])], [.ints("perm", [0, 2, 1])]),
+        p + "embed.norm", 1e-5)
+      for (j, layer) in stage.layers.enumerated() {
+        // The layer's features resized to the stage's map (bilinear, half-pixel: PyTorch's
+        // align_corners=False), as tokens; the context is its meta rows and their mean.
+        let resized = g.node(
+          "Resize", [taps[layer].features, "", "", sizes],
+          [.string("mode", "linear"), .string("coordinate_transformation_mode", "half_pixel")])
+        let features = g.node(
+          "Transpose", [g.node("Reshape", [resized, g.ints([0, c, -1])])],
+          [.ints("perm", [0, 2, 1])])
+        let mean = g.node("ReduceMean", [features], [.ints("axes", [1]), .int("keepdims", 1)])
+        let kv = g.node("Concat", [taps[layer].meta, mean], [.int("axis", 1)])
+        let b = p + "blocks.\(j)."
+        let dh = c / stage.heads
+        func heads(_ t: String) -> String {
+          g.node(
+            "Transpose", [g.node("Reshape", [t, g.ints([0, 0, stage.heads, dh])])],
+            [.ints("perm", [0, 2, 1, 3])])
+        }
+        let xn = try layerNorm(x, b + "norm1", 1e-6)
+        let q = heads(try dense(xn, b + "attn.q"))
+        let k = heads(try dense(kv, b + "attn.k"))
+        let v = heads(try dense(kv, b + "attn.v"))
+        let logits = g.node(
+          "MatMul",
+          [
+            g.node("Mul", [q, g.floats([1 / Float(dh).squareRoot()])]),
+            g.node("Transpose", [k], [.ints("perm", [0, 1, 3, 2])]),
+          ])
+        var a = g.node("MatMul", [g.node("Softmax", [logits], [.int("axis", -1)]), v])
+        a = g.node(
+          "Reshape",
+          [g.node("Transpose", [a], [.ints("perm", [0, 2, 1, 3])]), g.ints([0, 0, c])])
+        let y = g.node("Add", [g.node("Add", [x, try dense(a, b + "attn.proj")]), features])
+        let h = gelu(try dense(try layerNorm(y, b + "norm2", 1e-6), b + "mlp.fc1"))
+        x = g.node("Add", [y, try dense(h, b + "mlp.fc2")])
+      }
+      x = try layerNorm(x, p + "norm", 1e-6)
+      tokens = x
+      // The next stage embeds this one's tokens as a map of the same sides.
+      map = g.node("Reshape", [g.node("Transpose", [x], [.ints("perm", [0, 2, 1])]), sizes])
+    }
+    return g.node("ReduceMean", [tokens], [.ints("axes", [1]), .int("keepdims", 0)])
+  }
+
   /// `UniPT.fuse`: the final tokens `final` [B, N, D] plus UniPT's correction from the key
   /// states `states` (the sequence entering block 0 and the outputs of blocks 0 … L−2).
   static func uniptTokens(
@@ -422,6 +580,7 @@ final class ONNXGraph {
     case int(String, Int)
     case ints(String, [Int])
     case float(String, Float)
+    case string(String, String)
   }
 
   let state: [String: Tensor]
@@ -515,6 +674,10 @@ final class ONNXGraph {
         w.string(1, name)
         w.float(2, v)
         w.int(20, 1)  // FLOAT
+      case .string(let name, let v):
+        w.string(1, name)
+        w.string(4, v)
+        w.int(20, 3)  // STRING
       }
       p.message(5, w)
     }

@@ -104,12 +104,28 @@ final class ExportTests: XCTestCase {
     XCTAssertThrowsError(try TimmExport.export(run: vpt, to: folder.appendingPathComponent("y"))) {
       XCTAssertTrue("\($0)".contains("--to onnx"), "\($0)")
     }
-    let (hst, _) = try makeRun("hst")
+    let (idpt, _) = try makeRun("idpt")
     XCTAssertThrowsError(
-      try ONNXExport.export(run: hst, to: folder.appendingPathComponent("hst.onnx"))
-    ) { XCTAssertTrue("\($0)".contains("does not write hst graphs"), "\($0)") }
+      try ONNXExport.export(run: idpt, to: folder.appendingPathComponent("idpt.onnx"))
+    ) { XCTAssertTrue("\($0)".contains("does not write idpt graphs"), "\($0)") }
     XCTAssertThrowsError(try PEFTLoRA.export(run: vpt, to: folder.appendingPathComponent("z"))) {
       XCTAssertTrue("\($0)".contains("lora runs"), "\($0)")
+    }
+  }
+
+  /// Every method `--to onnx` lists writes a graph on the bundled backbone: the export finds
+  /// each tensor it names, and the file holds at least the backbone's and the method's trained
+  /// values as float32. (onnxruntime's logits are compared in Tools/check_export.py.)
+  func testEveryListedMethodWritesAnONNXGraph() throws {
+    for method in ONNXExport.methods.sorted() {
+      let (run, m) = try makeRun(method)
+      let out = folder.appendingPathComponent("\(method).onnx")
+      XCTAssertNoThrow(try ONNXExport.export(run: run, to: out), method)
+      let size = (try? FileManager.default.attributesOfItem(atPath: out.path)[.size] as? Int) ?? 0
+      let backbone = m.backbone.namedParameters().reduce(0) { $0 + $1.1.count }
+      XCTAssertGreaterThan(size, 4 * backbone, method)
+      let trained = m.trainableTensors().reduce(0) { $0 + $1.1.count }
+      XCTAssertGreaterThan(size, 4 * trained, method)
     }
   }
 
