@@ -96,7 +96,10 @@ def main():
             ("mp-cn2", "mp", ["--set", "method.cross=cn2"]), ("mp+", "mp+", []),
             ("lst", "lst", []), ("lst-layers", "lst", ["--set", "method.layers=1,3,4"]),
             ("unipt", "unipt", []), ("hst", "hst", []),
-            ("hst-meta2", "hst", ["--set", "method.meta_tokens=2", "--set", "method.depths=1,2,0,3"])]
+            ("hst-meta2", "hst", ["--set", "method.meta_tokens=2", "--set", "method.depths=1,2,0,3"]),
+            ("idpt", "idpt", []),
+            ("idpt-layer3", "idpt", ["--set", "method.prompt_layer=3", "--set", "method.k=8",
+                                     "--set", "method.head=promptcls"])]
     if args.only:
         runs = [r for r in runs if r[0] in args.only.split(",")]
     for name, method, extra in runs:
@@ -105,7 +108,7 @@ def main():
             run(g, "tune", "--backbone", "vit-nano-fmnist", "--method", method, "--data",
                 "digits", "--set", "train.epochs=1", *extra, "--out", rf, "--quiet")
         ours = graft_logits(g, rf, paths, os.path.join(w, f"{name}-logits.safetensors"))
-        if method not in ("vpt-deep", "adapter", "mp", "mp+", "lst", "unipt", "hst"):  # no timm ViT holds them: ONNX only
+        if method not in ("vpt-deep", "adapter", "mp", "mp+", "lst", "unipt", "hst", "idpt"):  # no timm ViT holds them: ONNX only
             timm_dir = os.path.join(w, f"{name}-timm")
             run(g, "export", "--adapter", rf, "--to", "timm", timm_dir)
             model = timm.create_model("local-dir:" + timm_dir, pretrained=True).eval()

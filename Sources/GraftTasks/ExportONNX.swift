@@ -15,12 +15,14 @@ import Foundation
 /// sigmoids evaluated at export) and UniPT (`unipt`: the ReLU/L1 interactions and the layer
 /// softmax of `UniPT.swift`), and Hierarchical Side-Tuning (`hst`: meta tokens before every
 /// block, the trained block norms, and the four-stage side network of
-/// `HierarchicalSideTuning.swift` with its BatchNorms at their running statistics). Input `pixels` [batch, 3, H, W] (preprocessed), output `logits`
+/// `HierarchicalSideTuning.swift` with its BatchNorms at their running statistics), and IDPT on a
+/// ViT (`idpt`: the prompt generator's EdgeConvs on an exact kNN graph, its BatchNorms at their
+/// running statistics, and the 256-wide head of `IDPT.swift`). Input `pixels` [batch, 3, H, W] (preprocessed), output `logits`
 /// [batch, classes].
 public enum ONNXExport {
   /// Methods whose graphs are written.
   public static let methods: Set<String> = TimmExport.mergeable.union([
-    "vpt-shallow", "vpt-deep", "adapter", "mp", "mp+", "lst", "unipt", "hst",
+    "vpt-shallow", "vpt-deep", "adapter", "mp", "mp+", "lst", "unipt", "hst", "idpt",
   ])
 
   /// What the graph needs of a Moment Probing run besides its tensors (`mp.*` in the state).
@@ -35,6 +37,18 @@ public enum ONNXExport {
     var normalizes: Bool
     /// Whether every block's MLP branch has a PSRP (`mp+`).
     var plus: Bool
+  }
+
+  /// What the graph needs of an IDPT run besides its tensors (`idpt.*` in the state).
+  struct InstancePromptShape {
+    /// The block the prompt is inserted before.
+    var layer: Int
+    /// Neighbours per token in the generator's graphs.
+    var k: Int
+    /// What the head reads.
+    var head: IDPT.HeadInput
+    /// The ε of each BatchNorm, by its name in the state.
+    var eps: [String: Float]
   }
 
   /// A side network beside the backbone, read from every hidden state.
@@ -66,9 +80,11 @@ public enum ONNXExport {
     var adapterScale: Float?
     var moments: MomentProbingShape?
     var side: SideNetwork?
+    var instancePrompt: InstancePromptShape?
     let method = loaded.method
     if method is VisualPromptTuning || method is AdaptFormer || method is MomentProbing
-      || method is LadderSideTuning || method is UniPT || method is HierarchicalSideTuning,
+      || method is LadderSideTuning || method is UniPT || method is HierarchicalSideTuning
+      || method is IDPT,
       let vit = method.backbone as? VisionTransformer
     {
       // The frozen backbone, the new head, and the method's own tensors.
@@ -115,6 +131,30 @@ public enum ONNXExport {
           state[name] = t
         }
         side = .unipt(normEps: unipt.projectionLayer.layers.compactMap { $0 as? LayerNorm }[0].eps)
+      }
+      if let idpt = method as? IDPT {
+        // The generator, prompt position and head, with the BatchNorms' running statistics;
+        // the trained class token is the backbone's own tensor above.
+        for (name, t) in idpt.namedParameters(prefix: "idpt")
+        where !name.hasPrefix("idpt.head.") && !name.hasPrefix("idpt.backbone.") {
+          state[name] = t
+        }
+        state["idpt.prompt_pos"] = idpt.promptPos
+        var norms: [(String, BatchNorm)] = idpt.edgeConvs.enumerated().map {
+          ("idpt.generator.conv\($0 + 1).1", $1.norm)
+        }
+        norms += [
+          ("idpt.generator.conv5.1", idpt.fuse.norm), ("idpt.head_bn1", idpt.headBN1),
+          ("idpt.head_bn2", idpt.headBN2),
+        ]
+        var eps: [String: Float] = [:]
+        for (name, bn) in norms {
+          state[name + ".running_mean"] = bn.runningMean
+          state[name + ".running_var"] = bn.runningVar
+          eps[name] = bn.eps
+        }
+        instancePrompt = InstancePromptShape(
+          layer: idpt.promptLayer, k: idpt.k, head: idpt.headInput, eps: eps)
       }
       if let hst = method as? HierarchicalSideTuning {
         // The side network's tensors, and the BatchNorms' running statistics (state buffers);
@@ -170,7 +210,7 @@ public enum ONNXExport {
     }
     let bytes = try vitModel(
       state: state, config: c, classes: loaded.config.numClasses, prompts: prompts,
-      adapterScale: adapterScale, moments: moments, side: side)
+      adapterScale: adapterScale, moments: moments, side: side, instancePrompt: instancePrompt)
     try AtomicFile.write(Data(bytes), to: out)
   }
 
@@ -180,7 +220,8 @@ public enum ONNXExport {
   /// Moment Probing's (and `mp+` recalibrates every MLP branch).
   static func vitModel(
     state: [String: Tensor], config c: ViTConfig, classes: Int, prompts: [Tensor] = [],
-    adapterScale: Float? = nil, moments: MomentProbingShape? = nil, side: SideNetwork? = nil
+    adapterScale: Float? = nil, moments: MomentProbingShape? = nil, side: SideNetwork? = nil,
+    instancePrompt: InstancePromptShape? = nil
   ) throws -> [UInt8] {
     let g = ONNXGraph(state: state)
     let d = c.embedDim
@@ -262,6 +303,19 @@ public enum ONNXExport {
     for i in 0..<c.depth {
       if i > 0 && prompts.count > i {
         x = insertPrompts(x, layer: i, drop: prompts[i - 1].shape[1])
+      }
+      if let instancePrompt, instancePrompt.layer == i {
+        // IDPT's beforeBlock: the prompt from the content rows, after the class token.
+        let content = g.node("Slice", [x, g.ints([1]), g.ints([Int(Int32.max)]), g.ints([1])])
+        let prompt = g.node(
+          "Add",
+          [
+            try idptPrompt(
+              g, content: content, tokens: c.gridSize.area, instancePrompt, dense: dense),
+            try g.weight("idpt.prompt_pos"),
+          ])
+        let cls = g.node("Slice", [x, g.ints([0]), g.ints([1]), g.ints([1])])
+        x = g.node("Concat", [cls, prompt, content], [.int("axis", 1)])
       }
       if case .hierarchical(let metaCount, _, _, _) = side {
         // HST's beforeBlock: block i's meta tokens before the class token.
@@ -347,6 +401,35 @@ public enum ONNXExport {
     case nil:
       break
     }
+    if let instancePrompt {
+      // IDPT's head on [class token, prompt, max over the content rows], as `head` says.
+      func row(_ r: Int) -> String {
+        g.node("Gather", [n, g.ints([r], scalar: true)], [.int("axis", 1)])
+      }
+      let content = g.node(
+        "ReduceMax",
+        [g.node("Slice", [n, g.ints([2]), g.ints([Int(Int32.max)]), g.ints([1])])],
+        [.ints("axes", [1]), .int("keepdims", 0)])
+      let parts: [String]
+      switch instancePrompt.head {
+      case .all: parts = [row(0), row(1), content]
+      case .promptonly: parts = [row(1)]
+      case .promptcls: parts = [row(0), row(1)]
+      case .pointcls: parts = [row(0), content]
+      }
+      var h = parts.count == 1 ? parts[0] : g.node("Concat", parts, [.int("axis", 1)])
+      for (fc, bn) in [("idpt.head_fc1", "idpt.head_bn1"), ("idpt.head_fc2", "idpt.head_bn2")] {
+        h = g.node(
+          "Relu",
+          [try batchNorm(g, try dense(h, fc), bn, eps: instancePrompt.eps[bn]!)])
+      }
+      let wt = g.transposed(try g.tensor("head.weight"), name: "head.weight_t")
+      _ = g.node(
+        "Add", [g.node("MatMul", [h, wt]), try g.weight("head.bias")], output: "logits")
+      return g.model(
+        input: ("pixels", ["batch", "3", "\(c.imgSize.height)", "\(c.imgSize.width)"]),
+        output: ("logits", ["batch", "\(classes)"]))
+    }
     let pooled = g.node("Gather", [tokens, g.ints([0], scalar: true)], [.int("axis", 1)])
     let wt = g.transposed(try g.tensor("head.weight"), name: "head.weight_t")
     let first = g.node("Add", [g.node("MatMul", [pooled, wt]), try g.weight("head.bias")])
@@ -366,6 +449,72 @@ public enum ONNXExport {
 }
 
 extension ONNXExport {
+  /// A BatchNorm at its running statistics over the last axis of `x`: `x·scale + shift`, both
+  /// computed at export from `name`.weight/bias/running_mean/running_var.
+  static func batchNorm(_ g: ONNXGraph, _ x: String, _ name: String, eps: Float) throws -> String {
+    let (w, b) = (try g.tensor(name + ".weight").scalars, try g.tensor(name + ".bias").scalars)
+    let mean = try g.tensor(name + ".running_mean").scalars
+    let variance = try g.tensor(name + ".running_var").scalars
+    let scale = (0..<w.count).map { w[$0] / (variance[$0] + eps).squareRoot() }
+    let shift = (0..<w.count).map { b[$0] - mean[$0] * scale[$0] }
+    return g.node("Add", [g.node("Mul", [x, g.floats(scale)]), g.floats(shift)])
+  }
+
+  /// IDPT's prompt [B, 1, D] from the content rows `content` [B, N, D] (`IDPT.prompt`): three
+  /// EdgeConvs, each on an exact kNN graph of its input (TopK of the negated squared distances;
+  /// ties to the lower index, as ONNX's TopK and `PointOps.knn` both break them), their
+  /// concatenation through `conv5`, LeakyReLU, and the max over the rows.
+  static func idptPrompt(
+    _ g: ONNXGraph, content: String, tokens: Int, _ shape: InstancePromptShape,
+    dense: (String, String) throws -> String
+  ) throws -> String {
+    let k = min(shape.k, tokens)
+    var x = content
+    var outputs: [String] = []
+    for i in 1...3 {
+      let p = "idpt.generator.conv\(i)."
+      // Squared distances [B, N, N] by explicit differences, then the k smallest.
+      let diff = g.node(
+        "Sub",
+        [
+          g.node("Unsqueeze", [x, g.ints([2])]), g.node("Unsqueeze", [x, g.ints([1])]),
+        ])
+      let distances = g.node(
+        "ReduceSum", [g.node("Mul", [diff, diff]), g.ints([-1])], [.int("keepdims", 0)])
+      let topK = g.node(
+        "TopK", [g.node("Neg", [distances]), g.ints([k])],
+        [.int("axis", -1), .int("largest", 1), .int("sorted", 1)], outputs: 2)
+      let neighbours = g.node("Unsqueeze", [topK[1], g.ints([-1])])
+      // W·[x_j − x_i; x_i] = W₁·x_j + (W₂ − W₁)·x_i, as IDPTEdgeConv computes it.
+      let w = try g.tensor(p + "0.weight")
+      let d = w.shape[0]
+      let (neighbourT, centreT) = withNoGrad {
+        let w1 = w.narrow(1, start: 0, length: d)
+        return (w1.transposed(), (w.narrow(1, start: d, length: d) - w1).transposed())
+      }
+      let fromNeighbour = g.node(
+        "GatherND",
+        [g.node("MatMul", [x, g.initializer(p + "neighbour_t", neighbourT)]), neighbours],
+        [.int("batch_dims", 1)])
+      let fromCentre = g.node(
+        "Unsqueeze",
+        [g.node("MatMul", [x, g.initializer(p + "centre_t", centreT)]), g.ints([2])])
+      let edges = try batchNorm(
+        g, g.node("Add", [fromNeighbour, fromCentre]), p + "1", eps: shape.eps[p + "1"]!)
+      x = g.node(
+        "ReduceMax", [g.node("LeakyRelu", [edges], [.float("alpha", 0.2)])],
+        [.ints("axes", [2]), .int("keepdims", 0)])
+      outputs.append(x)
+    }
+    let fused = try batchNorm(
+      g,
+      try dense(g.node("Concat", outputs, [.int("axis", 2)]), "idpt.generator.conv5.0"),
+      "idpt.generator.conv5.1", eps: shape.eps["idpt.generator.conv5.1"]!)
+    return g.node(
+      "ReduceMax", [g.node("LeakyRelu", [fused], [.float("alpha", 0.2)])],
+      [.ints("axes", [1]), .int("keepdims", 1)])
+  }
+
   /// HST's side network (`HierarchicalSideTuning.sideNetwork`) on the input `pixels` and the
   /// blocks' `taps`: the mean of the last stage's tokens, [B, width].
   static func hstFeatures(
@@ -654,10 +803,27 @@ final class ONNXGraph {
     -> String
   {
     let out = output ?? "\(op.lowercased())_\(fresh())"
+    addNode(op, inputs, attributes, outputs: [out])
+    return out
+  }
+
+  /// Adds an `op` node with `outputs` outputs (TopK's values and indices) and returns their names.
+  func node(_ op: String, _ inputs: [String], _ attributes: [Attribute] = [], outputs: Int)
+    -> [String]
+  {
+    let base = "\(op.lowercased())_\(fresh())"
+    let names = (0..<outputs).map { "\(base)_\($0)" }
+    addNode(op, inputs, attributes, outputs: names)
+    return names
+  }
+
+  private func addNode(
+    _ op: String, _ inputs: [String], _ attributes: [Attribute], outputs: [String]
+  ) {
     var p = ProtoWriter()
     for i in inputs { p.string(1, i) }
-    p.string(2, out)
-    p.string(3, out)
+    for o in outputs { p.string(2, o) }
+    p.string(3, outputs[0])
     p.string(4, op)
     for a in attributes {
       var w = ProtoWriter()
@@ -682,7 +848,6 @@ final class ONNXGraph {
       p.message(5, w)
     }
     nodes.append(p)
-    return out
   }
 
   /// A float tensor's value info with named (symbolic) or numeric dimensions.

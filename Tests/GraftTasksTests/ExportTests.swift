@@ -104,10 +104,10 @@ final class ExportTests: XCTestCase {
     XCTAssertThrowsError(try TimmExport.export(run: vpt, to: folder.appendingPathComponent("y"))) {
       XCTAssertTrue("\($0)".contains("--to onnx"), "\($0)")
     }
-    let (idpt, _) = try makeRun("idpt")
+    let (p2p, _) = try makeRun("p2p")
     XCTAssertThrowsError(
-      try ONNXExport.export(run: idpt, to: folder.appendingPathComponent("idpt.onnx"))
-    ) { XCTAssertTrue("\($0)".contains("does not write idpt graphs"), "\($0)") }
+      try ONNXExport.export(run: p2p, to: folder.appendingPathComponent("p2p.onnx"))
+    ) { XCTAssertTrue("\($0)".contains("does not write p2p graphs"), "\($0)") }
     XCTAssertThrowsError(try PEFTLoRA.export(run: vpt, to: folder.appendingPathComponent("z"))) {
       XCTAssertTrue("\($0)".contains("lora runs"), "\($0)")
     }
