@@ -135,7 +135,7 @@ let package = Package(
     // The speed and memory measurements behind `graft bench` (kept out of the library modules).
     .target(
       name: "GraftBench",
-      dependencies: ["GraftTasks", "CBLAS"],
+      dependencies: ["GraftTasks", "CBLAS", "CKernels"],
       swiftSettings: numericSettings
     ),
     // Point-cloud and mesh files, kept out of GraftData so image work does not rebuild it; the

@@ -318,6 +318,26 @@ int graft_kernels_level(void) {
   return 0;
 }
 
+void graft_dependent_adds(uint64_t rounds) {
+  uint64_t x = 0;
+  for (uint64_t i = 0; i < rounds; i++) {
+#if defined(__x86_64__)
+#define GRAFT_ADD4 "add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\t"
+    __asm__ volatile(GRAFT_ADD4 GRAFT_ADD4 GRAFT_ADD4 GRAFT_ADD4 : "+r"(x));
+#undef GRAFT_ADD4
+#elif defined(__aarch64__)
+#define GRAFT_ADD4 "add %0, %0, #1\n\tadd %0, %0, #1\n\tadd %0, %0, #1\n\tadd %0, %0, #1\n\t"
+    __asm__ volatile(GRAFT_ADD4 GRAFT_ADD4 GRAFT_ADD4 GRAFT_ADD4 : "+r"(x));
+#undef GRAFT_ADD4
+#else
+    // No assembly: a volatile chain (a load and a store per step, so slower than one cycle).
+    volatile uint64_t y = x;
+    for (int j = 0; j < 16; j++) y = y + 1;
+    x = y;
+#endif
+  }
+}
+
 static _Thread_local int gradDisabled;
 
 int graft_grad_disabled(void) { return gradDisabled; }

@@ -95,11 +95,13 @@ public enum OpsBenchmark {
     public var threads: Int
     public var sgemm: [GemmRow]
     public var ops: [OpRow]
+    /// The CPU, its clock during the run and its peak.
+    public var machine: MachineReport?
 
     enum CodingKeys: String, CodingKey {
       case openblasKernel = "openblas_kernel"
       case openblasConfig = "openblas_config"
-      case threads, sgemm, ops
+      case threads, sgemm, ops, machine
     }
   }
 
@@ -120,8 +122,9 @@ public enum OpsBenchmark {
   /// Runs every measurement; `quick` uses fewer repeats (for a smoke run).
   public static func run(quick: Bool = false, log: (String) -> Void = { _ in }) -> Report {
     let repeats = quick ? 3 : 7
+    let machineBefore = MachineReport.measure()
     var rng = RandomGenerator(seed: 0)
-    // Shapes of ../PERF.md: a square GEMM and ViT-S/16's linear layers at batch 64 (197 tokens).
+    // Shapes: a square GEMM and ViT-S/16's linear layers at batch 64 (197 tokens).
     let shapes: [(String, Int, Int, Int, Bool)] = [
       ("2048^3", 2048, 2048, 2048, false),
       ("S-qkv", 12608, 1152, 384, true),
@@ -216,6 +219,7 @@ public enum OpsBenchmark {
     }
     return Report(
       openblasKernel: openblasKernel, openblasConfig: String(cString: openblas_get_config()),
-      threads: Parallel.threadCount, sgemm: gemm, ops: ops)
+      threads: Parallel.threadCount, sgemm: gemm, ops: ops,
+      machine: machineBefore.averaged(with: .measure()))
   }
 }

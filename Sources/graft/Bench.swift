@@ -38,14 +38,18 @@ struct BenchOps: ParsableCommand {
       if !json { FileHandle.standardError.write(Data("  measuring \(step)…\n".utf8)) }
     }
     if json { return try printReport(report, json: true) {} }
+    if let machine = report.machine { print(machine.summary) }
     print("OpenBLAS kernel: \(report.openblasKernel)   (\(report.openblasConfig))")
     print("threads: \(report.threads)\n")
-    print("sgemm            m      n      k   graft GFLOP/s   cblas GFLOP/s   ratio (≥ 0.95)")
+    print(
+      "sgemm            m      n      k   graft GFLOP/s   cblas GFLOP/s   ratio (≥ 0.95)   ÷peak")
     for r in report.sgemm {
       print(
         pad(r.label, 8) + pad("\(r.m)", 7, right: true) + pad("\(r.n)", 7, right: true)
           + pad("\(r.k)", 7, right: true) + pad(fmt(r.graftGflops, 1), 16, right: true)
-          + pad(fmt(r.cblasGflops, 1), 16, right: true) + pad(fmt(r.ratio, 3), 9, right: true))
+          + pad(fmt(r.cblasGflops, 1), 16, right: true) + pad(fmt(r.ratio, 3), 9, right: true)
+          + pad(
+            report.machine.map { fmt($0.fractionOfPeak(r.graftGflops), 2) } ?? "-", 8, right: true))
     }
     print("\nop [12608, 384]  pass        GB/s   copy GB/s   ratio (forward ≥ 0.5)")
     for r in report.ops {

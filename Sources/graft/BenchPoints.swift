@@ -123,6 +123,8 @@ struct BenchPoints: ParsableCommand {
     var notes: [String]
     /// The 1-minute load average when the run started and ended (other work on the machine).
     var loadAverage: [Double]
+    /// The CPU, its clock during the run (before and after) and its peak.
+    var machine: MachineReport?
 
     enum CodingKeys: String, CodingKey {
       case openblasKernel = "openblas_kernel"
@@ -155,6 +157,7 @@ struct BenchPoints: ParsableCommand {
   func run() throws {
     let steps = quick ? 1 : iterations
     let loadAtStart = Self.loadAverage()
+    let machineBefore = MachineReport.measure()
     let config = PointsBenchmark.smallConfig(classes: Self.classes)
     let python = reference.noReference ? nil : reference.resolvedPython()
     let repo = pointMaeRepo ?? ProcessInfo.processInfo.environment["POINT_MAE_REPO"]
@@ -244,7 +247,8 @@ struct BenchPoints: ParsableCommand {
       openblasKernel: OpsBenchmark.openblasKernel, cpu: PointsBenchmark.cpuDescription,
       threads: Parallel.threadCount, batch: batch, forwardGflopPerCloud: flops / 1e9,
       gemmGflops: gemm, rows: rows, ops: ops, notes: notes,
-      loadAverage: [loadAtStart, Self.loadAverage()])
+      loadAverage: [loadAtStart, Self.loadAverage()],
+      machine: machineBefore.averaged(with: .measure()))
     try printReport(report, json: json) { printTable(report) }
   }
 
@@ -255,6 +259,7 @@ struct BenchPoints: ParsableCommand {
   }
 
   func printTable(_ report: Report) {
+    if let machine = report.machine { print(machine.summary) }
     print(
       "OpenBLAS kernel: \(report.openblasKernel), CPU: \(report.cpu), threads: \(report.threads), "
         + "load average \(report.loadAverage.map { fmt($0, 1) }.joined(separator: " → "))")
@@ -267,7 +272,7 @@ struct BenchPoints: ParsableCommand {
     }
     print(
       "mode        graft clouds/s  torch clouds/s  ratio (≥1.5)  graft MiB  torch MiB"
-        + "  ratio (≤0.5)  GFLOP/s  ÷GEMM")
+        + "  ratio (≤0.5)  GFLOP/s  ÷GEMM  ÷peak")
     for row in report.rows {
       print(
         pad(row.mode, 12) + pad(fmt(row.graftCloudsS, 2), 14, right: true)
@@ -277,7 +282,10 @@ struct BenchPoints: ParsableCommand {
           + pad(row.torchPeakRSSMiB.map { fmt($0, 0) } ?? "-", 11, right: true)
           + pad(mark(row.ratioRSS) { $0 <= 0.5 }, 14, right: true)
           + pad(fmt(row.graftGflops, 0), 9, right: true)
-          + pad(fmt(row.vsGemm, 2), 7, right: true))
+          + pad(fmt(row.vsGemm, 2), 7, right: true)
+          + pad(
+            report.machine.map { fmt($0.fractionOfPeak(row.graftGflops), 2) } ?? "-", 7, right: true
+          ))
     }
     print("\nop                        graft ms    torch ms  speedup  (torch anchor)")
     for op in report.ops {

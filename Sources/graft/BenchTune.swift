@@ -99,9 +99,11 @@ struct BenchTune: ParsableCommand {
     var model: String
     var batch: Int
     var rows: [Row]
+    /// The CPU, its clock during the run (before and after) and its peak.
+    var machine: MachineReport?
     enum CodingKeys: String, CodingKey {
       case openblasKernel = "openblas_kernel"
-      case model, batch, rows
+      case model, batch, rows, machine
     }
   }
 
@@ -126,6 +128,7 @@ struct BenchTune: ParsableCommand {
   }
 
   func run() throws {
+    let machineBefore = MachineReport.measure()
     let chosen = methods.isEmpty ? MethodRegistry.names : methods
     let python = reference.resolvedPython()
     var rows: [Row] = []
@@ -166,11 +169,13 @@ struct BenchTune: ParsableCommand {
       }
     }
     let report = Report(
-      openblasKernel: OpsBenchmark.openblasKernel, model: model, batch: batch, rows: rows)
+      openblasKernel: OpsBenchmark.openblasKernel, model: model, batch: batch, rows: rows,
+      machine: machineBefore.averaged(with: .measure()))
     try printReport(report, json: json) { printTable(report) }
   }
 
   func printTable(_ report: Report) {
+    if let machine = report.machine { print(machine.summary) }
     print(
       "OpenBLAS kernel: \(report.openblasKernel), threads: \(Parallel.threadCount), "
         + "\(report.model), batch \(report.batch)\n")

@@ -83,14 +83,17 @@ struct BenchViT: ParsableCommand {
   struct Report: Codable {
     var openblasKernel: String
     var rows: [Row]
+    /// The CPU, its clock during the run (before and after) and its peak.
+    var machine: MachineReport
     enum CodingKeys: String, CodingKey {
       case openblasKernel = "openblas_kernel"
-      case rows
+      case rows, machine
     }
   }
 
   func run() throws {
     let python = reference.resolvedPython()
+    let machineBefore = MachineReport.measure()
     var rows: [Row] = []
     for model in models {
       let config = try TimmArchitecture(model).config
@@ -131,7 +134,9 @@ struct BenchViT: ParsableCommand {
         }
       }
     }
-    let report = Report(openblasKernel: OpsBenchmark.openblasKernel, rows: rows)
+    let report = Report(
+      openblasKernel: OpsBenchmark.openblasKernel, rows: rows,
+      machine: machineBefore.averaged(with: .measure()))
     try printReport(report, json: json) { printTable(report) }
   }
 
@@ -147,10 +152,10 @@ struct BenchViT: ParsableCommand {
   }
 
   func printTable(_ report: Report) {
-    print("OpenBLAS kernel: \(report.openblasKernel), threads: \(Parallel.threadCount)\n")
+    print(report.machine.summary + "\n")
     print(
       "model                    batch  mode        graft img/s  torch img/s  ratio  ort img/s"
-        + "  ratio  GFLOP/s  ÷GEMM  graft MiB  torch MiB  ratio")
+        + "  ratio  GFLOP/s  ÷GEMM  ÷peak  graft MiB  torch MiB  ratio")
     func r(_ a: Double?, _ b: Double?) -> String {
       guard let a, let b, b > 0 else { return "-" }
       return fmt(a / b, 2)
@@ -165,6 +170,7 @@ struct BenchViT: ParsableCommand {
           + pad(r(row.graftImgS, row.onnxruntimeImgS), 7, right: true)
           + pad(fmt(row.graftGflops, 0), 9, right: true)
           + pad(fmt(row.graftGflops / row.gemmGflops, 2), 7, right: true)
+          + pad(fmt(report.machine.fractionOfPeak(row.graftGflops), 2), 7, right: true)
           + pad(fmt(row.graftPeakRSSMiB, 0), 11, right: true)
           + pad(row.torchPeakRSSMiB.map { fmt($0, 0) } ?? "-", 11, right: true)
           + pad(r(row.graftPeakRSSMiB, row.torchPeakRSSMiB), 7, right: true))

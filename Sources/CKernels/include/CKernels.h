@@ -7,6 +7,7 @@
 #define GRAFT_CKERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -29,6 +30,11 @@ void graft_softmax_rows(const float *x, float *y, ptrdiff_t rows, ptrdiff_t n, i
 /// 3 (x86-64-v3, AVX2 + FMA), or 0 (the portable build: baseline x86-64 or another
 /// architecture).
 int graft_kernels_level(void);
+
+/// Runs 16·`rounds` integer additions, each depending on the one before: one cycle each on
+/// every x86-64 and AArch64 core of the last decade, so timing it measures the core's clock
+/// (`graft bench` reports the clock it measured during the run).
+void graft_dependent_adds(uint64_t rounds);
 
 /// Whether recording (autograd) is off in the calling thread: a C11 thread-local flag, 0 in
 /// every new thread. GradMode keeps its state here rather than in a pthread key: a key's slot
