@@ -164,23 +164,9 @@ struct CaptionArmOptions: ParsableArguments {
   /// Runs `graft <arguments>` and decodes the last line of its standard output; its standard
   /// error (the epochs' lines) passes through unless `json`.
   private func runChild<T: Decodable>(_ arguments: [String], json: Bool) throws -> T {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: selfExecutable())
-    process.arguments = arguments + (json ? ["--quiet"] : [])
-    let output = Pipe()
-    process.standardOutput = output
-    if json { process.standardError = FileHandle.nullDevice }
-    try process.run()
-    let data = output.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    guard process.terminationStatus == 0,
-      let line = String(decoding: data, as: UTF8.self).split(separator: "\n").last
-    else {
-      throw ValidationError(
-        "graft \(arguments.prefix(4).joined(separator: " ")) … failed (status "
-          + "\(process.terminationStatus)); its messages are above")
-    }
-    return try JSONDecoder().decode(T.self, from: Data(line.utf8))
+    try runJSON(
+      executable: selfExecutable(), arguments: arguments + (json ? ["--quiet"] : []),
+      showsStandardError: !json)
   }
 }
 

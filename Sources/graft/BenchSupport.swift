@@ -54,14 +54,17 @@ func repositoryRoot() -> URL {
   return URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
 }
 
-/// Runs a child process and decodes the last line of its standard output as JSON.
-func runJSON<T: Decodable>(executable: String, arguments: [String]) throws -> T {
+/// Runs a child process and decodes the last line of its standard output as JSON; its standard
+/// error is dropped unless `showsStandardError` (then a failure points to its messages).
+func runJSON<T: Decodable>(
+  executable: String, arguments: [String], showsStandardError: Bool = false
+) throws -> T {
   let process = Process()
   process.executableURL = URL(fileURLWithPath: executable)
   process.arguments = executable == "/usr/bin/env" ? ["python3"] + arguments : arguments
   let output = Pipe()
   process.standardOutput = output
-  process.standardError = FileHandle.nullDevice
+  if !showsStandardError { process.standardError = FileHandle.nullDevice }
   try process.run()
   let data = output.fileHandleForReading.readDataToEndOfFile()
   process.waitUntilExit()
@@ -70,7 +73,7 @@ func runJSON<T: Decodable>(executable: String, arguments: [String]) throws -> T 
   else {
     throw ValidationError(
       "\(executable) \(arguments.joined(separator: " ")) failed (status \(process.terminationStatus))"
-    )
+        + (showsStandardError ? "; its messages are above" : ""))
   }
   return try JSONDecoder().decode(T.self, from: Data(line.utf8))
 }
