@@ -30,6 +30,7 @@ let package = Package(
     .library(name: "GraftText", targets: ["GraftText"]),
     .library(name: "GraftDetection", targets: ["GraftDetection"]),
     .library(name: "GraftCaption", targets: ["GraftCaption"]),
+    .library(name: "GraftDistributed", targets: ["GraftDistributed"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -96,6 +97,16 @@ let package = Package(
     ),
     // libhdf5 behind C functions that return status codes, with HDF5's own error printing off.
     .target(name: "CHDF5Shim", dependencies: ["CHDF5"]),
+    // Open MPI's C library (data-parallel training across processes and machines).
+    .systemLibrary(
+      name: "CMPI",
+      pkgConfig: "ompi-c",
+      providers: [.apt(["libopenmpi-dev"])]
+    ),
+    // MPI behind C functions that return status codes (errors returned, not fatal in MPI).
+    .target(name: "CMPIShim", dependencies: ["CMPI"]),
+    // The MPI communicator and launch detection for `mpirun -np K graft tune`.
+    .target(name: "GraftDistributed", dependencies: ["GraftTensor", "CMPIShim"]),
     // GELU, exp and softmax loops with an AVX-512 variant chosen at run time (target_clones).
     .target(name: "CKernels"),
     .target(
@@ -150,7 +161,7 @@ let package = Package(
       dependencies: [
         "GraftTensor", "GraftNN", "GraftData", "GraftModels", "GraftTuning", "GraftTasks",
         "GraftBench", "GraftPoints", "GraftVideo", "GraftText", "GraftDetection", "GraftCaption",
-        "CBLAS",
+        "GraftDistributed", "CBLAS",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
@@ -175,6 +186,7 @@ let package = Package(
       name: "GraftTasksTests",
       dependencies: ["GraftTasks", "GraftModels", "GraftPoints", "GraftText", "GraftDetection"]),
     .testTarget(name: "GraftBenchTests", dependencies: ["GraftBench"]),
+    .testTarget(name: "GraftDistributedTests", dependencies: ["GraftDistributed", "GraftTasks"]),
     .testTarget(
       name: "GraftVideoTests",
       dependencies: ["GraftVideo", "GraftModels", "GraftNN", "GraftTasks", "GraftTuning"],

@@ -64,14 +64,20 @@ public final class DataLoader<Sample>: Sendable {
   public let workers: Int
   /// Most batches being built or ready ahead of the caller.
   public let prefetch: Int
+  /// In a data-parallel run: this process's rank and the number of ranks. Each rank loads its
+  /// contiguous part of every global batch (`BatchShard.range`); 0 and 1 otherwise.
+  public let rank: Int
+  /// The number of ranks sharing every batch.
+  public let ranks: Int
 
   /// A loader over `dataset`; `prefetch` defaults to twice the worker count.
   public init<D: Dataset>(
     dataset: D, batchSize: Int, shuffle: Bool = false, seed: UInt64 = 0,
-    dropLast: Bool = false, workers: Int = 2, prefetch: Int? = nil,
-    transform: @escaping SampleTransform<Sample>
+    dropLast: Bool = false, workers: Int = 2, prefetch: Int? = nil, rank: Int = 0,
+    ranks: Int = 1, transform: @escaping SampleTransform<Sample>
   ) where D.Sample == Sample {
     precondition(batchSize > 0, "batch size must be positive, got \(batchSize)")
+    precondition(ranks >= 1 && (0..<ranks).contains(rank), "rank \(rank) of \(ranks)")
     precondition(workers >= 0, "worker count must not be negative, got \(workers)")
     self.dataset = dataset
     self.transform = transform
@@ -81,6 +87,8 @@ public final class DataLoader<Sample>: Sendable {
     self.dropLast = dropLast
     self.workers = workers
     self.prefetch = max(1, prefetch ?? 2 * workers)
+    self.rank = rank
+    self.ranks = ranks
   }
 
   /// Batches per epoch.
@@ -95,12 +103,26 @@ public final class DataLoader<Sample>: Sendable {
     return generator.permutation(dataset.count)
   }
 
-  /// The dataset indices of every batch of epoch `epoch`.
+  /// The dataset indices of every batch of epoch `epoch` this rank loads (the whole batches in
+  /// a single-process run).
   public func batchIndices(epoch: Int) -> [[Int]] {
+    globalBatchIndices(epoch: epoch).map { batch in
+      guard ranks > 1 else { return batch }
+      return Array(batch[BatchShard.range(rank: rank, ranks: ranks, total: batch.count)])
+    }
+  }
+
+  /// The dataset indices of every global batch of epoch `epoch` (over all ranks).
+  public func globalBatchIndices(epoch: Int) -> [[Int]] {
     let order = order(epoch: epoch)
     return (0..<batchCount).map { b in
       Array(order[(b * batchSize)..<min((b + 1) * batchSize, order.count)])
     }
+  }
+
+  /// The size of global batch `index` (the same in every epoch).
+  public func globalBatchSize(_ index: Int) -> Int {
+    min(batchSize, dataset.count - index * batchSize)
   }
 
   /// The generator the transform of sample `index` gets in epoch `epoch`.

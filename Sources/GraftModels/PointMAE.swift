@@ -76,7 +76,8 @@ public final class TrackedBatchNorm: Module, UnaryModule {
     let channels = weight.shape[0]
     precondition(
       x.rank >= 2 && x.shape[1] == channels, "BatchNorm1d(\(channels)) applied to \(x.shape)")
-    let batchStatistics = isTraining && x.count / channels > 1
+    // In a data-parallel step the statistics are the global batch's: every rank branches alike.
+    let batchStatistics = isTraining && DataParallel.globalCount(x.count / channels) > 1
     if batchStatistics {
       numBatchesTracked.pointer[0] += 1
     }
@@ -267,8 +268,8 @@ public final class PointMAEClassifier: Module, UnaryModule {
 
   /// Logits [B, classes] of features [B, 2·D]; dropout only in training mode.
   public func callAsFunction(_ x: Tensor) -> Tensor {
-    var h = norm1(fc1(x)).relu().dropout(p: 0.5, training: isTraining, generator: &generator)
-    h = norm2(fc2(h)).relu().dropout(p: 0.5, training: isTraining, generator: &generator)
+    var h = norm1(fc1(x)).relu().sampleDropout(p: 0.5, training: isTraining, generator: &generator)
+    h = norm2(fc2(h)).relu().sampleDropout(p: 0.5, training: isTraining, generator: &generator)
     return fc3(h)
   }
 }

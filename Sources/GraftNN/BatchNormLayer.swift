@@ -49,7 +49,8 @@ public final class BatchNorm: Module, UnaryModule {
   public func callAsFunction(_ x: Tensor) -> Tensor {
     precondition(
       x.rank >= 2 && x.shape[1] == features, "BatchNorm(\(features)) applied to \(x.shape)")
-    let valuesPerChannel = x.count / features
+    // In a data-parallel step the statistics are the global batch's: every rank branches alike.
+    let valuesPerChannel = DataParallel.globalCount(x.count / features)
     return x.batchNorm(
       weight: weight, bias: bias, runningMean: runningMean, runningVar: runningVar,
       training: isTraining && valuesPerChannel > 1, momentum: momentum, eps: eps)

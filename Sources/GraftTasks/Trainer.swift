@@ -31,6 +31,8 @@ public struct TuneSummary {
   public var imagesPerSecond: Double
   /// Peak resident memory of the process that finished the run, bytes.
   public var peakRSSBytes: Int
+  /// A data-parallel run's ranks and communication (nil for one process).
+  public var dataParallel: DataParallelFigures? = nil
 
   /// Reads a `summary.json`; a missing, malformed or incomplete file throws a `FileError`
   /// naming it.
@@ -68,7 +70,8 @@ public struct TuneSummary {
       trainSeconds: try value("train_seconds", Double.self),
       wallSeconds: try value("wall_seconds", Double.self),
       imagesPerSecond: try value("train_images_per_second", Double.self),
-      peakRSSBytes: try value("peak_rss_bytes", Int.self))
+      peakRSSBytes: try value("peak_rss_bytes", Int.self),
+      dataParallel: (o["data_parallel"] as? [String: Any]).flatMap(DataParallelFigures.init))
   }
 
   /// As written to `summary.json` (`test_voted` only when the run voted).
@@ -83,7 +86,55 @@ public struct TuneSummary {
       "peak_rss_bytes": peakRSSBytes,
     ]
     if let testVoted { out["test_voted"] = testVoted.json(confusion: true) }
+    if let dataParallel { out["data_parallel"] = dataParallel.json }
     return out
+  }
+}
+
+/// What a data-parallel run's ranks exchanged (`summary.json`'s `data_parallel`), over the
+/// training steps of the call that finished the run.
+public struct DataParallelFigures: Equatable, Sendable {
+  /// Ranks sharing every batch.
+  public var ranks: Int
+  /// Bytes each rank contributes to the one fused allreduce of a step (the trainable
+  /// gradients, float32, and four figures of the step's loss and accuracy).
+  public var allreduceBytesPerStep: Int
+  /// Training steps measured.
+  public var steps: Int
+  /// Seconds rank 0 spent in those steps' gradient allreduces (including waiting for the
+  /// slowest rank).
+  public var allreduceSeconds: Double
+  /// Seconds rank 0 spent in those steps, all of each step.
+  public var stepSeconds: Double
+
+  /// The figures as stated.
+  public init(
+    ranks: Int, allreduceBytesPerStep: Int, steps: Int, allreduceSeconds: Double,
+    stepSeconds: Double
+  ) {
+    self.ranks = ranks
+    self.allreduceBytesPerStep = allreduceBytesPerStep
+    self.steps = steps
+    self.allreduceSeconds = allreduceSeconds
+    self.stepSeconds = stepSeconds
+  }
+
+  init?(_ o: [String: Any]) {
+    guard let ranks = o["ranks"] as? Int, let bytes = o["allreduce_bytes_per_step"] as? Int,
+      let steps = o["steps"] as? Int, let allreduce = o["allreduce_seconds"] as? Double,
+      let step = o["step_seconds"] as? Double
+    else { return nil }
+    self.init(
+      ranks: ranks, allreduceBytesPerStep: bytes, steps: steps, allreduceSeconds: allreduce,
+      stepSeconds: step)
+  }
+
+  /// As written to `summary.json`.
+  public var json: [String: Any] {
+    [
+      "ranks": ranks, "allreduce_bytes_per_step": allreduceBytesPerStep, "steps": steps,
+      "allreduce_seconds": allreduceSeconds, "step_seconds": stepSeconds,
+    ]
   }
 }
 
@@ -208,6 +259,22 @@ public final class Trainer {
   public let classNames: [String]
   /// The feature cache of the current `run`, when it uses one (see `FeatureCache`).
   var featureCache: FeatureCache? = nil
+  /// The ranks of a data-parallel run (`mpirun -np K graft tune`); nil for one process.
+  ///
+  /// Every rank builds the same method from the same seed and takes its contiguous part of each
+  /// global batch (`train.batch_size` stays the global batch); its loss is its samples' share
+  /// of the batch's mean, so the trainable gradients summed by one fused allreduce per step are
+  /// one process's, and every rank takes the same optimizer step. BatchNorms in training mode
+  /// use the global batch's statistics and per-sample dropout draws the global batch's mask
+  /// (`DataParallel`). Validation and test are split across ranks and their logits gathered.
+  /// Rank 0 alone writes the run folder; a resumed run may use any number of ranks.
+  public var communicator: (any Communicator)? = nil
+  private var ranks: Int { communicator?.size ?? 1 }
+  private var rank: Int { communicator?.rank ?? 0 }
+  /// Whether this process writes the run folder (rank 0, or the only process).
+  private var writesRun: Bool { rank == 0 }
+  /// The current call's data-parallel figures.
+  private var parallelFigures: DataParallelFigures? = nil
 
   /// Builds the method on `backbone` for `classNames.count` classes. Unknown methods and
   /// options throw.
@@ -391,10 +458,13 @@ public final class Trainer {
     let paths = Paths(folder: folder)
     // One process per run folder, for the whole run; then nothing else writes here, and
     // what interrupted writes left behind can go.
-    let lock = try RunFolder.Lock(folder, what: "a graft tune run")
-    defer { lock.release() }
-    AtomicFile.removeTemporaryFiles(in: folder)
-    try paths.store.removeLeftovers()
+    // In a data-parallel run rank 0 alone writes: it alone holds the lock.
+    let lock = writesRun ? try RunFolder.Lock(folder, what: "a graft tune run") : nil
+    defer { lock?.release() }
+    if writesRun {
+      AtomicFile.removeTemporaryFiles(in: folder)
+      try paths.store.removeLeftovers()
+    }
     let optimizer = Trainer.makeOptimizer(for: method, config: config)
     let callStarted = Date()
     var state: RunState
@@ -413,17 +483,24 @@ public final class Trainer {
           "\(folder.path) already holds a run; continue it with --resume \(folder.path)")
       }
       state = RunState()
-      try start(
-        paths, dataReference: dataReference,
-        videoInput: Sample.self == ClipSample.self ? config.videoInput : nil)
+      if writesRun {
+        try start(
+          paths, dataReference: dataReference,
+          videoInput: Sample.self == ClipSample.self ? config.videoInput : nil)
+      }
     }
 
-    featureCache = try FeatureCache.session(
-      self, cacheable: transforms.cacheable, runFolder: folder)
+    // Ranks hold parts of batches; the cache serves whole ones from one process's files.
+    featureCache =
+      ranks > 1
+      ? nil : try FeatureCache.session(self, cacheable: transforms.cacheable, runFolder: folder)
     defer { featureCache = nil }
     let loader = DataLoader(
       dataset: try trainingSet(data), batchSize: config.batchSize, shuffle: true,
-      seed: config.seed, workers: config.workers, transform: transforms.train)
+      seed: config.seed, workers: config.workers, rank: rank, ranks: ranks,
+      transform: transforms.train)
+    try checkShards(loader)
+    parallelFigures = nil
     var epochsThisCall = 0
     for epoch in state.epoch..<config.epochs {
       if let stopAfter, epochsThisCall >= stopAfter { return nil }
@@ -464,7 +541,9 @@ public final class Trainer {
       state.epoch = epoch + 1
       var saved = state
       saved.wallSeconds = state.wallSeconds + Date().timeIntervalSince(callStarted)
-      try checkpoint(saved, improved: improved, paths: paths, optimizer: optimizer)
+      if writesRun {
+        try checkpoint(saved, improved: improved, paths: paths, optimizer: optimizer)
+      }
       epochsThisCall += 1
     }
     return try finish(
@@ -524,7 +603,7 @@ public final class Trainer {
     } else if FileManager.default.fileExists(atPath: paths.legacyState.path) {
       files = paths.checkpoints
     } else {
-      try writeMetrics([], paths: paths)
+      if writesRun { try writeMetrics([], paths: paths) }
       return RunState()
     }
     let stateURL = files.appendingPathComponent(EpochFile.state)
@@ -538,7 +617,7 @@ public final class Trainer {
     try method.loadTrainableState(SafetensorsFile(contentsOf: last).tensors(), source: last.path)
     try optimizer.loadStateDict(
       SafetensorsFile(contentsOf: files.appendingPathComponent(EpochFile.optimizer)).tensors())
-    try writeMetrics(state.metrics, paths: paths)
+    if writesRun { try writeMetrics(state.metrics, paths: paths) }
     return state
   }
 
@@ -602,9 +681,53 @@ public final class Trainer {
     let batches = try TrainingBatches(
       loader: loader, epoch: epoch, method: method, cache: featureCache)
     defer { batches.close() }
+    var batchIndex = 0
     while let batch = try batches.next() {
       optimizer.learningRateScale = factor(step: step, stepsPerEpoch: stepsPerEpoch)
       out.lr = optimizer.effectiveLearningRate()
+      if let communicator, ranks > 1 {
+        let total = loader.globalBatchSize(batchIndex)
+        batchIndex += 1
+        let started = DispatchTime.now().uptimeNanoseconds
+        let figures = try dataParallelStep(
+          batch, sample: Sample.self, total: total, communicator: communicator, optimizer: optimizer
+        )
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+        var sums =
+          parallelFigures
+          ?? DataParallelFigures(
+            ranks: ranks, allreduceBytesPerStep: figures.bytes, steps: 0, allreduceSeconds: 0,
+            stepSeconds: 0)
+        sums.steps += 1
+        sums.allreduceSeconds += figures.allreduceSeconds
+        sums.stepSeconds += seconds
+        parallelFigures = sums
+        guard figures.finite else {
+          let what =
+            figures.loss.isFinite
+            ? "a gradient is not finite" : "the loss is \(figures.loss)"
+          switch config.nanPolicy {
+          case .stop:
+            throw DivergenceError(
+              epoch: epoch + 1, step: step,
+              message: "\(what) (not finite): stopping (train.nan_policy = stop; skip-step "
+                + "skips such steps); nothing of this epoch was written; \(lastCheckpoint)")
+          case .skipStep:
+            optimizer.zeroGrad()
+            out.skipped += 1
+            step += 1
+            continue
+          }
+        }
+        if config.clipGrad > 0 { optimizer.clipGradNorm(maxNorm: config.clipGrad) }
+        optimizer.step()
+        optimizer.zeroGrad()
+        out.lossSum += figures.lossSum
+        out.correct += figures.correct
+        out.seen += total
+        step += 1
+        continue
+      }
       let logits = batch.logits()
       let loss = logits.crossEntropy(
         targets: batch.labels, labelSmoothing: config.labelSmoothing)
@@ -647,17 +770,134 @@ public final class Trainer {
     return out
   }
 
+  /// One data-parallel training step on this rank's part `batch` of a global batch of `total`
+  /// samples: forward and backward with the shard current (so BatchNorm and dropout see the
+  /// global batch), the loss scaled to this part's share of the global mean, then one
+  /// allreduce of every trainable gradient packed with the step's loss sum, correct count and
+  /// a non-finite flag. Every rank ends the step with the same gradients and figures.
+  private func dataParallelStep<Sample>(
+    _ batch: TrainingBatches<Sample>.Item, sample: Sample.Type, total: Int,
+    communicator: any Communicator,
+    optimizer: any Optimizer
+  ) throws -> (
+    finite: Bool, loss: Float, lossSum: Double, correct: Int, bytes: Int, allreduceSeconds: Double
+  ) {
+    let count = batch.labels.count
+    let part = BatchShard.range(rank: rank, ranks: ranks, total: total)
+    precondition(part.count == count, "rank \(rank): batch part \(count) vs \(part)")
+    let shard = BatchShard(
+      offset: part.lowerBound, count: count, total: total, communicator: communicator)
+    var lossValue: Float = 0
+    var correct = 0
+    DataParallel.withShard(shard) {
+      let logits = batch.logits()
+      let loss = logits.crossEntropy(targets: batch.labels, labelSmoothing: config.labelSmoothing)
+      lossValue = loss.item
+      // Every rank runs the backward, whatever its loss, so that the collectives inside it
+      // (SyncBatchNorm's) stay in step; the flag below decides for all.
+      (loss * (Float(count) / Float(total))).backward()
+      let predicted = logits.detached().argmax(axis: 1)
+      for (p, l) in zip(predicted, batch.labels) where p == l { correct += 1 }
+    }
+    let parameters = optimizer.parameters
+    let gradientCount = parameters.reduce(0) { $0 + $1.count }
+    var buffer = [Float](repeating: 0, count: gradientCount + 4)
+    var offset = 0
+    for p in parameters {
+      if let g = p.grad {
+        for i in 0..<p.count { buffer[offset + i] = g.pointer[i] }
+      }
+      offset += p.count
+    }
+    buffer[offset] = lossValue.isFinite ? lossValue * Float(count) : 0
+    buffer[offset + 1] = Float(correct)
+    buffer[offset + 2] = lossValue.isFinite ? 0 : 1
+    buffer[offset + 3] = lossValue.isFinite ? 0 : lossValue.isNaN ? 1 : 0
+    let started = DispatchTime.now().uptimeNanoseconds
+    buffer.withUnsafeMutableBufferPointer { communicator.allreduceSum($0) }
+    let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+    offset = 0
+    for p in parameters {
+      if let g = p.grad {
+        for i in 0..<p.count { g.pointer[i] = buffer[offset + i] }
+      }
+      offset += p.count
+    }
+    let nonFiniteLoss = buffer[offset + 2] > 0
+    let loss: Float =
+      nonFiniteLoss
+      ? (buffer[offset + 3] > 0 ? .nan : .infinity) : buffer[offset] / Float(total)
+    return (
+      finite: !nonFiniteLoss && gradientsAreFinite(optimizer), loss: loss,
+      lossSum: Double(buffer[offset]), correct: Int(buffer[offset + 1].rounded()),
+      bytes: 4 * buffer.count, allreduceSeconds: seconds
+    )
+  }
+
+  /// Refuses a data-parallel run in which some global batch has fewer samples than there are
+  /// ranks: a rank would hold nothing, and the collectives of its step could not match.
+  private func checkShards<Sample>(_ loader: DataLoader<Sample>) throws {
+    guard ranks > 1, loader.batchCount > 0 else { return }
+    let smallest = loader.globalBatchSize(loader.batchCount - 1)
+    guard smallest >= ranks else {
+      throw ConfigError(
+        "the training set (\(loader.dataset.count) samples in batches of \(loader.batchSize)) "
+          + "has a batch of \(smallest) samples, fewer than the \(ranks) ranks: run with at "
+          + "most \(smallest) ranks, or change train.batch_size or data.train_samples")
+    }
+  }
+
   /// The metrics and logits of split `name` (`val`, `test`): from the feature cache when the run
-  /// uses one, else through the backbone.
+  /// uses one, else through the backbone; in a data-parallel run, each rank evaluates its
+  /// contiguous part and every rank gathers all the logits.
   private func evaluateSplit<Sample>(
     _ name: String, _ dataset: any Dataset<Sample>, transform: @escaping SampleTransform<Sample>
   ) throws -> (result: EvaluationResult, logits: Tensor) {
     if let featureCache, dataset.count > 0 {
       return try featureCache.evaluate(name, dataset: dataset, transform: transform)
     }
+    if let communicator, ranks > 1 {
+      return try evaluateSharded(dataset, transform: transform, communicator: communicator)
+    }
     return try evaluate(
       method, on: dataset, transform: transform, batchSize: config.evalBatchSize,
       workers: config.workers)
+  }
+
+  /// `evaluate` split across ranks: this rank's contiguous part through the method, then every
+  /// rank's logits gathered in dataset order and scored in `eval_batch_size` chunks, as one
+  /// process scores them.
+  private func evaluateSharded<Sample>(
+    _ dataset: any Dataset<Sample>, transform: @escaping SampleTransform<Sample>,
+    communicator: any Communicator
+  ) throws -> (result: EvaluationResult, logits: Tensor) {
+    let classes = method.classes
+    let part = BatchShard.range(rank: rank, ranks: ranks, total: dataset.count)
+    let local: Tensor
+    if part.isEmpty {
+      local = Tensor.zeros([0, classes])
+    } else {
+      local = try evaluate(
+        method, on: try Subset(dataset, indices: Array(part)), transform: transform,
+        batchSize: config.evalBatchSize, workers: config.workers
+      ).logits
+    }
+    let counts = (0..<ranks).map {
+      BatchShard.range(rank: $0, ranks: ranks, total: dataset.count).count * classes
+    }
+    let values = communicator.allgather(
+      UnsafeBufferPointer(start: local.pointer, count: local.count), counts: counts)
+    let logits = Tensor(values, shape: [dataset.count, classes])
+    var accumulator = EvaluationResult.Accumulator(classes: classes)
+    var start = 0
+    while start < dataset.count {
+      let n = min(config.evalBatchSize, dataset.count - start)
+      accumulator.add(
+        logits: logits.narrow(0, start: start, length: n),
+        labels: (start..<(start + n)).map { dataset.label(at: $0) })
+      start += n
+    }
+    return (accumulator.result, logits)
   }
 
   /// After an epoch: the best adapter (when it improved), then the epoch's checkpoint (last
@@ -693,6 +933,8 @@ public final class Trainer {
   ) throws -> TuneSummary {
     let folder = paths.folder
     let best = folder.appendingPathComponent(AdapterCheckpoint.weightsFile)
+    // Rank 0 wrote the best adapter: every rank reads it once rank 0 is done writing.
+    communicator?.barrier()
     try method.loadTrainableState(SafetensorsFile(contentsOf: best).tensors(), source: best.path)
     let (val, _) = try evaluateSplit("val", data.validation, transform: transform)
     let (test, logits) = try evaluateSplit("test", data.test, transform: transform)
@@ -703,11 +945,7 @@ public final class Trainer {
         method, on: data.test, input: taskInput, votes: config.votes,
         batchSize: config.evalBatchSize, workers: config.workers, seed: config.seed)
     }
-    var logitFiles = ["logits": logits]
-    if let voted { logitFiles["logits_voted"] = voted.logits }
-    try Safetensors.write(
-      logitFiles, to: folder.appendingPathComponent("test_logits.safetensors"))
-    let summary = TuneSummary(
+    var summary = TuneSummary(
       method: config.method, bestEpoch: state.bestEpoch, validation: val, test: test,
       epochsTrained: state.epoch, votes: config.votes, testVoted: voted?.result,
       trainableParameters: method.trainableCount, backboneParameters: method.backboneCount,
@@ -715,6 +953,12 @@ public final class Trainer {
       wallSeconds: state.wallSeconds + Date().timeIntervalSince(callStarted),
       imagesPerSecond: Double(state.trainImages) / max(state.trainSeconds, 1e-9),
       peakRSSBytes: peakResidentBytes())
+    summary.dataParallel = parallelFigures
+    guard writesRun else { return summary }
+    var logitFiles = ["logits": logits]
+    if let voted { logitFiles["logits_voted"] = voted.logits }
+    try Safetensors.write(
+      logitFiles, to: folder.appendingPathComponent("test_logits.safetensors"))
     let text = try JSONSerialization.data(
       withJSONObject: finiteJSON(summary.json), options: [.sortedKeys, .prettyPrinted])
     try AtomicFile.write(text + Data("\n".utf8), to: folder.appendingPathComponent("summary.json"))

@@ -36,14 +36,24 @@ extension Tensor {
       (runningMean == nil) == (runningVar == nil),
       "batchNorm: give both running statistics or neither")
     let useBatch = training || runningMean == nil
-    let m = n * s
+    // In a data-parallel step the statistics are the whole global batch's (SyncBatchNorm).
+    let ranks = useBatch ? DataParallel.current?.communicator : nil
+    let stats = Tensor(shape: [c, 2], zeroed: false)  // mean, 1/std per channel
+    let (px, ps) = (pointer, stats.pointer)
+    let m =
+      ranks.map {
+        syncedStatistics(
+          px, rows: n, channels: c, inner: s, stats: ps, ranks: $0,
+          runningMean: runningMean?.pointer, runningVar: runningVar?.pointer, momentum: momentum,
+          eps: eps)
+      } ?? n * s
     precondition(
       !useBatch || m > 1,
       "batchNorm: expected more than 1 value per channel when using batch statistics, got \(shape)"
     )
-    let stats = Tensor(shape: [c, 2], zeroed: false)  // mean, 1/std per channel
-    let (px, ps) = (pointer, stats.pointer)
-    if useBatch && s == 1 {
+    if ranks != nil {
+      // Statistics already computed, over every rank.
+    } else if useBatch && s == 1 {
       batchStatisticsByRows(
         px, rows: n, channels: c, stats: ps, runningMean: runningMean?.pointer,
         runningVar: runningVar?.pointer, momentum: momentum, eps: eps)
@@ -134,14 +144,28 @@ extension Tensor {
           }
         }
       }
+      // Synchronised: the input gradient needs the global batch's sums; the weight and bias
+      // gradients stay this rank's (the trainer sums every gradient across ranks).
+      var pzx = pz
+      let globalSums: Tensor?
+      if let ranks, self.requiresGrad {
+        let global = Tensor(shape: [c, 2], zeroed: false)
+        var reduced = (0..<(2 * c)).map { Double(pz[$0]) }
+        reduced.withUnsafeMutableBufferPointer { ranks.allreduceSum($0) }
+        for i in 0..<(2 * c) { global.pointer[i] = Float(reduced[i]) }
+        pzx = global.pointer
+        globalSums = global
+      } else {
+        globalSums = nil
+      }
       var grads: [Tensor?] = []
       if self.requiresGrad {
         let gx = Tensor(shape: self.shape, zeroed: false)
         let pd = gx.pointer
         if s == 1 {
           inputGradientByRows(
-            pg, px, pd, rows: n, channels: c, stats: ps, sums: pz, weight: pw,
-            batchStatistics: useBatch)
+            pg, px, pd, rows: n, channels: c, stats: ps, sums: pzx, weight: pw,
+            batchStatistics: useBatch, count: m)
         } else {
           Parallel.forRange(n * c, grain: Swift.max(1, 32_768 / Swift.max(s, 1))) { planes in
             for plane in planes {
@@ -150,8 +174,8 @@ extension Tensor {
               let k = rstd * (pw?[ch] ?? 1)
               let (gr, x, dx) = (pg + plane * s, px + plane * s, pd + plane * s)
               if useBatch {
-                let mg = pz[2 * ch] / Float(m)
-                let mgx = pz[2 * ch + 1] / Float(m)
+                let mg = pzx[2 * ch] / Float(m)
+                let mgx = pzx[2 * ch + 1] / Float(m)
                 for j in 0..<s { dx[j] = k * (gr[j] - mg - (x[j] - mean) * rstd * mgx) }
               } else {
                 for j in 0..<s { dx[j] = k * gr[j] }
@@ -160,6 +184,7 @@ extension Tensor {
           }
         }
         grads.append(gx)
+        withExtendedLifetime(globalSums) {}
       } else {
         grads.append(nil)
       }
@@ -173,6 +198,50 @@ extension Tensor {
       return grads
     }
   }
+}
+
+// MARK: Synchronised statistics
+
+/// The global batch's mean and 1/std of each channel of `x` [rows, channels, inner] into `stats`
+/// [C, 2] (from Σx and Σx² summed over every rank in Double, as SyncBatchNorm does), and the
+/// running statistics' update with the global unbiased variance. Returns the global number of
+/// values per channel (when it is 1 or less, `stats` holds no meaning: the caller refuses).
+private func syncedStatistics(
+  _ x: UnsafePointer<Float>, rows n: Int, channels c: Int, inner s: Int,
+  stats: UnsafeMutablePointer<Float>, ranks: any Communicator,
+  runningMean: UnsafeMutablePointer<Float>?, runningVar: UnsafeMutablePointer<Float>?,
+  momentum: Float, eps: Float
+) -> Int {
+  // Σx, Σx² per channel, then this rank's count: one allreduce.
+  var sums = [Double](repeating: 0, count: 2 * c + 1)
+  sums[2 * c] = Double(n * s)
+  for i in 0..<n {
+    for ch in 0..<c {
+      let p = x + (i * c + ch) * s
+      var (sx, sxx) = (0.0, 0.0)
+      for j in 0..<s {
+        let v = Double(p[j])
+        sx += v
+        sxx += v * v
+      }
+      sums[2 * ch] += sx
+      sums[2 * ch + 1] += sxx
+    }
+  }
+  sums.withUnsafeMutableBufferPointer { ranks.allreduceSum($0) }
+  let m = Int(sums[2 * c])
+  guard m > 1 else { return m }
+  for ch in 0..<c {
+    let mean = sums[2 * ch] / Double(m)
+    let squares = Swift.max(sums[2 * ch + 1] - mean * sums[2 * ch], 0)
+    stats[2 * ch] = Float(mean)
+    stats[2 * ch + 1] = Float(1 / (squares / Double(m) + Double(eps)).squareRoot())
+    if let runningMean, let runningVar {
+      runningMean[ch] = (1 - momentum) * runningMean[ch] + momentum * Float(mean)
+      runningVar[ch] = (1 - momentum) * runningVar[ch] + momentum * Float(squares / Double(m - 1))
+    }
+  }
+  return m
 }
 
 // MARK: Channels last
@@ -275,7 +344,7 @@ private func gradientSumsByRows(
 private func inputGradientByRows(
   _ g: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
   rows n: Int, channels c: Int, stats: UnsafePointer<Float>, sums: UnsafePointer<Float>,
-  weight: UnsafePointer<Float>?, batchStatistics: Bool
+  weight: UnsafePointer<Float>?, batchStatistics: Bool, count: Int
 ) {
   // Per channel: k = rstd·w, mean, rstd, mean(g), mean(g·x̂).
   let table = UnsafeMutablePointer<Float>.allocate(capacity: 5 * c)
@@ -284,8 +353,8 @@ private func inputGradientByRows(
     table[ch] = stats[2 * ch + 1] * (weight?[ch] ?? 1)
     table[c + ch] = stats[2 * ch]
     table[2 * c + ch] = stats[2 * ch + 1]
-    table[3 * c + ch] = sums[2 * ch] / Float(n)
-    table[4 * c + ch] = sums[2 * ch + 1] / Float(n)
+    table[3 * c + ch] = sums[2 * ch] / Float(count)
+    table[4 * c + ch] = sums[2 * ch + 1] / Float(count)
   }
   let (k, mean, rstd) = (
     UnsafePointer(table), UnsafePointer(table + c), UnsafePointer(table + 2 * c)

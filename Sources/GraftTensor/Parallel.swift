@@ -20,12 +20,15 @@ import Synchronization
 /// so the two never oversubscribe.
 public enum Parallel {
   /// Threads used for parallel loops (the machine's active cores, or `GRAFT_NUM_THREADS`, at most
-  /// 4096).
+  /// 4096). Ranks of an MPI job on one machine (`OMPI_COMM_WORLD_LOCAL_SIZE`) share its cores.
   public static let threadCount: Int = {
-    if let s = ProcessInfo.processInfo.environment["GRAFT_NUM_THREADS"], let n = Int(s), n > 0 {
+    let environment = ProcessInfo.processInfo.environment
+    if let s = environment["GRAFT_NUM_THREADS"], let n = Int(s), n > 0 {
       return min(n, 4096)
     }
-    return max(1, ProcessInfo.processInfo.activeProcessorCount)
+    let cores = max(1, ProcessInfo.processInfo.activeProcessorCount)
+    let local = environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap { Int($0) } ?? 1
+    return max(1, cores / max(local, 1))
   }()
 
   /// How long an idle pool thread keeps polling for the next job before it sleeps, in

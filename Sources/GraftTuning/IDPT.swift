@@ -258,8 +258,10 @@ public final class IDPT: TuningMethod {
     case .pointcls: parts = [row(0), content]
     }
     var h = parts.count == 1 ? parts[0] : Tensor.concat(parts, axis: 1)
-    h = headBN1(headFC1(h)).relu().dropout(p: 0.5, training: isTraining, generator: &generator)
-    h = headBN2(headFC2(h)).relu().dropout(p: 0.5, training: isTraining, generator: &generator)
+    h = headBN1(headFC1(h)).relu().sampleDropout(
+      p: 0.5, training: isTraining, generator: &generator)
+    h = headBN2(headFC2(h)).relu().sampleDropout(
+      p: 0.5, training: isTraining, generator: &generator)
     return head(h)
   }
 }

@@ -183,7 +183,8 @@ public final class LoRA: TuningMethod {
     guard !isMerged else { return output }
     let layers = blocks[site.block].layers
     let x =
-      dropout > 0 ? input.dropout(p: dropout, training: isTraining, generator: &generator) : input
+      dropout > 0
+      ? input.sampleDropout(p: dropout, training: isTraining, generator: &generator) : input
     switch site.role {
     case .qkv:
       if let l = layers["qkv"] { return output + l.delta(x, scale: scale) }

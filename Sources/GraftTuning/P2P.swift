@@ -454,8 +454,15 @@ public final class P2P: TuningMethod {
     guard isTraining else {
       return render(input, views: Array(repeating: evaluationView, count: b))
     }
-    let (views, scales) = drawTrainingViews(b)
-    return render(input, views: views, scales: scales)
+    // In a data-parallel step, the whole global batch's views are drawn and this rank's kept,
+    // so K ranks see what one process sees.
+    guard let shard = DataParallel.current, shard.count == b else {
+      let (views, scales) = drawTrainingViews(b)
+      return render(input, views: views, scales: scales)
+    }
+    let (views, scales) = drawTrainingViews(shard.total)
+    let mine = shard.offset..<(shard.offset + b)
+    return render(input, views: Array(views[mine]), scales: Array(scales[mine]))
   }
 
   /// `count` training views and per-axis scales drawn from `generator`, as the official loop

@@ -1,4 +1,6 @@
 import ArgumentParser
+import Foundation
+import GraftDistributed
 import GraftTensor
 
 /// The `graft` command line.
@@ -21,6 +23,16 @@ struct Graft: ParsableCommand {
   /// (`OpenBLASKernel`), then runs the command.
   static func main() {
     OpenBLASKernel.reexecWithBetterKernelIfNeeded()
+    // K processes of another command would each write the same outputs.
+    if let ranks = MPILaunch.announcedSize(), ranks > 1,
+      let command = CommandLine.arguments.dropFirst().first, command != "tune"
+    {
+      FileHandle.standardError.write(
+        Data(
+          ("graft: started as \(ranks) MPI ranks, but only 'graft tune' trains data-parallel; "
+            + "run 'graft \(command)' as one process\n").utf8))
+      Foundation.exit(2)
+    }
     main(nil)
   }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import GraftDistributed
 import GraftTasks
 
 /// `graft tune`: trains a parameter-efficient method on a frozen backbone.
@@ -92,11 +93,39 @@ struct Tune: ParsableCommand {
   @OptionGroup var imageLimit: ImageLimitOptions
 
   func run() throws {
+    // Under `mpirun -np K` (K > 1) every rank runs this; otherwise MPI is never initialised.
+    guard let communicator = try MPILaunch.communicator() else {
+      return try train(communicator: nil)
+    }
+    do {
+      let detection = try DetectionRoute.applies(self)
+      if method == PLLaVARoute.method || detection {
+        throw ValidationError(
+          "captioning and detection train as one process; only classification runs "
+            + "data-parallel under mpirun")
+      }
+      try train(communicator: communicator)
+    } catch {
+      // One rank's error must end every rank (the others would wait in a collective).
+      communicator.abort("\(error)")
+    }
+    communicator.finalize()
+  }
+
+  /// The run, on one process (`communicator` nil) or as one rank of a data-parallel job (rank 0
+  /// logs, prints and writes the run folder).
+  private func train(communicator: MPICommunicator?) throws {
     if method == PLLaVARoute.method { return try PLLaVARoute.tune(self) }
     imageLimit.apply()
     if try DetectionRoute.applies(self) { return try DetectionRoute.tune(self) }
     let stderr = FileHandle.standardError
-    let log: (String) -> Void = { if !quiet { stderr.write(Data(($0 + "\n").utf8)) } }
+    let leader = (communicator?.rank ?? 0) == 0
+    let log: (String) -> Void = {
+      if !quiet && leader { stderr.write(Data(($0 + "\n").utf8)) }
+    }
+    if let communicator {
+      log("data-parallel: \(communicator.size) ranks, global batch split across them")
+    }
     if let resume {
       if initFrom != nil {
         throw ValidationError(
@@ -125,8 +154,10 @@ struct Tune: ParsableCommand {
         dataRef, for: taskInput(methodName, tb, options: cfg.methodOptions),
         video: cfg.videoInput)
       let trainer = try Trainer(backbone: tb, config: cfg, classNames: tuneData.classNames)
+      trainer.communicator = communicator
       if let s = try trainer.run(
-        data: tuneData, folder: folder, dataReference: dataRef, resume: true, log: log)
+        data: tuneData, folder: folder, dataReference: dataRef, resume: true, log: log),
+        leader
       {
         try report(s)
       }
@@ -165,11 +196,13 @@ struct Tune: ParsableCommand {
       throw ValidationError(dryRun ? "give --data or --classes" : "give --data")
     }
     let trainer = try Trainer(backbone: tb, config: cfg, classNames: classNames)
+    trainer.communicator = communicator
     if let initFrom {
       try trainer.initialise(from: URL(fileURLWithPath: initFrom))
       log("starting from the tensors of \(initFrom)")
     }
     if dryRun {
+      guard leader else { return }
       let r = trainer.dryRunReport()
       if json {
         let d = try JSONSerialization.data(withJSONObject: r, options: [.sortedKeys])
@@ -190,7 +223,9 @@ struct Tune: ParsableCommand {
       throw ValidationError("\(out) already holds a run; continue it with --resume \(out)")
     }
     log("data: \(tuneData!.description)")
-    if let s = try trainer.run(data: tuneData!, folder: folder, dataReference: data!, log: log) {
+    if let s = try trainer.run(data: tuneData!, folder: folder, dataReference: data!, log: log),
+      leader
+    {
       try report(s)
     }
   }

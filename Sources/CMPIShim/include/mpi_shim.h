@@ -1,0 +1,34 @@
+#ifndef GRAFT_MPI_SHIM_H
+#define GRAFT_MPI_SHIM_H
+// MPI behind functions that return status codes: 0 on success, otherwise an MPI error code whose
+// text graft_mpi_error_string gives. MPI_COMM_WORLD reports errors to the caller
+// (MPI_ERRORS_RETURN) instead of aborting inside the library, so Graft can name what failed.
+// Collectives are called from one thread only (MPI_THREAD_FUNNELED).
+
+#include <stddef.h>
+
+/// Initialises MPI (once) and fills this process's rank and the world size.
+int graft_mpi_init(int *rank, int *size);
+/// Whether MPI has been initialised and not finalised (1) or not (0).
+int graft_mpi_is_active(void);
+/// Sums `count` floats over every rank, in place.
+int graft_mpi_allreduce_sum_f32(float *values, size_t count);
+/// Sums `count` doubles over every rank, in place.
+int graft_mpi_allreduce_sum_f64(double *values, size_t count);
+/// The largest of `count` doubles over every rank, in place.
+int graft_mpi_allreduce_max_f64(double *values, size_t count);
+/// Gathers every rank's `send_count` floats into `received`, in rank order; `counts` holds every
+/// rank's count (the same array on every rank).
+int graft_mpi_allgatherv_f32(const float *send, int send_count, float *received, const int *counts);
+/// Copies `count` bytes from rank `root` to every rank.
+int graft_mpi_broadcast(void *bytes, size_t count, int root);
+/// Waits until every rank has called it.
+int graft_mpi_barrier(void);
+/// Ends every rank of the job with `code` (does not return).
+void graft_mpi_abort(int code);
+/// Finalises MPI (once; later calls do nothing).
+int graft_mpi_finalize(void);
+/// The text of MPI error `code`, written to `buffer` (NUL-terminated, at most `length` bytes).
+void graft_mpi_error_string(int code, char *buffer, int length);
+
+#endif

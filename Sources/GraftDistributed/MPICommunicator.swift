@@ -1,0 +1,145 @@
+import CMPIShim
+import Foundation
+import GraftTensor
+
+/// The ranks of a job started by `mpirun` or `srun`, over Open MPI (MPI_COMM_WORLD).
+///
+/// Graft initialises MPI only when the launcher's environment announces more than one rank
+/// (`MPILaunch.communicator()`); a plain start runs as one process without touching MPI. A
+/// collective that fails (a rank died, the network broke) prints which rank and operation
+/// failed and ends every rank through `MPI_Abort`, so no rank waits forever.
+public final class MPICommunicator: Communicator, @unchecked Sendable {
+  public let rank: Int
+  public let size: Int
+  /// Bytes this process has sent into allreduce operations (the gradients' and statistics').
+  public private(set) var allreducedBytes = 0
+  /// Seconds spent in collective operations.
+  public private(set) var collectiveSeconds = 0.0
+
+  fileprivate init(rank: Int, size: Int) {
+    self.rank = rank
+    self.size = size
+  }
+
+  public func allreduceSum(_ values: UnsafeMutableBufferPointer<Float>) {
+    guard let base = values.baseAddress, values.count > 0 else { return }
+    timed("MPI_Allreduce (sum of \(values.count) floats)", bytes: 4 * values.count) {
+      graft_mpi_allreduce_sum_f32(base, values.count)
+    }
+  }
+
+  public func allreduceSum(_ values: UnsafeMutableBufferPointer<Double>) {
+    guard let base = values.baseAddress, values.count > 0 else { return }
+    timed("MPI_Allreduce (sum of \(values.count) doubles)", bytes: 8 * values.count) {
+      graft_mpi_allreduce_sum_f64(base, values.count)
+    }
+  }
+
+  public func allreduceMax(_ values: UnsafeMutableBufferPointer<Double>) {
+    guard let base = values.baseAddress, values.count > 0 else { return }
+    timed("MPI_Allreduce (max of \(values.count) doubles)", bytes: 8 * values.count) {
+      graft_mpi_allreduce_max_f64(base, values.count)
+    }
+  }
+
+  public func allgather(_ values: UnsafeBufferPointer<Float>, counts: [Int]) -> [Float] {
+    precondition(counts.count == size && counts[rank] == values.count, "allgather counts")
+    guard counts.allSatisfy({ $0 <= Int(Int32.max) }), counts.reduce(0, +) <= Int(Int32.max)
+    else {
+      fail("MPI_Allgatherv", message: "more than 2^31 values to gather")
+    }
+    var out = [Float](repeating: 0, count: counts.reduce(0, +))
+    let counts32 = counts.map { Int32($0) }
+    // A rank with nothing to send still passes a valid pointer.
+    var empty: Float = 0
+    timed("MPI_Allgatherv (\(out.count) floats)", bytes: 0) {
+      out.withUnsafeMutableBufferPointer { received in
+        withUnsafeMutablePointer(to: &empty) { placeholder in
+          graft_mpi_allgatherv_f32(
+            values.baseAddress ?? UnsafePointer(placeholder), Int32(values.count),
+            received.baseAddress ?? placeholder, counts32)
+        }
+      }
+    }
+    return out
+  }
+
+  public func barrier() {
+    timed("MPI_Barrier", bytes: 0) { graft_mpi_barrier() }
+  }
+
+  /// Ends every rank of the job: after `message` (this rank's error) is printed, MPI_Abort.
+  public func abort(_ message: String, code: Int32 = 1) -> Never {
+    FileHandle.standardError.write(Data("graft: rank \(rank) of \(size): \(message)\n".utf8))
+    graft_mpi_abort(code)
+    exit(code)
+  }
+
+  /// Finalises MPI at the end of a successful run (every rank calls it).
+  public func finalize() {
+    let rc = graft_mpi_finalize()
+    if rc != 0 { fail("MPI_Finalize", code: rc) }
+  }
+
+  private func timed(_ what: @autoclosure () -> String, bytes: Int, _ call: () -> Int32) {
+    let start = DispatchTime.now().uptimeNanoseconds
+    let rc = call()
+    collectiveSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+    if rc != 0 { fail(what(), code: rc) }
+    allreducedBytes += bytes
+  }
+
+  private func fail(_ what: String, code: Int32) -> Never {
+    var text = [CChar](repeating: 0, count: 512)
+    graft_mpi_error_string(code, &text, Int32(text.count))
+    fail(what, message: String(cString: text))
+  }
+
+  private func fail(_ what: String, message: String) -> Never {
+    abort("\(what) failed: \(message) (another rank may have ended); ending every rank")
+  }
+}
+
+/// How Graft finds out that `mpirun` (or `srun`) started it.
+public enum MPILaunch {
+  /// The number of ranks the launcher's environment announces (Open MPI's
+  /// `OMPI_COMM_WORLD_SIZE`, PMI's `PMI_SIZE`, or Slurm's `SLURM_NTASKS` under PMIx), or nil
+  /// when none does.
+  public static func announcedSize(
+    _ environment: [String: String] = ProcessInfo.processInfo.environment
+  ) -> Int? {
+    if let s = environment["OMPI_COMM_WORLD_SIZE"] ?? environment["PMI_SIZE"] {
+      return Int(s)
+    }
+    if environment["PMIX_RANK"] != nil, let s = environment["SLURM_NTASKS"] { return Int(s) }
+    return nil
+  }
+
+  /// Whether the launcher announced more than one rank.
+  public static var isDistributed: Bool { (announcedSize() ?? 1) > 1 }
+
+  nonisolated(unsafe) private static var shared: MPICommunicator? = nil
+
+  /// The job's communicator, initialising MPI on first use, when the launcher announced more than
+  /// one rank; nil for a plain (or single-rank) start, which never initialises MPI.
+  public static func communicator() throws -> MPICommunicator? {
+    if let shared { return shared }
+    guard isDistributed else { return nil }
+    var (rank, size): (Int32, Int32) = (0, 0)
+    let rc = graft_mpi_init(&rank, &size)
+    guard rc == 0 else {
+      var text = [CChar](repeating: 0, count: 512)
+      graft_mpi_error_string(rc, &text, Int32(text.count))
+      throw MPIError("MPI_Init failed: \(String(cString: text))")
+    }
+    let comm = MPICommunicator(rank: Int(rank), size: Int(size))
+    shared = comm
+    return comm
+  }
+}
+
+/// MPI could not start.
+public struct MPIError: Error, CustomStringConvertible {
+  public let description: String
+  init(_ description: String) { self.description = description }
+}
