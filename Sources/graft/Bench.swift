@@ -10,7 +10,7 @@ struct Bench: ParsableCommand {
     subcommands: [
       BenchOps.self, BenchViT.self, BenchViTRow.self, BenchGraft1k.self, BenchGraft3D.self,
       BenchTune.self, BenchTuneRow.self, BenchVideo.self, BenchVideoRow.self, BenchPoints.self,
-      BenchPointsRow.self, BenchDet.self, BenchCaptions.self, BenchCaptionsRow.self,
+      BenchPointsRow.self, BenchDet.self, BenchCaptions.self, BenchCaptionsRow.self, BenchMPI.self,
     ]
   )
 }
