@@ -3,6 +3,7 @@
 #include <limits.h>
 #include <mpi.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 // MPI counts are ints: longer buffers go in chunks of at most this many elements.
@@ -44,6 +45,30 @@ static int allreduce(void *values, size_t count, size_t width, MPI_Datatype type
 
 int graft_mpi_allreduce_sum_f32(float *values, size_t count) {
   return allreduce(values, count, sizeof(float), MPI_FLOAT, MPI_SUM);
+}
+
+int graft_mpi_iallreduce_sum_f32(float *values, size_t count, void **request) {
+  *request = NULL;
+  if (count > INT_MAX) return MPI_ERR_COUNT;
+  MPI_Request *r = malloc(sizeof *r);
+  if (r == NULL) return MPI_ERR_NO_MEM;
+  int rc = MPI_Iallreduce(MPI_IN_PLACE, values, (int)count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, r);
+  if (rc != MPI_SUCCESS) {
+    free(r);
+    return rc;
+  }
+  *request = r;
+  return MPI_SUCCESS;
+}
+
+int graft_mpi_test(void *request, int *done) {
+  return MPI_Test((MPI_Request *)request, done, MPI_STATUS_IGNORE);
+}
+
+int graft_mpi_wait(void *request) {
+  int rc = MPI_Wait((MPI_Request *)request, MPI_STATUS_IGNORE);
+  free(request);
+  return rc;
 }
 
 int graft_mpi_allreduce_sum_f64(double *values, size_t count) {

@@ -64,6 +64,21 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     return out
   }
 
+  public func startAllreduceSum(_ values: UnsafeMutableBufferPointer<Float>)
+    -> any PendingCollective
+  {
+    guard let base = values.baseAddress, values.count > 0 else { return CompletedCollective() }
+    var request: UnsafeMutableRawPointer? = nil
+    timed("MPI_Iallreduce (sum of \(values.count) floats)", bytes: 4 * values.count) {
+      graft_mpi_iallreduce_sum_f32(base, values.count, &request)
+    }
+    return MPIPendingCollective(communicator: self, request: request!, count: values.count)
+  }
+
+  fileprivate func complete(_ what: @autoclosure () -> String, _ call: () -> Int32) {
+    timed(what(), bytes: 0, call)
+  }
+
   public func barrier() {
     timed("MPI_Barrier", bytes: 0) { graft_mpi_barrier() }
   }
@@ -98,6 +113,35 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
   private func fail(_ what: String, message: String) -> Never {
     abort("\(what) failed: \(message) (another rank may have ended); ending every rank")
   }
+}
+
+/// An `MPI_Iallreduce` in flight.
+final class MPIPendingCollective: PendingCollective {
+  private let communicator: MPICommunicator
+  private var request: UnsafeMutableRawPointer?
+  private let count: Int
+
+  init(communicator: MPICommunicator, request: UnsafeMutableRawPointer, count: Int) {
+    self.communicator = communicator
+    self.request = request
+    self.count = count
+  }
+
+  func poll() {
+    guard let request else { return }
+    var done: Int32 = 0
+    communicator.complete("MPI_Test (allreduce of \(count) floats)") {
+      graft_mpi_test(request, &done)
+    }
+  }
+
+  func wait() {
+    guard let request else { return }
+    self.request = nil
+    communicator.complete("MPI_Wait (allreduce of \(count) floats)") { graft_mpi_wait(request) }
+  }
+
+  deinit { wait() }
 }
 
 /// How Graft finds out that `mpirun` (or `srun`) started it.

@@ -106,6 +106,9 @@ public struct DataParallelFigures: Equatable, Sendable {
   public var allreduceSeconds: Double
   /// Seconds rank 0 spent in those steps, all of each step.
   public var stepSeconds: Double
+  /// Buckets the gradients were allreduced in during the backward pass (`train.bucket_mb`); 0
+  /// when they went in one allreduce after it.
+  public var buckets = 0
 
   /// The figures as stated.
   public init(
@@ -127,13 +130,14 @@ public struct DataParallelFigures: Equatable, Sendable {
     self.init(
       ranks: ranks, allreduceBytesPerStep: bytes, steps: steps, allreduceSeconds: allreduce,
       stepSeconds: step)
+    buckets = o["buckets"] as? Int ?? 0
   }
 
   /// As written to `summary.json`.
   public var json: [String: Any] {
     [
       "ranks": ranks, "allreduce_bytes_per_step": allreduceBytesPerStep, "steps": steps,
-      "allreduce_seconds": allreduceSeconds, "step_seconds": stepSeconds,
+      "allreduce_seconds": allreduceSeconds, "step_seconds": stepSeconds, "buckets": buckets,
     ]
   }
 }
@@ -275,6 +279,8 @@ public final class Trainer {
   private var writesRun: Bool { rank == 0 }
   /// The current call's data-parallel figures.
   private var parallelFigures: DataParallelFigures? = nil
+  /// A data-parallel run's gradient buckets, when its gradients are large (`train.bucket_mb`).
+  private var gradientBuckets: GradientBuckets? = nil
 
   /// Builds the method on `backbone` for `classNames.count` classes. Unknown methods and
   /// options throw.
@@ -699,6 +705,7 @@ public final class Trainer {
             ranks: ranks, allreduceBytesPerStep: figures.bytes, steps: 0, allreduceSeconds: 0,
             stepSeconds: 0)
         sums.steps += 1
+        sums.buckets = gradientBuckets?.count ?? 0
         sums.allreduceSeconds += figures.allreduceSeconds
         sums.stepSeconds += seconds
         parallelFigures = sums
@@ -787,6 +794,12 @@ public final class Trainer {
     precondition(part.count == count, "rank \(rank): batch part \(count) vs \(part)")
     let shard = BatchShard(
       offset: part.lowerBound, count: count, total: total, communicator: communicator)
+    let parameters = optimizer.parameters
+    let gradientCount = parameters.reduce(0) { $0 + $1.count }
+    // Large gradients go in buckets started during the backward pass; small ones in one
+    // allreduce with the step's figures after it.
+    let buckets = bucketsFor(parameters, bytes: 4 * gradientCount, communicator: communicator)
+    buckets?.begin()
     var lossValue: Float = 0
     var correct = 0
     DataParallel.withShard(shard) {
@@ -794,20 +807,23 @@ public final class Trainer {
       let loss = logits.crossEntropy(targets: batch.labels, labelSmoothing: config.labelSmoothing)
       lossValue = loss.item
       // Every rank runs the backward, whatever its loss, so that the collectives inside it
-      // (SyncBatchNorm's) stay in step; the flag below decides for all.
-      (loss * (Float(count) / Float(total))).backward()
+      // (SyncBatchNorm's, the buckets') stay in step; the flag below decides for all.
+      (loss * (Float(count) / Float(total))).backward(
+        nil,
+        leafGradientIsFinal: buckets.map { b in { b.gradientIsFinal($0) } })
       let predicted = logits.detached().argmax(axis: 1)
       for (p, l) in zip(predicted, batch.labels) where p == l { correct += 1 }
     }
-    let parameters = optimizer.parameters
-    let gradientCount = parameters.reduce(0) { $0 + $1.count }
-    var buffer = [Float](repeating: 0, count: gradientCount + 4)
+    let fused = buckets == nil
+    var buffer = [Float](repeating: 0, count: (fused ? gradientCount : 0) + 4)
     var offset = 0
-    for p in parameters {
-      if let g = p.grad {
-        for i in 0..<p.count { buffer[offset + i] = g.pointer[i] }
+    if fused {
+      for p in parameters {
+        if let g = p.grad {
+          for i in 0..<p.count { buffer[offset + i] = g.pointer[i] }
+        }
+        offset += p.count
       }
-      offset += p.count
     }
     buffer[offset] = lossValue.isFinite ? lossValue * Float(count) : 0
     buffer[offset + 1] = Float(correct)
@@ -815,13 +831,16 @@ public final class Trainer {
     buffer[offset + 3] = lossValue.isFinite ? 0 : lossValue.isNaN ? 1 : 0
     let started = DispatchTime.now().uptimeNanoseconds
     buffer.withUnsafeMutableBufferPointer { communicator.allreduceSum($0) }
+    buckets?.finish()
     let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
     offset = 0
-    for p in parameters {
-      if let g = p.grad {
-        for i in 0..<p.count { g.pointer[i] = buffer[offset + i] }
+    if fused {
+      for p in parameters {
+        if let g = p.grad {
+          for i in 0..<p.count { g.pointer[i] = buffer[offset + i] }
+        }
+        offset += p.count
       }
-      offset += p.count
     }
     let nonFiniteLoss = buffer[offset + 2] > 0
     let loss: Float =
@@ -830,8 +849,21 @@ public final class Trainer {
     return (
       finite: !nonFiniteLoss && gradientsAreFinite(optimizer), loss: loss,
       lossSum: Double(buffer[offset]), correct: Int(buffer[offset + 1].rounded()),
-      bytes: 4 * buffer.count, allreduceSeconds: seconds
+      bytes: 4 * (gradientCount + 4), allreduceSeconds: seconds
     )
+  }
+
+  /// The gradient buckets of `parameters` when their `bytes` exceed `train.bucket_mb` (built
+  /// once per run), else nil.
+  private func bucketsFor(_ parameters: [Tensor], bytes: Int, communicator: any Communicator)
+    -> GradientBuckets?
+  {
+    let capacity = Int(config.bucketMiB * 1_048_576)
+    guard bytes > capacity else { return nil }
+    if let gradientBuckets, gradientBuckets.covers(parameters) { return gradientBuckets }
+    gradientBuckets = GradientBuckets(
+      parameters: parameters, capacityBytes: capacity, communicator: communicator)
+    return gradientBuckets
   }
 
   /// Refuses a data-parallel run in which some global batch has fewer samples than there are

@@ -42,6 +42,11 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
   public var backboneTrainMode = false
   /// Background decoding threads (`train.workers`).
   public var workers = 1
+  /// Data-parallel runs: trainable gradients of more than this many MiB in all are allreduced
+  /// in buckets of about this size, each started during the backward pass once its gradients
+  /// are final (PyTorch DDP's `bucket_cap_mb`); smaller ones in one fused allreduce after the
+  /// backward pass (`train.bucket_mb`).
+  public var bucketMiB: Double = 25
   /// Use only this many training samples (seeded choice), 0 for all (`data.train_samples`).
   public var trainSamples = 0
   /// What a training step whose loss or gradient is not finite does (`train.nan_policy`).
@@ -106,6 +111,12 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
       "train.backbone_train_mode", \.backboneTrainMode,
       "run the frozen backbone in training mode (true/false)"),
     .int("train.workers", \.workers, atLeast: 0, "background image decoding threads"),
+    ConfigOption(
+      "train.bucket_mb", \.bucketMiB,
+      "data-parallel runs (mpirun): gradients of more than this many MiB in all are allreduced "
+        + "in buckets of this size, started during the backward pass (as PyTorch DDP's "
+        + "bucket_cap_mb); smaller ones in one fused allreduce",
+      expectation: "a positive number", valid: { $0 > 0 && $0 <= 1_048_576 }),
     ConfigOption(
       "train.nan_policy", \.nanPolicy,
       "a step whose loss or gradient is not finite: stop (the run, naming the step) or "

@@ -122,6 +122,15 @@ extension Tensor {
   /// tensors are freed as soon as its gradient has been passed on, so a graph can be
   /// back-propagated once (as PyTorch without `retain_graph`).
   public func backward(_ gradient: Tensor? = nil) {
+    backward(gradient, leafGradientIsFinal: nil)
+  }
+
+  /// `backward(gradient)`; `leafGradientIsFinal`, when given, is called for each leaf as soon
+  /// as every op of the graph that uses it has passed its gradient back (the leaf's `grad` will
+  /// not change again in this call), as PyTorch's post-accumulate-grad hooks, on which DDP
+  /// overlaps its allreduce with the rest of the backward pass. Leaves whose users are never
+  /// reached are not reported.
+  public func backward(_ gradient: Tensor?, leafGradientIsFinal: ((Tensor) -> Void)?) {
     precondition(requiresGrad, "backward() on a tensor that does not require a gradient")
     let seed: Tensor
     if let g = gradient {
@@ -140,6 +149,13 @@ extension Tensor {
       "backward() through \(root.name) a second time: its saved tensors were already freed")
     var order: [GradFn?] = Tensor.topologicalOrder(from: root)
     var pending: [ObjectIdentifier: Tensor] = [ObjectIdentifier(root): seed]
+    // With a hook: how many edges of the graph still lead to each leaf.
+    var leafUses: [ObjectIdentifier: Int] = [:]
+    if leafGradientIsFinal != nil {
+      for case let fn? in order {
+        for case .leaf(let leaf)? in fn.edges { leafUses[ObjectIdentifier(leaf), default: 0] += 1 }
+      }
+    }
     GradMode.withNoGrad {
       for position in stride(from: order.count - 1, through: 0, by: -1) {
         guard let fn = order[position] else { continue }
@@ -152,6 +168,18 @@ extension Tensor {
         let grads = backward(g)
         precondition(grads.count == fn.edges.count, "\(fn.name): wrong number of gradients")
         for (i, (edge, grad)) in zip(fn.edges, grads).enumerated() {
+          if let leafGradientIsFinal, case .leaf(let leaf)? = edge {
+            if let grad {
+              precondition(
+                grad.shape == fn.inputShapes[i],
+                "\(fn.name): gradient shape \(grad.shape) for input of shape \(fn.inputShapes[i])")
+              leaf.accumulateGrad(grad)
+            }
+            let key = ObjectIdentifier(leaf)
+            leafUses[key]! -= 1
+            if leafUses[key] == 0 { leafGradientIsFinal(leaf) }
+            continue
+          }
           guard let edge, let grad else { continue }
           precondition(
             grad.shape == fn.inputShapes[i],

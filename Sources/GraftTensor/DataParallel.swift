@@ -24,6 +24,36 @@ public protocol Communicator: AnyObject, Sendable {
   func allgather(_ values: UnsafeBufferPointer<Float>, counts: [Int]) -> [Float]
   /// Waits until every rank has called it.
   func barrier()
+  /// Starts summing `values` over every rank, in place, and returns without waiting (MPI's
+  /// `MPI_Iallreduce`): `values` must stay alive and untouched until the returned collective's
+  /// `wait()`. Every rank starts its collectives in the same order.
+  func startAllreduceSum(_ values: UnsafeMutableBufferPointer<Float>) -> any PendingCollective
+}
+
+/// A collective operation started without waiting.
+public protocol PendingCollective: AnyObject {
+  /// Lets it progress (MPI advances a collective only inside its own calls); does not wait.
+  func poll()
+  /// Waits until it is complete: its buffer then holds the result.
+  func wait()
+}
+
+/// A collective that completed when it was started.
+public final class CompletedCollective: PendingCollective {
+  /// A completed collective.
+  public init() {}
+  public func poll() {}
+  public func wait() {}
+}
+
+extension Communicator {
+  /// By default the sum is done at once (`allreduceSum`), and the collective is complete.
+  public func startAllreduceSum(_ values: UnsafeMutableBufferPointer<Float>)
+    -> any PendingCollective
+  {
+    allreduceSum(values)
+    return CompletedCollective()
+  }
 }
 
 /// The part of one global batch this rank holds: samples `offset ..< offset + count` of the

@@ -21,7 +21,7 @@ struct BenchMPI: ParsableCommand {
       """)
 
   @Option(help: "Methods, comma-separated.")
-  var methods = "linear,bitfit,lora,adapter,vpt,lst,hst,full"
+  var methods = "linear,bitfit,lora,adapter,vpt-deep,lst,hst,full"
 
   @Option(help: "Rank counts on this machine, comma-separated.")
   var ranks = "1,2,4"
@@ -52,6 +52,11 @@ struct BenchMPI: ParsableCommand {
 
   func run() throws {
     let methodList = methods.split(separator: ",").map(String.init)
+    for method in methodList where !MethodRegistry.names.contains(method) {
+      throw ValidationError(
+        "--methods: unknown method '\(method)' (known: "
+          + MethodRegistry.names.joined(separator: ", ") + ")")
+    }
     let rankList = try ranks.split(separator: ",").map { s -> Int in
       guard let k = Int(s), (1...64).contains(k) else {
         throw ValidationError("--ranks: '\(s)' is not a rank count from 1 to 64")

@@ -64,8 +64,11 @@ final class DataParallelTrainingTests: XCTestCase {
       input: .points(PointInput(points: 32)))
   }
 
-  private func config(_ method: String, _ options: [String: String]) throws -> TuneConfig {
+  private func config(
+    _ method: String, _ options: [String: String], settings: [String: String] = [:]
+  ) throws -> TuneConfig {
     var config = try TuneConfig.preset(for: method)
+    for (key, value) in settings { try config.set(key, value) }
     try config.set("train.epochs", "2")
     try config.set("train.batch_size", "8")
     try config.set("train.workers", "0")
@@ -75,10 +78,11 @@ final class DataParallelTrainingTests: XCTestCase {
 
   /// Trains `method` in `run` as one process, or as `ranks` simulated ranks.
   private func train(
-    _ method: String, on kind: String, options: [String: String] = [:], ranks: Int, run: URL
+    _ method: String, on kind: String, options: [String: String] = [:],
+    settings: [String: String] = [:], ranks: Int, run: URL
   ) throws -> TuneSummary {
     let data = try data()
-    let config = try config(method, options)
+    let config = try config(method, options, settings: settings)
     if ranks == 1 {
       let trainer = try Trainer(
         backbone: try backbone(kind), config: config, classNames: data.classNames)
@@ -111,14 +115,19 @@ final class DataParallelTrainingTests: XCTestCase {
   }
 
   private func assertRanksMatchOneProcess(
-    _ method: String, on kind: String, options: [String: String] = [:]
+    _ method: String, on kind: String, options: [String: String] = [:],
+    settings: [String: String] = [:]
   ) throws {
     let one = folder.appendingPathComponent("\(method)-1")
     let three = folder.appendingPathComponent("\(method)-3")
-    let a = try train(method, on: kind, options: options, ranks: 1, run: one)
-    let b = try train(method, on: kind, options: options, ranks: 3, run: three)
+    let a = try train(
+      method, on: kind, options: options, settings: settings, ranks: 1, run: one)
+    let b = try train(
+      method, on: kind, options: options, settings: settings, ranks: 3, run: three)
     XCTAssertEqual(b.dataParallel?.ranks, 3, method)
     XCTAssertEqual(b.dataParallel?.steps, 8, method)
+    XCTAssertEqual(
+      (b.dataParallel?.buckets ?? 0) > 1, settings["train.bucket_mb"] != nil, method)
     for (x, y) in zip(try lines(one), try lines(three)) {
       let (lx, ly) = (x["train_loss"] as! Double, y["train_loss"] as! Double)
       XCTAssertLessThanOrEqual(abs(lx - ly) / lx, 1e-5, "\(method): \(lx) vs \(ly)")
@@ -135,6 +144,13 @@ final class DataParallelTrainingTests: XCTestCase {
 
   func testFullFineTuningOfPointMAEOnThreeRanksMatchesOneProcess() throws {
     try assertRanksMatchOneProcess("full", on: "point-mae")
+  }
+
+  /// Gradients in buckets of about 1 KiB (train.bucket_mb), each started as soon as the
+  /// backward pass has finished its gradients, instead of one allreduce after it.
+  func testBucketedGradientsOnThreeRanksMatchOneProcess() throws {
+    try assertRanksMatchOneProcess(
+      "full", on: "point-mae", settings: ["train.bucket_mb": "0.001"])
   }
 
   func testP2POnThreeRanksMatchesOneProcess() throws {

@@ -115,11 +115,24 @@ final class MPIRunTests: XCTestCase {
           with: Data(contentsOf: out.appendingPathComponent("summary.json"))) as? [String: Any])
       let parallel = try XCTUnwrap(summary["data_parallel"] as? [String: Any])
       XCTAssertEqual(parallel["ranks"] as? Int, ranks)
+      XCTAssertEqual(parallel["buckets"] as? Int, 0)
       XCTAssertEqual(parallel["steps"] as? Int, 14)
       // The trainable gradients (float32) and the step's four figures.
       let trainable = try XCTUnwrap(summary["trainable_parameters"] as? Int)
       XCTAssertEqual(parallel["allreduce_bytes_per_step"] as? Int, 4 * (trainable + 4))
     }
+    // Gradients in buckets of about 1 KiB, allreduced (MPI_Iallreduce) during the backward.
+    let bucketed = folder.appendingPathComponent("lora-buckets")
+    let b = try run(ranks: 2, tune(lora + ["--set", "train.bucket_mb=0.001"], out: bucketed))
+    XCTAssertEqual(b.status, 0, b.err)
+    try assertSameRun(single, bucketed, "lora on 2 ranks, bucketed")
+    let bucketSummary = try XCTUnwrap(
+      JSONSerialization.jsonObject(
+        with: Data(contentsOf: bucketed.appendingPathComponent("summary.json")))
+        as? [String: Any])
+    let buckets = try XCTUnwrap(
+      (bucketSummary["data_parallel"] as? [String: Any])?["buckets"] as? Int)
+    XCTAssertGreaterThan(buckets, 2)
     let hst = ["--method", "hst"]
     let hstSingle = folder.appendingPathComponent("hst-1")
     let hstThree = folder.appendingPathComponent("hst-3")

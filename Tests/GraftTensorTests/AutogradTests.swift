@@ -21,6 +21,36 @@ final class AutogradTests: XCTestCase {
     XCTAssertEqual(x.grad!.item, 16)
   }
 
+  /// The hook DDP-style bucketing relies on: each leaf is reported once, when its gradient is
+  /// final; a leaf used at several depths only after its earliest use is back-propagated.
+  func testLeafGradientIsFinalFiresOnceWithTheFinalGradient() {
+    let a = Tensor([1, 2]).requiringGrad()  // used near the output and near the input
+    let b = Tensor([3, 4]).requiringGrad()  // used once, deep
+    let c = Tensor([5, 6]).requiringGrad()  // used once, near the output
+    let unused = Tensor([7]).requiringGrad()
+    let hidden = (a * b).exp().log()
+    let out = ((hidden + a) * c).sum()
+    var reported: [(String, [Float])] = []
+    let names = [ObjectIdentifier(a): "a", ObjectIdentifier(b): "b", ObjectIdentifier(c): "c"]
+    out.backward(
+      nil,
+      leafGradientIsFinal: { leaf in
+        reported.append((names[ObjectIdentifier(leaf)] ?? "?", leaf.grad!.scalars))
+      })
+    XCTAssertEqual(reported.map(\.0).sorted(), ["a", "b", "c"])
+    XCTAssertEqual(reported.map(\.0).first, "c")
+    for (name, grad) in reported {
+      let final = [ObjectIdentifier(a): a, ObjectIdentifier(b): b, ObjectIdentifier(c): c]
+        .first { names[$0.key] == name }!.value.grad!.scalars
+      XCTAssertEqual(grad, final, name)
+    }
+    // d/da of ((a·b) + a)·c = (b + 1)·c
+    for (i, v) in a.grad!.scalars.enumerated() {
+      XCTAssertEqual(v, (b.scalars[i] + 1) * c.scalars[i], accuracy: 1e-4)
+    }
+    XCTAssertNil(unused.grad)
+  }
+
   func testNoGradScopeAndFrozenInputsRecordNothing() {
     let frozen = randomTensor([64, 64], seed: 1)
     let before = TapeStats.savedBytes

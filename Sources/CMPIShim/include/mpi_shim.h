@@ -13,6 +13,14 @@ int graft_mpi_init(int *rank, int *size);
 int graft_mpi_is_active(void);
 /// Sums `count` floats over every rank, in place.
 int graft_mpi_allreduce_sum_f32(float *values, size_t count);
+/// Starts summing `count` floats (at most INT_MAX) over every rank, in place, without waiting;
+/// `*request` receives a handle for graft_mpi_test and graft_mpi_wait. The buffer must stay
+/// untouched until the wait.
+int graft_mpi_iallreduce_sum_f32(float *values, size_t count, void **request);
+/// Lets a started collective progress; `*done` becomes 1 once it is complete.
+int graft_mpi_test(void *request, int *done);
+/// Waits for a started collective to complete and frees its handle.
+int graft_mpi_wait(void *request);
 /// Sums `count` doubles over every rank, in place.
 int graft_mpi_allreduce_sum_f64(double *values, size_t count);
 /// The largest of `count` doubles over every rank, in place.
