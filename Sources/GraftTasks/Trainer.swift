@@ -494,6 +494,16 @@ public final class Trainer {
           paths, dataReference: dataReference,
           videoInput: Sample.self == ClipSample.self ? config.videoInput : nil)
       }
+      // Every rank reads rank 0's files later (the best adapter at the end, the checkpoint on
+      // resume): a rank that cannot see them must say so now, not after training.
+      if let communicator, ranks > 1 {
+        communicator.barrier()
+        guard FileManager.default.fileExists(atPath: paths.config.path) else {
+          throw ConfigError(
+            "rank \(rank) cannot see \(paths.config.path), which rank 0 has written: the run "
+              + "folder must be on a filesystem every machine of the job shares")
+        }
+      }
     }
 
     // Ranks hold parts of batches; the cache serves whole ones from one process's files.
