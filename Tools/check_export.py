@@ -62,6 +62,35 @@ def pixels(paths, cfg):
     return torch.stack(out)
 
 
+def clouds(folder, classes=("cube", "disc", "sphere"), per_class=10, n=300):
+    """A class-per-folder set of ASCII PLY clouds (a cube's surface, a flat disc, a sphere's
+    surface), for tuning and predicting a P2P run."""
+    rng = np.random.default_rng(1)
+    paths = []
+    for split, count in (("train", per_class), ("val", 3), ("test", 3)):
+        for shape in classes:
+            os.makedirs(os.path.join(folder, split, shape), exist_ok=True)
+            for i in range(count):
+                v = rng.normal(size=(n, 3)).astype(np.float32)
+                if shape == "sphere":
+                    v /= np.linalg.norm(v, axis=1, keepdims=True)
+                elif shape == "cube":
+                    v = np.clip(v / 2, -1, 1)
+                    axis = rng.integers(0, 3, size=n)
+                    v[np.arange(n), axis] = np.sign(v[np.arange(n), axis]) + (v[np.arange(n), axis] == 0)
+                else:
+                    v = v * np.array([0.5, 0.5, 0.02], dtype=np.float32)
+                path = os.path.join(folder, split, shape, f"{shape}{i}.ply")
+                with open(path, "w") as fh:
+                    fh.write(f"ply\nformat ascii 1.0\nelement vertex {n}\n"
+                             "property float x\nproperty float y\nproperty float z\nend_header\n")
+                    for row in v:
+                        fh.write(f"{row[0]:.6f} {row[1]:.6f} {row[2]:.6f}\n")
+                if split == "test":
+                    paths.append(path)
+    return paths
+
+
 def graft_logits(graft, run_folder, paths, out):
     run(graft, "predict", "--adapter", run_folder, "--output", out, *paths)
     return load_file(out)["logits"]
@@ -98,17 +127,25 @@ def main():
             ("unipt", "unipt", []), ("hst", "hst", []),
             ("hst-meta2", "hst", ["--set", "method.meta_tokens=2", "--set", "method.depths=1,2,0,3"]),
             ("idpt", "idpt", []),
+            ("p2p", "p2p", ["--set", "method.points=256", "--set", "method.k=8"]),
+            ("p2p-default-k", "p2p", ["--set", "method.points=128",
+                                      "--set", "method.mean=0.286,0.286,0.286",
+                                      "--set", "method.std=0.353,0.353,0.353"]),
             ("idpt-layer3", "idpt", ["--set", "method.prompt_layer=3", "--set", "method.k=8",
                                      "--set", "method.head=promptcls"])]
     if args.only:
         runs = [r for r in runs if r[0] in args.only.split(",")]
+    cloud_paths = clouds(os.path.join(w, "clouds"))
     for name, method, extra in runs:
         rf = os.path.join(w, name)
+        points = method == "p2p"
         if not os.path.exists(os.path.join(rf, "summary.json")):
+            data = os.path.join(w, "clouds") if points else "digits"
             run(g, "tune", "--backbone", "vit-nano-fmnist", "--method", method, "--data",
-                "digits", "--set", "train.epochs=1", *extra, "--out", rf, "--quiet")
-        ours = graft_logits(g, rf, paths, os.path.join(w, f"{name}-logits.safetensors"))
-        if method not in ("vpt-deep", "adapter", "mp", "mp+", "lst", "unipt", "hst", "idpt"):  # no timm ViT holds them: ONNX only
+                data, "--set", "train.epochs=1", *extra, "--out", rf, "--quiet")
+        out = os.path.join(w, f"{name}-logits.safetensors")
+        ours = graft_logits(g, rf, cloud_paths if points else paths, out)
+        if method not in ("vpt-deep", "adapter", "mp", "mp+", "lst", "unipt", "hst", "idpt", "p2p"):  # no timm ViT holds them: ONNX only
             timm_dir = os.path.join(w, f"{name}-timm")
             run(g, "export", "--adapter", rf, "--to", "timm", timm_dir)
             model = timm.create_model("local-dir:" + timm_dir, pretrained=True).eval()
@@ -117,7 +154,10 @@ def main():
         run(g, "export", "--adapter", rf, "--to", "onnx", onnx_file)
         onnx.checker.check_model(onnx.load(onnx_file))
         sess = onnxruntime.InferenceSession(onnx_file)
-        ok &= compare(f"onnxruntime {name}", ours, sess.run(None, {"pixels": x.numpy()})[0])
+        # P2P's graph takes the clouds as the run saw them (normalised, sampled), which
+        # graft predict writes beside the logits.
+        feed = {"points": load_file(out)["points"]} if points else {"pixels": x.numpy()}
+        ok &= compare(f"onnxruntime {name}", ours, sess.run(None, feed)[0])
 
         if method == "lora":
             from peft import PeftModel

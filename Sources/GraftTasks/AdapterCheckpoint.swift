@@ -240,6 +240,32 @@ extension LoadedAdapter {
     return parts.isEmpty ? Tensor.zeros([0, config.numClasses]) : Tensor.concat(parts, axis: 0)
   }
 
+  /// Logits [N, classes] of `clouds` and the clouds as the method saw them [N, points, 3 or 6],
+  /// through the run's evaluation transform (`PointTransforms.evaluation`: normalised, farthest
+  /// point sampled), in batches of the run's evaluation size. Throws for an adapter whose run
+  /// did not take point clouds.
+  public func predict(clouds: [PointCloud]) throws -> (logits: Tensor, inputs: Tensor) {
+    method.setTraining(false)
+    guard let pointInput = config.pointInput else {
+      throw ConfigError("the adapter's run did not take point clouds")
+    }
+    let transform = try PointCloud.transforms(for: .points(pointInput)).eval
+    var generator = RandomGenerator(seed: 0)
+    let inputs = try clouds.map { try transform($0, &generator).unsqueezed(0) }
+    var parts: [Tensor] = []
+    var start = 0
+    while start < inputs.count {
+      let end = min(start + config.evalBatchSize, inputs.count)
+      let batch = Tensor.concat(Array(inputs[start..<end]), axis: 0)
+      parts.append(withNoGrad { method(batch) })
+      start = end
+    }
+    guard !parts.isEmpty else {
+      return (Tensor.zeros([0, config.numClasses]), Tensor.zeros([0, pointInput.points, 3]))
+    }
+    return (Tensor.concat(parts, axis: 0), Tensor.concat(inputs, axis: 0))
+  }
+
   /// Logits [N, classes] of `images`, preprocessed as in training, in batches of the run's
   /// evaluation size. Throws for an adapter whose backbone does not take images.
   public func predict(_ images: [RGBImage]) throws -> Tensor {

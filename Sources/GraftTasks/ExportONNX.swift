@@ -22,7 +22,7 @@ import Foundation
 public enum ONNXExport {
   /// Methods whose graphs are written.
   public static let methods: Set<String> = TimmExport.mergeable.union([
-    "vpt-shallow", "vpt-deep", "adapter", "mp", "mp+", "lst", "unipt", "hst", "idpt",
+    "vpt-shallow", "vpt-deep", "adapter", "mp", "mp+", "lst", "unipt", "hst", "idpt", "p2p",
   ])
 
   /// What the graph needs of a Moment Probing run besides its tensors (`mp.*` in the state).
@@ -49,6 +49,27 @@ public enum ONNXExport {
     var head: IDPT.HeadInput
     /// The ε of each BatchNorm, by its name in the state.
     var eps: [String: Float]
+  }
+
+  /// What the graph needs of a P2P run besides its tensors (`p2p.enc.*` in the state): how the
+  /// clouds become the image the backbone reads (`P2P.render` at the evaluation view).
+  struct PointRenderShape {
+    /// Points per cloud.
+    var points: Int
+    /// Neighbours in the geometry encoder's kNN graph.
+    var k: Int
+    /// The evaluation view's rotation, row-major 3×3 (`P2P.View.matrix`).
+    var view: [Float]
+    /// Side of the square the object is drawn in, and the canvas.
+    var objSize: Int
+    var canvas: Size2D
+    /// The backbone input's normalisation.
+    var mean: [Float]
+    var std: [Float]
+    /// The encoder's GroupNorm: groups and ε; the BasicBlock's BatchNorms' ε.
+    var groups: Int
+    var groupEps: Float
+    var blockEps: (Float, Float)
   }
 
   /// A side network beside the backbone, read from every hidden state.
@@ -81,10 +102,11 @@ public enum ONNXExport {
     var moments: MomentProbingShape?
     var side: SideNetwork?
     var instancePrompt: InstancePromptShape?
+    var pointRender: PointRenderShape?
     let method = loaded.method
     if method is VisualPromptTuning || method is AdaptFormer || method is MomentProbing
       || method is LadderSideTuning || method is UniPT || method is HierarchicalSideTuning
-      || method is IDPT,
+      || method is IDPT || method is P2P,
       let vit = method.backbone as? VisionTransformer
     {
       // The frozen backbone, the new head, and the method's own tensors.
@@ -156,6 +178,25 @@ public enum ONNXExport {
         instancePrompt = InstancePromptShape(
           layer: idpt.promptLayer, k: idpt.k, head: idpt.headInput, eps: eps)
       }
+      if let p2p = method as? P2P {
+        // The encoder and colouring, with the BasicBlock's running statistics; the trained
+        // norms and class token are the backbone's own tensors above.
+        for (name, t) in p2p.namedParameters(prefix: "p2p") where name.hasPrefix("p2p.enc.") {
+          state[name] = t
+        }
+        let block = p2p.encoder.block
+        for (name, bn) in [
+          ("p2p.enc.img_block.0.bn1", block.bn1), ("p2p.enc.img_block.0.bn2", block.bn2),
+        ] {
+          state[name + ".running_mean"] = bn.runningMean
+          state[name + ".running_var"] = bn.runningVar
+        }
+        pointRender = PointRenderShape(
+          points: p2p.points, k: p2p.encoder.k, view: p2p.evaluationView.matrix,
+          objSize: p2p.objSize, canvas: p2p.canvas, mean: p2p.normalisation.mean,
+          std: p2p.normalisation.std, groups: p2p.encoder.graphNorm.groups,
+          groupEps: p2p.encoder.graphNorm.eps, blockEps: (block.bn1.eps, block.bn2.eps))
+      }
       if let hst = method as? HierarchicalSideTuning {
         // The side network's tensors, and the BatchNorms' running statistics (state buffers);
         // the trained block norms are the backbone's own tensors above.
@@ -210,7 +251,8 @@ public enum ONNXExport {
     }
     let bytes = try vitModel(
       state: state, config: c, classes: loaded.config.numClasses, prompts: prompts,
-      adapterScale: adapterScale, moments: moments, side: side, instancePrompt: instancePrompt)
+      adapterScale: adapterScale, moments: moments, side: side, instancePrompt: instancePrompt,
+      pointRender: pointRender)
     try AtomicFile.write(Data(bytes), to: out)
   }
 
@@ -221,16 +263,21 @@ public enum ONNXExport {
   static func vitModel(
     state: [String: Tensor], config c: ViTConfig, classes: Int, prompts: [Tensor] = [],
     adapterScale: Float? = nil, moments: MomentProbingShape? = nil, side: SideNetwork? = nil,
-    instancePrompt: InstancePromptShape? = nil
+    instancePrompt: InstancePromptShape? = nil, pointRender: PointRenderShape? = nil
   ) throws -> [UInt8] {
     let g = ONNXGraph(state: state)
+    // The graph's input: the preprocessed image, or for P2P the clouds it draws the image of.
+    let pixels = try pointRender.map { try p2pPixels(g, $0) } ?? "pixels"
+    let modelInput =
+      pointRender.map { ("points", ["batch", "\($0.points)", "3"]) }
+      ?? ("pixels", ["batch", "3", "\(c.imgSize.height)", "\(c.imgSize.width)"])
     let d = c.embedDim
     let heads = c.numHeads
     let hd = d / heads
     // Patches: Conv with stride = kernel, then [B, D, h, w] → [B, h·w, D].
     var x = g.node(
       "Conv",
-      ["pixels", try g.weight("patch_embed.proj.weight"), try g.weight("patch_embed.proj.bias")],
+      [pixels, try g.weight("patch_embed.proj.weight"), try g.weight("patch_embed.proj.bias")],
       [
         .ints("kernel_shape", [c.patchSize.height, c.patchSize.width]),
         .ints("strides", [c.patchSize.height, c.patchSize.width]),
@@ -239,7 +286,7 @@ public enum ONNXExport {
     x = g.node("Transpose", [x], [.ints("perm", [0, 2, 1])])
     // The class token broadcast to the batch: Expand to [B, 1, D] with B from the input.
     let batch = g.node(
-      "Slice", [g.node("Shape", ["pixels"]), g.ints([0]), g.ints([1])])
+      "Slice", [g.node("Shape", [pixels]), g.ints([0]), g.ints([1])])
     let shape = g.node("Concat", [batch, g.ints([1, d])], [.int("axis", 0)])
     let cls = g.node("Expand", [try g.weight("cls_token"), shape])
     x = g.node("Concat", [cls, x], [.int("axis", 1)])
@@ -396,8 +443,7 @@ public enum ONNXExport {
       _ = g.node(
         "Add", [g.node("MatMul", [normed, wt]), try g.weight("head.bias")], output: "logits")
       return g.model(
-        input: ("pixels", ["batch", "3", "\(c.imgSize.height)", "\(c.imgSize.width)"]),
-        output: ("logits", ["batch", "\(classes)"]))
+        input: modelInput, output: ("logits", ["batch", "\(classes)"]))
     case nil:
       break
     }
@@ -427,8 +473,7 @@ public enum ONNXExport {
       _ = g.node(
         "Add", [g.node("MatMul", [h, wt]), try g.weight("head.bias")], output: "logits")
       return g.model(
-        input: ("pixels", ["batch", "3", "\(c.imgSize.height)", "\(c.imgSize.width)"]),
-        output: ("logits", ["batch", "\(classes)"]))
+        input: modelInput, output: ("logits", ["batch", "\(classes)"]))
     }
     let pooled = g.node("Gather", [tokens, g.ints([0], scalar: true)], [.int("axis", 1)])
     let wt = g.transposed(try g.tensor("head.weight"), name: "head.weight_t")
@@ -443,8 +488,7 @@ public enum ONNXExport {
       _ = g.node("Identity", [first], output: "logits")
     }
     return g.model(
-      input: ("pixels", ["batch", "3", "\(c.imgSize.height)", "\(c.imgSize.width)"]),
-      output: ("logits", ["batch", "\(classes)"]))
+      input: modelInput, output: ("logits", ["batch", "\(classes)"]))
   }
 }
 

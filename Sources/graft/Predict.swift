@@ -6,7 +6,7 @@ import GraftTasks
 struct Predict: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract:
-      "Predict the classes of images (or of videos, for a run on video clips) with a tuned adapter (a graft tune run folder)."
+      "Predict the classes of images (or of videos, for a run on video clips; of point-cloud or mesh files, for a run on point clouds) with a tuned adapter (a graft tune run folder)."
   )
 
   @Option(help: "Run folder of graft tune.")
@@ -15,7 +15,10 @@ struct Predict: ParsableCommand {
   @Option(help: "Classes to print per image.")
   var topK = 5
 
-  @Option(help: "Also write the logits to this .safetensors file.")
+  @Option(
+    help:
+      "Also write the logits (and, for a run on point clouds, the clouds as the model saw them: 'points') to this .safetensors file."
+  )
   var output: String?
 
   @OptionGroup var jsonFlag: JSONFlag
@@ -29,7 +32,10 @@ struct Predict: ParsableCommand {
   )
   var merge = false
 
-  @Argument(help: "Image files (PNG, JPEG, PPM/PGM), or video files for a run on video clips.")
+  @Argument(
+    help:
+      "Image files (PNG, JPEG, PPM/PGM), video files for a run on video clips, point-cloud or mesh files (PLY, PCD, OFF, OBJ, …) for a run on point clouds."
+  )
   var images: [String] = []
 
   func validate() throws {
@@ -47,12 +53,17 @@ struct Predict: ParsableCommand {
       }
       lora.merge()
     }
-    guard loaded.config.preprocessing != nil else {
+    let logits: Tensor
+    var inputs: Tensor? = nil
+    if loaded.config.pointInput != nil {
+      // A run on point clouds (Point-MAE, or P2P on an image backbone): each file is a cloud
+      // or a mesh (sampled as `graft data` samples meshes), read as the run read its test split.
+      let clouds = try images.map { try PointFile.readCloud(URL(fileURLWithPath: $0)) }
+      (logits, inputs) = try loaded.predict(clouds: clouds)
+    } else if loaded.config.preprocessing == nil {
       throw ValidationError(
         "\(adapter): its backbone (\(loaded.config.baseModelArchitecture)) takes no images")
-    }
-    let logits: Tensor
-    if loaded.config.videoInput != nil {
+    } else if loaded.config.videoInput != nil {
       // A run on clips: each file is a video, read as the run read its evaluation clips.
       logits = try loaded.predict(clips: images.map { URL(fileURLWithPath: $0) })
     } else {
@@ -62,7 +73,9 @@ struct Predict: ParsableCommand {
       logits = try loaded.predict(decoded)
     }
     if let output {
-      try Safetensors.write(["logits": logits], to: URL(fileURLWithPath: output))
+      var tensors = ["logits": logits]
+      if let inputs { tensors["points"] = inputs }
+      try Safetensors.write(tensors, to: URL(fileURLWithPath: output))
     }
     let probabilities = logits.softmax(axis: 1)
     let c = loaded.config.numClasses

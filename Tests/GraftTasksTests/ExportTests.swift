@@ -104,10 +104,11 @@ final class ExportTests: XCTestCase {
     XCTAssertThrowsError(try TimmExport.export(run: vpt, to: folder.appendingPathComponent("y"))) {
       XCTAssertTrue("\($0)".contains("--to onnx"), "\($0)")
     }
-    let (p2p, _) = try makeRun("p2p")
+    // Runs on the point backbone (Point-MAE's grouping) are not written yet.
+    let (points, _) = try makeRun("idpt", backbone: "point-mae-furniture")
     XCTAssertThrowsError(
-      try ONNXExport.export(run: p2p, to: folder.appendingPathComponent("p2p.onnx"))
-    ) { XCTAssertTrue("\($0)".contains("does not write p2p graphs"), "\($0)") }
+      try ONNXExport.export(run: points, to: folder.appendingPathComponent("points.onnx"))
+    ) { XCTAssertTrue("\($0)".contains("not a Vision Transformer"), "\($0)") }
     XCTAssertThrowsError(try PEFTLoRA.export(run: vpt, to: folder.appendingPathComponent("z"))) {
       XCTAssertTrue("\($0)".contains("lora runs"), "\($0)")
     }

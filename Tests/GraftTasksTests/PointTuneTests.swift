@@ -86,8 +86,16 @@ final class PointTuneTests: XCTestCase {
     XCTAssertEqual(adapter.pointInput, PointInput(points: 64))
     XCTAssertNil(adapter.preprocessing)
     let loaded = try AdapterCheckpoint.load(run, backbone: try tinyPointBackbone())
-    let (again, _) = try loaded.evaluate(data.test)
+    let (again, logits) = try loaded.evaluate(data.test)
     XCTAssertEqual(again.top1, summary.test.top1)
+    // `graft predict` on cloud files: the same logits, and the clouds as the model saw them.
+    let clouds = try (0..<data.test.count).map { try data.test.sample(at: $0) }
+    let predicted = try loaded.predict(clouds: clouds)
+    XCTAssertEqual(predicted.inputs.shape, [clouds.count, 64, 3])
+    XCTAssertEqual(predicted.logits.shape, logits.shape)
+    for (a, b) in zip(predicted.logits.scalars, logits.scalars) {
+      XCTAssertEqual(a, b, accuracy: 1e-5 * max(1, abs(b)))
+    }
     // The report shows the test clouds as pictures.
     let report = try String(contentsOf: run.appendingPathComponent("report.html"), encoding: .utf8)
     XCTAssertTrue(report.contains("<svg") || report.contains("data:image/png"))
