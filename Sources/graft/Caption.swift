@@ -178,9 +178,20 @@ struct CaptionEval: ParsableCommand {
   }
 
   func run() throws {
+    try Self.evaluate(
+      adapter: adapter, data: data, split: split, beam: beam, lengthPenalty: lengthPenalty,
+      hypsOut: hypsOut, json: jsonFlag.json, quiet: quietFlag.quiet)
+  }
+
+  /// Captions `split` of the clip set `data` with the caption run `adapter` and prints the
+  /// scores (also what `graft eval` does with a caption run).
+  static func evaluate(
+    adapter: String, data: String, split: String, beam: Int, lengthPenalty: Float,
+    hypsOut: String?, json: Bool, quiet: Bool
+  ) throws {
     let captioner = try CaptionAdapter.load(URL(fileURLWithPath: adapter)).captioner
     let clips = try CaptionClips(path: URL(fileURLWithPath: data))
-    let quiet = quietFlag.quiet || jsonFlag.json
+    let quiet = quiet || json
     let (hypotheses, scores) = try CaptionEvaluation.run(
       captioner, data: clips, split: split, beams: beam, lengthPenalty: lengthPenalty
     ) { done, total in
@@ -192,7 +203,7 @@ struct CaptionEval: ParsableCommand {
       try AtomicFile.write(
         try encoder.encode(hypotheses) + Data("\n".utf8), to: URL(fileURLWithPath: hypsOut))
     }
-    if jsonFlag.json {
+    if json {
       let body = scores.named.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ")
       print("{\(body), \"videos\": \(hypotheses.count)}")
     } else {

@@ -10,7 +10,7 @@ struct Eval: ParsableCommand {
       The backbone named in adapter_config.json is loaded and refused if its weights hash \
       differs; the data's class count must match the head's. Logits are the run's bit for bit \
       (same preprocessing and batch size). A run on video clips reads --data's clips as it \
-      read its own (video_input: frames and evaluation sampling).
+      read its own (video_input: frames and evaluation sampling). A captioning run       (--method pllava, graft caption train) captions the clip set's split and prints BLEU-1..4,       ROUGE-L and CIDEr-D, as 'graft caption eval' (--beam, --length-penalty, --hyps-out).
       """)
 
   @Option(help: "Run folder of graft tune.")
@@ -32,6 +32,28 @@ struct Eval: ParsableCommand {
 
   @Option(help: "Seed of the random voting views.")
   var seed: UInt64 = 0
+
+  @Option(help: "Captioning runs: beams (1: greedy decoding).")
+  var beam = 1
+
+  @Option(help: "Captioning runs: length penalty of beam search.")
+  var lengthPenalty: Float = 1
+
+  @Option(
+    help: ArgumentHelp(
+      "Captioning runs: also write the captions here, as graft score captions reads them.",
+      valueName: "hyps.json"))
+  var hypsOut: String?
+
+  /// Whether the run folder `adapter` holds a captioning run (`adapter_config.json`'s method is
+  /// pllava); a folder without a readable config is left to the classification path's errors.
+  static func isCaptionRun(_ adapter: String) throws -> Bool {
+    let url = URL(fileURLWithPath: adapter).appendingPathComponent("adapter_config.json")
+    guard let data = try? Data(contentsOf: url),
+      let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+    else { return false }
+    return object["method"] as? String == PLLaVARoute.method
+  }
 
   /// `eval.votes` from `--set` (1 when not given); any other key is an error.
   func votes() throws -> Int {
@@ -55,6 +77,21 @@ struct Eval: ParsableCommand {
 
   func run() throws {
     imageLimit.apply()
+    if try Self.isCaptionRun(adapter) {
+      guard overrides.isEmpty, logits == nil else {
+        throw ValidationError(
+          "\(adapter) is a captioning run: it has no logits to write or votes to take (it "
+            + "takes --beam, --length-penalty and --hyps-out)")
+      }
+      guard beam >= 1 else { throw ValidationError("--beam must be at least 1") }
+      return try CaptionEval.evaluate(
+        adapter: adapter, data: data, split: split, beam: beam, lengthPenalty: lengthPenalty,
+        hypsOut: hypsOut, json: json, quiet: false)
+    }
+    if beam != 1 || lengthPenalty != 1 || hypsOut != nil {
+      throw ValidationError(
+        "--beam, --length-penalty and --hyps-out are for captioning runs; \(adapter) classifies")
+    }
     let loaded = try AdapterCheckpoint.load(URL(fileURLWithPath: adapter))
     for note in loaded.notes { FileHandle.standardError.write(Data("note: \(note)\n".utf8)) }
     guard let input = loaded.config.input else {

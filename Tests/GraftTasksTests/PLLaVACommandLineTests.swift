@@ -31,6 +31,18 @@ final class PLLaVACommandLineTests: XCTestCase {
     let caption = try runGraft(["caption", "run", "--adapter", run, clips + "/videos/" + video])
     XCTAssertEqual(caption.status, 0, caption.err)
     XCTAssertFalse(caption.out.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty)
+    // `graft eval` on a captioning run scores a split as `graft caption eval` does.
+    let scored = try runGraft(["eval", "--adapter", run, "--data", clips, "--json"])
+    XCTAssertEqual(scored.status, 0, scored.err)
+    let same = try runGraft(["caption", "eval", "--adapter", run, "--data", clips, "--json"])
+    XCTAssertEqual(same.status, 0, same.err)
+    XCTAssertEqual(scored.out, same.out)
+    let scores = try XCTUnwrap(
+      JSONSerialization.jsonObject(with: Data(scored.out.utf8)) as? [String: Any])
+    for key in ["bleu_4", "rouge_l", "cider", "videos"] { XCTAssertNotNil(scores[key], key) }
+    let logits = try runGraft(["eval", "--adapter", run, "--data", clips, "--logits", "x.st"])
+    XCTAssertNotEqual(logits.status, 0)
+    XCTAssertTrue(logits.err.contains("captioning run"), logits.err)
   }
 
   func testTuneWithPLLaVARefusesWhatItCannotMap() throws {
