@@ -136,6 +136,75 @@ public final class DetectionTrainer {
     model = try DetectionModel(backbone: backbone, config: config, numClasses: categories.count)
   }
 
+  /// Starts from the tensors of the run in `folder` instead of a fresh initialisation
+  /// (`graft tune --task detection --init-from DIR`). The folder must hold the same method on
+  /// the same backbone (weights and config hashes) with the same method options. A detection
+  /// run must have the same categories, and gives every tensor (method, pyramid or projections,
+  /// head); a classification run (or an imported PEFT adapter) gives the method's tensors the
+  /// detector trains, each present with its shape, and its classification head is left out: the
+  /// pyramid and FCOS head start fresh. Returns what was taken, in words. Errors name the folder
+  /// and the mismatch; nothing changes then.
+  @discardableResult
+  public func initialise(from folder: URL) throws -> String {
+    let adapter = try AdapterCheckpoint.readConfig(folder)
+    func refuse(_ why: String) -> ConfigError {
+      ConfigError("\(folder.path): cannot start from this adapter: \(why)")
+    }
+    guard adapter.method == config.method else {
+      throw refuse("it holds method '\(adapter.method)', this run trains '\(config.method)'")
+    }
+    guard adapter.baseModelHash == backbone.weightsHash else {
+      throw refuse(
+        "it was trained on backbone weights \(adapter.baseModelHash), this run's backbone has "
+          + "\(backbone.weightsHash) (\(backbone.reference))")
+    }
+    if let stored = adapter.baseModelConfigHash, stored != backbone.configHash {
+      throw refuse("its backbone config hash \(stored) differs from \(backbone.configHash)")
+    }
+    let options = model.method.options
+    let differing = adapter.hyperparameters.keys.sorted().filter {
+      options[$0] != adapter.hyperparameters[$0]
+    }
+    guard differing.isEmpty else {
+      throw refuse(
+        "its method options differ ("
+          + differing.map {
+            "\($0)=\(adapter.hyperparameters[$0]!), here \(options[$0] ?? "unset")"
+          }
+          .joined(separator: "; ") + "); pass "
+          + differing.map { "--set method.\($0)=\(adapter.hyperparameters[$0]!)" }.joined(
+            separator: " "))
+    }
+    let url = folder.appendingPathComponent(AdapterCheckpoint.weightsFile)
+    let state = try SafetensorsFile(contentsOf: url).tensors()
+    if adapter.task == "detection" {
+      let names = categories.map(\.name)
+      guard adapter.classNames == names, adapter.categoryIDs == categories.map(\.id) else {
+        throw refuse(
+          "its categories (\(adapter.classNames.joined(separator: ", "))) are not this data's "
+            + "(\(names.joined(separator: ", ")))")
+      }
+      try model.load(state, source: url.path)
+      return "every tensor of the detection run \(folder.path)"
+    }
+    // A classifier: the method's tensors the detector trains (not its classification head).
+    let wanted = model.method.trainableTensors() + model.method.stateBuffers
+    let missing = wanted.map(\.name).filter { state[$0] == nil }
+    let misshaped = wanted.compactMap { name, t -> StateDictError.Mismatch? in
+      guard let v = state[name], v.shape != t.shape else { return nil }
+      return .init(name: name, expected: t.shape, got: v.shape)
+    }
+    guard missing.isEmpty, misshaped.isEmpty else {
+      throw StateDictError(missing: missing, unexpected: [], misshaped: misshaped, source: url.path)
+    }
+    withNoGrad {
+      for (name, t) in wanted { t.assign(state[name]!) }
+    }
+    let left = state.keys.filter { name in !wanted.contains { $0.name == name } }.count
+    return "\(wanted.count) tensors of the \(config.method) run \(folder.path) (its "
+      + "\(left) other tensors, the classification head, left out; pyramid and head fresh)"
+  }
+
   /// The `--dry-run --json` report.
   public func dryRunReport() -> [String: Any] {
     var tensors: [String: Int] = [:]

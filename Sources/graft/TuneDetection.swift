@@ -32,8 +32,11 @@ enum DetectionRoute {
   static func tune(_ tune: Tune) throws {
     let stderr = FileHandle.standardError
     let log: (String) -> Void = { if !tune.quiet { stderr.write(Data(($0 + "\n").utf8)) } }
-    if tune.initFrom != nil { throw ValidationError("--task detection has no --init-from yet") }
     if let resume = tune.resume {
+      if tune.initFrom != nil {
+        throw ValidationError(
+          "--init-from starts a new run; --resume continues one from its checkpoint")
+      }
       let folder = URL(fileURLWithPath: resume)
       let runURL = folder.appendingPathComponent("run.json")
       guard let runData = try? Data(contentsOf: runURL),
@@ -86,6 +89,9 @@ enum DetectionRoute {
     guard let dataRef = tune.data else { throw ValidationError("give --data") }
     let data = try DetectionTuneData.load(dataRef)
     let trainer = try DetectionTrainer(backbone: backbone, config: cfg, categories: data.categories)
+    if let initFrom = tune.initFrom {
+      log("starting from " + (try trainer.initialise(from: URL(fileURLWithPath: initFrom))))
+    }
     if tune.dryRun {
       let r = trainer.dryRunReport()
       if tune.json {

@@ -179,6 +179,81 @@ final class DetectionTaskTests: XCTestCase {
     ) { XCTAssertTrue("\($0)".contains("train.epochs"), "\($0)") }
   }
 
+  /// `--init-from`: a classification run gives the detector its method tensors (not its
+  /// classification head), a detection run gives every tensor; another method, backbone or set
+  /// of categories is refused naming the folder.
+  func testInitFromAClassifierOrADetectionRun() throws {
+    let root = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: root) }
+    try writeSquares(root.appendingPathComponent("data"), counts: [8, 4, 4])
+    let data = try DetectionTuneData.load(root.appendingPathComponent("data").path)
+    let config = try detectionConfig("lora", epochs: 1)
+    // A LoRA classifier on the same backbone, its tensors away from their start.
+    let backbone = tinyDetectionBackbone()
+    var g = RandomGenerator(seed: 21)
+    let classifier = try MethodRegistry.make(
+      "lora", backbone: backbone.model, classes: 3, options: config.methodOptions, generator: &g)
+    withNoGrad {
+      for (_, t) in classifier.trainableTensors() {
+        t.assign(t + Tensor.randn(t.shape, std: 0.1, generator: &g))
+      }
+    }
+    let run = root.appendingPathComponent("classifier")
+    try FileManager.default.createDirectory(at: run, withIntermediateDirectories: true)
+    try AdapterCheckpoint.writeConfig(
+      AdapterConfig(
+        method: "lora", formatVersion: AdapterConfig.currentFormat,
+        graftVersion: GraftVersion.string, baseModel: backbone.reference,
+        baseModelArchitecture: backbone.architecture, baseModelHash: backbone.weightsHash,
+        baseModelConfigHash: backbone.configHash, numClasses: 3, classNames: ["a", "b", "c"],
+        hyperparameters: classifier.options, preprocessing: backbone.preprocessing,
+        pointInput: nil, evalBatchSize: 4), to: run)
+    try AdapterCheckpoint.writeWeights(classifier, to: run)
+    let saved = try SafetensorsFile(
+      contentsOf: run.appendingPathComponent(AdapterCheckpoint.weightsFile)
+    ).tensors()
+
+    let detector = try DetectionTrainer(
+      backbone: tinyDetectionBackbone(), config: config, categories: data.categories)
+    let note = try detector.initialise(from: run)
+    XCTAssertTrue(note.contains("left out"), note)
+    let loraTensors = detector.model.method.trainableTensors().filter { $0.name.hasPrefix("lora.") }
+    XCTAssertFalse(loraTensors.isEmpty)
+    for (name, t) in loraTensors { XCTAssertEqual(t.scalars, saved[name]?.scalars, name) }
+
+    // A detection run, continued in a new run: every tensor.
+    let first = root.appendingPathComponent("first")
+    _ = try detector.run(data: data, folder: first)
+    let next = try DetectionTrainer(
+      backbone: tinyDetectionBackbone(), config: config, categories: data.categories)
+    try next.initialise(from: first)
+    let best = try SafetensorsFile(
+      contentsOf: first.appendingPathComponent(AdapterCheckpoint.weightsFile)
+    ).tensors()
+    let state = next.model.state()
+    XCTAssertEqual(Set(state.keys), Set(best.keys))
+    for (name, t) in state { XCTAssertEqual(t.scalars, best[name]?.scalars, name) }
+
+    // Refusals: another method, other categories, another backbone.
+    let bitfit = try DetectionTrainer(
+      backbone: tinyDetectionBackbone(), config: detectionConfig("bitfit", epochs: 1),
+      categories: data.categories)
+    XCTAssertThrowsError(try bitfit.initialise(from: run)) {
+      XCTAssertTrue("\($0)".contains("holds method 'lora'"), "\($0)")
+    }
+    let circles = try DetectionTrainer(
+      backbone: tinyDetectionBackbone(), config: config,
+      categories: [DetectionCategory(id: 7, name: "circle")])
+    XCTAssertThrowsError(try circles.initialise(from: first)) {
+      XCTAssertTrue("\($0)".contains("categories"), "\($0)")
+    }
+    let other = try DetectionTrainer(
+      backbone: tinyDetectionBackbone(seed: 4), config: config, categories: data.categories)
+    XCTAssertThrowsError(try other.initialise(from: run)) {
+      XCTAssertTrue("\($0)".contains("backbone weights"), "\($0)")
+    }
+  }
+
   /// HST detects on its own side maps through 1×1 projections; its classifier and pooled norm
   /// are not trainable for detection. Every other ViT method builds a pyramid.
   func testFeatureSourcesPerMethod() throws {
