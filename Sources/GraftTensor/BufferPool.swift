@@ -24,12 +24,18 @@ public final class BufferPool: Sendable {
   public static let shared = BufferPool(
     capacityBytes: ProcessInfo.processInfo.environment["GRAFT_POOL_MIB"].flatMap(Int.init).map {
       $0 << 20
-    } ?? (1 << 30))
+    } ?? (1 << 30),
+    memoryLimitBytes: ProcessInfo.processInfo.environment["GRAFT_MEMORY_LIMIT_MIB"].flatMap(
+      Int.init
+    ).map { $0 << 20 })
 
   /// Buffers smaller than this are never pooled.
   public let minimumBytes = 1 << 16
   /// Upper bound on idle bytes kept for reuse.
   public let capacityBytes: Int
+  /// Upper bound on the pooled-size buffers in use at once (`GRAFT_MEMORY_LIMIT_MIB`), nil for
+  /// none: a request beyond it ends the process as running out of memory does (`outOfMemory`).
+  public let memoryLimitBytes: Int?
 
   private struct State {
     // Addresses as integers: raw pointers are not Sendable, the lock makes this safe.
@@ -65,7 +71,10 @@ public final class BufferPool: Sendable {
   }
   private let state = Mutex(State())
 
-  init(capacityBytes: Int) { self.capacityBytes = capacityBytes }
+  init(capacityBytes: Int, memoryLimitBytes: Int? = nil) {
+    self.capacityBytes = capacityBytes
+    self.memoryLimitBytes = memoryLimitBytes
+  }
 
   /// A 64-byte aligned buffer of exactly `bytes`, reused when one is idle; all zero bytes when
   /// `zeroed` (fresh mappings already are).
@@ -75,7 +84,10 @@ public final class BufferPool: Sendable {
       if zeroed { p.initializeMemory(as: UInt8.self, repeating: 0, count: bytes) }
       return p
     }
-    let (reused, evicted) = state.withLock { s -> (UInt?, [(UInt, Int)]) in
+    let (reused, evicted, live) = state.withLock { s -> (UInt?, [(UInt, Int)], Int?) in
+      if let limit = memoryLimitBytes, s.live + bytes > limit {
+        return (nil, [], s.live)
+      }
       s.clock += 1
       s.lastUse[bytes] = s.clock
       s.used += bytes
@@ -84,7 +96,7 @@ public final class BufferPool: Sendable {
         if s.free[bytes]!.isEmpty { s.free[bytes] = nil }
         s.cached -= bytes
         s.live += bytes
-        return (p, [])
+        return (p, [], nil)
       }
       // No idle buffer of this size: the smallest idle one up to 4× as large will do, as long
       // as the unused tails of all lent buffers stay within the slack (one largest buffer), so
@@ -98,21 +110,41 @@ public final class BufferPool: Sendable {
         s.lent[p] = size
         s.cached -= size
         s.live += size
-        return (p, [])
+        return (p, [], nil)
       }
       s.largest = Swift.max(s.largest, bytes)
       let evicted = s.evict(
         toFit: bytes, under: Swift.max(s.highWater + s.largest, s.live + bytes))
       s.mappings += 1
       s.live += bytes
-      return (nil, evicted)
+      return (nil, evicted, nil)
     }
+    if let live { Self.outOfMemory(bytes, inUse: live, limit: memoryLimitBytes) }
     for (address, size) in evicted { Self.unmap(address, size) }
     if let reused, let p = UnsafeMutableRawPointer(bitPattern: reused) {
       if zeroed { p.initializeMemory(as: UInt8.self, repeating: 0, count: bytes) }
       return p
     }
-    return Self.map(bytes)
+    if let p = Self.map(bytes) { return p }
+    // The kernel refused: give back every idle buffer and try once more.
+    trim()
+    if let p = Self.map(bytes) { return p }
+    Self.outOfMemory(bytes, inUse: liveBytes, limit: nil)
+  }
+
+  /// Ends the process with a message (exit status 1, not a trap): a tensor buffer of `bytes`
+  /// could not be had. Every output Graft writes is atomic, so what was written stays whole.
+  private static func outOfMemory(_ bytes: Int, inUse: Int, limit: Int?) -> Never {
+    func mib(_ b: Int) -> String { String(format: "%.1f MiB", Double(b) / 1_048_576) }
+    let cause =
+      limit.map { "it would pass GRAFT_MEMORY_LIMIT_MIB=\($0 >> 20)" }
+      ?? "the system refused the memory"
+    FileHandle.standardError.write(
+      Data(
+        ("graft: out of memory: a tensor of \(mib(bytes)) did not fit (\(mib(inUse)) of tensors "
+          + "in use; \(cause)); use a smaller train.batch_size or train.eval_batch_size, or a "
+          + "smaller model\n").utf8))
+    exit(1)
   }
 
   /// Returns a buffer obtained from `take(bytes)`.
@@ -136,14 +168,12 @@ public final class BufferPool: Sendable {
     if !kept { Self.unmap(address, size) }
   }
 
-  /// Fresh zero pages from the kernel (page aligned, so 64-byte aligned).
-  private static func map(_ bytes: Int) -> UnsafeMutableRawPointer {
+  /// Fresh zero pages from the kernel (page aligned, so 64-byte aligned); nil when refused.
+  private static func map(_ bytes: Int) -> UnsafeMutableRawPointer? {
     guard
       let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
       p != MAP_FAILED
-    else {
-      fatalError("out of memory: could not map \(bytes) bytes for a tensor (errno \(errno))")
-    }
+    else { return nil }
     return p
   }
 

@@ -164,3 +164,34 @@ final class CommandLineTests: XCTestCase {
     }
   }
 }
+
+/// Running out of memory ends `graft` with a message and exit status 1, not a trap: here a
+/// memory limit (`GRAFT_MEMORY_LIMIT_MIB`) the first large tensor passes.
+final class OutOfMemoryTests: XCTestCase {
+  func testOutOfMemoryIsAMessageNotACrash() throws {
+    let out = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: out) }
+    let process = Process()
+    process.executableURL = try graftExecutable()
+    process.arguments = [
+      "tune", "--backbone", "vit-nano-fmnist", "--method", "full", "--data", "digits", "--set",
+      "train.epochs=1", "--set", "train.batch_size=64", "--out",
+      out.appendingPathComponent("run").path, "--quiet",
+    ]
+    var environment = ProcessInfo.processInfo.environment
+    environment["GRAFT_MEMORY_LIMIT_MIB"] = "1"
+    process.environment = environment
+    process.currentDirectoryURL = repositoryRoot
+    let err = Pipe()
+    process.standardError = err
+    process.standardOutput = FileHandle.nullDevice
+    try process.run()
+    let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    XCTAssertEqual(process.terminationReason, .exit, text)
+    XCTAssertEqual(process.terminationStatus, 1, text)
+    XCTAssertTrue(text.contains("out of memory"), text)
+    XCTAssertTrue(text.contains("GRAFT_MEMORY_LIMIT_MIB=1"), text)
+    XCTAssertTrue(text.contains("train.batch_size"), text)
+  }
+}
