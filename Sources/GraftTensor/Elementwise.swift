@@ -164,7 +164,9 @@ func pointwise<K: UnaryKernel>(_ x: Tensor, _ f: K) -> Tensor {
   Parallel.forRange(x.count) { r in f.apply(px + r.lowerBound, po + r.lowerBound, r.count) }
   // The closure captures only what backward reads (never `x` itself, which would keep an
   // intermediate result alive): the one saved tensor, if the kernel needs any, and the shape.
-  let kept: Tensor? = K.needsSaved ? (K.needsInput ? x : out) : nil
+  // The output is kept as a detached alias of its storage: `out` itself would hold its own node
+  // (a cycle that a graph dropped without backward never frees).
+  let kept: Tensor? = K.needsSaved ? (K.needsInput ? x : out.detached()) : nil
   let shape = x.shape
   return out.recording(K.name, [x], saving: kept.map { [$0] } ?? []) { g in
     let gi = Tensor(shape: shape, zeroed: false)
@@ -216,7 +218,7 @@ extension Tensor {
     let out = broadcastBinary(a, b, DivKernel())
     // da = g / b; db = −g·out / b.
     let (sa, sb, rb) = (a.shape, b.shape, b.requiresGrad)
-    let keptOut: Tensor? = rb ? out : nil
+    let keptOut: Tensor? = rb ? out.detached() : nil  // an alias: no cycle through the node
     return out.recording("div", [a, b], saving: [b] + (keptOut.map { [$0] } ?? [])) { g in
       [
         broadcastBinary(g, b, DivKernel()).sumTo(sa),

@@ -9,10 +9,13 @@ extension Tensor {
     let a = self.axis(axis)
     let out = softmaxForward(a, log: false)
     let (outer, n, inner) = splitAround(shape, a)
-    return out.recording("softmax", [self], saving: [out]) { g in
+    // Backward reads the output: through a detached alias, so the node does not hold the tensor
+    // that holds the node.
+    let y = out.detached()
+    return out.recording("softmax", [self], saving: [y]) { g in
       // dx = y · (g − Σ g·y)
-      let gi = Tensor(shape: out.shape, zeroed: false)
-      let (py, pg, pd) = (out.pointer, g.pointer, gi.pointer)
+      let gi = Tensor(shape: y.shape, zeroed: false)
+      let (py, pg, pd) = (y.pointer, g.pointer, gi.pointer)
       if inner == 1 {
         Parallel.forRange(outer, grain: Swift.max(1, 8192 / Swift.max(n, 1))) { r in
           for row in r {
@@ -43,10 +46,13 @@ extension Tensor {
     let a = self.axis(axis)
     let out = softmaxForward(a, log: true)
     let (outer, n, inner) = splitAround(shape, a)
-    return out.recording("log_softmax", [self], saving: [out]) { g in
+    // Backward reads the output: through a detached alias, so the node does not hold the tensor
+    // that holds the node.
+    let y = out.detached()
+    return out.recording("log_softmax", [self], saving: [y]) { g in
       // dx = g − softmax · Σ g
-      let gi = Tensor(shape: out.shape, zeroed: false)
-      let (py, pg, pd) = (out.pointer, g.pointer, gi.pointer)
+      let gi = Tensor(shape: y.shape, zeroed: false)
+      let (py, pg, pd) = (y.pointer, g.pointer, gi.pointer)
       if inner == 1 {
         Parallel.forRange(outer, grain: Swift.max(1, 8192 / Swift.max(n, 1))) { r in
           for row in r {

@@ -55,6 +55,26 @@ final class TapeMemoryTests: XCTestCase {
     XCTAssertTrue(intermediateSurvives { $0.layerNorm() })
   }
 
+  /// An op whose backward reads its own output keeps it without a reference cycle, so a graph
+  /// dropped without backward (a skipped step, a forward pass with recording on) is freed.
+  func testAGraphDroppedWithoutBackwardIsFreed() {
+    let divisor = randomTensor([6], seed: 7, low: 1, high: 2).requiringGrad()
+    let cases: [(String, (Tensor) -> Tensor)] = [
+      ("exp", { $0.exp() }), ("sigmoid", { $0.sigmoid() }), ("softmax", { $0.softmax() }),
+      ("log_softmax", { $0.logSoftmax() }), ("div by a trainable", { $0 / divisor }),
+    ]
+    for (name, op) in cases {
+      weak var output: Tensor?
+      do {
+        let leaf = randomTensor([4, 6], seed: 8).requiringGrad()
+        let y = op(leaf + 1)
+        XCTAssertTrue(y.requiresGrad, name)
+        output = y
+      }
+      XCTAssertNil(output, "\(name): the output outlives its graph")
+    }
+  }
+
   func testBackwardFreesEverySavedTensorEvenWhileTheRootIsHeld() {
     let before = TapeStats.savedBytes
     let w = randomTensor([32, 32], seed: 5).requiringGrad()
