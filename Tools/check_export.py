@@ -62,10 +62,16 @@ def pixels(paths, cfg):
     return torch.stack(out)
 
 
-def clouds(folder, classes=("cube", "disc", "sphere"), per_class=10, n=300):
+# The cloud sets are small (30 training clouds): without these settings one epoch is one step
+# at a warm-up learning rate of 0, and the exported tensors would be their initial values.
+CLOUD_STEPS = ["--set", "optim.warmup_epochs=0", "--set", "train.batch_size=8",
+               "--set", "train.epochs=2"]
+
+
+def clouds(folder, classes=("cube", "disc", "sphere"), per_class=10, n=300, seed=1):
     """A class-per-folder set of ASCII PLY clouds (a cube's surface, a flat disc, a sphere's
     surface), for tuning and predicting a P2P run."""
-    rng = np.random.default_rng(1)
+    rng = np.random.default_rng(seed)
     paths = []
     for split, count in (("train", per_class), ("val", 3), ("test", 3)):
         for shape in classes:
@@ -127,25 +133,33 @@ def main():
             ("unipt", "unipt", []), ("hst", "hst", []),
             ("hst-meta2", "hst", ["--set", "method.meta_tokens=2", "--set", "method.depths=1,2,0,3"]),
             ("idpt", "idpt", []),
-            ("p2p", "p2p", ["--set", "method.points=256", "--set", "method.k=8"]),
+            ("p2p", "p2p", ["--set", "method.points=256", "--set", "method.k=8"] + CLOUD_STEPS),
+            ("points-linear", "linear", CLOUD_STEPS), ("points-full", "full", CLOUD_STEPS),
+            ("points-bitfit", "bitfit", CLOUD_STEPS), ("points-ln-tune", "ln-tune", CLOUD_STEPS),
+            ("points-lora", "lora", CLOUD_STEPS),
             ("p2p-default-k", "p2p", ["--set", "method.points=128",
                                       "--set", "method.mean=0.286,0.286,0.286",
-                                      "--set", "method.std=0.353,0.353,0.353"]),
+                                      "--set", "method.std=0.353,0.353,0.353"] + CLOUD_STEPS),
             ("idpt-layer3", "idpt", ["--set", "method.prompt_layer=3", "--set", "method.k=8",
                                      "--set", "method.head=promptcls"])]
     if args.only:
         runs = [r for r in runs if r[0] in args.only.split(",")]
     cloud_paths = clouds(os.path.join(w, "clouds"))
+    # Clouds for the bundled point backbone (1,024 points a cloud).
+    big_cloud_paths = clouds(os.path.join(w, "clouds-1k"), n=1100, seed=2)
     for name, method, extra in runs:
         rf = os.path.join(w, name)
-        points = method == "p2p"
+        on_points = name.startswith("points-")
+        points = method == "p2p" or on_points
         if not os.path.exists(os.path.join(rf, "summary.json")):
-            data = os.path.join(w, "clouds") if points else "digits"
-            run(g, "tune", "--backbone", "vit-nano-fmnist", "--method", method, "--data",
+            data = (os.path.join(w, "clouds-1k") if on_points
+                    else os.path.join(w, "clouds") if points else "digits")
+            backbone = "point-mae-furniture" if on_points else "vit-nano-fmnist"
+            run(g, "tune", "--backbone", backbone, "--method", method, "--data",
                 data, "--set", "train.epochs=1", *extra, "--out", rf, "--quiet")
         out = os.path.join(w, f"{name}-logits.safetensors")
-        ours = graft_logits(g, rf, cloud_paths if points else paths, out)
-        if method not in ("vpt-deep", "adapter", "mp", "mp+", "lst", "unipt", "hst", "idpt", "p2p"):  # no timm ViT holds them: ONNX only
+        ours = graft_logits(g, rf, big_cloud_paths if on_points else cloud_paths if points else paths, out)
+        if method not in ("vpt-deep", "adapter", "mp", "mp+", "lst", "unipt", "hst", "idpt", "p2p") and not on_points:  # no timm ViT holds them: ONNX only
             timm_dir = os.path.join(w, f"{name}-timm")
             run(g, "export", "--adapter", rf, "--to", "timm", timm_dir)
             model = timm.create_model("local-dir:" + timm_dir, pretrained=True).eval()
@@ -159,7 +173,7 @@ def main():
         feed = {"points": load_file(out)["points"]} if points else {"pixels": x.numpy()}
         ok &= compare(f"onnxruntime {name}", ours, sess.run(None, feed)[0])
 
-        if method == "lora":
+        if method == "lora" and not on_points:
             from peft import PeftModel
             peft_dir = os.path.join(w, f"{name}-peft")
             run(g, "export", "--adapter", rf, "--to", "peft", peft_dir)

@@ -90,6 +90,9 @@ public enum ONNXExport {
   /// Writes the run in `run` as the ONNX model `out`.
   public static func export(run: URL, to out: URL) throws {
     let loaded = try AdapterCheckpoint.load(run)
+    if let pointMAE = loaded.method.backbone as? PointMAE {
+      return try exportPointMAE(loaded, model: pointMAE, run: run, to: out)
+    }
     guard methods.contains(loaded.config.method) else {
       throw FileError(
         path: run.path,
@@ -301,48 +304,18 @@ public enum ONNXExport {
       return g.node("Concat", [head, mid, tail], [.int("axis", 1)])
     }
     if !prompts.isEmpty { x = insertPrompts(x, layer: 0, drop: 0) }
-    /// `full`.weight (transposed) and, when the state has one, `full`.bias: a Linear on `input`.
     func dense(_ input: String, _ full: String) throws -> String {
-      let wt = g.transposed(try g.tensor(full + ".weight"), name: full + ".weight_t")
-      var y = g.node("MatMul", [input, wt])
-      if state[full + ".bias"] != nil {
-        y = g.node("Add", [y, try g.weight(full + ".bias")])
-      }
-      return y
+      try ONNXExport.dense(g, input, full)
     }
     func layerNorm(_ input: String, _ full: String, eps: Float) throws -> String {
-      g.node(
-        "LayerNormalization",
-        [input, try g.weight(full + ".weight"), try g.weight(full + ".bias")],
-        [.int("axis", -1), .float("epsilon", eps)])
+      try ONNXExport.layerNorm(g, input, full, eps: eps)
     }
-    /// timm's pre-norm ViT block named `p` (`blocks.3.`, or a side block) on `x`, `heads` heads
-    /// `headDim` wide; `mlpBranch` may change the MLP branch given the branch's input.
     func block(
       _ x: String, _ p: String, heads: Int, headDim: Int,
       mlpBranch: (_ branch: String, _ input: String) throws -> String = { b, _ in b }
     ) throws -> String {
-      let width = heads * headDim
-      // Attention: qkv [B, N, 3D] → [3, B, H, N, hd].
-      var qkv = try dense(try layerNorm(x, p + "norm1", eps: c.normEps), p + "attn.qkv")
-      qkv = g.node("Reshape", [qkv, g.ints([0, 0, 3, heads, headDim])])
-      qkv = g.node("Transpose", [qkv], [.ints("perm", [2, 0, 3, 1, 4])])
-      let q = g.node("Gather", [qkv, g.ints([0], scalar: true)], [.int("axis", 0)])
-      let k = g.node("Gather", [qkv, g.ints([1], scalar: true)], [.int("axis", 0)])
-      let v = g.node("Gather", [qkv, g.ints([2], scalar: true)], [.int("axis", 0)])
-      let kt = g.node("Transpose", [k], [.ints("perm", [0, 1, 3, 2])])
-      let scale = g.floats([1 / Float(headDim).squareRoot()])
-      let logits = g.node("MatMul", [g.node("Mul", [q, scale]), kt])
-      var a = g.node("MatMul", [g.node("Softmax", [logits], [.int("axis", -1)]), v])
-      a = g.node("Transpose", [a], [.ints("perm", [0, 2, 1, 3])])
-      a = g.node("Reshape", [a, g.ints([0, 0, width])])
-      let y = g.node("Add", [x, try dense(a, p + "attn.proj")])
-      // MLP with exact GELU: 0.5·h·(1 + erf(h / √2)).
-      let h = try dense(try layerNorm(y, p + "norm2", eps: c.normEps), p + "mlp.fc1")
-      let erf = g.node("Erf", [g.node("Div", [h, g.floats([Float(2).squareRoot()])])])
-      let gelu = g.node(
-        "Mul", [g.node("Mul", [h, g.node("Add", [erf, g.floats([1])])]), g.floats([0.5])])
-      return g.node("Add", [y, try mlpBranch(try dense(gelu, p + "mlp.fc2"), y)])
+      try encoderBlock(
+        g, x, p, heads: heads, headDim: headDim, eps: c.normEps, mlpBranch: mlpBranch)
     }
     // What the side networks read: the sequence entering block 0, then every block's output.
     var hidden = [x]
@@ -493,6 +466,59 @@ public enum ONNXExport {
 }
 
 extension ONNXExport {
+  /// `full`.weight (transposed) and, when the state has one, `full`.bias: a Linear on `input`.
+  static func dense(_ g: ONNXGraph, _ input: String, _ full: String) throws -> String {
+    let wt = g.transposed(try g.tensor(full + ".weight"), name: full + ".weight_t")
+    var y = g.node("MatMul", [input, wt])
+    if g.state[full + ".bias"] != nil {
+      y = g.node("Add", [y, try g.weight(full + ".bias")])
+    }
+    return y
+  }
+
+  /// The LayerNorm `full` (weight and bias) over the last axis of `input`.
+  static func layerNorm(_ g: ONNXGraph, _ input: String, _ full: String, eps: Float) throws
+    -> String
+  {
+    g.node(
+      "LayerNormalization",
+      [input, try g.weight(full + ".weight"), try g.weight(full + ".bias")],
+      [.int("axis", -1), .float("epsilon", eps)])
+  }
+
+  /// timm's pre-norm transformer block named `p` (`blocks.3.`, `blocks.blocks.3.`, or a side
+  /// block) on `x`, `heads` heads `headDim` wide, LayerNorm ε `eps`; `mlpBranch` may change the
+  /// MLP branch given the branch's input.
+  static func encoderBlock(
+    _ g: ONNXGraph, _ x: String, _ p: String, heads: Int, headDim: Int, eps: Float,
+    mlpBranch: (_ branch: String, _ input: String) throws -> String = { b, _ in b }
+  ) throws -> String {
+    let width = heads * headDim
+    // Attention: qkv [B, N, 3D] → [3, B, H, N, hd].
+    var qkv = try dense(g, try layerNorm(g, x, p + "norm1", eps: eps), p + "attn.qkv")
+    qkv = g.node("Reshape", [qkv, g.ints([0, 0, 3, heads, headDim])])
+    qkv = g.node("Transpose", [qkv], [.ints("perm", [2, 0, 3, 1, 4])])
+    let q = g.node("Gather", [qkv, g.ints([0], scalar: true)], [.int("axis", 0)])
+    let k = g.node("Gather", [qkv, g.ints([1], scalar: true)], [.int("axis", 0)])
+    let v = g.node("Gather", [qkv, g.ints([2], scalar: true)], [.int("axis", 0)])
+    let kt = g.node("Transpose", [k], [.ints("perm", [0, 1, 3, 2])])
+    let scale = g.floats([1 / Float(headDim).squareRoot()])
+    let logits = g.node("MatMul", [g.node("Mul", [q, scale]), kt])
+    var a = g.node("MatMul", [g.node("Softmax", [logits], [.int("axis", -1)]), v])
+    a = g.node("Transpose", [a], [.ints("perm", [0, 2, 1, 3])])
+    a = g.node("Reshape", [a, g.ints([0, 0, width])])
+    let y = g.node("Add", [x, try dense(g, a, p + "attn.proj")])
+    let h = try dense(g, try layerNorm(g, y, p + "norm2", eps: eps), p + "mlp.fc1")
+    return g.node("Add", [y, try mlpBranch(try dense(g, gelu(g, h), p + "mlp.fc2"), y)])
+  }
+
+  /// Exact GELU: 0.5·h·(1 + erf(h / √2)).
+  static func gelu(_ g: ONNXGraph, _ h: String) -> String {
+    let erf = g.node("Erf", [g.node("Div", [h, g.floats([Float(2).squareRoot()])])])
+    return g.node(
+      "Mul", [g.node("Mul", [h, g.node("Add", [erf, g.floats([1])])]), g.floats([0.5])])
+  }
+
   /// A BatchNorm at its running statistics over the last axis of `x`: `x·scale + shift`, both
   /// computed at export from `name`.weight/bias/running_mean/running_var.
   static func batchNorm(_ g: ONNXGraph, _ x: String, _ name: String, eps: Float) throws -> String {
@@ -774,6 +800,8 @@ final class ONNXGraph {
     case ints(String, [Int])
     case float(String, Float)
     case string(String, String)
+    /// A subgraph (a Loop's body), as `ONNXGraph.subgraph` writes it.
+    case graph(String, ProtoWriter)
   }
 
   let state: [String: Tensor]
@@ -781,8 +809,13 @@ final class ONNXGraph {
   private var initializers: [ProtoWriter] = []
   private var names: Set<String> = []
   private var counter = 0
+  /// Put before every name this graph makes (a subgraph's must not shadow its parent's).
+  private let prefix: String
 
-  init(state: [String: Tensor]) { self.state = state }
+  init(state: [String: Tensor], prefix: String = "") {
+    self.state = state
+    self.prefix = prefix
+  }
 
   /// The state-dict tensor `name`; a missing one is an error.
   func tensor(_ name: String) throws -> Tensor {
@@ -818,12 +851,12 @@ final class ONNXGraph {
 
   /// A float constant.
   func floats(_ values: [Float]) -> String {
-    initializer("const_f\(fresh())", Tensor(values, shape: [values.count]))
+    initializer("\(prefix)const_f\(fresh())", Tensor(values, shape: [values.count]))
   }
 
   /// An int64 constant (a scalar when `scalar`).
   func ints(_ values: [Int], scalar: Bool = false) -> String {
-    let name = "const_i\(fresh())"
+    let name = "\(prefix)const_i\(fresh())"
     var p = ProtoWriter()
     if !scalar { p.int(1, values.count) }
     p.int(2, 7)  // INT64
@@ -846,7 +879,7 @@ final class ONNXGraph {
   func node(_ op: String, _ inputs: [String], _ attributes: [Attribute] = [], output: String? = nil)
     -> String
   {
-    let out = output ?? "\(op.lowercased())_\(fresh())"
+    let out = output ?? "\(prefix)\(op.lowercased())_\(fresh())"
     addNode(op, inputs, attributes, outputs: [out])
     return out
   }
@@ -855,7 +888,7 @@ final class ONNXGraph {
   func node(_ op: String, _ inputs: [String], _ attributes: [Attribute] = [], outputs: Int)
     -> [String]
   {
-    let base = "\(op.lowercased())_\(fresh())"
+    let base = "\(prefix)\(op.lowercased())_\(fresh())"
     let names = (0..<outputs).map { "\(base)_\($0)" }
     addNode(op, inputs, attributes, outputs: names)
     return names
@@ -888,23 +921,51 @@ final class ONNXGraph {
         w.string(1, name)
         w.string(4, v)
         w.int(20, 3)  // STRING
+      case .graph(let name, let body):
+        w.string(1, name)
+        w.message(6, body)
+        w.int(20, 5)  // GRAPH
       }
       p.message(5, w)
     }
     nodes.append(p)
   }
 
-  /// A float tensor's value info with named (symbolic) or numeric dimensions.
-  private func valueInfo(_ name: String, _ dims: [String]) -> ProtoWriter {
-    var shape = ProtoWriter()
-    for d in dims {
-      var dim = ProtoWriter()
-      if let n = Int(d) { dim.int(1, n) } else { dim.string(2, d) }
-      shape.message(1, dim)
+  /// This graph's nodes and initializers as a subgraph named `name` (a Loop's body): its
+  /// formal inputs and outputs are `(name, element type)` pairs (ONNX's: 1 float, 7 int64,
+  /// 9 bool) of unstated shape. Names of the enclosing graph are read as they are.
+  /// `scalars` names the inputs and outputs that are scalars (a Loop's iteration count and
+  /// condition), whose shape is stated as such.
+  func subgraph(
+    _ name: String, inputs: [(String, Int)], outputs: [(String, Int)], scalars: Set<String>
+  ) -> ProtoWriter {
+    var graph = ProtoWriter()
+    for n in nodes { graph.message(1, n) }
+    graph.string(2, name)
+    for i in initializers { graph.message(5, i) }
+    for (n, type) in inputs {
+      graph.message(11, valueInfo(n, scalars.contains(n) ? [] : nil, elementType: type))
     }
+    for (n, type) in outputs {
+      graph.message(12, valueInfo(n, scalars.contains(n) ? [] : nil, elementType: type))
+    }
+    return graph
+  }
+
+  /// A tensor's value info with named (symbolic) or numeric dimensions (no shape for nil), of
+  /// element type `elementType` (float by default).
+  private func valueInfo(_ name: String, _ dims: [String]?, elementType: Int = 1) -> ProtoWriter {
     var tensorType = ProtoWriter()
-    tensorType.int(1, 1)
-    tensorType.message(2, shape)
+    tensorType.int(1, elementType)
+    if let dims {
+      var shape = ProtoWriter()
+      for d in dims {
+        var dim = ProtoWriter()
+        if let n = Int(d) { dim.int(1, n) } else { dim.string(2, d) }
+        shape.message(1, dim)
+      }
+      tensorType.message(2, shape)
+    }
     var type = ProtoWriter()
     type.message(1, tensorType)
     var info = ProtoWriter()

@@ -104,13 +104,25 @@ final class ExportTests: XCTestCase {
     XCTAssertThrowsError(try TimmExport.export(run: vpt, to: folder.appendingPathComponent("y"))) {
       XCTAssertTrue("\($0)".contains("--to onnx"), "\($0)")
     }
-    // Runs on the point backbone (Point-MAE's grouping) are not written yet.
+    // Runs of the other methods on the point backbone are not written yet.
     let (points, _) = try makeRun("idpt", backbone: "point-mae-furniture")
     XCTAssertThrowsError(
       try ONNXExport.export(run: points, to: folder.appendingPathComponent("points.onnx"))
-    ) { XCTAssertTrue("\($0)".contains("not a Vision Transformer"), "\($0)") }
+    ) { XCTAssertTrue("\($0)".contains("on the point backbone for"), "\($0)") }
     XCTAssertThrowsError(try PEFTLoRA.export(run: vpt, to: folder.appendingPathComponent("z"))) {
       XCTAssertTrue("\($0)".contains("lora runs"), "\($0)")
+    }
+  }
+
+  /// Every point-backbone method `--to onnx` lists writes a graph on the bundled Point-MAE.
+  func testEveryListedPointMethodWritesAnONNXGraph() throws {
+    for method in ONNXExport.pointMethods.sorted() {
+      let (run, m) = try makeRun(method, backbone: "point-mae-furniture")
+      let out = folder.appendingPathComponent("points-\(method).onnx")
+      XCTAssertNoThrow(try ONNXExport.export(run: run, to: out), method)
+      let size = (try? FileManager.default.attributesOfItem(atPath: out.path)[.size] as? Int) ?? 0
+      let backbone = m.backbone.namedParameters().reduce(0) { $0 + $1.1.count }
+      XCTAssertGreaterThan(size, 4 * backbone / 2, method)
     }
   }
 
@@ -146,9 +158,12 @@ final class ExportTests: XCTestCase {
       XCTAssertTrue("\($0)".contains(lora.path), "\($0)")
       XCTAssertTrue("\($0)".contains("not a timm Vision Transformer"), "\($0)")
     }
-    let onnxOut = folder.appendingPathComponent("linear.onnx")
-    XCTAssertThrowsError(try ONNXExport.export(run: linear, to: onnxOut)) {
-      XCTAssertTrue("\($0)".contains(linear.path), "\($0)")
+    // ONNX takes them (`testEveryListedPointMethodWritesAnONNXGraph`), except the methods it
+    // does not list for the point backbone.
+    let (vpt, _) = try makeRun("vpt-deep", backbone: "point-mae-furniture")
+    let onnxOut = folder.appendingPathComponent("vpt.onnx")
+    XCTAssertThrowsError(try ONNXExport.export(run: vpt, to: onnxOut)) {
+      XCTAssertTrue("\($0)".contains(vpt.path), "\($0)")
     }
     for out in [timmOut, peftOut, onnxOut] {
       XCTAssertFalse(FileManager.default.fileExists(atPath: out.path), out.path)
