@@ -17,8 +17,10 @@ import Foundation
 /// block, the trained block norms, and the four-stage side network of
 /// `HierarchicalSideTuning.swift` with its BatchNorms at their running statistics), and IDPT on a
 /// ViT (`idpt`: the prompt generator's EdgeConvs on an exact kNN graph, its BatchNorms at their
-/// running statistics, and the 256-wide head of `IDPT.swift`). Input `pixels` [batch, 3, H, W] (preprocessed), output `logits`
-/// [batch, classes].
+/// running statistics, and the 256-wide head of `IDPT.swift`), and P2P (`p2p`: the clouds drawn
+/// as the image inside the graph, `ExportONNXP2P.swift`). Input `pixels` [batch, 3, H, W]
+/// (preprocessed; `points` [batch, N, 3] for P2P), output `logits` [batch, classes]. Runs on the
+/// point backbone take every method that runs there (`ExportONNXPointMAE.swift`).
 public enum ONNXExport {
   /// Methods whose graphs are written.
   public static let methods: Set<String> = TimmExport.mergeable.union([
@@ -121,66 +123,14 @@ public enum ONNXExport {
       }
       state["head.weight"] = method.head.weight
       if let b = method.head.bias { state["head.bias"] = b }
-      if let adapter = method as? AdaptFormer {
-        // adapter.blocks.<i>.down/up.weight/bias, as in the run folder.
-        for (name, t) in adapter.namedParameters(prefix: "adapter") where name.contains(".blocks.")
-        {
-          state[name] = t
-        }
-        adapterScale = adapter.scale
-      }
-      if let mp = method as? MomentProbing {
-        // mp.proj/ln/conv1/conv2/classifier2 and, for mp+, mp.blocks.<i>.psrp.*.
-        let own = ["proj", "ln", "conv1", "conv2", "classifier2", "blocks"].map { "mp.\($0)." }
-        for (name, t) in mp.namedParameters(prefix: "mp")
-        where own.contains(where: { name.hasPrefix($0) }) {
-          state[name] = t
-        }
-        moments = MomentProbingShape(
-          heads: mp.heads, groupWidth: mp.projectionWidth / mp.heads, pairs: mp.pairs,
-          normalizes: mp.normalizesCovariances, plus: mp.plus)
-      }
-      if let lst = method as? LadderSideTuning {
-        for (name, t) in lst.namedParameters(prefix: "lst") where !name.hasPrefix("lst.head.") {
-          state[name] = t
-        }
-        let mu = { (alpha: Tensor) in withNoGrad { lst.gate(alpha).item } }
-        side = .ladder(
-          gates: lst.sideLayers.map { ($0, mu(lst.sideGateParams[$0]!)) },
-          mergeMu: mu(lst.sideGateParamsMergeLast), heads: vit.config.numHeads,
-          headDim: lst.sideWidth / vit.config.numHeads, normEps: lst.finalSideLayerNorm.eps)
-      }
-      if let unipt = method as? UniPT {
-        for (name, t) in unipt.namedParameters(prefix: "unipt")
-        where !name.hasPrefix("unipt.head.") {
-          state[name] = t
-        }
-        side = .unipt(normEps: unipt.projectionLayer.layers.compactMap { $0 as? LayerNorm }[0].eps)
-      }
-      if let idpt = method as? IDPT {
-        // The generator, prompt position and head, with the BatchNorms' running statistics;
-        // the trained class token is the backbone's own tensor above.
-        for (name, t) in idpt.namedParameters(prefix: "idpt")
-        where !name.hasPrefix("idpt.head.") && !name.hasPrefix("idpt.backbone.") {
-          state[name] = t
-        }
-        state["idpt.prompt_pos"] = idpt.promptPos
-        var norms: [(String, BatchNorm)] = idpt.edgeConvs.enumerated().map {
-          ("idpt.generator.conv\($0 + 1).1", $1.norm)
-        }
-        norms += [
-          ("idpt.generator.conv5.1", idpt.fuse.norm), ("idpt.head_bn1", idpt.headBN1),
-          ("idpt.head_bn2", idpt.headBN2),
-        ]
-        var eps: [String: Float] = [:]
-        for (name, bn) in norms {
-          state[name + ".running_mean"] = bn.runningMean
-          state[name + ".running_var"] = bn.runningVar
-          eps[name] = bn.eps
-        }
-        instancePrompt = InstancePromptShape(
-          layer: idpt.promptLayer, k: idpt.k, head: idpt.headInput, eps: eps)
-      }
+      let extras = tokenMethodExtras(method)
+      state.merge(extras.state) { $1 }
+      (prompts, adapterScale, instancePrompt) = (
+        extras.prompts, extras.adapterScale, extras.instancePrompt
+      )
+      let sides = sideMethodExtras(method, heads: vit.config.numHeads)
+      state.merge(sides.state) { $1 }
+      (moments, side) = (sides.moments, sides.side)
       if let p2p = method as? P2P {
         // The encoder and colouring, with the BasicBlock's running statistics; the trained
         // norms and class token are the backbone's own tensors above.
@@ -219,18 +169,6 @@ public enum ONNXExport {
             (stage.width, stage.blocks.first?.attn.heads ?? 1, hst.stageLayers[s])
           }, stemEps: hst.stages[0].embed.bn!.eps, headEps: hst.headNorm.eps)
       }
-      if let vpt = method as? VisualPromptTuning {
-        withNoGrad {
-          let (p, w) = (vpt.promptLength, vpt.promptEmbeddings.shape[2])
-          var raw = [vpt.promptEmbeddings.reshaped([p, w])]
-          if let deep = vpt.deepPromptEmbeddings {
-            for i in 0..<deep.shape[0] {
-              raw.append(deep.narrow(0, start: i, length: 1).reshaped([p, w]))
-            }
-          }
-          prompts = raw.map { r in (vpt.promptProj.map { $0(r) } ?? r).unsqueezed(0) }
-        }
-      }
     } else {
       state = try TimmExport.mergedState(loaded, run: run.path)
     }
@@ -257,6 +195,134 @@ public enum ONNXExport {
       adapterScale: adapterScale, moments: moments, side: side, instancePrompt: instancePrompt,
       pointRender: pointRender)
     try AtomicFile.write(Data(bytes), to: out)
+  }
+
+  /// The tokens LST or UniPT hand the pooling, from `hidden` (the sequence entering block 0, then
+  /// every block's output) and the final normed tokens `normed`; LST's side blocks use LayerNorm
+  /// ε `blockEps`. HST is not a token side network: it is refused here.
+  static func sideNetworkTokens(
+    _ g: ONNXGraph, _ side: SideNetwork, hidden: [String], normed n: String, blockEps: Float
+  ) throws -> String {
+    /// `μ·a + (1 − μ)·b`.
+    func mix(_ a: String, _ b: String, _ mu: Float) -> String {
+      g.node("Add", [g.node("Mul", [g.node("Sub", [a, b]), g.floats([mu])]), b])
+    }
+    switch side {
+    case .ladder(let gates, let mergeMu, let sideHeads, let sideHeadDim, let normEps):
+      // LadderSideTuning.mergedTokens: ladders from block i's output into side block i.
+      var h = try dense(g, hidden[0], "lst.side_first_downsample")
+      for (i, mu) in gates {
+        h = mix(h, try dense(g, hidden[i + 1], "lst.side_downsamples.\(i)"), mu)
+        h = try encoderBlock(
+          g, h, "lst.side_blocks.\(i).", heads: sideHeads, headDim: sideHeadDim, eps: blockEps)
+      }
+      h = try layerNorm(g, h, "lst.final_side_layer_norm", eps: normEps)
+      return mix(try dense(g, h, "lst.side_final_upsample"), n, mergeMu)
+    case .unipt(let eps):
+      return try uniptTokens(
+        g, states: Array(hidden.dropLast()), final: n, eps: eps,
+        dense: { try dense(g, $0, $1) }, layerNorm: { try layerNorm(g, $0, $1, eps: $2) })
+    case .hierarchical:
+      throw FileError(path: "hst", message: "HST's side network reads an image patch grid")
+    }
+  }
+
+  /// What the graph of Moment Probing (its second-order head; PSRP for mp+), LST or UniPT (their
+  /// side networks) needs besides the backbone and head; `heads` is the backbone's head count
+  /// (LST's side blocks keep it). Empty for other methods.
+  static func sideMethodExtras(_ method: TuningMethod, heads: Int) -> (
+    state: [String: Tensor], moments: MomentProbingShape?, side: SideNetwork?
+  ) {
+    var state: [String: Tensor] = [:]
+    var moments: MomentProbingShape?
+    var side: SideNetwork?
+    if let mp = method as? MomentProbing {
+      // mp.proj/ln/conv1/conv2/classifier2 and, for mp+, mp.blocks.<i>.psrp.*.
+      let own = ["proj", "ln", "conv1", "conv2", "classifier2", "blocks"].map { "mp.\($0)." }
+      for (name, t) in mp.namedParameters(prefix: "mp")
+      where own.contains(where: { name.hasPrefix($0) }) {
+        state[name] = t
+      }
+      moments = MomentProbingShape(
+        heads: mp.heads, groupWidth: mp.projectionWidth / mp.heads, pairs: mp.pairs,
+        normalizes: mp.normalizesCovariances, plus: mp.plus)
+    }
+    if let lst = method as? LadderSideTuning {
+      for (name, t) in lst.namedParameters(prefix: "lst") where !name.hasPrefix("lst.head.") {
+        state[name] = t
+      }
+      let mu = { (alpha: Tensor) in withNoGrad { lst.gate(alpha).item } }
+      side = .ladder(
+        gates: lst.sideLayers.map { ($0, mu(lst.sideGateParams[$0]!)) },
+        mergeMu: mu(lst.sideGateParamsMergeLast), heads: heads,
+        headDim: lst.sideWidth / heads, normEps: lst.finalSideLayerNorm.eps)
+    }
+    if let unipt = method as? UniPT {
+      for (name, t) in unipt.namedParameters(prefix: "unipt")
+      where !name.hasPrefix("unipt.head.") {
+        state[name] = t
+      }
+      side = .unipt(normEps: unipt.projectionLayer.layers.compactMap { $0 as? LayerNorm }[0].eps)
+    }
+    return (state, moments, side)
+  }
+
+  /// What the graph of a method that inserts tokens or adapts blocks needs besides the
+  /// backbone and head: VPT's prompts (projected when the run projects them; one [1, p, D] per
+  /// layer that has its own), the adapter's tensors and scale, IDPT's generator, prompt position
+  /// and head with its BatchNorms' running statistics. Empty for other methods.
+  static func tokenMethodExtras(_ method: TuningMethod) -> (
+    state: [String: Tensor], prompts: [Tensor], adapterScale: Float?,
+    instancePrompt: InstancePromptShape?
+  ) {
+    var state: [String: Tensor] = [:]
+    var prompts: [Tensor] = []
+    var adapterScale: Float?
+    var instancePrompt: InstancePromptShape?
+    if let adapter = method as? AdaptFormer {
+      // adapter.blocks.<i>.down/up.weight/bias, as in the run folder.
+      for (name, t) in adapter.namedParameters(prefix: "adapter") where name.contains(".blocks.") {
+        state[name] = t
+      }
+      adapterScale = adapter.scale
+    }
+    if let idpt = method as? IDPT {
+      // The generator, prompt position and head, with the BatchNorms' running statistics;
+      // the trained class token is the backbone's own tensor.
+      for (name, t) in idpt.namedParameters(prefix: "idpt")
+      where !name.hasPrefix("idpt.head.") && !name.hasPrefix("idpt.backbone.") {
+        state[name] = t
+      }
+      state["idpt.prompt_pos"] = idpt.promptPos
+      var norms: [(String, BatchNorm)] = idpt.edgeConvs.enumerated().map {
+        ("idpt.generator.conv\($0 + 1).1", $1.norm)
+      }
+      norms += [
+        ("idpt.generator.conv5.1", idpt.fuse.norm), ("idpt.head_bn1", idpt.headBN1),
+        ("idpt.head_bn2", idpt.headBN2),
+      ]
+      var eps: [String: Float] = [:]
+      for (name, bn) in norms {
+        state[name + ".running_mean"] = bn.runningMean
+        state[name + ".running_var"] = bn.runningVar
+        eps[name] = bn.eps
+      }
+      instancePrompt = InstancePromptShape(
+        layer: idpt.promptLayer, k: idpt.k, head: idpt.headInput, eps: eps)
+    }
+    if let vpt = method as? VisualPromptTuning {
+      withNoGrad {
+        let (p, w) = (vpt.promptLength, vpt.promptEmbeddings.shape[2])
+        var raw = [vpt.promptEmbeddings.reshaped([p, w])]
+        if let deep = vpt.deepPromptEmbeddings {
+          for i in 0..<deep.shape[0] {
+            raw.append(deep.narrow(0, start: i, length: 1).reshaped([p, w]))
+          }
+        }
+        prompts = raw.map { r in (vpt.promptProj.map { $0(r) } ?? r).unsqueezed(0) }
+      }
+    }
+    return (state, prompts, adapterScale, instancePrompt)
   }
 
   /// The ONNX model bytes of a plain ViT with the timm state dict `state`; `prompts` (VPT)
@@ -392,18 +458,8 @@ public enum ONNXExport {
     }
     var tokens = n
     switch side {
-    case .ladder(let gates, let mergeMu, let sideHeads, let sideHeadDim, let normEps):
-      // LadderSideTuning.mergedTokens: ladders from block i's output into side block i.
-      var h = try dense(hidden[0], "lst.side_first_downsample")
-      for (i, mu) in gates {
-        h = mix(h, try dense(hidden[i + 1], "lst.side_downsamples.\(i)"), mu)
-        h = try block(h, "lst.side_blocks.\(i).", heads: sideHeads, headDim: sideHeadDim)
-      }
-      h = try layerNorm(h, "lst.final_side_layer_norm", eps: normEps)
-      tokens = mix(try dense(h, "lst.side_final_upsample"), n, mergeMu)
-    case .unipt(let eps):
-      tokens = try uniptTokens(
-        g, states: Array(hidden.dropLast()), final: n, eps: eps, dense: dense, layerNorm: layerNorm)
+    case .ladder, .unipt:
+      tokens = try sideNetworkTokens(g, side!, hidden: hidden, normed: n, blockEps: c.normEps)
     case .hierarchical(_, let stages, let stemEps, let headEps):
       let features = try hstFeatures(
         g, stages: stages, taps: taps, stemEps: stemEps, dense: dense, layerNorm: layerNorm)
@@ -421,32 +477,8 @@ public enum ONNXExport {
       break
     }
     if let instancePrompt {
-      // IDPT's head on [class token, prompt, max over the content rows], as `head` says.
-      func row(_ r: Int) -> String {
-        g.node("Gather", [n, g.ints([r], scalar: true)], [.int("axis", 1)])
-      }
-      let content = g.node(
-        "ReduceMax",
-        [g.node("Slice", [n, g.ints([2]), g.ints([Int(Int32.max)]), g.ints([1])])],
-        [.ints("axes", [1]), .int("keepdims", 0)])
-      let parts: [String]
-      switch instancePrompt.head {
-      case .all: parts = [row(0), row(1), content]
-      case .promptonly: parts = [row(1)]
-      case .promptcls: parts = [row(0), row(1)]
-      case .pointcls: parts = [row(0), content]
-      }
-      var h = parts.count == 1 ? parts[0] : g.node("Concat", parts, [.int("axis", 1)])
-      for (fc, bn) in [("idpt.head_fc1", "idpt.head_bn1"), ("idpt.head_fc2", "idpt.head_bn2")] {
-        h = g.node(
-          "Relu",
-          [try batchNorm(g, try dense(h, fc), bn, eps: instancePrompt.eps[bn]!)])
-      }
-      let wt = g.transposed(try g.tensor("head.weight"), name: "head.weight_t")
-      _ = g.node(
-        "Add", [g.node("MatMul", [h, wt]), try g.weight("head.bias")], output: "logits")
-      return g.model(
-        input: modelInput, output: ("logits", ["batch", "\(classes)"]))
+      try idptHead(g, normed: n, instancePrompt)
+      return g.model(input: modelInput, output: ("logits", ["batch", "\(classes)"]))
     }
     let pooled = g.node("Gather", [tokens, g.ints([0], scalar: true)], [.int("axis", 1)])
     let wt = g.transposed(try g.tensor("head.weight"), name: "head.weight_t")
@@ -517,6 +549,32 @@ extension ONNXExport {
     let erf = g.node("Erf", [g.node("Div", [h, g.floats([Float(2).squareRoot()])])])
     return g.node(
       "Mul", [g.node("Mul", [h, g.node("Add", [erf, g.floats([1])])]), g.floats([0.5])])
+  }
+
+  /// IDPT's head (`IDPT.logits`) on the final normed tokens `normed` (class token, prompt, then
+  /// the content rows), as `head` says: [class token, prompt, max over the content rows] →
+  /// two Linear-BatchNorm-ReLU layers → the new head; writes `logits`.
+  static func idptHead(_ g: ONNXGraph, normed n: String, _ shape: InstancePromptShape) throws {
+    func row(_ r: Int) -> String {
+      g.node("Gather", [n, g.ints([r], scalar: true)], [.int("axis", 1)])
+    }
+    let content = g.node(
+      "ReduceMax",
+      [g.node("Slice", [n, g.ints([2]), g.ints([Int(Int32.max)]), g.ints([1])])],
+      [.ints("axes", [1]), .int("keepdims", 0)])
+    let parts: [String]
+    switch shape.head {
+    case .all: parts = [row(0), row(1), content]
+    case .promptonly: parts = [row(1)]
+    case .promptcls: parts = [row(0), row(1)]
+    case .pointcls: parts = [row(0), content]
+    }
+    var h = parts.count == 1 ? parts[0] : g.node("Concat", parts, [.int("axis", 1)])
+    for (fc, bn) in [("idpt.head_fc1", "idpt.head_bn1"), ("idpt.head_fc2", "idpt.head_bn2")] {
+      h = g.node("Relu", [try batchNorm(g, try dense(g, h, fc), bn, eps: shape.eps[bn]!)])
+    }
+    let wt = g.transposed(try g.tensor("head.weight"), name: "head.weight_t")
+    _ = g.node("Add", [g.node("MatMul", [h, wt]), try g.weight("head.bias")], output: "logits")
   }
 
   /// A BatchNorm at its running statistics over the last axis of `x`: `x·scale + shift`, both

@@ -3,7 +3,10 @@ import Foundation
 extension ONNXExport {
   /// Methods whose runs on the point backbone (Point-MAE) are written: those whose tuned model is
   /// the backbone with changed weights and a new head.
-  public static let pointMethods: Set<String> = ["linear", "full", "bitfit", "ln-tune", "lora"]
+  public static let pointMethods: Set<String> = [
+    "linear", "full", "bitfit", "ln-tune", "lora", "vpt-shallow", "vpt-deep", "adapter", "idpt",
+    "mp", "mp+", "lst", "unipt",
+  ]
 
   /// Writes `loaded`, a run on a Point-MAE backbone, as the ONNX model `out`: input `points`
   /// [batch, N, 3] (the clouds as the run's evaluation transform leaves them; `graft predict
@@ -37,9 +40,14 @@ extension ONNXExport {
     }
     state["head.weight"] = loaded.method.head.weight
     if let b = loaded.method.head.bias { state["head.bias"] = b }
+    let extras = tokenMethodExtras(loaded.method)
+    state.merge(extras.state) { $1 }
+    let sides = sideMethodExtras(loaded.method, heads: model.config.numHeads)
+    state.merge(sides.state) { $1 }
     let bytes = try pointMAEModel(
       state: state, config: model.config, points: points, classes: loaded.config.numClasses,
-      batchNormEps: eps)
+      batchNormEps: eps, prompts: extras.prompts, adapterScale: extras.adapterScale,
+      instancePrompt: extras.instancePrompt, moments: sides.moments, side: sides.side)
     try AtomicFile.write(Data(bytes), to: out)
   }
 
@@ -49,10 +57,13 @@ extension ONNXExport {
   /// ties, points within 1e-3 of the origin never picked), the kNN groups by `TopK` of exact
   /// squared distances, the mini-PointNet with its BatchNorms at their running statistics, the
   /// position MLP, the blocks with the positions added before each, the final norm, and
-  /// `concat[class token, max over the group tokens]`.
+  /// `concat[class token, max over the group tokens]`. `prompts` (VPT), `adapterScale` (the
+  /// adapter) and `instancePrompt` (IDPT) as in `vitModel`; inserted rows get no position.
   static func pointMAEModel(
     state: [String: Tensor], config c: PointMAEConfig, points n: Int, classes: Int,
-    batchNormEps eps: [String: Float]
+    batchNormEps eps: [String: Float], prompts: [Tensor] = [], adapterScale: Float? = nil,
+    instancePrompt: InstancePromptShape? = nil, moments: MomentProbingShape? = nil,
+    side: SideNetwork? = nil
   ) throws -> [UInt8] {
     let g = ONNXGraph(state: state)
     let d = c.transDim
@@ -189,28 +200,111 @@ extension ONNXExport {
     let rows = g.node("Concat", [batch, g.ints([1, d])], [.int("axis", 0)])
     var x = g.node(
       "Concat", [g.node("Expand", [try g.weight("cls_token"), rows]), tokens], [.int("axis", 1)])
-    let positions = g.node(
-      "Concat",
-      [
-        g.node("Expand", [try g.weight("cls_pos"), rows]),
-        try dense(g, gelu(g, try dense(g, centres, "pos_embed.0")), "pos_embed.2"),
-      ], [.int("axis", 1)])
+    let clsPos = g.node("Expand", [try g.weight("cls_pos"), rows])
+    let groupPos = try dense(g, gelu(g, try dense(g, centres, "pos_embed.0")), "pos_embed.2")
+    /// The positions of `x` with `inserted` rows after the class token: zeros there.
+    func positions(inserted: Int) -> String {
+      guard inserted > 0 else { return g.node("Concat", [clsPos, groupPos], [.int("axis", 1)]) }
+      let zeros = g.node(
+        "ConstantOfShape", [g.node("Concat", [batch, g.ints([inserted, d])], [.int("axis", 0)])])
+      return g.node("Concat", [clsPos, zeros, groupPos], [.int("axis", 1)])
+    }
+    /// `x` with rows 1..<1+drop replaced by prompt layer `layer`, broadcast to the batch.
+    func insertPrompts(_ x: String, layer: Int, drop: Int) -> String {
+      let p = prompts[layer].shape[1]
+      let promptRows = g.node("Concat", [batch, g.ints([p, d])], [.int("axis", 0)])
+      let mid = g.node(
+        "Expand", [g.initializer("vpt_prompts_\(layer)", prompts[layer]), promptRows])
+      let head = g.node("Slice", [x, g.ints([0]), g.ints([1]), g.ints([1])])
+      let tail = g.node("Slice", [x, g.ints([1 + drop]), g.ints([Int(Int32.max)]), g.ints([1])])
+      return g.node("Concat", [head, mid, tail], [.int("axis", 1)])
+    }
+    var inserted = 0
+    // What the side networks read: the sequence entering block 0, then every block's output.
+    var hidden: [String] = []
+    if !prompts.isEmpty {
+      x = insertPrompts(x, layer: 0, drop: 0)
+      inserted = prompts[0].shape[1]
+    }
     for i in 0..<c.depth {
+      if i > 0 && prompts.count > i {
+        x = insertPrompts(x, layer: i, drop: prompts[i - 1].shape[1])
+      }
+      if let instancePrompt, instancePrompt.layer == i {
+        // IDPT's beforeBlock: the prompt from the group rows, after the class token.
+        let content = g.node("Slice", [x, g.ints([1]), g.ints([Int(Int32.max)]), g.ints([1])])
+        let prompt = g.node(
+          "Add",
+          [
+            try idptPrompt(
+              g, content: content, tokens: groups, instancePrompt,
+              dense: { try dense(g, $0, $1) }),
+            try g.weight("idpt.prompt_pos"),
+          ])
+        let cls = g.node("Slice", [x, g.ints([0]), g.ints([1]), g.ints([1])])
+        x = g.node("Concat", [cls, prompt, content], [.int("axis", 1)])
+        inserted += 1
+      }
+      if i == 0 { hidden.append(x) }
       x = try encoderBlock(
-        g, g.node("Add", [x, positions]), "blocks.blocks.\(i).", heads: c.numHeads,
-        headDim: d / c.numHeads, eps: PointMAEConfig.normEps)
+        g, g.node("Add", [x, positions(inserted: inserted)]), "blocks.blocks.\(i).",
+        heads: c.numHeads, headDim: d / c.numHeads, eps: PointMAEConfig.normEps
+      ) { branch, input in
+        var branch = branch
+        if let adapterScale {
+          // AdaptFormer.swift: the MLP branch plus up(relu(down(x)))·scale on the branch input.
+          let a = "adapter.blocks.\(i)."
+          let down = g.node("Relu", [try dense(g, input, a + "down")])
+          let up = g.node("Mul", [try dense(g, down, a + "up"), g.floats([adapterScale])])
+          branch = g.node("Add", [branch, up])
+        }
+        if moments?.plus == true {
+          // PSRP (MomentProbing.swift): s = relu(down(x)); the branch becomes b + (1 + w)·branch.
+          let r = "mp.blocks.\(i).psrp."
+          let s = g.node("Relu", [try dense(g, input, r + "down")])
+          let w = g.node("Add", [try dense(g, s, r + "up_weight"), g.floats([1])])
+          branch = g.node("Add", [try dense(g, s, r + "up_bias"), g.node("Mul", [w, branch])])
+        }
+        return branch
+      }
+      hidden.append(x)
     }
     let normed = try layerNorm(g, x, "norm", eps: PointMAEConfig.normEps)
+    if let instancePrompt {
+      try idptHead(g, normed: normed, instancePrompt)
+      return g.model(
+        input: ("points", ["batch", "\(n)", "3"]), output: ("logits", ["batch", "\(classes)"]))
+    }
+    // LST's merged or UniPT's fused tokens replace the final ones before the pooling.
+    let finalTokens =
+      try side.map {
+        try sideNetworkTokens(
+          g, $0, hidden: hidden, normed: normed, blockEps: PointMAEConfig.normEps)
+      } ?? normed
     let pooled = g.node(
       "Concat",
       [
-        g.node("Gather", [normed, g.ints([0], scalar: true)], [.int("axis", 1)]),
+        g.node("Gather", [finalTokens, g.ints([0], scalar: true)], [.int("axis", 1)]),
         g.node(
           "ReduceMax",
-          [g.node("Slice", [normed, g.ints([1]), g.ints([Int(Int32.max)]), g.ints([1])])],
+          [
+            g.node(
+              "Slice",
+              [finalTokens, g.ints([1 + inserted]), g.ints([Int(Int32.max)]), g.ints([1])])
+          ],
           [.ints("axes", [1]), .int("keepdims", 0)]),
       ], [.int("axis", 1)])
-    _ = g.node("Identity", [try dense(g, pooled, "head")], output: "logits")
+    let firstOrder = try dense(g, pooled, "head")
+    if let moments {
+      // Moment Probing: the mean of the first-order head and the second-order head on the final
+      // group tokens.
+      let patches = g.node("Slice", [normed, g.ints([1]), g.ints([Int(Int32.max)]), g.ints([1])])
+      let second = try momentProbingHead(g, patches: patches, tokens: groups, moments)
+      _ = g.node(
+        "Mul", [g.node("Add", [firstOrder, second]), g.floats([0.5])], output: "logits")
+    } else {
+      _ = g.node("Identity", [firstOrder], output: "logits")
+    }
     return g.model(
       input: ("points", ["batch", "\(n)", "3"]), output: ("logits", ["batch", "\(classes)"]))
   }
