@@ -362,12 +362,7 @@ public enum ONNXExport {
     x = g.node("Add", [x, try g.weight("pos_embed")])
     /// `x` with rows 1..<1+drop replaced by prompt layer `layer`, broadcast to the batch.
     func insertPrompts(_ x: String, layer: Int, drop: Int) -> String {
-      let p = prompts[layer].shape[1]
-      let rows = g.node("Concat", [batch, g.ints([p, d])], [.int("axis", 0)])
-      let mid = g.node("Expand", [g.initializer("vpt_prompts_\(layer)", prompts[layer]), rows])
-      let head = g.node("Slice", [x, g.ints([0]), g.ints([1]), g.ints([1])])
-      let tail = g.node("Slice", [x, g.ints([1 + drop]), g.ints([Int(Int32.max)]), g.ints([1])])
-      return g.node("Concat", [head, mid, tail], [.int("axis", 1)])
+      ONNXExport.insertPrompts(g, x, prompts, layer: layer, drop: drop, batch: batch, width: d)
     }
     if !prompts.isEmpty { x = insertPrompts(x, layer: 0, drop: 0) }
     func dense(_ input: String, _ full: String) throws -> String {
@@ -411,22 +406,9 @@ public enum ONNXExport {
           [.int("axis", 1)])
       }
       x = try block(x, "blocks.\(i).", heads: heads, headDim: hd) { branch, input in
-        var branch = branch
-        if let adapterScale {
-          // AdaptFormer.swift: the MLP branch plus up(relu(down(x)))·scale on the branch input.
-          let a = "adapter.blocks.\(i)."
-          let down = g.node("Relu", [try dense(input, a + "down")])
-          let up = g.node("Mul", [try dense(down, a + "up"), g.floats([adapterScale])])
-          branch = g.node("Add", [branch, up])
-        }
-        if moments?.plus == true {
-          // PSRP (MomentProbing.swift): s = relu(down(x)); the branch becomes b + (1 + w)·branch.
-          let r = "mp.blocks.\(i).psrp."
-          let s = g.node("Relu", [try dense(input, r + "down")])
-          let w = g.node("Add", [try dense(s, r + "up_weight"), g.floats([1])])
-          branch = g.node("Add", [try dense(s, r + "up_bias"), g.node("Mul", [w, branch])])
-        }
-        return branch
+        try mlpBranch(
+          g, branch, input: input, block: i, adapterScale: adapterScale,
+          psrp: moments?.plus == true)
       }
       if case .hierarchical(let metaCount, let stages, _, _) = side {
         // HST's afterBlock: the bridged, normed meta rows and the bridged patch rows as a map;
@@ -452,10 +434,6 @@ public enum ONNXExport {
     let n = g.node(
       "LayerNormalization", [x, try g.weight("norm.weight"), try g.weight("norm.bias")],
       [.int("axis", -1), .float("epsilon", c.normEps)])
-    /// `μ·a + (1 − μ)·b`.
-    func mix(_ a: String, _ b: String, _ mu: Float) -> String {
-      g.node("Add", [g.node("Mul", [g.node("Sub", [a, b]), g.floats([mu])]), b])
-    }
     var tokens = n
     switch side {
     case .ladder, .unipt:
@@ -549,6 +527,43 @@ extension ONNXExport {
     let erf = g.node("Erf", [g.node("Div", [h, g.floats([Float(2).squareRoot()])])])
     return g.node(
       "Mul", [g.node("Mul", [h, g.node("Add", [erf, g.floats([1])])]), g.floats([0.5])])
+  }
+
+  /// `x` with rows 1..<1+drop replaced by `prompts[layer]` ([1, p, width], VPT's prompts of that
+  /// layer) broadcast to the batch.
+  static func insertPrompts(
+    _ g: ONNXGraph, _ x: String, _ prompts: [Tensor], layer: Int, drop: Int, batch: String,
+    width: Int
+  ) -> String {
+    let p = prompts[layer].shape[1]
+    let rows = g.node("Concat", [batch, g.ints([p, width])], [.int("axis", 0)])
+    let mid = g.node("Expand", [g.initializer("vpt_prompts_\(layer)", prompts[layer]), rows])
+    let head = g.node("Slice", [x, g.ints([0]), g.ints([1]), g.ints([1])])
+    let tail = g.node("Slice", [x, g.ints([1 + drop]), g.ints([Int(Int32.max)]), g.ints([1])])
+    return g.node("Concat", [head, mid, tail], [.int("axis", 1)])
+  }
+
+  /// Block `block`'s MLP branch `branch` (its input `input`) with the adapter's bottleneck added
+  /// (`adapterScale`: AdaptFormer.swift, up(relu(down(x)))·scale) and PSRP's recalibration when
+  /// `psrp` (MomentProbing.swift: s = relu(down(x)); b + (1 + w)·branch).
+  static func mlpBranch(
+    _ g: ONNXGraph, _ branch: String, input: String, block i: Int, adapterScale: Float?,
+    psrp: Bool
+  ) throws -> String {
+    var branch = branch
+    if let adapterScale {
+      let a = "adapter.blocks.\(i)."
+      let down = g.node("Relu", [try dense(g, input, a + "down")])
+      let up = g.node("Mul", [try dense(g, down, a + "up"), g.floats([adapterScale])])
+      branch = g.node("Add", [branch, up])
+    }
+    if psrp {
+      let r = "mp.blocks.\(i).psrp."
+      let s = g.node("Relu", [try dense(g, input, r + "down")])
+      let w = g.node("Add", [try dense(g, s, r + "up_weight"), g.floats([1])])
+      branch = g.node("Add", [try dense(g, s, r + "up_bias"), g.node("Mul", [w, branch])])
+    }
+    return branch
   }
 
   /// IDPT's head (`IDPT.logits`) on the final normed tokens `normed` (class token, prompt, then

@@ -209,15 +209,8 @@ extension ONNXExport {
         "ConstantOfShape", [g.node("Concat", [batch, g.ints([inserted, d])], [.int("axis", 0)])])
       return g.node("Concat", [clsPos, zeros, groupPos], [.int("axis", 1)])
     }
-    /// `x` with rows 1..<1+drop replaced by prompt layer `layer`, broadcast to the batch.
     func insertPrompts(_ x: String, layer: Int, drop: Int) -> String {
-      let p = prompts[layer].shape[1]
-      let promptRows = g.node("Concat", [batch, g.ints([p, d])], [.int("axis", 0)])
-      let mid = g.node(
-        "Expand", [g.initializer("vpt_prompts_\(layer)", prompts[layer]), promptRows])
-      let head = g.node("Slice", [x, g.ints([0]), g.ints([1]), g.ints([1])])
-      let tail = g.node("Slice", [x, g.ints([1 + drop]), g.ints([Int(Int32.max)]), g.ints([1])])
-      return g.node("Concat", [head, mid, tail], [.int("axis", 1)])
+      ONNXExport.insertPrompts(g, x, prompts, layer: layer, drop: drop, batch: batch, width: d)
     }
     var inserted = 0
     // What the side networks read: the sequence entering block 0, then every block's output.
@@ -250,22 +243,9 @@ extension ONNXExport {
         g, g.node("Add", [x, positions(inserted: inserted)]), "blocks.blocks.\(i).",
         heads: c.numHeads, headDim: d / c.numHeads, eps: PointMAEConfig.normEps
       ) { branch, input in
-        var branch = branch
-        if let adapterScale {
-          // AdaptFormer.swift: the MLP branch plus up(relu(down(x)))·scale on the branch input.
-          let a = "adapter.blocks.\(i)."
-          let down = g.node("Relu", [try dense(g, input, a + "down")])
-          let up = g.node("Mul", [try dense(g, down, a + "up"), g.floats([adapterScale])])
-          branch = g.node("Add", [branch, up])
-        }
-        if moments?.plus == true {
-          // PSRP (MomentProbing.swift): s = relu(down(x)); the branch becomes b + (1 + w)·branch.
-          let r = "mp.blocks.\(i).psrp."
-          let s = g.node("Relu", [try dense(g, input, r + "down")])
-          let w = g.node("Add", [try dense(g, s, r + "up_weight"), g.floats([1])])
-          branch = g.node("Add", [try dense(g, s, r + "up_bias"), g.node("Mul", [w, branch])])
-        }
-        return branch
+        try mlpBranch(
+          g, branch, input: input, block: i, adapterScale: adapterScale,
+          psrp: moments?.plus == true)
       }
       hidden.append(x)
     }
