@@ -100,6 +100,35 @@ public struct LoadedAdapter {
 /// Run folders as PEFT lays them out: `adapter_config.json` and `adapter_model.safetensors`
 /// (only the trainable tensors and the method's state buffers, named under the method's prefix).
 public enum AdapterCheckpoint {
+  /// Why the adapter `adapter` cannot start a new run of `method` with method options `options`
+  /// on `backbone` (`--init-from`): another method, backbone weights or config, or options
+  /// (the message gives the `--set method.…` that match); nil when it can.
+  static func startRefusal(
+    _ adapter: AdapterConfig, method: String, options: [String: String], backbone: TuneBackbone
+  ) -> String? {
+    guard adapter.method == method else {
+      return "it holds method '\(adapter.method)', this run trains '\(method)'"
+    }
+    guard adapter.baseModelHash == backbone.weightsHash else {
+      return "it was trained on backbone weights \(adapter.baseModelHash), this run's backbone has "
+        + "\(backbone.weightsHash) (\(backbone.reference))"
+    }
+    if let stored = adapter.baseModelConfigHash, stored != backbone.configHash {
+      return "its backbone config hash \(stored) differs from \(backbone.configHash)"
+    }
+    let differing = adapter.hyperparameters.keys.sorted().filter {
+      options[$0] != adapter.hyperparameters[$0]
+    }
+    guard differing.isEmpty else {
+      return "its method options differ ("
+        + differing.map { "\($0)=\(adapter.hyperparameters[$0]!), here \(options[$0] ?? "unset")" }
+        .joined(separator: "; ") + "); pass "
+        + differing.map { "--set method.\($0)=\(adapter.hyperparameters[$0]!)" }.joined(
+          separator: " ")
+    }
+    return nil
+  }
+
   /// The configuration file's name.
   public static let configFile = "adapter_config.json"
   /// The tensors file's name.

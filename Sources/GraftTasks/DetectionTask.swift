@@ -150,30 +150,10 @@ public final class DetectionTrainer {
     func refuse(_ why: String) -> ConfigError {
       ConfigError("\(folder.path): cannot start from this adapter: \(why)")
     }
-    guard adapter.method == config.method else {
-      throw refuse("it holds method '\(adapter.method)', this run trains '\(config.method)'")
-    }
-    guard adapter.baseModelHash == backbone.weightsHash else {
-      throw refuse(
-        "it was trained on backbone weights \(adapter.baseModelHash), this run's backbone has "
-          + "\(backbone.weightsHash) (\(backbone.reference))")
-    }
-    if let stored = adapter.baseModelConfigHash, stored != backbone.configHash {
-      throw refuse("its backbone config hash \(stored) differs from \(backbone.configHash)")
-    }
-    let options = model.method.options
-    let differing = adapter.hyperparameters.keys.sorted().filter {
-      options[$0] != adapter.hyperparameters[$0]
-    }
-    guard differing.isEmpty else {
-      throw refuse(
-        "its method options differ ("
-          + differing.map {
-            "\($0)=\(adapter.hyperparameters[$0]!), here \(options[$0] ?? "unset")"
-          }
-          .joined(separator: "; ") + "); pass "
-          + differing.map { "--set method.\($0)=\(adapter.hyperparameters[$0]!)" }.joined(
-            separator: " "))
+    if let why = AdapterCheckpoint.startRefusal(
+      adapter, method: config.method, options: model.method.options, backbone: backbone)
+    {
+      throw refuse(why)
     }
     let url = folder.appendingPathComponent(AdapterCheckpoint.weightsFile)
     let state = try SafetensorsFile(contentsOf: url).tensors()

@@ -386,17 +386,7 @@ public enum ONNXExport {
         x = insertPrompts(x, layer: i, drop: prompts[i - 1].shape[1])
       }
       if let instancePrompt, instancePrompt.layer == i {
-        // IDPT's beforeBlock: the prompt from the content rows, after the class token.
-        let content = g.node("Slice", [x, g.ints([1]), g.ints([Int(Int32.max)]), g.ints([1])])
-        let prompt = g.node(
-          "Add",
-          [
-            try idptPrompt(
-              g, content: content, tokens: c.gridSize.area, instancePrompt, dense: dense),
-            try g.weight("idpt.prompt_pos"),
-          ])
-        let cls = g.node("Slice", [x, g.ints([0]), g.ints([1]), g.ints([1])])
-        x = g.node("Concat", [cls, prompt, content], [.int("axis", 1)])
+        x = try insertInstancePrompt(g, x, tokens: c.gridSize.area, instancePrompt)
       }
       if case .hierarchical(let metaCount, _, _, _) = side {
         // HST's beforeBlock: block i's meta tokens before the class token.
@@ -564,6 +554,22 @@ extension ONNXExport {
       branch = g.node("Add", [try dense(g, s, r + "up_bias"), g.node("Mul", [w, branch])])
     }
     return branch
+  }
+
+  /// IDPT's beforeBlock on `x` (class token, then `tokens` content rows): the prompt made from
+  /// the content rows plus its position, inserted after the class token.
+  static func insertInstancePrompt(
+    _ g: ONNXGraph, _ x: String, tokens: Int, _ shape: InstancePromptShape
+  ) throws -> String {
+    let content = g.node("Slice", [x, g.ints([1]), g.ints([Int(Int32.max)]), g.ints([1])])
+    let prompt = g.node(
+      "Add",
+      [
+        try idptPrompt(g, content: content, tokens: tokens, shape, dense: { try dense(g, $0, $1) }),
+        try g.weight("idpt.prompt_pos"),
+      ])
+    let cls = g.node("Slice", [x, g.ints([0]), g.ints([1]), g.ints([1])])
+    return g.node("Concat", [cls, prompt, content], [.int("axis", 1)])
   }
 
   /// IDPT's head (`IDPT.logits`) on the final normed tokens `normed` (class token, prompt, then

@@ -225,17 +225,7 @@ extension ONNXExport {
       }
       if let instancePrompt, instancePrompt.layer == i {
         // IDPT's beforeBlock: the prompt from the group rows, after the class token.
-        let content = g.node("Slice", [x, g.ints([1]), g.ints([Int(Int32.max)]), g.ints([1])])
-        let prompt = g.node(
-          "Add",
-          [
-            try idptPrompt(
-              g, content: content, tokens: groups, instancePrompt,
-              dense: { try dense(g, $0, $1) }),
-            try g.weight("idpt.prompt_pos"),
-          ])
-        let cls = g.node("Slice", [x, g.ints([0]), g.ints([1]), g.ints([1])])
-        x = g.node("Concat", [cls, prompt, content], [.int("axis", 1)])
+        x = try insertInstancePrompt(g, x, tokens: groups, instancePrompt)
         inserted += 1
       }
       if i == 0 { hidden.append(x) }

@@ -305,33 +305,14 @@ public final class Trainer {
     func refuse(_ why: String) -> ConfigError {
       ConfigError("\(folder.path): cannot start from this adapter: \(why)")
     }
-    guard adapter.method == config.method else {
-      throw refuse("it holds method '\(adapter.method)', this run trains '\(config.method)'")
-    }
-    guard adapter.baseModelHash == backbone.weightsHash else {
-      throw refuse(
-        "it was trained on backbone weights \(adapter.baseModelHash), this run's backbone has "
-          + "\(backbone.weightsHash) (\(backbone.reference))")
-    }
-    if let stored = adapter.baseModelConfigHash, stored != backbone.configHash {
-      throw refuse("its backbone config hash \(stored) differs from \(backbone.configHash)")
+    if let why = AdapterCheckpoint.startRefusal(
+      adapter, method: config.method, options: method.options, backbone: backbone)
+    {
+      throw refuse(why)
     }
     guard adapter.numClasses == classNames.count else {
       throw refuse(
         "its head has \(adapter.numClasses) classes, the data has \(classNames.count)")
-    }
-    let differing = adapter.hyperparameters.keys.sorted().filter {
-      method.options[$0] != adapter.hyperparameters[$0]
-    }
-    guard differing.isEmpty else {
-      throw refuse(
-        "its method options differ ("
-          + differing.map {
-            "\($0)=\(adapter.hyperparameters[$0]!), here \(method.options[$0] ?? "unset")"
-          }
-          .joined(separator: "; ") + "); pass "
-          + differing.map { "--set method.\($0)=\(adapter.hyperparameters[$0]!)" }.joined(
-            separator: " "))
     }
     let url = folder.appendingPathComponent(AdapterCheckpoint.weightsFile)
     let state = try SafetensorsFile(contentsOf: url).tensors()
@@ -701,13 +682,14 @@ public final class Trainer {
     while let batch = try batches.next() {
       optimizer.learningRateScale = factor(step: step, stepsPerEpoch: stepsPerEpoch)
       out.lr = optimizer.effectiveLearningRate()
+      let result: StepResult
       if let communicator, ranks > 1 {
         let total = loader.globalBatchSize(batchIndex)
         batchIndex += 1
         let started = DispatchTime.now().uptimeNanoseconds
         let figures = try dataParallelStep(
-          batch, sample: Sample.self, total: total, communicator: communicator, optimizer: optimizer
-        )
+          batch, sample: Sample.self, total: total, communicator: communicator,
+          optimizer: optimizer)
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
         var sums =
           parallelFigures
@@ -719,43 +701,15 @@ public final class Trainer {
         sums.allreduceSeconds += figures.allreduceSeconds
         sums.stepSeconds += seconds
         parallelFigures = sums
-        guard figures.finite else {
-          let what =
-            figures.loss.isFinite
-            ? "a gradient is not finite" : "the loss is \(figures.loss)"
-          switch config.nanPolicy {
-          case .stop:
-            throw DivergenceError(
-              epoch: epoch + 1, step: step,
-              message: "\(what) (not finite): stopping (train.nan_policy = stop; skip-step "
-                + "skips such steps); nothing of this epoch was written; \(lastCheckpoint)")
-          case .skipStep:
-            optimizer.zeroGrad()
-            out.skipped += 1
-            step += 1
-            continue
-          }
-        }
-        if config.clipGrad > 0 { optimizer.clipGradNorm(maxNorm: config.clipGrad) }
-        optimizer.step()
-        optimizer.zeroGrad()
-        out.lossSum += figures.lossSum
-        out.correct += figures.correct
-        out.seen += total
-        step += 1
-        continue
+        result = StepResult(
+          finite: figures.finite, loss: figures.loss, lossSum: figures.lossSum,
+          correct: figures.correct, seen: total)
+      } else {
+        result = localStep(batch, optimizer: optimizer)
       }
-      let logits = batch.logits()
-      let loss = logits.crossEntropy(
-        targets: batch.labels, labelSmoothing: config.labelSmoothing)
-      let lossValue = loss.item
-      var finite = lossValue.isFinite
-      if finite {
-        loss.backward()
-        finite = gradientsAreFinite(optimizer)
-      }
-      guard finite else {
-        let what = lossValue.isFinite ? "a gradient is not finite" : "the loss is \(lossValue)"
+      guard result.finite else {
+        let what =
+          result.loss.isFinite ? "a gradient is not finite" : "the loss is \(result.loss)"
         switch config.nanPolicy {
         case .stop:
           throw DivergenceError(
@@ -772,10 +726,9 @@ public final class Trainer {
       if config.clipGrad > 0 { optimizer.clipGradNorm(maxNorm: config.clipGrad) }
       optimizer.step()
       optimizer.zeroGrad()
-      out.lossSum += Double(lossValue) * Double(batch.labels.count)
-      let predicted = logits.detached().argmax(axis: 1)
-      for (p, l) in zip(predicted, batch.labels) where p == l { out.correct += 1 }
-      out.seen += batch.labels.count
+      out.lossSum += result.lossSum
+      out.correct += result.correct
+      out.seen += result.seen
       step += 1
     }
     if out.skipped > 0 && out.seen == 0 {
@@ -785,6 +738,38 @@ public final class Trainer {
           + "skipped); \(lastCheckpoint)")
     }
     return out
+  }
+
+  /// What a training step's forward and backward gave, before the update.
+  private struct StepResult {
+    /// The loss and every gradient are finite.
+    var finite: Bool
+    /// The batch's mean loss.
+    var loss: Float
+    /// The loss summed over the batch's samples, and those classified right, and their count.
+    var lossSum: Double
+    var correct: Int
+    var seen: Int
+  }
+
+  /// Forward and backward of `batch` in one process; the backward is skipped for a non-finite
+  /// loss.
+  private func localStep<Sample>(
+    _ batch: TrainingBatches<Sample>.Item, optimizer: any Optimizer
+  ) -> StepResult {
+    let logits = batch.logits()
+    let loss = logits.crossEntropy(targets: batch.labels, labelSmoothing: config.labelSmoothing)
+    let lossValue = loss.item
+    var finite = lossValue.isFinite
+    if finite {
+      loss.backward()
+      finite = gradientsAreFinite(optimizer)
+    }
+    let predicted = logits.detached().argmax(axis: 1)
+    let correct = zip(predicted, batch.labels).filter { $0 == $1 }.count
+    return StepResult(
+      finite: finite, loss: lossValue, lossSum: Double(lossValue) * Double(batch.labels.count),
+      correct: correct, seen: batch.labels.count)
   }
 
   /// One data-parallel training step on this rank's part `batch` of a global batch of `total`
