@@ -47,8 +47,10 @@ public enum Parallel {
   ///
   /// Parallel runs split `0..<count` into `min(threadCount, count / grain)` chunks. A call made
   /// while the pool is running another job (from inside a `body`, or from a second thread such
-  /// as a data-loader worker) runs inline on its own thread as one range instead of waiting: it
-  /// can never deadlock, and the cores are busy with the other job anyway.
+  /// as a data-loader worker) runs the same chunks inline on its own thread, one after another,
+  /// instead of waiting: it can never deadlock, the cores are busy with the other job anyway, and
+  /// a body that keeps a partial result per chunk (a reduction) gives the same answer whether
+  /// the pool was free or not, so a run does not depend on what else was running.
   @inline(__always)
   public static func forRange(_ count: Int, grain: Int = 32_768, _ body: (Range<Int>) -> Void) {
     let chunks = min(threadCount, count / max(grain, 1))
@@ -127,7 +129,7 @@ final class WorkerPool: @unchecked Sendable {
     guard let pool = shared, chunks < 1 << 16,
       pool.busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged
     else {
-      body(0..<count)
+      for c in 0..<chunks { body(count * c / chunks..<count * (c + 1) / chunks) }
       return
     }
     withoutActuallyEscaping(body) { body in pool.runJob(count, chunks: chunks, body) }
