@@ -24,7 +24,8 @@ int graft_mpi_init(int *rank, int *size) {
   return MPI_Comm_size(MPI_COMM_WORLD, size);
 }
 
-int graft_mpi_is_active(void) {
+// Whether MPI has been initialised and not finalised.
+static int graft_mpi_is_active(void) {
   int initialized = 0, finalized = 0;
   MPI_Initialized(&initialized);
   MPI_Finalized(&finalized);
@@ -75,10 +76,6 @@ int graft_mpi_allreduce_sum_f64(double *values, size_t count) {
   return allreduce(values, count, sizeof(double), MPI_DOUBLE, MPI_SUM);
 }
 
-int graft_mpi_allreduce_max_f64(double *values, size_t count) {
-  return allreduce(values, count, sizeof(double), MPI_DOUBLE, MPI_MAX);
-}
-
 int graft_mpi_allgatherv_f32(const float *send, int send_count, float *received, const int *counts) {
   int size = 0;
   int rc = MPI_Comm_size(MPI_COMM_WORLD, &size);
@@ -92,18 +89,6 @@ int graft_mpi_allgatherv_f32(const float *send, int send_count, float *received,
   }
   return MPI_Allgatherv(
     send, send_count, MPI_FLOAT, received, counts, displacements, MPI_FLOAT, MPI_COMM_WORLD);
-}
-
-int graft_mpi_broadcast(void *bytes, size_t count, int root) {
-  char *p = bytes;
-  while (count > 0) {
-    size_t n = count < chunk ? count : chunk;
-    int rc = MPI_Bcast(p, (int)n, MPI_BYTE, root, MPI_COMM_WORLD);
-    if (rc != MPI_SUCCESS) return rc;
-    p += n;
-    count -= n;
-  }
-  return MPI_SUCCESS;
 }
 
 int graft_mpi_barrier(void) { return MPI_Barrier(MPI_COMM_WORLD); }

@@ -11,10 +11,6 @@ import GraftTensor
 public final class MPICommunicator: Communicator, @unchecked Sendable {
   public let rank: Int
   public let size: Int
-  /// Bytes this process has sent into allreduce operations (the gradients' and statistics').
-  public private(set) var allreducedBytes = 0
-  /// Seconds spent in collective operations.
-  public private(set) var collectiveSeconds = 0.0
 
   fileprivate init(rank: Int, size: Int) {
     self.rank = rank
@@ -23,22 +19,15 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
 
   public func allreduceSum(_ values: UnsafeMutableBufferPointer<Float>) {
     guard let base = values.baseAddress, values.count > 0 else { return }
-    timed("MPI_Allreduce (sum of \(values.count) floats)", bytes: 4 * values.count) {
+    check("MPI_Allreduce (sum of \(values.count) floats)") {
       graft_mpi_allreduce_sum_f32(base, values.count)
     }
   }
 
   public func allreduceSum(_ values: UnsafeMutableBufferPointer<Double>) {
     guard let base = values.baseAddress, values.count > 0 else { return }
-    timed("MPI_Allreduce (sum of \(values.count) doubles)", bytes: 8 * values.count) {
+    check("MPI_Allreduce (sum of \(values.count) doubles)") {
       graft_mpi_allreduce_sum_f64(base, values.count)
-    }
-  }
-
-  public func allreduceMax(_ values: UnsafeMutableBufferPointer<Double>) {
-    guard let base = values.baseAddress, values.count > 0 else { return }
-    timed("MPI_Allreduce (max of \(values.count) doubles)", bytes: 8 * values.count) {
-      graft_mpi_allreduce_max_f64(base, values.count)
     }
   }
 
@@ -52,7 +41,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     let counts32 = counts.map { Int32($0) }
     // A rank with nothing to send still passes a valid pointer.
     var empty: Float = 0
-    timed("MPI_Allgatherv (\(out.count) floats)", bytes: 0) {
+    check("MPI_Allgatherv (\(out.count) floats)") {
       out.withUnsafeMutableBufferPointer { received in
         withUnsafeMutablePointer(to: &empty) { placeholder in
           graft_mpi_allgatherv_f32(
@@ -69,18 +58,14 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
   {
     guard let base = values.baseAddress, values.count > 0 else { return CompletedCollective() }
     var request: UnsafeMutableRawPointer? = nil
-    timed("MPI_Iallreduce (sum of \(values.count) floats)", bytes: 4 * values.count) {
+    check("MPI_Iallreduce (sum of \(values.count) floats)") {
       graft_mpi_iallreduce_sum_f32(base, values.count, &request)
     }
     return MPIPendingCollective(communicator: self, request: request!, count: values.count)
   }
 
-  fileprivate func complete(_ what: @autoclosure () -> String, _ call: () -> Int32) {
-    timed(what(), bytes: 0, call)
-  }
-
   public func barrier() {
-    timed("MPI_Barrier", bytes: 0) { graft_mpi_barrier() }
+    check("MPI_Barrier") { graft_mpi_barrier() }
   }
 
   /// Ends every rank of the job: after `message` (this rank's error) is printed, MPI_Abort.
@@ -96,18 +81,14 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     if rc != 0 { fail("MPI_Finalize", code: rc) }
   }
 
-  private func timed(_ what: @autoclosure () -> String, bytes: Int, _ call: () -> Int32) {
-    let start = DispatchTime.now().uptimeNanoseconds
+  /// Runs the MPI call `call`; a nonzero status ends every rank naming `what`.
+  fileprivate func check(_ what: @autoclosure () -> String, _ call: () -> Int32) {
     let rc = call()
-    collectiveSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
     if rc != 0 { fail(what(), code: rc) }
-    allreducedBytes += bytes
   }
 
   private func fail(_ what: String, code: Int32) -> Never {
-    var text = [CChar](repeating: 0, count: 512)
-    graft_mpi_error_string(code, &text, Int32(text.count))
-    fail(what, message: String(cString: text))
+    fail(what, message: MPILaunch.errorText(code))
   }
 
   private func fail(_ what: String, message: String) -> Never {
@@ -130,7 +111,7 @@ final class MPIPendingCollective: PendingCollective {
   func poll() {
     guard let request else { return }
     var done: Int32 = 0
-    communicator.complete("MPI_Test (allreduce of \(count) floats)") {
+    communicator.check("MPI_Test (allreduce of \(count) floats)") {
       graft_mpi_test(request, &done)
     }
   }
@@ -138,7 +119,7 @@ final class MPIPendingCollective: PendingCollective {
   func wait() {
     guard let request else { return }
     self.request = nil
-    communicator.complete("MPI_Wait (allreduce of \(count) floats)") { graft_mpi_wait(request) }
+    communicator.check("MPI_Wait (allreduce of \(count) floats)") { graft_mpi_wait(request) }
   }
 
   deinit { wait() }
@@ -164,6 +145,14 @@ public enum MPILaunch {
 
   nonisolated(unsafe) private static var shared: MPICommunicator? = nil
 
+  /// MPI's text for error `code`.
+  static func errorText(_ code: Int32) -> String {
+    var text = [CChar](repeating: 0, count: 512)
+    graft_mpi_error_string(code, &text, Int32(text.count))
+    let bytes = text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+    return String(decoding: bytes, as: UTF8.self)
+  }
+
   /// The job's communicator, initialising MPI on first use, when the launcher announced more than
   /// one rank; nil for a plain (or single-rank) start, which never initialises MPI.
   public static func communicator() throws -> MPICommunicator? {
@@ -172,9 +161,7 @@ public enum MPILaunch {
     var (rank, size): (Int32, Int32) = (0, 0)
     let rc = graft_mpi_init(&rank, &size)
     guard rc == 0 else {
-      var text = [CChar](repeating: 0, count: 512)
-      graft_mpi_error_string(rc, &text, Int32(text.count))
-      throw MPIError("MPI_Init failed: \(String(cString: text))")
+      throw MPIError("MPI_Init failed: \(errorText(rc))")
     }
     let comm = MPICommunicator(rank: Int(rank), size: Int(size))
     shared = comm

@@ -813,11 +813,11 @@ public final class Trainer {
     var buffer = [Float](repeating: 0, count: (fused ? gradientCount : 0) + 4)
     var offset = 0
     if fused {
-      for p in parameters {
-        if let g = p.grad {
-          for i in 0..<p.count { buffer[offset + i] = g.pointer[i] }
+      buffer.withUnsafeMutableBufferPointer { b in
+        for p in parameters {
+          if let g = p.grad { (b.baseAddress! + offset).update(from: g.pointer, count: p.count) }
+          offset += p.count
         }
-        offset += p.count
       }
     }
     buffer[offset] = lossValue.isFinite ? lossValue * Float(count) : 0
@@ -830,11 +830,11 @@ public final class Trainer {
     let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
     offset = 0
     if fused {
-      for p in parameters {
-        if let g = p.grad {
-          for i in 0..<p.count { g.pointer[i] = buffer[offset + i] }
+      buffer.withUnsafeBufferPointer { b in
+        for p in parameters {
+          if let g = p.grad { g.pointer.update(from: b.baseAddress! + offset, count: p.count) }
+          offset += p.count
         }
-        offset += p.count
       }
     }
     let nonFiniteLoss = buffer[offset + 2] > 0

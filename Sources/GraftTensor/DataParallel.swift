@@ -17,8 +17,6 @@ public protocol Communicator: AnyObject, Sendable {
   func allreduceSum(_ values: UnsafeMutableBufferPointer<Float>)
   /// Sums `values` over every rank, in place.
   func allreduceSum(_ values: UnsafeMutableBufferPointer<Double>)
-  /// The largest of each of `values` over every rank, in place.
-  func allreduceMax(_ values: UnsafeMutableBufferPointer<Double>)
   /// Every rank's `values` concatenated in rank order; `counts[r]` is rank r's count (the same
   /// array on every rank).
   func allgather(_ values: UnsafeBufferPointer<Float>, counts: [Int]) -> [Float]

@@ -80,11 +80,6 @@ final class ThreadCommunicator: Communicator, @unchecked Sendable {
     for i in values.indices { values[i] = all.reduce(0) { $0 + $1[i] } }
   }
 
-  func allreduceMax(_ values: UnsafeMutableBufferPointer<Double>) {
-    let all = group.exchange(rank: rank, Array(values))
-    for i in values.indices { values[i] = all.map { $0[i] }.max()! }
-  }
-
   func allgather(_ values: UnsafeBufferPointer<Float>, counts: [Int]) -> [Float] {
     group.exchange(rank: rank, values.map(Double.init)).flatMap { $0.map(Float.init) }
   }

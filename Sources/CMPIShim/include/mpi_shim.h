@@ -9,8 +9,6 @@
 
 /// Initialises MPI (once) and fills this process's rank and the world size.
 int graft_mpi_init(int *rank, int *size);
-/// Whether MPI has been initialised and not finalised (1) or not (0).
-int graft_mpi_is_active(void);
 /// Sums `count` floats over every rank, in place.
 int graft_mpi_allreduce_sum_f32(float *values, size_t count);
 /// Starts summing `count` floats (at most INT_MAX) over every rank, in place, without waiting;
@@ -23,13 +21,9 @@ int graft_mpi_test(void *request, int *done);
 int graft_mpi_wait(void *request);
 /// Sums `count` doubles over every rank, in place.
 int graft_mpi_allreduce_sum_f64(double *values, size_t count);
-/// The largest of `count` doubles over every rank, in place.
-int graft_mpi_allreduce_max_f64(double *values, size_t count);
 /// Gathers every rank's `send_count` floats into `received`, in rank order; `counts` holds every
 /// rank's count (the same array on every rank).
 int graft_mpi_allgatherv_f32(const float *send, int send_count, float *received, const int *counts);
-/// Copies `count` bytes from rank `root` to every rank.
-int graft_mpi_broadcast(void *bytes, size_t count, int root);
 /// Waits until every rank has called it.
 int graft_mpi_barrier(void);
 /// Ends every rank of the job with `code` (does not return).
