@@ -49,6 +49,13 @@ let package = Package(
     ),
     // libpng and libjpeg behind C functions that return error codes (libjpeg reports errors by
     // longjmp, which Swift cannot catch).
+    // oneDNN's BF16 matrix product behind C functions that return status codes (Debian's
+    // libdnnl-dev ships no pkg-config file; the headers are on the default path). libgomp is
+    // named because the shim sets OpenMP's per-thread thread count.
+    .target(
+      name: "CDNNLShim",
+      linkerSettings: [.linkedLibrary("dnnl"), .linkedLibrary("gomp")]
+    ),
     .target(
       name: "CImageCodecs",
       linkerSettings: [.linkedLibrary("png16"), .linkedLibrary("jpeg")]
@@ -111,7 +118,7 @@ let package = Package(
     .target(name: "CKernels"),
     .target(
       name: "GraftTensor",
-      dependencies: ["CBLAS", "CKernels"],
+      dependencies: ["CBLAS", "CKernels", "CDNNLShim"],
       swiftSettings: numericSettings,
       linkerSettings: [.linkedLibrary("m")]
     ),

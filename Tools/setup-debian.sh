@@ -5,11 +5,12 @@ set -euo pipefail
 # dataset-fashion-mnist: the real Fashion-MNIST (MIT), read by the IDX tests and pretraining.
 # libhdf5-dev: ModelNet40 and ScanObjectNN's .h5 files (GraftPoints).
 # libav*-dev: FFmpeg's libraries for video decoding (GraftVideo).
+# libdnnl-dev: oneDNN's BF16 matmul for frozen backbones in BF16 (`backbone.precision=bf16`).
 # libopenmpi-dev, openmpi-bin: Open MPI for data-parallel runs (`mpirun -np K graft tune`).
 # sweethome3d-furniture: 820 real furniture meshes (CC0 / CC-BY 3.0) for `graft data prepare furniture`.
 packages=(pkg-config libopenblas-dev libpng-dev libjpeg-dev zlib1g-dev libhdf5-dev dataset-fashion-mnist
   libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
-  libopenmpi-dev openmpi-bin
+  libdnnl-dev libopenmpi-dev openmpi-bin
   sweethome3d-furniture)
 missing=()
 for p in "${packages[@]}"; do

@@ -248,7 +248,7 @@ public final class FeatureCacheFile {
               try out.write(UnsafeRawBufferPointer(start: source, count: field.count * 4))
             case .bf16:
               scratch.removeAll(keepingCapacity: true)
-              for i in 0..<field.count { scratch.append(bfloat16(source[i])) }
+              for i in 0..<field.count { scratch.append(BFloat16.bits(source[i])) }
               try scratch.withUnsafeBytes { try out.write($0) }
             }
           }
@@ -261,14 +261,6 @@ public final class FeatureCacheFile {
       }
     }
   }
-}
-
-/// `value` as bfloat16 bits, rounded to nearest even (NaN kept NaN).
-func bfloat16(_ value: Float) -> UInt16 {
-  let bits = value.bitPattern
-  if value.isNaN { return UInt16(bits >> 16) | 0x40 }
-  let rounded = bits &+ 0x7FFF &+ ((bits >> 16) & 1)
-  return UInt16(rounded >> 16)
 }
 
 /// A run's use of the feature cache: which splits it read from which file, built or found. Made

@@ -312,9 +312,7 @@ extension Tensor {
     let out = Tensor(shape: [b, n, outF], zeroed: false)
     let po = out.pointer
     fillRows(po, rows: rows, n: outF, bias: bias?.pointer)
-    sgemm(
-      mixed.pointer, transA: false, weight.pointer, transB: true, po, m: rows, n: outF, k: dim,
-      beta: 1)
+    productWithWeight(mixed.pointer, rows: rows, weight: weight, into: po, accumulate: true)
     guard record else { return out }
     // qkv rebuilds the attention result (for dW) and feeds the attention backward (for dqkv).
     let keptQKV: Tensor? = wantsQKV || wantsW ? qkv : nil
@@ -327,7 +325,7 @@ extension Tensor {
       // dL/d(attention result) = g·W.
       let gMixed = keptW.map { w in
         let t = Tensor(shape: [b, n, dim], zeroed: false)
-        sgemm(pg, transA: false, w.pointer, transB: false, t.pointer, m: rows, n: dim, k: outF)
+        productThroughWeight(pg, rows: rows, weight: w, into: t.pointer)
         return t
       }
       let rebuilt = wantsW ? Tensor(shape: [b, n, dim], zeroed: false) : nil

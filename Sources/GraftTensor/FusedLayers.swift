@@ -252,9 +252,7 @@ extension Tensor {
     let rows = matrixRows("linear", width: inF)
     let out = Tensor(shape: Array(shape.dropLast()) + [outF], zeroed: false)
     fillRows(out.pointer, rows: rows, n: outF, bias: bias?.pointer)
-    sgemm(
-      pointer, transA: false, weight.pointer, transB: true, out.pointer, m: rows, n: outF, k: inF,
-      beta: 1)
+    productWithWeight(pointer, rows: rows, weight: weight, into: out.pointer, accumulate: true)
     let keptX: Tensor? = weight.requiresGrad ? self : nil
     let keptW: Tensor? = requiresGrad ? weight : nil
     let (xShape, wantsBias, hasBias) = (shape, bias?.requiresGrad ?? false, bias != nil)
@@ -263,9 +261,7 @@ extension Tensor {
       var grads: [Tensor?] = []
       if let w = keptW {
         let gx = Tensor(shape: xShape, zeroed: false)
-        sgemm(
-          g.pointer, transA: false, w.pointer, transB: false, gx.pointer, m: rows, n: inF,
-          k: outF)
+        productThroughWeight(g.pointer, rows: rows, weight: w, into: gx.pointer)
         grads.append(gx)
       } else {
         grads.append(nil)
@@ -314,15 +310,15 @@ extension Tensor {
     let stats = Tensor(shape: [rows, 2], zeroed: false)
     let norm = RowNorm(d: d, eps: eps, weight: normWeight?.pointer, bias: normBias?.pointer)
     let chunk = chunkRows(rows, width: d, floats: chunkFloats)
-    let (px, po, pw) = (pointer, out.pointer, weight.pointer)
+    let (px, po) = (pointer, out.pointer)
     fillRows(po, rows: rows, n: outF, bias: bias?.pointer)
     let scratch = Tensor(shape: [chunk, d], zeroed: false)
     for start in stride(from: 0, to: rows, by: chunk) {
       let range = start..<Swift.min(rows, start + chunk)
       norm.forward(px, range, into: scratch.pointer, stats: stats.pointer)
-      sgemm(
-        scratch.pointer, transA: false, pw, transB: true, po + start * outF, m: range.count,
-        n: outF, k: d, beta: 1)
+      productWithWeight(
+        scratch.pointer, rows: range.count, weight: weight, into: po + start * outF,
+        accumulate: true)
     }
     // What backward reads: x and the statistics for the normalised rows (weight gradient) and
     // for the norm's own backward; W to bring the gradient back through the linear map.
@@ -364,8 +360,7 @@ extension Tensor {
         }
         if let gx, let w = keptW {
           let dh = gx.pointer + start * d
-          sgemm(
-            gChunk, transA: false, w.pointer, transB: false, dh, m: range.count, n: d, k: outF)
+          productThroughWeight(gChunk, rows: range.count, weight: w, into: dh)
           norm.backward(
             keptX?.pointer, range, stats: keptStats?.pointer, g: dh, gWeight: gGamma?.pointer,
             gBias: gBeta?.pointer, inPlaceInput: wantsX)
@@ -417,15 +412,15 @@ extension Tensor {
     let rows = matrixRows("activationLinear", width: inF)
     let out = Tensor(shape: Array(shape.dropLast()) + [outF], zeroed: false)
     let chunk = chunkRows(rows, width: inF, floats: chunkFloats)
-    let (px, po, pw) = (pointer, out.pointer, weight.pointer)
+    let (px, po) = (pointer, out.pointer)
     fillRows(po, rows: rows, n: outF, bias: bias?.pointer)
     let scratch = Tensor(shape: [chunk, inF], zeroed: false)
     for start in stride(from: 0, to: rows, by: chunk) {
       let range = start..<Swift.min(rows, start + chunk)
       activate(f, px, range, width: inF, into: scratch.pointer)
-      sgemm(
-        scratch.pointer, transA: false, pw, transB: true, po + start * outF, m: range.count,
-        n: outF, k: inF, beta: 1)
+      productWithWeight(
+        scratch.pointer, rows: range.count, weight: weight, into: po + start * outF,
+        accumulate: true)
     }
     let wantsW = weight.requiresGrad
     let wantsB = bias?.requiresGrad ?? false
@@ -463,8 +458,7 @@ extension Tensor {
         }
         if let gx, let w = keptW {
           let da = gx.pointer + start * inF
-          sgemm(
-            gChunk, transA: false, w.pointer, transB: false, da, m: range.count, n: inF, k: outF)
+          productThroughWeight(gChunk, rows: range.count, weight: w, into: da)
           if let sl = slopes?.pointer {
             Parallel.forRange(range.count * inF) { r in for i in r { da[i] *= sl[i] } }
           } else {

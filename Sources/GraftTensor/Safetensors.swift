@@ -802,19 +802,11 @@ public enum Safetensors {
         let halves = (0..<n).map { Float16(src[start + $0]).bitPattern.littleEndian }
         try halves.withUnsafeBytes { try sink($0) }
       default:
-        let halves = (0..<n).map { bfloat16Bits(src[start + $0]).littleEndian }
+        let halves = (0..<n).map { BFloat16.bits(src[start + $0]).littleEndian }
         try halves.withUnsafeBytes { try sink($0) }
       }
       start += n
     }
-  }
-
-  /// `x` rounded to bfloat16 (nearest, ties to even); NaN stays a quiet NaN of the same sign.
-  static func bfloat16Bits(_ x: Float) -> UInt16 {
-    let bits = x.bitPattern
-    if x.isNaN { return UInt16(bits >> 16) | 0x0040 }
-    let rounded = bits &+ 0x7FFF &+ ((bits >> 16) & 1)
-    return UInt16(rounded >> 16)
   }
 
   /// `s` as a JSON string literal, escaped as serde_json (the Python package's writer) does.

@@ -11,6 +11,9 @@ public final class TensorStorage: @unchecked Sendable {
   public let count: Int
   private let owner: AnyObject?
   private let owned: Bool
+  /// A bfloat16 copy of these values that products with a frozen weight use instead
+  /// (`Tensor.storeInBF16`); set once, before the weight is used.
+  var bf16: BF16Weights?
 
   /// Allocates `count` floats; zero-filled when `zeroed`.
   public init(count: Int, zeroed: Bool = true) {
@@ -43,5 +46,38 @@ public final class TensorStorage: @unchecked Sendable {
   /// The elements as a buffer.
   @inlinable public var buffer: UnsafeMutableBufferPointer<Float> {
     UnsafeMutableBufferPointer(start: pointer, count: count)
+  }
+
+  /// Hands back to the kernel the whole pages of borrowed values that are still exactly the
+  /// file's (mapped from it and never written here), so they leave the resident set and are
+  /// read again from the file only if something asks for them. Owned memory, written pages and
+  /// anything `/proc/self/pagemap` cannot vouch for are left alone. Returns the bytes released.
+  @discardableResult
+  func releaseBorrowedPages() -> Int {
+    guard !owned else { return 0 }
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    let start = (Int(bitPattern: pointer) + page - 1) / page * page
+    let end = (Int(bitPattern: pointer) + count * MemoryLayout<Float>.stride) / page * page
+    guard end > start else { return 0 }
+    let pages = (end - start) / page
+    // One 64-bit entry per page: bit 63 present, 62 swapped, 61 a page of a file (a private
+    // mapping's page becomes anonymous once written).
+    let fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return 0 }
+    defer { close(fd) }
+    var entries = [UInt64](repeating: 0, count: pages)
+    let wanted = pages * 8
+    let got = entries.withUnsafeMutableBytes {
+      pread(fd, $0.baseAddress, wanted, off_t(start / page * 8))
+    }
+    guard got == wanted else { return 0 }
+    for entry in entries {
+      let (present, swapped, filePage) = (entry >> 63 & 1, entry >> 62 & 1, entry >> 61 & 1)
+      let clean = present == 1 ? filePage == 1 : swapped == 0
+      if !clean { return 0 }
+    }
+    guard madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, MADV_DONTNEED) == 0
+    else { return 0 }
+    return end - start
   }
 }

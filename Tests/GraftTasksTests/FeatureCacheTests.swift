@@ -211,12 +211,12 @@ final class FeatureCacheTests: XCTestCase {
 
   /// BF16 storage reads back each value within half a unit in the 8th bit.
   func testBF16RoundTrip() throws {
-    XCTAssertEqual(bfloat16(1), 0x3F80)
-    XCTAssertEqual(Float(bitPattern: UInt32(bfloat16(1 + 1 / 256)) << 16), 1)  // ties to even
+    XCTAssertEqual(BFloat16.bits(1), 0x3F80)
+    XCTAssertEqual(Float(bitPattern: UInt32(BFloat16.bits(1 + 1 / 256)) << 16), 1)  // ties to even
     var g = RandomGenerator(seed: 3)
     for _ in 0..<1000 {
       let v = Tensor.randn([1], generator: &g).item * 10
-      let back = Float(bitPattern: UInt32(bfloat16(v)) << 16)
+      let back = Float(bitPattern: UInt32(BFloat16.bits(v)) << 16)
       XCTAssertLessThanOrEqual(abs(back - v), abs(v) / 256 + 1e-30)
     }
   }

@@ -183,8 +183,8 @@ final class SafetensorsTests: XCTestCase {
         }
       }
     }
-    XCTAssertEqual(Safetensors.bfloat16Bits(1e-8), 0x322C)
-    XCTAssertEqual(Safetensors.bfloat16Bits(-.nan), 0xFFC0)
+    XCTAssertEqual(BFloat16.bits(1e-8), 0x322C)
+    XCTAssertEqual(BFloat16.bits(-.nan), 0xFFC0)
   }
 
   func testHeaderLayoutIsPaddedAndSorted() throws {

@@ -1,0 +1,202 @@
+#include "graft_dnnl.h"
+
+#include <oneapi/dnnl/dnnl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+// libgomp's: oneDNN here is built on OpenMP, and a thread's own thread count decides whether a
+// primitive starts a team. One thread per call: Graft's pool does the splitting.
+extern void omp_set_num_threads(int count);
+
+static dnnl_engine_t engine;
+static dnnl_status_t engine_status = dnnl_runtime_error;
+static pthread_once_t engine_once = PTHREAD_ONCE_INIT;
+
+static void create_engine(void) { engine_status = dnnl_engine_create(&engine, dnnl_cpu, 0); }
+
+static _Thread_local int last_error;
+static _Thread_local dnnl_stream_t thread_stream;
+static _Thread_local void *thread_scratch;
+static _Thread_local size_t thread_scratch_size;
+
+int graft_dnnl_last_error(void) { return last_error; }
+
+#define CHECK(call)                                                                            \
+  do {                                                                                         \
+    dnnl_status_t status_ = (call);                                                            \
+    if (status_ != dnnl_success) {                                                             \
+      last_error = (int)status_;                                                               \
+      goto fail;                                                                               \
+    }                                                                                          \
+  } while (0)
+
+/// One compiled product shape.
+typedef struct {
+  int64_t m, n, k;
+  int weight_transposed, accumulate;
+  dnnl_primitive_t primitive;
+  dnnl_memory_desc_t a, b, c, scratch;
+} product;
+
+// Compiled shapes, kept for the process's life: a model has a handful (one per layer shape and
+// row-block size). Past the limit a shape is compiled for each call and released after it.
+enum { cache_capacity = 256 };
+static product cache[cache_capacity];
+static int cache_count;
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int engine_ready(void) {
+  pthread_once(&engine_once, create_engine);
+  if (engine_status != dnnl_success) {
+    last_error = (int)engine_status;
+    return 0;
+  }
+  return 1;
+}
+
+/// Compiles the product of `p`'s shape into `p` (primitive and descriptors).
+static int compile(product *p) {
+  dnnl_matmul_desc_t desc;
+  dnnl_primitive_attr_t attr = NULL;
+  dnnl_post_ops_t post_ops = NULL;
+  dnnl_primitive_desc_t pd = NULL;
+  dnnl_dims_t a_dims = {p->m, p->k}, b_dims = {p->k, p->n}, c_dims = {p->m, p->n};
+  CHECK(dnnl_memory_desc_init_by_tag(&p->a, 2, a_dims, dnnl_bf16, dnnl_ab));
+  // Wᵀ read in place from W [n, k]: the `ba` layout of a [k, n] matrix.
+  CHECK(dnnl_memory_desc_init_by_tag(
+      &p->b, 2, b_dims, dnnl_bf16, p->weight_transposed ? dnnl_ba : dnnl_ab));
+  CHECK(dnnl_memory_desc_init_by_tag(&p->c, 2, c_dims, dnnl_f32, dnnl_ab));
+  CHECK(dnnl_matmul_desc_init(&desc, &p->a, &p->b, NULL, &p->c));
+  CHECK(dnnl_primitive_attr_create(&attr));
+  // The caller's scratch space, so that threads may run the same primitive at once.
+  CHECK(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
+  if (p->accumulate) {
+    CHECK(dnnl_post_ops_create(&post_ops));
+    CHECK(dnnl_post_ops_append_sum(post_ops, 1.0f));
+    CHECK(dnnl_primitive_attr_set_post_ops(attr, post_ops));
+  }
+  CHECK(dnnl_primitive_desc_create(&pd, &desc, attr, engine, NULL));
+  p->scratch = *dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+  CHECK(dnnl_primitive_create(&p->primitive, pd));
+  dnnl_primitive_desc_destroy(pd);
+  if (post_ops) dnnl_post_ops_destroy(post_ops);
+  dnnl_primitive_attr_destroy(attr);
+  return GRAFT_DNNL_OK;
+fail:
+  if (pd) dnnl_primitive_desc_destroy(pd);
+  if (post_ops) dnnl_post_ops_destroy(post_ops);
+  if (attr) dnnl_primitive_attr_destroy(attr);
+  return GRAFT_DNNL_LIBRARY_ERROR;
+}
+
+int graft_dnnl_bf16_probe(char *kernel, size_t kernel_size) {
+  if (kernel && kernel_size) kernel[0] = 0;
+  omp_set_num_threads(1);
+  if (!engine_ready()) return GRAFT_DNNL_LIBRARY_ERROR;
+  dnnl_memory_desc_t a, b, c;
+  dnnl_matmul_desc_t desc;
+  dnnl_primitive_desc_t pd = NULL;
+  dnnl_dims_t a_dims = {64, 64}, b_dims = {64, 64}, c_dims = {64, 64};
+  CHECK(dnnl_memory_desc_init_by_tag(&a, 2, a_dims, dnnl_bf16, dnnl_ab));
+  CHECK(dnnl_memory_desc_init_by_tag(&b, 2, b_dims, dnnl_bf16, dnnl_ba));
+  CHECK(dnnl_memory_desc_init_by_tag(&c, 2, c_dims, dnnl_f32, dnnl_ab));
+  CHECK(dnnl_matmul_desc_init(&desc, &a, &b, NULL, &c));
+  CHECK(dnnl_primitive_desc_create(&pd, &desc, NULL, engine, NULL));
+  const char *name = NULL;
+  CHECK(dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &name));
+  if (kernel && kernel_size && name) {
+    strncpy(kernel, name, kernel_size - 1);
+    kernel[kernel_size - 1] = 0;
+  }
+  // Native kernels name their ISA ("avx512_core_bf16", "avx512_core_amx"); without one oneDNN
+  // converts to FP32 inside the kernel ("brg:avx512_core") or runs its reference loop ("ref").
+  int native = name && (strstr(name, "bf16") || strstr(name, "amx"));
+  dnnl_primitive_desc_destroy(pd);
+  return native ? GRAFT_DNNL_OK : GRAFT_DNNL_NO_NATIVE_KERNEL;
+fail:
+  if (pd) dnnl_primitive_desc_destroy(pd);
+  return GRAFT_DNNL_LIBRARY_ERROR;
+}
+
+/// The compiled product for this shape, from the cache or compiled now; `*owned` tells the
+/// caller to release it (the cache was full).
+static product *lookup(product *key, int *owned) {
+  *owned = 0;
+  pthread_mutex_lock(&cache_lock);
+  for (int i = 0; i < cache_count; i++) {
+    product *p = &cache[i];
+    if (p->m == key->m && p->n == key->n && p->k == key->k &&
+        p->weight_transposed == key->weight_transposed && p->accumulate == key->accumulate) {
+      pthread_mutex_unlock(&cache_lock);
+      return p;
+    }
+  }
+  // Compiling under the lock keeps two threads from compiling one shape twice; it happens once
+  // per shape.
+  product *slot = cache_count < cache_capacity ? &cache[cache_count] : key;
+  if (slot != key) *slot = *key;
+  if (compile(slot) != GRAFT_DNNL_OK) {
+    pthread_mutex_unlock(&cache_lock);
+    return NULL;
+  }
+  if (slot == key) {
+    *owned = 1;
+  } else {
+    cache_count++;
+  }
+  pthread_mutex_unlock(&cache_lock);
+  return slot;
+}
+
+int graft_dnnl_bf16_matmul(const uint16_t *a, const uint16_t *weight, int weight_transposed,
+                           float *c, int64_t m, int64_t n, int64_t k, int accumulate) {
+  if (m <= 0 || n <= 0 || k <= 0) return GRAFT_DNNL_BAD_ARGUMENT;
+  omp_set_num_threads(1);
+  if (!engine_ready()) return GRAFT_DNNL_LIBRARY_ERROR;
+  if (!thread_stream) {
+    dnnl_status_t status = dnnl_stream_create(&thread_stream, engine, dnnl_stream_default_flags);
+    if (status != dnnl_success) {
+      thread_stream = NULL;
+      last_error = (int)status;
+      return GRAFT_DNNL_LIBRARY_ERROR;
+    }
+  }
+  product key = {m, n, k, weight_transposed ? 1 : 0, accumulate ? 1 : 0};
+  int owned = 0;
+  product *p = lookup(&key, &owned);
+  if (!p) return GRAFT_DNNL_LIBRARY_ERROR;
+
+  int result = GRAFT_DNNL_LIBRARY_ERROR;
+  dnnl_memory_t ma = NULL, mb = NULL, mc = NULL, ms = NULL;
+  size_t scratch_size = dnnl_memory_desc_get_size(&p->scratch);
+  if (scratch_size > thread_scratch_size) {
+    free(thread_scratch);
+    thread_scratch = aligned_alloc(64, (scratch_size + 63) / 64 * 64);
+    thread_scratch_size = thread_scratch ? scratch_size : 0;
+    if (!thread_scratch) {
+      result = GRAFT_DNNL_OUT_OF_MEMORY;
+      goto done;
+    }
+  }
+  // oneDNN takes the buffers as mutable handles but only writes the destination.
+  CHECK(dnnl_memory_create(&ma, &p->a, engine, (void *)a));
+  CHECK(dnnl_memory_create(&mb, &p->b, engine, (void *)weight));
+  CHECK(dnnl_memory_create(&mc, &p->c, engine, c));
+  CHECK(dnnl_memory_create(&ms, &p->scratch, engine, thread_scratch));
+  dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, ma},
+                             {DNNL_ARG_WEIGHTS, mb},
+                             {DNNL_ARG_DST, mc},
+                             {DNNL_ARG_SCRATCHPAD, ms}};
+  CHECK(dnnl_primitive_execute(p->primitive, thread_stream, 4, args));
+  CHECK(dnnl_stream_wait(thread_stream));
+  result = GRAFT_DNNL_OK;
+fail:
+done:
+  if (ma) dnnl_memory_destroy(ma);
+  if (mb) dnnl_memory_destroy(mb);
+  if (mc) dnnl_memory_destroy(mc);
+  if (ms) dnnl_memory_destroy(ms);
+  if (owned) dnnl_primitive_destroy(p->primitive);
+  return result;
+}

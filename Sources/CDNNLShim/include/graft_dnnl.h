@@ -1,0 +1,50 @@
+// oneDNN's BF16 matrix product behind C functions that return status codes.
+//
+// Graft's thread pool splits every large product into row blocks and calls these functions from
+// each pool thread; each call runs oneDNN single-threaded on the calling thread (no OpenMP team
+// is ever started), so there is never more than one busy thread per core.
+#ifndef GRAFT_DNNL_H
+#define GRAFT_DNNL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Status codes.
+enum {
+  GRAFT_DNNL_OK = 0,
+  /// This CPU has no native BF16 matmul kernel in oneDNN (it would run emulated, slower than FP32).
+  GRAFT_DNNL_NO_NATIVE_KERNEL = 1,
+  /// oneDNN returned an error; `graft_dnnl_last_error` has its status.
+  GRAFT_DNNL_LIBRARY_ERROR = 2,
+  /// An argument out of range (a non-positive extent).
+  GRAFT_DNNL_BAD_ARGUMENT = 3,
+  /// Memory for the product's scratch space could not be allocated.
+  GRAFT_DNNL_OUT_OF_MEMORY = 4,
+};
+
+/// Whether oneDNN has a native BF16 matmul kernel on this CPU: GRAFT_DNNL_OK, or
+/// GRAFT_DNNL_NO_NATIVE_KERNEL / GRAFT_DNNL_LIBRARY_ERROR. The name of the kernel it would use
+/// (for example "brg:avx512_core_bf16") is copied into `kernel` (at most `kernel_size` bytes,
+/// NUL-terminated) either way.
+int graft_dnnl_bf16_probe(char *kernel, size_t kernel_size);
+
+/// C[m, n] = A[m, k] · B[k, n] (or C += … when `accumulate`), A and B in BF16, C in FP32 with
+/// FP32 accumulation. A is row-major with row stride k. B is the weight W: when
+/// `weight_transposed`, W is stored [n, k] row-major and B = Wᵀ (a linear layer's forward);
+/// otherwise W is stored [k, n] row-major and B = W (the input gradient through it). C is
+/// row-major with row stride n. Runs on the calling thread only.
+int graft_dnnl_bf16_matmul(const uint16_t *a, const uint16_t *weight, int weight_transposed,
+                           float *c, int64_t m, int64_t n, int64_t k, int accumulate);
+
+/// The oneDNN status of the last GRAFT_DNNL_LIBRARY_ERROR on the calling thread.
+int graft_dnnl_last_error(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

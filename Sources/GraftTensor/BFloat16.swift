@@ -1,0 +1,137 @@
+import CDNNLShim
+import Foundation
+
+// BF16 frozen weights: a weight that never trains can carry a bfloat16 copy, and every product
+// with it (a linear layer's forward, the input gradient through it) then runs on oneDNN's BF16
+// matmul with FP32 accumulation, activations rounded to BF16 on the way in and results in FP32.
+// On CPUs with AVX-512 BF16 (`vdpbf16ps`) that is twice FP32's multiply-add rate. The FP32 values
+// stay reachable through `pointer` (a memory-mapped checkpoint's pages are handed back to the
+// kernel and read again only if something asks for them), so code that does not know about the
+// copy still works, on the unrounded values.
+
+/// Rounding between Float and bfloat16 bit patterns.
+public enum BFloat16 {
+  /// `x` rounded to bfloat16 (nearest, ties to even); NaN stays a quiet NaN of the same sign.
+  @inline(__always)
+  public static func bits(_ x: Float) -> UInt16 {
+    let bits = x.bitPattern
+    if x.isNaN { return UInt16(truncatingIfNeeded: bits >> 16) | 0x0040 }
+    let rounded = bits &+ 0x7FFF &+ ((bits >> 16) & 1)
+    return UInt16(truncatingIfNeeded: rounded >> 16)
+  }
+
+  /// The Float a bfloat16 bit pattern stands for (exact).
+  @inline(__always)
+  public static func value(_ bits: UInt16) -> Float { Float(bitPattern: UInt32(bits) << 16) }
+
+  /// `x` rounded to the nearest bfloat16 and back.
+  @inline(__always)
+  public static func rounded(_ x: Float) -> Float { value(bits(x)) }
+
+  /// Rounds `count` floats into bfloat16 bit patterns, sixteen at a time.
+  static func convert(
+    _ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<UInt16>, count: Int
+  ) {
+    let raw = UnsafeRawPointer(src)
+    let out = UnsafeMutableRawPointer(dst)
+    var i = 0
+    while i + 16 <= count {
+      let bits = raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<UInt32>.self)
+      let nan = (bits & 0x7FFF_FFFF) .> 0x7F80_0000
+      let rounded = (bits &+ 0x7FFF &+ ((bits &>> 16) & 1)) &>> 16
+      let quiet = (bits &>> 16) | 0x40
+      let halves = SIMD16<UInt16>(truncatingIfNeeded: rounded.replacing(with: quiet, where: nan))
+      out.storeBytes(of: halves, toByteOffset: i * 2, as: SIMD16<UInt16>.self)
+      i += 16
+    }
+    while i < count {
+      dst[i] = bits(src[i])
+      i += 1
+    }
+  }
+}
+
+/// A weight's bfloat16 copy, row-major in the weight's own shape ([out, in] for a linear layer).
+public final class BF16Weights: @unchecked Sendable {
+  /// First element's bits.
+  let pointer: UnsafeMutablePointer<UInt16>
+  /// Rows (the weight's first axis) and columns (the rest).
+  let rows: Int
+  let columns: Int
+
+  init(from weights: UnsafePointer<Float>, rows: Int, columns: Int) {
+    self.rows = rows
+    self.columns = columns
+    let count = Swift.max(rows * columns, 1)
+    pointer = .allocate(capacity: count)
+    StorageStats.allocated(bytes: count * 2)
+    Parallel.forRange(rows * columns, grain: 65_536) { r in
+      BFloat16.convert(weights + r.lowerBound, into: pointer + r.lowerBound, count: r.count)
+    }
+  }
+
+  /// Whether this copy is laid out as `weight` (a view of the same storage in another shape
+  /// is not).
+  func fits(_ weight: Tensor) -> Bool {
+    weight.rank == 2 && weight.shape[0] == rows && weight.shape[1] == columns
+  }
+
+  deinit {
+    StorageStats.freed(bytes: Swift.max(rows * columns, 1) * 2)
+    pointer.deallocate()
+  }
+}
+
+/// Whether this machine runs BF16 products natively, decided once.
+public enum BF16Support {
+  /// oneDNN's answer: its status and the kernel a BF16 product would run on.
+  private static let probe: (status: Int, kernel: String) = {
+    var name = [CChar](repeating: 0, count: 128)
+    let status = Int(graft_dnnl_bf16_probe(&name, name.count))
+    let bytes = name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+    return (status, String(decoding: bytes, as: UTF8.self))
+  }()
+
+  /// nil when oneDNN has a native BF16 matmul kernel on this CPU; otherwise why not, in a
+  /// sentence for the user.
+  public static var unavailableReason: String? {
+    switch probe.status {
+    case Int(GRAFT_DNNL_OK):
+      return nil
+    case Int(GRAFT_DNNL_NO_NATIVE_KERNEL):
+      let kernel = probe.kernel.isEmpty ? "no" : "its \(probe.kernel)"
+      return "this CPU has no AVX-512 BF16: oneDNN would use \(kernel) kernel, slower than FP32"
+    default:
+      return "oneDNN failed to start (status \(probe.status))"
+    }
+  }
+
+  /// The oneDNN kernel BF16 products run on (for example "brg:avx512_core_bf16"), or nil.
+  public static var kernel: String? { unavailableReason == nil ? probe.kernel : nil }
+
+  /// Whether BF16 products run natively here.
+  public static var isAvailable: Bool { probe.status == Int(GRAFT_DNNL_OK) }
+}
+
+extension Tensor {
+  /// The weight's bfloat16 copy, if it has one.
+  public var bf16Weights: BF16Weights? { storage.bf16 }
+
+  /// Gives this frozen 2-D weight a bfloat16 copy that every product with it then uses
+  /// (`linear`, `layerNormLinear`, `activationLinear`, `attentionProjection` and their input
+  /// gradients). Returns false, changing nothing, for a tensor that trains, is not 2-D, or
+  /// when this CPU has no native BF16 (see `BF16Support`).
+  ///
+  /// When the FP32 values are borrowed from a memory-mapped file, their pages are handed back
+  /// (they are read again from the file only if something asks for them), so the weight then
+  /// costs half its FP32 memory.
+  @discardableResult
+  public func storeInBF16() -> Bool {
+    guard rank == 2, !requiresGrad, BF16Support.isAvailable else { return false }
+    if storage.bf16 == nil {
+      storage.bf16 = BF16Weights(from: pointer, rows: shape[0], columns: shape[1])
+      storage.releaseBorrowedPages()
+    }
+    return true
+  }
+}

@@ -1,0 +1,72 @@
+import CDNNLShim
+
+// Products with a layer's weight W [out, in], the two that a frozen weight takes part in: the
+// forward x·Wᵀ and the input gradient g·W. A weight with a bfloat16 copy (`storeInBF16`) runs
+// them on oneDNN's BF16 matmul; every other weight on OpenBLAS's sgemm. The weight gradient
+// (gᵀ·x) only exists for a weight that trains, which never has a BF16 copy.
+
+/// Rows of the left operand converted to BF16 and multiplied in one oneDNN call: small enough
+/// that the converted rows (at most 1.5 MiB at width 1,536) stay in cache for the product.
+let bf16RowsPerCall = 512
+
+/// out[rows, out] = x[rows, in]·Wᵀ, or `out +=` when `accumulate` (a bias already in place).
+func productWithWeight(
+  _ x: UnsafePointer<Float>, rows: Int, weight: Tensor, into out: UnsafeMutablePointer<Float>,
+  accumulate: Bool
+) {
+  let (outF, inF) = (weight.shape[0], weight.shape[1])
+  if let bf16 = weight.storage.bf16, bf16.fits(weight), rows > 0, outF > 0, inF > 0 {
+    bf16Product(
+      x, rows: rows, k: inF, bf16, weightTransposed: true, n: outF, into: out,
+      accumulate: accumulate)
+  } else {
+    sgemm(
+      x, transA: false, weight.pointer, transB: true, out, m: rows, n: outF, k: inF,
+      beta: accumulate ? 1 : 0)
+  }
+}
+
+/// gx[rows, in] = g[rows, out]·W: the gradient with respect to a linear layer's input.
+func productThroughWeight(
+  _ g: UnsafePointer<Float>, rows: Int, weight: Tensor, into gx: UnsafeMutablePointer<Float>
+) {
+  let (outF, inF) = (weight.shape[0], weight.shape[1])
+  if let bf16 = weight.storage.bf16, bf16.fits(weight), rows > 0, outF > 0, inF > 0 {
+    bf16Product(g, rows: rows, k: outF, bf16, weightTransposed: false, n: inF, into: gx)
+  } else {
+    sgemm(g, transA: false, weight.pointer, transB: false, gx, m: rows, n: inF, k: outF)
+  }
+}
+
+/// c[m, n] (+)= bf16(a[m, k])·B, B = Wᵀ or W from the weight's BF16 copy, FP32 accumulation.
+/// The rows are split evenly across the pool; each thread converts and multiplies its rows in
+/// calls of at most `bf16RowsPerCall` rows, oneDNN running single-threaded inside each call.
+private func bf16Product(
+  _ a: UnsafePointer<Float>, rows m: Int, k: Int, _ weights: BF16Weights, weightTransposed: Bool,
+  n: Int, into c: UnsafeMutablePointer<Float>, accumulate: Bool = false
+) {
+  // Equal blocks, so the pool's threads finish together and few distinct shapes get compiled.
+  let threads = Swift.max(1, Swift.min(Parallel.threadCount, m / 16))
+  let perThread = (m + threads - 1) / threads
+  let callsPerThread = (perThread + bf16RowsPerCall - 1) / bf16RowsPerCall
+  let block = (perThread + callsPerThread - 1) / callsPerThread
+  let blocks = (m + block - 1) / block
+  Parallel.forRange(blocks, grain: 1) { range in
+    let scratch = UnsafeMutablePointer<UInt16>.allocate(capacity: block * k)
+    defer { scratch.deallocate() }
+    for index in range {
+      let first = index * block
+      let count = Swift.min(block, m - first)
+      BFloat16.convert(a + first * k, into: scratch, count: count * k)
+      let status = graft_dnnl_bf16_matmul(
+        scratch, weights.pointer, weightTransposed ? 1 : 0, c + first * n, Int64(count),
+        Int64(n), Int64(k), accumulate ? 1 : 0)
+      // The shapes are valid and the kernel was found at start-up (`BF16Support`); a failure
+      // here is oneDNN's own (memory), not something a run can recover from mid-product.
+      precondition(
+        status == GRAFT_DNNL_OK,
+        "oneDNN's BF16 matmul failed (status \(status), oneDNN \(graft_dnnl_last_error())) on "
+          + "[\(count), \(k)]·[\(k), \(n)]; run with backbone.precision=fp32")
+    }
+  }
+}

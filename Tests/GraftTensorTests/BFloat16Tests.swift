@@ -1,0 +1,148 @@
+import Foundation
+import XCTest
+
+@testable import GraftTensor
+
+/// BF16 rounding, and products with a weight's BF16 copy against FP32 products of the same
+/// rounded operands (oneDNN accumulates in FP32, so they agree to FP32 reordering).
+final class BFloat16Tests: XCTestCase {
+  func testRoundingToNearestEven() {
+    XCTAssertEqual(BFloat16.bits(1), 0x3F80)
+    XCTAssertEqual(BFloat16.bits(-2), 0xC000)
+    // 1 + 2⁻⁸ lies halfway between 1 and 1 + 2⁻⁷: ties go to the even pattern (1).
+    XCTAssertEqual(BFloat16.bits(1 + 0x1p-8), 0x3F80)
+    // 1 + 3·2⁻⁸ lies halfway between 1 + 2⁻⁷ (odd) and 1 + 2⁻⁶ (even): up.
+    XCTAssertEqual(BFloat16.bits(1 + 3 * 0x1p-8), 0x3F82)
+    XCTAssertEqual(BFloat16.bits(1 + 0x1p-8 + 0x1p-20), 0x3F81)
+    XCTAssertEqual(BFloat16.bits(.infinity), 0x7F80)
+    XCTAssertEqual(BFloat16.bits(.greatestFiniteMagnitude), 0x7F80)  // rounds up to infinity
+    XCTAssertTrue(BFloat16.value(BFloat16.bits(.nan)).isNaN)
+    // A NaN whose payload sits only in the low bits must not round to infinity.
+    XCTAssertTrue(BFloat16.value(BFloat16.bits(Float(bitPattern: 0x7F80_0001))).isNaN)
+  }
+
+  func testVectorConversionEqualsScalar() {
+    var values = randomTensor([1000], seed: 3, low: -5, high: 5).scalars
+    values += [.nan, -.nan, .infinity, -.infinity, 0, -0.0, 1 + 0x1p-8, 1 + 3 * 0x1p-8]
+    values += [Float(bitPattern: 0x7F80_0001), Float(bitPattern: 0xFF80_0001), 1e-40, -1e-40]
+    var out = [UInt16](repeating: 0, count: values.count)
+    values.withUnsafeBufferPointer { src in
+      out.withUnsafeMutableBufferPointer { dst in
+        BFloat16.convert(src.baseAddress!, into: dst.baseAddress!, count: values.count)
+      }
+    }
+    XCTAssertEqual(out, values.map(BFloat16.bits))
+  }
+
+  /// A copy of `t` with every element rounded to BF16.
+  private func rounded(_ t: Tensor) -> Tensor {
+    Tensor(t.scalars.map(BFloat16.rounded), shape: t.shape)
+  }
+
+  func testLinearOnBF16WeightsEqualsFP32OnRoundedOperands() throws {
+    guard BF16Support.isAvailable else {
+      // Without native BF16 nothing changes: the weight keeps FP32 and says so.
+      let w = randomTensor([4, 3], seed: 1)
+      XCTAssertFalse(w.storeInBF16())
+      XCTAssertNil(w.bf16Weights)
+      XCTAssertNotNil(BF16Support.unavailableReason)
+      return
+    }
+    // 1,100 rows: several oneDNN calls per thread, and a shorter last block.
+    for rows in [1, 7, 1100] {
+      let x = randomTensor([rows, 40], seed: 2)
+      let w = randomTensor([24, 40], seed: 3)
+      let b = randomTensor([24], seed: 4)
+      let expected = rounded(x).linear(weight: rounded(w), bias: b)
+      XCTAssertTrue(w.storeInBF16())
+      XCTAssertNotNil(w.bf16Weights)
+      assertClose(x.linear(weight: w, bias: b).scalars, expected.scalars, tolerance: 1e-5)
+      assertClose(
+        x.linear(weight: w).scalars, rounded(x).linear(weight: rounded(w)).scalars,
+        tolerance: 1e-5)
+    }
+  }
+
+  func testInputGradientThroughBF16Weights() throws {
+    try XCTSkipUnless(BF16Support.isAvailable, BF16Support.unavailableReason ?? "")
+    let x = randomTensor([600, 40], seed: 5)
+    x.requiresGrad = true
+    let w = randomTensor([24, 40], seed: 6)
+    let g = randomTensor([600, 24], seed: 7)
+    XCTAssertTrue(w.storeInBF16())
+    (x.linear(weight: w) * g).sum().backward()
+    // dL/dx = bf16(g)·bf16(W) in FP32.
+    let expected = rounded(g).matmul(rounded(w))
+    assertClose(x.grad!.scalars, expected.scalars, tolerance: 1e-5)
+  }
+
+  func testFusedLayersUseTheBF16Copy() throws {
+    try XCTSkipUnless(BF16Support.isAvailable, BF16Support.unavailableReason ?? "")
+    let x = randomTensor([2, 9, 48], seed: 8)
+    let (gamma, beta) = (randomTensor([48], seed: 9), randomTensor([48], seed: 10))
+    let w = randomTensor([144, 48], seed: 11)
+    let b = randomTensor([144], seed: 12)
+    let fp32 = x.layerNormLinear(normWeight: gamma, normBias: beta, weight: w, bias: b)
+    XCTAssertTrue(w.storeInBF16())
+    let bf16 = x.layerNormLinear(normWeight: gamma, normBias: beta, weight: w, bias: b)
+    // The normalised rows are rounded inside the op: compare with the composition on rounded
+    // operands.
+    let normalised = x.layerNorm(weight: gamma, bias: beta)
+    let expected = rounded(normalised).linear(weight: rounded(w), bias: b)
+    assertClose(bf16.scalars, expected.scalars, tolerance: 1e-4)
+    XCTAssertLessThan(relativeDifference(bf16, fp32), 1e-2)
+
+    let w2 = randomTensor([48, 144], seed: 13)
+    let fp32Second = fp32.activationLinear(.gelu, weight: w2, bias: nil)
+    XCTAssertTrue(w2.storeInBF16())
+    let second = fp32.activationLinear(.gelu, weight: w2, bias: nil)
+    assertClose(
+      second.scalars, rounded(fp32.gelu()).linear(weight: rounded(w2)).scalars, tolerance: 1e-4)
+    XCTAssertLessThan(relativeDifference(second, fp32Second), 1e-2)
+
+    let proj = randomTensor([48, 48], seed: 14)
+    let attentionFP32 = Tensor.attentionProjection(qkv: fp32, heads: 4, weight: proj, bias: nil)
+    XCTAssertTrue(proj.storeInBF16())
+    let attention = Tensor.attentionProjection(qkv: fp32, heads: 4, weight: proj, bias: nil)
+    let mixed = Tensor.attention(qkv: fp32, heads: 4)
+    assertClose(
+      attention.scalars, rounded(mixed).linear(weight: rounded(proj)).scalars, tolerance: 1e-4)
+    XCTAssertLessThan(relativeDifference(attention, attentionFP32), 1e-2)
+  }
+
+  func testOnlyFrozenMatricesGetACopy() {
+    let trained = randomTensor([4, 3], seed: 15)
+    trained.requiresGrad = true
+    XCTAssertFalse(trained.storeInBF16())
+    XCTAssertFalse(randomTensor([4, 3, 2], seed: 16).storeInBF16())
+    XCTAssertNil(trained.bf16Weights)
+  }
+
+  func testReleasedPagesReadBackAndWrittenPagesStay() throws {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "graft-bf16-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let url = dir.appendingPathComponent("w.safetensors")
+    // 1 MiB per tensor: well above the mapping threshold, many whole pages each.
+    let clean = randomTensor([512, 512], seed: 17)
+    let written = randomTensor([512, 512], seed: 18)
+    try Safetensors.write(["clean": clean, "written": written], to: url)
+    let file = try SafetensorsFile(contentsOf: url)
+    let mappedClean = try file.tensor("clean")
+    let mappedWritten = try file.tensor("written")
+    XCTAssertEqual(mappedClean.scalars, clean.scalars)  // reads every page in
+    mappedWritten.pointer[200_000] = 42  // this page is now the process's own
+    XCTAssertGreaterThan(mappedClean.storage.releaseBorrowedPages(), 1 << 19)
+    XCTAssertEqual(mappedClean.scalars, clean.scalars, "released pages read back from the file")
+    XCTAssertEqual(mappedWritten.storage.releaseBorrowedPages(), 0, "a written page is kept")
+    XCTAssertEqual(mappedWritten.pointer[200_000], 42)
+    XCTAssertEqual(Tensor(shape: [1024]).storage.releaseBorrowedPages(), 0, "owned memory")
+  }
+
+  private func relativeDifference(_ a: Tensor, _ b: Tensor) -> Float {
+    let diff = zip(a.scalars, b.scalars).map { ($0 - $1) * ($0 - $1) }.reduce(0, +)
+    let norm = b.scalars.map { $0 * $0 }.reduce(0, +)
+    return (diff / norm).squareRoot()
+  }
+}
