@@ -3,11 +3,13 @@
 
 Measures one configuration per process, so the peak RSS it reports is that configuration's own:
   Tools/.venv/bin/python Tools/bench_vit_torch.py --model vit_small_patch16_224 --batch 32 \
-      --mode inference [--onnxruntime] [--threads 2] [--iters 3]
+      --mode inference [--precision bf16] [--onnxruntime] [--threads 2] [--iters 3]
 and prints one JSON object: {"torch_img_s": …, "torch_peak_rss_mib": …, "onnxruntime_img_s": … | null}.
 
 Modes: `inference` (eval, no grad) and `train_full` (one full fine-tuning step: forward,
-cross-entropy on fixed labels, backward, AdamW step). Random weights, 224×224 input, like Graft's
+cross-entropy on fixed labels, backward, AdamW step). `--precision bf16` runs inference under
+`torch.autocast("cpu", dtype=torch.bfloat16)` (oneDNN's BF16 kernels, as Graft's BF16 rows).
+Random weights, 224×224 input, like Graft's
 side. Needs: pip install torch timm onnx onnxruntime (a venv under Tools/.venv, ignored by git).
 """
 import argparse
@@ -41,6 +43,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--onnxruntime", action="store_true")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     args = ap.parse_args()
 
     import torch
@@ -56,7 +59,8 @@ def main():
         model.eval()
 
         def step():
-            with torch.inference_mode():
+            with torch.inference_mode(), torch.autocast(
+                    "cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
                 model(x)
 
         step()  # warm-up
@@ -77,7 +81,7 @@ def main():
     result["torch_img_s"] = args.batch / seconds
     result["torch_peak_rss_mib"] = peak_rss_mib()
 
-    if args.onnxruntime and args.mode == "inference":
+    if args.onnxruntime and args.mode == "inference" and args.precision == "fp32":
         import onnxruntime as ort
 
         with tempfile.TemporaryDirectory() as tmp:

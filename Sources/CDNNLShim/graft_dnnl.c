@@ -1,5 +1,6 @@
 #include "graft_dnnl.h"
 
+#include <immintrin.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -33,8 +34,9 @@ int graft_dnnl_last_error(void) { return last_error; }
 
 /// One compiled product shape.
 typedef struct {
-  int64_t m, n, k;
-  int weight_transposed, accumulate;
+  int64_t m, n, k, lda, ldb, ldc;
+  int b_transposed, accumulate;
+  float alpha;
   dnnl_primitive_t primitive;
   dnnl_memory_desc_t a, b, c, scratch;
 } product;
@@ -62,15 +64,17 @@ static int compile(product *p) {
   dnnl_post_ops_t post_ops = NULL;
   dnnl_primitive_desc_t pd = NULL;
   dnnl_dims_t a_dims = {p->m, p->k}, b_dims = {p->k, p->n}, c_dims = {p->m, p->n};
-  CHECK(dnnl_memory_desc_init_by_tag(&p->a, 2, a_dims, dnnl_bf16, dnnl_ab));
-  // Wᵀ read in place from W [n, k]: the `ba` layout of a [k, n] matrix.
-  CHECK(dnnl_memory_desc_init_by_tag(
-      &p->b, 2, b_dims, dnnl_bf16, p->weight_transposed ? dnnl_ba : dnnl_ab));
-  CHECK(dnnl_memory_desc_init_by_tag(&p->c, 2, c_dims, dnnl_f32, dnnl_ab));
+  dnnl_dims_t a_strides = {p->lda, 1}, c_strides = {p->ldc, 1};
+  // A transposed B is read in place: element (i, j) of B at j·ldb + i.
+  dnnl_dims_t b_strides = {p->b_transposed ? 1 : p->ldb, p->b_transposed ? p->ldb : 1};
+  CHECK(dnnl_memory_desc_init_by_strides(&p->a, 2, a_dims, dnnl_bf16, a_strides));
+  CHECK(dnnl_memory_desc_init_by_strides(&p->b, 2, b_dims, dnnl_bf16, b_strides));
+  CHECK(dnnl_memory_desc_init_by_strides(&p->c, 2, c_dims, dnnl_f32, c_strides));
   CHECK(dnnl_matmul_desc_init(&desc, &p->a, &p->b, NULL, &p->c));
   CHECK(dnnl_primitive_attr_create(&attr));
   // The caller's scratch space, so that threads may run the same primitive at once.
   CHECK(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
+  if (p->alpha != 1.0f) CHECK(dnnl_primitive_attr_set_output_scales(attr, 1, 0, &p->alpha));
   if (p->accumulate) {
     CHECK(dnnl_post_ops_create(&post_ops));
     CHECK(dnnl_post_ops_append_sum(post_ops, 1.0f));
@@ -126,8 +130,9 @@ static product *lookup(product *key, int *owned) {
   pthread_mutex_lock(&cache_lock);
   for (int i = 0; i < cache_count; i++) {
     product *p = &cache[i];
-    if (p->m == key->m && p->n == key->n && p->k == key->k &&
-        p->weight_transposed == key->weight_transposed && p->accumulate == key->accumulate) {
+    if (p->m == key->m && p->n == key->n && p->k == key->k && p->lda == key->lda &&
+        p->ldb == key->ldb && p->ldc == key->ldc && p->b_transposed == key->b_transposed &&
+        p->accumulate == key->accumulate && p->alpha == key->alpha) {
       pthread_mutex_unlock(&cache_lock);
       return p;
     }
@@ -149,9 +154,11 @@ static product *lookup(product *key, int *owned) {
   return slot;
 }
 
-int graft_dnnl_bf16_matmul(const uint16_t *a, const uint16_t *weight, int weight_transposed,
-                           float *c, int64_t m, int64_t n, int64_t k, int accumulate) {
-  if (m <= 0 || n <= 0 || k <= 0) return GRAFT_DNNL_BAD_ARGUMENT;
+int graft_dnnl_bf16_gemm(const uint16_t *a, int64_t lda, const uint16_t *b, int64_t ldb,
+                         int b_transposed, float *c, int64_t ldc, int64_t m, int64_t n,
+                         int64_t k, float alpha, int accumulate) {
+  if (m <= 0 || n <= 0 || k <= 0 || lda < k || ldc < n || ldb < (b_transposed ? k : n))
+    return GRAFT_DNNL_BAD_ARGUMENT;
   omp_set_num_threads(1);
   if (!engine_ready()) return GRAFT_DNNL_LIBRARY_ERROR;
   if (!thread_stream) {
@@ -162,7 +169,7 @@ int graft_dnnl_bf16_matmul(const uint16_t *a, const uint16_t *weight, int weight
       return GRAFT_DNNL_LIBRARY_ERROR;
     }
   }
-  product key = {m, n, k, weight_transposed ? 1 : 0, accumulate ? 1 : 0};
+  product key = {m, n, k, lda, ldb, ldc, b_transposed ? 1 : 0, accumulate ? 1 : 0, alpha};
   int owned = 0;
   product *p = lookup(&key, &owned);
   if (!p) return GRAFT_DNNL_LIBRARY_ERROR;
@@ -181,7 +188,7 @@ int graft_dnnl_bf16_matmul(const uint16_t *a, const uint16_t *weight, int weight
   }
   // oneDNN takes the buffers as mutable handles but only writes the destination.
   CHECK(dnnl_memory_create(&ma, &p->a, engine, (void *)a));
-  CHECK(dnnl_memory_create(&mb, &p->b, engine, (void *)weight));
+  CHECK(dnnl_memory_create(&mb, &p->b, engine, (void *)b));
   CHECK(dnnl_memory_create(&mc, &p->c, engine, c));
   CHECK(dnnl_memory_create(&ms, &p->scratch, engine, thread_scratch));
   dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, ma},
@@ -199,4 +206,34 @@ done:
   if (ms) dnnl_memory_destroy(ms);
   if (owned) dnnl_primitive_destroy(p->primitive);
   return result;
+}
+
+static uint16_t round_one(float x) {
+  uint32_t bits;
+  memcpy(&bits, &x, 4);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((bits >> 16) | 0x40);
+  return (uint16_t)((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f,avx512bf16"))) static void round_avx512(const float *src,
+                                                                         uint16_t *dst,
+                                                                         int64_t count) {
+  int64_t i = 0;
+  for (; i + 16 <= count; i += 16) {
+    __m256bh halves = _mm512_cvtneps_pbh(_mm512_loadu_ps(src + i));
+    _mm256_storeu_si256((__m256i *)(dst + i), (__m256i)halves);
+  }
+  for (; i < count; i++) dst[i] = round_one(src[i]);
+}
+#endif
+
+void graft_dnnl_round_to_bf16(const float *src, uint16_t *dst, int64_t count) {
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("avx512bf16")) {
+    round_avx512(src, dst, count);
+    return;
+  }
+#endif
+  for (int64_t i = 0; i < count; i++) dst[i] = round_one(src[i]);
 }

@@ -1,6 +1,12 @@
 import Foundation
 import GraftTasks
 
+/// A benchmark that cannot run as asked, with the reason.
+public struct BenchmarkError: Error, CustomStringConvertible, Sendable {
+  public let description: String
+  public init(_ description: String) { self.description = description }
+}
+
 /// One configuration of `graft bench vit`, measured in its own process so its peak RSS is its own.
 public enum ViTBenchmark {
   /// What a row measures.
@@ -50,12 +56,26 @@ public enum ViTBenchmark {
 
   /// Builds `architecture` (a timm name) with random weights and times `iterations` steps of
   /// `mode` at `batch` images after one warm-up step; returns the median rate and the peak RSS.
+  ///
+  /// With `precision` bf16 (inference only: full fine-tuning has no frozen weight) the weights
+  /// are written to a safetensors file and mapped back, as a checkpoint is loaded, and every
+  /// matrix gets its BF16 copy, so the peak RSS is what a BF16 backbone costs.
   public static func measure(
-    architecture: String, batch: Int, mode: Mode, iterations: Int = 3, seed: UInt64 = 0
+    architecture: String, batch: Int, mode: Mode, precision: BackbonePrecision = .fp32,
+    iterations: Int = 3, seed: UInt64 = 0
   ) throws -> Measurement {
     let config = try TimmArchitecture(architecture).config
     var rng = RandomGenerator(seed: seed)
-    let model = try VisionTransformer(config: config, generator: &rng)
+    var model = try VisionTransformer(config: config, generator: &rng)
+    if precision == .bf16 {
+      guard mode == .inference else {
+        throw BenchmarkError("bf16 rows measure inference; full fine-tuning trains every weight")
+      }
+      if let reason = BF16Support.unavailableReason { throw BenchmarkError("bf16: \(reason)") }
+      model = try mappedCopy(model, config: config)
+      model.freeze()
+      model.storeFrozenMatricesInBF16()
+    }
     let pixels = Tensor.randn(
       [batch, config.inChans, config.imgSize.height, config.imgSize.width], generator: &rng)
     var tapeBytes = 0
@@ -83,5 +103,18 @@ public enum ViTBenchmark {
       imagesPerSecond: Double(batch) / seconds, peakRSSMiB: peakRSSMiB(),
       peakTensorMiB: Double(StorageStats.peakBytes) / 1_048_576,
       tapeMiB: Double(tapeBytes) / 1_048_576)
+  }
+
+  /// `model` written to a temporary safetensors file and built again on its mapped pages.
+  private static func mappedCopy(_ model: VisionTransformer, config: ViTConfig) throws
+    -> VisionTransformer
+  {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "graft-bench-\(getpid())-\(UUID().uuidString).safetensors")
+    try Safetensors.write(model.stateDict(), to: url)
+    // The mapping outlives the name.
+    defer { try? FileManager.default.removeItem(at: url) }
+    return try VisionTransformer(
+      config: config, weights: try SafetensorsFile(contentsOf: url).tensors())
   }
 }

@@ -149,6 +149,11 @@ public final class ViTBlock: Module, UnaryModule {
   /// `Tensor.attention(qkv:heads:scale:keepProbabilities:)`): faster backward, more memory.
   public var keepsAttentionProbabilities = false
 
+  /// Whether the block runs in BF16: its `qkv` matrix has a BF16 copy (`storeInBF16`, set for
+  /// a frozen backbone with `backbone.precision=bf16`), so its attention products run in BF16
+  /// as well, as under PyTorch's autocast.
+  public var runsInBF16: Bool { attn.qkv.weight.bf16Weights != nil }
+
   /// The block on `x` [B, N, D], calling the pass's inner hooks.
   ///
   /// Unless the pass's hooks use the points inside a block, the block runs on fused ops that keep
@@ -171,7 +176,8 @@ public final class ViTBlock: Module, UnaryModule {
     let h = norm1(x)
     let qkv = linear(attn.qkv, .qkv, h)
     let mixed = Tensor.attention(
-      qkv: qkv, heads: attn.heads, keepProbabilities: keepsAttentionProbabilities)
+      qkv: qkv, heads: attn.heads, keepProbabilities: keepsAttentionProbabilities,
+      productsInBF16: runsInBF16)
     var a = linear(attn.proj, .attentionOut, mixed)
     if let ls1 { a = ls1(a) }
     if let pass { a = pass.attentionBranch(index, input: x, output: a) }
@@ -215,7 +221,7 @@ public final class ViTBlock: Module, UnaryModule {
       bias: attn.qkv.bias)
     var a = Tensor.attentionProjection(
       qkv: qkv, heads: attn.heads, weight: attn.proj.weight, bias: attn.proj.bias,
-      keepProbabilities: keepsAttentionProbabilities)
+      keepProbabilities: keepsAttentionProbabilities, productsInBF16: runsInBF16)
     if let ls1 { a = ls1(a) }
     let x1 = x + a
     let hidden = x1.layerNormLinear(

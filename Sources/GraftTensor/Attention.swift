@@ -1,4 +1,5 @@
 import CBLAS
+import CDNNLShim
 
 // Scaled dot-product attention, softmax(q·kᵀ·scale)·v, as one op with a hand-written backward.
 //
@@ -71,11 +72,39 @@ private func softmaxRows(_ s: UnsafeMutablePointer<Float>, rows: Int, n: Int) {
   }
 }
 
+/// q, k and v rounded to BF16 and laid out as the FP32 operands, for attention whose two
+/// products run on oneDNN's BF16 matmul (the attention of a block whose matrices are in BF16).
+struct BF16Operands {
+  let q: UnsafePointer<UInt16>
+  let k: UnsafePointer<UInt16>
+  let v: UnsafePointer<UInt16>
+}
+
+/// S = scale·q·kᵀ for `rows` query rows from `first` of pair (b, h), into `s` ([rows, nk]): on
+/// oneDNN from the BF16 operands when given, else on OpenBLAS.
+@inline(__always)
+private func scores(
+  _ p: AttentionProblem, _ b: Int, _ h: Int, first: Int, rows: Int, q: UnsafePointer<Float>,
+  k: UnsafePointer<Float>, _ low: BF16Operands?, into s: UnsafeMutablePointer<Float>
+) {
+  let qOffset = p.q.offset(b, h) + first * p.q.rowStride
+  if let low {
+    bf16GEMM(
+      low.q + qOffset, p.q.rowStride, low.k + p.k.offset(b, h), p.k.rowStride, bTransposed: true,
+      s, p.nk, m: rows, n: p.nk, k: p.d, alpha: p.scale)
+  } else {
+    gemm(
+      false, true, rows, p.nk, p.d, p.scale, q + qOffset, p.q.rowStride, k + p.k.offset(b, h),
+      p.k.rowStride, s, p.nk)
+  }
+}
+
 /// Runs the forward pass; writes P into `probs` ([pairs, nq, nk]) when given, else uses scratch.
+/// With `low` both products run in BF16 (P rounded to BF16 for the second), FP32 accumulation.
 private func attentionForward(
   _ p: AttentionProblem, q: UnsafePointer<Float>, k: UnsafePointer<Float>,
   v: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
-  probs: UnsafeMutablePointer<Float>?
+  probs: UnsafeMutablePointer<Float>?, low: BF16Operands? = nil
 ) {
   _ = blasSingleThreaded
   let (nq, nk, d, dv) = (p.nq, p.nk, p.d, p.dv)
@@ -87,7 +116,12 @@ private func attentionForward(
   Parallel.forRange(p.pairs * blocks, grain: p.grain * blocks) { range in
     let scratch: UnsafeMutablePointer<Float>? =
       probs == nil ? .allocate(capacity: Swift.max(1, rowsPerBlock * nk)) : nil
-    defer { scratch?.deallocate() }
+    let roundedP: UnsafeMutablePointer<UInt16>? =
+      low == nil ? nil : .allocate(capacity: Swift.max(1, rowsPerBlock * nk))
+    defer {
+      scratch?.deallocate()
+      roundedP?.deallocate()
+    }
     for item in range {
       let (pair, block) = (item / blocks, item % blocks)
       let (b, h) = (pair / p.heads, pair % p.heads)
@@ -95,26 +129,34 @@ private func attentionForward(
       let rows = Swift.min(rowsPerBlock, nq - first)
       guard rows > 0 else { continue }
       let s = probs.map { $0 + pair * nq * nk + first * nk } ?? scratch!
-      gemm(
-        false, true, rows, nk, d, p.scale, q + p.q.offset(b, h) + first * p.q.rowStride,
-        p.q.rowStride, k + p.k.offset(b, h), p.k.rowStride, s, nk)
+      scores(p, b, h, first: first, rows: rows, q: q, k: k, low, into: s)
       softmaxRows(s, rows: rows, n: nk)
-      gemm(
-        false, false, rows, dv, nk, 1, s, nk, v + p.v.offset(b, h), p.v.rowStride,
-        out + p.out.offset(b, h) + first * p.out.rowStride, p.out.rowStride)
+      let o = out + p.out.offset(b, h) + first * p.out.rowStride
+      if let low, let roundedP {
+        graft_dnnl_round_to_bf16(s, roundedP, Int64(rows * nk))
+        bf16GEMM(
+          roundedP, nk, low.v + p.v.offset(b, h), p.v.rowStride, bTransposed: false, o,
+          p.out.rowStride, m: rows, n: dv, k: nk)
+      } else {
+        gemm(
+          false, false, rows, dv, nk, 1, s, nk, v + p.v.offset(b, h), p.v.rowStride, o,
+          p.out.rowStride)
+      }
     }
   }
 }
 
 /// Runs the backward pass from `gOut` (laid out as the output) into whichever of `gq`, `gk`,
 /// `gv` are non-nil (laid out as q, k, v; every element of them is written).
-/// P is read from `probs` when given, else recomputed per pair from q and k. When `output` is
-/// given, the forward result P·V is rebuilt into it as well (laid out as the output).
+/// P is read from `probs` when given, else recomputed per pair from q and k (from `low`, in
+/// BF16, when the forward pass ran in BF16). When `output` is given, the forward result P·V is
+/// rebuilt into it as well (laid out as the output). The gradient products run in FP32.
 private func attentionBackward(
   _ p: AttentionProblem, q: UnsafePointer<Float>, k: UnsafePointer<Float>,
   v: UnsafePointer<Float>, probs: UnsafePointer<Float>?, gOut: UnsafePointer<Float>?,
   gq: UnsafeMutablePointer<Float>?, gk: UnsafeMutablePointer<Float>?,
-  gv: UnsafeMutablePointer<Float>?, output: UnsafeMutablePointer<Float>? = nil
+  gv: UnsafeMutablePointer<Float>?, output: UnsafeMutablePointer<Float>? = nil,
+  low: BF16Operands? = nil
 ) {
   _ = blasSingleThreaded
   let (nq, nk, d, dv) = (p.nq, p.nk, p.d, p.dv)
@@ -135,9 +177,7 @@ private func attentionBackward(
       } else {
         // The forward pass's own steps, so P is the same as it was there.
         let s = scratch!
-        gemm(
-          false, true, nq, nk, d, p.scale, q + p.q.offset(b, h), p.q.rowStride,
-          k + p.k.offset(b, h), p.k.rowStride, s, nk)
+        scores(p, b, h, first: 0, rows: nq, q: q, k: k, low, into: s)
         softmaxRows(s, rows: nq, n: nk)
         prob = UnsafePointer(s)
       }
@@ -244,8 +284,13 @@ extension Tensor {
   /// Equivalent to splitting, permuting to [B, H, N, d], calling `attention(q:k:v:)` and permuting
   /// back, without any of the copies. The backward pass keeps `qkv`, and the probabilities
   /// [B, heads, N, N] only with `keepProbabilities` (else it recomputes them).
+  ///
+  /// With `productsInBF16` (the attention of a block whose matrices run in BF16, where this CPU
+  /// has native BF16) q·kᵀ and P·v run on oneDNN's BF16 matmul with FP32 accumulation, as
+  /// PyTorch's autocast runs them; softmax and the gradient products stay FP32.
   public static func attention(
-    qkv: Tensor, heads: Int, scale: Float? = nil, keepProbabilities: Bool = false
+    qkv: Tensor, heads: Int, scale: Float? = nil, keepProbabilities: Bool = false,
+    productsInBF16: Bool = false
   ) -> Tensor {
     precondition(
       qkv.rank == 3 && heads > 0 && qkv.shape[2] % (3 * heads) == 0,
@@ -257,17 +302,22 @@ extension Tensor {
     let probs =
       record && keepProbabilities ? Tensor(shape: [b, heads, n, n], zeroed: false) : nil
     let base = qkv.pointer
-    attentionForward(
-      problem, q: base, k: base + dim, v: base + 2 * dim, out: out.pointer,
-      probs: probs?.pointer)
+    let lowPrecision = productsInBF16 && BF16Support.isAvailable
+    withBF16Operands(of: qkv, if: lowPrecision) { low in
+      attentionForward(
+        problem, q: base, k: base + dim, v: base + 2 * dim, out: out.pointer,
+        probs: probs?.pointer, low: low)
+    }
     guard record else { return out }
     let saving = [qkv] + (probs.map { [$0] } ?? [])
     return out.recording("fused_qkv_attention", [qkv], saving: saving) { g in
       let gqkv = Tensor(shape: qkv.shape, zeroed: false)
       let (src, dst) = (qkv.pointer, gqkv.pointer)
-      attentionBackward(
-        problem, q: src, k: src + dim, v: src + 2 * dim, probs: probs?.pointer, gOut: g.pointer,
-        gq: dst, gk: dst + dim, gv: dst + 2 * dim)
+      withBF16Operands(of: qkv, if: lowPrecision && probs == nil) { low in
+        attentionBackward(
+          problem, q: src, k: src + dim, v: src + 2 * dim, probs: probs?.pointer,
+          gOut: g.pointer, gq: dst, gk: dst + dim, gv: dst + 2 * dim, low: low)
+      }
       return [gqkv]
     }
   }
@@ -280,9 +330,11 @@ extension Tensor {
   /// is rebuilt inside the attention backward from the probabilities it recomputes anyway (one
   /// more small GEMM per batch and head). With `keepProbabilities` the probabilities are kept
   /// as in `attention(qkv:heads:scale:keepProbabilities:)`.
+  /// `productsInBF16` runs the attention's products in BF16 as `attention(qkv:…)` does; the
+  /// projection follows its weight (BF16 when the weight has a BF16 copy).
   public static func attentionProjection(
     qkv: Tensor, heads: Int, weight: Tensor, bias: Tensor?, scale: Float? = nil,
-    keepProbabilities: Bool = false
+    keepProbabilities: Bool = false, productsInBF16: Bool = false
   ) -> Tensor {
     precondition(
       qkv.rank == 3 && heads > 0 && qkv.shape[2] % (3 * heads) == 0,
@@ -306,9 +358,12 @@ extension Tensor {
       ? Tensor(shape: [b, heads, n, n], zeroed: false) : nil
     let base = qkv.pointer
     let mixed = Tensor(shape: [b, n, dim], zeroed: false)
-    attentionForward(
-      problem, q: base, k: base + dim, v: base + 2 * dim, out: mixed.pointer,
-      probs: probs?.pointer)
+    let lowPrecision = productsInBF16 && BF16Support.isAvailable
+    withBF16Operands(of: qkv, if: lowPrecision) { low in
+      attentionForward(
+        problem, q: base, k: base + dim, v: base + 2 * dim, out: mixed.pointer,
+        probs: probs?.pointer, low: low)
+    }
     let out = Tensor(shape: [b, n, outF], zeroed: false)
     let po = out.pointer
     fillRows(po, rows: rows, n: outF, bias: bias?.pointer)
@@ -330,12 +385,14 @@ extension Tensor {
       }
       let rebuilt = wantsW ? Tensor(shape: [b, n, dim], zeroed: false) : nil
       let gqkv = wantsQKV ? Tensor(shape: qkvShape, zeroed: false) : nil
-      if let src = keptQKV?.pointer {
-        let dst = gqkv?.pointer
-        attentionBackward(
-          problem, q: src, k: src + dim, v: src + 2 * dim, probs: probs?.pointer,
-          gOut: gMixed?.pointer, gq: dst, gk: dst.map { $0 + dim }, gv: dst.map { $0 + 2 * dim },
-          output: rebuilt?.pointer)
+      if let kept = keptQKV {
+        let (src, dst) = (kept.pointer, gqkv?.pointer)
+        withBF16Operands(of: kept, if: lowPrecision && probs == nil) { low in
+          attentionBackward(
+            problem, q: src, k: src + dim, v: src + 2 * dim, probs: probs?.pointer,
+            gOut: gMixed?.pointer, gq: dst, gk: dst.map { $0 + dim },
+            gv: dst.map { $0 + 2 * dim }, output: rebuilt?.pointer, low: low)
+        }
       }
       var gw: Tensor?
       if let rebuilt {
@@ -348,5 +405,17 @@ extension Tensor {
       if hasBias { grads.append(wantsB ? columnSums(pg, rows: rows, cols: outF) : nil) }
       return grads
     }
+  }
+
+  /// Calls `body` with the fused [B, N, 3·D] `qkv` rounded to BF16 (q, k, v at 0, D, 2·D of each
+  /// row) when `lowPrecision`, else with nil; the rounded copy lives only for the call.
+  private static func withBF16Operands(
+    of qkv: Tensor, if lowPrecision: Bool, _ body: (BF16Operands?) -> Void
+  ) {
+    guard lowPrecision else { return body(nil) }
+    let dim = qkv.shape[2] / 3
+    let rounded = bf16Copy(qkv.pointer, count: qkv.count)
+    defer { rounded.deallocate() }
+    body(BF16Operands(q: rounded, k: rounded + dim, v: rounded + 2 * dim))
   }
 }

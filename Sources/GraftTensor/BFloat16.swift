@@ -27,28 +27,6 @@ public enum BFloat16 {
   /// `x` rounded to the nearest bfloat16 and back.
   @inline(__always)
   public static func rounded(_ x: Float) -> Float { value(bits(x)) }
-
-  /// Rounds `count` floats into bfloat16 bit patterns, sixteen at a time.
-  static func convert(
-    _ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<UInt16>, count: Int
-  ) {
-    let raw = UnsafeRawPointer(src)
-    let out = UnsafeMutableRawPointer(dst)
-    var i = 0
-    while i + 16 <= count {
-      let bits = raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<UInt32>.self)
-      let nan = (bits & 0x7FFF_FFFF) .> 0x7F80_0000
-      let rounded = (bits &+ 0x7FFF &+ ((bits &>> 16) & 1)) &>> 16
-      let quiet = (bits &>> 16) | 0x40
-      let halves = SIMD16<UInt16>(truncatingIfNeeded: rounded.replacing(with: quiet, where: nan))
-      out.storeBytes(of: halves, toByteOffset: i * 2, as: SIMD16<UInt16>.self)
-      i += 16
-    }
-    while i < count {
-      dst[i] = bits(src[i])
-      i += 1
-    }
-  }
 }
 
 /// A weight's bfloat16 copy, row-major in the weight's own shape ([out, in] for a linear layer).
@@ -66,7 +44,7 @@ public final class BF16Weights: @unchecked Sendable {
     pointer = .allocate(capacity: count)
     StorageStats.allocated(bytes: count * 2)
     Parallel.forRange(rows * columns, grain: 65_536) { r in
-      BFloat16.convert(weights + r.lowerBound, into: pointer + r.lowerBound, count: r.count)
+      graft_dnnl_round_to_bf16(weights + r.lowerBound, pointer + r.lowerBound, Int64(r.count))
     }
   }
 

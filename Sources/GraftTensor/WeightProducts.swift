@@ -57,16 +57,39 @@ private func bf16Product(
     for index in range {
       let first = index * block
       let count = Swift.min(block, m - first)
-      BFloat16.convert(a + first * k, into: scratch, count: count * k)
-      let status = graft_dnnl_bf16_matmul(
-        scratch, weights.pointer, weightTransposed ? 1 : 0, c + first * n, Int64(count),
-        Int64(n), Int64(k), accumulate ? 1 : 0)
-      // The shapes are valid and the kernel was found at start-up (`BF16Support`); a failure
-      // here is oneDNN's own (memory), not something a run can recover from mid-product.
-      precondition(
-        status == GRAFT_DNNL_OK,
-        "oneDNN's BF16 matmul failed (status \(status), oneDNN \(graft_dnnl_last_error())) on "
-          + "[\(count), \(k)]·[\(k), \(n)]; run with backbone.precision=fp32")
+      graft_dnnl_round_to_bf16(a + first * k, scratch, Int64(count * k))
+      // Wᵀ is read from W [n, k]; W itself is [k, n].
+      bf16GEMM(
+        scratch, k, weights.pointer, weightTransposed ? k : n, bTransposed: weightTransposed,
+        c + first * n, n, m: count, n: n, k: k, accumulate: accumulate)
     }
   }
+}
+
+/// c[m, n] (+)= alpha·a[m, k]·B on oneDNN, single-threaded: `a` row-major with row stride `lda`;
+/// B read from a row-major [n, k] matrix (`bTransposed`) or [k, n] matrix with row stride `ldb`;
+/// `c` row-major with row stride `ldc`.
+func bf16GEMM(
+  _ a: UnsafePointer<UInt16>, _ lda: Int, _ b: UnsafePointer<UInt16>, _ ldb: Int,
+  bTransposed: Bool, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, m: Int, n: Int, k: Int,
+  alpha: Float = 1, accumulate: Bool = false
+) {
+  let status = graft_dnnl_bf16_gemm(
+    a, Int64(lda), b, Int64(ldb), bTransposed ? 1 : 0, c, Int64(ldc), Int64(m), Int64(n),
+    Int64(k), alpha, accumulate ? 1 : 0)
+  // The shapes are valid and the kernel was found at start-up (`BF16Support`); a failure here
+  // is oneDNN's own (memory), not something a run can recover from mid-product.
+  precondition(
+    status == GRAFT_DNNL_OK,
+    "oneDNN's BF16 matmul failed (status \(status), oneDNN \(graft_dnnl_last_error())) on "
+      + "[\(m), \(k)]·[\(k), \(n)]; run with backbone.precision=fp32")
+}
+
+/// `count` floats rounded to BF16 in a new buffer (the caller deallocates it).
+func bf16Copy(_ src: UnsafePointer<Float>, count: Int) -> UnsafeMutablePointer<UInt16> {
+  let out = UnsafeMutablePointer<UInt16>.allocate(capacity: Swift.max(count, 1))
+  Parallel.forRange(count, grain: 65_536) { r in
+    graft_dnnl_round_to_bf16(src + r.lowerBound, out + r.lowerBound, Int64(r.count))
+  }
+  return out
 }

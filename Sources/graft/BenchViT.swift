@@ -193,13 +193,16 @@ struct BenchViTRow: ParsableCommand {
   @Option var model: String
   @Option var batch: Int
   @Option var mode: ViTBenchmark.Mode
+  @Option var precision = BackbonePrecision.fp32
   @Option var iterations = 3
 
   func run() throws {
     let m = try ViTBenchmark.measure(
-      architecture: model, batch: batch, mode: mode, iterations: iterations)
+      architecture: model, batch: batch, mode: mode, precision: precision,
+      iterations: iterations)
     print(String(decoding: try JSONEncoder().encode(m), as: UTF8.self))
   }
 }
 
 extension ViTBenchmark.Mode: ExpressibleByArgument {}
+extension BackbonePrecision: ExpressibleByArgument {}

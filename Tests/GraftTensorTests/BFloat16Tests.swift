@@ -1,3 +1,4 @@
+import CDNNLShim
 import Foundation
 import XCTest
 
@@ -21,17 +22,20 @@ final class BFloat16Tests: XCTestCase {
     XCTAssertTrue(BFloat16.value(BFloat16.bits(Float(bitPattern: 0x7F80_0001))).isNaN)
   }
 
-  func testVectorConversionEqualsScalar() {
+  func testBulkRoundingEqualsScalar() {
     var values = randomTensor([1000], seed: 3, low: -5, high: 5).scalars
     values += [.nan, -.nan, .infinity, -.infinity, 0, -0.0, 1 + 0x1p-8, 1 + 3 * 0x1p-8]
-    values += [Float(bitPattern: 0x7F80_0001), Float(bitPattern: 0xFF80_0001), 1e-40, -1e-40]
+    values += [Float(bitPattern: 0x7F80_0001), Float(bitPattern: 0xFF80_0001), 65504, 1e30]
+    let subnormals: [Float] = [1e-40, -1e-40, 3e-39]
+    values += subnormals
     var out = [UInt16](repeating: 0, count: values.count)
-    values.withUnsafeBufferPointer { src in
-      out.withUnsafeMutableBufferPointer { dst in
-        BFloat16.convert(src.baseAddress!, into: dst.baseAddress!, count: values.count)
-      }
+    graft_dnnl_round_to_bf16(values, &out, Int64(values.count))
+    let normal = values.count - subnormals.count
+    XCTAssertEqual(Array(out.prefix(normal)), values.prefix(normal).map(BFloat16.bits))
+    // Subnormals: the scalar rounding, or zero of the same sign (the hardware flushes them).
+    for (x, bits) in zip(subnormals, out.suffix(subnormals.count)) {
+      XCTAssertTrue(bits == BFloat16.bits(x) || bits == (x < 0 ? 0x8000 : 0), "\(x): \(bits)")
     }
-    XCTAssertEqual(out, values.map(BFloat16.bits))
   }
 
   /// A copy of `t` with every element rounded to BF16.
@@ -108,6 +112,79 @@ final class BFloat16Tests: XCTestCase {
     assertClose(
       attention.scalars, rounded(mixed).linear(weight: rounded(proj)).scalars, tolerance: 1e-4)
     XCTAssertLessThan(relativeDifference(attention, attentionFP32), 1e-2)
+  }
+
+  /// Attention in BF16 by hand: S = scale·bf16(q)·bf16(k)ᵀ, P = softmax(S), O = bf16(P)·bf16(v),
+  /// every sum in FP32 (Double here).
+  private func referenceBF16Attention(_ qkv: Tensor, heads: Int) -> [Float] {
+    let (b, n, dim) = (qkv.shape[0], qkv.shape[1], qkv.shape[2] / 3)
+    let d = dim / heads
+    let x = qkv.scalars.map(BFloat16.rounded)
+    func at(_ bi: Int, _ i: Int, _ part: Int, _ h: Int, _ j: Int) -> Double {
+      Double(x[(bi * n + i) * 3 * dim + part * dim + h * d + j])
+    }
+    var out = [Float](repeating: 0, count: b * n * dim)
+    for bi in 0..<b {
+      for h in 0..<heads {
+        for i in 0..<n {
+          var s = (0..<n).map { j in
+            (0..<d).reduce(0.0) { $0 + at(bi, i, 0, h, $1) * at(bi, j, 1, h, $1) }
+              / Double(d).squareRoot()
+          }
+          let top = s.max()!
+          s = s.map { Foundation.exp($0 - top) }
+          let total = s.reduce(0, +)
+          let p = s.map { Double(BFloat16.rounded(Float($0 / total))) }
+          for j in 0..<d {
+            let value = (0..<n).reduce(0.0) { $0 + p[$1] * at(bi, $1, 2, h, j) }
+            out[(bi * n + i) * dim + h * d + j] = Float(value)
+          }
+        }
+      }
+    }
+    return out
+  }
+
+  func testAttentionProductsInBF16() throws {
+    try XCTSkipUnless(BF16Support.isAvailable, BF16Support.unavailableReason ?? "")
+    let qkv = randomTensor([2, 7, 3 * 16], seed: 19, low: -2, high: 2)
+    let expected = referenceBF16Attention(qkv, heads: 2)
+    let fused = Tensor.attention(qkv: qkv, heads: 2, productsInBF16: true)
+    assertClose(fused.scalars, expected, tolerance: 1e-4)
+    let fp32 = Tensor.attention(qkv: qkv, heads: 2)
+    XCTAssertLessThan(relativeDifference(fused, fp32), 2e-2)
+    XCTAssertGreaterThan(relativeDifference(fused, fp32), 1e-5, "the products did run in BF16")
+
+    // With the projection; its weight has a BF16 copy.
+    let w = randomTensor([16, 16], seed: 20)
+    let projectedFP32 = Tensor.attentionProjection(qkv: qkv, heads: 2, weight: w, bias: nil)
+    XCTAssertTrue(w.storeInBF16())
+    let projected = Tensor.attentionProjection(
+      qkv: qkv, heads: 2, weight: w, bias: nil, productsInBF16: true)
+    let reference = rounded(Tensor(expected, shape: [2, 7, 16])).linear(weight: rounded(w))
+    assertClose(projected.scalars, reference.scalars, tolerance: 1e-4)
+    XCTAssertLessThan(relativeDifference(projected, projectedFP32), 2e-2)
+  }
+
+  func testAttentionGradientWithBF16Products() throws {
+    try XCTSkipUnless(BF16Support.isAvailable, BF16Support.unavailableReason ?? "")
+    let values = randomTensor([2, 9, 3 * 16], seed: 21)
+    let g = randomTensor([2, 9, 16], seed: 22)
+    func gradient(bf16: Bool, keep: Bool) -> Tensor {
+      let qkv = Tensor(values.scalars, shape: values.shape)
+      qkv.requiresGrad = true
+      let out = Tensor.attention(
+        qkv: qkv, heads: 4, keepProbabilities: keep, productsInBF16: bf16)
+      (out * g).sum().backward()
+      return qkv.grad!
+    }
+    // Rebuilding P in backward gives the P the forward pass used (kept or not: same gradient).
+    assertClose(
+      gradient(bf16: true, keep: false).scalars, gradient(bf16: true, keep: true).scalars,
+      tolerance: 1e-6)
+    XCTAssertLessThan(
+      relativeDifference(gradient(bf16: true, keep: false), gradient(bf16: false, keep: false)),
+      2e-2)
   }
 
   func testOnlyFrozenMatricesGetACopy() {

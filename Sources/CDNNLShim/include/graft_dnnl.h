@@ -32,13 +32,20 @@ enum {
 /// NUL-terminated) either way.
 int graft_dnnl_bf16_probe(char *kernel, size_t kernel_size);
 
-/// C[m, n] = A[m, k] · B[k, n] (or C += … when `accumulate`), A and B in BF16, C in FP32 with
-/// FP32 accumulation. A is row-major with row stride k. B is the weight W: when
-/// `weight_transposed`, W is stored [n, k] row-major and B = Wᵀ (a linear layer's forward);
-/// otherwise W is stored [k, n] row-major and B = W (the input gradient through it). C is
-/// row-major with row stride n. Runs on the calling thread only.
-int graft_dnnl_bf16_matmul(const uint16_t *a, const uint16_t *weight, int weight_transposed,
-                           float *c, int64_t m, int64_t n, int64_t k, int accumulate);
+/// C[m, n] = alpha · A[m, k] · B[k, n] (or C += … when `accumulate`), A and B in BF16, C in FP32
+/// with FP32 accumulation. A is row-major with row stride `lda`. When `b_transposed`, B is read
+/// from a row-major [n, k] matrix with row stride `ldb` (B = that matrix transposed: a linear
+/// layer's weight in its forward, or the keys in attention scores); otherwise from a row-major
+/// [k, n] matrix with row stride `ldb`. C is row-major with row stride `ldc`. Runs on the calling
+/// thread only.
+int graft_dnnl_bf16_gemm(const uint16_t *a, int64_t lda, const uint16_t *b, int64_t ldb,
+                         int b_transposed, float *c, int64_t ldc, int64_t m, int64_t n,
+                         int64_t k, float alpha, int accumulate);
+
+/// Rounds `count` floats to bfloat16 bit patterns (nearest, ties to even; NaN stays NaN). With
+/// AVX-512 BF16 this is the hardware's `vcvtneps2bf16`, which also flushes subnormal inputs to
+/// zero; elsewhere a portable loop that keeps them.
+void graft_dnnl_round_to_bf16(const float *src, uint16_t *dst, int64_t count);
 
 /// The oneDNN status of the last GRAFT_DNNL_LIBRARY_ERROR on the calling thread.
 int graft_dnnl_last_error(void);
