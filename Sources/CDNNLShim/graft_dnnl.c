@@ -35,10 +35,10 @@ int graft_dnnl_last_error(void) { return last_error; }
 /// One compiled product shape.
 typedef struct {
   int64_t m, n, k, lda, ldb, ldc;
-  int b_transposed, accumulate;
+  int b_transposed, has_bias;
   float alpha;
   dnnl_primitive_t primitive;
-  dnnl_memory_desc_t a, b, c, scratch;
+  dnnl_memory_desc_t a, b, bias, c, scratch;
 } product;
 
 // Compiled shapes, kept for the process's life: a model has a handful (one per layer shape and
@@ -61,7 +61,6 @@ static int engine_ready(void) {
 static int compile(product *p) {
   dnnl_matmul_desc_t desc;
   dnnl_primitive_attr_t attr = NULL;
-  dnnl_post_ops_t post_ops = NULL;
   dnnl_primitive_desc_t pd = NULL;
   dnnl_dims_t a_dims = {p->m, p->k}, b_dims = {p->k, p->n}, c_dims = {p->m, p->n};
   dnnl_dims_t a_strides = {p->lda, 1}, c_strides = {p->ldc, 1};
@@ -70,26 +69,21 @@ static int compile(product *p) {
   CHECK(dnnl_memory_desc_init_by_strides(&p->a, 2, a_dims, dnnl_bf16, a_strides));
   CHECK(dnnl_memory_desc_init_by_strides(&p->b, 2, b_dims, dnnl_bf16, b_strides));
   CHECK(dnnl_memory_desc_init_by_strides(&p->c, 2, c_dims, dnnl_f32, c_strides));
-  CHECK(dnnl_matmul_desc_init(&desc, &p->a, &p->b, NULL, &p->c));
+  dnnl_dims_t bias_dims = {1, p->n};
+  if (p->has_bias) CHECK(dnnl_memory_desc_init_by_tag(&p->bias, 2, bias_dims, dnnl_f32, dnnl_ab));
+  CHECK(dnnl_matmul_desc_init(&desc, &p->a, &p->b, p->has_bias ? &p->bias : NULL, &p->c));
   CHECK(dnnl_primitive_attr_create(&attr));
   // The caller's scratch space, so that threads may run the same primitive at once.
   CHECK(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
   if (p->alpha != 1.0f) CHECK(dnnl_primitive_attr_set_output_scales(attr, 1, 0, &p->alpha));
-  if (p->accumulate) {
-    CHECK(dnnl_post_ops_create(&post_ops));
-    CHECK(dnnl_post_ops_append_sum(post_ops, 1.0f));
-    CHECK(dnnl_primitive_attr_set_post_ops(attr, post_ops));
-  }
   CHECK(dnnl_primitive_desc_create(&pd, &desc, attr, engine, NULL));
   p->scratch = *dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
   CHECK(dnnl_primitive_create(&p->primitive, pd));
   dnnl_primitive_desc_destroy(pd);
-  if (post_ops) dnnl_post_ops_destroy(post_ops);
   dnnl_primitive_attr_destroy(attr);
   return GRAFT_DNNL_OK;
 fail:
   if (pd) dnnl_primitive_desc_destroy(pd);
-  if (post_ops) dnnl_post_ops_destroy(post_ops);
   if (attr) dnnl_primitive_attr_destroy(attr);
   return GRAFT_DNNL_LIBRARY_ERROR;
 }
@@ -132,7 +126,7 @@ static product *lookup(product *key, int *owned) {
     product *p = &cache[i];
     if (p->m == key->m && p->n == key->n && p->k == key->k && p->lda == key->lda &&
         p->ldb == key->ldb && p->ldc == key->ldc && p->b_transposed == key->b_transposed &&
-        p->accumulate == key->accumulate && p->alpha == key->alpha) {
+        p->has_bias == key->has_bias && p->alpha == key->alpha) {
       pthread_mutex_unlock(&cache_lock);
       return p;
     }
@@ -155,8 +149,8 @@ static product *lookup(product *key, int *owned) {
 }
 
 int graft_dnnl_bf16_gemm(const uint16_t *a, int64_t lda, const uint16_t *b, int64_t ldb,
-                         int b_transposed, float *c, int64_t ldc, int64_t m, int64_t n,
-                         int64_t k, float alpha, int accumulate) {
+                         int b_transposed, const float *bias, float *c, int64_t ldc, int64_t m,
+                         int64_t n, int64_t k, float alpha) {
   if (m <= 0 || n <= 0 || k <= 0 || lda < k || ldc < n || ldb < (b_transposed ? k : n))
     return GRAFT_DNNL_BAD_ARGUMENT;
   omp_set_num_threads(1);
@@ -169,13 +163,13 @@ int graft_dnnl_bf16_gemm(const uint16_t *a, int64_t lda, const uint16_t *b, int6
       return GRAFT_DNNL_LIBRARY_ERROR;
     }
   }
-  product key = {m, n, k, lda, ldb, ldc, b_transposed ? 1 : 0, accumulate ? 1 : 0, alpha};
+  product key = {m, n, k, lda, ldb, ldc, b_transposed ? 1 : 0, bias ? 1 : 0, alpha};
   int owned = 0;
   product *p = lookup(&key, &owned);
   if (!p) return GRAFT_DNNL_LIBRARY_ERROR;
 
   int result = GRAFT_DNNL_LIBRARY_ERROR;
-  dnnl_memory_t ma = NULL, mb = NULL, mc = NULL, ms = NULL;
+  dnnl_memory_t ma = NULL, mb = NULL, mbias = NULL, mc = NULL, ms = NULL;
   size_t scratch_size = dnnl_memory_desc_get_size(&p->scratch);
   if (scratch_size > thread_scratch_size) {
     free(thread_scratch);
@@ -191,17 +185,20 @@ int graft_dnnl_bf16_gemm(const uint16_t *a, int64_t lda, const uint16_t *b, int6
   CHECK(dnnl_memory_create(&mb, &p->b, engine, (void *)b));
   CHECK(dnnl_memory_create(&mc, &p->c, engine, c));
   CHECK(dnnl_memory_create(&ms, &p->scratch, engine, thread_scratch));
-  dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, ma},
+  if (bias) CHECK(dnnl_memory_create(&mbias, &p->bias, engine, (void *)bias));
+  dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, ma},
                              {DNNL_ARG_WEIGHTS, mb},
                              {DNNL_ARG_DST, mc},
-                             {DNNL_ARG_SCRATCHPAD, ms}};
-  CHECK(dnnl_primitive_execute(p->primitive, thread_stream, 4, args));
+                             {DNNL_ARG_SCRATCHPAD, ms},
+                             {DNNL_ARG_BIAS, mbias}};
+  CHECK(dnnl_primitive_execute(p->primitive, thread_stream, bias ? 5 : 4, args));
   CHECK(dnnl_stream_wait(thread_stream));
   result = GRAFT_DNNL_OK;
 fail:
 done:
   if (ma) dnnl_memory_destroy(ma);
   if (mb) dnnl_memory_destroy(mb);
+  if (mbias) dnnl_memory_destroy(mbias);
   if (mc) dnnl_memory_destroy(mc);
   if (ms) dnnl_memory_destroy(ms);
   if (owned) dnnl_primitive_destroy(p->primitive);

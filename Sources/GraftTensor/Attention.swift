@@ -366,8 +366,7 @@ extension Tensor {
     }
     let out = Tensor(shape: [b, n, outF], zeroed: false)
     let po = out.pointer
-    fillRows(po, rows: rows, n: outF, bias: bias?.pointer)
-    productWithWeight(mixed.pointer, rows: rows, weight: weight, into: po, accumulate: true)
+    productWithWeight(mixed.pointer, rows: rows, weight: weight, bias: bias?.pointer, into: po)
     guard record else { return out }
     // qkv rebuilds the attention result (for dW) and feeds the attention backward (for dqkv).
     let keptQKV: Tensor? = wantsQKV || wantsW ? qkv : nil

@@ -251,8 +251,7 @@ extension Tensor {
     let (outF, inF) = (weight.shape[0], weight.shape[1])
     let rows = matrixRows("linear", width: inF)
     let out = Tensor(shape: Array(shape.dropLast()) + [outF], zeroed: false)
-    fillRows(out.pointer, rows: rows, n: outF, bias: bias?.pointer)
-    productWithWeight(pointer, rows: rows, weight: weight, into: out.pointer, accumulate: true)
+    productWithWeight(pointer, rows: rows, weight: weight, bias: bias?.pointer, into: out.pointer)
     let keptX: Tensor? = weight.requiresGrad ? self : nil
     let keptW: Tensor? = requiresGrad ? weight : nil
     let (xShape, wantsBias, hasBias) = (shape, bias?.requiresGrad ?? false, bias != nil)
@@ -311,14 +310,13 @@ extension Tensor {
     let norm = RowNorm(d: d, eps: eps, weight: normWeight?.pointer, bias: normBias?.pointer)
     let chunk = chunkRows(rows, width: d, floats: chunkFloats)
     let (px, po) = (pointer, out.pointer)
-    fillRows(po, rows: rows, n: outF, bias: bias?.pointer)
     let scratch = Tensor(shape: [chunk, d], zeroed: false)
     for start in stride(from: 0, to: rows, by: chunk) {
       let range = start..<Swift.min(rows, start + chunk)
       norm.forward(px, range, into: scratch.pointer, stats: stats.pointer)
       productWithWeight(
-        scratch.pointer, rows: range.count, weight: weight, into: po + start * outF,
-        accumulate: true)
+        scratch.pointer, rows: range.count, weight: weight, bias: bias?.pointer,
+        into: po + start * outF)
     }
     // What backward reads: x and the statistics for the normalised rows (weight gradient) and
     // for the norm's own backward; W to bring the gradient back through the linear map.
@@ -413,14 +411,13 @@ extension Tensor {
     let out = Tensor(shape: Array(shape.dropLast()) + [outF], zeroed: false)
     let chunk = chunkRows(rows, width: inF, floats: chunkFloats)
     let (px, po) = (pointer, out.pointer)
-    fillRows(po, rows: rows, n: outF, bias: bias?.pointer)
     let scratch = Tensor(shape: [chunk, inF], zeroed: false)
     for start in stride(from: 0, to: rows, by: chunk) {
       let range = start..<Swift.min(rows, start + chunk)
       activate(f, px, range, width: inF, into: scratch.pointer)
       productWithWeight(
-        scratch.pointer, rows: range.count, weight: weight, into: po + start * outF,
-        accumulate: true)
+        scratch.pointer, rows: range.count, weight: weight, bias: bias?.pointer,
+        into: po + start * outF)
     }
     let wantsW = weight.requiresGrad
     let wantsB = bias?.requiresGrad ?? false

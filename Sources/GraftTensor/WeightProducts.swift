@@ -9,20 +9,20 @@ import CDNNLShim
 /// that the converted rows (at most 1.5 MiB at width 1,536) stay in cache for the product.
 let bf16RowsPerCall = 512
 
-/// out[rows, out] = x[rows, in]·Wᵀ, or `out +=` when `accumulate` (a bias already in place).
+/// out[rows, out] = x[rows, in]·Wᵀ + bias (a linear layer's forward; `bias` [out] optional).
 func productWithWeight(
-  _ x: UnsafePointer<Float>, rows: Int, weight: Tensor, into out: UnsafeMutablePointer<Float>,
-  accumulate: Bool
+  _ x: UnsafePointer<Float>, rows: Int, weight: Tensor, bias: UnsafePointer<Float>?,
+  into out: UnsafeMutablePointer<Float>
 ) {
   let (outF, inF) = (weight.shape[0], weight.shape[1])
   if let bf16 = weight.storage.bf16, bf16.fits(weight), rows > 0, outF > 0, inF > 0 {
     bf16Product(
-      x, rows: rows, k: inF, bf16, weightTransposed: true, n: outF, into: out,
-      accumulate: accumulate)
+      x, rows: rows, k: inF, bf16, weightTransposed: true, n: outF, bias: bias, into: out)
   } else {
+    // The bias as the GEMM's initial value.
+    fillRows(out, rows: rows, n: outF, bias: bias)
     sgemm(
-      x, transA: false, weight.pointer, transB: true, out, m: rows, n: outF, k: inF,
-      beta: accumulate ? 1 : 0)
+      x, transA: false, weight.pointer, transB: true, out, m: rows, n: outF, k: inF, beta: 1)
   }
 }
 
@@ -38,12 +38,12 @@ func productThroughWeight(
   }
 }
 
-/// c[m, n] (+)= bf16(a[m, k])·B, B = Wᵀ or W from the weight's BF16 copy, FP32 accumulation.
+/// c[m, n] = bf16(a[m, k])·B + bias, B = Wᵀ or W from the weight's BF16 copy, FP32 accumulation.
 /// The rows are split evenly across the pool; each thread converts and multiplies its rows in
 /// calls of at most `bf16RowsPerCall` rows, oneDNN running single-threaded inside each call.
 private func bf16Product(
   _ a: UnsafePointer<Float>, rows m: Int, k: Int, _ weights: BF16Weights, weightTransposed: Bool,
-  n: Int, into c: UnsafeMutablePointer<Float>, accumulate: Bool = false
+  n: Int, bias: UnsafePointer<Float>? = nil, into c: UnsafeMutablePointer<Float>
 ) {
   // Equal blocks, so the pool's threads finish together and few distinct shapes get compiled.
   let threads = Swift.max(1, Swift.min(Parallel.threadCount, m / 16))
@@ -61,22 +61,22 @@ private func bf16Product(
       // Wᵀ is read from W [n, k]; W itself is [k, n].
       bf16GEMM(
         scratch, k, weights.pointer, weightTransposed ? k : n, bTransposed: weightTransposed,
-        c + first * n, n, m: count, n: n, k: k, accumulate: accumulate)
+        c + first * n, n, m: count, n: n, k: k, bias: bias)
     }
   }
 }
 
-/// c[m, n] (+)= alpha·a[m, k]·B on oneDNN, single-threaded: `a` row-major with row stride `lda`;
-/// B read from a row-major [n, k] matrix (`bTransposed`) or [k, n] matrix with row stride `ldb`;
-/// `c` row-major with row stride `ldc`.
+/// c[m, n] = alpha·a[m, k]·B + bias on oneDNN, single-threaded: `a` row-major with row stride
+/// `lda`; B read from a row-major [n, k] matrix (`bTransposed`) or [k, n] matrix with row stride
+/// `ldb`; `bias` [n] added to every row when given; `c` row-major with row stride `ldc`.
 func bf16GEMM(
   _ a: UnsafePointer<UInt16>, _ lda: Int, _ b: UnsafePointer<UInt16>, _ ldb: Int,
   bTransposed: Bool, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, m: Int, n: Int, k: Int,
-  alpha: Float = 1, accumulate: Bool = false
+  alpha: Float = 1, bias: UnsafePointer<Float>? = nil
 ) {
   let status = graft_dnnl_bf16_gemm(
-    a, Int64(lda), b, Int64(ldb), bTransposed ? 1 : 0, c, Int64(ldc), Int64(m), Int64(n),
-    Int64(k), alpha, accumulate ? 1 : 0)
+    a, Int64(lda), b, Int64(ldb), bTransposed ? 1 : 0, bias, c, Int64(ldc), Int64(m), Int64(n),
+    Int64(k), alpha)
   // The shapes are valid and the kernel was found at start-up (`BF16Support`); a failure here
   // is oneDNN's own (memory), not something a run can recover from mid-product.
   precondition(

@@ -32,15 +32,15 @@ enum {
 /// NUL-terminated) either way.
 int graft_dnnl_bf16_probe(char *kernel, size_t kernel_size);
 
-/// C[m, n] = alpha · A[m, k] · B[k, n] (or C += … when `accumulate`), A and B in BF16, C in FP32
-/// with FP32 accumulation. A is row-major with row stride `lda`. When `b_transposed`, B is read
+/// C[m, n] = alpha · A[m, k] · B[k, n] + bias, A and B in BF16, C and the optional `bias` [n]
+/// (added to every row) in FP32, with FP32 accumulation. A is row-major with row stride `lda`. When `b_transposed`, B is read
 /// from a row-major [n, k] matrix with row stride `ldb` (B = that matrix transposed: a linear
 /// layer's weight in its forward, or the keys in attention scores); otherwise from a row-major
 /// [k, n] matrix with row stride `ldb`. C is row-major with row stride `ldc`. Runs on the calling
 /// thread only.
 int graft_dnnl_bf16_gemm(const uint16_t *a, int64_t lda, const uint16_t *b, int64_t ldb,
-                         int b_transposed, float *c, int64_t ldc, int64_t m, int64_t n,
-                         int64_t k, float alpha, int accumulate);
+                         int b_transposed, const float *bias, float *c, int64_t ldc, int64_t m,
+                         int64_t n, int64_t k, float alpha);
 
 /// Rounds `count` floats to bfloat16 bit patterns (nearest, ties to even; NaN stays NaN). With
 /// AVX-512 BF16 this is the hardware's `vcvtneps2bf16`, which also flushes subnormal inputs to
