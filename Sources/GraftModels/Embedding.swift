@@ -119,14 +119,31 @@ public enum Embedding {
   @discardableResult
   public static func run(
     model reference: String, arch: String? = nil, inputs arguments: [String], output: String,
-    batchSize: Int = defaultBatchSize, searchPaths: [URL]? = nil,
-    progress: ((Int, Int) -> Void)? = nil
+    batchSize: Int = defaultBatchSize, precision: BackbonePrecision = .fp32,
+    searchPaths: [URL]? = nil, progress: ((Int, Int) -> Void)? = nil
   ) throws -> EmbeddingSummary {
     let input = try EmbeddingInput(arguments: arguments)
     let outputURL = URL(fileURLWithPath: output)
     try checkOutput(outputURL, against: input.files + [URL(fileURLWithPath: reference)])
     try checkExist(input.files)
     let backbone = try ModelLoader.loadBackbone(reference, arch: arch, searchPaths: searchPaths)
+    var notes = backbone.notes
+    var ranIn = BackbonePrecision.fp32
+    if precision == .bf16 {
+      if let reason = BF16Support.unavailableReason {
+        notes.append("--precision bf16: \(reason); running FP32")
+      } else {
+        // Nothing trains here: every matrix is frozen.
+        let model: Module =
+          switch backbone {
+          case .vit(let loaded): loaded.model
+          case .pointMAE(let loaded): loaded.model
+          }
+        model.freeze()
+        model.storeFrozenMatricesInBF16()
+        ranIn = .bf16
+      }
+    }
     var metadata = [
       "graft_version": GraftVersion.string,
       "model": backbone.name,
@@ -134,6 +151,7 @@ public enum Embedding {
       "model_format": backbone.format.rawValue,
       "architecture": backbone.architectureName,
       "inputs": jsonList(arguments),
+      "precision": ranIn.rawValue,
     ]
     let result: EmbeddingResult
     switch backbone {
@@ -176,7 +194,7 @@ public enum Embedding {
     return EmbeddingSummary(
       output: outputURL, count: result.features.shape[0], featureShape: result.features.shape,
       logitsShape: result.logits?.shape, centresShape: result.centres?.shape,
-      model: backbone.name, notes: backbone.notes)
+      model: backbone.name, notes: notes)
   }
 
   /// Runs `loaded.model` over `input`, `batchSize` samples at a time, without recording

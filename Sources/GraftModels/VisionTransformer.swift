@@ -152,7 +152,7 @@ public final class ViTBlock: Module, UnaryModule {
   /// Whether the block runs in BF16: its `qkv` matrix has a BF16 copy (`storeInBF16`, set for
   /// a frozen backbone with `backbone.precision=bf16`), so its attention products run in BF16
   /// as well, as under PyTorch's autocast.
-  public var runsInBF16: Bool { attn.qkv.weight.bf16Weights != nil }
+  public var runsInBF16: Bool { attn.qkv.weight.productsRunInBF16 }
 
   /// The block on `x` [B, N, D], calling the pass's inner hooks.
   ///

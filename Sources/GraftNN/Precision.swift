@@ -20,4 +20,9 @@ extension Module {
     for (_, tensor) in namedParameters() where tensor.storeInBF16() { count += 1 }
     return count
   }
+
+  /// Drops every BF16 copy (`storeFrozenMatricesInBF16`): the module runs in FP32 again.
+  public func dropBF16Copies() {
+    for (_, tensor) in namedParameters() { tensor.dropBF16() }
+  }
 }

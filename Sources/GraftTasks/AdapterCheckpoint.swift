@@ -38,6 +38,9 @@ public struct AdapterConfig: Codable, Equatable, Sendable {
   /// A detection run's category ids, in the order of `classNames` (the COCO ids its results
   /// use); nil for classification.
   public var categoryIDs: [Int]? = nil
+  /// The precision the frozen backbone ran in (`backbone.precision`); loading the folder runs
+  /// it so again, so evaluation reproduces the run's logits. Nil (fp32) in earlier folders.
+  public var backbonePrecision: BackbonePrecision? = nil
 
   /// The current layout version.
   public static let currentFormat = 1
@@ -81,6 +84,7 @@ public struct AdapterConfig: Codable, Equatable, Sendable {
     case evalBatchSize = "eval_batch_size"
     case task
     case categoryIDs = "category_ids"
+    case backbonePrecision = "backbone_precision"
   }
 }
 
@@ -212,6 +216,8 @@ public enum AdapterCheckpoint {
     let state = try SafetensorsFile(contentsOf: url).tensors()
     try method.loadTrainableState(state, source: url.path)
     method.setTraining(false)
+    let (_, precisionNote) = applyPrecision(config.backbonePrecision ?? .fp32, to: backbone.model)
+    if let precisionNote { notes.append("\(folder.path): the run used \(precisionNote)") }
     return LoadedAdapter(method: method, config: config, backbone: backbone, notes: notes)
   }
 }

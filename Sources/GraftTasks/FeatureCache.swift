@@ -276,6 +276,8 @@ final class FeatureCache {
   let workers: Int
   let weightsHash: String
   let configHash: String
+  /// What the backbone computed in: BF16 features are not FP32 features.
+  let backbonePrecision: BackbonePrecision
   let record: URL
   /// Messages for the run's log (what was built or reused, warnings), until `drain`.
   private var messages: [String] = []
@@ -293,6 +295,7 @@ final class FeatureCache {
     workers = trainer.config.workers
     weightsHash = trainer.backbone.weightsHash
     configHash = trainer.backbone.configHash
+    backbonePrecision = trainer.backbonePrecision
     record = runFolder.appendingPathComponent(FeatureCache.recordFile)
   }
 
@@ -392,7 +395,8 @@ final class FeatureCache {
     }
     let key = [
       "graft feature cache 1", "weights \(weightsHash)", "backbone config \(configHash)",
-      "stores \(readNames)", "precision \(precision.rawValue)", "samples \(dataset.count)",
+      "stores \(readNames)", "precision \(precision.rawValue)",
+      "backbone precision \(backbonePrecision.rawValue)", "samples \(dataset.count)",
       "content \(hash.hex)",
     ].joined(separator: "; ")
     let url = folder.appendingPathComponent(

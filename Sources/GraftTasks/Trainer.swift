@@ -33,6 +33,9 @@ public struct TuneSummary {
   public var peakRSSBytes: Int
   /// A data-parallel run's ranks and communication (nil for one process).
   public var dataParallel: DataParallelFigures? = nil
+  /// The precision the frozen backbone ran in (`backbone.precision`, or fp32 where the CPU had
+  /// no native BF16); fp32 for summaries written before the key existed.
+  public var backbonePrecision = BackbonePrecision.fp32
 
   /// Reads a `summary.json`; a missing, malformed or incomplete file throws a `FileError`
   /// naming it.
@@ -60,7 +63,7 @@ public struct TuneSummary {
         loss: loss, top1: top1, top5: top5, perClass: r["per_class"] as? [Double] ?? [],
         confusion: r["confusion"] as? [[Int]] ?? [], count: count)
     }
-    return TuneSummary(
+    var summary = TuneSummary(
       method: try value("method", String.self), bestEpoch: try value("best_epoch", Int.self),
       validation: try result("validation"), test: try result("test"),
       epochsTrained: o["epochs_trained"] as? Int ?? 0, votes: o["votes"] as? Int ?? 1,
@@ -72,6 +75,13 @@ public struct TuneSummary {
       imagesPerSecond: try value("train_images_per_second", Double.self),
       peakRSSBytes: try value("peak_rss_bytes", Int.self),
       dataParallel: (o["data_parallel"] as? [String: Any]).flatMap(DataParallelFigures.init))
+    if let text = o["backbone_precision"] as? String {
+      guard let precision = BackbonePrecision(rawValue: text) else {
+        throw bad("'backbone_precision' is \(text), not fp32 or bf16")
+      }
+      summary.backbonePrecision = precision
+    }
+    return summary
   }
 
   /// As written to `summary.json` (`test_voted` only when the run voted).
@@ -83,7 +93,7 @@ public struct TuneSummary {
       "trainable_share": Double(trainableParameters) / Double(max(backboneParameters, 1)),
       "train_seconds": trainSeconds, "wall_seconds": wallSeconds,
       "train_images_per_second": imagesPerSecond,
-      "peak_rss_bytes": peakRSSBytes,
+      "peak_rss_bytes": peakRSSBytes, "backbone_precision": backbonePrecision.rawValue,
     ]
     if let testVoted { out["test_voted"] = testVoted.json(confusion: true) }
     if let dataParallel { out["data_parallel"] = dataParallel.json }
@@ -293,7 +303,14 @@ public final class Trainer {
       config.method, backbone: backbone.model, classes: classNames.count,
       options: config.methodOptions, generator: &generator)
     method.backboneTrainMode = config.backboneTrainMode
+    (backbonePrecision, precisionNote) = applyPrecision(config.precision, to: backbone.model)
   }
+
+  /// The precision the frozen backbone runs in: `backbone.precision`, or fp32 where this CPU has
+  /// no native BF16 (`precisionNote` says so).
+  public let backbonePrecision: BackbonePrecision
+  /// Why the run uses another precision than asked, for the log; nil when it does not.
+  public let precisionNote: String?
 
   /// Starts from the trained tensors of the run (or imported adapter folder) in `folder` instead
   /// of the method's fresh initialisation: continued training, e.g. of a PEFT LoRA brought in
@@ -353,6 +370,7 @@ public final class Trainer {
         return nil
       }(), evalBatchSize: config.evalBatchSize)
     out.videoInput = videoInput
+    out.backbonePrecision = backbonePrecision == .fp32 ? nil : backbonePrecision
     return out
   }
 
@@ -452,6 +470,7 @@ public final class Trainer {
       AtomicFile.removeTemporaryFiles(in: folder)
       try paths.store.removeLeftovers()
     }
+    if let precisionNote { log(precisionNote) }
     let optimizer = Trainer.makeOptimizer(for: method, config: config)
     let callStarted = Date()
     var state: RunState
@@ -981,6 +1000,7 @@ public final class Trainer {
       imagesPerSecond: Double(state.trainImages) / max(state.trainSeconds, 1e-9),
       peakRSSBytes: peakResidentBytes())
     summary.dataParallel = parallelFigures
+    summary.backbonePrecision = backbonePrecision
     guard writesRun else { return summary }
     var logitFiles = ["logits": logits]
     if let voted { logitFiles["logits_voted"] = voted.logits }

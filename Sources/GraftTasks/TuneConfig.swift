@@ -40,6 +40,10 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
   public var labelSmoothing: Float = 0
   /// Run the frozen backbone in training mode (`train.backbone_train_mode`).
   public var backboneTrainMode = false
+  /// How the frozen backbone keeps its matrices (`backbone.precision`): FP32, or BF16 with its
+  /// products on oneDNN (FP32 activations, trained tensors and gradients; see
+  /// `BackbonePrecision`). Where the CPU has no native BF16 the run says so and uses FP32.
+  public var precision = BackbonePrecision.fp32
   /// Background decoding threads (`train.workers`).
   public var workers = 1
   /// Data-parallel runs: trainable gradients of more than this many MiB in all are allreduced
@@ -107,6 +111,11 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
     ConfigOption(
       "train.label_smoothing", \.labelSmoothing, "label smoothing of the cross-entropy",
       expectation: "a number in 0..<1", valid: { $0 >= 0 && $0 < 1 }),
+    ConfigOption(
+      "backbone.precision", \.precision,
+      "fp32, or bf16: the frozen backbone's matrices in bfloat16 and their products (and its "
+        + "attention's) on oneDNN's BF16 matmul, FP32 accumulation; trained tensors stay FP32 "
+        + "(CPUs without AVX-512 BF16 run fp32 and say so)"),
     ConfigOption(
       "train.backbone_train_mode", \.backboneTrainMode,
       "run the frozen backbone in training mode (true/false)"),
@@ -365,3 +374,6 @@ public enum NaNPolicy: String, CaseIterable, Sendable, OptionValue {
   /// each epoch's metrics count the skipped steps, and an epoch with no finite step stops.
   case skipStep = "skip-step"
 }
+
+extension BackbonePrecision: OptionValue {}
+

@@ -95,6 +95,20 @@ extension Tensor {
   /// The weight's bfloat16 copy, if it has one.
   public var bf16Weights: BF16Weights? { storage.bf16 }
 
+  /// The BF16 copy products use: only while the weight is frozen (a weight set to train after
+  /// it got a copy must not be read through a stale one) and laid out as this tensor.
+  var frozenBF16: BF16Weights? {
+    guard !requiresGrad, let copy = storage.bf16, copy.fits(self) else { return nil }
+    return copy
+  }
+
+  /// Whether products with this weight run in BF16 (it has a copy and is frozen).
+  public var productsRunInBF16: Bool { frozenBF16 != nil }
+
+  /// Drops the BF16 copy: products with this weight run in FP32 again (on its FP32 values, read
+  /// back from the file where their pages were handed back).
+  public func dropBF16() { storage.bf16 = nil }
+
   /// Gives this frozen 2-D weight a bfloat16 copy that every product with it then uses
   /// (`linear`, `layerNormLinear`, `activationLinear`, `attentionProjection` and their input
   /// gradients). Returns false, changing nothing, for a tensor that trains, is not 2-D, or

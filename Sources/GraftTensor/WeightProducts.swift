@@ -15,7 +15,7 @@ func productWithWeight(
   into out: UnsafeMutablePointer<Float>
 ) {
   let (outF, inF) = (weight.shape[0], weight.shape[1])
-  if let bf16 = weight.storage.bf16, bf16.fits(weight), rows > 0, outF > 0, inF > 0 {
+  if let bf16 = weight.frozenBF16, rows > 0, outF > 0, inF > 0 {
     bf16Product(
       x, rows: rows, k: inF, bf16, weightTransposed: true, n: outF, bias: bias, into: out)
   } else {
@@ -31,7 +31,7 @@ func productThroughWeight(
   _ g: UnsafePointer<Float>, rows: Int, weight: Tensor, into gx: UnsafeMutablePointer<Float>
 ) {
   let (outF, inF) = (weight.shape[0], weight.shape[1])
-  if let bf16 = weight.storage.bf16, bf16.fits(weight), rows > 0, outF > 0, inF > 0 {
+  if let bf16 = weight.frozenBF16, rows > 0, outF > 0, inF > 0 {
     bf16Product(g, rows: rows, k: outF, bf16, weightTransposed: false, n: inF, into: gx)
   } else {
     sgemm(g, transA: false, weight.pointer, transB: false, gx, m: rows, n: inF, k: outF)

@@ -343,6 +343,32 @@ final class ModelLoaderTests: EmbedScratchTestCase {
 final class EmbeddingTests: EmbedScratchTestCase {
   private func read(_ url: URL) throws -> SafetensorsFile { try SafetensorsFile(contentsOf: url) }
 
+  /// `--precision bf16`: the matrices in BF16 on oneDNN, features within 2e-2 (relative L2) of
+  /// timm's FP32 ones; the file records the precision it ran in. Without native BF16 the run
+  /// says so and its features are FP32's.
+  func testBF16EmbeddingStaysNearFP32() throws {
+    let fx = try ViTFixture("vit_augreg")
+    let pixels = try pixelsFile(try fx.tensor("input"), "bf16.safetensors")
+    let out = file("bf16-out.safetensors")
+    let summary = try Embedding.run(
+      model: fx.folder.path, inputs: [pixels.path], output: out.path, precision: .bf16)
+    let result = try read(out)
+    let features = try result.tensor("features")
+    let expected = try fx.tensor("features")
+    let diff = zip(features.scalars, expected.scalars).map { ($0 - $1) * ($0 - $1) }.reduce(0, +)
+    let norm = expected.scalars.map { $0 * $0 }.reduce(0, +)
+    let relative = (diff / norm).squareRoot()
+    if BF16Support.isAvailable {
+      XCTAssertEqual(result.metadata["precision"], "bf16")
+      XCTAssertLessThan(relative, 2e-2)
+      XCTAssertGreaterThan(relative, 1e-5, "the products ran in BF16")
+    } else {
+      XCTAssertEqual(result.metadata["precision"], "fp32")
+      XCTAssertTrue(summary.notes.contains { $0.contains("running FP32") }, "\(summary.notes)")
+      XCTAssertLessThan(relative, 1e-5)
+    }
+  }
+
   /// `graft embed` on each fixture's recorded input reproduces timm's features and logits, in
   /// batches of one and of the whole input.
   func testPixelsReproduceTimmOutputs() throws {

@@ -122,6 +122,21 @@ final class FeatureCacheTests: XCTestCase {
       "changed transform")
   }
 
+  /// FP32 features in the cache are not read by a BF16 run of the same backbone and data.
+  func testFeatureCacheKeepsPrecisionsApart() throws {
+    try XCTSkipUnless(BF16Support.isAvailable, BF16Support.unavailableReason ?? "")
+    let cacheDir = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: cacheDir) }
+    let first = try run("linear", cacheDir: cacheDir)
+    XCTAssertEqual(statuses(first.record)["train"], "built")
+    let bf16 = try run("linear", cacheDir: cacheDir, extra: ["backbone.precision=bf16"])
+    XCTAssertEqual(
+      statuses(bf16.record), ["train": "built", "val": "built", "test": "built"])
+    let again = try run("linear", cacheDir: cacheDir, extra: ["backbone.precision=bf16"])
+    XCTAssertEqual(statuses(again.record)["train"], "reused")
+    XCTAssertNotEqual(bf16.summary.test.loss, first.summary.test.loss)
+  }
+
   /// A truncated file and one with a damaged header are rebuilt with a warning, and the run
   /// ends as the first did.
   func testDamagedCacheIsRebuilt() throws {
