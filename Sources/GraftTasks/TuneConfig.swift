@@ -376,4 +376,3 @@ public enum NaNPolicy: String, CaseIterable, Sendable, OptionValue {
 }
 
 extension BackbonePrecision: OptionValue {}
-
