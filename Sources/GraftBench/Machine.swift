@@ -147,6 +147,12 @@ public struct MachineReport: Codable, Sendable {
   /// `gflops` as a fraction of the FP32 peak.
   public func fractionOfPeak(_ gflops: Double) -> Double { gflops / fp32PeakGflops }
 
+  /// `gflops` as a fraction of the BF16 peak (the FP32 one where the CPU has no BF16): the
+  /// figure for a run whose products are BF16.
+  public func fractionOfBF16Peak(_ gflops: Double) -> Double {
+    gflops / (bf16PeakGflops ?? fp32PeakGflops)
+  }
+
   /// Two lines: the CPU with its clock and peak, and the kernel.
   public var summary: String {
     let bf16 = bf16PeakGflops.map { String(format: ", BF16 %.0f", $0) } ?? ""

@@ -52,22 +52,30 @@ public enum TuneBenchmark {
   /// Builds `architecture` (a timm name) with random weights and times `method`'s training step
   /// at `batch` images, with a head of timm's default size (1000 classes) unless `classes` is
   /// given.
+  ///
+  /// With `precision` bf16 the frozen backbone's matrices get BF16 copies once the method has
+  /// chosen what trains (a ViT's weights are first written to a file and mapped back, as a
+  /// checkpoint is loaded, so its peak RSS is what a BF16 backbone costs).
   public static func measure(
     architecture: String, method: String, batch: Int, iterations: Int = 3,
-    classes: Int? = nil, seed: UInt64 = 0
+    classes: Int? = nil, precision: BackbonePrecision = .fp32, seed: UInt64 = 0
   ) throws -> Measurement {
+    if precision == .bf16, let reason = BF16Support.unavailableReason {
+      throw BenchmarkError("bf16: \(reason)")
+    }
     if architecture == pointMAESmall {
       var rng = RandomGenerator(seed: seed)
       let config = PointsBenchmark.smallConfig(classes: 0)
       let backbone = try PointMAE(config: config, generator: &rng)
       return try measure(
         backbone: backbone, input: [batch, config.npoints, 3], method: method,
-        classes: classes ?? defaultClasses, iterations: iterations, generator: &rng)
+        classes: classes ?? defaultClasses, iterations: iterations, precision: precision,
+        generator: &rng)
     }
     let config = try TimmArchitecture(architecture).config
     return try measure(
       config: config, method: method, batch: batch, iterations: iterations, classes: classes,
-      seed: seed)
+      precision: precision, seed: seed)
   }
 
   /// Times `method`'s training step on a random-weight ViT of `config` at `batch` images: one
@@ -76,17 +84,18 @@ public enum TuneBenchmark {
   /// (`config.numClasses`, or 1000 when that is 0, unless given).
   public static func measure(
     config: ViTConfig, method name: String, batch: Int, iterations: Int = 3,
-    classes: Int? = nil, seed: UInt64 = 0
+    classes: Int? = nil, precision: BackbonePrecision = .fp32, seed: UInt64 = 0
   ) throws -> Measurement {
     var backboneConfig = config
     backboneConfig.numClasses = 0
     let classes = classes ?? (config.numClasses > 0 ? config.numClasses : defaultClasses)
     var rng = RandomGenerator(seed: seed)
-    let backbone = try VisionTransformer(config: backboneConfig, generator: &rng)
+    var backbone = try VisionTransformer(config: backboneConfig, generator: &rng)
+    if precision == .bf16 { backbone = try mappedCopy(backbone, config: backboneConfig) }
     return try measure(
       backbone: backbone,
       input: [batch, config.inChans, config.imgSize.height, config.imgSize.width], method: name,
-      classes: classes, iterations: iterations, generator: &rng)
+      classes: classes, iterations: iterations, precision: precision, generator: &rng)
   }
 
   /// Times `name`'s training step on `backbone` with random normal inputs of shape `input`
@@ -94,12 +103,15 @@ public enum TuneBenchmark {
   /// P2P, gets clouds of its own size).
   static func measure(
     backbone: any SequenceBackbone, input: [Int], method name: String, classes: Int,
-    iterations: Int, generator rng: inout RandomGenerator
+    iterations: Int, precision: BackbonePrecision = .fp32, generator rng: inout RandomGenerator
   ) throws -> Measurement {
     let batch = input[0]
     let tune = try TuneConfig.preset(for: name)
     let method = try MethodRegistry.make(
       name, backbone: backbone, classes: classes, options: tune.methodOptions, generator: &rng)
+    if let model = backbone as? Module, applyPrecision(precision, to: model).0 != precision {
+      throw BenchmarkError("\(precision.rawValue): \(BF16Support.unavailableReason ?? "")")
+    }
     method.backboneTrainMode = tune.backboneTrainMode
     method.setTraining(true)
     let optimizer = Trainer.makeOptimizer(for: method, config: tune)

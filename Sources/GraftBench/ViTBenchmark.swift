@@ -104,17 +104,17 @@ public enum ViTBenchmark {
       peakTensorMiB: Double(StorageStats.peakBytes) / 1_048_576,
       tapeMiB: Double(tapeBytes) / 1_048_576)
   }
+}
 
-  /// `model` written to a temporary safetensors file and built again on its mapped pages.
-  private static func mappedCopy(_ model: VisionTransformer, config: ViTConfig) throws
-    -> VisionTransformer
-  {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent(
-      "graft-bench-\(getpid())-\(UUID().uuidString).safetensors")
-    try Safetensors.write(model.stateDict(), to: url)
-    // The mapping outlives the name.
-    defer { try? FileManager.default.removeItem(at: url) }
-    return try VisionTransformer(
-      config: config, weights: try SafetensorsFile(contentsOf: url).tensors())
-  }
+/// `model` written to a temporary safetensors file and built again on its mapped pages.
+func mappedCopy(_ model: VisionTransformer, config: ViTConfig) throws
+  -> VisionTransformer
+{
+  let url = FileManager.default.temporaryDirectory.appendingPathComponent(
+    "graft-bench-\(getpid())-\(UUID().uuidString).safetensors")
+  try Safetensors.write(model.stateDict(), to: url)
+  // The mapping outlives the name.
+  defer { try? FileManager.default.removeItem(at: url) }
+  return try VisionTransformer(
+    config: config, weights: try SafetensorsFile(contentsOf: url).tensors())
 }

@@ -18,7 +18,9 @@ struct BenchTune: ParsableCommand {
       sides; each method uses its recipe optimizer (`graft methods`). The PyTorch side needs a
       Python with torch and timm (by default Tools/.venv/bin/python). Targets: full, linear and
       vpt-deep ≥ 1.5× PyTorch's img/s at ≤ 0.5× its peak RSS; lst and unipt peak RSS ≤ 0.35×
-      Graft's own full at the same batch.
+      Graft's own full at the same batch. `--precision bf16` adds each method's step with the
+      frozen backbone in BF16 (`backbone.precision=bf16`), with its speed against the same
+      method's FP32 row of this run (target for vpt-deep and lora: ≥ 1.4×).
       """
   )
 
@@ -44,6 +46,11 @@ struct BenchTune: ParsableCommand {
   @Option(help: "Timed steps per row (median reported), after one warm-up step.")
   var iterations = 3
 
+  @Option(
+    name: .customLong("precision"),
+    help: "Backbone precisions to measure: fp32 and/or bf16 (repeatable; default fp32).")
+  var precisions: [BackbonePrecision] = [.fp32]
+
   @OptionGroup var reference: ReferenceOptions
 
   @OptionGroup var jsonFlag: JSONFlag
@@ -51,6 +58,7 @@ struct BenchTune: ParsableCommand {
 
   struct Row: Codable {
     var method: String
+    var precision: BackbonePrecision
     var graftImgS: Double
     var torchImgS: Double?
     var graftPeakRSSMiB: Double
@@ -62,9 +70,12 @@ struct BenchTune: ParsableCommand {
     var rssVsGraftFull: Double?
     /// IDPT's prompt generator's share of its step (see `TuneBenchmark.Measurement`).
     var promptGeneratorShare: Double?
+    /// A BF16 row's img/s over the same method's FP32 row of the run.
+    var speedVsFP32: Double?
 
     enum CodingKeys: String, CodingKey {
-      case method
+      case method, precision
+      case speedVsFP32 = "speed_vs_fp32"
       case graftImgS = "graft_img_s"
       case torchImgS = "torch_img_s"
       case graftPeakRSSMiB = "graft_peak_rss_mib"
@@ -81,6 +92,7 @@ struct BenchTune: ParsableCommand {
     func encode(to encoder: Encoder) throws {
       var c = encoder.container(keyedBy: CodingKeys.self)
       try c.encode(method, forKey: .method)
+      try c.encode(precision, forKey: .precision)
       try c.encode(graftImgS, forKey: .graftImgS)
       try c.encode(torchImgS, forKey: .torchImgS)
       try c.encode(graftPeakRSSMiB, forKey: .graftPeakRSSMiB)
@@ -91,6 +103,7 @@ struct BenchTune: ParsableCommand {
       try c.encode(ratioRSS, forKey: .ratioRSS)
       try c.encode(rssVsGraftFull, forKey: .rssVsGraftFull)
       try c.encode(promptGeneratorShare, forKey: .promptGeneratorShare)
+      try c.encode(speedVsFP32, forKey: .speedVsFP32)
     }
   }
 
@@ -133,37 +146,15 @@ struct BenchTune: ParsableCommand {
     let python = reference.resolvedPython()
     var rows: [Row] = []
     for method in chosen {
-      progress("\(model) batch \(batch) \(method): graft")
-      let graft: TuneBenchmark.Measurement = try runJSON(
-        executable: selfExecutable(),
-        arguments: [
-          "bench", "tune-row", "--method", method, "--model", model, "--batch", "\(batch)",
-          "--iterations", "\(iterations)",
-        ])
-      var torch: TorchResult?
-      if !reference.noReference, let python, Self.referenced.contains(method),
-        model != TuneBenchmark.pointMAESmall
-      {
-        progress("\(model) batch \(batch) \(method): pytorch")
-        torch = try? runJSON(
-          executable: python,
-          arguments: [
-            referenceScript().path, "--method", method, "--model", model, "--batch", "\(batch)",
-            "--threads", "\(Parallel.threadCount)", "--iters", "\(iterations)",
-            "--classes", "\(TuneBenchmark.defaultClasses)",
-          ])
-        if torch == nil { progress("  (the PyTorch reference failed; its figures are null)") }
+      for precision in precisions {
+        rows.append(try measure(method, precision, python: python))
       }
-      rows.append(
-        Row(
-          method: method, graftImgS: graft.imagesPerSecond, torchImgS: torch?.torchImgS,
-          graftPeakRSSMiB: graft.peakRSSMiB, torchPeakRSSMiB: torch?.torchPeakRSSMiB,
-          graftTapeMiB: graft.tapeMiB, trainableParameters: graft.trainableParameters,
-          ratioImgS: torch.map { graft.imagesPerSecond / $0.torchImgS },
-          ratioRSS: torch.map { graft.peakRSSMiB / $0.torchPeakRSSMiB }, rssVsGraftFull: nil,
-          promptGeneratorShare: graft.promptGeneratorShare))
     }
-    if let full = rows.first(where: { $0.method == "full" }) {
+    for i in rows.indices where rows[i].precision == .bf16 {
+      let fp32 = rows.first { $0.method == rows[i].method && $0.precision == .fp32 }
+      rows[i].speedVsFP32 = fp32.map { rows[i].graftImgS / $0.graftImgS }
+    }
+    if let full = rows.first(where: { $0.method == "full" && $0.precision == .fp32 }) {
       for i in rows.indices {
         rows[i].rssVsGraftFull = rows[i].graftPeakRSSMiB / full.graftPeakRSSMiB
       }
@@ -174,33 +165,71 @@ struct BenchTune: ParsableCommand {
     try printReport(report, json: json) { printTable(report) }
   }
 
+  /// One row: Graft's step of `method` in `precision`, and PyTorch's for the FP32 rows of the
+  /// methods it has a script for.
+  private func measure(_ method: String, _ precision: BackbonePrecision, python: String?) throws
+    -> Row
+  {
+    progress("\(model) batch \(batch) \(method) \(precision.rawValue): graft")
+    let graft: TuneBenchmark.Measurement = try runJSON(
+      executable: selfExecutable(),
+      arguments: [
+        "bench", "tune-row", "--method", method, "--model", model, "--batch", "\(batch)",
+        "--iterations", "\(iterations)", "--precision", precision.rawValue,
+      ])
+    var torch: TorchResult?
+    if !reference.noReference, let python, Self.referenced.contains(method),
+      model != TuneBenchmark.pointMAESmall, precision == .fp32
+    {
+      progress("\(model) batch \(batch) \(method): pytorch")
+      torch = try? runJSON(
+        executable: python,
+        arguments: [
+          referenceScript().path, "--method", method, "--model", model, "--batch", "\(batch)",
+          "--threads", "\(Parallel.threadCount)", "--iters", "\(iterations)",
+          "--classes", "\(TuneBenchmark.defaultClasses)",
+        ])
+      if torch == nil { progress("  (the PyTorch reference failed; its figures are null)") }
+    }
+    return Row(
+      method: method, precision: precision, graftImgS: graft.imagesPerSecond,
+      torchImgS: torch?.torchImgS, graftPeakRSSMiB: graft.peakRSSMiB,
+      torchPeakRSSMiB: torch?.torchPeakRSSMiB, graftTapeMiB: graft.tapeMiB,
+      trainableParameters: graft.trainableParameters,
+      ratioImgS: torch.map { graft.imagesPerSecond / $0.torchImgS },
+      ratioRSS: torch.map { graft.peakRSSMiB / $0.torchPeakRSSMiB }, rssVsGraftFull: nil,
+      promptGeneratorShare: graft.promptGeneratorShare)
+  }
+
   func printTable(_ report: Report) {
     if let machine = report.machine { print(machine.summary) }
     print(
       "OpenBLAS kernel: \(report.openblasKernel), threads: \(Parallel.threadCount), "
         + "\(report.model), batch \(report.batch)\n")
     print(
-      "method        trainable  graft img/s  torch img/s  ratio (≥1.5)  graft MiB  torch MiB"
-        + "  ratio (≤0.5)  tape MiB  ÷ graft full")
+      "method        prec  trainable  graft img/s  torch img/s  ratio (≥1.5)  graft MiB  torch MiB"
+        + "  ratio (≤0.5)  tape MiB  ÷ graft full  ÷ fp32")
     func mark(_ value: Double?, _ met: (Double) -> Bool) -> String {
       guard let value else { return "-" }
       return fmt(value, 2) + (met(value) ? " met" : " NOT met")
     }
     for row in report.rows {
-      let referenced = Self.referenced.contains(row.method)
+      let referenced = Self.referenced.contains(row.method) && row.precision == .fp32
       let vsFull =
         Self.sideNetworks.contains(row.method)
         ? mark(row.rssVsGraftFull) { $0 <= 0.35 } + " (≤0.35)"
         : row.rssVsGraftFull.map { fmt($0, 2) } ?? "-"
       print(
-        pad(row.method, 12) + pad("\(row.trainableParameters)", 11, right: true)
+        pad(row.method, 12) + pad(row.precision.rawValue, 6, right: true)
+          + pad("\(row.trainableParameters)", 11, right: true)
           + pad(fmt(row.graftImgS, 2), 13, right: true)
           + pad(row.torchImgS.map { fmt($0, 2) } ?? "-", 13, right: true)
           + pad(referenced ? mark(row.ratioImgS) { $0 >= 1.5 } : "-", 14, right: true)
           + pad(fmt(row.graftPeakRSSMiB, 0), 11, right: true)
           + pad(row.torchPeakRSSMiB.map { fmt($0, 0) } ?? "-", 11, right: true)
           + pad(referenced ? mark(row.ratioRSS) { $0 <= 0.5 } : "-", 14, right: true)
-          + pad(fmt(row.graftTapeMiB, 0), 10, right: true) + "  " + vsFull)
+          + pad(fmt(row.graftTapeMiB, 0), 10, right: true) + "  " + pad(vsFull, 12)
+          + (row.speedVsFP32.map { "  " + fmt($0, 2) } ?? "  -"))
     }
     for row in report.rows {
       guard let share = row.promptGeneratorShare else { continue }
@@ -227,10 +256,12 @@ struct BenchTuneRow: ParsableCommand {
   @Option var model = "vit_small_patch16_224"
   @Option var batch = 32
   @Option var iterations = 3
+  @Option var precision = BackbonePrecision.fp32
 
   func run() throws {
     let m = try TuneBenchmark.measure(
-      architecture: model, method: method, batch: batch, iterations: iterations)
+      architecture: model, method: method, batch: batch, iterations: iterations,
+      precision: precision)
     print(String(decoding: try JSONEncoder().encode(m), as: UTF8.self))
   }
 }

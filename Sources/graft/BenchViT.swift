@@ -15,7 +15,10 @@ struct BenchViT: ParsableCommand {
       Tools/bench_vit_torch.py), so each peak RSS is that configuration's own. The PyTorch side
       needs a Python with torch, timm, onnx and onnxruntime (by default Tools/.venv/bin/python).
       The OpenBLAS kernel follows OPENBLAS_CORETYPE; unset it and OPENBLAS_L2_SIZE in the command
-      to measure the AVX-512 kernel.
+      to measure the AVX-512 kernel. `--precision bf16` adds inference rows with every matrix in
+      BF16 on oneDNN (weights mapped from a file, as a checkpoint is loaded), against PyTorch
+      under torch.autocast("cpu", dtype=torch.bfloat16) and the FP32 row of the same run
+      (targets at ViT-S/16 batch 32: ≥ 1.7× Graft FP32, ≥ 1.5× PyTorch's autocast).
       """
   )
 
@@ -27,6 +30,11 @@ struct BenchViT: ParsableCommand {
 
   @Option(name: .customLong("mode"), help: "inference and/or train_full (repeatable).")
   var modes: [ViTBenchmark.Mode] = [.inference, .trainFull]
+
+  @Option(
+    name: .customLong("precision"),
+    help: "fp32 and/or bf16 (repeatable; bf16 rows are inference only; default fp32).")
+  var precisions: [BackbonePrecision] = [.fp32]
 
   @Option(
     help: ArgumentHelp(
@@ -45,6 +53,7 @@ struct BenchViT: ParsableCommand {
     var model: String
     var batch: Int
     var mode: String
+    var precision: BackbonePrecision
     var graftImgS: Double
     var torchImgS: Double?
     var onnxruntimeImgS: Double?
@@ -52,9 +61,12 @@ struct BenchViT: ParsableCommand {
     var torchPeakRSSMiB: Double?
     var graftGflops: Double
     var gemmGflops: Double
+    /// A BF16 row's img/s over the FP32 row of the same model, batch and mode in this run.
+    var speedVsFP32: Double? = nil
 
     enum CodingKeys: String, CodingKey {
-      case model, batch, mode
+      case model, batch, mode, precision
+      case speedVsFP32 = "speed_vs_fp32"
       case graftImgS = "graft_img_s"
       case torchImgS = "torch_img_s"
       case onnxruntimeImgS = "onnxruntime_img_s"
@@ -70,6 +82,7 @@ struct BenchViT: ParsableCommand {
       try c.encode(model, forKey: .model)
       try c.encode(batch, forKey: .batch)
       try c.encode(mode, forKey: .mode)
+      try c.encode(precision, forKey: .precision)
       try c.encode(graftImgS, forKey: .graftImgS)
       try c.encode(torchImgS, forKey: .torchImgS)
       try c.encode(onnxruntimeImgS, forKey: .onnxruntimeImgS)
@@ -77,6 +90,7 @@ struct BenchViT: ParsableCommand {
       try c.encode(torchPeakRSSMiB, forKey: .torchPeakRSSMiB)
       try c.encode(graftGflops, forKey: .graftGflops)
       try c.encode(gemmGflops, forKey: .gemmGflops)
+      try c.encode(speedVsFP32, forKey: .speedVsFP32)
     }
   }
 
@@ -105,39 +119,61 @@ struct BenchViT: ParsableCommand {
           m: batch * tokens, n: config.mlpHidden, k: config.embedDim)
         let steps = iterations * Swift.max(1, 32 / batch)
         for mode in modes {
-          progress("\(model) batch \(batch) \(mode.rawValue): graft")
-          let graft: ViTBenchmark.Measurement = try runJSON(
-            executable: selfExecutable(),
-            arguments: [
-              "bench", "vit-row", "--model", model, "--batch", "\(batch)", "--mode", mode.rawValue,
-              "--iterations", "\(steps)",
-            ])
-          var torch: TorchResult?
-          if !reference.noReference, let python {
-            progress("\(model) batch \(batch) \(mode.rawValue): pytorch")
-            torch = try? runJSON(
-              executable: python,
-              arguments: [
-                referenceScript().path, "--model", model, "--batch", "\(batch)", "--mode",
-                mode.rawValue, "--iters", "\(steps)", "--threads", "\(Parallel.threadCount)",
-              ] + (mode == .inference ? ["--onnxruntime"] : []))
-            if torch == nil { progress("  (the PyTorch reference failed; its figures are null)") }
+          for precision in precisions where precision == .fp32 || mode == .inference {
+            rows.append(
+              try measure(
+                model, batch: batch, mode: mode, precision: precision, steps: steps,
+                forwardFlops: flops, gemm: gemm, python: python))
           }
-          // A training step is about 3× the forward FLOPs (forward + two backward GEMMs each).
-          let stepFlops = flops * (mode == .inference ? 1 : 3)
-          rows.append(
-            Row(
-              model: model, batch: batch, mode: mode.rawValue, graftImgS: graft.imagesPerSecond,
-              torchImgS: torch?.torchImgS, onnxruntimeImgS: torch?.onnxruntimeImgS,
-              graftPeakRSSMiB: graft.peakRSSMiB, torchPeakRSSMiB: torch?.torchPeakRSSMiB,
-              graftGflops: stepFlops * graft.imagesPerSecond / 1e9, gemmGflops: gemm))
         }
       }
+    }
+    for i in rows.indices where rows[i].precision == .bf16 {
+      let fp32 = rows.first {
+        $0.model == rows[i].model && $0.batch == rows[i].batch && $0.mode == rows[i].mode
+          && $0.precision == .fp32
+      }
+      rows[i].speedVsFP32 = fp32.map { rows[i].graftImgS / $0.graftImgS }
     }
     let report = Report(
       openblasKernel: OpsBenchmark.openblasKernel, rows: rows,
       machine: machineBefore.averaged(with: .measure()))
     try printReport(report, json: json) { printTable(report) }
+  }
+
+  /// One row: Graft's and the references' rates and memory for one configuration.
+  private func measure(
+    _ model: String, batch: Int, mode: ViTBenchmark.Mode, precision: BackbonePrecision,
+    steps: Int, forwardFlops flops: Double, gemm: Double, python: String?
+  ) throws -> Row {
+    let label = "\(model) batch \(batch) \(mode.rawValue) \(precision.rawValue)"
+    progress("\(label): graft")
+    let graft: ViTBenchmark.Measurement = try runJSON(
+      executable: selfExecutable(),
+      arguments: [
+        "bench", "vit-row", "--model", model, "--batch", "\(batch)", "--mode", mode.rawValue,
+        "--iterations", "\(steps)", "--precision", precision.rawValue,
+      ])
+    var torch: TorchResult?
+    if !reference.noReference, let python {
+      progress("\(label): pytorch")
+      torch = try? runJSON(
+        executable: python,
+        arguments: [
+          referenceScript().path, "--model", model, "--batch", "\(batch)", "--mode",
+          mode.rawValue, "--iters", "\(steps)", "--threads", "\(Parallel.threadCount)",
+          "--precision", precision.rawValue,
+        ] + (mode == .inference && precision == .fp32 ? ["--onnxruntime"] : []))
+      if torch == nil { progress("  (the PyTorch reference failed; its figures are null)") }
+    }
+    // A training step is about 3× the forward FLOPs (forward + two backward GEMMs each).
+    let stepFlops = flops * (mode == .inference ? 1 : 3)
+    return Row(
+      model: model, batch: batch, mode: mode.rawValue, precision: precision,
+      graftImgS: graft.imagesPerSecond, torchImgS: torch?.torchImgS,
+      onnxruntimeImgS: torch?.onnxruntimeImgS, graftPeakRSSMiB: graft.peakRSSMiB,
+      torchPeakRSSMiB: torch?.torchPeakRSSMiB, graftGflops: stepFlops * graft.imagesPerSecond / 1e9,
+      gemmGflops: gemm)
   }
 
   struct TorchResult: Decodable {
@@ -154,8 +190,8 @@ struct BenchViT: ParsableCommand {
   func printTable(_ report: Report) {
     print(report.machine.summary + "\n")
     print(
-      "model                    batch  mode        graft img/s  torch img/s  ratio  ort img/s"
-        + "  ratio  GFLOP/s  ÷GEMM  ÷peak  graft MiB  torch MiB  ratio")
+      "model                    batch  mode        prec  graft img/s  torch img/s  ratio  ort img/s"
+        + "  ratio  GFLOP/s  ÷GEMM  ÷peak  graft MiB  torch MiB  ratio  ÷fp32")
     func r(_ a: Double?, _ b: Double?) -> String {
       guard let a, let b, b > 0 else { return "-" }
       return fmt(a / b, 2)
@@ -163,6 +199,7 @@ struct BenchViT: ParsableCommand {
     for row in report.rows {
       print(
         pad(row.model, 25) + pad("\(row.batch)", 6) + pad(row.mode, 12)
+          + pad(row.precision.rawValue, 5)
           + pad(fmt(row.graftImgS, 1), 11, right: true)
           + pad(row.torchImgS.map { fmt($0, 1) } ?? "-", 13, right: true)
           + pad(r(row.graftImgS, row.torchImgS), 7, right: true)
@@ -170,11 +207,18 @@ struct BenchViT: ParsableCommand {
           + pad(r(row.graftImgS, row.onnxruntimeImgS), 7, right: true)
           + pad(fmt(row.graftGflops, 0), 9, right: true)
           + pad(fmt(row.graftGflops / row.gemmGflops, 2), 7, right: true)
-          + pad(fmt(report.machine.fractionOfPeak(row.graftGflops), 2), 7, right: true)
+          + pad(fmt(fractionOfPeak(row, report.machine), 2), 7, right: true)
           + pad(fmt(row.graftPeakRSSMiB, 0), 11, right: true)
           + pad(row.torchPeakRSSMiB.map { fmt($0, 0) } ?? "-", 11, right: true)
-          + pad(r(row.graftPeakRSSMiB, row.torchPeakRSSMiB), 7, right: true))
+          + pad(r(row.graftPeakRSSMiB, row.torchPeakRSSMiB), 7, right: true)
+          + pad(row.speedVsFP32.map { fmt($0, 2) } ?? "-", 7, right: true))
     }
+  }
+
+  /// The row's GFLOP/s against the peak of its precision (BF16's for BF16 rows).
+  func fractionOfPeak(_ row: Row, _ machine: MachineReport) -> Double {
+    row.precision == .bf16
+      ? machine.fractionOfBF16Peak(row.graftGflops) : machine.fractionOfPeak(row.graftGflops)
   }
 
   func progress(_ line: String) { benchProgress(line, json: json) }

@@ -23,6 +23,24 @@ final class TuneBenchmarkTests: XCTestCase {
     }
   }
 
+  /// Every method trains with its frozen backbone in BF16 (a finite, changing loss is the
+  /// trainer tests' business; here: every step runs); without native BF16 the row is refused
+  /// with the reason.
+  func testEveryMethodRunsWithABF16Backbone() throws {
+    for name in MethodRegistry.names {
+      guard BF16Support.isAvailable else {
+        XCTAssertThrowsError(
+          try TuneBenchmark.measure(
+            config: config, method: name, batch: batch, iterations: 1, precision: .bf16)
+        ) { XCTAssertTrue("\($0)".contains("BF16"), "\($0)") }
+        continue
+      }
+      let m = try TuneBenchmark.measure(
+        config: config, method: name, batch: batch, iterations: 1, precision: .bf16)
+      XCTAssertTrue(m.imagesPerSecond.isFinite && m.imagesPerSecond > 0, name)
+    }
+  }
+
   func testLinearKeepsNoBackboneActivationsAndFullKeepsThemAll() throws {
     let d = config.embedDim
     let classes = config.numClasses
