@@ -19,3 +19,10 @@ public func medianSeconds(_ repeats: Int, _ body: () -> Void) -> Double {
 
 /// Peak resident set size of this process so far, MiB.
 public func peakRSSMiB() -> Double { Double(peakResidentBytes()) / 1_048_576 }
+
+/// Starts the peak counters again from what is resident now: the kernel's high-water RSS
+/// (`/proc/self/clear_refs`, which `getrusage` reads) and the tensor storage peak.
+func resetPeakMemory() {
+  try? Data("5".utf8).write(to: URL(fileURLWithPath: "/proc/self/clear_refs"))
+  StorageStats.resetPeak()
+}

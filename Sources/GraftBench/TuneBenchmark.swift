@@ -90,8 +90,10 @@ public enum TuneBenchmark {
     backboneConfig.numClasses = 0
     let classes = classes ?? (config.numClasses > 0 ? config.numClasses : defaultClasses)
     var rng = RandomGenerator(seed: seed)
-    var backbone = try VisionTransformer(config: backboneConfig, generator: &rng)
-    if precision == .bf16 { backbone = try mappedCopy(backbone, config: backboneConfig) }
+    let backbone =
+      precision == .bf16
+      ? try mappedRandomModel(config: backboneConfig, generator: &rng)
+      : try VisionTransformer(config: backboneConfig, generator: &rng)
     return try measure(
       backbone: backbone,
       input: [batch, config.inChans, config.imgSize.height, config.imgSize.width], method: name,

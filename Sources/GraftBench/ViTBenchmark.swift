@@ -66,15 +66,17 @@ public enum ViTBenchmark {
   ) throws -> Measurement {
     let config = try TimmArchitecture(architecture).config
     var rng = RandomGenerator(seed: seed)
-    var model = try VisionTransformer(config: config, generator: &rng)
+    let model: VisionTransformer
     if precision == .bf16 {
       guard mode == .inference else {
         throw BenchmarkError("bf16 rows measure inference; full fine-tuning trains every weight")
       }
       if let reason = BF16Support.unavailableReason { throw BenchmarkError("bf16: \(reason)") }
-      model = try mappedCopy(model, config: config)
+      model = try mappedRandomModel(config: config, generator: &rng)
       model.freeze()
       model.storeFrozenMatricesInBF16()
+    } else {
+      model = try VisionTransformer(config: config, generator: &rng)
     }
     let pixels = Tensor.randn(
       [batch, config.inChans, config.imgSize.height, config.imgSize.width], generator: &rng)
@@ -106,15 +108,22 @@ public enum ViTBenchmark {
   }
 }
 
-/// `model` written to a temporary safetensors file and built again on its mapped pages.
-func mappedCopy(_ model: VisionTransformer, config: ViTConfig) throws
+/// A random-weight model of `config` as a checkpoint is loaded: built, written to a temporary
+/// safetensors file, dropped, and built again on the file's mapped pages. The process's peak
+/// RSS and tensor peak then start again from what is resident, so a row measures the loaded
+/// model, not its random initialisation.
+func mappedRandomModel(config: ViTConfig, generator: inout RandomGenerator) throws
   -> VisionTransformer
 {
   let url = FileManager.default.temporaryDirectory.appendingPathComponent(
     "graft-bench-\(getpid())-\(UUID().uuidString).safetensors")
-  try Safetensors.write(model.stateDict(), to: url)
+  try Safetensors.write(
+    try VisionTransformer(config: config, generator: &generator).stateDict(), to: url)
   // The mapping outlives the name.
   defer { try? FileManager.default.removeItem(at: url) }
-  return try VisionTransformer(
+  BufferPool.shared.trim()
+  let model = try VisionTransformer(
     config: config, weights: try SafetensorsFile(contentsOf: url).tensors())
+  resetPeakMemory()
+  return model
 }
