@@ -59,6 +59,9 @@ public final class DetectionModel {
   public let detector: FCOSDetector
   /// Side of the square input images.
   public let imageSize: Int
+  /// Why the frozen backbone runs in another precision than `backbone.precision` asks (no
+  /// native BF16 here), for the log; nil when it does not.
+  public let precisionNote: String?
   /// Mean and standard deviation the images are normalised by (the backbone's).
   public let mean: [Double]
   public let std: [Double]
@@ -104,6 +107,7 @@ public final class DetectionModel {
       config.method, backbone: model, classes: numClasses, options: config.methodOptions,
       generator: &generator)
     method.backboneTrainMode = config.backboneTrainMode
+    precisionNote = applyPrecision(config.precision, to: model).1
     var sourceGenerator = RandomGenerator(seed: SeedMix.mix(config.seed, 0x6E65_636B))  // "neck"
     let source: any DetectionFeatureSource
     let coarsest: Int

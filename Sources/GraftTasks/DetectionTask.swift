@@ -238,6 +238,7 @@ public final class DetectionTrainer {
     let side = config.detImageSize
     let trainImages = try DetectionImages(data.train, categories: categories, side: side)
     let valImages = try DetectionImages(data.validation, categories: categories, side: side)
+    if let note = model.precisionNote { log(note) }
     let optimizer = makeOptimizer()
     let callStarted = Date()
     var state = DetectionRunState()

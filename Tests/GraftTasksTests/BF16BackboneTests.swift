@@ -68,4 +68,18 @@ final class BF16BackboneTests: XCTestCase {
     XCTAssertEqual(after.backbonePrecision, .fp32)
     XCTAssertEqual(after.test.loss, fresh.test.loss)
   }
+
+  /// A detector's frozen backbone follows `backbone.precision` as a classifier's does.
+  func testDetectorBackboneInBF16() throws {
+    var config = try TuneConfig.preset(for: "lora")
+    for s in ["backbone.precision=bf16", "det.image_size=64"] { try config.set(assignment: s) }
+    let detector = try DetectionModel(backbone: tinyBackbone(), config: config, numClasses: 3)
+    let model = try XCTUnwrap(detector.method.backbone as? VisionTransformer)
+    let frozen = model.namedParameters().filter { $0.tensor.rank == 2 && !$0.tensor.requiresGrad }
+    XCTAssertFalse(frozen.isEmpty)
+    for (name, tensor) in frozen {
+      XCTAssertEqual(tensor.productsRunInBF16, BF16Support.isAvailable, name)
+    }
+    XCTAssertEqual(detector.precisionNote == nil, BF16Support.isAvailable)
+  }
 }
