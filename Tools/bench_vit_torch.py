@@ -8,7 +8,8 @@ and prints one JSON object: {"torch_img_s": …, "torch_peak_rss_mib": …, "onn
 
 Modes: `inference` (eval, no grad) and `train_full` (one full fine-tuning step: forward,
 cross-entropy on fixed labels, backward, AdamW step). `--precision bf16` runs inference under
-`torch.autocast("cpu", dtype=torch.bfloat16)` (oneDNN's BF16 kernels, as Graft's BF16 rows).
+`torch.autocast("cpu", dtype=torch.bfloat16)` (oneDNN's BF16 kernels, as Graft's BF16 rows);
+`--precision int8` quantizes every nn.Linear dynamically (`quantize_dynamic`, qint8).
 Random weights, 224×224 input, like Graft's
 side. Needs: pip install torch timm onnx onnxruntime (a venv under Tools/.venv, ignored by git).
 """
@@ -43,7 +44,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--onnxruntime", action="store_true")
-    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    ap.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32")
     args = ap.parse_args()
 
     import torch
@@ -57,6 +58,11 @@ def main():
 
     if args.mode == "inference":
         model.eval()
+        if args.precision == "int8":
+            # Dynamic quantization of every nn.Linear (qint8 weights, activations quantized per
+            # call), PyTorch's counterpart of Graft's int8 rows.
+            model = torch.ao.quantization.quantize_dynamic(
+                model, {torch.nn.Linear}, dtype=torch.qint8)
 
         def step():
             with torch.inference_mode(), torch.autocast(

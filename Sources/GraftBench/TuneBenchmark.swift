@@ -60,6 +60,9 @@ public enum TuneBenchmark {
     architecture: String, method: String, batch: Int, iterations: Int = 3,
     classes: Int? = nil, precision: BackbonePrecision = .fp32, seed: UInt64 = 0
   ) throws -> Measurement {
+    if precision == .int8 {
+      throw BenchmarkError("int8 is for inference; a training step runs fp32 or bf16")
+    }
     if precision == .bf16, let reason = BF16Support.unavailableReason {
       throw BenchmarkError("bf16: \(reason)")
     }

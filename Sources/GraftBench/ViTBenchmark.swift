@@ -57,9 +57,9 @@ public enum ViTBenchmark {
   /// Builds `architecture` (a timm name) with random weights and times `iterations` steps of
   /// `mode` at `batch` images after one warm-up step; returns the median rate and the peak RSS.
   ///
-  /// With `precision` bf16 (inference only: full fine-tuning has no frozen weight) the weights
-  /// are written to a safetensors file and mapped back, as a checkpoint is loaded, and every
-  /// matrix gets its BF16 copy, so the peak RSS is what a BF16 backbone costs.
+  /// With `precision` bf16 or int8 (inference only: full fine-tuning has no frozen weight) the
+  /// weights are written to a safetensors file and mapped back, as a checkpoint is loaded, and
+  /// every matrix gets its BF16 (s8) copy, so the peak RSS is what such a backbone costs.
   public static func measure(
     architecture: String, batch: Int, mode: Mode, precision: BackbonePrecision = .fp32,
     iterations: Int = 3, seed: UInt64 = 0
@@ -67,14 +67,15 @@ public enum ViTBenchmark {
     let config = try TimmArchitecture(architecture).config
     var rng = RandomGenerator(seed: seed)
     let model: VisionTransformer
-    if precision == .bf16 {
+    if precision != .fp32 {
       guard mode == .inference else {
-        throw BenchmarkError("bf16 rows measure inference; full fine-tuning trains every weight")
+        throw BenchmarkError(
+          "\(precision.rawValue) rows measure inference; full fine-tuning trains every weight")
       }
-      if let reason = BF16Support.unavailableReason { throw BenchmarkError("bf16: \(reason)") }
       model = try mappedRandomModel(config: config, generator: &rng)
       model.freeze()
-      model.storeFrozenMatricesInBF16()
+      let (ran, note) = applyPrecision(precision, to: model)
+      if ran != precision { throw BenchmarkError(note ?? precision.rawValue) }
     } else {
       model = try VisionTransformer(config: config, generator: &rng)
     }

@@ -128,22 +128,15 @@ public enum Embedding {
     try checkExist(input.files)
     let backbone = try ModelLoader.loadBackbone(reference, arch: arch, searchPaths: searchPaths)
     var notes = backbone.notes
-    var ranIn = BackbonePrecision.fp32
-    if precision == .bf16 {
-      if let reason = BF16Support.unavailableReason {
-        notes.append("--precision bf16: \(reason); running FP32")
-      } else {
-        // Nothing trains here: every matrix is frozen.
-        let model: Module =
-          switch backbone {
-          case .vit(let loaded): loaded.model
-          case .pointMAE(let loaded): loaded.model
-          }
-        model.freeze()
-        model.storeFrozenMatricesInBF16()
-        ranIn = .bf16
+    // Nothing trains here: every matrix is frozen.
+    let model: Module =
+      switch backbone {
+      case .vit(let loaded): loaded.model
+      case .pointMAE(let loaded): loaded.model
       }
-    }
+    model.freeze()
+    let (ranIn, precisionNote) = applyPrecision(precision, to: model)
+    if let precisionNote { notes.append("--precision \(precisionNote)") }
     var metadata = [
       "graft_version": GraftVersion.string,
       "model": backbone.name,

@@ -149,10 +149,13 @@ public final class ViTBlock: Module, UnaryModule {
   /// `Tensor.attention(qkv:heads:scale:keepProbabilities:)`): faster backward, more memory.
   public var keepsAttentionProbabilities = false
 
-  /// Whether the block runs in BF16: its `qkv` matrix has a BF16 copy (`storeInBF16`, set for
-  /// a frozen backbone with `backbone.precision=bf16`), so its attention products run in BF16
-  /// as well, as under PyTorch's autocast.
-  public var runsInBF16: Bool { attn.qkv.weight.productsRunInBF16 }
+  /// Whether the block's attention products run in BF16: its `qkv` matrix runs in BF16
+  /// (`storeInBF16`, set for a frozen backbone with `backbone.precision=bf16`), as under
+  /// PyTorch's autocast, or in INT8 (inference) on a CPU that also has native BF16.
+  public var runsInBF16: Bool {
+    let qkv = attn.qkv.weight
+    return qkv.productsRunInBF16 || (qkv.productsRunInInt8 && BF16Support.isAvailable)
+  }
 
   /// The block on `x` [B, N, D], calling the pass's inner hooks.
   ///

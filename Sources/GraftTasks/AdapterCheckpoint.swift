@@ -179,10 +179,12 @@ public enum AdapterCheckpoint {
 
   /// Loads the run in `folder`: its backbone (`backbone` if given, else loaded by the recorded
   /// reference), refused when the weights hash differs; the method rebuilt with the recorded
-  /// options; its tensors loaded (every name and shape checked).
-  public static func load(_ folder: URL, backbone given: TuneBackbone? = nil) throws
-    -> LoadedAdapter
-  {
+  /// options; its tensors loaded (every name and shape checked). The frozen backbone runs in
+  /// `precision`, by default the run's own (so evaluation reproduces its logits); `int8` runs
+  /// inference with s8 matrices.
+  public static func load(
+    _ folder: URL, backbone given: TuneBackbone? = nil, precision: BackbonePrecision? = nil
+  ) throws -> LoadedAdapter {
     let config = try readConfig(folder)
     if let task = config.task {
       throw ConfigError(
@@ -216,8 +218,11 @@ public enum AdapterCheckpoint {
     let state = try SafetensorsFile(contentsOf: url).tensors()
     try method.loadTrainableState(state, source: url.path)
     method.setTraining(false)
-    let (_, precisionNote) = applyPrecision(config.backbonePrecision ?? .fp32, to: backbone.model)
-    if let precisionNote { notes.append("\(folder.path): the run used \(precisionNote)") }
+    let (_, precisionNote) = applyPrecision(
+      precision ?? config.backbonePrecision ?? .fp32, to: backbone.model)
+    if let precisionNote {
+      notes.append("\(folder.path): the run's backbone ran in \(precisionNote)")
+    }
     return LoadedAdapter(method: method, config: config, backbone: backbone, notes: notes)
   }
 }

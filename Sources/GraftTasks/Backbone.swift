@@ -118,22 +118,3 @@ public struct TuneBackbone {
       input: input)
   }
 }
-
-/// Puts `model`'s frozen matrices in `precision`: with bf16 where the CPU has native BF16, every
-/// frozen 2-D parameter gets its BF16 copy (call once the method has chosen what trains); with
-/// fp32 any copies an earlier run in this process gave them are dropped. Returns the precision
-/// in effect and, when it is not the one asked for, why.
-public func applyPrecision(_ precision: BackbonePrecision, to model: Module) -> (
-  BackbonePrecision, String?
-) {
-  guard precision == .bf16 else {
-    model.dropBF16Copies()
-    return (.fp32, nil)
-  }
-  if let reason = BF16Support.unavailableReason {
-    model.dropBF16Copies()
-    return (.fp32, "backbone.precision=bf16: \(reason); running FP32")
-  }
-  model.storeFrozenMatricesInBF16()
-  return (.bf16, nil)
-}

@@ -107,7 +107,9 @@ public final class DetectionModel {
       config.method, backbone: model, classes: numClasses, options: config.methodOptions,
       generator: &generator)
     method.backboneTrainMode = config.backboneTrainMode
-    precisionNote = applyPrecision(config.precision, to: model).1
+    precisionNote = applyPrecision(config.precision, to: model).1.map {
+      "backbone.precision=\($0)"
+    }
     var sourceGenerator = RandomGenerator(seed: SeedMix.mix(config.seed, 0x6E65_636B))  // "neck"
     let source: any DetectionFeatureSource
     let coarsest: Int

@@ -91,7 +91,7 @@ public enum ONNXExport {
 
   /// Writes the run in `run` as the ONNX model `out`.
   public static func export(run: URL, to out: URL) throws {
-    let loaded = try AdapterCheckpoint.load(run)
+    let loaded = try AdapterCheckpoint.load(run, precision: .fp32)
     if let pointMAE = loaded.method.backbone as? PointMAE {
       return try exportPointMAE(loaded, model: pointMAE, run: run, to: out)
     }

@@ -80,7 +80,7 @@ public enum PEFTLoRA {
 
   /// Writes the LoRA run in `run` as PEFT's folder in `out`.
   public static func export(run: URL, to out: URL) throws {
-    try export(AdapterCheckpoint.load(run), run: run, to: out)
+    try export(AdapterCheckpoint.load(run, precision: .fp32), run: run, to: out)
   }
 
   /// Writes `loaded` (a LoRA run read from `run`) as PEFT's folder in `out`: every block's

@@ -128,7 +128,7 @@ public enum TimmExport {
   /// Writes the timm folder of the run in `run` to `out` (created if missing; each file written
   /// atomically), loading the run with `AdapterCheckpoint.load`.
   public static func export(run: URL, to out: URL) throws {
-    let loaded = try AdapterCheckpoint.load(run)
+    let loaded = try AdapterCheckpoint.load(run, precision: .fp32)
     let source = try ModelLoader.loadBackbone(loaded.config.baseModel)
     try export(
       loaded, run: run, backboneFolder: source.format == .timmFolder ? source.source : nil, to: out)

@@ -303,7 +303,8 @@ public final class Trainer {
       config.method, backbone: backbone.model, classes: classNames.count,
       options: config.methodOptions, generator: &generator)
     method.backboneTrainMode = config.backboneTrainMode
-    (backbonePrecision, precisionNote) = applyPrecision(config.precision, to: backbone.model)
+    let (precision, note) = applyPrecision(config.precision, to: backbone.model)
+    (backbonePrecision, precisionNote) = (precision, note.map { "backbone.precision=\($0)" })
   }
 
   /// The precision the frozen backbone runs in: `backbone.precision`, or fp32 where this CPU has

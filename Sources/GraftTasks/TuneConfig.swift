@@ -115,7 +115,9 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
       "backbone.precision", \.precision,
       "fp32, or bf16: the frozen backbone's matrices in bfloat16 and their products (and its "
         + "attention's) on oneDNN's BF16 matmul, FP32 accumulation; trained tensors stay FP32 "
-        + "(CPUs without AVX-512 BF16 run fp32 and say so)"),
+        + "(CPUs without AVX-512 BF16 run fp32 and say so)",
+      expectation: "fp32 or bf16 (int8 is for inference: graft eval/embed --precision int8)",
+      valid: { $0 != .int8 }),
     ConfigOption(
       "train.backbone_train_mode", \.backboneTrainMode,
       "run the frozen backbone in training mode (true/false)"),

@@ -107,7 +107,7 @@ private func attentionForward(
   probs: UnsafeMutablePointer<Float>?, low: BF16Operands? = nil
 ) {
   _ = blasSingleThreaded
-  let (nq, nk, d, dv) = (p.nq, p.nk, p.d, p.dv)
+  let (nq, nk, dv) = (p.nq, p.nk, p.dv)
   // Few pairs (one image's heads) would leave a thread idle: split each pair's query rows into
   // blocks so that there are at least two work items per thread. Rows are independent here.
   let threads = Parallel.threadCount

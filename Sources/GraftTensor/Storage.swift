@@ -14,6 +14,9 @@ public final class TensorStorage: @unchecked Sendable {
   /// A bfloat16 copy of these values that products with a frozen weight use instead
   /// (`Tensor.storeInBF16`); set once, before the weight is used.
   var bf16: BF16Weights?
+  /// An s8 copy with per-row scales that inference products use instead
+  /// (`Tensor.storeInInt8`); set once, before the weight is used.
+  var int8: Int8Weights?
 
   /// Allocates `count` floats; zero-filled when `zeroed`.
   public init(count: Int, zeroed: Bool = true) {

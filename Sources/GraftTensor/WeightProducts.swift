@@ -2,7 +2,8 @@ import CDNNLShim
 
 // Products with a layer's weight W [out, in], the two that a frozen weight takes part in: the
 // forward x·Wᵀ and the input gradient g·W. A weight with a bfloat16 copy (`storeInBF16`) runs
-// them on oneDNN's BF16 matmul; every other weight on OpenBLAS's sgemm. The weight gradient
+// them on oneDNN's BF16 matmul; one with an s8 copy (`storeInInt8`, inference) its forward on
+// oneDNN's int8 matmul; every other weight on OpenBLAS's sgemm. The weight gradient
 // (gᵀ·x) only exists for a weight that trains, which never has a BF16 copy.
 
 /// Rows of the left operand converted to BF16 and multiplied in one oneDNN call: small enough
@@ -15,7 +16,9 @@ func productWithWeight(
   into out: UnsafeMutablePointer<Float>
 ) {
   let (outF, inF) = (weight.shape[0], weight.shape[1])
-  if let bf16 = weight.frozenBF16, rows > 0, outF > 0, inF > 0 {
+  if let int8 = weight.frozenInt8, rows > 0, outF > 0, inF > 0 {
+    int8Product(x, rows: rows, k: inF, int8, n: outF, bias: bias, into: out)
+  } else if let bf16 = weight.frozenBF16, rows > 0, outF > 0, inF > 0 {
     bf16Product(
       x, rows: rows, k: inF, bf16, weightTransposed: true, n: outF, bias: bias, into: out)
   } else {

@@ -134,6 +134,10 @@ struct BenchTune: ParsableCommand {
       throw ValidationError(
         "unknown method '\(m)' (known: \(MethodRegistry.names.joined(separator: ", ")))")
     }
+    if precisions.contains(.int8) {
+      throw ValidationError(
+        "--precision int8 is for inference (graft bench vit); steps run fp32 or bf16")
+    }
     guard batch >= 1, iterations >= 1 else {
       throw ValidationError("--batch and --iterations must be at least 1")
     }

@@ -19,6 +19,9 @@ struct BenchViT: ParsableCommand {
       BF16 on oneDNN (weights mapped from a file, as a checkpoint is loaded), against PyTorch
       under torch.autocast("cpu", dtype=torch.bfloat16) and the FP32 row of the same run
       (targets at ViT-S/16 batch 32: ≥ 1.7× Graft FP32, ≥ 1.5× PyTorch's autocast).
+      `--precision int8` adds rows with s8 matrices (per-channel weight and per-token activation
+      scales, oneDNN's int8 matmul) against PyTorch's dynamic quantization of its nn.Linear
+      layers (torch.ao.quantization.quantize_dynamic, qint8).
       """
   )
 
@@ -33,7 +36,7 @@ struct BenchViT: ParsableCommand {
 
   @Option(
     name: .customLong("precision"),
-    help: "fp32 and/or bf16 (repeatable; bf16 rows are inference only; default fp32).")
+    help: "fp32, bf16 and/or int8 (repeatable; bf16 and int8 rows are inference only).")
   var precisions: [BackbonePrecision] = [.fp32]
 
   @Option(
@@ -128,7 +131,7 @@ struct BenchViT: ParsableCommand {
         }
       }
     }
-    for i in rows.indices where rows[i].precision == .bf16 {
+    for i in rows.indices where rows[i].precision != .fp32 {
       let fp32 = rows.first {
         $0.model == rows[i].model && $0.batch == rows[i].batch && $0.mode == rows[i].mode
           && $0.precision == .fp32
@@ -217,8 +220,8 @@ struct BenchViT: ParsableCommand {
 
   /// The row's GFLOP/s against the peak of its precision (BF16's for BF16 rows).
   func fractionOfPeak(_ row: Row, _ machine: MachineReport) -> Double {
-    row.precision == .bf16
-      ? machine.fractionOfBF16Peak(row.graftGflops) : machine.fractionOfPeak(row.graftGflops)
+    row.precision == .fp32
+      ? machine.fractionOfPeak(row.graftGflops) : machine.fractionOfBF16Peak(row.graftGflops)
   }
 
   func progress(_ line: String) { benchProgress(line, json: json) }

@@ -65,12 +65,14 @@ struct Embed: ParsableCommand {
 
   @Option(
     help: ArgumentHelp(
-      "fp32, or bf16: the model's matrices in bfloat16, products on oneDNN (images and points).",
+      "fp32, bf16 or int8: the model's matrices on oneDNN (image and point models).",
       discussion:
-        "BF16 runs every matrix product (and attention's) on oneDNN's BF16 matmul with FP32 "
+        "bf16 runs every matrix product (and attention's) on oneDNN's BF16 matmul with FP32 "
         + "accumulation, activations FP32 between ops: about twice the products' speed where "
-        + "the CPU has AVX-512 BF16, features within about 1e-2 of FP32. Elsewhere it says so "
-        + "and runs FP32."))
+        + "the CPU has AVX-512 BF16, features within about 1e-2 of FP32. int8 keeps the "
+        + "matrices in s8 (per-channel scales) and quantizes each input row on the fly "
+        + "(per-token scales) for oneDNN's int8 matmul (AVX-512 VNNI). Where the CPU lacks the "
+        + "instructions it says so and runs FP32."))
   var precision = BackbonePrecision.fp32
 
   @OptionGroup var quietFlag: QuietFlag
@@ -102,8 +104,9 @@ struct Embed: ParsableCommand {
 
   func validate() throws {
     guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
-    if precision == .bf16 && (text != nil || frames != nil) {
-      throw ValidationError("--precision bf16 runs image and point models (not --text or --frames)")
+    if precision != .fp32 && (text != nil || frames != nil) {
+      throw ValidationError(
+        "--precision \(precision.rawValue) runs image and point models (not --text or --frames)")
     }
     if text != nil {
       guard inputs.isEmpty && frames == nil else {

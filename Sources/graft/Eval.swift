@@ -30,6 +30,15 @@ struct Eval: ParsableCommand {
     help: "eval.votes=N: average the logits of N test-time views (point clouds; 1: none).")
   var overrides: [String] = []
 
+  @Option(
+    help: ArgumentHelp(
+      "Backbone precision: fp32, bf16 or int8 (default: the run's own).",
+      discussion:
+        "The run's own precision reproduces its logits. int8 runs the frozen matrices in s8 "
+        + "(per-channel weight scales, per-token activation scales) on oneDNN's int8 matmul, "
+        + "where the CPU has AVX-512 VNNI; bf16 on its BF16 matmul."))
+  var precision: BackbonePrecision?
+
   @Option(help: "Seed of the random voting views.")
   var seed: UInt64 = 0
 
@@ -92,7 +101,7 @@ struct Eval: ParsableCommand {
       throw ValidationError(
         "--beam, --length-penalty and --hyps-out are for captioning runs; \(adapter) classifies")
     }
-    let loaded = try AdapterCheckpoint.load(URL(fileURLWithPath: adapter))
+    let loaded = try AdapterCheckpoint.load(URL(fileURLWithPath: adapter), precision: precision)
     for note in loaded.notes { FileHandle.standardError.write(Data("note: \(note)\n".utf8)) }
     guard let input = loaded.config.input else {
       throw ValidationError("\(adapter): the run records no input (preprocessing or point_input)")

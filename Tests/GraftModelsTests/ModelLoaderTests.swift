@@ -369,6 +369,29 @@ final class EmbeddingTests: EmbedScratchTestCase {
     }
   }
 
+  /// `--precision int8`: s8 matrices with per-channel scales, each input row quantized on the
+  /// fly; features within 5e-2 (relative L2) of timm's FP32 ones.
+  func testInt8EmbeddingStaysNearFP32() throws {
+    let fx = try ViTFixture("vit_augreg")
+    let pixels = try pixelsFile(try fx.tensor("input"), "int8.safetensors")
+    let out = file("int8-out.safetensors")
+    let summary = try Embedding.run(
+      model: fx.folder.path, inputs: [pixels.path], output: out.path, precision: .int8)
+    let result = try read(out)
+    let features = try result.tensor("features")
+    let expected = try fx.tensor("features")
+    let diff = zip(features.scalars, expected.scalars).map { ($0 - $1) * ($0 - $1) }.reduce(0, +)
+    let relative = (diff / expected.scalars.map { $0 * $0 }.reduce(0, +)).squareRoot()
+    if Int8Support.isAvailable {
+      XCTAssertEqual(result.metadata["precision"], "int8")
+      XCTAssertLessThan(relative, 5e-2)
+      XCTAssertGreaterThan(relative, 1e-5, "the products ran in INT8")
+    } else {
+      XCTAssertEqual(result.metadata["precision"], "fp32")
+      XCTAssertTrue(summary.notes.contains { $0.contains("running FP32") }, "\(summary.notes)")
+    }
+  }
+
   /// `graft embed` on each fixture's recorded input reproduces timm's features and logits, in
   /// batches of one and of the whole input.
   func testPixelsReproduceTimmOutputs() throws {

@@ -82,4 +82,23 @@ final class BF16BackboneTests: XCTestCase {
     }
     XCTAssertEqual(detector.precisionNote == nil, BF16Support.isAvailable)
   }
+
+  /// INT8 is for inference: a tuning run refuses it, and evaluating a run folder with it gives
+  /// nearly the FP32 accuracy with every frozen matrix in s8.
+  func testInt8IsForInference() throws {
+    var config = try TuneConfig.preset(for: "lora")
+    XCTAssertThrowsError(try config.set(assignment: "backbone.precision=int8")) {
+      XCTAssertTrue("\($0)".contains("inference"), "\($0)")
+    }
+    let folder = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let summary = try XCTUnwrap(shortRun("lora", folder: folder).1)
+    let loaded = try AdapterCheckpoint.load(folder, backbone: tinyBackbone(), precision: .int8)
+    let model = loaded.backbone.model
+    for (name, tensor) in model.namedParameters() where tensor.rank == 2 && !tensor.requiresGrad {
+      XCTAssertEqual(tensor.productsRunInInt8, Int8Support.isAvailable, name)
+    }
+    let (result, _) = try loaded.evaluate(digits.test)
+    XCTAssertEqual(result.top1, summary.test.top1, accuracy: 0.03)
+  }
 }

@@ -42,6 +42,24 @@ int graft_dnnl_bf16_gemm(const uint16_t *a, int64_t lda, const uint16_t *b, int6
                          int b_transposed, const float *bias, float *c, int64_t ldc, int64_t m,
                          int64_t n, int64_t k, float alpha);
 
+/// Whether oneDNN has a native int8 matmul kernel (VNNI or AMX) on this CPU, as
+/// `graft_dnnl_bf16_probe` answers for BF16.
+int graft_dnnl_s8_probe(char *kernel, size_t kernel_size);
+
+/// C[m, n] = (A[m, k] · Wᵀ)[i, j] · column_scales[j]: A and W in s8 (A row-major with row stride
+/// `lda`; W stored [n, k] row-major with row stride `ldw`), int32 accumulation, C in FP32 with
+/// row stride `ldc`. Runs on the calling thread only.
+int graft_dnnl_s8_gemm(const int8_t *a, int64_t lda, const int8_t *w, int64_t ldw,
+                       const float *column_scales, float *c, int64_t ldc, int64_t m, int64_t n,
+                       int64_t k);
+
+/// Quantizes `rows` rows of `cols` floats (row stride `ld`) to s8, one symmetric scale per row:
+/// scales[r] = max|x[r, :]| / 127 (1 for an all-zero row), q[r, j] = x[r, j] / scales[r] rounded
+/// to nearest even (q row-major with row stride `cols`). Needs AVX-512 (BW); call it only where
+/// `graft_dnnl_s8_probe` succeeded.
+void graft_dnnl_quantize_rows(const float *x, int64_t rows, int64_t cols, int64_t ld, int8_t *q,
+                              float *scales);
+
 /// Rounds `count` floats to bfloat16 bit patterns (nearest, ties to even; NaN stays NaN). With
 /// AVX-512 BF16 this is the hardware's `vcvtneps2bf16`, which also flushes subnormal inputs to
 /// zero; elsewhere a portable loop that keeps them.
