@@ -60,15 +60,22 @@ public final class BF16Weights: @unchecked Sendable {
   }
 }
 
+/// oneDNN's answer to "is there a native kernel for this kind of product here": the shim's
+/// status and the kernel's name.
+struct NativeKernelProbe {
+  let status: Int
+  let kernel: String
+
+  init(_ ask: (UnsafeMutablePointer<CChar>, Int) -> Int32) {
+    var name = [CChar](repeating: 0, count: 128)
+    status = Int(name.withUnsafeMutableBufferPointer { ask($0.baseAddress!, $0.count) })
+    kernel = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+  }
+}
+
 /// Whether this machine runs BF16 products natively, decided once.
 public enum BF16Support {
-  /// oneDNN's answer: its status and the kernel a BF16 product would run on.
-  private static let probe: (status: Int, kernel: String) = {
-    var name = [CChar](repeating: 0, count: 128)
-    let status = Int(graft_dnnl_bf16_probe(&name, name.count))
-    let bytes = name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
-    return (status, String(decoding: bytes, as: UTF8.self))
-  }()
+  private static let probe = NativeKernelProbe { graft_dnnl_bf16_probe($0, $1) }
 
   /// nil when oneDNN has a native BF16 matmul kernel on this CPU; otherwise why not, in a
   /// sentence for the user.

@@ -49,12 +49,7 @@ public final class Int8Weights: @unchecked Sendable {
 
 /// Whether this machine runs INT8 products natively (AVX-512 VNNI or AMX), decided once.
 public enum Int8Support {
-  private static let probe: (status: Int, kernel: String) = {
-    var name = [CChar](repeating: 0, count: 128)
-    let status = Int(graft_dnnl_s8_probe(&name, name.count))
-    let bytes = name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
-    return (status, String(decoding: bytes, as: UTF8.self))
-  }()
+  private static let probe = NativeKernelProbe { graft_dnnl_s8_probe($0, $1) }
 
   /// nil when oneDNN has a native int8 matmul kernel on this CPU; otherwise why not.
   public static var unavailableReason: String? {
@@ -112,13 +107,8 @@ func int8Product(
   _ a: UnsafePointer<Float>, rows m: Int, k: Int, _ weights: Int8Weights, n: Int,
   bias: UnsafePointer<Float>?, into c: UnsafeMutablePointer<Float>
 ) {
-  let threads = Swift.max(1, Swift.min(Parallel.threadCount, m / 16))
-  let perThread = (m + threads - 1) / threads
-  let callsPerThread = (perThread + bf16RowsPerCall - 1) / bf16RowsPerCall
-  let block = (perThread + callsPerThread - 1) / callsPerThread
-  let blocks = (m + block - 1) / block
   weights.scales.withUnsafeBufferPointer { columnScales in
-    Parallel.forRange(blocks, grain: 1) { range in
+    forRowBlocks(m) { range, block in
       let quantized = UnsafeMutablePointer<Int8>.allocate(capacity: block * k)
       let rowScales = UnsafeMutablePointer<Float>.allocate(capacity: block)
       defer {

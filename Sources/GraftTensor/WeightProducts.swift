@@ -6,9 +6,21 @@ import CDNNLShim
 // oneDNN's int8 matmul; every other weight on OpenBLAS's sgemm. The weight gradient
 // (gᵀ·x) only exists for a weight that trains, which never has a BF16 copy.
 
-/// Rows of the left operand converted to BF16 and multiplied in one oneDNN call: small enough
-/// that the converted rows (at most 1.5 MiB at width 1,536) stay in cache for the product.
-let bf16RowsPerCall = 512
+/// Rows of the left operand converted (to BF16 or s8) and multiplied in one oneDNN call: small
+/// enough that the converted rows (at most 1.5 MiB at width 1,536 in BF16) stay in cache for the
+/// product.
+let rowsPerCall = 512
+
+/// Splits `m` rows into equal blocks of at most `rowsPerCall`, as many per pool thread, so the
+/// threads finish together and few distinct shapes get compiled; calls `body` on each thread
+/// with its range of block indices and the block size (the last block may be shorter).
+func forRowBlocks(_ m: Int, _ body: (_ blocks: Range<Int>, _ block: Int) -> Void) {
+  let threads = Swift.max(1, Swift.min(Parallel.threadCount, m / 16))
+  let perThread = (m + threads - 1) / threads
+  let callsPerThread = (perThread + rowsPerCall - 1) / rowsPerCall
+  let block = (perThread + callsPerThread - 1) / callsPerThread
+  Parallel.forRange((m + block - 1) / block, grain: 1) { body($0, block) }
+}
 
 /// out[rows, out] = x[rows, in]·Wᵀ + bias (a linear layer's forward; `bias` [out] optional).
 func productWithWeight(
@@ -42,19 +54,13 @@ func productThroughWeight(
 }
 
 /// c[m, n] = bf16(a[m, k])·B + bias, B = Wᵀ or W from the weight's BF16 copy, FP32 accumulation.
-/// The rows are split evenly across the pool; each thread converts and multiplies its rows in
-/// calls of at most `bf16RowsPerCall` rows, oneDNN running single-threaded inside each call.
+/// The rows are split evenly across the pool (`forRowBlocks`); each thread converts and
+/// multiplies its blocks, oneDNN running single-threaded inside each call.
 private func bf16Product(
   _ a: UnsafePointer<Float>, rows m: Int, k: Int, _ weights: BF16Weights, weightTransposed: Bool,
   n: Int, bias: UnsafePointer<Float>? = nil, into c: UnsafeMutablePointer<Float>
 ) {
-  // Equal blocks, so the pool's threads finish together and few distinct shapes get compiled.
-  let threads = Swift.max(1, Swift.min(Parallel.threadCount, m / 16))
-  let perThread = (m + threads - 1) / threads
-  let callsPerThread = (perThread + bf16RowsPerCall - 1) / bf16RowsPerCall
-  let block = (perThread + callsPerThread - 1) / callsPerThread
-  let blocks = (m + block - 1) / block
-  Parallel.forRange(blocks, grain: 1) { range in
+  forRowBlocks(m) { range, block in
     let scratch = UnsafeMutablePointer<UInt16>.allocate(capacity: block * k)
     defer { scratch.deallocate() }
     for index in range {
