@@ -49,6 +49,7 @@ extension Module {
 /// what trains; int8 only for inference); with fp32 any copies an earlier run in this process
 /// gave them are dropped. Returns the precision in effect and, when it is not the one asked for,
 /// why.
+@discardableResult
 public func applyPrecision(_ precision: BackbonePrecision, to model: Module) -> (
   BackbonePrecision, String?
 ) {

@@ -180,8 +180,9 @@ public enum AdapterCheckpoint {
   /// Loads the run in `folder`: its backbone (`backbone` if given, else loaded by the recorded
   /// reference), refused when the weights hash differs; the method rebuilt with the recorded
   /// options; its tensors loaded (every name and shape checked). The frozen backbone runs in
-  /// `precision`, by default the run's own (so evaluation reproduces its logits); `int8` runs
-  /// inference with s8 matrices.
+  /// the run's own precision (so evaluation reproduces its logits) unless `precision` is given:
+  /// then every matrix of the adapted model, trained ones included, runs in it (`int8`: s8
+  /// matrices), for inference only.
   public static func load(
     _ folder: URL, backbone given: TuneBackbone? = nil, precision: BackbonePrecision? = nil
   ) throws -> LoadedAdapter {
@@ -218,8 +219,14 @@ public enum AdapterCheckpoint {
     let state = try SafetensorsFile(contentsOf: url).tensors()
     try method.loadTrainableState(state, source: url.path)
     method.setTraining(false)
-    let (_, precisionNote) = applyPrecision(
-      precision ?? config.backbonePrecision ?? .fp32, to: backbone.model)
+    let runsIn = precision ?? config.backbonePrecision ?? .fp32
+    if precision != nil && runsIn != .fp32 {
+      // An inference precision asked for: the whole adapted model runs in it, the matrices the
+      // run trained (its head, adapters, a fully tuned backbone) too. Nothing trains after this.
+      for (_, tensor) in method.trainableTensors() { tensor.requiresGrad = false }
+      applyPrecision(runsIn, to: method)
+    }
+    let (_, precisionNote) = applyPrecision(runsIn, to: backbone.model)
     if let precisionNote {
       notes.append("\(folder.path): the run's backbone ran in \(precisionNote)")
     }

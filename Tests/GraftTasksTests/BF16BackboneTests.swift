@@ -98,6 +98,9 @@ final class BF16BackboneTests: XCTestCase {
     for (name, tensor) in model.namedParameters() where tensor.rank == 2 && !tensor.requiresGrad {
       XCTAssertEqual(tensor.productsRunInInt8, Int8Support.isAvailable, name)
     }
+    // The trained matrices run in INT8 as well: the head and LoRA's own.
+    XCTAssertEqual(loaded.method.head.weight.productsRunInInt8, Int8Support.isAvailable)
+    XCTAssertTrue(loaded.method.trainableTensors().isEmpty)
     let (result, _) = try loaded.evaluate(digits.test)
     XCTAssertEqual(result.top1, summary.test.top1, accuracy: 0.03)
   }
