@@ -87,10 +87,10 @@ struct Eval: ParsableCommand {
   func run() throws {
     imageLimit.apply()
     if try Self.isCaptionRun(adapter) {
-      guard overrides.isEmpty, logits == nil else {
+      guard overrides.isEmpty, logits == nil, precision == nil else {
         throw ValidationError(
-          "\(adapter) is a captioning run: it has no logits to write or votes to take (it "
-            + "takes --beam, --length-penalty and --hyps-out)")
+          "\(adapter) is a captioning run: it has no logits to write, votes to take or "
+            + "--precision (it takes --beam, --length-penalty and --hyps-out)")
       }
       guard beam >= 1 else { throw ValidationError("--beam must be at least 1") }
       return try CaptionEval.evaluate(

@@ -43,6 +43,9 @@ final class PLLaVACommandLineTests: XCTestCase {
     let logits = try runGraft(["eval", "--adapter", run, "--data", clips, "--logits", "x.st"])
     XCTAssertNotEqual(logits.status, 0)
     XCTAssertTrue(logits.err.contains("captioning run"), logits.err)
+    let precision = try runGraft(["eval", "--adapter", run, "--data", clips, "--precision", "int8"])
+    XCTAssertNotEqual(precision.status, 0)
+    XCTAssertTrue(precision.err.contains("--precision"), precision.err)
   }
 
   func testTuneWithPLLaVARefusesWhatItCannotMap() throws {
