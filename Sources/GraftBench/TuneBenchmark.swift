@@ -63,9 +63,6 @@ public enum TuneBenchmark {
     if precision == .int8 {
       throw BenchmarkError("int8 is for inference; a training step runs fp32 or bf16")
     }
-    if precision == .bf16, let reason = BF16Support.unavailableReason {
-      throw BenchmarkError("bf16: \(reason)")
-    }
     if architecture == pointMAESmall {
       var rng = RandomGenerator(seed: seed)
       let config = PointsBenchmark.smallConfig(classes: 0)
@@ -114,9 +111,8 @@ public enum TuneBenchmark {
     let tune = try TuneConfig.preset(for: name)
     let method = try MethodRegistry.make(
       name, backbone: backbone, classes: classes, options: tune.methodOptions, generator: &rng)
-    if let model = backbone as? Module, applyPrecision(precision, to: model).0 != precision {
-      throw BenchmarkError("\(precision.rawValue): \(BF16Support.unavailableReason ?? "")")
-    }
+    let (ran, note) = applyPrecision(precision, to: backbone)
+    if ran != precision { throw BenchmarkError(note ?? precision.rawValue) }
     method.backboneTrainMode = tune.backboneTrainMode
     method.setTraining(true)
     let optimizer = Trainer.makeOptimizer(for: method, config: tune)

@@ -60,42 +60,56 @@ public final class BF16Weights: @unchecked Sendable {
   }
 }
 
-/// oneDNN's answer to "is there a native kernel for this kind of product here": the shim's
-/// status and the kernel's name.
+/// oneDNN's answer to "is there a native kernel for this kind of product here", asked once: the
+/// shim's status, the kernel's name, and what the user is told when there is none.
 struct NativeKernelProbe {
   let status: Int
   let kernel: String
+  /// What this CPU lacks, for the user ("AVX-512 BF16").
+  let missing: String
+  /// What oneDNN would otherwise do, after the kernel's name ("kernel, slower than FP32").
+  let fallback: String
 
-  init(_ ask: (UnsafeMutablePointer<CChar>, Int) -> Int32) {
+  init(missing: String, fallback: String, _ ask: (UnsafeMutablePointer<CChar>, Int) -> Int32) {
     var name = [CChar](repeating: 0, count: 128)
     status = Int(name.withUnsafeMutableBufferPointer { ask($0.baseAddress!, $0.count) })
     kernel = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    self.missing = missing
+    self.fallback = fallback
   }
+
+  /// nil when the kernel is native; otherwise why not, in a sentence for the user.
+  var unavailableReason: String? {
+    switch status {
+    case Int(GRAFT_DNNL_OK):
+      return nil
+    case Int(GRAFT_DNNL_NO_NATIVE_KERNEL):
+      let name = kernel.isEmpty ? "no" : "its \(kernel)"
+      return "this CPU has no \(missing): oneDNN would use \(name) \(fallback)"
+    default:
+      return "oneDNN failed to start (status \(status))"
+    }
+  }
+
+  /// The native kernel's name, or nil.
+  var nativeKernel: String? { unavailableReason == nil ? kernel : nil }
 }
 
 /// Whether this machine runs BF16 products natively, decided once.
 public enum BF16Support {
-  private static let probe = NativeKernelProbe { graft_dnnl_bf16_probe($0, $1) }
+  private static let probe = NativeKernelProbe(
+    missing: "AVX-512 BF16", fallback: "kernel, slower than FP32"
+  ) { graft_dnnl_bf16_probe($0, $1) }
 
   /// nil when oneDNN has a native BF16 matmul kernel on this CPU; otherwise why not, in a
   /// sentence for the user.
-  public static var unavailableReason: String? {
-    switch probe.status {
-    case Int(GRAFT_DNNL_OK):
-      return nil
-    case Int(GRAFT_DNNL_NO_NATIVE_KERNEL):
-      let kernel = probe.kernel.isEmpty ? "no" : "its \(probe.kernel)"
-      return "this CPU has no AVX-512 BF16: oneDNN would use \(kernel) kernel, slower than FP32"
-    default:
-      return "oneDNN failed to start (status \(probe.status))"
-    }
-  }
+  public static var unavailableReason: String? { probe.unavailableReason }
 
   /// The oneDNN kernel BF16 products run on (for example "brg:avx512_core_bf16"), or nil.
-  public static var kernel: String? { unavailableReason == nil ? probe.kernel : nil }
+  public static var kernel: String? { probe.nativeKernel }
 
   /// Whether BF16 products run natively here.
-  public static var isAvailable: Bool { probe.status == Int(GRAFT_DNNL_OK) }
+  public static var isAvailable: Bool { unavailableReason == nil }
 }
 
 extension Tensor {

@@ -16,24 +16,16 @@ public final class Int8Weights: @unchecked Sendable {
   let rows: Int
   let columns: Int
 
+  /// Quantizes `weights` [rows, columns] by the rule the inputs' rows follow
+  /// (`graft_dnnl_quantize_rows`); built only where `Int8Support.isAvailable`.
   init(from weights: UnsafePointer<Float>, rows: Int, columns: Int) {
     self.rows = rows
     self.columns = columns
     pointer = .allocate(capacity: Swift.max(rows * columns, 1))
     StorageStats.allocated(bytes: Swift.max(rows * columns, 1) + rows * 4)
     var scales = [Float](repeating: 1, count: rows)
-    for r in 0..<rows {
-      let row = weights + r * columns
-      var top: Float = 0
-      for j in 0..<columns { top = Swift.max(top, Swift.abs(row[j])) }
-      let scale = top > 0 ? top / 127 : 1
-      let inverse = 1 / scale
-      for j in 0..<columns {
-        let q = (row[j] * inverse).rounded(.toNearestOrEven)
-        pointer[r * columns + j] = Int8(Swift.max(-127, Swift.min(127, q)))
-      }
-      scales[r] = scale
-    }
+    graft_dnnl_quantize_rows(
+      weights, Int64(rows), Int64(columns), Int64(columns), pointer, &scales)
     self.scales = scales
   }
 
@@ -49,26 +41,18 @@ public final class Int8Weights: @unchecked Sendable {
 
 /// Whether this machine runs INT8 products natively (AVX-512 VNNI or AMX), decided once.
 public enum Int8Support {
-  private static let probe = NativeKernelProbe { graft_dnnl_s8_probe($0, $1) }
-
-  /// nil when oneDNN has a native int8 matmul kernel on this CPU; otherwise why not.
-  public static var unavailableReason: String? {
-    switch probe.status {
-    case Int(GRAFT_DNNL_OK):
-      return nil
-    case Int(GRAFT_DNNL_NO_NATIVE_KERNEL):
-      let kernel = probe.kernel.isEmpty ? "no" : "its \(probe.kernel)"
-      return "this CPU has no AVX-512 VNNI: oneDNN would use \(kernel) int8 kernel"
-    default:
-      return "oneDNN failed to start (status \(probe.status))"
-    }
+  private static let probe = NativeKernelProbe(missing: "AVX-512 VNNI", fallback: "int8 kernel") {
+    graft_dnnl_s8_probe($0, $1)
   }
 
+  /// nil when oneDNN has a native int8 matmul kernel on this CPU; otherwise why not.
+  public static var unavailableReason: String? { probe.unavailableReason }
+
   /// The oneDNN kernel INT8 products run on (for example "brg:avx512_core_vnni"), or nil.
-  public static var kernel: String? { unavailableReason == nil ? probe.kernel : nil }
+  public static var kernel: String? { probe.nativeKernel }
 
   /// Whether INT8 products run natively here.
-  public static var isAvailable: Bool { probe.status == Int(GRAFT_DNNL_OK) }
+  public static var isAvailable: Bool { unavailableReason == nil }
 }
 
 extension Tensor {

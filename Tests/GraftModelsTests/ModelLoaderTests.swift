@@ -343,53 +343,48 @@ final class ModelLoaderTests: EmbedScratchTestCase {
 final class EmbeddingTests: EmbedScratchTestCase {
   private func read(_ url: URL) throws -> SafetensorsFile { try SafetensorsFile(contentsOf: url) }
 
-  /// `--precision bf16`: the matrices in BF16 on oneDNN, features within 2e-2 (relative L2) of
-  /// timm's FP32 ones; the file records the precision it ran in. Without native BF16 the run
-  /// says so and its features are FP32's.
-  func testBF16EmbeddingStaysNearFP32() throws {
+  /// Embeds the `vit_augreg` fixture's input in `precision` and checks the features against
+  /// timm's FP32 ones: within `tolerance` (relative L2) and not FP32's own where the CPU runs
+  /// the precision natively (`available`); else the run says so, records fp32 and gives FP32's.
+  private func assertEmbedding(
+    in precision: BackbonePrecision, available: Bool, tolerance: Float,
+    file: StaticString = #filePath, line: UInt = #line
+  ) throws {
     let fx = try ViTFixture("vit_augreg")
-    let pixels = try pixelsFile(try fx.tensor("input"), "bf16.safetensors")
-    let out = file("bf16-out.safetensors")
+    let pixels = try pixelsFile(try fx.tensor("input"), "\(precision.rawValue).safetensors")
+    let out = self.file("\(precision.rawValue)-out.safetensors")
     let summary = try Embedding.run(
-      model: fx.folder.path, inputs: [pixels.path], output: out.path, precision: .bf16)
-    let result = try read(out)
-    let features = try result.tensor("features")
-    let expected = try fx.tensor("features")
-    let diff = zip(features.scalars, expected.scalars).map { ($0 - $1) * ($0 - $1) }.reduce(0, +)
-    let norm = expected.scalars.map { $0 * $0 }.reduce(0, +)
-    let relative = (diff / norm).squareRoot()
-    if BF16Support.isAvailable {
-      XCTAssertEqual(result.metadata["precision"], "bf16")
-      XCTAssertLessThan(relative, 2e-2)
-      XCTAssertGreaterThan(relative, 1e-5, "the products ran in BF16")
-    } else {
-      XCTAssertEqual(result.metadata["precision"], "fp32")
-      XCTAssertTrue(summary.notes.contains { $0.contains("running FP32") }, "\(summary.notes)")
-      XCTAssertLessThan(relative, 1e-5)
-    }
-  }
-
-  /// `--precision int8`: s8 matrices with per-channel scales, each input row quantized on the
-  /// fly; features within 5e-2 (relative L2) of timm's FP32 ones.
-  func testInt8EmbeddingStaysNearFP32() throws {
-    let fx = try ViTFixture("vit_augreg")
-    let pixels = try pixelsFile(try fx.tensor("input"), "int8.safetensors")
-    let out = file("int8-out.safetensors")
-    let summary = try Embedding.run(
-      model: fx.folder.path, inputs: [pixels.path], output: out.path, precision: .int8)
+      model: fx.folder.path, inputs: [pixels.path], output: out.path, precision: precision)
     let result = try read(out)
     let features = try result.tensor("features")
     let expected = try fx.tensor("features")
     let diff = zip(features.scalars, expected.scalars).map { ($0 - $1) * ($0 - $1) }.reduce(0, +)
     let relative = (diff / expected.scalars.map { $0 * $0 }.reduce(0, +)).squareRoot()
-    if Int8Support.isAvailable {
-      XCTAssertEqual(result.metadata["precision"], "int8")
-      XCTAssertLessThan(relative, 5e-2)
-      XCTAssertGreaterThan(relative, 1e-5, "the products ran in INT8")
+    if available {
+      XCTAssertEqual(result.metadata["precision"], precision.rawValue, file: file, line: line)
+      XCTAssertLessThan(relative, tolerance, file: file, line: line)
+      XCTAssertGreaterThan(
+        relative, 1e-5, "the products ran in low precision", file: file, line: line)
     } else {
-      XCTAssertEqual(result.metadata["precision"], "fp32")
-      XCTAssertTrue(summary.notes.contains { $0.contains("running FP32") }, "\(summary.notes)")
+      XCTAssertEqual(result.metadata["precision"], "fp32", file: file, line: line)
+      XCTAssertTrue(
+        summary.notes.contains { $0.contains("running FP32") }, "\(summary.notes)", file: file,
+        line: line)
+      XCTAssertLessThan(relative, 1e-5, file: file, line: line)
     }
+  }
+
+  /// `--precision bf16`: the matrices in BF16 on oneDNN, features within 2e-2 (relative L2) of
+  /// timm's FP32 ones; the file records the precision it ran in. Without native BF16 the run
+  /// says so and its features are FP32's.
+  func testBF16EmbeddingStaysNearFP32() throws {
+    try assertEmbedding(in: .bf16, available: BF16Support.isAvailable, tolerance: 2e-2)
+  }
+
+  /// `--precision int8`: s8 matrices with per-channel scales, each input row quantized on the
+  /// fly; features within 5e-2 (relative L2) of timm's FP32 ones.
+  func testInt8EmbeddingStaysNearFP32() throws {
+    try assertEmbedding(in: .int8, available: Int8Support.isAvailable, tolerance: 5e-2)
   }
 
   /// `graft embed` on each fixture's recorded input reproduces timm's features and logits, in

@@ -104,4 +104,29 @@ final class BF16BackboneTests: XCTestCase {
     let (result, _) = try loaded.evaluate(digits.test)
     XCTAssertEqual(result.top1, summary.test.top1, accuracy: 0.03)
   }
+
+  /// A run folder whose recorded precision is not one Graft knows is refused, naming the file.
+  func testUnknownRecordedPrecisionIsANamedError() throws {
+    let folder = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: folder) }
+    _ = try shortRun("linear", extra: ["train.epochs=1"], folder: folder)
+    for (file, key) in [
+      ("summary.json", "backbone_precision"), ("adapter_config.json", "backbone_precision"),
+    ] {
+      let url = folder.appendingPathComponent(file)
+      var object = try XCTUnwrap(
+        JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+      object[key] = "fp16"
+      try JSONSerialization.data(withJSONObject: object).write(to: url)
+    }
+    XCTAssertThrowsError(
+      try TuneSummary.read(from: folder.appendingPathComponent("summary.json"))
+    ) {
+      XCTAssertTrue("\($0)".contains("summary.json"), "\($0)")
+      XCTAssertTrue("\($0)".contains("fp16"), "\($0)")
+    }
+    XCTAssertThrowsError(try AdapterCheckpoint.readConfig(folder)) {
+      XCTAssertTrue("\($0)".contains("adapter_config.json"), "\($0)")
+    }
+  }
 }
