@@ -34,9 +34,17 @@ public enum TuneBenchmark {
     /// three EdgeConvs on their kNN graphs over the tokens the prompt layer receives) divided by
     /// the median step's; nil for other methods.
     public var promptGeneratorShare: Double?
+    /// The activations the tape keeps at the end of the forward pass and loss, per op (the
+    /// method's and the backbone's parameters left out: they exist anyway), largest first.
+    public var tapeByOp: [TapeEntry] = []
+    /// The sum of `tapeByOp`, MiB: what backward costs beyond the model itself.
+    public var activationMiB: Double {
+      Double(tapeByOp.reduce(0) { $0 + $1.bytes }) / 1_048_576
+    }
 
     enum CodingKeys: String, CodingKey {
       case method
+      case tapeByOp = "graft_tape_by_op"
       case promptGeneratorShare = "prompt_generator_share"
       case imagesPerSecond = "graft_img_s"
       case peakRSSMiB = "graft_peak_rss_mib"
@@ -58,7 +66,8 @@ public enum TuneBenchmark {
   /// checkpoint is loaded, so its peak RSS is what a BF16 backbone costs).
   public static func measure(
     architecture: String, method: String, batch: Int, iterations: Int = 3,
-    classes: Int? = nil, precision: BackbonePrecision = .fp32, seed: UInt64 = 0
+    classes: Int? = nil, precision: BackbonePrecision = .fp32, recompute: BlockRecompute = .none,
+    seed: UInt64 = 0
   ) throws -> Measurement {
     if precision == .int8 {
       throw BenchmarkError("int8 is for inference; a training step runs fp32 or bf16")
@@ -70,12 +79,12 @@ public enum TuneBenchmark {
       return try measure(
         backbone: backbone, input: [batch, config.npoints, 3], method: method,
         classes: classes ?? defaultClasses, iterations: iterations, precision: precision,
-        generator: &rng)
+        recompute: recompute, generator: &rng)
     }
     let config = try TimmArchitecture(architecture).config
     return try measure(
       config: config, method: method, batch: batch, iterations: iterations, classes: classes,
-      precision: precision, seed: seed)
+      precision: precision, recompute: recompute, seed: seed)
   }
 
   /// Times `method`'s training step on a random-weight ViT of `config` at `batch` images: one
@@ -84,7 +93,8 @@ public enum TuneBenchmark {
   /// (`config.numClasses`, or 1000 when that is 0, unless given).
   public static func measure(
     config: ViTConfig, method name: String, batch: Int, iterations: Int = 3,
-    classes: Int? = nil, precision: BackbonePrecision = .fp32, seed: UInt64 = 0
+    classes: Int? = nil, precision: BackbonePrecision = .fp32, recompute: BlockRecompute = .none,
+    seed: UInt64 = 0
   ) throws -> Measurement {
     var backboneConfig = config
     backboneConfig.numClasses = 0
@@ -97,7 +107,8 @@ public enum TuneBenchmark {
     return try measure(
       backbone: backbone,
       input: [batch, config.inChans, config.imgSize.height, config.imgSize.width], method: name,
-      classes: classes, iterations: iterations, precision: precision, generator: &rng)
+      classes: classes, iterations: iterations, precision: precision, recompute: recompute,
+      generator: &rng)
   }
 
   /// Times `name`'s training step on `backbone` with random normal inputs of shape `input`
@@ -105,7 +116,8 @@ public enum TuneBenchmark {
   /// P2P, gets clouds of its own size).
   static func measure(
     backbone: any SequenceBackbone, input: [Int], method name: String, classes: Int,
-    iterations: Int, precision: BackbonePrecision = .fp32, generator rng: inout RandomGenerator
+    iterations: Int, precision: BackbonePrecision = .fp32, recompute: BlockRecompute = .none,
+    generator rng: inout RandomGenerator
   ) throws -> Measurement {
     let batch = input[0]
     let tune = try TuneConfig.preset(for: name)
@@ -113,6 +125,7 @@ public enum TuneBenchmark {
       name, backbone: backbone, classes: classes, options: tune.methodOptions, generator: &rng)
     let (ran, note) = applyPrecision(precision, to: backbone)
     if ran != precision { throw BenchmarkError(note ?? precision.rawValue) }
+    backbone.setBlockRecompute(recompute)
     method.backboneTrainMode = tune.backboneTrainMode
     method.setTraining(true)
     let optimizer = Trainer.makeOptimizer(for: method, config: tune)
@@ -125,11 +138,14 @@ public enum TuneBenchmark {
     let labels = (0..<batch).map { _ in rng.nextInt(below: classes) }
 
     var tapeBytes = 0
+    var tapeByOp: [TapeEntry] = []
+    let parameters = method.parameters() + backbone.parameters()
     func step() {
       let base = TapeStats.savedBytes
       let logits = method(images)
       let loss = logits.crossEntropy(targets: labels, labelSmoothing: tune.labelSmoothing)
       tapeBytes = Swift.max(tapeBytes, TapeStats.savedBytes - base)
+      if tapeByOp.isEmpty { tapeByOp = loss.tapeReport(excluding: parameters) }
       loss.backward()
       if tune.clipGrad > 0 { optimizer.clipGradNorm(maxNorm: tune.clipGrad) }
       optimizer.step()
@@ -152,6 +168,6 @@ public enum TuneBenchmark {
       method: name, imagesPerSecond: Double(batch) / seconds, peakRSSMiB: peakRSSMiB(),
       peakTensorMiB: Double(StorageStats.peakBytes) / 1_048_576,
       tapeMiB: Double(tapeBytes) / 1_048_576, trainableParameters: method.trainableCount,
-      promptGeneratorShare: generatorShare)
+      promptGeneratorShare: generatorShare, tapeByOp: tapeByOp)
   }
 }

@@ -14,7 +14,8 @@ public final class ForwardPass {
   public let prefixTokens: Int
   /// The hooks of the pass, if any.
   public let hooks: (any BackboneHooks)?
-  /// Whether blocks must run unfused and call the points inside them.
+  /// Whether blocks must run unfused, to call the hooks on their linear layers (the residual
+  /// branches are called on the fused path too).
   public let usesBlockInternals: Bool
   /// Rows of the current sequence that hooks inserted (empty when none).
   public private(set) var insertedRows: Range<Int>
@@ -39,7 +40,7 @@ public final class ForwardPass {
     self.embedded = embedded
     self.prefixTokens = prefixTokens
     self.hooks = hooks
-    usesBlockInternals = !(hooks?.attachPoints.isDisjoint(with: .insideBlocks) ?? true)
+    usesBlockInternals = !(hooks?.attachPoints.isDisjoint(with: .linear) ?? true)
     rows = embedded.tokens.shape[1]
     insertedRows = prefixTokens..<prefixTokens
   }

@@ -96,6 +96,36 @@ public final class ViTAttention: Module {
   }
 }
 
+/// What a block recomputes in backward instead of keeping from the forward pass
+/// (`train.recompute`). Gradients are the same either way (the recomputation repeats the forward
+/// pass's own ops); what changes is memory against time. Per block of width D at N tokens a
+/// training step keeps, without recomputation, the tokens before each norm (2·N·D floats), the
+/// fused qkv projection (3·N·D) and the MLP's hidden pre-activation (4·N·D, at timm's MLP ratio
+/// 4); `qkv` rebuilds the first in backward (one more N·D·3D GEMM), `mlp` the second (one more
+/// N·D·4D GEMM), `all` both, leaving 2·N·D floats a block.
+public enum BlockRecompute: String, CaseIterable, Codable, Sendable, OptionValue {
+  /// Keep everything backward reads (fastest).
+  case none
+  /// Rebuild the qkv projection from the block's input.
+  case qkv
+  /// Rebuild the MLP's hidden pre-activation from the tokens entering the MLP.
+  case mlp
+  /// Both.
+  case all
+
+  /// Whether the qkv projection is rebuilt.
+  public var rebuildsQKV: Bool { self == .qkv || self == .all }
+  /// Whether the MLP's hidden pre-activation is rebuilt.
+  public var rebuildsMLP: Bool { self == .mlp || self == .all }
+}
+
+extension Module {
+  /// Sets what every ViT block inside this module (itself included) recomputes in backward.
+  public func setBlockRecompute(_ recompute: BlockRecompute) {
+    for (_, module) in namedModules() { (module as? ViTBlock)?.recompute = recompute }
+  }
+}
+
 /// A pre-norm transformer block (timm's `Block`):
 /// `x + ls1(attn(norm1(x)))`, then `x + ls2(mlp(norm2(x)))`.
 public final class ViTBlock: Module, UnaryModule {
@@ -149,6 +179,10 @@ public final class ViTBlock: Module, UnaryModule {
   /// `Tensor.attention(qkv:heads:scale:keepProbabilities:)`): faster backward, more memory.
   public var keepsAttentionProbabilities = false
 
+  /// What backward recomputes instead of keeping (on the fused path; hooks on the block's
+  /// linear layers run it unfused, keeping every intermediate they see).
+  public var recompute = BlockRecompute.none
+
   /// Whether the block's attention products run in BF16: its `qkv` matrix runs in BF16
   /// (`storeInBF16`, set for a frozen backbone with `backbone.precision=bf16`), as under
   /// PyTorch's autocast, or in INT8 (inference) on a CPU that also has native BF16.
@@ -159,17 +193,18 @@ public final class ViTBlock: Module, UnaryModule {
 
   /// The block on `x` [B, N, D], calling the pass's inner hooks.
   ///
-  /// Unless the pass's hooks use the points inside a block, the block runs on fused ops that keep
+  /// Unless the pass's hooks use the block's linear layers, the block runs on fused ops that keep
   /// less for backward: each norm with the linear layer after it (the normalised tokens are
   /// rebuilt in backward), attention with its output projection (the attention result is
   /// rebuilt), the MLP's activation with `fc2` (the hidden activation is rebuilt from `fc1`'s
-  /// output). With hooks inside blocks every intermediate the hooks see is a tensor of its own,
-  /// as the hooks may keep or change it.
+  /// output), and whatever `recompute` names. The residual-branch hooks see the same tensors
+  /// on both paths. With hooks on the linear layers every intermediate the hooks see is a
+  /// tensor of its own, as the hooks may keep or change it.
   public func callAsFunction(_ x: Tensor, pass: ForwardPass?) -> Tensor {
     if pass?.usesBlockInternals != true,
       let activation = FusedActivation(rawValue: mlp.act.kind)
     {
-      return fused(x, activation: activation)
+      return fused(x, activation: activation, pass: pass)
     }
     func linear(_ layer: Linear, _ role: LinearRole, _ input: Tensor) -> Tensor {
       let y = layer(input)
@@ -217,22 +252,42 @@ public final class ViTBlock: Module, UnaryModule {
   /// The block on `x` without hooks (fused when it can be).
   public func callAsFunction(_ x: Tensor) -> Tensor { self(x, pass: nil) }
 
-  /// The block without hooks, on the fused ops; the same values as the unfused path.
-  private func fused(_ x: Tensor, activation: FusedActivation) -> Tensor {
-    let qkv = x.layerNormLinear(
-      normWeight: norm1.weight, normBias: norm1.bias, eps: norm1.eps, weight: attn.qkv.weight,
-      bias: attn.qkv.bias)
+  /// The block on the fused ops, calling only the residual-branch hooks; the same values as the
+  /// unfused path.
+  private func fused(_ x: Tensor, activation: FusedActivation, pass: ForwardPass?) -> Tensor {
+    let qkv = normedProduct(x, norm1, attn.qkv)
     var a = Tensor.attentionProjection(
       qkv: qkv, heads: attn.heads, weight: attn.proj.weight, bias: attn.proj.bias,
-      keepProbabilities: keepsAttentionProbabilities, productsInBF16: runsInBF16)
+      keepProbabilities: keepsAttentionProbabilities, productsInBF16: runsInBF16,
+      rebuildQKV: recompute.rebuildsQKV ? rebuild(x, norm1, attn.qkv) : nil)
     if let ls1 { a = ls1(a) }
+    if let pass { a = pass.attentionBranch(index, input: x, output: a) }
     let x1 = x + a
-    let hidden = x1.layerNormLinear(
-      normWeight: norm2.weight, normBias: norm2.bias, eps: norm2.eps, weight: mlp.fc1.weight,
-      bias: mlp.fc1.bias)
-    var m = hidden.activationLinear(activation, weight: mlp.fc2.weight, bias: mlp.fc2.bias)
+    let hidden = normedProduct(x1, norm2, mlp.fc1)
+    var m = hidden.activationLinear(
+      activation, weight: mlp.fc2.weight, bias: mlp.fc2.bias,
+      rebuild: recompute.rebuildsMLP ? rebuild(x1, norm2, mlp.fc1) : nil)
     if let ls2 { m = ls2(m) }
+    if let pass { m = pass.mlpBranch(index, input: x1, output: m) }
     return x1 + m
+  }
+
+  /// `layer(norm(x))` as one fused op.
+  private func normedProduct(_ x: Tensor, _ norm: LayerNorm, _ layer: Linear) -> Tensor {
+    x.layerNormLinear(
+      normWeight: norm.weight, normBias: norm.bias, eps: norm.eps, weight: layer.weight,
+      bias: layer.bias)
+  }
+
+  /// What rebuilds `layer(norm(x))` in backward: the same op on the same tensors. It reads
+  /// the tensors themselves, not the modules, so it rebuilds what the forward pass computed.
+  private func rebuild(_ x: Tensor, _ norm: LayerNorm, _ layer: Linear) -> InputRebuild {
+    let (eps, gamma, beta, weight, bias) = (
+      norm.eps, norm.weight, norm.bias, layer.weight, layer.bias
+    )
+    return InputRebuild(sources: [x]) {
+      x.layerNormLinear(normWeight: gamma, normBias: beta, eps: eps, weight: weight, bias: bias)
+    }
   }
 }
 

@@ -305,6 +305,7 @@ public final class Trainer {
     method.backboneTrainMode = config.backboneTrainMode
     let (precision, note) = applyPrecision(config.precision, to: backbone.model)
     (backbonePrecision, precisionNote) = (precision, note.map { "backbone.precision=\($0)" })
+    backbone.model.setBlockRecompute(config.recompute)
   }
 
   /// The precision the frozen backbone runs in: `backbone.precision`, or fp32 where this CPU has

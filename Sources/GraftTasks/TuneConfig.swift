@@ -44,6 +44,9 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
   /// products on oneDNN (FP32 activations, trained tensors and gradients; see
   /// `BackbonePrecision`). Where the CPU has no native BF16 the run says so and uses FP32.
   public var precision = BackbonePrecision.fp32
+  /// What the backbone's blocks recompute in backward instead of keeping (`train.recompute`):
+  /// the same gradients, less memory, one more GEMM per block and step for each piece.
+  public var recompute = BlockRecompute.none
   /// Background decoding threads (`train.workers`).
   public var workers = 1
   /// Data-parallel runs: trainable gradients of more than this many MiB in all are allreduced
@@ -121,6 +124,11 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
     ConfigOption(
       "train.backbone_train_mode", \.backboneTrainMode,
       "run the frozen backbone in training mode (true/false)"),
+    ConfigOption(
+      "train.recompute", \.recompute,
+      "what the backbone's blocks rebuild in backward instead of keeping: none (fastest), qkv "
+        + "(the attention projection: 3 token widths fewer a block), mlp (the MLP's hidden "
+        + "pre-activation: 4 fewer), all (both); the same gradients, one more GEMM a block each"),
     .int("train.workers", \.workers, atLeast: 0, "background image decoding threads"),
     ConfigOption(
       "train.bucket_mb", \.bucketMiB,

@@ -331,10 +331,13 @@ extension Tensor {
   /// more small GEMM per batch and head). With `keepProbabilities` the probabilities are kept
   /// as in `attention(qkv:heads:scale:keepProbabilities:)`.
   /// `productsInBF16` runs the attention's products in BF16 as `attention(qkv:…)` does; the
-  /// projection follows its weight (BF16 when the weight has a BF16 copy).
+  /// projection follows its weight (BF16 when the weight has a BF16 copy). With `rebuildQKV`
+  /// backward keeps not `qkv` but the rebuild's sources, and recomputes `qkv` from them (a
+  /// block's tokens before its norm: 3× the token width saved for one more qkv GEMM).
   public static func attentionProjection(
     qkv: Tensor, heads: Int, weight: Tensor, bias: Tensor?, scale: Float? = nil,
-    keepProbabilities: Bool = false, productsInBF16: Bool = false
+    keepProbabilities: Bool = false, productsInBF16: Bool = false,
+    rebuildQKV: InputRebuild? = nil
   ) -> Tensor {
     precondition(
       qkv.rank == 3 && heads > 0 && qkv.shape[2] % (3 * heads) == 0,
@@ -369,13 +372,23 @@ extension Tensor {
     productWithWeight(mixed.pointer, rows: rows, weight: weight, bias: bias?.pointer, into: po)
     guard record else { return out }
     // qkv rebuilds the attention result (for dW) and feeds the attention backward (for dqkv).
-    let keptQKV: Tensor? = wantsQKV || wantsW ? qkv : nil
+    let needsQKV = wantsQKV || wantsW
+    let keptQKV: Tensor? = needsQKV && rebuildQKV == nil ? qkv : nil
+    let rebuild = needsQKV ? rebuildQKV : nil
     let keptW: Tensor? = wantsQKV ? weight : nil
-    let saving = [keptQKV, keptW, probs].compactMap { $0 }
+    let saving = [keptQKV, keptW, probs].compactMap { $0 } + (rebuild?.sources ?? [])
     let inputs = [qkv, weight] + (bias.map { [$0] } ?? [])
     let (qkvShape, hasBias) = (qkv.shape, bias != nil)
     return out.recording("attention_projection", inputs, saving: saving) { g in
       let pg = g.pointer
+      let keptQKV =
+        keptQKV
+        ?? rebuild.map { rebuilt in
+          let qkv = rebuilt()
+          precondition(
+            qkv.shape == qkvShape, "attentionProjection: rebuilt qkv \(qkv.shape), not \(qkvShape)")
+          return qkv
+        }
       // dL/d(attention result) = g·W.
       let gMixed = keptW.map { w in
         let t = Tensor(shape: [b, n, dim], zeroed: false)

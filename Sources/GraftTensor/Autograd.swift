@@ -228,9 +228,41 @@ extension Tensor {
   }
 }
 
+/// What the tape holds for one kind of op: how many nodes, and the bytes of the tensors they
+/// keep for backward (a tensor shared by several nodes counted once).
+public struct TapeEntry: Codable, Equatable, Sendable {
+  /// The op's name (`layer_norm_linear`, `attention_projection`, …).
+  public var op: String
+  /// Live nodes of that op.
+  public var nodes: Int
+  /// Bytes of the saved tensors these nodes are the first to hold.
+  public var bytes: Int
+}
+
 extension Tensor {
   /// The backward function of the op that produced this tensor, on its own: it maps an output
   /// gradient to the input gradients with no tape walk and no accumulation into leaves (for
   /// timing one op's backward, as `graft bench ops` does). Nil for a leaf or a freed node.
   public var opBackward: ((Tensor) -> [Tensor?])? { gradFn?.backward }
+}
+
+extension Tensor {
+  /// The tape behind this tensor, per op, largest first: what backward from here keeps alive (as
+  /// `torch.autograd.graph.saved_tensors_hooks` would show in PyTorch). Tensors in `excluding`
+  /// (a model's parameters, which exist anyway) are left out; a tensor saved by several nodes
+  /// counts once.
+  public func tapeReport(excluding: [Tensor] = []) -> [TapeEntry] {
+    guard let root = gradFn else { return [] }
+    var seen = Set(excluding.map { ObjectIdentifier($0.storage) })
+    var entries: [String: TapeEntry] = [:]
+    for case let fn? in Tensor.topologicalOrder(from: root) where !fn.isReleased {
+      var entry = entries[fn.name] ?? TapeEntry(op: fn.name, nodes: 0, bytes: 0)
+      entry.nodes += 1
+      for tensor in fn.saved where seen.insert(ObjectIdentifier(tensor.storage)).inserted {
+        entry.bytes += tensor.byteCount
+      }
+      entries[fn.name] = entry
+    }
+    return entries.values.sorted { ($0.bytes, $0.op) > ($1.bytes, $1.op) }
+  }
 }

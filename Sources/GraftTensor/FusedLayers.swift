@@ -10,6 +10,31 @@
 // - `activationLinear`: linear(act(x)) keeping x, not act(x) (recomputed in backward).
 // Both recomputing ops work through row chunks, so their scratch stays small and cache-warm.
 // Attention with its output projection (`Tensor.attentionProjection`) is in Attention.swift.
+//
+// `activationLinear` and `attentionProjection` can go one step further and keep nothing of their
+// input at all: given an `InputRebuild`, backward recomputes the input from what an earlier op
+// keeps anyway (a block's fc1 output from the tokens its norm keeps), trading one more GEMM for
+// the largest tensors of a block (see `BlockRecompute` in GraftModels).
+
+/// How an op rebuilds its input in backward instead of keeping it: `build` recomputes the input
+/// (without recording) from `sources`, which the op keeps in its place. `build` must give the
+/// same values as the forward pass did (the same ops on the same tensors), so gradients are
+/// those of the kept input exactly.
+public struct InputRebuild {
+  /// The tensors `build` reads; the op keeps these.
+  public let sources: [Tensor]
+  /// Recomputes the input.
+  public let build: () -> Tensor
+
+  /// A rebuild reading `sources` with `build`.
+  public init(sources: [Tensor], build: @escaping () -> Tensor) {
+    self.sources = sources
+    self.build = build
+  }
+
+  /// The input, rebuilt without recording (backward already runs so; this makes it explicit).
+  func callAsFunction() -> Tensor { withNoGrad(build) }
+}
 
 /// A pointwise activation that `activationLinear` can recompute in backward.
 public enum FusedActivation: String, Sendable, CaseIterable {
@@ -380,30 +405,37 @@ extension Tensor {
   /// pre-activation) instead of the activation's output, and recomputes the activation chunk by
   /// chunk for the weight gradient; its derivative reads `self` as the activation's own backward
   /// would. In a transformer MLP this saves the hidden activation (4× the token width).
-  public func activationLinear(_ activation: FusedActivation, weight: Tensor, bias: Tensor?)
-    -> Tensor
-  {
-    activationLinear(activation, weight: weight, bias: bias, chunkFloats: fusedChunkFloats)
+  ///
+  /// With `rebuild` backward keeps not even `self` but `rebuild`'s sources, and recomputes
+  /// `self` from them (a transformer MLP's fc1 output from the tokens its norm keeps: 4× the
+  /// token width saved for one more fc1 GEMM).
+  public func activationLinear(
+    _ activation: FusedActivation, weight: Tensor, bias: Tensor?, rebuild: InputRebuild? = nil
+  ) -> Tensor {
+    activationLinear(
+      activation, weight: weight, bias: bias, rebuild: rebuild, chunkFloats: fusedChunkFloats)
   }
 
   /// `activationLinear` working through chunks of about `chunkFloats` input floats.
   func activationLinear(
-    _ activation: FusedActivation, weight: Tensor, bias: Tensor?, chunkFloats: Int
+    _ activation: FusedActivation, weight: Tensor, bias: Tensor?, rebuild: InputRebuild? = nil,
+    chunkFloats: Int
   ) -> Tensor {
     switch activation {
     case .gelu:
-      return activationLinear(GeluKernel(), weight: weight, bias: bias, chunkFloats: chunkFloats)
+      return activationLinear(
+        GeluKernel(), weight: weight, bias: bias, rebuild: rebuild, chunkFloats: chunkFloats)
     case .geluTanh:
       return activationLinear(
-        GeluTanhKernel(), weight: weight, bias: bias, chunkFloats: chunkFloats)
+        GeluTanhKernel(), weight: weight, bias: bias, rebuild: rebuild, chunkFloats: chunkFloats)
     case .quickGELU:
       return activationLinear(
-        QuickGeluKernel(), weight: weight, bias: bias, chunkFloats: chunkFloats)
+        QuickGeluKernel(), weight: weight, bias: bias, rebuild: rebuild, chunkFloats: chunkFloats)
     }
   }
 
   private func activationLinear<K: RecomputedActivation>(
-    _ f: K, weight: Tensor, bias: Tensor?, chunkFloats: Int
+    _ f: K, weight: Tensor, bias: Tensor?, rebuild: InputRebuild?, chunkFloats: Int
   ) -> Tensor {
     Tensor.checkLinear(weight, bias, "activationLinear")
     let (outF, inF) = (weight.shape[0], weight.shape[1])
@@ -422,15 +454,25 @@ extension Tensor {
     let wantsW = weight.requiresGrad
     let wantsB = bias?.requiresGrad ?? false
     let wantsX = requiresGrad
-    // x for the recomputed activation (weight gradient) and for the derivative (x gradient).
-    let keptX: Tensor? = wantsW || wantsX ? self : nil
+    // x for the recomputed activation (weight gradient) and for the derivative (x gradient),
+    // or what rebuilds x.
+    let needsX = wantsW || wantsX
+    let keptX: Tensor? = needsX && rebuild == nil ? self : nil
+    let rebuildX = needsX ? rebuild : nil
     let keptW: Tensor? = wantsX ? weight : nil
     let inputs = [self, weight] + (bias.map { [$0] } ?? [])
     let (xShape, hasBias) = (shape, bias != nil)
-    return out.recording(
-      "\(K.name)_linear", inputs, saving: [keptX, keptW].compactMap { $0 }
-    ) { g in
+    let saving = [keptX, keptW].compactMap { $0 } + (rebuildX?.sources ?? [])
+    return out.recording("\(K.name)_linear", inputs, saving: saving) { g in
       let pg = g.pointer
+      let keptX =
+        keptX
+        ?? rebuildX.map { rebuilt in
+          let x = rebuilt()
+          precondition(
+            x.shape == xShape, "activationLinear: rebuilt input \(x.shape), not \(xShape)")
+          return x
+        }
       let gx = wantsX ? Tensor(shape: xShape, zeroed: false) : nil
       let gw = wantsW ? Tensor(shape: [outF, inF], zeroed: rows == 0) : nil  // no chunks, no GEMM
       let values = wantsW ? Tensor(shape: [chunk, inF], zeroed: false) : nil

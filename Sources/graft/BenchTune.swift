@@ -20,7 +20,10 @@ struct BenchTune: ParsableCommand {
       vpt-deep ≥ 1.5× PyTorch's img/s at ≤ 0.5× its peak RSS; lst and unipt peak RSS ≤ 0.35×
       Graft's own full at the same batch. `--precision bf16` adds each method's step with the
       frozen backbone in BF16 (`backbone.precision=bf16`), with its speed against the same
-      method's FP32 row of this run (target for vpt-deep and lora: ≥ 1.4×).
+      method's FP32 row of this run (target for vpt-deep and lora: ≥ 1.4×). `--recompute qkv|mlp|all`
+      adds each method's step with the blocks rebuilding those activations in backward
+      (`train.recompute`), with its speed and memory against the same method's row without.
+      Each row also lists the activations its tape keeps (parameters left out).
       """
   )
 
@@ -51,6 +54,12 @@ struct BenchTune: ParsableCommand {
     help: "Backbone precisions to measure: fp32 and/or bf16 (repeatable; default fp32).")
   var precisions: [BackbonePrecision] = [.fp32]
 
+  @Option(
+    name: .customLong("recompute"),
+    help: "Block recomputation settings to measure: none, qkv, mlp, all (repeatable; default none)."
+  )
+  var recomputes: [BlockRecompute] = [.none]
+
   @OptionGroup var reference: ReferenceOptions
 
   @OptionGroup var jsonFlag: JSONFlag
@@ -59,11 +68,14 @@ struct BenchTune: ParsableCommand {
   struct Row: Codable {
     var method: String
     var precision: BackbonePrecision
+    var recompute: BlockRecompute
     var graftImgS: Double
     var torchImgS: Double?
     var graftPeakRSSMiB: Double
     var torchPeakRSSMiB: Double?
     var graftTapeMiB: Double
+    /// The activations the tape keeps, parameters left out.
+    var graftActivationMiB: Double
     var trainableParameters: Int
     var ratioImgS: Double?
     var ratioRSS: Double?
@@ -72,9 +84,15 @@ struct BenchTune: ParsableCommand {
     var promptGeneratorShare: Double?
     /// A BF16 row's img/s over the same method's FP32 row of the run.
     var speedVsFP32: Double?
+    /// A recomputing row's img/s and peak RSS over the same method's row without.
+    var speedVsNoRecompute: Double?
+    var rssVsNoRecompute: Double?
 
     enum CodingKeys: String, CodingKey {
-      case method, precision
+      case method, precision, recompute
+      case graftActivationMiB = "graft_activation_mib"
+      case speedVsNoRecompute = "speed_vs_no_recompute"
+      case rssVsNoRecompute = "rss_vs_no_recompute"
       case speedVsFP32 = "speed_vs_fp32"
       case graftImgS = "graft_img_s"
       case torchImgS = "torch_img_s"
@@ -93,6 +111,10 @@ struct BenchTune: ParsableCommand {
       var c = encoder.container(keyedBy: CodingKeys.self)
       try c.encode(method, forKey: .method)
       try c.encode(precision, forKey: .precision)
+      try c.encode(recompute, forKey: .recompute)
+      try c.encode(graftActivationMiB, forKey: .graftActivationMiB)
+      try c.encode(speedVsNoRecompute, forKey: .speedVsNoRecompute)
+      try c.encode(rssVsNoRecompute, forKey: .rssVsNoRecompute)
       try c.encode(graftImgS, forKey: .graftImgS)
       try c.encode(torchImgS, forKey: .torchImgS)
       try c.encode(graftPeakRSSMiB, forKey: .graftPeakRSSMiB)
@@ -151,14 +173,27 @@ struct BenchTune: ParsableCommand {
     var rows: [Row] = []
     for method in chosen {
       for precision in precisions {
-        rows.append(try measure(method, precision, python: python))
+        for recompute in recomputes {
+          rows.append(try measure(method, precision, recompute, python: python))
+        }
       }
     }
     for i in rows.indices where rows[i].precision == .bf16 {
-      let fp32 = rows.first { $0.method == rows[i].method && $0.precision == .fp32 }
+      let fp32 = rows.first {
+        $0.method == rows[i].method && $0.precision == .fp32 && $0.recompute == rows[i].recompute
+      }
       rows[i].speedVsFP32 = fp32.map { rows[i].graftImgS / $0.graftImgS }
     }
-    if let full = rows.first(where: { $0.method == "full" && $0.precision == .fp32 }) {
+    for i in rows.indices where rows[i].recompute != .none {
+      let kept = rows.first {
+        $0.method == rows[i].method && $0.precision == rows[i].precision && $0.recompute == .none
+      }
+      rows[i].speedVsNoRecompute = kept.map { rows[i].graftImgS / $0.graftImgS }
+      rows[i].rssVsNoRecompute = kept.map { rows[i].graftPeakRSSMiB / $0.graftPeakRSSMiB }
+    }
+    if let full = rows.first(where: {
+      $0.method == "full" && $0.precision == .fp32 && $0.recompute == .none
+    }) {
       for i in rows.indices {
         rows[i].rssVsGraftFull = rows[i].graftPeakRSSMiB / full.graftPeakRSSMiB
       }
@@ -169,21 +204,25 @@ struct BenchTune: ParsableCommand {
     try printReport(report, json: json) { printTable(report) }
   }
 
-  /// One row: Graft's step of `method` in `precision`, and PyTorch's for the FP32 rows of the
-  /// methods it has a script for.
-  private func measure(_ method: String, _ precision: BackbonePrecision, python: String?) throws
-    -> Row
-  {
-    progress("\(model) batch \(batch) \(method) \(precision.rawValue): graft")
+  /// One row: Graft's step of `method` in `precision` with `recompute`, and PyTorch's for the
+  /// FP32 rows without recomputation of the methods it has a script for.
+  private func measure(
+    _ method: String, _ precision: BackbonePrecision, _ recompute: BlockRecompute,
+    python: String?
+  ) throws -> Row {
+    progress(
+      "\(model) batch \(batch) \(method) \(precision.rawValue) recompute \(recompute.rawValue): graft"
+    )
     let graft: TuneBenchmark.Measurement = try runJSON(
       executable: selfExecutable(),
       arguments: [
         "bench", "tune-row", "--method", method, "--model", model, "--batch", "\(batch)",
-        "--iterations", "\(iterations)", "--precision", precision.rawValue,
+        "--iterations", "\(iterations)", "--precision", precision.rawValue, "--recompute",
+        recompute.rawValue,
       ])
     var torch: TorchResult?
     if !reference.noReference, let python, Self.referenced.contains(method),
-      model != TuneBenchmark.pointMAESmall, precision == .fp32
+      model != TuneBenchmark.pointMAESmall, precision == .fp32, recompute == .none
     {
       progress("\(model) batch \(batch) \(method): pytorch")
       torch = try? runJSON(
@@ -196,9 +235,11 @@ struct BenchTune: ParsableCommand {
       if torch == nil { progress("  (the PyTorch reference failed; its figures are null)") }
     }
     return Row(
-      method: method, precision: precision, graftImgS: graft.imagesPerSecond,
+      method: method, precision: precision, recompute: recompute,
+      graftImgS: graft.imagesPerSecond,
       torchImgS: torch?.torchImgS, graftPeakRSSMiB: graft.peakRSSMiB,
       torchPeakRSSMiB: torch?.torchPeakRSSMiB, graftTapeMiB: graft.tapeMiB,
+      graftActivationMiB: graft.activationMiB,
       trainableParameters: graft.trainableParameters,
       ratioImgS: torch.map { graft.imagesPerSecond / $0.torchImgS },
       ratioRSS: torch.map { graft.peakRSSMiB / $0.torchPeakRSSMiB }, rssVsGraftFull: nil,
@@ -211,20 +252,22 @@ struct BenchTune: ParsableCommand {
       "OpenBLAS kernel: \(report.openblasKernel), threads: \(Parallel.threadCount), "
         + "\(report.model), batch \(report.batch)\n")
     print(
-      "method        prec  trainable  graft img/s  torch img/s  ratio (≥1.5)  graft MiB  torch MiB"
-        + "  ratio (≤0.5)  tape MiB  ÷ graft full  ÷ fp32")
+      "method        prec  recomp  trainable  graft img/s  torch img/s  ratio (≥1.5)  graft MiB"
+        + "  torch MiB  ratio (≤0.5)  act MiB  ÷ graft full  ÷ fp32  speed, RSS ÷ no recompute")
     func mark(_ value: Double?, _ met: (Double) -> Bool) -> String {
       guard let value else { return "-" }
       return fmt(value, 2) + (met(value) ? " met" : " NOT met")
     }
     for row in report.rows {
-      let referenced = Self.referenced.contains(row.method) && row.precision == .fp32
+      let referenced =
+        Self.referenced.contains(row.method) && row.precision == .fp32 && row.recompute == .none
       let vsFull =
         Self.sideNetworks.contains(row.method)
         ? mark(row.rssVsGraftFull) { $0 <= 0.35 } + " (≤0.35)"
         : row.rssVsGraftFull.map { fmt($0, 2) } ?? "-"
       print(
         pad(row.method, 12) + pad(row.precision.rawValue, 6, right: true)
+          + pad(row.recompute.rawValue, 8, right: true)
           + pad("\(row.trainableParameters)", 11, right: true)
           + pad(fmt(row.graftImgS, 2), 13, right: true)
           + pad(row.torchImgS.map { fmt($0, 2) } ?? "-", 13, right: true)
@@ -232,8 +275,10 @@ struct BenchTune: ParsableCommand {
           + pad(fmt(row.graftPeakRSSMiB, 0), 11, right: true)
           + pad(row.torchPeakRSSMiB.map { fmt($0, 0) } ?? "-", 11, right: true)
           + pad(referenced ? mark(row.ratioRSS) { $0 <= 0.5 } : "-", 14, right: true)
-          + pad(fmt(row.graftTapeMiB, 0), 10, right: true) + "  " + pad(vsFull, 12)
-          + (row.speedVsFP32.map { "  " + fmt($0, 2) } ?? "  -"))
+          + pad(fmt(row.graftActivationMiB, 0), 9, right: true) + "  " + pad(vsFull, 12)
+          + pad(row.speedVsFP32.map { fmt($0, 2) } ?? "-", 8, right: true)
+          + "  " + (row.speedVsNoRecompute.map { fmt($0, 2) } ?? "-") + ", "
+          + (row.rssVsNoRecompute.map { fmt($0, 2) } ?? "-"))
     }
     for row in report.rows {
       guard let share = row.promptGeneratorShare else { continue }
@@ -261,11 +306,12 @@ struct BenchTuneRow: ParsableCommand {
   @Option var batch = 32
   @Option var iterations = 3
   @Option var precision = BackbonePrecision.fp32
+  @Option var recompute = BlockRecompute.none
 
   func run() throws {
     let m = try TuneBenchmark.measure(
       architecture: model, method: method, batch: batch, iterations: iterations,
-      precision: precision)
+      precision: precision, recompute: recompute)
     print(String(decoding: try JSONEncoder().encode(m), as: UTF8.self))
   }
 }

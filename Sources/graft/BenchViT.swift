@@ -253,3 +253,4 @@ struct BenchViTRow: ParsableCommand {
 
 extension ViTBenchmark.Mode: ExpressibleByArgument {}
 extension BackbonePrecision: ExpressibleByArgument {}
+extension BlockRecompute: ExpressibleByArgument {}

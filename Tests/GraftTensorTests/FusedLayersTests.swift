@@ -256,4 +256,75 @@ final class FusedLayersTests: XCTestCase {
     y.sum().backward()
     XCTAssertNotNil(pre.grad)
   }
+
+  // MARK: inputs rebuilt in backward
+
+  /// `activationLinear` and `attentionProjection` given an `InputRebuild` keep the rebuild's
+  /// sources instead of their input, and give exactly the gradients they give keeping it.
+  func testRebuiltInputsGiveTheSameGradientsAndKeepOnlyTheSources() {
+    let (rows, d, hidden) = (10, 12, 20)
+    let gamma = randomTensor([d], seed: 90, low: 0.5, high: 1.5)
+    let beta = randomTensor([d], seed: 91)
+    let w1 = randomTensor([hidden, d], seed: 92).requiringGrad()
+    let b1 = randomTensor([hidden], seed: 93).requiringGrad()
+    let w2 = randomTensor([d, hidden], seed: 94).requiringGrad()
+    let b2 = randomTensor([d], seed: 95).requiringGrad()
+    let source = randomTensor([2, rows / 2, d], seed: 96, low: -2, high: 2)
+    func mlp(rebuilt: Bool, weightsTrain: Bool) -> (grads: [[Float]], tape: Int, y: [Float]) {
+      let x = source.detached().requiringGrad()
+      for t in [w1, b1, w2, b2] {
+        t.grad = nil
+        t.requiresGrad = weightsTrain || t === b2
+      }
+      let (tape, y) = tapeGrowth {
+        let h = x.layerNormLinear(normWeight: gamma, normBias: beta, weight: w1, bias: b1)
+        let rebuild = InputRebuild(sources: [x]) {
+          x.layerNormLinear(normWeight: gamma, normBias: beta, weight: w1, bias: b1)
+        }
+        return h.activationLinear(.gelu, weight: w2, bias: b2, rebuild: rebuilt ? rebuild : nil)
+      }
+      (y * y).sum().backward()
+      let grads = [x, w1, b1, w2, b2].map { $0.grad?.scalars ?? [] }
+      return (grads, tape, y.scalars)
+    }
+    for weightsTrain in [false, true] {
+      let kept = mlp(rebuilt: false, weightsTrain: weightsTrain)
+      let rebuilt = mlp(rebuilt: true, weightsTrain: weightsTrain)
+      XCTAssertEqual(rebuilt.y, kept.y)
+      XCTAssertEqual(rebuilt.grads, kept.grads, "weights train: \(weightsTrain)")
+      XCTAssertFalse(kept.grads[0].isEmpty)
+      XCTAssertEqual(kept.grads[3].isEmpty, !weightsTrain)
+      // The hidden pre-activation is no longer kept: the node keeps x (already kept by the norm).
+      XCTAssertEqual(
+        kept.tape - rebuilt.tape, (rows * hidden - rows * d) * floatBytes,
+        "weights train: \(weightsTrain)")
+    }
+
+    let heads = 2
+    let wq = randomTensor([3 * d, d], seed: 97)
+    let bq = randomTensor([3 * d], seed: 98).requiringGrad()
+    let wo = randomTensor([d, d], seed: 99).requiringGrad()
+    func attention(rebuilt: Bool, keepProbabilities: Bool) -> (grads: [[Float]], tape: Int) {
+      let x = source.detached().requiringGrad()
+      for t in [bq, wo] { t.grad = nil }
+      let (tape, y) = tapeGrowth {
+        let qkv = x.layerNormLinear(normWeight: gamma, normBias: beta, weight: wq, bias: bq)
+        let rebuild = InputRebuild(sources: [x]) {
+          x.layerNormLinear(normWeight: gamma, normBias: beta, weight: wq, bias: bq)
+        }
+        return Tensor.attentionProjection(
+          qkv: qkv, heads: heads, weight: wo, bias: nil, keepProbabilities: keepProbabilities,
+          rebuildQKV: rebuilt ? rebuild : nil)
+      }
+      (y * y).sum().backward()
+      return ([x, bq, wo].map { $0.grad?.scalars ?? [] }, tape)
+    }
+    for keep in [false, true] {
+      let kept = attention(rebuilt: false, keepProbabilities: keep)
+      let rebuilt = attention(rebuilt: true, keepProbabilities: keep)
+      XCTAssertEqual(rebuilt.grads, kept.grads)
+      XCTAssertFalse(kept.grads.contains { $0.isEmpty })
+      XCTAssertEqual(kept.tape - rebuilt.tape, (rows * 3 * d - rows * d) * floatBytes)
+    }
+  }
 }

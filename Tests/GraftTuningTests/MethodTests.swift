@@ -284,17 +284,25 @@ private final class UnfusedProxy: BackboneHooks {
 }
 
 final class FusedBlocksTests: XCTestCase {
-  /// A method that says it does not use block internals gets the same logits and gradients
-  /// from the fused blocks as from the unfused ones, and keeps no more on the tape.
-  func testMethodsWithoutBlockInternalsRunFusedToTheSameNumbers() throws {
-    let fusedNames = MethodRegistry.names.filter { name in
-      (try? makeMethod(name, backbone: tinyBackbone()))?.attachPoints.isDisjoint(
-        with: .insideBlocks) == true
+  /// The methods whose hooks leave the blocks' linear layers alone, so blocks run fused.
+  private func fusedMethodNames() -> [String] {
+    MethodRegistry.names.filter { name in
+      (try? makeMethod(name, backbone: tinyBackbone()))?.attachPoints.isDisjoint(with: .linear)
+        == true
     }
+  }
+
+  /// A method that does not hook the blocks' linear layers gets the same logits and gradients
+  /// from the fused blocks (residual-branch hooks included) as from the unfused ones, and keeps
+  /// no more on the tape.
+  func testMethodsWithoutLinearHooksRunFusedToTheSameNumbers() throws {
+    let fusedNames = fusedMethodNames()
     XCTAssertTrue(
-      Set(["linear", "full", "bitfit", "ln-tune", "vpt-deep", "mp", "lst", "unipt"])
-        .isSubset(of: Set(fusedNames)), "\(fusedNames)")
-    for name in ["lora", "adapter", "mp+"] { XCTAssertFalse(fusedNames.contains(name), name) }
+      Set([
+        "linear", "full", "bitfit", "ln-tune", "vpt-deep", "mp", "lst", "unipt", "adapter", "mp+",
+      ])
+      .isSubset(of: Set(fusedNames)), "\(fusedNames)")
+    XCTAssertFalse(fusedNames.contains("lora"))
     for name in fusedNames where name != "hst" {
       let method = try makeMethod(name, backbone: tinyBackbone())
       // The backbone's input (P2P draws its clouds as images, with gradients to its encoder).
@@ -334,6 +342,51 @@ final class FusedBlocksTests: XCTestCase {
       // when the weights train (full, ln-tune) the fused ops keep strictly less.
       XCTAssertLessThanOrEqual(fused.tape, unfused.tape, name)
       if name == "full" || name == "ln-tune" { XCTAssertLessThan(fused.tape, unfused.tape, name) }
+    }
+  }
+
+  /// `train.recompute`: every setting gives bit for bit the logits and gradients of keeping
+  /// everything, and the tape shrinks by the qkv projection (3 token widths a block), the MLP's
+  /// hidden pre-activation (4 at the tiny model's MLP ratio) or both.
+  func testBlockRecomputeGivesTheSameGradientsWithASmallerTape() throws {
+    let width = 16
+    for name in fusedMethodNames() where name != "hst" {
+      let backbone = tinyBackbone()
+      let method = try makeMethod(name, backbone: backbone)
+      guard method.needsBackboneGradient else { continue }
+      let task = tinyTaskInput(for: method, batch: 3)
+      var results: [BlockRecompute: (logits: [Float], grads: [[Float]], tape: Int)] = [:]
+      for recompute in BlockRecompute.allCases {
+        backbone.setBlockRecompute(recompute)
+        XCTAssertTrue(backbone.blocks.allSatisfy { $0.recompute == recompute })
+        for (_, t) in method.trainableTensors() { t.grad = nil }
+        method.generator = RandomGenerator(seed: 1)
+        let base = TapeStats.savedBytes
+        let logits = method(task)
+        let loss = logits.crossEntropy(targets: [0, 1, 2])
+        let tape = TapeStats.savedBytes - base
+        loss.backward()
+        results[recompute] = (
+          logits.scalars, method.trainableTensors().map { $0.tensor.grad?.scalars ?? [] }, tape
+        )
+      }
+      let kept = results[.none]!
+      let blocks = backbone.blocks.count
+      for recompute in [BlockRecompute.qkv, .mlp, .all] {
+        let r = results[recompute]!
+        XCTAssertEqual(r.logits, kept.logits, "\(name) \(recompute)")
+        XCTAssertEqual(r.grads, kept.grads, "\(name) \(recompute)")
+        XCTAssertLessThan(r.tape, kept.tape, "\(name) \(recompute)")
+      }
+      // Each block's rebuild keeps its norm's input (already kept by the norm) in place of
+      // 3 (qkv) or 4 (mlp) token widths; VPT's prompts add rows, so compare per row.
+      let savedQKV = kept.tape - results[.qkv]!.tape
+      let savedMLP = kept.tape - results[.mlp]!.tape
+      XCTAssertEqual(savedQKV * 3, (3 - 1) * (savedMLP), "\(name): qkv saves 2 widths, mlp 3")
+      XCTAssertEqual(kept.tape - results[.all]!.tape, savedQKV + savedMLP, name)
+      // Whole rows of 3 token widths (IDPT's prompts make later blocks longer).
+      XCTAssertEqual(savedMLP % (3 * width * 4), 0, name)
+      XCTAssertGreaterThanOrEqual(savedMLP, blocks * 3 * width * 4, name)
     }
   }
 }
