@@ -17,6 +17,8 @@ public final class ForwardPass {
   /// Whether blocks must run unfused, to call the hooks on their linear layers (the residual
   /// branches are called on the fused path too).
   public let usesBlockInternals: Bool
+  /// The linear sites the hooks change (nil: any).
+  private let hookedSites: Set<LinearSite>?
   /// Rows of the current sequence that hooks inserted (empty when none).
   public private(set) var insertedRows: Range<Int>
   /// The positions of the inserted rows, [1 or B, insertedRows.count, D], when a hook gave any
@@ -41,8 +43,16 @@ public final class ForwardPass {
     self.prefixTokens = prefixTokens
     self.hooks = hooks
     usesBlockInternals = !(hooks?.attachPoints.isDisjoint(with: .linear) ?? true)
+    hookedSites = usesBlockInternals ? hooks?.hookedLinearSites : []
     rows = embedded.tokens.shape[1]
     insertedRows = prefixTokens..<prefixTokens
+  }
+
+  /// Whether the hooks change the layer at `site` (then the block calls `linear` for it and
+  /// runs that half unfused).
+  public func hooks(_ site: LinearSite) -> Bool {
+    guard usesBlockInternals else { return false }
+    return hookedSites?.contains(site) ?? true
   }
 
   // MARK: Reported by hooks

@@ -232,7 +232,8 @@ public struct BackboneOutput {
 /// `recordRemoval`), so positions and pooling stay right; the pass checks the row count after
 /// every hook.
 public protocol BackboneHooks: AnyObject {
-  /// The points these hooks use. Blocks run fused unless it meets `AttachPoints.insideBlocks`.
+  /// The points these hooks use. Blocks run fused unless it contains `.linear` (and then only
+  /// the halves with a site in `hookedLinearSites` run unfused).
   var attachPoints: AttachPoints { get }
   /// The sequence entering block 0.
   func tokens(_ x: Tensor, pass: ForwardPass) -> Tensor
@@ -247,6 +248,9 @@ public protocol BackboneHooks: AnyObject {
   func mlpBranch(_ index: Int, input: Tensor, output: Tensor) -> Tensor
   /// A linear layer inside a block: `input` [..., in] and the layer's `output` [..., out].
   func linear(_ site: LinearSite, input: Tensor, output: Tensor) -> Tensor
+  /// The linear sites `linear(_:input:output:)` changes, or nil for any (the default). A block
+  /// runs the half (attention or MLP) whose layers no hook changes on its fused ops.
+  var hookedLinearSites: Set<LinearSite>? { get }
 }
 
 extension BackboneHooks {
@@ -264,6 +268,8 @@ extension BackboneHooks {
   public func mlpBranch(_ index: Int, input: Tensor, output: Tensor) -> Tensor { output }
   /// Unchanged.
   public func linear(_ site: LinearSite, input: Tensor, output: Tensor) -> Tensor { output }
+  /// Any site may change.
+  public var hookedLinearSites: Set<LinearSite>? { nil }
 }
 
 // MARK: - The protocol

@@ -179,8 +179,8 @@ public final class ViTBlock: Module, UnaryModule {
   /// `Tensor.attention(qkv:heads:scale:keepProbabilities:)`): faster backward, more memory.
   public var keepsAttentionProbabilities = false
 
-  /// What backward recomputes instead of keeping (on the fused path; hooks on the block's
-  /// linear layers run it unfused, keeping every intermediate they see).
+  /// What backward recomputes instead of keeping, in a half of the block that runs fused (hooks
+  /// on a half's linear layers run it unfused, keeping every intermediate they see).
   public var recompute = BlockRecompute.none
 
   /// Whether the block's attention products run in BF16: its `qkv` matrix runs in BF16
@@ -193,36 +193,52 @@ public final class ViTBlock: Module, UnaryModule {
 
   /// The block on `x` [B, N, D], calling the pass's inner hooks.
   ///
-  /// Unless the pass's hooks use the block's linear layers, the block runs on fused ops that keep
-  /// less for backward: each norm with the linear layer after it (the normalised tokens are
-  /// rebuilt in backward), attention with its output projection (the attention result is
-  /// rebuilt), the MLP's activation with `fc2` (the hidden activation is rebuilt from `fc1`'s
-  /// output), and whatever `recompute` names. The residual-branch hooks see the same tensors
-  /// on both paths. With hooks on the linear layers every intermediate the hooks see is a
-  /// tensor of its own, as the hooks may keep or change it.
+  /// Each half of the block (attention, MLP) runs on fused ops unless the pass's hooks change
+  /// one of its linear layers. The fused ops keep less for backward: each norm with the linear
+  /// layer after it (the normalised tokens are rebuilt in backward), attention with its output
+  /// projection (the attention result is rebuilt), the MLP's activation with `fc2` (the hidden
+  /// activation is rebuilt from `fc1`'s output), and whatever `recompute` names. The
+  /// residual-branch hooks see the same tensors either way. In a half whose linear layers are
+  /// hooked every intermediate the hooks see is a tensor of its own, as the hooks may keep or
+  /// change it.
   public func callAsFunction(_ x: Tensor, pass: ForwardPass?) -> Tensor {
-    if pass?.usesBlockInternals != true,
-      let activation = FusedActivation(rawValue: mlp.act.kind)
-    {
-      return fused(x, activation: activation, pass: pass)
+    let fusedActivation = FusedActivation(rawValue: mlp.act.kind)
+    func hooked(_ roles: LinearRole...) -> Bool {
+      guard let pass else { return false }
+      return roles.contains { pass.hooks(LinearSite(block: index, role: $0)) }
     }
     func linear(_ layer: Linear, _ role: LinearRole, _ input: Tensor) -> Tensor {
       let y = layer(input)
       return pass?.linear(LinearSite(block: index, role: role), input: input, output: y) ?? y
     }
     // Attention branch.
-    let h = norm1(x)
-    let qkv = linear(attn.qkv, .qkv, h)
-    let mixed = Tensor.attention(
-      qkv: qkv, heads: attn.heads, keepProbabilities: keepsAttentionProbabilities,
-      productsInBF16: runsInBF16)
-    var a = linear(attn.proj, .attentionOut, mixed)
+    var a: Tensor
+    if hooked(.qkv, .attentionOut) {
+      let qkv = linear(attn.qkv, .qkv, norm1(x))
+      let mixed = Tensor.attention(
+        qkv: qkv, heads: attn.heads, keepProbabilities: keepsAttentionProbabilities,
+        productsInBF16: runsInBF16)
+      a = linear(attn.proj, .attentionOut, mixed)
+    } else {
+      a = Tensor.attentionProjection(
+        qkv: normedProduct(x, norm1, attn.qkv), heads: attn.heads, weight: attn.proj.weight,
+        bias: attn.proj.bias, keepProbabilities: keepsAttentionProbabilities,
+        productsInBF16: runsInBF16,
+        rebuildQKV: recompute.rebuildsQKV ? rebuild(x, norm1, attn.qkv) : nil)
+    }
     if let ls1 { a = ls1(a) }
     if let pass { a = pass.attentionBranch(index, input: x, output: a) }
     let x1 = x + a
     // MLP branch.
-    let hidden = mlp.act(linear(mlp.fc1, .mlpIn, norm2(x1)))
-    var m = linear(mlp.fc2, .mlpOut, hidden)
+    var m: Tensor
+    if let fusedActivation, !hooked(.mlpIn, .mlpOut) {
+      m = normedProduct(x1, norm2, mlp.fc1).activationLinear(
+        fusedActivation, weight: mlp.fc2.weight, bias: mlp.fc2.bias,
+        rebuild: recompute.rebuildsMLP ? rebuild(x1, norm2, mlp.fc1) : nil)
+    } else {
+      let hidden = mlp.act(linear(mlp.fc1, .mlpIn, norm2(x1)))
+      m = linear(mlp.fc2, .mlpOut, hidden)
+    }
     if let ls2 { m = ls2(m) }
     if let pass { m = pass.mlpBranch(index, input: x1, output: m) }
     return x1 + m
@@ -251,26 +267,6 @@ public final class ViTBlock: Module, UnaryModule {
 
   /// The block on `x` without hooks (fused when it can be).
   public func callAsFunction(_ x: Tensor) -> Tensor { self(x, pass: nil) }
-
-  /// The block on the fused ops, calling only the residual-branch hooks; the same values as the
-  /// unfused path.
-  private func fused(_ x: Tensor, activation: FusedActivation, pass: ForwardPass?) -> Tensor {
-    let qkv = normedProduct(x, norm1, attn.qkv)
-    var a = Tensor.attentionProjection(
-      qkv: qkv, heads: attn.heads, weight: attn.proj.weight, bias: attn.proj.bias,
-      keepProbabilities: keepsAttentionProbabilities, productsInBF16: runsInBF16,
-      rebuildQKV: recompute.rebuildsQKV ? rebuild(x, norm1, attn.qkv) : nil)
-    if let ls1 { a = ls1(a) }
-    if let pass { a = pass.attentionBranch(index, input: x, output: a) }
-    let x1 = x + a
-    let hidden = normedProduct(x1, norm2, mlp.fc1)
-    var m = hidden.activationLinear(
-      activation, weight: mlp.fc2.weight, bias: mlp.fc2.bias,
-      rebuild: recompute.rebuildsMLP ? rebuild(x1, norm2, mlp.fc1) : nil)
-    if let ls2 { m = ls2(m) }
-    if let pass { m = pass.mlpBranch(index, input: x1, output: m) }
-    return x1 + m
-  }
 
   /// `layer(norm(x))` as one fused op.
   private func normedProduct(_ x: Tensor, _ norm: LayerNorm, _ layer: Linear) -> Tensor {

@@ -430,13 +430,19 @@ public final class HSTCrossAttention: Module {
 
   /// `x` [B, N, C] attending to `context` [B, M, C] → [B, N, C].
   public func callAsFunction(_ x: Tensor, context: Tensor) -> Tensor {
-    let (b, n, c) = (x.shape[0], x.shape[1], x.shape[2])
+    attend(queries: q(x), context: context)
+  }
+
+  /// The attention from queries already projected by `q` ([B, N, C]) to `context` [B, M, C].
+  func attend(queries: Tensor, context: Tensor) -> Tensor {
+    let (b, n, c) = (queries.shape[0], queries.shape[1], queries.shape[2])
     let m = context.shape[1]
     let dh = c / heads
     func split(_ t: Tensor, _ rows: Int) -> Tensor {
       t.reshaped([b, rows, heads, dh]).permuted([0, 2, 1, 3])
     }
-    let out = Tensor.attention(q: split(q(x), n), k: split(k(context), m), v: split(v(context), m))
+    let out = Tensor.attention(
+      q: split(queries, n), k: split(k(context), m), v: split(v(context), m))
     return proj(out.permuted([0, 2, 1, 3]).reshaped([b, n, c]))
   }
 }
@@ -473,9 +479,19 @@ public final class HSTSideBlock: Module {
   }
 
   /// `x` [B, N, C] with the layer's `kv` context [B, M, C] and bridged `features` [B, N, C].
+  ///
+  /// On the fused ops (each norm with the linear layer after it, GELU with `fc2`), which keep
+  /// the block's input and the MLP's pre-activation for backward rather than the normalised
+  /// tokens and the GELU output: at stage 1 (stride 4) these are the largest tensors of a step.
   public func callAsFunction(_ x: Tensor, kv: Tensor, features: Tensor) -> Tensor {
-    let y = x + attn(norm1(x), context: kv) + features
-    return y + fc2(fc1(norm2(y)).gelu())
+    let queries = x.layerNormLinear(
+      normWeight: norm1.weight, normBias: norm1.bias, eps: norm1.eps, weight: attn.q.weight,
+      bias: attn.q.bias)
+    let y = x + attn.attend(queries: queries, context: kv) + features
+    let hidden = y.layerNormLinear(
+      normWeight: norm2.weight, normBias: norm2.bias, eps: norm2.eps, weight: fc1.weight,
+      bias: fc1.bias)
+    return y + hidden.activationLinear(.gelu, weight: fc2.weight, bias: fc2.bias)
   }
 }
 

@@ -103,12 +103,16 @@ open class TuningMethod: Module, BackboneHooks {
   /// side networks (LST, UniPT) do; they get them without gradient when
   /// `needsBackboneGradient` is false.
   open var needsHiddenStates: Bool { false }
-  /// The attach points the method's hooks use (none: it only reads the output). Blocks run
-  /// fused unless this meets `AttachPoints.insideBlocks`, and every pass checks that the
-  /// backbone reached each declared point.
+  /// The attach points the method's hooks use (none: it only reads the output). A block half
+  /// runs fused unless this contains `.linear` and `linearSites` has one of its layers, and
+  /// every pass checks that the backbone reached each declared point.
   open var attachPoints: AttachPoints { [] }
   /// Linear sites the method changes: every pass checks that the backbone called each.
   open var linearSites: [LinearSite] { [] }
+  /// `linearSites`: a block half with none of them runs fused.
+  public var hookedLinearSites: Set<LinearSite>? {
+    attachPoints.contains(.linear) ? Set(linearSites) : []
+  }
   /// What `logits(_:)` reads of the backbone's output, or nil when the method does not say (the
   /// default). With no backbone gradient, no hook and no unfrozen tensor, the backbone's output
   /// is then a fixed function of the input, which a feature cache may store.

@@ -389,4 +389,32 @@ final class FusedBlocksTests: XCTestCase {
       XCTAssertGreaterThanOrEqual(savedMLP, blocks * 3 * width * 4, name)
     }
   }
+
+  /// LoRA on q and v hooks the attention half's qkv layer, so that half runs unfused (nothing to
+  /// rebuild) while the MLP half runs fused and rebuilds its hidden pre-activation: the same
+  /// gradients, a smaller tape.
+  func testLoRARecomputesTheMLPHalfItLeavesAlone() throws {
+    let backbone = tinyBackbone()
+    let method = try makeMethod("lora", backbone: backbone)
+    let task = tinyTaskInput(for: method, batch: 3)
+    var results: [BlockRecompute: (grads: [[Float]], tape: Int)] = [:]
+    for recompute in BlockRecompute.allCases {
+      backbone.setBlockRecompute(recompute)
+      for (_, t) in method.trainableTensors() { t.grad = nil }
+      method.generator = RandomGenerator(seed: 1)
+      let base = TapeStats.savedBytes
+      let loss = method(task).crossEntropy(targets: [0, 1, 2])
+      let tape = TapeStats.savedBytes - base
+      loss.backward()
+      results[recompute] = (method.trainableTensors().map { $0.tensor.grad?.scalars ?? [] }, tape)
+    }
+    let kept = results[.none]!
+    XCTAssertFalse(kept.grads.contains { $0.isEmpty })
+    for recompute in [BlockRecompute.qkv, .mlp, .all] {
+      XCTAssertEqual(results[recompute]!.grads, kept.grads, "\(recompute)")
+    }
+    XCTAssertEqual(results[.qkv]!.tape, kept.tape)
+    XCTAssertLessThan(results[.mlp]!.tape, kept.tape)
+    XCTAssertEqual(results[.all]!.tape, results[.mlp]!.tape)
+  }
 }
