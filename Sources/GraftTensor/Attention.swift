@@ -331,7 +331,8 @@ extension Tensor {
   /// more small GEMM per batch and head). With `keepProbabilities` the probabilities are kept
   /// as in `attention(qkv:heads:scale:keepProbabilities:)`.
   /// `productsInBF16` runs the attention's products in BF16 as `attention(qkv:…)` does; the
-  /// projection follows its weight (BF16 when the weight has a BF16 copy). With `rebuildQKV`
+  /// projection follows its weight (BF16 when the weight has a BF16 copy); backward then keeps
+  /// `qkv` rounded to BF16 (half the bytes; the values the products read). With `rebuildQKV`
   /// backward keeps not `qkv` but the rebuild's sources, and recomputes `qkv` from them (a
   /// block's tokens before its norm: 3× the token width saved for one more qkv GEMM).
   public static func attentionProjection(
@@ -373,7 +374,9 @@ extension Tensor {
     guard record else { return out }
     // qkv rebuilds the attention result (for dW) and feeds the attention backward (for dqkv).
     let needsQKV = wantsQKV || wantsW
-    let keptQKV: Tensor? = needsQKV && rebuildQKV == nil ? qkv : nil
+    // In BF16 the forward products read q, k and v rounded, so backward keeps them rounded.
+    let keptQKV: Tensor? =
+      needsQKV && rebuildQKV == nil ? (lowPrecision ? qkv.packedBF16() : qkv) : nil
     let rebuild = needsQKV ? rebuildQKV : nil
     let keptW: Tensor? = wantsQKV ? weight : nil
     let saving = [keptQKV, keptW, probs].compactMap { $0 } + (rebuild?.sources ?? [])
@@ -382,7 +385,7 @@ extension Tensor {
     return out.recording("attention_projection", inputs, saving: saving) { g in
       let pg = g.pointer
       let keptQKV =
-        keptQKV
+        keptQKV.map { lowPrecision ? $0.unpackedBF16(shape: qkvShape) : $0 }
         ?? rebuild.map { rebuilt in
           let qkv = rebuilt()
           precondition(

@@ -148,3 +148,44 @@ extension Tensor {
     return true
   }
 }
+
+// MARK: - Activations kept in BF16
+
+// Under `backbone.precision=bf16` the frozen products read their operands rounded to BF16, as
+// PyTorch's autocast does, so what backward reads of those operands can be kept rounded too: half
+// the bytes on the tape, and the gradient of the function the forward pass computed (the rounded
+// values are the ones it multiplied). A packed tensor holds two BF16 values per Float slot.
+
+extension Tensor {
+  /// These values rounded to BF16, packed two to a Float slot (⌈count / 2⌉ floats: half the
+  /// bytes); `unpackedBF16(shape:)` reads them back. Needs native BF16 (`BF16Support`).
+  func packedBF16() -> Tensor {
+    let n = count
+    let packed = Tensor(shape: [(n + 1) / 2], zeroed: true)
+    let src = pointer
+    packed.pointer.withMemoryRebound(to: UInt16.self, capacity: 2 * packed.count) { dst in
+      Parallel.forRange(n, grain: 65_536) { r in
+        graft_dnnl_round_to_bf16(src + r.lowerBound, dst + r.lowerBound, Int64(r.count))
+      }
+    }
+    return packed
+  }
+
+  /// The values a `packedBF16()` tensor holds, as Floats of `shape` (exact).
+  func unpackedBF16(shape: [Int]) -> Tensor {
+    let out = Tensor(shape: shape, zeroed: false)
+    unpackBF16(rows: 0..<1, width: out.count, into: out.pointer)
+    return out
+  }
+
+  /// Rows `rows` of a packed tensor seen as [rows, width] BF16 values, as Floats into `dst`.
+  func unpackBF16(rows: Range<Int>, width: Int, into dst: UnsafeMutablePointer<Float>) {
+    let (start, n) = (rows.lowerBound * width, rows.count * width)
+    pointer.withMemoryRebound(to: UInt16.self, capacity: 2 * count) { src in
+      let from = src + start
+      Parallel.forRange(n, grain: 65_536) { r in
+        for i in r { dst[i] = Float(bitPattern: UInt32(from[i]) << 16) }
+      }
+    }
+  }
+}

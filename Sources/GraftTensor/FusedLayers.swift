@@ -239,6 +239,15 @@ private struct RowNorm {
   }
 }
 
+/// `x` rounded to the nearest BF16 value into `dst` (which may be `x`).
+private func roundToBF16(
+  _ x: UnsafePointer<Float>, count: Int, into dst: UnsafeMutablePointer<Float>
+) {
+  Parallel.forRange(count, grain: 65_536) { r in
+    for i in r { dst[i] = BFloat16.rounded(x[i]) }
+  }
+}
+
 /// Computes `a = f(x)` for rows `range` of `x` ([rows, width]) into `a` (row 0 at `a`).
 @inline(__always)
 private func activate<K: UnaryKernel>(
@@ -444,20 +453,35 @@ extension Tensor {
     let chunk = chunkRows(rows, width: inF, floats: chunkFloats)
     let (px, po) = (pointer, out.pointer)
     let scratch = Tensor(shape: [chunk, inF], zeroed: false)
+    let wantsW = weight.requiresGrad
+    let wantsB = bias?.requiresGrad ?? false
+    let wantsX = requiresGrad
+    // A frozen BF16 weight: the activation reads x rounded to BF16 (as under autocast, where
+    // the layer before hands it over in BF16), and backward keeps x so rounded, half the bytes.
+    let roundsInput = weight.productsRunInBF16 && BF16Support.isAvailable
+    let records = GradMode.enabled && (wantsW || wantsX || wantsB)
+    let packed = roundsInput && records && rebuild == nil && (wantsW || wantsX) ? packedBF16() : nil
+    let rounded = roundsInput ? Tensor(shape: [chunk, inF], zeroed: false) : nil
     for start in stride(from: 0, to: rows, by: chunk) {
       let range = start..<Swift.min(rows, start + chunk)
-      activate(f, px, range, width: inF, into: scratch.pointer)
+      if let rounded {
+        if let packed {
+          packed.unpackBF16(rows: range, width: inF, into: rounded.pointer)
+        } else {
+          roundToBF16(px + start * inF, count: range.count * inF, into: rounded.pointer)
+        }
+        activate(f, rounded.pointer, 0..<range.count, width: inF, into: scratch.pointer)
+      } else {
+        activate(f, px, range, width: inF, into: scratch.pointer)
+      }
       productWithWeight(
         scratch.pointer, rows: range.count, weight: weight, bias: bias?.pointer,
         into: po + start * outF)
     }
-    let wantsW = weight.requiresGrad
-    let wantsB = bias?.requiresGrad ?? false
-    let wantsX = requiresGrad
     // x for the recomputed activation (weight gradient) and for the derivative (x gradient),
     // or what rebuilds x.
     let needsX = wantsW || wantsX
-    let keptX: Tensor? = needsX && rebuild == nil ? self : nil
+    let keptX: Tensor? = needsX && rebuild == nil ? (packed ?? self) : nil
     let rebuildX = needsX ? rebuild : nil
     let keptW: Tensor? = wantsX ? weight : nil
     let inputs = [self, weight] + (bias.map { [$0] } ?? [])
@@ -466,11 +490,13 @@ extension Tensor {
     return out.recording("\(K.name)_linear", inputs, saving: saving) { g in
       let pg = g.pointer
       let keptX =
-        keptX
+        keptX.map { packed == nil ? $0 : $0.unpackedBF16(shape: xShape) }
         ?? rebuildX.map { rebuilt in
           let x = rebuilt()
           precondition(
             x.shape == xShape, "activationLinear: rebuilt input \(x.shape), not \(xShape)")
+          // Rounded as the forward pass rounded it.
+          if roundsInput { roundToBF16(x.pointer, count: x.count, into: x.pointer) }
           return x
         }
       let gx = wantsX ? Tensor(shape: xShape, zeroed: false) : nil

@@ -100,8 +100,10 @@ final class BFloat16Tests: XCTestCase {
     let fp32Second = fp32.activationLinear(.gelu, weight: w2, bias: nil)
     XCTAssertTrue(w2.storeInBF16())
     let second = fp32.activationLinear(.gelu, weight: w2, bias: nil)
+    // The activation reads its input rounded too (as autocast's BF16 hand-over).
     assertClose(
-      second.scalars, rounded(fp32.gelu()).linear(weight: rounded(w2)).scalars, tolerance: 1e-4)
+      second.scalars, rounded(rounded(fp32).gelu()).linear(weight: rounded(w2)).scalars,
+      tolerance: 1e-4)
     XCTAssertLessThan(relativeDifference(second, fp32Second), 1e-2)
 
     let proj = randomTensor([48, 48], seed: 14)
@@ -221,5 +223,65 @@ final class BFloat16Tests: XCTestCase {
     let diff = zip(a.scalars, b.scalars).map { ($0 - $1) * ($0 - $1) }.reduce(0, +)
     let norm = b.scalars.map { $0 * $0 }.reduce(0, +)
     return (diff / norm).squareRoot()
+  }
+
+  // MARK: activations kept in BF16
+
+  func testPackedBF16RoundTripsTheRoundedValues() throws {
+    try XCTSkipUnless(BF16Support.isAvailable, BF16Support.unavailableReason ?? "")
+    for count in [1, 2, 7, 70_001] {
+      let x = randomTensor([count], seed: UInt64(count), low: -40, high: 40)
+      let packed = x.packedBF16()
+      XCTAssertEqual(packed.count, (count + 1) / 2)
+      XCTAssertEqual(packed.unpackedBF16(shape: [count]).scalars, x.scalars.map(BFloat16.rounded))
+    }
+  }
+
+  /// With a frozen BF16 weight, `activationLinear` reads its input rounded and backward keeps it
+  /// so (half the bytes): the op on x and on x rounded by hand agree exactly, gradient included.
+  func testActivationLinearKeepsItsInputInBF16() throws {
+    try XCTSkipUnless(BF16Support.isAvailable, BF16Support.unavailableReason ?? "")
+    let w = randomTensor([24, 96], seed: 30)
+    XCTAssertTrue(w.storeInBF16())
+    let source = randomTensor([3, 10, 96], seed: 31, low: -3, high: 3)
+    func run(_ input: Tensor) -> (y: [Float], g: [Float], tape: Int) {
+      let x = input.detached().requiringGrad()
+      let base = TapeStats.savedBytes
+      let y = x.activationLinear(.gelu, weight: w, bias: nil)
+      let tape = TapeStats.savedBytes - base
+      (y * y).sum().backward()
+      return (y.scalars, x.grad!.scalars, tape)
+    }
+    let raw = run(source)
+    let byHand = run(Tensor(source.scalars.map(BFloat16.rounded), shape: source.shape))
+    XCTAssertEqual(raw.y, byHand.y)
+    XCTAssertEqual(raw.g, byHand.g)
+    XCTAssertEqual(raw.tape, source.count * 2 + w.byteCount, "x in BF16, and the weight")
+    // Without recording nothing is packed, and the values are the same.
+    let inference = withNoGrad { source.activationLinear(.gelu, weight: w, bias: nil) }
+    XCTAssertEqual(inference.scalars, raw.y)
+  }
+
+  /// Attention whose products run in BF16 keeps q, k and v rounded (half the bytes), and its
+  /// gradient is the one of q, k and v rounded by hand.
+  func testAttentionKeepsQKVInBF16() throws {
+    try XCTSkipUnless(BF16Support.isAvailable, BF16Support.unavailableReason ?? "")
+    let proj = randomTensor([48, 48], seed: 40)
+    XCTAssertTrue(proj.storeInBF16())
+    let source = randomTensor([2, 9, 144], seed: 41, low: -2, high: 2)
+    func run(_ input: Tensor) -> (y: [Float], g: [Float], tape: Int) {
+      let qkv = input.detached().requiringGrad()
+      let base = TapeStats.savedBytes
+      let y = Tensor.attentionProjection(
+        qkv: qkv, heads: 4, weight: proj, bias: nil, productsInBF16: true)
+      let tape = TapeStats.savedBytes - base
+      (y * y).sum().backward()
+      return (y.scalars, qkv.grad!.scalars, tape)
+    }
+    let raw = run(source)
+    let byHand = run(Tensor(source.scalars.map(BFloat16.rounded), shape: source.shape))
+    XCTAssertEqual(raw.y, byHand.y)
+    XCTAssertEqual(raw.g, byHand.g)
+    XCTAssertEqual(raw.tape, source.count * 2 + proj.byteCount)
   }
 }
