@@ -55,6 +55,18 @@ public final class ForwardPass {
     return hookedSites?.contains(site) ?? true
   }
 
+  /// The low-rank deltas the hooks add to the fused layer at `site` (recorded as reached when
+  /// there are any).
+  public func lowRankDeltas(_ site: LinearSite) -> [LowRankDelta] {
+    guard let hooks else { return [] }
+    let deltas = hooks.lowRankDeltas(site)
+    if !deltas.isEmpty {
+      reachedPoints.insert(.linear)
+      reachedSites.insert(site)
+    }
+    return deltas
+  }
+
   // MARK: Reported by hooks
 
   /// A hook inserted `count` rows starting at row `row` of the sequence, with `positions`

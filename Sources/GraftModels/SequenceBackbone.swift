@@ -251,6 +251,9 @@ public protocol BackboneHooks: AnyObject {
   /// The linear sites `linear(_:input:output:)` changes, or nil for any (the default). A block
   /// runs the half (attention or MLP) whose layers no hook changes on its fused ops.
   var hookedLinearSites: Set<LinearSite>? { get }
+  /// Low-rank deltas the fused block adds to the layer at `site` itself (LoRA without dropout):
+  /// a site with deltas need not be in `hookedLinearSites`, so its half stays fused.
+  func lowRankDeltas(_ site: LinearSite) -> [LowRankDelta]
 }
 
 extension BackboneHooks {
@@ -270,6 +273,8 @@ extension BackboneHooks {
   public func linear(_ site: LinearSite, input: Tensor, output: Tensor) -> Tensor { output }
   /// Any site may change.
   public var hookedLinearSites: Set<LinearSite>? { nil }
+  /// None.
+  public func lowRankDeltas(_ site: LinearSite) -> [LowRankDelta] { [] }
 }
 
 // MARK: - The protocol

@@ -220,11 +220,12 @@ public final class ViTBlock: Module, UnaryModule {
         productsInBF16: runsInBF16)
       a = linear(attn.proj, .attentionOut, mixed)
     } else {
+      let deltas = pass?.lowRankDeltas(LinearSite(block: index, role: .qkv)) ?? []
       a = Tensor.attentionProjection(
-        qkv: normedProduct(x, norm1, attn.qkv), heads: attn.heads, weight: attn.proj.weight,
-        bias: attn.proj.bias, keepProbabilities: keepsAttentionProbabilities,
-        productsInBF16: runsInBF16,
-        rebuildQKV: recompute.rebuildsQKV ? rebuild(x, norm1, attn.qkv) : nil)
+        qkv: normedProduct(x, norm1, attn.qkv, deltas: deltas), heads: attn.heads,
+        weight: attn.proj.weight, bias: attn.proj.bias,
+        keepProbabilities: keepsAttentionProbabilities, productsInBF16: runsInBF16,
+        rebuildQKV: recompute.rebuildsQKV ? rebuild(x, norm1, attn.qkv, deltas: deltas) : nil)
     }
     if let ls1 { a = ls1(a) }
     if let pass { a = pass.attentionBranch(index, input: x, output: a) }
@@ -269,20 +270,25 @@ public final class ViTBlock: Module, UnaryModule {
   public func callAsFunction(_ x: Tensor) -> Tensor { self(x, pass: nil) }
 
   /// `layer(norm(x))` as one fused op.
-  private func normedProduct(_ x: Tensor, _ norm: LayerNorm, _ layer: Linear) -> Tensor {
+  private func normedProduct(
+    _ x: Tensor, _ norm: LayerNorm, _ layer: Linear, deltas: [LowRankDelta] = []
+  ) -> Tensor {
     x.layerNormLinear(
       normWeight: norm.weight, normBias: norm.bias, eps: norm.eps, weight: layer.weight,
-      bias: layer.bias)
+      bias: layer.bias, deltas: deltas)
   }
 
   /// What rebuilds `layer(norm(x))` in backward: the same op on the same tensors. It reads
   /// the tensors themselves, not the modules, so it rebuilds what the forward pass computed.
-  private func rebuild(_ x: Tensor, _ norm: LayerNorm, _ layer: Linear) -> InputRebuild {
+  private func rebuild(
+    _ x: Tensor, _ norm: LayerNorm, _ layer: Linear, deltas: [LowRankDelta] = []
+  ) -> InputRebuild {
     let (eps, gamma, beta, weight, bias) = (
       norm.eps, norm.weight, norm.bias, layer.weight, layer.bias
     )
     return InputRebuild(sources: [x]) {
-      x.layerNormLinear(normWeight: gamma, normBias: beta, eps: eps, weight: weight, bias: bias)
+      x.layerNormLinear(
+        normWeight: gamma, normBias: beta, eps: eps, weight: weight, bias: bias, deltas: deltas)
     }
   }
 }

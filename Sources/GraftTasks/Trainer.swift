@@ -600,7 +600,9 @@ public final class Trainer {
     // is no difference.
     var recorded = TuneConfig(method: config.method)
     try recorded.apply(yaml: stored, source: paths.config.path)
-    let differences = zip(try recorded.resolved(), try config.resolved()).filter { $0 != $1 }
+    let differences = zip(try recorded.resolved(), try config.resolved()).filter {
+      $0 != $1 && !TuneConfig.resultNeutralKeys.contains($0.key)
+    }
     guard differences.isEmpty, recorded.method == config.method else {
       throw ConfigError(
         "\(paths.config.path): the run's configuration differs from this one ("

@@ -96,6 +96,10 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
   /// (`det.lr`; the method's own tensors keep `optim.lr`).
   public var detLR: Float = 0
 
+  /// Keys that change a run's memory and time but not its results, which a resumed run may
+  /// change (a run that ran out of memory resumes with `train.recompute=all`).
+  public static let resultNeutralKeys: Set<String> = ["train.recompute"]
+
   /// Every key but `method.*`, with its help.
   public static let options: [ConfigOption<TuneConfig>] = [
     ConfigOption("seed", \.seed, "seeds initialisation, shuffling and dropout"),

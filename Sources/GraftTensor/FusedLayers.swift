@@ -1,3 +1,5 @@
+import CBLAS
+
 // Fused layer ops that keep less for backward than the composition of their parts.
 //
 // A transformer block's activations dominate a training step's memory. These ops compute the
@@ -15,6 +17,41 @@
 // input at all: given an `InputRebuild`, backward recomputes the input from what an earlier op
 // keeps anyway (a block's fc1 output from the tokens its norm keeps), trading one more GEMM for
 // the largest tensors of a block (see `BlockRecompute` in GraftModels).
+
+/// A trainable low-rank delta on some output columns of `layerNormLinear` (LoRA on a fused
+/// layer): `out[:, columnOffset ..< columnOffset + n] += scale · (x̂·Aᵀ)·Bᵀ` with `down` A [r, in]
+/// and `up` B [n, r], x̂ the normalised rows. Backward keeps x̂·Aᵀ ([rows, r]) and rebuilds x̂.
+public struct LowRankDelta {
+  /// A, [r, in].
+  public let down: Tensor
+  /// B, [n, r].
+  public let up: Tensor
+  /// The delta's factor (LoRA's alpha / r).
+  public let scale: Float
+  /// The first output column the delta adds to.
+  public let columnOffset: Int
+
+  /// `scale · B·A` on columns from `columnOffset`.
+  public init(down: Tensor, up: Tensor, scale: Float, columnOffset: Int) {
+    self.down = down
+    self.up = up
+    self.scale = scale
+    self.columnOffset = columnOffset
+  }
+}
+
+/// c[m, n] = alpha·op(a)·op(b) + beta·c with leading dimensions, on the calling thread.
+private func stridedGEMM(
+  _ a: UnsafePointer<Float>, transA: Bool, lda: Int, _ b: UnsafePointer<Float>, transB: Bool,
+  ldb: Int, _ c: UnsafeMutablePointer<Float>, ldc: Int, m: Int, n: Int, k: Int, alpha: Float,
+  beta: Float
+) {
+  _ = blasSingleThreaded
+  guard m > 0, n > 0 else { return }
+  cblas_sgemm(
+    CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+}
 
 /// How an op rebuilds its input in backward instead of keeping it: `build` recomputes the input
 /// (without recording) from `sources`, which the op keeps in its place. `build` must give the
@@ -319,24 +356,36 @@ extension Tensor {
   /// Equal to `layerNorm(weight:bias:eps:)` then `linear(weight:bias:)`, but backward keeps only
   /// `self` and its per-row mean and 1/std (8 bytes a row) instead of the normalised tensor,
   /// which it rebuilds chunk by chunk for the weight gradient.
+  ///
+  /// `deltas` add trainable low-rank terms to column ranges of the output (LoRA), computed from
+  /// the same normalised rows; backward keeps each delta's [rows, r] intermediate.
   public func layerNormLinear(
-    normWeight: Tensor?, normBias: Tensor?, eps: Float = 1e-5, weight: Tensor, bias: Tensor?
+    normWeight: Tensor?, normBias: Tensor?, eps: Float = 1e-5, weight: Tensor, bias: Tensor?,
+    deltas: [LowRankDelta] = []
   ) -> Tensor {
     layerNormLinear(
       normWeight: normWeight, normBias: normBias, eps: eps, weight: weight, bias: bias,
-      chunkFloats: fusedChunkFloats)
+      deltas: deltas, chunkFloats: fusedChunkFloats)
   }
 
   /// `layerNormLinear` working through chunks of about `chunkFloats` input floats (tests use
   /// tiny chunks to cover the accumulation across chunks).
   func layerNormLinear(
     normWeight: Tensor?, normBias: Tensor?, eps: Float, weight: Tensor, bias: Tensor?,
-    chunkFloats: Int
+    deltas: [LowRankDelta] = [], chunkFloats: Int
   ) -> Tensor {
     Tensor.checkLinear(weight, bias, "layerNormLinear")
     let (outF, d) = (weight.shape[0], weight.shape[1])
     for p in [normWeight, normBias].compactMap({ $0 }) {
       precondition(p.shape == [d], "layerNormLinear: norm parameter \(p.shape) for width \(d)")
+    }
+    for delta in deltas {
+      let (r, n) = (delta.down.shape[0], delta.up.shape[0])
+      precondition(
+        delta.down.shape == [r, d] && delta.up.shape == [n, r] && delta.columnOffset >= 0
+          && delta.columnOffset + n <= outF,
+        "layerNormLinear: delta A \(delta.down.shape), B \(delta.up.shape) at column "
+          + "\(delta.columnOffset) for [\(outF), \(d)]")
     }
     let rows = matrixRows("layerNormLinear", width: d)
     let out = Tensor(shape: Array(shape.dropLast()) + [outF], zeroed: false)
@@ -345,12 +394,25 @@ extension Tensor {
     let chunk = chunkRows(rows, width: d, floats: chunkFloats)
     let (px, po) = (pointer, out.pointer)
     let scratch = Tensor(shape: [chunk, d], zeroed: false)
+    // Each delta's x̂·Aᵀ, [rows, r], kept for backward.
+    let downs = deltas.map { Tensor(shape: [rows, $0.down.shape[0]], zeroed: false) }
     for start in stride(from: 0, to: rows, by: chunk) {
       let range = start..<Swift.min(rows, start + chunk)
       norm.forward(px, range, into: scratch.pointer, stats: stats.pointer)
       productWithWeight(
         scratch.pointer, rows: range.count, weight: weight, bias: bias?.pointer,
         into: po + start * outF)
+      for (delta, t) in zip(deltas, downs) {
+        let (r, n) = (delta.down.shape[0], delta.up.shape[0])
+        let tChunk = t.pointer + start * r
+        stridedGEMM(
+          scratch.pointer, transA: false, lda: d, delta.down.pointer, transB: true, ldb: d, tChunk,
+          ldc: r, m: range.count, n: r, k: d, alpha: 1, beta: 0)
+        stridedGEMM(
+          tChunk, transA: false, lda: r, delta.up.pointer, transB: true, ldb: r,
+          po + start * outF + delta.columnOffset, ldc: outF, m: range.count, n: n, k: r,
+          alpha: delta.scale, beta: 1)
+      }
     }
     // What backward reads: x and the statistics for the normalised rows (weight gradient) and
     // for the norm's own backward; W to bring the gradient back through the linear map.
@@ -359,40 +421,85 @@ extension Tensor {
     let wantsGamma = normWeight?.requiresGrad ?? false
     let wantsBeta = normBias?.requiresGrad ?? false
     let wantsX = requiresGrad
+    let wantsDown = deltas.map(\.down.requiresGrad)
+    let wantsUp = deltas.map(\.up.requiresGrad)
     let needsDH = wantsX || wantsGamma || wantsBeta
-    let keepsX = wantsW || wantsX || wantsGamma
+    // x̂ is rebuilt for the weight gradient and for each trained A's.
+    let rebuildsRows = wantsW || wantsDown.contains(true)
+    let keepsX = rebuildsRows || wantsX || wantsGamma
     let keptX: Tensor? = keepsX ? self : nil
     let keptStats: Tensor? = keepsX ? stats : nil
     let keptW: Tensor? = needsDH ? weight : nil
     // The norm's scale rebuilds the normalised rows and scales the gradient into them; its
     // shift only rebuilds the rows.
-    let keptGamma: Tensor? = wantsW || wantsX ? normWeight : nil
-    let keptBeta: Tensor? = wantsW ? normBias : nil
+    let keptGamma: Tensor? = rebuildsRows || wantsX ? normWeight : nil
+    let keptBeta: Tensor? = rebuildsRows ? normBias : nil
     let normParams = [normWeight, normBias].compactMap { $0 }
-    let inputs = [self] + normParams + [weight] + (bias.map { [$0] } ?? [])
-    let saving = [keptX, keptStats, keptW, keptGamma, keptBeta].compactMap { $0 }
+    let deltaParams = deltas.flatMap { [$0.down, $0.up] }
+    let inputs = [self] + normParams + [weight] + (bias.map { [$0] } ?? []) + deltaParams
+    // A delta's gradients read its x̂·Aᵀ (for B) and B (for A and for x).
+    let keptDeltas = needsDH || wantsDown.contains(true) || wantsUp.contains(true) ? deltas : []
+    let saving =
+      [keptX, keptStats, keptW, keptGamma, keptBeta].compactMap { $0 }
+      + keptDeltas.flatMap { [$0.down, $0.up] } + (keptDeltas.isEmpty ? [] : downs)
     let (xShape, hasGamma, hasBeta, hasBias) = (
       shape, normWeight != nil, normBias != nil, bias != nil
     )
+    let deltaCount = deltas.count
     return out.recording("layer_norm_linear", inputs, saving: saving) { g in
       let pg = g.pointer
       let gx = needsDH ? Tensor(shape: xShape, zeroed: false) : nil
       let gGamma = wantsGamma ? Tensor(shape: [d]) : nil
       let gBeta = wantsBeta ? Tensor(shape: [d]) : nil
       let gw = wantsW ? Tensor(shape: [outF, d], zeroed: rows == 0) : nil  // no chunks, no GEMM
-      let scratch = wantsW ? Tensor(shape: [chunk, d], zeroed: false) : nil
+      let scratch = rebuildsRows ? Tensor(shape: [chunk, d], zeroed: false) : nil
+      // Per delta: dL/d(x̂·Aᵀ) for the chunk, and the gradients of A and B.
+      let gTs = keptDeltas.map { Tensor(shape: [chunk, $0.down.shape[0]], zeroed: false) }
+      let gDowns = keptDeltas.indices.map { k in
+        wantsDown[k] ? Tensor(shape: keptDeltas[k].down.shape, zeroed: rows == 0) : nil
+      }
+      let gUps = keptDeltas.indices.map { k in
+        wantsUp[k] ? Tensor(shape: keptDeltas[k].up.shape, zeroed: rows == 0) : nil
+      }
       for start in stride(from: 0, to: rows, by: chunk) {
         let range = start..<Swift.min(rows, start + chunk)
         let gChunk = pg + start * outF
-        if let gw, let scratch, let x = keptX, let stats = keptStats {
+        let first: Float = start == 0 ? 0 : 1
+        if let scratch, let x = keptX, let stats = keptStats {
           norm.recompute(x.pointer, range, stats: stats.pointer, into: scratch.pointer)
+        }
+        if let gw, let scratch {
           sgemm(
             gChunk, transA: true, scratch.pointer, transB: false, gw.pointer, m: outF, n: d,
-            k: range.count, beta: start == 0 ? 0 : 1)
+            k: range.count, beta: first)
+        }
+        for (k, delta) in keptDeltas.enumerated() {
+          let (r, n, off) = (delta.down.shape[0], delta.up.shape[0], delta.columnOffset)
+          let gT = gTs[k].pointer
+          stridedGEMM(
+            gChunk + off, transA: false, lda: outF, delta.up.pointer, transB: false, ldb: r, gT,
+            ldc: r, m: range.count, n: r, k: n, alpha: delta.scale, beta: 0)
+          if let gUp = gUps[k] {
+            stridedGEMM(
+              gChunk + off, transA: true, lda: outF, downs[k].pointer + start * r, transB: false,
+              ldb: r, gUp.pointer, ldc: r, m: n, n: r, k: range.count, alpha: delta.scale,
+              beta: first)
+          }
+          if let gDown = gDowns[k], let scratch {
+            stridedGEMM(
+              gT, transA: true, lda: r, scratch.pointer, transB: false, ldb: d, gDown.pointer,
+              ldc: d, m: r, n: d, k: range.count, alpha: 1, beta: first)
+          }
         }
         if let gx, let w = keptW {
           let dh = gx.pointer + start * d
           productThroughWeight(gChunk, rows: range.count, weight: w, into: dh)
+          for (k, delta) in keptDeltas.enumerated() {
+            stridedGEMM(
+              gTs[k].pointer, transA: false, lda: delta.down.shape[0], delta.down.pointer,
+              transB: false, ldb: d, dh, ldc: d, m: range.count, n: d, k: delta.down.shape[0],
+              alpha: 1, beta: 1)
+          }
           norm.backward(
             keptX?.pointer, range, stats: keptStats?.pointer, g: dh, gWeight: gGamma?.pointer,
             gBias: gBeta?.pointer, inPlaceInput: wantsX)
@@ -403,6 +510,10 @@ extension Tensor {
       if hasBeta { grads.append(gBeta) }
       grads.append(gw)
       if hasBias { grads.append(wantsB ? columnSums(pg, rows: rows, cols: outF) : nil) }
+      for k in 0..<deltaCount {
+        grads.append(k < gDowns.count ? gDowns[k] : nil)
+        grads.append(k < gUps.count ? gUps[k] : nil)
+      }
       return grads
     }
   }

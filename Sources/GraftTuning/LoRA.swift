@@ -178,6 +178,32 @@ public final class LoRA: TuningMethod {
     }
   }
 
+  /// Whether the deltas on the fused qkv layer go into the block's fused op (no dropout to
+  /// draw, not merged) instead of through `linear`.
+  private var fusesQKV: Bool { dropout == 0 && !isMerged }
+
+  /// The sites `linear` changes: every target's but the fused qkv's (see `lowRankDeltas`).
+  public override var hookedLinearSites: Set<LinearSite>? {
+    Set(linearSites.filter { !(fusesQKV && $0.role == .qkv) })
+  }
+
+  /// The q, k, v (or whole qkv) deltas of block `site.block`, for the block's fused norm+qkv op:
+  /// the same function as `linear` with no dropout, computed on the normalised rows the op
+  /// builds anyway, so the attention half keeps its fused path (and `train.recompute`).
+  public override func lowRankDeltas(_ site: LinearSite) -> [LowRankDelta] {
+    guard site.role == .qkv, fusesQKV else { return [] }
+    let layers = blocks[site.block].layers
+    let width = backbone.width
+    if let l = layers["qkv"] {
+      return [LowRankDelta(down: l.loraA, up: l.loraB, scale: scale, columnOffset: 0)]
+    }
+    return ["q", "k", "v"].enumerated().compactMap { part, name in
+      layers[name].map {
+        LowRankDelta(down: $0.loraA, up: $0.loraB, scale: scale, columnOffset: part * width)
+      }
+    }
+  }
+
   /// Adds the deltas of the layer at `site`.
   public override func linear(_ site: LinearSite, input: Tensor, output: Tensor) -> Tensor {
     guard !isMerged else { return output }

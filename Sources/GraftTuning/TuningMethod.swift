@@ -110,7 +110,7 @@ open class TuningMethod: Module, BackboneHooks {
   /// Linear sites the method changes: every pass checks that the backbone called each.
   open var linearSites: [LinearSite] { [] }
   /// `linearSites`: a block half with none of them runs fused.
-  public var hookedLinearSites: Set<LinearSite>? {
+  open var hookedLinearSites: Set<LinearSite>? {
     attachPoints.contains(.linear) ? Set(linearSites) : []
   }
   /// What `logits(_:)` reads of the backbone's output, or nil when the method does not say (the
@@ -138,6 +138,8 @@ open class TuningMethod: Module, BackboneHooks {
   open func mlpBranch(_ index: Int, input: Tensor, output: Tensor) -> Tensor { output }
   /// A linear layer inside a block.
   open func linear(_ site: LinearSite, input: Tensor, output: Tensor) -> Tensor { output }
+  /// No deltas on fused layers.
+  open func lowRankDeltas(_ site: LinearSite) -> [LowRankDelta] { [] }
 
   // MARK: Forward
 

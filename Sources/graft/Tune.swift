@@ -147,7 +147,7 @@ struct Tune: ParsableCommand {
       try cfg.apply(yaml: yaml, source: yamlURL.path)
       let adapter = try AdapterCheckpoint.readConfig(folder)
       let runArch = backboneRef.hasSuffix(".npz") ? adapter.baseModelArchitecture : nil
-      try checkResumeAgrees(
+      cfg = try checkResumeAgrees(
         method: methodName, backbone: backboneRef, arch: runArch, data: dataRef, config: cfg)
       let tb = try TuneBackbone.load(backboneRef, arch: runArch)
       let tuneData = try AnyTuneData.load(
@@ -244,11 +244,13 @@ struct Tune: ParsableCommand {
   /// With `--resume`, the run's own settings win and may not be changed: each of `--method`,
   /// `--backbone`, `--arch`, `--data`, `--config` and `--set` must be left out or agree with
   /// the run (a value that differs is an error naming it), so a resumed run ends as the
-  /// uninterrupted one would.
+  /// uninterrupted one would. The exception is `train.recompute`, which changes memory and time
+  /// but not results: a run that ran out of memory can resume with `train.recompute=all`.
+  /// Returns the configuration the resumed run uses.
   func checkResumeAgrees(
     method runMethod: String, backbone runBackbone: String, arch runArch: String?,
     data runData: String, config runConfig: TuneConfig
-  ) throws {
+  ) throws -> TuneConfig {
     func conflict(_ flag: String, _ given: String, _ recorded: String) -> ValidationError {
       ValidationError(
         "\(flag) \(given) conflicts with the run being resumed (\(recorded)); a resumed run keeps "
@@ -267,7 +269,7 @@ struct Tune: ParsableCommand {
     if let data, reference(data) != reference(runData) {
       throw conflict("--data", data, runData)
     }
-    guard config != nil || !overrides.isEmpty else { return }
+    guard config != nil || !overrides.isEmpty else { return runConfig }
     var asked = runConfig
     if let config {
       let text: String
@@ -280,11 +282,15 @@ struct Tune: ParsableCommand {
     }
     for assignment in overrides { try asked.set(assignment: assignment) }
     let recorded = try runConfig.resolved()
-    for (now, then) in zip(try asked.resolved(), recorded) where now.value != then.value {
+    for (now, then) in zip(try asked.resolved(), recorded)
+    where now.value != then.value && !TuneConfig.resultNeutralKeys.contains(now.key) {
       throw conflict(
         config != nil ? "--config/--set" : "--set", "\(now.key)=\(now.value)",
         "\(then.key) = \(then.value)")
     }
+    var resumed = runConfig
+    resumed.recompute = asked.recompute
+    return resumed
   }
 
   private func report(_ s: TuneSummary) throws {

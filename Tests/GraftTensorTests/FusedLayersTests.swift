@@ -145,6 +145,48 @@ final class FusedLayersTests: XCTestCase {
     }
   }
 
+  /// Low-rank deltas on column ranges (LoRA on q and v of a fused qkv): the values of the
+  /// composition, and gradients for x, the norm, W and both factors, across chunks.
+  func testLayerNormLinearWithLowRankDeltas() {
+    let (d, out, r) = (6, 9, 2)
+    let x = randomTensor([2, 5, d], seed: 32, low: -2, high: 2)
+    let p = normLinearParameters(d, out, seed: 33)
+    let (a1, b1) = (randomTensor([r, d], seed: 34), randomTensor([3, r], seed: 35))
+    let (a2, b2) = (randomTensor([r, d], seed: 36), randomTensor([3, r], seed: 37))
+    func deltas(_ t: [Tensor]) -> [LowRankDelta] {
+      [
+        LowRankDelta(down: t[0], up: t[1], scale: 0.5, columnOffset: 0),
+        LowRankDelta(down: t[2], up: t[3], scale: 0.5, columnOffset: 6),
+      ]
+    }
+    let normed = x.layerNorm(weight: p[0], bias: p[1])
+    let base = normed.linear(weight: p[2], bias: p[3])
+    let first = normed.matmul(a1, transposeOther: true).matmul(b1, transposeOther: true) * 0.5
+    let last = normed.matmul(a2, transposeOther: true).matmul(b2, transposeOther: true) * 0.5
+    let reference =
+      base + Tensor.concat([first, Tensor.zeros([2, 5, 3]), last], axis: 2)
+    for chunk in [fusedChunkFloats, d * 3] {
+      let y = x.layerNormLinear(
+        normWeight: p[0], normBias: p[1], eps: 1e-5, weight: p[2], bias: p[3],
+        deltas: deltas([a1, b1, a2, b2]), chunkFloats: chunk)
+      assertClose(y.scalars, reference.scalars, tolerance: 1e-5)
+      assertGradients([x, a1, b1, a2, b2] + p) { xs in
+        xs[0].layerNormLinear(
+          normWeight: xs[5], normBias: xs[6], eps: 1e-5, weight: xs[7], bias: xs[8],
+          deltas: deltas(Array(xs[1...4])), chunkFloats: chunk)
+      }
+    }
+    // Only the factors train (a frozen backbone's LoRA): they still get their gradients.
+    let (fa, fb) = (a1.detached().requiringGrad(), b1.detached().requiringGrad())
+    let frozen = p.map { $0.detached() }
+    let y = x.detached().layerNormLinear(
+      normWeight: frozen[0], normBias: frozen[1], weight: frozen[2], bias: frozen[3],
+      deltas: [LowRankDelta(down: fa, up: fb, scale: 0.5, columnOffset: 0)])
+    y.sum().backward()
+    XCTAssertNotNil(fa.grad)
+    XCTAssertNotNil(fb.grad)
+  }
+
   func testLayerNormLinearGradientsWhenOnlySomeInputsTrain() {
     let p = normLinearParameters(6, 4, seed: 40)
     func run(_ trains: [Int]) {

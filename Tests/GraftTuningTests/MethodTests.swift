@@ -390,31 +390,53 @@ final class FusedBlocksTests: XCTestCase {
     }
   }
 
-  /// LoRA on q and v hooks the attention half's qkv layer, so that half runs unfused (nothing to
-  /// rebuild) while the MLP half runs fused and rebuilds its hidden pre-activation: the same
-  /// gradients, a smaller tape.
-  func testLoRARecomputesTheMLPHalfItLeavesAlone() throws {
+  /// LoRA without dropout adds its q and v deltas inside the fused norm+qkv op, so both halves
+  /// run fused: the logits and gradients of the unfused path with its `linear` hook, a smaller
+  /// tape, and every `train.recompute` setting giving the same gradients bit for bit.
+  func testLoRARunsFusedAndRecomputes() throws {
     let backbone = tinyBackbone()
     let method = try makeMethod("lora", backbone: backbone)
+    // B starts at zero; give it values so the deltas matter.
+    var rng = RandomGenerator(seed: 9)
+    for (name, t) in method.trainableTensors() where name.hasSuffix("lora_B") {
+      t.pointer.update(from: Tensor.randn(t.shape, generator: &rng).scalars, count: t.count)
+    }
     let task = tinyTaskInput(for: method, batch: 3)
-    var results: [BlockRecompute: (grads: [[Float]], tape: Int)] = [:]
-    for recompute in BlockRecompute.allCases {
-      backbone.setBlockRecompute(recompute)
+    func run(_ hooks: (any BackboneHooks)?) -> (logits: [Float], grads: [[Float]], tape: Int) {
       for (_, t) in method.trainableTensors() { t.grad = nil }
-      method.generator = RandomGenerator(seed: 1)
       let base = TapeStats.savedBytes
-      let loss = method(task).crossEntropy(targets: [0, 1, 2])
+      let output = backbone.forward(method.backboneInput(task), hooks: hooks ?? method)
+      let logits = method.logits(output)
+      let loss = logits.crossEntropy(targets: [0, 1, 2])
       let tape = TapeStats.savedBytes - base
       loss.backward()
-      results[recompute] = (method.trainableTensors().map { $0.tensor.grad?.scalars ?? [] }, tape)
+      return (
+        logits.scalars, method.trainableTensors().map { $0.tensor.grad?.scalars ?? [] }, tape
+      )
     }
-    let kept = results[.none]!
-    XCTAssertFalse(kept.grads.contains { $0.isEmpty })
+    let unfused = run(UnfusedProxy(method))
+    var results: [BlockRecompute: (logits: [Float], grads: [[Float]], tape: Int)] = [:]
+    for recompute in BlockRecompute.allCases {
+      backbone.setBlockRecompute(recompute)
+      results[recompute] = run(nil)
+    }
+    let fused = results[.none]!
+    for (a, b) in zip(fused.logits, unfused.logits) {
+      XCTAssertEqual(a, b, accuracy: 1e-4 * max(1, abs(b)))
+    }
+    XCTAssertFalse(unfused.grads.contains { $0.isEmpty })
+    for (ga, gb) in zip(fused.grads, unfused.grads) {
+      let scale = gb.map(abs).max() ?? 0
+      for (a, b) in zip(ga, gb) { XCTAssertEqual(a, b, accuracy: 1e-4 * max(scale, 1e-3)) }
+    }
+    XCTAssertLessThan(fused.tape, unfused.tape)
     for recompute in [BlockRecompute.qkv, .mlp, .all] {
-      XCTAssertEqual(results[recompute]!.grads, kept.grads, "\(recompute)")
+      XCTAssertEqual(results[recompute]!.grads, fused.grads, "\(recompute)")
+      XCTAssertLessThan(results[recompute]!.tape, fused.tape, "\(recompute)")
     }
-    XCTAssertEqual(results[.qkv]!.tape, kept.tape)
-    XCTAssertLessThan(results[.mlp]!.tape, kept.tape)
-    XCTAssertEqual(results[.all]!.tape, results[.mlp]!.tape)
+    // With dropout LoRA draws masks in its hook, and the attention half runs unfused.
+    let dropped = try makeMethod("lora", backbone: tinyBackbone(), options: ["dropout": "0.1"])
+    XCTAssertEqual(dropped.hookedLinearSites?.contains(LinearSite(block: 0, role: .qkv)), true)
+    XCTAssertEqual(method.hookedLinearSites?.contains(LinearSite(block: 0, role: .qkv)), false)
   }
 }
