@@ -85,4 +85,22 @@ final class TapeMemoryTests: XCTestCase {
     XCTAssertEqual(TapeStats.savedBytes, before)
     XCTAssertNotNil(w.grad)
   }
+
+  /// `tapeReport` lists what backward would keep, per op: a tensor saved by two nodes counts
+  /// once, excluded tensors (parameters) not at all, largest first.
+  func testTapeReportCountsEachSavedTensorOnceAndLeavesOutParameters() {
+    let w = randomTensor([6], seed: 7).requiringGrad()
+    let x = randomTensor([4, 6], seed: 8).requiringGrad()
+    let h = x * w  // keeps x (for w's gradient) and w (for x's)
+    let y = (h * h).gelu()  // mul keeps h once for both operands; gelu keeps h*h
+    let report = y.sum().tapeReport()
+    let bytes = Dictionary(uniqueKeysWithValues: report.map { ($0.op, $0.bytes) })
+    XCTAssertEqual(bytes["gelu"], 24 * 4)
+    // The two products together (x, w and h) come first; their entry counts both nodes.
+    XCTAssertEqual(report.first, TapeEntry(op: "mul", nodes: 2, bytes: (24 + 6 + 24) * 4))
+    XCTAssertEqual(report.reduce(0) { $0 + $1.bytes }, (24 + 24 + 24 + 6) * 4)
+    let withoutParameters = y.sum().tapeReport(excluding: [w, x])
+    XCTAssertEqual(withoutParameters.reduce(0) { $0 + $1.bytes }, (24 + 24) * 4)
+    XCTAssertEqual(w.tapeReport(), [])
+  }
 }
