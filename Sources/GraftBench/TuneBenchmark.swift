@@ -138,14 +138,14 @@ public enum TuneBenchmark {
     let labels = (0..<batch).map { _ in rng.nextInt(below: classes) }
 
     var tapeBytes = 0
-    var tapeByOp: [TapeEntry] = []
+    var tapeByOp: [TapeEntry]?
     let parameters = method.parameters() + backbone.parameters()
     func step() {
       let base = TapeStats.savedBytes
       let logits = method(images)
       let loss = logits.crossEntropy(targets: labels, labelSmoothing: tune.labelSmoothing)
       tapeBytes = Swift.max(tapeBytes, TapeStats.savedBytes - base)
-      if tapeByOp.isEmpty { tapeByOp = loss.tapeReport(excluding: parameters) }
+      if tapeByOp == nil { tapeByOp = loss.tapeReport(excluding: parameters) }
       loss.backward()
       if tune.clipGrad > 0 { optimizer.clipGradNorm(maxNorm: tune.clipGrad) }
       optimizer.step()
@@ -168,6 +168,6 @@ public enum TuneBenchmark {
       method: name, imagesPerSecond: Double(batch) / seconds, peakRSSMiB: peakRSSMiB(),
       peakTensorMiB: Double(StorageStats.peakBytes) / 1_048_576,
       tapeMiB: Double(tapeBytes) / 1_048_576, trainableParameters: method.trainableCount,
-      promptGeneratorShare: generatorShare, tapeByOp: tapeByOp)
+      promptGeneratorShare: generatorShare, tapeByOp: tapeByOp ?? [])
   }
 }

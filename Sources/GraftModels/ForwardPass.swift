@@ -14,10 +14,7 @@ public final class ForwardPass {
   public let prefixTokens: Int
   /// The hooks of the pass, if any.
   public let hooks: (any BackboneHooks)?
-  /// Whether blocks must run unfused, to call the hooks on their linear layers (the residual
-  /// branches are called on the fused path too).
-  public let usesBlockInternals: Bool
-  /// The linear sites the hooks change (nil: any).
+  /// The linear sites the hooks change (nil: any; empty when they do not attach to `.linear`).
   private let hookedSites: Set<LinearSite>?
   /// Rows of the current sequence that hooks inserted (empty when none).
   public private(set) var insertedRows: Range<Int>
@@ -42,18 +39,14 @@ public final class ForwardPass {
     self.embedded = embedded
     self.prefixTokens = prefixTokens
     self.hooks = hooks
-    usesBlockInternals = !(hooks?.attachPoints.isDisjoint(with: .linear) ?? true)
-    hookedSites = usesBlockInternals ? hooks?.hookedLinearSites : []
+    hookedSites = hooks?.attachPoints.contains(.linear) == true ? hooks?.hookedLinearSites : []
     rows = embedded.tokens.shape[1]
     insertedRows = prefixTokens..<prefixTokens
   }
 
   /// Whether the hooks change the layer at `site` (then the block calls `linear` for it and
   /// runs that half unfused).
-  public func hooks(_ site: LinearSite) -> Bool {
-    guard usesBlockInternals else { return false }
-    return hookedSites?.contains(site) ?? true
-  }
+  public func hooks(_ site: LinearSite) -> Bool { hookedSites?.contains(site) ?? true }
 
   /// The low-rank deltas the hooks add to the fused layer at `site` (recorded as reached when
   /// there are any).

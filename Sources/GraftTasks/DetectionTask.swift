@@ -422,13 +422,11 @@ public final class DetectionTrainer {
     }
     var recorded = TuneConfig(method: config.method)
     try recorded.apply(yaml: stored, source: paths.config.path)
-    let differences = zip(try recorded.resolved(), try config.resolved()).filter {
-      $0 != $1 && !TuneConfig.resultNeutralKeys.contains($0.key)
-    }
+    let differences = try config.resumeConflicts(with: recorded)
     guard differences.isEmpty else {
       throw ConfigError(
         "\(paths.config.path): the run's configuration differs from this one ("
-          + differences.map { "\($0.0.key): \($0.0.value) in the run, \($0.1.value) now" }
+          + differences.map { "\($0.key): \($0.recorded) in the run, \($0.now) now" }
           .joined(separator: "; ") + ")")
     }
     let adapter = try AdapterCheckpoint.readConfig(paths.folder)

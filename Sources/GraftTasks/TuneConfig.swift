@@ -100,6 +100,18 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
   /// change (a run that ran out of memory resumes with `train.recompute=all`).
   public static let resultNeutralKeys: Set<String> = ["train.recompute"]
 
+  /// The settings by which this configuration differs from `recorded` (a run's), leaving out
+  /// `resultNeutralKeys`: empty when it may resume that run. Compared as settings, not text, so
+  /// a key added since the run started (at its default) is no difference.
+  public func resumeConflicts(with recorded: TuneConfig) throws -> [(
+    key: String, recorded: String, now: String
+  )] {
+    zip(try recorded.resolved(), try resolved()).compactMap { then, now in
+      then.value == now.value && then.key == now.key || Self.resultNeutralKeys.contains(now.key)
+        ? nil : (now.key, then.value, now.value)
+    }
+  }
+
   /// Every key but `method.*`, with its help.
   public static let options: [ConfigOption<TuneConfig>] = [
     ConfigOption("seed", \.seed, "seeds initialisation, shuffling and dropout"),

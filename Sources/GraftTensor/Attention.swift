@@ -54,9 +54,7 @@ private func gemm(
   _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
   _ c: UnsafeMutablePointer<Float>, _ ldc: Int
 ) {
-  cblas_sgemm(
-    CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), 0, c, Int32(ldc))
+  sgemmBlock(a, transA, lda, b, transB, ldb, c, ldc, m: m, n: n, k: k, alpha: alpha, beta: 0)
 }
 
 /// In-place softmax of `rows` contiguous rows of `n` (already scaled) logits.

@@ -1,5 +1,3 @@
-import CBLAS
-
 // Fused layer ops that keep less for backward than the composition of their parts.
 //
 // A transformer block's activations dominate a training step's memory. These ops compute the
@@ -38,19 +36,6 @@ public struct LowRankDelta {
     self.scale = scale
     self.columnOffset = columnOffset
   }
-}
-
-/// c[m, n] = alpha·op(a)·op(b) + beta·c with leading dimensions, on the calling thread.
-private func stridedGEMM(
-  _ a: UnsafePointer<Float>, transA: Bool, lda: Int, _ b: UnsafePointer<Float>, transB: Bool,
-  ldb: Int, _ c: UnsafeMutablePointer<Float>, ldc: Int, m: Int, n: Int, k: Int, alpha: Float,
-  beta: Float
-) {
-  _ = blasSingleThreaded
-  guard m > 0, n > 0 else { return }
-  cblas_sgemm(
-    CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
 }
 
 /// How an op rebuilds its input in backward instead of keeping it: `build` recomputes the input
@@ -394,8 +379,9 @@ extension Tensor {
     let chunk = chunkRows(rows, width: d, floats: chunkFloats)
     let (px, po) = (pointer, out.pointer)
     let scratch = Tensor(shape: [chunk, d], zeroed: false)
-    // Each delta's x̂·Aᵀ, [rows, r], kept for backward.
+    // Each delta's x̂·Aᵀ, [rows, r], kept for backward; its small products run on this thread.
     let downs = deltas.map { Tensor(shape: [rows, $0.down.shape[0]], zeroed: false) }
+    if !deltas.isEmpty { _ = blasSingleThreaded }
     for start in stride(from: 0, to: rows, by: chunk) {
       let range = start..<Swift.min(rows, start + chunk)
       norm.forward(px, range, into: scratch.pointer, stats: stats.pointer)
@@ -405,13 +391,12 @@ extension Tensor {
       for (delta, t) in zip(deltas, downs) {
         let (r, n) = (delta.down.shape[0], delta.up.shape[0])
         let tChunk = t.pointer + start * r
-        stridedGEMM(
-          scratch.pointer, transA: false, lda: d, delta.down.pointer, transB: true, ldb: d, tChunk,
-          ldc: r, m: range.count, n: r, k: d, alpha: 1, beta: 0)
-        stridedGEMM(
-          tChunk, transA: false, lda: r, delta.up.pointer, transB: true, ldb: r,
-          po + start * outF + delta.columnOffset, ldc: outF, m: range.count, n: n, k: r,
-          alpha: delta.scale, beta: 1)
+        sgemmBlock(
+          scratch.pointer, false, d, delta.down.pointer, true, d, tChunk, r, m: range.count, n: r,
+          k: d, alpha: 1, beta: 0)
+        sgemmBlock(
+          tChunk, false, r, delta.up.pointer, true, r, po + start * outF + delta.columnOffset, outF,
+          m: range.count, n: n, k: r, alpha: delta.scale, beta: 1)
       }
     }
     // What backward reads: x and the statistics for the normalised rows (weight gradient) and
@@ -476,29 +461,27 @@ extension Tensor {
         for (k, delta) in keptDeltas.enumerated() {
           let (r, n, off) = (delta.down.shape[0], delta.up.shape[0], delta.columnOffset)
           let gT = gTs[k].pointer
-          stridedGEMM(
-            gChunk + off, transA: false, lda: outF, delta.up.pointer, transB: false, ldb: r, gT,
-            ldc: r, m: range.count, n: r, k: n, alpha: delta.scale, beta: 0)
+          sgemmBlock(
+            gChunk + off, false, outF, delta.up.pointer, false, r, gT, r, m: range.count, n: r,
+            k: n, alpha: delta.scale, beta: 0)
           if let gUp = gUps[k] {
-            stridedGEMM(
-              gChunk + off, transA: true, lda: outF, downs[k].pointer + start * r, transB: false,
-              ldb: r, gUp.pointer, ldc: r, m: n, n: r, k: range.count, alpha: delta.scale,
-              beta: first)
+            sgemmBlock(
+              gChunk + off, true, outF, downs[k].pointer + start * r, false, r, gUp.pointer, r,
+              m: n, n: r, k: range.count, alpha: delta.scale, beta: first)
           }
           if let gDown = gDowns[k], let scratch {
-            stridedGEMM(
-              gT, transA: true, lda: r, scratch.pointer, transB: false, ldb: d, gDown.pointer,
-              ldc: d, m: r, n: d, k: range.count, alpha: 1, beta: first)
+            sgemmBlock(
+              gT, true, r, scratch.pointer, false, d, gDown.pointer, d, m: r, n: d, k: range.count,
+              alpha: 1, beta: first)
           }
         }
         if let gx, let w = keptW {
           let dh = gx.pointer + start * d
           productThroughWeight(gChunk, rows: range.count, weight: w, into: dh)
           for (k, delta) in keptDeltas.enumerated() {
-            stridedGEMM(
-              gTs[k].pointer, transA: false, lda: delta.down.shape[0], delta.down.pointer,
-              transB: false, ldb: d, dh, ldc: d, m: range.count, n: d, k: delta.down.shape[0],
-              alpha: 1, beta: 1)
+            sgemmBlock(
+              gTs[k].pointer, false, delta.down.shape[0], delta.down.pointer, false, d, dh, d,
+              m: range.count, n: d, k: delta.down.shape[0], alpha: 1, beta: 1)
           }
           norm.backward(
             keptX?.pointer, range, stats: keptStats?.pointer, g: dh, gWeight: gGamma?.pointer,

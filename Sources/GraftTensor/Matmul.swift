@@ -50,15 +50,17 @@ func sgemm(
   }
 }
 
+/// C[m,n] = alpha·op(A)·op(B) + beta·C with explicit leading dimensions, on the calling thread
+/// (callers make OpenBLAS single-threaded first, through `blasSingleThreaded`).
 @inline(__always)
-private func sgemmBlock(
+func sgemmBlock(
   _ a: UnsafePointer<Float>, _ transA: Bool, _ lda: Int, _ b: UnsafePointer<Float>,
   _ transB: Bool, _ ldb: Int, _ c: UnsafeMutablePointer<Float>, _ ldc: Int,
-  m: Int, n: Int, k: Int, beta: Float
+  m: Int, n: Int, k: Int, alpha: Float = 1, beta: Float
 ) {
   cblas_sgemm(
     CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-    Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
 }
 
 extension Tensor {

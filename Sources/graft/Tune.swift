@@ -281,12 +281,10 @@ struct Tune: ParsableCommand {
       try asked.apply(yaml: text, source: config)
     }
     for assignment in overrides { try asked.set(assignment: assignment) }
-    let recorded = try runConfig.resolved()
-    for (now, then) in zip(try asked.resolved(), recorded)
-    where now.value != then.value && !TuneConfig.resultNeutralKeys.contains(now.key) {
+    if let first = try asked.resumeConflicts(with: runConfig).first {
       throw conflict(
-        config != nil ? "--config/--set" : "--set", "\(now.key)=\(now.value)",
-        "\(then.key) = \(then.value)")
+        config != nil ? "--config/--set" : "--set", "\(first.key)=\(first.now)",
+        "\(first.key) = \(first.recorded)")
     }
     var resumed = runConfig
     resumed.recompute = asked.recompute

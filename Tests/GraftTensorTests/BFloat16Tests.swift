@@ -227,6 +227,22 @@ final class BFloat16Tests: XCTestCase {
 
   // MARK: activations kept in BF16
 
+  /// `op` on `source` and on `source` rounded to BF16 by hand, each differentiated through
+  /// `sum(y²)`: the outputs, the input gradients, and the bytes the tape held for the op.
+  private func onRawAndRounded(_ source: Tensor, _ op: (Tensor) -> Tensor) -> (
+    raw: (y: [Float], g: [Float], tape: Int), byHand: (y: [Float], g: [Float], tape: Int)
+  ) {
+    func run(_ input: Tensor) -> (y: [Float], g: [Float], tape: Int) {
+      let x = input.detached().requiringGrad()
+      let base = TapeStats.savedBytes
+      let y = op(x)
+      let tape = TapeStats.savedBytes - base
+      (y * y).sum().backward()
+      return (y.scalars, x.grad!.scalars, tape)
+    }
+    return (run(source), run(Tensor(source.scalars.map(BFloat16.rounded), shape: source.shape)))
+  }
+
   func testPackedBF16RoundTripsTheRoundedValues() throws {
     try XCTSkipUnless(BF16Support.isAvailable, BF16Support.unavailableReason ?? "")
     for count in [1, 2, 7, 70_001] {
@@ -244,16 +260,7 @@ final class BFloat16Tests: XCTestCase {
     let w = randomTensor([24, 96], seed: 30)
     XCTAssertTrue(w.storeInBF16())
     let source = randomTensor([3, 10, 96], seed: 31, low: -3, high: 3)
-    func run(_ input: Tensor) -> (y: [Float], g: [Float], tape: Int) {
-      let x = input.detached().requiringGrad()
-      let base = TapeStats.savedBytes
-      let y = x.activationLinear(.gelu, weight: w, bias: nil)
-      let tape = TapeStats.savedBytes - base
-      (y * y).sum().backward()
-      return (y.scalars, x.grad!.scalars, tape)
-    }
-    let raw = run(source)
-    let byHand = run(Tensor(source.scalars.map(BFloat16.rounded), shape: source.shape))
+    let (raw, byHand) = onRawAndRounded(source) { $0.activationLinear(.gelu, weight: w, bias: nil) }
     XCTAssertEqual(raw.y, byHand.y)
     XCTAssertEqual(raw.g, byHand.g)
     XCTAssertEqual(raw.tape, source.count * 2 + w.byteCount, "x in BF16, and the weight")
@@ -269,17 +276,9 @@ final class BFloat16Tests: XCTestCase {
     let proj = randomTensor([48, 48], seed: 40)
     XCTAssertTrue(proj.storeInBF16())
     let source = randomTensor([2, 9, 144], seed: 41, low: -2, high: 2)
-    func run(_ input: Tensor) -> (y: [Float], g: [Float], tape: Int) {
-      let qkv = input.detached().requiringGrad()
-      let base = TapeStats.savedBytes
-      let y = Tensor.attentionProjection(
-        qkv: qkv, heads: 4, weight: proj, bias: nil, productsInBF16: true)
-      let tape = TapeStats.savedBytes - base
-      (y * y).sum().backward()
-      return (y.scalars, qkv.grad!.scalars, tape)
+    let (raw, byHand) = onRawAndRounded(source) {
+      Tensor.attentionProjection(qkv: $0, heads: 4, weight: proj, bias: nil, productsInBF16: true)
     }
-    let raw = run(source)
-    let byHand = run(Tensor(source.scalars.map(BFloat16.rounded), shape: source.shape))
     XCTAssertEqual(raw.y, byHand.y)
     XCTAssertEqual(raw.g, byHand.g)
     XCTAssertEqual(raw.tape, source.count * 2 + proj.byteCount)

@@ -284,6 +284,46 @@ private final class UnfusedProxy: BackboneHooks {
 }
 
 final class FusedBlocksTests: XCTestCase {
+  /// What one training step gives: the logits, every trainable tensor's gradient (empty where
+  /// none) and the bytes the tape held at the loss.
+  private typealias Step = (logits: [Float], grads: [[Float]], tape: Int)
+
+  /// One step of `method` on `task` (labels 0, 1, 2) with `hooks` (the method itself unless
+  /// given), its gradients cleared first and its generator reseeded, so runs draw alike (IDPT's
+  /// head dropout, P2P's training views).
+  private func step(
+    _ method: TuningMethod, _ task: Tensor, hooks: (any BackboneHooks)? = nil
+  ) -> Step {
+    for (_, t) in method.trainableTensors() { t.grad = nil }
+    method.generator = RandomGenerator(seed: 1)
+    let base = TapeStats.savedBytes
+    let x = method.backboneInput(task)
+    let hooks = hooks ?? method
+    let output =
+      method.needsBackboneGradient
+      ? method.backbone.forward(x, hooks: hooks, hiddenStates: method.needsHiddenStates)
+      : withNoGrad {
+        method.backbone.forward(x, hooks: hooks, hiddenStates: method.needsHiddenStates)
+      }
+    let logits = method.logits(output)
+    let loss = logits.crossEntropy(targets: [0, 1, 2])
+    let tape = TapeStats.savedBytes - base
+    loss.backward()
+    return (logits.scalars, method.trainableTensors().map { $0.tensor.grad?.scalars ?? [] }, tape)
+  }
+
+  /// The fused step's logits and gradients agree with the unfused one's to 1e-4.
+  private func assertAgree(_ fused: Step, _ unfused: Step, _ name: String) {
+    for (a, b) in zip(fused.logits, unfused.logits) {
+      XCTAssertEqual(a, b, accuracy: 1e-4 * max(1, abs(b)), name)
+    }
+    for (ga, gb) in zip(fused.grads, unfused.grads) {
+      XCTAssertEqual(ga.count, gb.count, name)
+      let scale = gb.map(abs).max() ?? 0
+      for (a, b) in zip(ga, gb) { XCTAssertEqual(a, b, accuracy: 1e-4 * max(scale, 1e-3), name) }
+    }
+  }
+
   /// The methods whose hooks leave the blocks' linear layers alone, so blocks run fused.
   private func fusedMethodNames() -> [String] {
     MethodRegistry.names.filter { name in
@@ -307,37 +347,9 @@ final class FusedBlocksTests: XCTestCase {
       let method = try makeMethod(name, backbone: tinyBackbone())
       // The backbone's input (P2P draws its clouds as images, with gradients to its encoder).
       let task = tinyTaskInput(for: method, batch: 3)
-      let labels = [0, 1, 2]
-      func run(_ hooks: any BackboneHooks) -> (logits: [Float], grads: [[Float]], tape: Int) {
-        for (_, t) in method.trainableTensors() { t.grad = nil }
-        // The same random draws in both runs (IDPT's head dropout, P2P's training views).
-        method.generator = RandomGenerator(seed: 1)
-        let base = TapeStats.savedBytes
-        let x = method.backboneInput(task)
-        let output =
-          method.needsBackboneGradient
-          ? method.backbone.forward(x, hooks: hooks, hiddenStates: method.needsHiddenStates)
-          : withNoGrad {
-            method.backbone.forward(x, hooks: hooks, hiddenStates: method.needsHiddenStates)
-          }
-        let logits = method.logits(output)
-        let loss = logits.crossEntropy(targets: labels)
-        let tape = TapeStats.savedBytes - base
-        loss.backward()
-        return (
-          logits.scalars, method.trainableTensors().map { $0.tensor.grad?.scalars ?? [] }, tape
-        )
-      }
-      let fused = run(method)
-      let unfused = run(UnfusedProxy(method))
-      for (a, b) in zip(fused.logits, unfused.logits) {
-        XCTAssertEqual(a, b, accuracy: 1e-4 * max(1, abs(b)), name)
-      }
-      for (ga, gb) in zip(fused.grads, unfused.grads) {
-        XCTAssertEqual(ga.count, gb.count, name)
-        let scale = gb.map(abs).max() ?? 0
-        for (a, b) in zip(ga, gb) { XCTAssertEqual(a, b, accuracy: 1e-4 * max(scale, 1e-3), name) }
-      }
+      let fused = step(method, task)
+      let unfused = step(method, task, hooks: UnfusedProxy(method))
+      assertAgree(fused, unfused, name)
       // With frozen weights the unfused ops already keep no activations for weight gradients;
       // when the weights train (full, ln-tune) the fused ops keep strictly less.
       XCTAssertLessThanOrEqual(fused.tape, unfused.tape, name)
@@ -355,20 +367,11 @@ final class FusedBlocksTests: XCTestCase {
       let method = try makeMethod(name, backbone: backbone)
       guard method.needsBackboneGradient else { continue }
       let task = tinyTaskInput(for: method, batch: 3)
-      var results: [BlockRecompute: (logits: [Float], grads: [[Float]], tape: Int)] = [:]
+      var results: [BlockRecompute: Step] = [:]
       for recompute in BlockRecompute.allCases {
         backbone.setBlockRecompute(recompute)
         XCTAssertTrue(backbone.blocks.allSatisfy { $0.recompute == recompute })
-        for (_, t) in method.trainableTensors() { t.grad = nil }
-        method.generator = RandomGenerator(seed: 1)
-        let base = TapeStats.savedBytes
-        let logits = method(task)
-        let loss = logits.crossEntropy(targets: [0, 1, 2])
-        let tape = TapeStats.savedBytes - base
-        loss.backward()
-        results[recompute] = (
-          logits.scalars, method.trainableTensors().map { $0.tensor.grad?.scalars ?? [] }, tape
-        )
+        results[recompute] = step(method, task)
       }
       let kept = results[.none]!
       let blocks = backbone.blocks.count
@@ -402,33 +405,15 @@ final class FusedBlocksTests: XCTestCase {
       t.pointer.update(from: Tensor.randn(t.shape, generator: &rng).scalars, count: t.count)
     }
     let task = tinyTaskInput(for: method, batch: 3)
-    func run(_ hooks: (any BackboneHooks)?) -> (logits: [Float], grads: [[Float]], tape: Int) {
-      for (_, t) in method.trainableTensors() { t.grad = nil }
-      let base = TapeStats.savedBytes
-      let output = backbone.forward(method.backboneInput(task), hooks: hooks ?? method)
-      let logits = method.logits(output)
-      let loss = logits.crossEntropy(targets: [0, 1, 2])
-      let tape = TapeStats.savedBytes - base
-      loss.backward()
-      return (
-        logits.scalars, method.trainableTensors().map { $0.tensor.grad?.scalars ?? [] }, tape
-      )
-    }
-    let unfused = run(UnfusedProxy(method))
-    var results: [BlockRecompute: (logits: [Float], grads: [[Float]], tape: Int)] = [:]
+    let unfused = step(method, task, hooks: UnfusedProxy(method))
+    var results: [BlockRecompute: Step] = [:]
     for recompute in BlockRecompute.allCases {
       backbone.setBlockRecompute(recompute)
-      results[recompute] = run(nil)
+      results[recompute] = step(method, task)
     }
     let fused = results[.none]!
-    for (a, b) in zip(fused.logits, unfused.logits) {
-      XCTAssertEqual(a, b, accuracy: 1e-4 * max(1, abs(b)))
-    }
+    assertAgree(fused, unfused, "lora")
     XCTAssertFalse(unfused.grads.contains { $0.isEmpty })
-    for (ga, gb) in zip(fused.grads, unfused.grads) {
-      let scale = gb.map(abs).max() ?? 0
-      for (a, b) in zip(ga, gb) { XCTAssertEqual(a, b, accuracy: 1e-4 * max(scale, 1e-3)) }
-    }
     XCTAssertLessThan(fused.tape, unfused.tape)
     for recompute in [BlockRecompute.qkv, .mlp, .all] {
       XCTAssertEqual(results[recompute]!.grads, fused.grads, "\(recompute)")
