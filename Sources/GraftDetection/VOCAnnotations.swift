@@ -1,9 +1,5 @@
 import Foundation
 
-#if canImport(FoundationXML)
-  import FoundationXML
-#endif
-
 /// Pascal VOC's per-image annotation files (`Annotations/*.xml`): `filename`, `size`
 /// (`width`, `height`) and `object`s with `name`, `difficult` and `bndbox`
 /// (`xmin`, `ymin`, `xmax`, `ymax`).
@@ -53,12 +49,11 @@ public enum VOCAnnotations {
     _ data: Data, name: String, imageID: Int, categories: [String] = pascalClasses,
     firstAnnotationID: Int = 1, oneBasedPixels: Bool = true
   ) throws -> AnnotatedImage {
-    let builder = XMLTreeBuilder()
-    let parser = XMLParser(data: data)
-    parser.delegate = builder
-    guard parser.parse(), let root = builder.root else {
-      let reason = parser.parserError.map { "\($0.localizedDescription)" } ?? "no root element"
-      throw DetectionError.malformed(path: name, reason: "not XML (\(reason))")
+    let root: XMLTreeNode
+    do {
+      root = try XMLTree.parse(data)
+    } catch {
+      throw DetectionError.malformed(path: name, reason: "not XML (\(error))")
     }
     func bad(_ what: String) -> DetectionError { .malformed(path: name, reason: what) }
     guard root.name == "annotation" else { throw bad("the root element is not <annotation>") }
@@ -106,46 +101,5 @@ public enum VOCAnnotations {
     }
     return AnnotatedImage(
       id: imageID, fileName: fileName, width: width, height: height, annotations: annotations)
-  }
-}
-
-/// An XML element: its name, the text directly inside it and its child elements.
-private final class XMLNode {
-  let name: String
-  var text = ""
-  var children: [XMLNode] = []
-
-  init(name: String) { self.name = name }
-
-  /// The first child element called `name`.
-  func child(_ name: String) -> XMLNode? { children.first { $0.name == name } }
-
-  /// The text without surrounding white space.
-  var trimmed: String { text.trimmingCharacters(in: .whitespacesAndNewlines) }
-}
-
-/// Builds an `XMLNode` tree from `XMLParser`'s events.
-private final class XMLTreeBuilder: NSObject, XMLParserDelegate {
-  var root: XMLNode?
-  private var stack: [XMLNode] = []
-
-  func parser(
-    _ parser: XMLParser, didStartElement elementName: String, namespaceURI: String?,
-    qualifiedName qName: String?, attributes attributeDict: [String: String] = [:]
-  ) {
-    let node = XMLNode(name: elementName)
-    if let parent = stack.last { parent.children.append(node) } else { root = node }
-    stack.append(node)
-  }
-
-  func parser(
-    _ parser: XMLParser, didEndElement elementName: String, namespaceURI: String?,
-    qualifiedName qName: String?
-  ) {
-    stack.removeLast()
-  }
-
-  func parser(_ parser: XMLParser, foundCharacters string: String) {
-    stack.last?.text += string
   }
 }
