@@ -1,4 +1,5 @@
 import Foundation
+import GraftTensor
 
 /// Reading a file and picking typed fields out of `JSONSerialization`'s output, with errors that
 /// name the file, the entry and the key.
@@ -9,9 +10,9 @@ enum JSONFields {
       throw DetectionError.fileMissing(path: path)
     }
     do {
-      return try Data(contentsOf: URL(fileURLWithPath: path))
+      return try MappedFile.contents(of: URL(fileURLWithPath: path))
     } catch {
-      throw DetectionError.unreadable(path: path, reason: error.localizedDescription)
+      throw DetectionError.unreadable(path: path, reason: error.message)
     }
   }
 

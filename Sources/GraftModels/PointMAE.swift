@@ -1,4 +1,5 @@
 import Foundation
+import GraftTensor
 
 // Point-MAE's fine-tuning model (`PointTransformer` in the official `models/Point_MAE.py` of
 // Pang-Yatian/Point-MAE) with its exact state-dict names, as a `SequenceBackbone`: a cloud is cut
@@ -538,9 +539,9 @@ enum ModelFolderConfig {
     }
     let data: Data
     do {
-      data = try Data(contentsOf: url)
+      data = try MappedFile.contents(of: url)
     } catch {
-      throw FileError(path: url.path, message: "cannot read: \(error.localizedDescription)")
+      throw FileError(path: url.path, message: "cannot read: \(error.message)")
     }
     guard let json = try? JSONDecoder().decode(JSONValue.self, from: data) else {
       throw FileError(path: url.path, message: "not valid JSON")

@@ -31,7 +31,7 @@ extension ModelLoader {
       let fresh = try VisionTransformer(config: model.model.config, generator: &generator)
       try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
       try AtomicFile.write(
-        try Data(contentsOf: source.appendingPathComponent("config.json")),
+        try MappedFile.contents(of: source.appendingPathComponent("config.json")),
         to: out.appendingPathComponent("config.json"))
       try Safetensors.write(
         fresh.stateDict(), metadata: ["format": "pt"],

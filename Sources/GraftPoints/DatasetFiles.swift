@@ -1,5 +1,6 @@
 import Foundation
 import GraftData
+import GraftTensor
 
 // What the point-cloud datasets share: listing folders in a fixed order and reading the small
 // text files (class names, id lists, file lists) that their layouts carry. Problems with the
@@ -51,9 +52,9 @@ enum DatasetFiles {
     }
     let data: Data
     do {
-      data = try Data(contentsOf: url)
+      data = try MappedFile.contents(of: url)
     } catch {
-      throw DatasetError(.io, path: path, "cannot read \(what): \(error.localizedDescription)")
+      throw DatasetError(.io, path: path, "cannot read \(what): \(error.message)")
     }
     guard let text = String(data: data, encoding: .utf8) else {
       throw DatasetError(.invalidFormat, path: path, "\(what) is not UTF-8 text")

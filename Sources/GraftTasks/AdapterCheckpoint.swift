@@ -1,4 +1,5 @@
 import Foundation
+import GraftTensor
 
 /// `adapter_config.json`: what a run folder needs to rebuild its method on its backbone.
 public struct AdapterConfig: Codable, Equatable, Sendable {
@@ -163,7 +164,7 @@ public enum AdapterCheckpoint {
       throw ConfigError("\(folder.path): no \(configFile) (not a graft tune run folder)")
     }
     do {
-      let config = try JSONDecoder().decode(AdapterConfig.self, from: Data(contentsOf: url))
+      let config = try JSONDecoder().decode(AdapterConfig.self, from: MappedFile.contents(of: url))
       guard config.formatVersion <= AdapterConfig.currentFormat else {
         throw ConfigError(
           "\(url.path): format_version \(config.formatVersion) is newer than this graft reads")

@@ -1,4 +1,5 @@
 import Foundation
+import GraftTensor
 
 #if canImport(Glibc)
   import Glibc
@@ -112,7 +113,7 @@ public struct CheckpointStore: Sendable {
     let epochFolder = folder.appendingPathComponent(newest.name)
     let manifestURL = epochFolder.appendingPathComponent(Self.manifestFile)
     let damaged = "the checkpoint is damaged; remove \(epochFolder.path) to start over"
-    guard let data = try? Data(contentsOf: manifestURL),
+    guard let data = try? MappedFile.contents(of: manifestURL),
       let manifest = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
       manifest["epoch"] as? Int == newest.epoch,
       let files = manifest["files"] as? [String: [String: Any]]

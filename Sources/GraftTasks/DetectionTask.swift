@@ -1,5 +1,6 @@
 import Foundation
 import GraftDetection
+import GraftTensor
 
 /// What a finished detection run reports (`summary.json`): the twelve COCO numbers on
 /// validation and test for the best epoch, and the run's costs.
@@ -55,7 +56,7 @@ public struct DetectionSummary {
   /// Reads a detection `summary.json`; a missing or incomplete file throws a `FileError`.
   public static func read(from url: URL) throws -> DetectionSummary {
     func bad(_ problem: String) -> FileError { FileError(path: url.path, message: problem) }
-    guard let data = try? Data(contentsOf: url) else {
+    guard let data = try? MappedFile.contents(of: url) else {
       throw bad("cannot read (is the run finished?)")
     }
     guard let o = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
@@ -446,7 +447,8 @@ public final class DetectionTrainer {
     let stateURL = committed.file("state.json")
     let state: DetectionRunState
     do {
-      state = try JSONDecoder().decode(DetectionRunState.self, from: Data(contentsOf: stateURL))
+      state = try JSONDecoder().decode(
+        DetectionRunState.self, from: MappedFile.contents(of: stateURL))
     } catch {
       throw ConfigError("\(stateURL.path): unreadable state")
     }

@@ -1,4 +1,5 @@
 import Foundation
+import GraftTensor
 
 /// Hugging Face PEFT's LoRA folder for a timm ViT (`adapter_config.json` with
 /// `peft_type: LORA`, `adapter_model.safetensors` named `base_model.model.<module>.lora_A.weight`),
@@ -186,7 +187,7 @@ public enum PEFTLoRA {
     let object: [String: Any]
     do {
       guard
-        let o = try JSONSerialization.jsonObject(with: Data(contentsOf: configURL))
+        let o = try JSONSerialization.jsonObject(with: MappedFile.contents(of: configURL))
           as? [String: Any]
       else { throw bad(configURL, "not a JSON object") }
       object = o

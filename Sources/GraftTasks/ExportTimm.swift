@@ -1,4 +1,5 @@
 import Foundation
+import GraftTensor
 
 /// `graft export --to timm`: a run folder's method folded into its backbone's weights and written
 /// as a timm model folder (`config.json` + `model.safetensors`) with the new head, so
@@ -88,7 +89,7 @@ public enum TimmExport {
       let url = folder.appendingPathComponent("config.json")
       do {
         guard
-          let object = try JSONSerialization.jsonObject(with: Data(contentsOf: url))
+          let object = try JSONSerialization.jsonObject(with: MappedFile.contents(of: url))
             as? [String: Any]
         else { throw FileError(path: url.path, message: "not a JSON object") }
         root = object

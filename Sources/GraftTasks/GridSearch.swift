@@ -1,4 +1,5 @@
 import Foundation
+import GraftTensor
 
 /// VTAB-1k's protocol, as VPT and V-PETL Bench run it: for each method, a grid of settings
 /// (learning rate × weight decay by default) is trained on the training split and scored on
@@ -303,7 +304,7 @@ public struct ProtocolSummary: Sendable {
     func bad(_ what: String) -> ConfigError {
       ConfigError("\(url.path): not a protocol sweep summary (\(what))")
     }
-    guard let data = try? Data(contentsOf: url),
+    guard let data = try? MappedFile.contents(of: url),
       let o = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
     else { throw bad("missing or not JSON") }
     guard o["protocol"] as? String == "vtab", let backbone = o["backbone"] as? String,

@@ -1,4 +1,5 @@
 import Foundation
+import GraftTensor
 
 /// FNV-1a, 64-bit: a fast, non-cryptographic content hash used to recognise a backbone's
 /// weights (it tells files apart, it does not resist tampering). Written as `fnv1a64:<16 hex>`.
@@ -27,7 +28,7 @@ public struct FNV1a64: Sendable {
 
   /// The tagged hash of a file's bytes (memory-mapped, read once).
   public static func file(_ url: URL) throws -> String {
-    let data = try Data(contentsOf: url, options: .alwaysMapped)
+    let data = try MappedFile.contents(of: url)
     var h = FNV1a64()
     data.withUnsafeBytes { h.update($0) }
     return h.tagged

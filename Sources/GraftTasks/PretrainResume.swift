@@ -1,4 +1,5 @@
 import Foundation
+import GraftTensor
 
 /// What an interrupted `graft pretrain` run (images or points) left in its last committed
 /// checkpoint, read back and applied: the model's and the optimizer's tensors are loaded, and
@@ -20,7 +21,7 @@ struct PretrainResume {
     folder: URL, settings: String, model: Module, optimizer: any Optimizer, out: URL
   ) throws {
     let stateURL = folder.appendingPathComponent("state.json")
-    guard let data = try? Data(contentsOf: stateURL),
+    guard let data = try? MappedFile.contents(of: stateURL),
       let object = try? JSONSerialization.jsonObject(with: data),
       let state = object as? [String: Any],
       let epoch = state["epoch"] as? Int, let lines = state["metrics"] as? [String],

@@ -1,4 +1,5 @@
 import Foundation
+import GraftTensor
 
 /// One finished run (a method on a task) as the reports and sweep summaries see it, read
 /// from its run folder (`summary.json`, `metrics.jsonl`, `test_logits.safetensors`).
@@ -49,7 +50,7 @@ public struct RunRecord: Sendable {
   public static func load(folder: URL, task: String) throws -> RunRecord {
     func object(_ name: String) throws -> [String: Any] {
       let url = folder.appendingPathComponent(name)
-      guard let data = try? Data(contentsOf: url) else {
+      guard let data = try? MappedFile.contents(of: url) else {
         throw ConfigError("\(url.path): missing (is the run finished?)")
       }
       guard let object = try? JSONSerialization.jsonObject(with: data),

@@ -1,4 +1,5 @@
 import Foundation
+import GraftTensor
 import GraftText
 
 /// Settings of `graft pretrain --modality text`: the tokenizer to train, the GPT-2-layout
@@ -107,7 +108,7 @@ public struct TextCorpus: Sendable {
         throw FileError(
           path: url.path, message: "no such file (graft data prepare text writes one)")
       }
-      guard let data = try? Data(contentsOf: url) else {
+      guard let data = try? MappedFile.contents(of: url) else {
         throw FileError(path: url.path, message: "cannot read")
       }
       let text = String(decoding: data, as: UTF8.self)

@@ -1,4 +1,5 @@
 import Foundation
+import GraftTensor
 
 /// What a finished run reports (`summary.json`).
 public struct TuneSummary {
@@ -43,7 +44,7 @@ public struct TuneSummary {
     func bad(_ problem: String) -> FileError { FileError(path: url.path, message: problem) }
     let data: Data
     do {
-      data = try Data(contentsOf: url)
+      data = try MappedFile.contents(of: url)
     } catch {
       throw bad("cannot read (is the run finished?)")
     }
@@ -625,7 +626,7 @@ public final class Trainer {
     let stateURL = files.appendingPathComponent(EpochFile.state)
     let state: RunState
     do {
-      state = try JSONDecoder().decode(RunState.self, from: Data(contentsOf: stateURL))
+      state = try JSONDecoder().decode(RunState.self, from: MappedFile.contents(of: stateURL))
     } catch {
       throw ConfigError("\(stateURL.path): unreadable state")
     }

@@ -1,4 +1,5 @@
 import Foundation
+import GraftTensor
 
 /// English text for `graft pretrain --modality text` from WordNet 3.0 as Debian's
 /// `wordnet-base` installs it (`/usr/share/wordnet`, WordNet 3.0 licence: use, copying and
@@ -53,7 +54,7 @@ public enum WordNetText {
         throw FileError(
           path: url.path, message: "no such file (apt install wordnet-base installs WordNet)")
       }
-      guard let data = try? Data(contentsOf: url) else {
+      guard let data = try? MappedFile.contents(of: url) else {
         throw FileError(path: url.path, message: "cannot read")
       }
       let text = String(decoding: data, as: UTF8.self)

@@ -1,4 +1,5 @@
 import Foundation
+import GraftTensor
 
 /// Why `graft score captions` could not read its inputs.
 public enum CaptionScoreInputError: Error, Equatable, CustomStringConvertible {
@@ -129,9 +130,9 @@ public struct CaptionScoreInput: Equatable, Sendable {
       throw CaptionScoreInputError.fileMissing(path: path)
     }
     do {
-      return try Data(contentsOf: URL(fileURLWithPath: path))
+      return try MappedFile.contents(of: URL(fileURLWithPath: path))
     } catch {
-      throw CaptionScoreInputError.unreadable(path: path, reason: "\(error.localizedDescription)")
+      throw CaptionScoreInputError.unreadable(path: path, reason: error.message)
     }
   }
 

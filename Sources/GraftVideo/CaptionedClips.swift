@@ -90,8 +90,14 @@ public struct CaptionedClipSet: Codable, Sendable {
 
   /// Reads an annotation file.
   public init(contentsOf url: URL) throws {
+    let data: Data
     do {
-      self = try JSONDecoder().decode(Self.self, from: Data(contentsOf: url))
+      data = try MappedFile.contents(of: url)
+    } catch {
+      throw FileError(path: url.path, message: error.message)
+    }
+    do {
+      self = try JSONDecoder().decode(Self.self, from: data)
     } catch {
       throw FileError(path: url.path, message: "not MSR-VTT-style annotations: \(error)")
     }

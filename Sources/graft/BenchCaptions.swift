@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import GraftBench
 import GraftCaption
+import GraftTensor
 
 /// The settings of a captioning comparison, shared by `graft bench captions` and `graft demo
 /// video`, passed on to each arm's child process as flags.
@@ -295,7 +296,7 @@ struct BenchCaptions: ParsableCommand {
     let (results, _) = try options.runArms(
       list, out: outURL, fresh: fresh, title: "Graft bench captions", json: jsonFlag.json)
     if jsonFlag.json {
-      let data = try Data(contentsOf: outURL.appendingPathComponent("summary.json"))
+      let data = try MappedFile.contents(of: outURL.appendingPathComponent("summary.json"))
       let object = try JSONSerialization.jsonObject(with: data)
       print(
         String(

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GraftCaption
+import GraftTensor
 
 /// `graft demo video`: video captioning end to end in a few minutes (`graft bench captions`
 /// with a short recipe), printed for a newcomer.
@@ -71,7 +72,7 @@ struct DemoVideo: ParsableCommand {
     let (results, decoderFolder) = try options.runArms(
       list, out: outURL, fresh: fresh, title: "Graft demo: video captioning", json: json)
     if json {
-      let data = try Data(contentsOf: outURL.appendingPathComponent("summary.json"))
+      let data = try MappedFile.contents(of: outURL.appendingPathComponent("summary.json"))
       let object = try JSONSerialization.jsonObject(with: data)
       print(
         String(

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GraftTasks
+import GraftTensor
 
 /// `graft eval`: a run folder's adapter on a dataset split.
 struct Eval: ParsableCommand {
@@ -58,7 +59,7 @@ struct Eval: ParsableCommand {
   /// pllava); a folder without a readable config is left to the classification path's errors.
   static func isCaptionRun(_ adapter: String) throws -> Bool {
     let url = URL(fileURLWithPath: adapter).appendingPathComponent("adapter_config.json")
-    guard let data = try? Data(contentsOf: url),
+    guard let data = try? MappedFile.contents(of: url),
       let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
     else { return false }
     return object["method"] as? String == PLLaVARoute.method

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GraftTasks
+import GraftTensor
 
 /// `graft report <folder>`: (re)writes `report.html` of a run folder or a sweep folder.
 struct ReportCommand: ParsableCommand {
@@ -14,7 +15,7 @@ struct ReportCommand: ParsableCommand {
   func run() throws {
     let url = URL(fileURLWithPath: folder)
     let summaryURL = url.appendingPathComponent("summary.json")
-    guard let data = try? Data(contentsOf: summaryURL),
+    guard let data = try? MappedFile.contents(of: summaryURL),
       let object = try? JSONSerialization.jsonObject(with: data),
       let summary = object as? [String: Any]
     else { throw ValidationError("\(summaryURL.path): missing or not JSON (is the run finished?)") }
@@ -55,7 +56,7 @@ struct ReportCommand: ParsableCommand {
         classNames: first.classNames, testSamples: ReportWriter.gridSamples(first), to: url)
     } else {
       let runURL = url.appendingPathComponent("run.json")
-      guard let runData = try? Data(contentsOf: runURL),
+      guard let runData = try? MappedFile.contents(of: runURL),
         let object = try? JSONSerialization.jsonObject(with: runData),
         let run = object as? [String: Any],
         let backbone = run["backbone"] as? String, let dataRef = run["data"] as? String

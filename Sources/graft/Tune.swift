@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import GraftDistributed
 import GraftTasks
+import GraftTensor
 
 /// `graft tune`: trains a parameter-efficient method on a frozen backbone.
 struct Tune: ParsableCommand {
@@ -133,7 +134,7 @@ struct Tune: ParsableCommand {
       }
       let folder = URL(fileURLWithPath: resume)
       let runURL = folder.appendingPathComponent("run.json")
-      guard let runData = try? Data(contentsOf: runURL),
+      guard let runData = try? MappedFile.contents(of: runURL),
         let object = try? JSONSerialization.jsonObject(with: runData),
         let run = object as? [String: Any],
         let backboneRef = run["backbone"] as? String, let dataRef = run["data"] as? String,

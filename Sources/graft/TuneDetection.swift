@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import GraftDetection
 import GraftTasks
+import GraftTensor
 
 /// `graft tune --task detection …` (and `--resume DIR` of a detection run): the method as an
 /// FCOS detector on its multi-scale features (`DetectionTrainer`).
@@ -39,7 +40,7 @@ enum DetectionRoute {
       }
       let folder = URL(fileURLWithPath: resume)
       let runURL = folder.appendingPathComponent("run.json")
-      guard let runData = try? Data(contentsOf: runURL),
+      guard let runData = try? MappedFile.contents(of: runURL),
         let run = (try? JSONSerialization.jsonObject(with: runData)) as? [String: Any],
         let backboneRef = run["backbone"] as? String, let dataRef = run["data"] as? String,
         let methodName = run["method"] as? String

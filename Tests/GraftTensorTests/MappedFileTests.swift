@@ -55,4 +55,20 @@ final class MappedFileTests: XCTestCase {
       }
     }
   }
+
+  /// `contents(of:)`, what every reader uses in place of `Data(contentsOf:)`: the bytes, empty
+  /// for an empty file, and a named error without blocking for a FIFO.
+  func testContentsReadsFilesAndRefusesOtherKinds() throws {
+    let url = directory.appendingPathComponent("small.json")
+    try Data("{}".utf8).write(to: url)
+    XCTAssertEqual(try MappedFile.contents(of: url), Data("{}".utf8))
+    let empty = directory.appendingPathComponent("empty.json")
+    try Data().write(to: empty)
+    XCTAssertEqual(try MappedFile.contents(of: empty), Data())
+    let fifo = directory.appendingPathComponent("pipe.json")
+    XCTAssertEqual(mkfifo(fifo.path, 0o600), 0)
+    XCTAssertThrowsError(try MappedFile.contents(of: fifo)) { error in
+      XCTAssertEqual((error as? MappedFileError)?.kind, .notRegularFile, "\(error)")
+    }
+  }
 }

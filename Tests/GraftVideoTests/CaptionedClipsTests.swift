@@ -147,4 +147,23 @@ final class CaptionedClipsTests: XCTestCase {
     try Data("{\"videos\": 3}".utf8).write(to: url)
     XCTAssertThrowsError(try CaptionedClipSet(contentsOf: url))
   }
+
+  /// An empty file, a folder or a FIFO given as the annotations is a named error (a FIFO used
+  /// to block forever in `Data(contentsOf:)`).
+  func testAnnotationsThatAreNotJSONFilesAreNamedErrors() throws {
+    let folder = try VideoFixtures.temporaryFolder(self)
+    let empty = folder.appendingPathComponent("empty.json")
+    try Data().write(to: empty)
+    let fifo = folder.appendingPathComponent("pipe.json")
+    XCTAssertEqual(mkfifo(fifo.path, 0o600), 0)
+    for (url, text) in [
+      (empty, "not MSR-VTT-style"), (folder, "directory"), (fifo, "not a regular"),
+    ] {
+      XCTAssertThrowsError(try CaptionedClipSet(contentsOf: url)) { error in
+        let message = "\(error)"
+        XCTAssertTrue(message.contains(url.path), message)
+        XCTAssertTrue(message.contains(text), message)
+      }
+    }
+  }
 }
