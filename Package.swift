@@ -225,6 +225,10 @@ if ProcessInfo.processInfo.environment["GRAFT_FUZZ"] != nil {
   package.targets.append(
     .executableTarget(
       name: "graft-fuzz",
-      dependencies: ["GraftTensor", "GraftData", "GraftModels", "GraftTasks", "GraftPoints"],
-      path: "Fuzz"))
+      dependencies: [
+        "GraftTensor", "GraftData", "GraftModels", "GraftTasks", "GraftPoints", "GraftDetection",
+        "GraftText", "GraftVideo",
+      ],
+      path: "Fuzz",
+      exclude: ["Regressions", "lsan.supp"]))
 }

@@ -4,10 +4,13 @@
 
 import Foundation
 import GraftData
+import GraftDetection
 import GraftModels
 import GraftPoints
 import GraftTasks
 import GraftTensor
+import GraftText
+import GraftVideo
 
 /// The parsers, by target name.
 let targets: [String: @Sendable (Data) throws -> Void] = [
@@ -39,7 +42,85 @@ let targets: [String: @Sendable (Data) throws -> Void] = [
   "obj": { data in _ = try OBJ.decode(data) },
   "modelnet": { data in _ = try ModelNetText.decode(data) },
   "point-npy": { data in _ = try PointNpy.decode(data) },
+  "hdf5": { data in
+    let file = try HDF5File(contentsOf: scratch(data, suffix: ".h5"))
+    _ = try file.info("data")
+    _ = try file.floats("data")
+    _ = try file.integers("label")
+  },
+  "lzf": { data in
+    // The first two bytes give the decoded size; the rest is the compressed stream.
+    guard data.count >= 2 else { return }
+    let count = Int(data[data.startIndex]) << 8 | Int(data[data.startIndex + 1])
+    let stream = [UInt8](data.dropFirst(2))
+    _ = try stream.withUnsafeBytes { try LZF.decompress($0, count: count) }
+  },
+  "coco": { data in
+    let dataset = try COCOAnnotations.parse(data, name: "fuzz.json")
+    _ = try COCOWriter.encode(dataset)
+  },
+  "coco-eval": { data in
+    // Ground truth and detections, separated by the first NUL byte; scored as COCO does.
+    let (gt, dt) = halves(data)
+    let truth = try COCOAnnotations.parse(gt, name: "gt.json", checkBoxes: false)
+    let detections = try COCOResults.parse(dt, name: "dt.json", groundTruth: truth)
+    _ = COCOBoxEvaluation.evaluate(groundTruth: truth, detections: detections)
+  },
+  "voc": { data in
+    _ = try VOCAnnotations.parse(data, name: "fuzz.xml", imageID: 1)
+  },
+  "caption-scores": { data in
+    // References and hypotheses, separated by the first NUL byte.
+    let (refs, hyps) = halves(data)
+    let input = try CaptionScoreInput.parse(
+      references: refs, referencesName: "refs.json", hypotheses: hyps,
+      hypothesesName: "hyps.json")
+    _ = input.score()
+  },
+  "tokenizer-json": { data in
+    let tokenizer = try BPETokenizer(tokenizerJSON: scratch(data, suffix: ".json"))
+    let ids = tokenizer.encode("Hello  world, it's 2026! Ünïcödé\n\tend<|endoftext|>")
+    _ = tokenizer.decode(ids)
+  },
+  "bpe": { data in
+    // Byte-level BPE loses nothing: decoding the encoding gives back the text.
+    let text = String(decoding: data, as: UTF8.self)
+    let back = BPEFixture.tokenizer.decode(BPEFixture.tokenizer.encode(text))
+    precondition(back == text, "BPE round trip changed \(text.debugDescription)")
+  },
+  "gpt2-config": { data in
+    try GPT2Config.read(scratch(data, suffix: ".json")).validate()
+  },
+  "clips": { data in _ = try CaptionedClipSet(contentsOf: scratch(data, suffix: ".json")) },
+  "video": { data in
+    let reader = try VideoReader(url: scratch(data, suffix: ".vid"), threads: 1, maxPixels: 1 << 20)
+    _ = try reader.info()
+    for _ in 0..<3 {
+      guard try reader.nextFrame() != nil else { break }
+      _ = try reader.rgb()
+    }
+  },
 ]
+
+/// `data` cut at its first NUL byte (the second half is empty when there is none).
+func halves(_ data: Data) -> (Data, Data) {
+  guard let cut = data.firstIndex(of: 0) else { return (data, Data()) }
+  return (data[..<cut], data[(cut + 1)...])
+}
+
+/// The tokenizer the `bpe` target encodes with (GraftText's test fixture, a byte-level BPE
+/// over all 256 bytes), from `GRAFT_FUZZ_TOKENIZER` (set by Tools/fuzz.sh); loaded on first use.
+enum BPEFixture {
+  static let tokenizer: BPETokenizer = {
+    let path = ProcessInfo.processInfo.environment["GRAFT_FUZZ_TOKENIZER"] ?? ""
+    do {
+      return try BPETokenizer(tokenizerJSON: URL(fileURLWithPath: path))
+    } catch {
+      FileHandle.standardError.write(Data("bpe: cannot load GRAFT_FUZZ_TOKENIZER: \(error)\n".utf8))
+      exit(2)
+    }
+  }()
+}
 
 /// This process's scratch folder in memory.
 func scratchFolder() -> URL {
@@ -55,7 +136,21 @@ func scratch(_ data: Data, suffix: String = ".bin") throws -> URL {
   return url
 }
 
+if CommandLine.arguments.count == 4, CommandLine.arguments[1] == "--write-seeds" {
+  do {
+    let folder = URL(fileURLWithPath: CommandLine.arguments[3])
+    try writeSeeds(target: CommandLine.arguments[2], to: folder)
+    exit(0)
+  } catch {
+    FileHandle.standardError.write(Data("cannot write seeds: \(error)\n".utf8))
+    exit(1)
+  }
+}
+
 let selected: @Sendable (Data) throws -> Void = {
+  // A lower pixel bound than Pillow's keeps mutated image headers from asking for hundreds of
+  // megabytes on every run; the check itself is the same code.
+  ImageCodec.maxPixels = 1 << 22
   let name = ProcessInfo.processInfo.environment["GRAFT_FUZZ_TARGET"] ?? ""
   guard let parse = targets[name] else {
     FileHandle.standardError.write(
@@ -86,6 +181,32 @@ func runFuzzerDriver(
   _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
   _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> CInt
 ) -> CInt
+
+/// Seeds for the targets that have no fixture files: small HDF5 files as ModelNet's and
+/// ScanObjectNN's (`data` [n, points, 3] float32, `label` [n, 1] integers, plain and deflated),
+/// and LZF streams (`lzf`'s two-byte size, then the compressed bytes).
+func writeSeeds(target: String, to folder: URL) throws {
+  switch target {
+  case "hdf5":
+    for (i, (type, gzip)) in [(HDF5IntegerType.uint8, 0), (.int32, 4), (.int64, 0)].enumerated() {
+      let writer = try HDF5Writer()
+      let points: [Float] = (0..<96).map { i in Float(i % 7) / 4 - 0.5 }
+      try writer.add("data", floats: points, shape: [2, 16, 3], gzip: gzip)
+      try writer.add("label", integers: [3, 1], shape: [2, 1], type: type, gzip: gzip)
+      try Data(writer.bytes()).write(to: folder.appendingPathComponent("seed\(i).h5"))
+    }
+  case "lzf":
+    for (i, text) in ["abcabcabcabcabcabc", String(repeating: "points ", count: 40), "x"]
+      .enumerated()
+    {
+      let bytes = Array(text.utf8)
+      let packed = bytes.withUnsafeBytes { LZF.compress($0) }
+      let header = [UInt8(bytes.count >> 8), UInt8(bytes.count & 0xff)]
+      try Data(header + packed).write(to: folder.appendingPathComponent("seed\(i).lzf"))
+    }
+  default: break
+  }
+}
 
 var argc = CommandLine.argc
 var argv = CommandLine.unsafeArgv

@@ -1,20 +1,32 @@
 #!/usr/bin/env bash
-# Fuzzes one of Graft's parsers with libFuzzer (Linux; Swift's -sanitize=fuzzer, with
-# AddressSanitizer): Tools/fuzz.sh TARGET [seconds] [libFuzzer options…]
+# Fuzzes Graft's parsers with libFuzzer (Linux; Swift's -sanitize=fuzzer, with AddressSanitizer):
 #
-# Targets: safetensors npz npy image pnm yaml timm-config pcd ply off obj modelnet point-npy
-# (see Fuzz/main.swift). The seed corpus comes from the test fixtures; new inputs that reach new
-# code are kept in .build/fuzz/corpus/TARGET, and crashes, leaks and timeouts are written to
-# .build/fuzz/findings/TARGET (turn each into a regression test). `all` runs every target for
-# the given seconds each. The fuzz executable is built only here (GRAFT_FUZZ=1), in its own
-# build folder, so `swift build` and the tests never see it.
+#   Tools/fuzz.sh TARGET [seconds] [libFuzzer options…]   one target, for that long (default 60 s)
+#   Tools/fuzz.sh all [seconds] [libFuzzer options…]      every target in turn
+#   Tools/fuzz.sh ci [runs]                               every target for `runs` inputs (default
+#                                                          2000) from the seeds alone; CI's check
+#
+# Targets: see `targets` below and Fuzz/main.swift. The seed corpus comes from the test fixtures
+# (files under 64 KiB, so that a run spends its time on the parser rather than on copying), a
+# few hand-written inputs, and every input that once found a fault (Fuzz/Regressions/TARGET,
+# replayed by every run). New inputs that reach new code are kept in .build/fuzz/corpus/TARGET,
+# and crashes, leaks and timeouts are written to .build/fuzz/findings/TARGET (turn each into a
+# regression test). The fuzz executable is built only here (GRAFT_FUZZ=1), in its own build
+# folder, so `swift build` and the tests never see it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-target=${1:?"usage: Tools/fuzz.sh TARGET|all [seconds] [libFuzzer options…]"}
+target=${1:?"usage: Tools/fuzz.sh TARGET|all [seconds] [libFuzzer options…] | ci [runs]"}
 seconds=${2:-60}
+ci_runs=${2:-2000}
 shift $(( $# >= 2 ? 2 : 1 ))
-targets=(safetensors npz npy image pnm yaml timm-config pcd ply off obj modelnet point-npy)
+targets=(safetensors npz npy image pnm yaml timm-config pcd ply off obj modelnet point-npy hdf5
+  lzf coco coco-eval voc caption-scores tokenizer-json bpe gpt2-config clips video)
+# Inputs are at most this long: every parser's structure fits, and short inputs run fast.
+max_len=65536
+# Leaks inside the Swift toolchain's own libraries (each explained in the file).
+export LSAN_OPTIONS=suppressions=$PWD/Fuzz/lsan.supp
+export GRAFT_FUZZ_TOKENIZER=$PWD/Tests/GraftTextTests/Fixtures/tokenizer/tokenizer.json
 
 build=.build-fuzz
 GRAFT_FUZZ=1 swift build --build-path "$build" --product graft-fuzz \
@@ -39,9 +51,17 @@ seed() {
     obj) find_args=(-name '*.obj') ;;
     modelnet) find_args=(-name '*.txt' -path '*Points*') ;;
     point-npy) find_args=(-name '*.npy' -path '*Points*') ;;
+    hdf5) find_args=(\( -name '*.h5' -o -name '*.hdf5' \)) ;;
+    coco) find_args=(\( -name 'annotations.json' -o -name '*_gt.json' \)) ;;
+    voc) find_args=(-name '*.xml') ;;
+    tokenizer-json) find_args=(-name 'tokenizer.json') ;;
+    gpt2-config) find_args=(-name 'config.json' -path '*Text*') ;;
+    clips) find_args=(-name 'clips.json') ;;
+    video) find_args=(\( -name '*.mp4' -o -name '*.mkv' -o -name '*.webm' -o -name '*.avi' -o -name '*.gif' \)) ;;
+    bpe) find_args=(-name '*.txt' -path '*Text*') ;;
   esac
   if [ ${#find_args[@]} -gt 0 ]; then
-    find Tests Models -type f "${find_args[@]}" -size -2M 2>/dev/null | head -200 |
+    find Tests Models Data -type f "${find_args[@]}" -size -64k 2>/dev/null | head -200 |
       while read -r f; do cp "$f" "$dir/$(echo "$f" | tr '/' '_')"; done
   fi
   case $t in
@@ -50,6 +70,21 @@ seed() {
       printf 'P2\n# c\n3 1\n15\n15 7\n8\n' >"$dir/p2"
       printf 'P1 3 1\n1 01' >"$dir/p1"
       printf 'P4 10 1\n\x81\x40' >"$dir/p4" ;;
+    coco-eval | caption-scores)
+      # Pairs of fixture files joined by a NUL byte (what the target splits).
+      local base=Tests/GraftDetectionTests/Fixtures/scores
+      local pairs=("$base/mixed_gt.json $base/mixed_dt.json" "$base/random1_gt.json $base/random1_dt.json"
+        "Tests/GraftDetectionTests/Fixtures/labelme/annotations.json $base/labelme_dt.json")
+      if [ "$t" = caption-scores ]; then
+        pairs=("Tests/GraftTextTests/Fixtures/captions/refs.json Tests/GraftTextTests/Fixtures/captions/hyps.json")
+      fi
+      local i=0
+      for pair in "${pairs[@]}"; do
+        set -- $pair
+        [ -f "$1" ] && [ -f "$2" ] && { cat "$1"; printf '\0'; cat "$2"; } >"$dir/pair$i"
+        i=$((i + 1))
+      done ;;
+    hdf5 | lzf) "$binary" --write-seeds "$t" "$dir" ;;
     obj) printf 'v 0 0 0\nv 1 0 0\nv 0 1 0\nvn 0 0 1\nf 1//1 2//1 3//1\n' >"$dir/tri.obj" ;;
     modelnet) printf '0.1,0.2,0.3,0,0,1\n0.4,0.5,0.6,0,1,0\n' >"$dir/two.txt" ;;
     npy | point-npy)
@@ -62,6 +97,7 @@ seed() {
       printf 'optim.lr: 0.1\nmethod.targets: [q, k, fc1]\n' >"$dir/b"
       printf 'method: "lora"\ntrain.nan_policy: "skip-step"\n' >"$dir/c" ;;
   esac
+  [ -d "Fuzz/Regressions/$t" ] && cp Fuzz/Regressions/"$t"/* "$dir"/
   echo "$dir"
 }
 
@@ -74,11 +110,34 @@ run_one() {
   seeds=$(seed "$t")
   echo "== $t: $seconds s (seeds $(ls "$seeds" | wc -l))" >&2
   GRAFT_FUZZ_TARGET=$t "$binary" "$corpus" "$seeds" -max_total_time="$seconds" \
-    -timeout=10 -rss_limit_mb=4096 -malloc_limit_mb=2048 -print_final_stats=1 \
+    -max_len=$max_len -timeout=10 -rss_limit_mb=4096 -malloc_limit_mb=2048 -print_final_stats=1 \
     -artifact_prefix="$findings/" "$@"
 }
 
-if [ "$target" = all ]; then
+# CI's check: each target for a fixed number of inputs grown from the seeds alone (no saved
+# corpus, so the result does not depend on earlier runs on this machine).
+ci_one() {
+  local t=$1 runs=$2 findings=.build/fuzz/findings/$1 scratch
+  mkdir -p "$findings"
+  scratch=$(mktemp -d)
+  GRAFT_FUZZ_TARGET=$t "$binary" "$scratch" "$(seed "$t")" -runs="$runs" -seed=1 \
+    -max_len=$max_len -timeout=10 -rss_limit_mb=4096 -malloc_limit_mb=2048 \
+    -artifact_prefix="$findings/" >"$findings/ci.log" 2>&1
+  local status=$?
+  rm -rf "$scratch"
+  echo "$t: $(grep -o 'Done [0-9]* runs' "$findings/ci.log" || echo "FAILED, see $findings/ci.log")" >&2
+  return $status
+}
+
+if [ "$target" = ci ]; then
+  failed=()
+  for t in "${targets[@]}"; do ci_one "$t" "$ci_runs" || failed+=("$t"); done
+  if [ ${#failed[@]} -gt 0 ]; then
+    for t in "${failed[@]}"; do tail -30 ".build/fuzz/findings/$t/ci.log" >&2; done
+    echo "fuzzing found faults in: ${failed[*]} (inputs in .build/fuzz/findings/)" >&2
+    exit 1
+  fi
+elif [ "$target" = all ]; then
   failed=()
   for t in "${targets[@]}"; do run_one "$t" "$@" || failed+=("$t"); done
   if [ ${#failed[@]} -gt 0 ]; then
