@@ -284,6 +284,10 @@ public final class Trainer {
   /// (`DataParallel`). Validation and test are split across ranks and their logits gathered.
   /// Rank 0 alone writes the run folder; a resumed run may use any number of ranks.
   public var communicator: (any Communicator)? = nil
+  /// The folder `initialise(from:freshHead:)` took tensors from, and whether the head started
+  /// fresh; a new run records both in `run.json` (so that a resume before the first committed
+  /// epoch starts from the same tensors).
+  public private(set) var initialisation: (folder: String, freshHead: Bool)?
   private var ranks: Int { communicator?.size ?? 1 }
   private var rank: Int { communicator?.rank ?? 0 }
   /// Whether this process writes the run folder (rank 0, or the only process).
@@ -316,11 +320,16 @@ public final class Trainer {
   public let precisionNote: String?
 
   /// Starts from the trained tensors of the run (or imported adapter folder) in `folder` instead
-  /// of the method's fresh initialisation: continued training, e.g. of a PEFT LoRA brought in
-  /// by `graft import`. The folder must hold the same method on the same backbone (weights and
-  /// config hashes) with as many classes; every trainable tensor must be present with its shape
-  /// (`loadTrainableState` checks names and shapes). Errors name the folder and the mismatch.
-  public func initialise(from folder: URL) throws {
+  /// of the method's fresh initialisation (`graft tune --init-from DIR`). The folder must hold
+  /// the same method on the same backbone (weights and config hashes) with the same method
+  /// options. The method's own tensors (all but its `classifierModules`) are always taken, each
+  /// present with its shape: continued training of a PEFT LoRA brought in by `graft import`, or
+  /// PVP's warm start, prompts pretrained on another task. The head comes too only when the
+  /// folder's classes are this data's, by name and order, and `freshHead` is false; otherwise
+  /// it keeps its fresh initialisation (another task's head would mean other classes). Returns
+  /// what was taken, in words. Errors name the folder and the mismatch; nothing changes then.
+  @discardableResult
+  public func initialise(from folder: URL, freshHead: Bool = false) throws -> String {
     let adapter = try AdapterCheckpoint.readConfig(folder)
     func refuse(_ why: String) -> ConfigError {
       ConfigError("\(folder.path): cannot start from this adapter: \(why)")
@@ -330,13 +339,39 @@ public final class Trainer {
     {
       throw refuse(why)
     }
-    guard adapter.numClasses == classNames.count else {
-      throw refuse(
-        "its head has \(adapter.numClasses) classes, the data has \(classNames.count)")
+    if adapter.task == "detection" {
+      throw refuse("it is a detection run; a classifier starts from a classification run")
     }
     let url = folder.appendingPathComponent(AdapterCheckpoint.weightsFile)
     let state = try SafetensorsFile(contentsOf: url).tensors()
-    try method.loadTrainableState(state, source: url.path)
+    let sameClasses = adapter.classNames == classNames
+    guard freshHead || !sameClasses else {
+      try method.loadTrainableState(state, source: url.path)
+      initialisation = (folder.path, false)
+      return "every tensor of \(folder.path), its head included (the same \(classNames.count) "
+        + "classes)"
+    }
+    let wanted = method.checkpointTensors().filter { !method.isClassifierTensor($0.name) }
+    let missing = wanted.map(\.name).filter { state[$0] == nil }
+    let unexpected = state.keys.filter { name in
+      !method.isClassifierTensor(name) && !wanted.contains { $0.name == name }
+    }.sorted()
+    let misshaped = wanted.compactMap { name, t -> StateDictError.Mismatch? in
+      guard let v = state[name], v.shape != t.shape else { return nil }
+      return .init(name: name, expected: t.shape, got: v.shape)
+    }
+    guard missing.isEmpty, unexpected.isEmpty, misshaped.isEmpty else {
+      throw StateDictError(
+        missing: missing, unexpected: unexpected, misshaped: misshaped, source: url.path)
+    }
+    withNoGrad {
+      for (name, t) in wanted { t.assign(state[name]!) }
+    }
+    initialisation = (folder.path, true)
+    let why =
+      freshHead
+      ? "--fresh-head" : "its \(adapter.classNames.count) classes are not this data's"
+    return "the \(wanted.count) method tensors of \(folder.path); the head starts fresh (\(why))"
   }
 
   /// The `--dry-run --json` report: method, trainable and backbone element counts, and every
@@ -581,9 +616,13 @@ public final class Trainer {
   private func start(_ paths: Paths, dataReference: String, videoInput: VideoInput?) throws {
     try? FileManager.default.removeItem(at: paths.finished)
     try AtomicFile.write(Data(try config.yaml().utf8), to: paths.config)
-    let run: [String: Any] = [
+    var run: [String: Any] = [
       "backbone": backbone.reference, "data": dataReference, "method": config.method,
     ]
+    if let initialisation {
+      run["init_from"] = initialisation.folder
+      run["fresh_head"] = initialisation.freshHead
+    }
     try AtomicFile.write(
       Data((try jsonLine(run) + "\n").utf8), to: paths.folder.appendingPathComponent("run.json"))
     try AdapterCheckpoint.writeConfig(adapterConfig(videoInput: videoInput), to: paths.folder)

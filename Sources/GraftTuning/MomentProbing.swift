@@ -365,6 +365,9 @@ public final class MomentProbing: TuningMethod {
     finishSetUp()
   }
 
+  /// Both classifiers (the pooled features' head and the moments' `classifier2`).
+  public override var classifierModules: [String] { ["head", "classifier2"] }
+
   /// MP alone needs no backbone gradient; MP+ trains PSRP inside every block.
   public override var needsBackboneGradient: Bool { plus }
   /// MP reads the pooled features and the patch tokens; MP+ changes the blocks (none fixed).

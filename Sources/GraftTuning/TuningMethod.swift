@@ -229,6 +229,16 @@ open class TuningMethod: Module, BackboneHooks {
     .reduce(0) { $0 + $1.tensor.count }
   }
 
+  /// The registered modules that map features to this task's classes (`head`, and MP's
+  /// second classifier): their shapes and meaning depend on the class list, so a run started
+  /// from another task's adapter (`graft tune --init-from`) leaves them fresh.
+  open var classifierModules: [String] { ["head"] }
+
+  /// Whether the checkpoint tensor `name` belongs to one of `classifierModules`.
+  public func isClassifierTensor(_ name: String) -> Bool {
+    classifierModules.contains { name.hasPrefix(prefix + "." + $0 + ".") }
+  }
+
   /// State that is not trained but that the method's output depends on, with checkpoint names
   /// (`<prefix>.<name>`): by default the persistent buffers of the method's own modules
   /// (BatchNorm running statistics, `hst.head_norm.running_mean`). They change while training

@@ -130,6 +130,9 @@ struct BenchGraft1k: ParsableCommand {
       val for --seeds seeds (default 3), tested once; default --out runs/graft1k-vtab.
       """)
 
+  /// The row name of PVP's warm start (`--pvp-from`): vpt-deep from another task's prompts.
+  static let pvpRow = "vpt-deep+pvp"
+
   /// What the benchmark changes in every method's preset: 10 epochs keep the 65 runs within
   /// an hour on two cores.
   static let defaultSettings = ["train.epochs=10"]
@@ -142,6 +145,12 @@ struct BenchGraft1k: ParsableCommand {
 
   @Option(help: "Seeds of the final runs with --protocol vtab (seeds 0..<N).")
   var seeds = 3
+
+  @Option(
+    help: ArgumentHelp(
+      "With --protocol vtab: add PVP's row, vpt-deep started from the prompts of its final run "
+        + "(seed 0) on this task, with a fresh head, on every other task.", valueName: "task"))
+  var pvpFrom: String?
 
   @Option(help: "Backbone: bundled name, model folder or .npz.")
   var backbone = "vit-nano-fmnist"
@@ -172,7 +181,10 @@ struct BenchGraft1k: ParsableCommand {
     // Graft-1k is images: methods that take point clouds (P2P) run on the 3-D tasks instead.
     let methodNames =
       methods.map(list) ?? MethodRegistry.all.filter { !$0.takesPointClouds }.map(\.name)
-    let taskRefs = taskNames.map { $0.hasPrefix("graft1k/") ? $0 : "graft1k/" + $0 }
+    var taskRefs = taskNames.map { $0.hasPrefix("graft1k/") ? $0 : "graft1k/" + $0 }
+    if pvpFrom != nil, `protocol` != "vtab" {
+      throw ValidationError("--pvp-from needs --protocol vtab")
+    }
     switch `protocol` {
     case "default":
       try runSweep(
@@ -181,14 +193,35 @@ struct BenchGraft1k: ParsableCommand {
         out: URL(fileURLWithPath: out ?? "runs/graft1k"), fresh: fresh, quiet: quiet, json: json)
     case "vtab":
       guard seeds >= 1 else { throw ValidationError("--seeds must be at least 1") }
+      let folder = URL(fileURLWithPath: out ?? "runs/graft1k-vtab")
+      var rows = methodNames
+      var variants: [String: SweepVariant] = [:]
+      if let pvpFrom {
+        let source = pvpFrom.hasPrefix("graft1k/") ? pvpFrom : "graft1k/" + pvpFrom
+        guard taskRefs.contains(source), taskRefs.count > 1 else {
+          throw ValidationError("--pvp-from \(pvpFrom): give it among at least two --tasks")
+        }
+        // The source task first, so that its vpt-deep final runs exist before the PVP rows
+        // start from them (the protocol runs task by task).
+        taskRefs = [source] + taskRefs.filter { $0 != source }
+        if !rows.contains("vpt-deep") { rows.append("vpt-deep") }
+        let sourceRun = folder.appendingPathComponent(
+          source.replacingOccurrences(of: "/", with: "_")
+        )
+        .appendingPathComponent("vpt-deep/final/seed-0")
+        rows.append(Self.pvpRow)
+        variants[Self.pvpRow] = SweepVariant(
+          method: "vpt-deep", arguments: ["--init-from", sourceRun.path, "--fresh-head"],
+          tasks: Set(taskRefs.dropFirst()))
+      }
       var grids: [String: [GridAxis]] = [:]
-      for m in methodNames { grids[m] = try TuneConfig.defaultGrid(for: m) }
+      for m in rows { grids[m] = try TuneConfig.defaultGrid(for: variants[m]?.method ?? m) }
       try runProtocol(
         title: "Graft-1k, VTAB-1k protocol: \(backbone)", backbone: backbone,
-        methods: methodNames, tasks: taskRefs, grids: grids,
+        methods: rows, tasks: taskRefs, grids: grids,
         settings: Self.defaultSettings + overrides, seeds: (0..<UInt64(seeds)).map { $0 },
-        gridSeedCount: 1, out: URL(fileURLWithPath: out ?? "runs/graft1k-vtab"), fresh: fresh,
-        quiet: quiet, json: json)
+        gridSeedCount: 1, out: folder, fresh: fresh, quiet: quiet, json: json,
+        variants: variants)
     default:
       throw ValidationError("--protocol '\(`protocol`)': expected default or vtab")
     }

@@ -31,10 +31,14 @@ struct ProtocolSweep {
     results: [ProtocolResult], failures: [String]
   ) {
     let gridSeeds = Array(seeds.prefix(gridSeedCount))
-    let perTask = methods.map { m in
-      GridSearch.points(grids[m] ?? []).count * gridSeeds.count + seeds.count
+    func runs(_ method: String, on task: String) -> Bool {
+      runner.variants[method]?.tasks?.contains(task) ?? true
     }
-    let total = perTask.reduce(0, +) * tasks.count
+    let total = tasks.map { task in
+      methods.filter { runs($0, on: task) }.map { m in
+        GridSearch.points(grids[m] ?? []).count * gridSeeds.count + seeds.count
+      }.reduce(0, +)
+    }.reduce(0, +)
     runner.progress.beginPhase("runs", steps: total)
     var done = 0
     var results: [ProtocolResult] = []
@@ -44,7 +48,7 @@ struct ProtocolSweep {
       return "[\(done)/\(total)]"
     }
     for task in tasks {
-      for method in methods {
+      for method in methods where runs(method, on: task) {
         let axes = grids[method] ?? []
         let points = GridSearch.points(axes)
         let base = runner.folder(task: task, method: method, single: tasks.count == 1)
@@ -109,12 +113,12 @@ struct ProtocolSweep {
 func runProtocol(
   title: String, backbone: String, methods: [String], tasks: [String], grids: [String: [GridAxis]],
   settings: [String], seeds: [UInt64], gridSeedCount: Int, out: URL, fresh: Bool, quiet: Bool,
-  json: Bool
+  json: Bool, variants: [String: SweepVariant] = [:], childArguments: [String] = []
 ) throws {
-  for m in methods { _ = try MethodRegistry.descriptor(m) }
+  for m in methods { _ = try MethodRegistry.descriptor(variants[m]?.method ?? m) }
   // Every key must be one `graft tune` takes, before hours of runs start.
   for m in methods {
-    var config = try TuneConfig.preset(for: m)
+    var config = try TuneConfig.preset(for: variants[m]?.method ?? m)
     for s in settings { try config.set(assignment: s) }
     for axis in grids[m] ?? [] {
       for v in axis.values { try config.set(axis.key, v) }
@@ -135,7 +139,7 @@ func runProtocol(
   let sweep = ProtocolSweep(
     runner: SweepRunner(
       backbone: backbone, settings: settings, out: out, fresh: fresh, progress: progress,
-      quiet: quiet),
+      quiet: quiet, variants: variants, childArguments: childArguments),
     grids: grids, seeds: seeds, gridSeedCount: gridSeedCount)
   let (results, failures) = try sweep.run(methods: methods, tasks: tasks)
   guard !results.isEmpty else {
@@ -213,11 +217,22 @@ struct SweepCommand: ParsableCommand {
   @Flag(help: "Redo runs that finished earlier.")
   var fresh = false
 
+  @Option(
+    help: ArgumentHelp(
+      "Every run starts from this run's tensors (graft tune --init-from).", valueName: "dir"))
+  var initFrom: String?
+
+  @Flag(help: "With --init-from: the head starts fresh (PVP's warm start).")
+  var freshHead = false
+
   @OptionGroup var jsonFlag: JSONFlag
   @OptionGroup var quietFlag: QuietFlag
 
   func validate() throws {
     guard !methods.isEmpty else { throw ValidationError("give at least one --method") }
+    if freshHead, initFrom == nil {
+      throw ValidationError("--fresh-head belongs with --init-from")
+    }
     guard seeds >= 1 else { throw ValidationError("--seeds must be at least 1") }
     guard (1...seeds).contains(gridSeeds) else {
       throw ValidationError("--grid-seeds must be between 1 and --seeds (\(seeds))")
@@ -239,6 +254,9 @@ struct SweepCommand: ParsableCommand {
       tasks: [data], grids: grids, settings: settings.overrides,
       seeds: (0..<UInt64(seeds)).map { $0 }, gridSeedCount: gridSeeds,
       out: URL(fileURLWithPath: out), fresh: fresh, quiet: quietFlag.quiet,
-      json: jsonFlag.json)
+      json: jsonFlag.json,
+      childArguments: initFrom.map {
+        ["--init-from", URL(fileURLWithPath: $0).path] + (freshHead ? ["--fresh-head"] : [])
+      } ?? [])
   }
 }

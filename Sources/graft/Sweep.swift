@@ -2,6 +2,17 @@ import ArgumentParser
 import Foundation
 import GraftTasks
 
+/// A row of a sweep that runs `method` with more `graft tune` arguments, on some tasks only:
+/// PVP's warm start is `vpt-deep` with `--init-from` another task's run and `--fresh-head`.
+struct SweepVariant {
+  /// The method it trains.
+  var method: String
+  /// What its child runs get beyond a plain run of `method`.
+  var arguments: [String]
+  /// The tasks it runs on (nil: all).
+  var tasks: Set<String>?
+}
+
 /// Runs methods on tasks, each `graft tune` in a child process of this executable, so that every
 /// run's peak RSS is its own. A run folder that already holds a finished run (`summary.json`) is
 /// reused; an interrupted one is resumed; `fresh` starts every run over.
@@ -23,6 +34,11 @@ struct SweepRunner {
   var methodBackbones: [String: String] = [:]
   /// Extra `--set` assignments of particular methods, before `settings`.
   var methodSettings: [String: [String]] = [:]
+  /// Rows that run a method with more `graft tune` arguments (by row name; the row's folder
+  /// and results carry the row's name).
+  var variants: [String: SweepVariant] = [:]
+  /// Arguments every new child run gets (`graft sweep --init-from DIR`).
+  var childArguments: [String] = []
   /// Seeds: every method runs once per seed (`--set seed=S`) in `<folder>/seed-S`; empty: once,
   /// with the settings' seed, in the folder itself.
   var seeds: [UInt64] = []
@@ -93,9 +109,10 @@ struct SweepRunner {
       } else {
         try? fm.removeItem(at: dir)
         args = [
-          "tune", "--backbone", methodBackbones[method] ?? backbone, "--method", method,
-          "--data", task, "--out", dir.path, "--json",
+          "tune", "--backbone", methodBackbones[method] ?? backbone, "--method",
+          variants[method]?.method ?? method, "--data", task, "--out", dir.path, "--json",
         ]
+        args += childArguments + (variants[method]?.arguments ?? [])
         // The method's own settings first (its recipe for this sweep), so the sweep's and
         // the user's settings win.
         for s in (methodSettings[method] ?? []) + settings + extra { args += ["--set", s] }

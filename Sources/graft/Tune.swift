@@ -75,9 +75,16 @@ struct Tune: ParsableCommand {
 
   @Option(
     help: ArgumentHelp(
-      "Start from the trained tensors of this run or imported adapter folder (same method, "
-        + "backbone and classes) instead of a fresh initialisation.", valueName: "dir"))
+      "Start from the trained tensors of this run or imported adapter folder (same method "
+        + "and backbone) instead of a fresh initialisation; its head too when its classes are "
+        + "this data's.", valueName: "dir"))
   var initFrom: String?
+
+  @Flag(
+    help: ArgumentHelp(
+      "With --init-from: take only the method's tensors, the head starts fresh (PVP's warm "
+        + "start from prompts trained on another task)."))
+  var freshHead = false
 
   @Flag(help: "Build everything, print the parameter counts, do not train.")
   var dryRun = false
@@ -127,6 +134,9 @@ struct Tune: ParsableCommand {
     if let communicator {
       log("data-parallel: \(communicator.size) ranks, global batch split across them")
     }
+    if freshHead, initFrom == nil {
+      throw ValidationError("--fresh-head belongs with --init-from")
+    }
     if let resume {
       if initFrom != nil {
         throw ValidationError(
@@ -156,6 +166,12 @@ struct Tune: ParsableCommand {
         video: cfg.videoInput)
       let trainer = try Trainer(backbone: tb, config: cfg, classNames: tuneData.classNames)
       trainer.communicator = communicator
+      // A run started with --init-from starts from the same tensors again when no epoch was
+      // committed (a committed epoch's checkpoint replaces them).
+      if let source = run["init_from"] as? String {
+        try trainer.initialise(
+          from: URL(fileURLWithPath: source), freshHead: run["fresh_head"] as? Bool ?? false)
+      }
       if let s = try trainer.run(
         data: tuneData, folder: folder, dataReference: dataRef, resume: true, log: log),
         leader
@@ -199,8 +215,9 @@ struct Tune: ParsableCommand {
     let trainer = try Trainer(backbone: tb, config: cfg, classNames: classNames)
     trainer.communicator = communicator
     if let initFrom {
-      try trainer.initialise(from: URL(fileURLWithPath: initFrom))
-      log("starting from the tensors of \(initFrom)")
+      let taken = try trainer.initialise(
+        from: URL(fileURLWithPath: initFrom), freshHead: freshHead)
+      log("starting from " + taken)
     }
     if dryRun {
       guard leader else { return }

@@ -35,9 +35,6 @@ final class InitFromTests: XCTestCase {
       XCTAssertTrue("\($0)".contains("method 'lora'"), "\($0)")
       XCTAssertTrue("\($0)".contains(first.path), "\($0)")
     }
-    XCTAssertThrowsError(try trainer("lora", classes: ["a", "b"]).initialise(from: first)) {
-      XCTAssertTrue("\($0)".contains("10 classes"), "\($0)")
-    }
     var rank4 = try TuneConfig.preset(for: "lora")
     try rank4.set(assignment: "method.rank=4")
     let smaller = try Trainer(backbone: backbone, config: rank4, classNames: digits.classNames)
@@ -50,5 +47,46 @@ final class InitFromTests: XCTestCase {
     XCTAssertThrowsError(try other.initialise(from: first)) {
       XCTAssertTrue("\($0)".contains("backbone weights"), "\($0)")
     }
+  }
+
+  /// PVP's warm start: another task's run (other classes), or `freshHead`, gives the method's
+  /// tensors and leaves the head (and MP's second classifier) as freshly initialised.
+  func testAnotherTasksRunGivesTheMethodTensorsAndAFreshHead() throws {
+    let root = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: root) }
+    let backbone = tinyBackbone()
+    for method in ["vpt-deep", "mp"] {
+      let first = root.appendingPathComponent(method)
+      _ = try shortRun(
+        method, extra: ["train.epochs=1", "data.train_samples=64"], folder: first,
+        backbone: backbone)
+      let saved = try SafetensorsFile(
+        contentsOf: first.appendingPathComponent(AdapterCheckpoint.weightsFile)
+      ).tensors()
+      for (classes, freshHead) in [(["a", "b", "c"], false), (digits.classNames, true)] {
+        let next = try Trainer(
+          backbone: backbone, config: try TuneConfig.preset(for: method), classNames: classes)
+        let before = Dictionary(
+          uniqueKeysWithValues: next.method.trainableTensors().map { ($0.name, $0.tensor.scalars) })
+        let note = try next.initialise(from: first, freshHead: freshHead)
+        XCTAssertTrue(note.contains("the head starts fresh"), note)
+        var heads = 0
+        for (name, t) in next.method.trainableTensors() {
+          if next.method.isClassifierTensor(name) {
+            heads += 1
+            XCTAssertEqual(t.scalars, before[name], "\(method) \(name) kept its initialisation")
+          } else {
+            XCTAssertEqual(t.scalars, try XCTUnwrap(saved[name], name).scalars, name)
+          }
+        }
+        XCTAssertEqual(heads, method == "mp" ? 4 : 2, method)
+      }
+    }
+    // The same classes without freshHead: the head comes too (continued training).
+    let same = try Trainer(
+      backbone: backbone, config: try TuneConfig.preset(for: "vpt-deep"),
+      classNames: digits.classNames)
+    let note = try same.initialise(from: root.appendingPathComponent("vpt-deep"))
+    XCTAssertTrue(note.contains("its head included"), note)
   }
 }

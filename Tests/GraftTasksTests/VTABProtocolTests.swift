@@ -196,6 +196,49 @@ final class VTABProtocolTests: XCTestCase {
       written as? Date)
   }
 
+  /// `graft sweep --init-from DIR --fresh-head` (PVP's warm start): every child run starts from
+  /// the run's prompts with a fresh head, and records where it started in its `run.json`.
+  func testSweepStartsEveryRunFromTheGivenRun() throws {
+    let root = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: root) }
+    let source = root.appendingPathComponent("source")
+    let small = ["--set", "train.epochs=1", "--set", "data.train_samples=64", "--quiet"]
+    let tune = try runGraft(
+      [
+        "tune", "--backbone", tinyTimmFolder, "--method", "vpt-deep", "--data", "digits",
+        "--out", source.path,
+      ] + small)
+    XCTAssertEqual(tune.status, 0, tune.err)
+    let out = root.appendingPathComponent("sweep")
+    let sweep = try runGraft(
+      [
+        "sweep", "--backbone", tinyTimmFolder, "--method", "vpt-deep", "--data", "digits",
+        "--grid", "optim.lr=0.5", "--grid", "optim.weight_decay=0", "--out", out.path,
+        "--init-from", source.path, "--fresh-head",
+      ] + small)
+    XCTAssertEqual(sweep.status, 0, sweep.err)
+    for run in ["grid/lr-0.5_wd-0/seed-0", "final/seed-0"] {
+      let json = try XCTUnwrap(
+        JSONSerialization.jsonObject(
+          with: Data(
+            contentsOf: out.appendingPathComponent("vpt-deep/\(run)/run.json")))
+          as? [String: Any])
+      XCTAssertEqual(json["init_from"] as? String, source.path, run)
+      XCTAssertEqual(json["fresh_head"] as? Bool, true, run)
+    }
+    let alone = try runGraft(
+      [
+        "sweep", "--backbone", tinyTimmFolder, "--method", "vpt-deep", "--data", "digits",
+        "--out", out.path, "--fresh-head",
+      ])
+    XCTAssertNotEqual(alone.status, 0)
+    XCTAssertTrue(alone.err.contains("--fresh-head belongs with --init-from"), alone.err)
+    let pvp = try runGraft(
+      ["bench", "graft1k", "--pvp-from", "mnist", "--out", out.path, "--quiet"])
+    XCTAssertNotEqual(pvp.status, 0)
+    XCTAssertTrue(pvp.err.contains("--pvp-from needs --protocol vtab"), pvp.err)
+  }
+
   /// Bad grids are clear errors before any run.
   func testSweepCommandRefusesBadGrids() throws {
     let out = temporaryFolder()
