@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GraftTasks
+import GraftTensor
 
 /// A row of a sweep that runs `method` with more `graft tune` arguments, on some tasks only:
 /// PVP's warm start is `vpt-deep` with `--init-from` another task's run and `--fresh-head`.
@@ -99,6 +100,16 @@ struct SweepRunner {
     let summary = dir.appendingPathComponent("summary.json")
     let fm = FileManager.default
     if fresh { try? fm.removeItem(at: dir) }
+    let wanted =
+      (methodSettings[method] ?? []) + settings + extra + (seed.map { ["seed=\($0)"] } ?? [])
+    let arguments = childArguments + (variants[method]?.arguments ?? [])
+    let initFrom = arguments.firstIndex(of: "--init-from").map { arguments[$0 + 1] }
+    if fm.fileExists(atPath: dir.path),
+      isStale(dir, method: variants[method]?.method ?? method, settings: wanted, initFrom: initFrom)
+    {
+      progress.log("\(counter) \(what): \(dir.path) was trained otherwise; redoing it")
+      try fm.removeItem(at: dir)
+    }
     if fm.fileExists(atPath: summary.path) {
       progress.log("\(counter) \(what): finished earlier, reusing \(dir.path)")
     } else {
@@ -112,11 +123,10 @@ struct SweepRunner {
           "tune", "--backbone", methodBackbones[method] ?? backbone, "--method",
           variants[method]?.method ?? method, "--data", task, "--out", dir.path, "--json",
         ]
-        args += childArguments + (variants[method]?.arguments ?? [])
+        args += arguments
         // The method's own settings first (its recipe for this sweep), so the sweep's and
-        // the user's settings win.
-        for s in (methodSettings[method] ?? []) + settings + extra { args += ["--set", s] }
-        if let seed { args += ["--set", "seed=\(seed)"] }
+        // the user's settings win; the seed last.
+        for s in wanted { args += ["--set", s] }
       }
       if quiet { args.append("--quiet") }
       do {
@@ -136,6 +146,27 @@ struct SweepRunner {
         100 * record.validationTop1, 100 * record.testTop1, record.trainableParameters,
         record.trainSeconds, record.peakRSSMiB))
     return record
+  }
+
+  /// Whether the run in `dir` (finished or interrupted) was trained otherwise than a new run
+  /// would be: its `tune_config.yaml` changes when `settings` (the `--set` assignments a new run
+  /// gets) are applied to it, or its `run.json` names another `--init-from` folder. A sweep
+  /// whose grid, choice or settings changed then redoes the run instead of reusing it.
+  func isStale(_ dir: URL, method: String, settings: [String], initFrom: String?) -> Bool {
+    let url = dir.appendingPathComponent("tune_config.yaml")
+    guard let yaml = try? String(contentsOf: url, encoding: .utf8) else { return false }
+    do {
+      var stored = TuneConfig(method: method)
+      try stored.apply(yaml: yaml, source: url.path)
+      var updated = stored
+      for s in settings { try updated.set(assignment: s) }
+      guard try updated.yaml() == stored.yaml() else { return true }
+    } catch {
+      return true
+    }
+    let run = try? MappedFile.contents(of: dir.appendingPathComponent("run.json"))
+    let object = run.flatMap { try? JSONSerialization.jsonObject(with: $0) } as? [String: Any]
+    return object?["init_from"] as? String != initFrom
   }
 
   /// Runs this executable with `arguments`; its standard error passes through, its standard

@@ -92,19 +92,19 @@ final class VTABProtocolTests: XCTestCase {
     XCTAssertFalse(a.isTied(with: d))
   }
 
-  /// Every method's preset carries a grid: three rates around its recipe's, two decays.
+  /// Every method's preset carries a grid: four rates around its recipe's, two decays.
   func testPresetGrids() throws {
     let vpt = try TuneConfig.defaultGrid(for: "vpt-deep")
     XCTAssertEqual(vpt.map(\.key), ["optim.lr", "optim.weight_decay"])
-    XCTAssertEqual(vpt[0].values, ["0.1", "0.25", "0.625"])
+    XCTAssertEqual(vpt[0].values, ["0.1", "0.25", "0.625", "1.562"])
     XCTAssertEqual(vpt[1].values, ["0", "0.0001"])
     let lora = try TuneConfig.defaultGrid(for: "lora")
-    XCTAssertEqual(lora[0].values, ["0.002", "0.005", "0.0125"])
+    XCTAssertEqual(lora[0].values, ["0.002", "0.005", "0.0125", "0.03125"])
     XCTAssertEqual(lora[1].values, ["0", "0.01"])
     for m in MethodRegistry.all.map(\.name) {
       var config = try TuneConfig.preset(for: m)
       for axis in try TuneConfig.defaultGrid(for: m) {
-        XCTAssertEqual(axis.values.count, axis.key == "optim.lr" ? 3 : 2, m)
+        XCTAssertEqual(axis.values.count, axis.key == "optim.lr" ? 4 : 2, m)
         for v in axis.values { XCTAssertNoThrow(try config.set(axis.key, v), "\(m) \(v)") }
       }
     }
@@ -194,6 +194,15 @@ final class VTABProtocolTests: XCTestCase {
     XCTAssertEqual(
       try FileManager.default.attributesOfItem(atPath: final.path)[.modificationDate] as? Date,
       written as? Date)
+
+    // Other settings: nothing trained otherwise is reused.
+    let changed = try runGraft(args + ["--set", "train.epochs=2"])
+    XCTAssertEqual(changed.status, 0, changed.err)
+    for run in ["grid/lr-0.3_wd-0/seed-0", "grid/lr-0.001_wd-0/seed-0", "final/seed-1"] {
+      let config = try String(
+        contentsOf: out.appendingPathComponent("linear/\(run)/tune_config.yaml"), encoding: .utf8)
+      XCTAssertTrue(config.contains("train.epochs: \"2\""), run)
+    }
   }
 
   /// `graft sweep --init-from DIR --fresh-head` (PVP's warm start): every child run starts from
