@@ -42,6 +42,30 @@ let targets: [String: @Sendable (Data) throws -> Void] = [
   "obj": { data in _ = try OBJ.decode(data) },
   "modelnet": { data in _ = try ModelNetText.decode(data) },
   "point-npy": { data in _ = try PointNpy.decode(data) },
+  "idx": { data in
+    // A 4-byte big-endian length, the images file, then the labels file (MNIST's IDX pair).
+    guard data.count >= 4 else { return }
+    let bytes = [UInt8](data)
+    let split = min(
+      bytes.count - 4,
+      Int(bytes[0]) << 24 | Int(bytes[1]) << 16 | Int(bytes[2]) << 8 | Int(bytes[3]))
+    let images = try scratch(Data(bytes[4..<4 + split]), suffix: "-images.idx")
+    let labels = try scratch(Data(bytes[(4 + split)...]), suffix: "-labels.idx")
+    let set = try IDXDataset(images: images, labels: labels)
+    for i in 0..<min(set.count, 4) { _ = try set.sample(at: i) }
+  },
+  "csv": { data in
+    let set = try PixelCSVDataset(url: scratch(data, suffix: ".csv"), width: 2, height: 2)
+    for i in 0..<min(set.count, 4) { _ = try set.sample(at: i) }
+  },
+  "bpe-files": { data in
+    // vocab.json and merges.txt, separated by the first NUL byte.
+    let (vocab, merges) = halves(data)
+    let vocabURL = try scratch(vocab, suffix: "-vocab.json")
+    let mergesURL = try scratch(merges, suffix: "-merges.txt")
+    let tokenizer = try BPETokenizer(vocabJSON: vocabURL, mergesTXT: mergesURL)
+    _ = tokenizer.decode(tokenizer.encode("Hello  world, it's 2026!"))
+  },
   "hdf5": { data in
     let file = try HDF5File(contentsOf: scratch(data, suffix: ".h5"))
     _ = try file.info("data")

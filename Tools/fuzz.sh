@@ -20,8 +20,8 @@ target=${1:?"usage: Tools/fuzz.sh TARGET|all [seconds] [libFuzzer options…] | 
 seconds=${2:-60}
 ci_runs=${2:-2000}
 shift $(( $# >= 2 ? 2 : 1 ))
-targets=(safetensors npz npy image pnm yaml timm-config pcd ply off obj modelnet point-npy hdf5
-  lzf coco coco-eval voc caption-scores tokenizer-json bpe gpt2-config clips video)
+targets=(safetensors npz npy image pnm idx csv yaml timm-config pcd ply off obj modelnet point-npy
+  hdf5 lzf coco coco-eval voc caption-scores tokenizer-json bpe-files bpe gpt2-config clips video)
 # Inputs are at most this long: every parser's structure fits, and short inputs run fast.
 # Text targets whose cost grows faster than their input get less.
 max_len_of() {
@@ -79,6 +79,24 @@ seed() {
       printf 'P2\n# c\n3 1\n15\n15 7\n8\n' >"$dir/p2"
       printf 'P1 3 1\n1 01' >"$dir/p1"
       printf 'P4 10 1\n\x81\x40' >"$dir/p4" ;;
+    idx)
+      # [4-byte length of the images file][images][labels]: two 2×2 images, plain and gzipped.
+      local images labels gz n
+      images=$(mktemp) labels=$(mktemp) gz=$(mktemp)
+      printf '\x00\x00\x08\x03\x00\x00\x00\x02\x00\x00\x00\x02\x00\x00\x00\x02\x00\x40\x80\xff\x01\x02\x03\x04' >"$images"
+      printf '\x00\x00\x08\x01\x00\x00\x00\x02\x03\x07' >"$labels"
+      { printf '\x00\x00\x00\x18'; cat "$images" "$labels"; } >"$dir/plain"
+      gzip -n -c "$images" >"$gz"
+      n=$(stat -c %s "$gz")
+      { printf "$(printf '\\x%02x' $((n >> 24)) $((n >> 16 & 255)) $((n >> 8 & 255)) $((n & 255)))"
+        cat "$gz" "$labels"; } >"$dir/gzipped"
+      rm -f "$images" "$labels" "$gz" ;;
+    csv)
+      printf '0,255,128,3,1\n10,20,30,40,0\n' >"$dir/two.csv"
+      printf '0, 255 ,128.5,3,9\r\n' >"$dir/crlf.csv" ;;
+    bpe-files)
+      local t=Tests/GraftTextTests/Fixtures/tokenizer
+      { cat "$t/vocab.json"; printf '\0'; cat "$t/merges.txt"; } >"$dir/fixture" ;;
     coco-eval | caption-scores)
       # Pairs of fixture files joined by a NUL byte (what the target splits).
       local base=Tests/GraftDetectionTests/Fixtures/scores
