@@ -17,8 +17,9 @@ final class XMLTreeNode {
 
 /// A small XML reader for annotation files: elements, attributes (checked, then dropped), text
 /// with character references and the five predefined entities, CDATA sections, comments,
-/// processing instructions and a DOCTYPE without an internal subset. It has no namespaces and no
-/// user-defined entities, so nothing is fetched and nothing expands.
+/// processing instructions and a DOCTYPE without an internal subset; UTF-8, UTF-16 (by its
+/// byte-order mark), ISO-8859-1 and windows-1252 (by the declaration). It has no namespaces and
+/// no user-defined entities, so nothing is fetched and nothing expands.
 ///
 /// It replaces FoundationXML's `XMLParser`, which trapped on an element name that was not UTF-8
 /// and leaked on every malformed file (found by `Tools/fuzz.sh voc`; the inputs are in
@@ -36,8 +37,39 @@ enum XMLTree {
 
   /// The root element of `data`.
   static func parse(_ data: Data) throws(ParseError) -> XMLTreeNode {
-    var reader = Reader(bytes: [UInt8](data))
+    var reader = Reader(bytes: try utf8(data))
     return try reader.document()
+  }
+
+  /// The document as UTF-8: UTF-16 by its byte-order mark, ISO-8859-1 and windows-1252 by the
+  /// XML declaration's `encoding` (as some annotation tools write), UTF-8 otherwise.
+  static func utf8(_ data: Data) throws(ParseError) -> [UInt8] {
+    let bytes = [UInt8](data)
+    func transcoded(_ encoding: String.Encoding, _ name: String) throws(ParseError) -> [UInt8] {
+      guard let text = String(data: data, encoding: encoding) else {
+        throw ParseError(line: 1, message: "not \(name) text")
+      }
+      return Array(text.utf8)
+    }
+    if bytes.starts(with: [0xFF, 0xFE]) { return try transcoded(.utf16LittleEndian, "UTF-16") }
+    if bytes.starts(with: [0xFE, 0xFF]) { return try transcoded(.utf16BigEndian, "UTF-16") }
+    guard bytes.starts(with: Array("<?xml".utf8)), let end = bytes.firstIndex(of: UInt8(ascii: ">"))
+    else { return bytes }
+    let declaration = String(decoding: bytes[..<end], as: UTF8.self).lowercased()
+    guard let range = declaration.range(of: "encoding") else { return bytes }
+    let value = declaration[range.upperBound...].drop { $0 == " " || $0 == "=" || $0 == "\t" }
+    guard let quote = value.first, quote == "\"" || quote == "'" else { return bytes }
+    let name = value.dropFirst().prefix { $0 != quote }
+    switch name {
+    case "utf-8", "utf8", "us-ascii", "ascii": return bytes
+    case "iso-8859-1", "iso8859-1", "latin1", "latin-1":
+      return try transcoded(.isoLatin1, String(name))
+    case "windows-1252", "cp1252": return try transcoded(.windowsCP1252, String(name))
+    default:
+      throw ParseError(
+        line: 1,
+        message: "encoding \"\(name)\" is not supported (UTF-8, UTF-16, ISO-8859-1, windows-1252)")
+    }
   }
 
   private struct Reader {
@@ -46,8 +78,13 @@ enum XMLTree {
 
     init(bytes: [UInt8]) { self.bytes = bytes }
 
-    func fail(_ message: String) -> ParseError {
-      let line = 1 + bytes[..<min(i, bytes.count)].reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) }
+    func fail(_ message: String, at position: Int? = nil) -> ParseError {
+      // Lines end in LF, CR LF or a lone CR.
+      let end = min(position ?? i, bytes.count)
+      var line = 1
+      for k in 0..<end where bytes[k] == 0x0A || (bytes[k] == 0x0D && bytes[safe: k + 1] != 0x0A) {
+        line += 1
+      }
       return ParseError(line: line, message: message)
     }
 
@@ -56,8 +93,11 @@ enum XMLTree {
       return bytes.count - i >= u.count && bytes[i..<i + u.count].elementsEqual(u)
     }
 
-    /// Moves past the next `terminator`, or fails with `unclosed`.
-    mutating func skip(past terminator: String, unclosed: String) throws(ParseError) {
+    /// Moves past the next `terminator` after the `opening` bytes at `i`, or fails with
+    /// `unclosed` (so `<!-->` does not close itself).
+    mutating func skip(opening: Int, past terminator: String, unclosed: String) throws(ParseError) {
+      let start = i
+      i += opening
       let t = Array(terminator.utf8)
       while i + t.count <= bytes.count {
         if bytes[i..<i + t.count].elementsEqual(t) {
@@ -66,7 +106,7 @@ enum XMLTree {
         }
         i += 1
       }
-      throw fail(unclosed)
+      throw fail(unclosed, at: start)
     }
 
     static func isSpace(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 || b == 0x0A || b == 0x0D }
@@ -96,6 +136,9 @@ enum XMLTree {
     mutating func text(until stop: UInt8) throws(ParseError) -> String {
       var out: [UInt8] = []
       while i < bytes.count, bytes[i] != stop {
+        if stop == UInt8(ascii: "<"), starts(with: "]]>") {
+          throw fail("']]>' in text (it may only end a CDATA section)")
+        }
         if bytes[i] == UInt8(ascii: "&") {
           out += try reference()
         } else {
@@ -126,15 +169,18 @@ enum XMLTree {
       }
       var value: UInt32?
       if body.hasPrefix("#x") {
-        value = UInt32(body.dropFirst(2), radix: 16)
+        let digits = body.dropFirst(2)
+        value = digits.allSatisfy(\.isHexDigit) ? UInt32(digits, radix: 16) : nil
       } else if body.hasPrefix("#") {
-        value = UInt32(body.dropFirst(1), radix: 10)
+        let digits = body.dropFirst(1)
+        value = digits.allSatisfy { $0.isASCII && $0.isNumber } ? UInt32(digits, radix: 10) : nil
       } else {
         throw fail("unknown entity &\(body); (only the five of XML are defined)")
       }
-      guard let v = value, v != 0, let scalar = Unicode.Scalar(v) else {
-        throw fail("&\(body); is not a character")
-      }
+      // XML 1.0's characters: no C0 controls but tab, line feed and carriage return.
+      guard let v = value, v >= 0x20 || v == 0x09 || v == 0x0A || v == 0x0D,
+        let scalar = Unicode.Scalar(v)
+      else { throw fail("&\(body); is not a character") }
       return Array(String(Character(scalar)).utf8)
     }
 
@@ -142,13 +188,18 @@ enum XMLTree {
       guard String(validating: bytes, as: UTF8.self) != nil else {
         throw fail("not UTF-8 text")
       }
+      if let k = bytes.firstIndex(where: { $0 < 0x20 && $0 != 0x09 && $0 != 0x0A && $0 != 0x0D }) {
+        throw fail(
+          "control character U+\(String(format: "%04X", bytes[k])) (not allowed in XML)", at: k)
+      }
       if starts(with: "\u{FEFF}") { i += 3 }
       var root: XMLTreeNode?
-      var stack: [XMLTreeNode] = []
+      // Open elements, with where each began (for the line of an unclosed one).
+      var stack: [(node: XMLTreeNode, at: Int)] = []
       while i < bytes.count {
         if bytes[i] != UInt8(ascii: "<") {
           let text = try text(until: UInt8(ascii: "<"))
-          if let open = stack.last {
+          if let open = stack.last?.node {
             open.text += text
           } else if text.contains(where: { !$0.isWhitespace }) {
             throw fail("text outside the root element")
@@ -156,18 +207,29 @@ enum XMLTree {
           continue
         }
         if starts(with: "<?") {
-          try skip(past: "?>", unclosed: "a processing instruction is not closed")
+          let start = i
+          i += 2
+          _ = try name("a processing instruction's target after '<?'")
+          i = start
+          try skip(opening: 2, past: "?>", unclosed: "a processing instruction is not closed")
         } else if starts(with: "<!--") {
-          try skip(past: "-->", unclosed: "a comment is not closed")
+          try skip(opening: 4, past: "-->", unclosed: "a comment is not closed")
         } else if starts(with: "<![CDATA[") {
-          guard let open = stack.last else { throw fail("a CDATA section outside the root") }
+          guard let open = stack.last?.node else {
+            throw fail("a CDATA section outside the root")
+          }
           let start = i + 9
-          try skip(past: "]]>", unclosed: "a CDATA section is not closed")
+          try skip(opening: 9, past: "]]>", unclosed: "a CDATA section is not closed")
           open.text += String(decoding: bytes[start..<i - 3], as: UTF8.self)
         } else if starts(with: "<!DOCTYPE") {
           guard root == nil else { throw fail("a DOCTYPE after the root element") }
-          while i < bytes.count, bytes[i] != UInt8(ascii: ">") {
-            if bytes[i] == UInt8(ascii: "[") {
+          var quote: UInt8? = nil
+          while i < bytes.count, quote != nil || bytes[i] != UInt8(ascii: ">") {
+            if let q = quote {
+              if bytes[i] == q { quote = nil }
+            } else if bytes[i] == UInt8(ascii: "\"") || bytes[i] == UInt8(ascii: "'") {
+              quote = bytes[i]
+            } else if bytes[i] == UInt8(ascii: "[") {
               throw fail("a DOCTYPE with an internal subset is not supported")
             }
             i += 1
@@ -182,14 +244,15 @@ enum XMLTree {
             throw fail("</\(name) is not closed by '>'")
           }
           i += 1
-          guard let open = stack.popLast() else { throw fail("</\(name)> closes nothing") }
+          guard let open = stack.popLast()?.node else { throw fail("</\(name)> closes nothing") }
           guard open.name == name else {
             throw fail("</\(name)> closes <\(open.name)>")
           }
         } else {
+          let opened = i
           i += 1
           let node = XMLTreeNode(name: try name("an element name after '<'"))
-          if let parent = stack.last {
+          if let parent = stack.last?.node {
             parent.children.append(node)
           } else if root != nil {
             throw fail("a second root element <\(node.name)>")
@@ -197,6 +260,7 @@ enum XMLTree {
             root = node
           }
           var selfClosing = false
+          var attributes = Set<String>()
           while true {
             let hadSpace = i < bytes.count && Self.isSpace(bytes[i])
             skipSpace()
@@ -214,6 +278,9 @@ enum XMLTree {
               throw fail("<\(node.name): expected a space before an attribute")
             }
             let attribute = try name("an attribute name in <\(node.name)>")
+            guard attributes.insert(attribute).inserted else {
+              throw fail("attribute \(attribute) of <\(node.name)> is given twice")
+            }
             skipSpace()
             guard i < bytes.count, bytes[i] == UInt8(ascii: "=") else {
               throw fail("attribute \(attribute) of <\(node.name)> has no '='")
@@ -232,13 +299,20 @@ enum XMLTree {
             guard stack.count < XMLTree.maxDepth else {
               throw fail("elements nest deeper than \(XMLTree.maxDepth)")
             }
-            stack.append(node)
+            stack.append((node, opened))
           }
         }
       }
-      if let open = stack.last { throw fail("<\(open.name)> is not closed") }
+      if let (open, at) = stack.last { throw fail("<\(open.name)> is not closed", at: at) }
       guard let root else { throw fail("no root element") }
       return root
     }
+  }
+}
+
+extension Array {
+  /// The element at `index`, or nil past either end.
+  fileprivate subscript(safe index: Int) -> Element? {
+    indices.contains(index) ? self[index] : nil
   }
 }

@@ -64,6 +64,15 @@ final class XMLTreeTests: XCTestCase {
       ("</a>", "</a> closes nothing", 1),
       ("<1a/>", "expected an element name", 1),
       ("<a><![CDATA[x</a>", "a CDATA section is not closed", 1),
+      ("<a>\n<!-->", "a comment is not closed", 2),
+      ("<?>", "a processing instruction's target", 1),
+      ("<a>x]]>y</a>", "']]>' in text", 1),
+      ("<a>&#1;</a>", "&#1; is not a character", 1),
+      ("<a>&#+65;</a>", "&#+65; is not a character", 1),
+      ("<a b='1' b='2'/>", "attribute b of <a> is given twice", 1),
+      ("<a>\n\u{1}</a>", "control character U+0001", 2),
+      ("<a>\r<b>", "<b> is not closed", 2),
+      ("<?xml version='1.0' encoding='shift_jis'?><a/>", "encoding \"shift_jis\" is not", 1),
     ]
     for (text, message, line) in cases {
       guard let error = refusal(text) else {
@@ -73,6 +82,20 @@ final class XMLTreeTests: XCTestCase {
       XCTAssertTrue(error.message.contains(message), "\(text.debugDescription): \(error)")
       XCTAssertEqual(error.line, line, "\(text.debugDescription): \(error)")
     }
+  }
+
+  /// Markup that is well-formed though unusual, and the other encodings annotation tools write.
+  func testReadsEdgeCasesAndOtherEncodings() throws {
+    XCTAssertEqual(try parse("<a><!-->x--></a>").text, "")
+    XCTAssertEqual(try parse("<!DOCTYPE a SYSTEM \"x[1].dtd\"><a>b</a>").text, "b")
+    XCTAssertEqual(try parse("<a><?pi data?>c</a>").text, "c")
+    let latin1 =
+      Array("<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><a>caf".utf8) + [0xE9]
+      + Array("</a>".utf8)
+    XCTAssertEqual(try XMLTree.parse(Data(latin1)).text, "café")
+    var utf16 = Data([0xFF, 0xFE])
+    utf16.append("<a>é</a>".data(using: .utf16LittleEndian)!)
+    XCTAssertEqual(try XMLTree.parse(utf16).text, "é")
   }
 
   /// The input on which FoundationXML's parser trapped: an element name that is not UTF-8.
