@@ -28,9 +28,10 @@ public struct FNV1a64: Sendable {
 
   /// The tagged hash of a file's bytes (memory-mapped, read once).
   public static func file(_ url: URL) throws -> String {
-    let data = try MappedFile.contents(of: url)
+    // Mapped, as the safetensors reader maps the same weights: no second copy in memory.
+    let file = try MappedFile(path: url.path, allowingEmpty: true)
     var h = FNV1a64()
-    data.withUnsafeBytes { h.update($0) }
+    file.withBytes { h.update($0) }
     return h.tagged
   }
 

@@ -92,11 +92,14 @@ public final class MappedFile: @unchecked Sendable {
       deallocator: .custom { _, _ in withExtendedLifetime(self) {} })
   }
 
-  /// The whole file at `url` as `Data` (empty for an empty file). Readers use this rather than
-  /// Foundation's `Data(contentsOf:)`, which leaks 4 KiB reading an empty file (found by
-  /// Tools/fuzz.sh) and cannot tell a FIFO from a file. Throws `MappedFileError` naming the path.
+  /// The whole file at `url`, read into memory (never mapped, so a file truncated meanwhile
+  /// is an error, not a SIGBUS), as `Data`; empty for an empty file. Readers of JSON, YAML and
+  /// text use this rather than Foundation's `Data(contentsOf:)`, which leaks 4 KiB reading an
+  /// empty file (found by Tools/fuzz.sh) and waits forever on a FIFO without a writer: like
+  /// every reader of Graft's, it takes regular files only. Throws `MappedFileError` naming the
+  /// path.
   public static func contents(of url: URL) throws(MappedFileError) -> Data {
-    try MappedFile(path: url.path, allowingEmpty: true).data
+    try MappedFile(path: url.path, allowingEmpty: true, mapping: false).data
   }
 
   /// Calls `body` with the bytes, keeping the mapping alive until it returns (`bytes` of a
@@ -107,8 +110,12 @@ public final class MappedFile: @unchecked Sendable {
 
   /// Maps (or reads) the regular file at `path`; throws `MappedFileError` naming the path when
   /// it is missing, a directory or other non-file, unreadable, empty (unless `allowingEmpty`),
-  /// or cannot be mapped.
-  public init(path: String, allowingEmpty: Bool = false) throws(MappedFileError) {
+  /// or cannot be mapped. With `mapping` false the file is always read, whatever its size: a
+  /// mapped file that another process truncates kills the reader with SIGBUS on the next
+  /// touch of a lost page, so readers that copy what they parse anyway should not map.
+  public init(path: String, allowingEmpty: Bool = false, mapping: Bool = true)
+    throws(MappedFileError)
+  {
     func fail(_ kind: MappedFileError.Kind, _ message: String) -> MappedFileError {
       MappedFileError(kind: kind, path: path, message: message)
     }
@@ -134,7 +141,7 @@ public final class MappedFile: @unchecked Sendable {
       guard allowingEmpty else { throw fail(.empty, "the file is empty") }
       bytes = UnsafeRawBufferPointer(start: nil, count: 0)
       isMapped = false
-    } else if size < Self.mappingThreshold {
+    } else if size < Self.mappingThreshold || !mapping {
       // Aligned as a mapping's start would be for what readers check (4 bytes for F32).
       let buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 64)
       var done = 0

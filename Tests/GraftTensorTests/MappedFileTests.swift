@@ -62,6 +62,14 @@ final class MappedFileTests: XCTestCase {
     let url = directory.appendingPathComponent("small.json")
     try Data("{}".utf8).write(to: url)
     XCTAssertEqual(try MappedFile.contents(of: url), Data("{}".utf8))
+    // Files of any size are read, not mapped (a truncation meanwhile would be a SIGBUS).
+    let large = directory.appendingPathComponent("large.json")
+    let content = Data(
+      (0..<(MappedFile.mappingThreshold + 7)).map { UInt8(truncatingIfNeeded: $0) })
+    try content.write(to: large)
+    XCTAssertFalse(try MappedFile(path: large.path, mapping: false).isMapped)
+    XCTAssertTrue(try MappedFile(path: large.path).isMapped)
+    XCTAssertEqual(try MappedFile.contents(of: large), content)
     let empty = directory.appendingPathComponent("empty.json")
     try Data().write(to: empty)
     XCTAssertEqual(try MappedFile.contents(of: empty), Data())
