@@ -64,6 +64,10 @@ gh5_status gh5_create_memory(int64_t *file, char *message) {
   return GH5_OK;
 }
 
+int64_t gh5_open_object_count(void) {
+  return (int64_t)H5Fget_obj_count((hid_t)H5F_OBJ_ALL, H5F_OBJ_ALL);
+}
+
 void gh5_close(int64_t file) {
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
   if (file >= 0) H5Fclose((hid_t)file);

@@ -51,6 +51,10 @@ public final class HDF5File {
 
   deinit { gh5_close(handle) }
 
+  /// HDF5 objects open in this process (files, datasets, dataspaces, types): 0 when every
+  /// `HDF5File` and `HDF5Writer` is gone, which tests check after good and damaged files.
+  public static var openObjectCount: Int { Int(gh5_open_object_count()) }
+
   static func error(_ status: gh5_status, _ message: [CChar], path: String) -> PointFileError {
     let text = String(
       decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
@@ -185,6 +189,10 @@ public final class HDF5Writer {
   }
 
   deinit { gh5_close(handle) }
+
+  /// HDF5 objects open in this process (files, datasets, dataspaces, types): 0 when every
+  /// `HDF5File` and `HDF5Writer` is gone, which tests check after good and damaged files.
+  public static var openObjectCount: Int { Int(gh5_open_object_count()) }
 
   private func add(
     _ name: String, type: gh5_type, shape: [Int], count: Int, gzip: Int,

@@ -145,5 +145,13 @@ final class HDF5Tests: XCTestCase {
     assertPointError(.invalidWrite, "4 values for shape [1, 3]") {
       try HDF5Writer().add("data", floats: [1, 2, 3, 4], shape: [1, 3])
     }
+    // Every file, dataset, dataspace and type the reads above opened (on success and on every
+    // error path, the fuzzer's damaged superblock among them) is closed again.
+    let damaged = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+      .appendingPathComponent("../../Fuzz/Regressions/hdf5/damaged-superblock-leak.h5")
+      .standardized
+    XCTAssertTrue(FileManager.default.fileExists(atPath: damaged.path), damaged.path)
+    _ = try? PointCloudSet.read(contentsOf: damaged)
+    XCTAssertEqual(HDF5File.openObjectCount, 0)
   }
 }

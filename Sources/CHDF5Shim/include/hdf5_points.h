@@ -77,6 +77,11 @@ gh5_status gh5_create_memory(int64_t *file, char *message);
 /// Closes a handle from gh5_open or gh5_create_memory.
 void gh5_close(int64_t file);
 
+/// How many HDF5 objects (files, datasets, dataspaces, types, property lists opened through
+/// files) are open in this process: 0 once every handle is closed. For tests that check that
+/// the shim closes what it opens, on success and on every error path.
+int64_t gh5_open_object_count(void);
+
 /// Describes the dataset `name` at the file's root.
 gh5_status gh5_info(int64_t file, const char *name, gh5_dataset_info *info, char *message);
 
