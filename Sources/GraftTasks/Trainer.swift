@@ -324,10 +324,11 @@ public final class Trainer {
   /// the same method on the same backbone (weights and config hashes) with the same method
   /// options. The method's own tensors (all but its `classifierModules`) are always taken, each
   /// present with its shape: continued training of a PEFT LoRA brought in by `graft import`, or
-  /// PVP's warm start, prompts pretrained on another task. The head comes too only when the
-  /// folder's classes are this data's, by name and order, and `freshHead` is false; otherwise
-  /// it keeps its fresh initialisation (another task's head would mean other classes). Returns
-  /// what was taken, in words. Errors name the folder and the mismatch; nothing changes then.
+  /// PVP's warm start, prompts pretrained on another task. The head comes too when it fits (as
+  /// many classes) and `freshHead` is false, with a note when the class names differ (another
+  /// task's head would mean other classes: pass `freshHead` then); otherwise it keeps its fresh
+  /// initialisation. Returns what was taken, in words. Errors name the folder and the mismatch;
+  /// nothing changes then.
   @discardableResult
   public func initialise(from folder: URL, freshHead: Bool = false) throws -> String {
     let adapter = try AdapterCheckpoint.readConfig(folder)
@@ -344,12 +345,17 @@ public final class Trainer {
     }
     let url = folder.appendingPathComponent(AdapterCheckpoint.weightsFile)
     let state = try SafetensorsFile(contentsOf: url).tensors()
-    let sameClasses = adapter.classNames == classNames
-    guard freshHead || !sameClasses else {
+    if !freshHead, adapter.numClasses == classNames.count {
       try method.loadTrainableState(state, source: url.path)
-      initialisation = (folder.path, false)
-      return "every tensor of \(folder.path), its head included (the same \(classNames.count) "
-        + "classes)"
+      initialisation = (folder.path, freshHead)
+      var note = "every tensor of \(folder.path), its head included (\(classNames.count) classes)"
+      if adapter.classNames != classNames {
+        note +=
+          "; its class names (\(adapter.classNames.prefix(4).joined(separator: ", "))…) are not "
+          + "this data's (\(classNames.prefix(4).joined(separator: ", "))…): if they are other "
+          + "classes, start over with --fresh-head"
+      }
+      return note
     }
     let wanted = method.checkpointTensors().filter { !method.isClassifierTensor($0.name) }
     let missing = wanted.map(\.name).filter { state[$0] == nil }
@@ -367,10 +373,11 @@ public final class Trainer {
     withNoGrad {
       for (name, t) in wanted { t.assign(state[name]!) }
     }
-    initialisation = (folder.path, true)
+    initialisation = (folder.path, freshHead)
     let why =
       freshHead
-      ? "--fresh-head" : "its \(adapter.classNames.count) classes are not this data's"
+      ? "--fresh-head"
+      : "it has \(adapter.numClasses) classes, this data \(classNames.count)"
     return "the \(wanted.count) method tensors of \(folder.path); the head starts fresh (\(why))"
   }
 
@@ -622,6 +629,9 @@ public final class Trainer {
     if let initialisation {
       run["init_from"] = initialisation.folder
       run["fresh_head"] = initialisation.freshHead
+      run["init_from_hash"] = try FNV1a64.file(
+        URL(fileURLWithPath: initialisation.folder)
+          .appendingPathComponent(AdapterCheckpoint.weightsFile))
     }
     try AtomicFile.write(
       Data((try jsonLine(run) + "\n").utf8), to: paths.folder.appendingPathComponent("run.json"))

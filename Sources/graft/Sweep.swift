@@ -105,7 +105,9 @@ struct SweepRunner {
     let arguments = childArguments + (variants[method]?.arguments ?? [])
     let initFrom = arguments.firstIndex(of: "--init-from").map { arguments[$0 + 1] }
     if fm.fileExists(atPath: dir.path),
-      isStale(dir, method: variants[method]?.method ?? method, settings: wanted, initFrom: initFrom)
+      isStale(
+        dir, method: variants[method]?.method ?? method, settings: wanted, initFrom: initFrom,
+        freshHead: arguments.contains("--fresh-head"))
     {
       progress.log("\(counter) \(what): \(dir.path) was trained otherwise; redoing it")
       try fm.removeItem(at: dir)
@@ -149,24 +151,38 @@ struct SweepRunner {
   }
 
   /// Whether the run in `dir` (finished or interrupted) was trained otherwise than a new run
-  /// would be: its `tune_config.yaml` changes when `settings` (the `--set` assignments a new run
-  /// gets) are applied to it, or its `run.json` names another `--init-from` folder. A sweep
-  /// whose grid, choice or settings changed then redoes the run instead of reusing it.
-  func isStale(_ dir: URL, method: String, settings: [String], initFrom: String?) -> Bool {
+  /// would be: its `tune_config.yaml` differs from `method`'s preset with `settings` (the
+  /// `--set` assignments a new run gets) in a setting that changes results (so a changed grid,
+  /// choice, recipe or a removed setting counts, `train.recompute` does not), or its `run.json`
+  /// names another `--init-from` folder, other contents of it, or another `--fresh-head`. A
+  /// sweep then redoes the run instead of reusing it.
+  func isStale(
+    _ dir: URL, method: String, settings: [String], initFrom: String?, freshHead: Bool
+  ) -> Bool {
     let url = dir.appendingPathComponent("tune_config.yaml")
     guard let yaml = try? String(contentsOf: url, encoding: .utf8) else { return false }
     do {
       var stored = TuneConfig(method: method)
       try stored.apply(yaml: yaml, source: url.path)
-      var updated = stored
-      for s in settings { try updated.set(assignment: s) }
-      guard try updated.yaml() == stored.yaml() else { return true }
+      var wanted = try TuneConfig.preset(for: method)
+      for s in settings { try wanted.set(assignment: s) }
+      guard try wanted.resumeConflicts(with: stored).isEmpty else { return true }
     } catch {
       return true
     }
     let run = try? MappedFile.contents(of: dir.appendingPathComponent("run.json"))
     let object = run.flatMap { try? JSONSerialization.jsonObject(with: $0) } as? [String: Any]
-    return object?["init_from"] as? String != initFrom
+    guard object?["init_from"] as? String == initFrom else { return true }
+    guard let initFrom else { return false }
+    return object?["fresh_head"] as? Bool != freshHead
+      || object?["init_from_hash"] as? String != Self.adapterHash(initFrom)
+  }
+
+  /// The hash of the tensors of the adapter folder `folder` (nil when it has none): what a run
+  /// started from it records, so that a source run that was redone is noticed.
+  static func adapterHash(_ folder: String) -> String? {
+    try? FNV1a64.file(
+      URL(fileURLWithPath: folder).appendingPathComponent(AdapterCheckpoint.weightsFile))
   }
 
   /// Runs this executable with `arguments`; its standard error passes through, its standard

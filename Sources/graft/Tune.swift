@@ -167,8 +167,10 @@ struct Tune: ParsableCommand {
       let trainer = try Trainer(backbone: tb, config: cfg, classNames: tuneData.classNames)
       trainer.communicator = communicator
       // A run started with --init-from starts from the same tensors again when no epoch was
-      // committed (a committed epoch's checkpoint replaces them).
-      if let source = run["init_from"] as? String {
+      // committed (a committed epoch's checkpoint replaces them, and the source is not read).
+      if let source = run["init_from"] as? String,
+        !CheckpointStore(folder: folder.appendingPathComponent("checkpoint")).hasCommittedEpoch
+      {
         try trainer.initialise(
           from: URL(fileURLWithPath: source), freshHead: run["fresh_head"] as? Bool ?? false)
       }

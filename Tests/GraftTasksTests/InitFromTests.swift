@@ -88,5 +88,13 @@ final class InitFromTests: XCTestCase {
       classNames: digits.classNames)
     let note = try same.initialise(from: root.appendingPathComponent("vpt-deep"))
     XCTAssertTrue(note.contains("its head included"), note)
+    XCTAssertFalse(note.contains("--fresh-head"), note)
+    // As many classes under other names: the head comes, with a note saying how not to.
+    let renamed = try Trainer(
+      backbone: backbone, config: try TuneConfig.preset(for: "vpt-deep"),
+      classNames: digits.classNames.map { "class " + $0 })
+    let renamedNote = try renamed.initialise(from: root.appendingPathComponent("vpt-deep"))
+    XCTAssertTrue(renamedNote.contains("its head included"), renamedNote)
+    XCTAssertTrue(renamedNote.contains("--fresh-head"), renamedNote)
   }
 }

@@ -234,7 +234,23 @@ final class VTABProtocolTests: XCTestCase {
           as? [String: Any])
       XCTAssertEqual(json["init_from"] as? String, source.path, run)
       XCTAssertEqual(json["fresh_head"] as? Bool, true, run)
+      XCTAssertEqual(
+        json["init_from_hash"] as? String,
+        try FNV1a64.file(source.appendingPathComponent(AdapterCheckpoint.weightsFile)), run)
     }
+    // Without --fresh-head the runs were made otherwise: the sweep redoes them.
+    let again = try runGraft(
+      [
+        "sweep", "--backbone", tinyTimmFolder, "--method", "vpt-deep", "--data", "digits",
+        "--grid", "optim.lr=0.5", "--grid", "optim.weight_decay=0", "--out", out.path,
+        "--init-from", source.path,
+      ] + small)
+    XCTAssertEqual(again.status, 0, again.err)
+    let redone = try XCTUnwrap(
+      JSONSerialization.jsonObject(
+        with: Data(contentsOf: out.appendingPathComponent("vpt-deep/final/seed-0/run.json")))
+        as? [String: Any])
+    XCTAssertEqual(redone["fresh_head"] as? Bool, false)
     let alone = try runGraft(
       [
         "sweep", "--backbone", tinyTimmFolder, "--method", "vpt-deep", "--data", "digits",
