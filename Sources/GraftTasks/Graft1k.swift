@@ -265,3 +265,21 @@ extension RGBImage {
     return RGBImage(width: nw, height: nh, pixels: out)
   }
 }
+
+/// What VTAB-1k's protocol chose for the demo's methods, so that `graft demo` can replay the
+/// protocol's last stage (six runs on train + validation) instead of its whole grid.
+public enum DemoChoices {
+  /// Each method's learning rate and weight decay as the protocol chose them on Graft-1k
+  /// `mnist`'s validation split: its preset grid (`TuneConfig.defaultGrid`: 4 rates × 2 decays,
+  /// 10 epochs, on the 800 training images), the best validation top-1, ties to the smaller
+  /// rate. From `graft bench graft1k --protocol vtab --tasks mnist --methods
+  /// linear,mp,vpt-deep,lst,lora,full --seeds 3` (the README's demo section has its table).
+  public static let mnist: [String: [String]] = [
+    "linear": ["optim.lr=0.25", "optim.weight_decay=0.0001"],
+    "mp": ["optim.lr=0.00125", "optim.weight_decay=0"],
+    "vpt-deep": ["optim.lr=0.625", "optim.weight_decay=0"],
+    "lst": ["optim.lr=0.01875", "optim.weight_decay=0.01"],
+    "lora": ["optim.lr=0.0125", "optim.weight_decay=0"],
+    "full": ["optim.lr=0.000625", "optim.weight_decay=0.05"],
+  ]
+}

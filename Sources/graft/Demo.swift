@@ -6,7 +6,7 @@ import GraftTasks
 /// `report.html` into `out`, prints the table (or the JSON summary).
 func runSweep(
   title: String, backbone: String, methods: [String], tasks: [String], settings: [String],
-  out: URL, fresh: Bool, quiet: Bool, json: Bool
+  out: URL, fresh: Bool, quiet: Bool, json: Bool, methodSettings: [String: [String]] = [:]
 ) throws {
   for m in methods { _ = try MethodRegistry.descriptor(m) }
   let started = Date()
@@ -29,7 +29,7 @@ func runSweep(
     backbone: backbone, settings: settings, out: out, fresh: fresh,
     progress: ProgressReporter(
       style: .automatic(quiet: quiet), totalSteps: methods.count * tasks.count),
-    quiet: quiet)
+    quiet: quiet, methodSettings: methodSettings)
   let (records, failures) = try runner.run(methods: methods, tasks: tasks)
   guard !records.isEmpty else {
     throw ValidationError("every run failed:\n" + failures.joined(separator: "\n"))
@@ -74,17 +74,32 @@ struct DemoImages: ParsableCommand {
     commandName: "images",
     abstract: "Adapt the bundled backbone to the Graft-1k MNIST task with six methods.",
     discussion: """
-      Prepares graft1k/mnist on first use (from Data/), then trains each method with its \
-      preset recipe (\(DemoImages.defaultSettings.joined(separator: ", "))) in its own process, and \
-      writes <out>/<method>/ run folders, <out>/summary.json and <out>/report.html. Finished \
-      runs in <out> are reused; --fresh redoes them.
+      Prepares graft1k/mnist on first use (from Data/), then trains each method in its own \
+      process and writes <out>/<method>/ run folders, <out>/summary.json and \
+      <out>/report.html. --protocol vtab (the default) is VTAB-1k's protocol's last stage: each \
+      method's learning rate and weight decay as the protocol chose them on this task's \
+      validation split (recorded from graft bench graft1k --protocol vtab --tasks mnist), \
+      trained on train + validation, tested once. --protocol search runs the \
+      whole protocol (each method's grid on validation first; --seeds final runs). --protocol \
+      default trains each preset recipe on the training split. All use \
+      \(DemoImages.defaultSettings.joined(separator: ", ")). Finished runs in <out> are reused; \
+      --fresh redoes them.
       """)
 
   /// What the demo changes in every method's preset.
   static let defaultSettings = ["train.epochs=10"]
 
-  @Option(help: "Run folder.")
-  var out = "runs/demo"
+  @Option(help: "vtab (the protocol's choices, train+val), search (the whole protocol) or default.")
+  var `protocol` = "vtab"
+
+  @Option(help: "With --protocol search: seeds of the final runs (0..<N).")
+  var seeds = 1
+
+  @Option(
+    help: ArgumentHelp(
+      "Run folder (default runs/demo; runs/demo-search or runs/demo-recipes for the other "
+        + "protocols, so that their runs never mix)."))
+  var out: String?
 
   @Option(help: "Backbone: bundled name, model folder or .npz.")
   var backbone = "vit-nano-fmnist"
@@ -108,11 +123,52 @@ struct DemoImages: ParsableCommand {
   var quiet: Bool { quietFlag.quiet }
 
   func run() throws {
-    try runSweep(
-      title: "Graft demo: \(backbone) on \(task)", backbone: backbone,
-      methods: methods.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) },
-      tasks: [task], settings: Self.defaultSettings + overrides,
-      out: URL(fileURLWithPath: out), fresh: fresh, quiet: quiet, json: json)
+    let names = methods.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+    let title = "Graft demo: \(backbone) on \(task)"
+    let folder = URL(
+      fileURLWithPath: out
+        ?? ["default": "runs/demo-recipes", "search": "runs/demo-search"][`protocol`]
+        ?? "runs/demo")
+    switch `protocol` {
+    case "default":
+      try runSweep(
+        title: title, backbone: backbone, methods: names, tasks: [task],
+        settings: Self.defaultSettings + overrides, out: folder, fresh: fresh,
+        quiet: quiet, json: json)
+    case "vtab":
+      guard task == "graft1k/mnist" else {
+        throw ValidationError(
+          "--protocol vtab replays the choices made on graft1k/mnist; for \(task) use "
+            + "--protocol search (the whole protocol) or --protocol default")
+      }
+      var chosen: [String: [String]] = [:]
+      for m in names {
+        guard let choice = DemoChoices.mnist[m] else {
+          throw ValidationError(
+            "--protocol vtab: no recorded choice for '\(m)' (the demo's are "
+              + "\(DemoChoices.mnist.keys.sorted().joined(separator: ", "))); use --protocol search"
+          )
+        }
+        // The recorded choice first, so that the user's --set still wins.
+        chosen[m] = choice + ProtocolSweep.finalSettings
+      }
+      try runSweep(
+        title: title + " (VTAB-1k protocol: choices from validation, train + val)",
+        backbone: backbone, methods: names, tasks: [task],
+        settings: Self.defaultSettings + overrides, out: folder, fresh: fresh,
+        quiet: quiet, json: json, methodSettings: chosen)
+    case "search":
+      guard seeds >= 1 else { throw ValidationError("--seeds must be at least 1") }
+      var grids: [String: [GridAxis]] = [:]
+      for m in names { grids[m] = try TuneConfig.defaultGrid(for: m) }
+      try runProtocol(
+        title: title + " (VTAB-1k protocol)", backbone: backbone, methods: names, tasks: [task],
+        grids: grids, settings: Self.defaultSettings + overrides,
+        seeds: (0..<UInt64(seeds)).map { $0 }, gridSeedCount: 1,
+        out: folder, fresh: fresh, quiet: quiet, json: json)
+    default:
+      throw ValidationError("--protocol '\(`protocol`)': expected vtab, search or default")
+    }
   }
 }
 

@@ -50,7 +50,8 @@ final class CommandLineTests: XCTestCase {
     defer { try? FileManager.default.removeItem(at: out) }
     let args = [
       "demo", "--backbone", tinyTimmFolder, "--task", "digits", "--methods", "linear,lst",
-      "--set", "train.epochs=1", "--set", "data.train_samples=100", "--out", out.path, "--quiet",
+      "--protocol", "default", "--set", "train.epochs=1", "--set", "data.train_samples=100",
+      "--out", out.path, "--quiet",
     ]
     // method.reduction is an LST option: linear refuses it, so the sweep fails clearly.
     let bad = try runGraft(args + ["--set", "method.reduction=2", "--fresh"])
@@ -89,6 +90,38 @@ final class CommandLineTests: XCTestCase {
     XCTAssertEqual(
       try FileManager.default.attributesOfItem(atPath: runSummary.path)[.modificationDate]
         as? Date, written)
+  }
+
+  /// `graft demo --protocol vtab` (the default) replays the protocol's choices on MNIST:
+  /// each method's recorded lr and weight decay, trained on train + validation; another task
+  /// or a method without a recorded choice is a clear error.
+  func testDemoReplaysTheProtocolsChoices() throws {
+    let out = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: out) }
+    let small = ["--set", "train.epochs=1", "--set", "data.train_samples=64", "--quiet"]
+    let run = try runGraft(
+      ["demo", "--backbone", tinyTimmFolder, "--methods", "linear", "--out", out.path] + small)
+    XCTAssertEqual(run.status, 0, run.err)
+    let yaml = try String(
+      contentsOf: out.appendingPathComponent("linear/tune_config.yaml"), encoding: .utf8)
+    var stored = TuneConfig(method: "linear")
+    try stored.apply(yaml: yaml, source: "tune_config.yaml")
+    XCTAssertEqual(stored.trainOn, .trainAndValidation)
+    // Each recorded choice is what the run used: setting it again changes nothing.
+    for setting in try XCTUnwrap(DemoChoices.mnist["linear"]) {
+      var again = stored
+      try again.set(assignment: setting)
+      XCTAssertEqual(try again.yaml(), try stored.yaml(), setting)
+    }
+    for (extra, message) in [
+      (["--task", "digits"], "replays the choices made on graft1k/mnist"),
+      (["--methods", "bitfit"], "no recorded choice for 'bitfit'"),
+      (["--protocol", "nope"], "expected vtab, search or default"),
+    ] {
+      let r = try runGraft(["demo", "--backbone", tinyTimmFolder, "--out", out.path] + extra)
+      XCTAssertNotEqual(r.status, 0)
+      XCTAssertTrue(r.err.contains(message), r.err)
+    }
   }
 
   /// Bad input on the command line: each a clear message and a failing status, no crash.
