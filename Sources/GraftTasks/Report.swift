@@ -35,7 +35,13 @@ public enum ReportWriter {
       "Test top-1 against trainable parameters"
         + (summary.tasks.count > 1 ? " (mean over tasks)" : ""),
       scatter(summary))
-    body += section("Validation top-1 per epoch (\(escape(firstTask)))", curves(summary, firstTask))
+    let fitted = summary.runs.contains { $0.task == firstTask && $0.trainedOnValidation }
+    body += section(
+      "Validation top-1 per epoch (\(escape(firstTask)))"
+        + (fitted
+          ? ": these runs trained on the validation split too (VTAB-1k's final stage), so the "
+            + "curves show fit, not generalisation; the test column is the measure" : ""),
+      curves(summary, firstTask))
     body += section("Peak memory per method (RSS)", memoryBars(summary))
     if let best {
       body += section(

@@ -36,6 +36,9 @@ public struct RunRecord: Sendable {
   public var peakRSSMiB: Double
   /// Validation top-1 after each epoch.
   public var validationCurve: [Double]
+  /// Whether the run trained on train + validation (VTAB-1k's final stage), so that its
+  /// validation curve measures fit, not generalisation.
+  public var trainedOnValidation = false
   /// Test confusion matrix, `[true][predicted]`.
   public var confusion: [[Int]]
   /// Predicted class of every test sample, in dataset order.
@@ -97,7 +100,12 @@ public struct RunRecord: Sendable {
       voted = (t, meanPerClass(v, top1: t))
     }
     let validation = summary["validation"] as? [String: Any]
-    return RunRecord(
+    var stored = TuneConfig(method: method)
+    let yaml = folder.appendingPathComponent("tune_config.yaml")
+    if let text = try? String(contentsOf: yaml, encoding: .utf8) {
+      try? stored.apply(yaml: text, source: yaml.path)
+    }
+    var record = RunRecord(
       task: task, method: method, folder: folder, testTop1: top1,
       validationTop1: validation?["top1"] as? Double ?? curve.max() ?? 0,
       testTop5: test["top5"] as? Double ?? 0, testMeanPerClass: meanPerClass(test, top1: top1),
@@ -109,6 +117,8 @@ public struct RunRecord: Sendable {
       peakRSSMiB: Double(summary["peak_rss_bytes"] as? Int ?? 0) / 1_048_576,
       validationCurve: curve, confusion: test["confusion"] as? [[Int]] ?? [],
       testPredictions: predictions)
+    record.trainedOnValidation = stored.trainOn == .trainAndValidation
+    return record
   }
 
   /// The entry of a sweep's `summary.json` (top-1 as a fraction; `test_voted_*` when the run

@@ -107,6 +107,9 @@ final class CommandLineTests: XCTestCase {
     var stored = TuneConfig(method: "linear")
     try stored.apply(yaml: yaml, source: "tune_config.yaml")
     XCTAssertEqual(stored.trainOn, .trainAndValidation)
+    // The report says that the validation curves show fit (the runs trained on validation).
+    let page = try String(contentsOf: out.appendingPathComponent("report.html"), encoding: .utf8)
+    XCTAssertTrue(page.contains("curves show fit, not generalisation"))
     // Each recorded choice is what the run used: setting it again changes nothing.
     for setting in try XCTUnwrap(DemoChoices.mnist["linear"]) {
       var again = stored
