@@ -152,6 +152,13 @@ final class HDF5Tests: XCTestCase {
       .standardized
     XCTAssertTrue(FileManager.default.fileExists(atPath: damaged.path), damaged.path)
     _ = try? PointCloudSet.read(contentsOf: damaged)
+    // A file for which libhdf5 asks malloc for 10^18 bytes (found by the fuzzer): a named
+    // error, not a crash.
+    let huge = damaged.deletingLastPathComponent()
+      .appendingPathComponent("huge-cache-allocation.h5")
+    XCTAssertThrowsError(try PointCloudSet.read(contentsOf: huge)) {
+      XCTAssertTrue("\($0)".hasPrefix(huge.path), "\($0)")
+    }
     XCTAssertEqual(HDF5File.openObjectCount, 0)
   }
 }
