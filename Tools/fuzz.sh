@@ -22,10 +22,11 @@ ci_runs=${2:-2000}
 shift $(( $# >= 2 ? 2 : 1 ))
 targets=(safetensors npz npy image pnm idx csv yaml timm-config pcd ply off obj modelnet point-npy
   hdf5 lzf coco coco-eval voc caption-scores tokenizer-json bpe-files bpe gpt2-config clips video)
+# What every run allows one input: time, memory in all and in one allocation.
+limits=(-timeout=10 -rss_limit_mb=4096 -malloc_limit_mb=2048)
 # Inputs are at most this long (libFuzzer also cuts longer seeds to it): every parser's
-# structure fits, and short inputs run fast. The BPE round trip, whose cost grows faster than
-# its input, gets less; the two-file targets more, so that their seed pairs (up to 23 KiB)
-# reach the second file.
+# structure fits, the two-file targets' seed pairs (up to 28 KiB) reach their second file, and
+# short inputs run fast. The BPE round trip, whose cost grows faster than its input, gets less.
 max_len_of() {
   case $1 in
     bpe) echo 8192 ;;
@@ -144,8 +145,7 @@ run_one() {
   seeds=$(seed "$t")
   echo "== $t: $seconds s (seeds $(ls "$seeds" | wc -l))" >&2
   GRAFT_FUZZ_TARGET=$t "$binary" "$corpus" "$seeds" -max_total_time="$seconds" \
-    -max_len="$(max_len_of "$t")" -timeout=10 -rss_limit_mb=4096 -malloc_limit_mb=2048 -print_final_stats=1 \
-    -artifact_prefix="$findings/" "$@"
+    "${limits[@]}" -max_len="$(max_len_of "$t")" -print_final_stats=1 -artifact_prefix="$findings/" "$@"
 }
 
 # CI's check: each target for a fixed number of inputs grown from the seeds alone (no saved
@@ -155,8 +155,7 @@ ci_one() {
   mkdir -p "$findings"
   scratch=$(mktemp -d)
   GRAFT_FUZZ_TARGET=$t "$binary" "$scratch" "$(seed "$t")" -runs="$runs" -seed=1 \
-    -max_len="$(max_len_of "$t")" -timeout=10 -rss_limit_mb=4096 -malloc_limit_mb=2048 \
-    -artifact_prefix="$findings/" >"$findings/ci.log" 2>&1
+    "${limits[@]}" -max_len="$(max_len_of "$t")" -artifact_prefix="$findings/" >"$findings/ci.log" 2>&1
   local status=$?
   rm -rf "$scratch"
   echo "$t: $(grep -o 'Done [0-9]* runs' "$findings/ci.log" || echo "FAILED, see $findings/ci.log")" >&2

@@ -157,6 +157,12 @@ public enum AdapterCheckpoint {
       to: folder.appendingPathComponent(file))
   }
 
+  /// The hash of the tensors file of the adapter folder `folder`: what a run started from it
+  /// (`--init-from`) records, so that a sweep notices a source that was trained again.
+  public static func tensorsHash(_ folder: URL) throws -> String {
+    try FNV1a64.file(folder.appendingPathComponent(weightsFile))
+  }
+
   /// Reads `adapter_config.json` of `folder`.
   public static func readConfig(_ folder: URL) throws -> AdapterConfig {
     let url = folder.appendingPathComponent(configFile)

@@ -169,19 +169,9 @@ public final class DetectionTrainer {
       return "every tensor of the detection run \(folder.path)"
     }
     // A classifier: the method's tensors the detector trains (not its classification head).
-    let wanted = model.method.trainableTensors() + model.method.stateBuffers
-    let missing = wanted.map(\.name).filter { state[$0] == nil }
-    let misshaped = wanted.compactMap { name, t -> StateDictError.Mismatch? in
-      guard let v = state[name], v.shape != t.shape else { return nil }
-      return .init(name: name, expected: t.shape, got: v.shape)
-    }
-    guard missing.isEmpty, misshaped.isEmpty else {
-      throw StateDictError(missing: missing, unexpected: [], misshaped: misshaped, source: url.path)
-    }
-    withNoGrad {
-      for (name, t) in wanted { t.assign(state[name]!) }
-    }
-    let left = state.keys.filter { name in !wanted.contains { $0.name == name } }.count
+    let wanted = Set(model.method.checkpointTensors().map(\.name))
+    try model.method.loadTrainableState(state, source: url.path, where: wanted.contains)
+    let left = state.keys.filter { !wanted.contains($0) }.count
     return "\(wanted.count) tensors of the \(config.method) run \(folder.path) (its "
       + "\(left) other tensors, the classification head, left out; pyramid and head fresh)"
   }

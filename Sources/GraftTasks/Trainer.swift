@@ -357,28 +357,15 @@ public final class Trainer {
       }
       return note
     }
-    let wanted = method.checkpointTensors().filter { !method.isClassifierTensor($0.name) }
-    let missing = wanted.map(\.name).filter { state[$0] == nil }
-    let unexpected = state.keys.filter { name in
-      !method.isClassifierTensor(name) && !wanted.contains { $0.name == name }
-    }.sorted()
-    let misshaped = wanted.compactMap { name, t -> StateDictError.Mismatch? in
-      guard let v = state[name], v.shape != t.shape else { return nil }
-      return .init(name: name, expected: t.shape, got: v.shape)
-    }
-    guard missing.isEmpty, unexpected.isEmpty, misshaped.isEmpty else {
-      throw StateDictError(
-        missing: missing, unexpected: unexpected, misshaped: misshaped, source: url.path)
-    }
-    withNoGrad {
-      for (name, t) in wanted { t.assign(state[name]!) }
-    }
+    let methodTensors = { [method] (name: String) in !method.isClassifierTensor(name) }
+    try method.loadTrainableState(state, source: url.path, where: methodTensors)
     initialisation = (folder.path, freshHead)
     let why =
       freshHead
       ? "--fresh-head"
       : "it has \(adapter.numClasses) classes, this data \(classNames.count)"
-    return "the \(wanted.count) method tensors of \(folder.path); the head starts fresh (\(why))"
+    let taken = method.checkpointTensors().filter { methodTensors($0.name) }.count
+    return "the \(taken) method tensors of \(folder.path); the head starts fresh (\(why))"
   }
 
   /// The `--dry-run --json` report: method, trainable and backbone element counts, and every
@@ -629,9 +616,8 @@ public final class Trainer {
     if let initialisation {
       run["init_from"] = initialisation.folder
       run["fresh_head"] = initialisation.freshHead
-      run["init_from_hash"] = try FNV1a64.file(
-        URL(fileURLWithPath: initialisation.folder)
-          .appendingPathComponent(AdapterCheckpoint.weightsFile))
+      run["init_from_hash"] = try AdapterCheckpoint.tensorsHash(
+        URL(fileURLWithPath: initialisation.folder))
     }
     try AtomicFile.write(
       Data((try jsonLine(run) + "\n").utf8), to: paths.folder.appendingPathComponent("run.json"))

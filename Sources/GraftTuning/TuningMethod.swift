@@ -261,14 +261,18 @@ open class TuningMethod: Module, BackboneHooks {
     return out
   }
 
-  /// Loads the checkpoint tensors (the trainable ones and `stateBuffers`) by name. Every such
-  /// name must be present with its shape and nothing else may be: otherwise `StateDictError`
-  /// (naming `source`), and nothing is changed.
-  public func loadTrainableState(_ state: [String: Tensor], source: String? = nil) throws {
-    let targets = checkpointTensors()
+  /// Loads the checkpoint tensors (the trainable ones and `stateBuffers`) by name, those whose
+  /// name passes `include` (all by default): each such name must be present with its shape, and
+  /// no other name that passes `include` may be (names that do not are ignored): otherwise
+  /// `StateDictError` (naming `source`), and nothing is changed.
+  public func loadTrainableState(
+    _ state: [String: Tensor], source: String? = nil,
+    where include: (String) -> Bool = { _ in true }
+  ) throws {
+    let targets = checkpointTensors().filter { include($0.name) }
     let known = Set(targets.map(\.name))
     let missing = targets.map(\.name).filter { state[$0] == nil }
-    let unexpected = state.keys.filter { !known.contains($0) }.sorted()
+    let unexpected = state.keys.filter { include($0) && !known.contains($0) }.sorted()
     var misshaped: [StateDictError.Mismatch] = []
     for (name, t) in targets {
       if let v = state[name], v.shape != t.shape {

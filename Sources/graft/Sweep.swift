@@ -175,14 +175,8 @@ struct SweepRunner {
     guard object?["init_from"] as? String == initFrom else { return true }
     guard let initFrom else { return false }
     return object?["fresh_head"] as? Bool != freshHead
-      || object?["init_from_hash"] as? String != Self.adapterHash(initFrom)
-  }
-
-  /// The hash of the tensors of the adapter folder `folder` (nil when it has none): what a run
-  /// started from it records, so that a source run that was redone is noticed.
-  static func adapterHash(_ folder: String) -> String? {
-    try? FNV1a64.file(
-      URL(fileURLWithPath: folder).appendingPathComponent(AdapterCheckpoint.weightsFile))
+      || object?["init_from_hash"] as? String
+        != (try? AdapterCheckpoint.tensorsHash(URL(fileURLWithPath: initFrom)))
   }
 
   /// Runs this executable with `arguments`; its standard error passes through, its standard
