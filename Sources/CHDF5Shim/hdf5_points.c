@@ -1,10 +1,23 @@
+#define _GNU_SOURCE
 #include "hdf5_points.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <hdf5.h>
+
+// Held around every libhdf5 call in this process and around fork, so that a child never starts
+// while another thread is inside libhdf5 (its locks and caches would be copied half-updated).
+static pthread_mutex_t library_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void set_message(char *message, const char *format, const char *name) {
   if (message == NULL) return;
@@ -24,7 +37,7 @@ static int quiet_start(char *message) {
 
 void gh5_free(void *pointer) { free(pointer); }
 
-gh5_status gh5_open(const char *path, int64_t *file, char *message) {
+static gh5_status open_file(const char *path, int64_t *file, char *message) {
   if (!quiet_start(message)) return GH5_OPEN_FAILED;
   FILE *probe = fopen(path, "rb");
   if (probe == NULL) {
@@ -46,7 +59,7 @@ gh5_status gh5_open(const char *path, int64_t *file, char *message) {
   return GH5_OK;
 }
 
-gh5_status gh5_create_memory(int64_t *file, char *message) {
+static gh5_status create_memory(int64_t *file, char *message) {
   if (!quiet_start(message)) return GH5_OPEN_FAILED;
   hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
   if (fapl < 0 || H5Pset_fapl_core(fapl, 1 << 16, 0) < 0) {
@@ -64,13 +77,29 @@ gh5_status gh5_create_memory(int64_t *file, char *message) {
   return GH5_OK;
 }
 
+gh5_status gh5_create_memory(int64_t *file, char *message) {
+  pthread_mutex_lock(&library_lock);
+  gh5_status status = create_memory(file, message);
+  pthread_mutex_unlock(&library_lock);
+  return status;
+}
+
 int64_t gh5_open_object_count(void) {
-  return (int64_t)H5Fget_obj_count((hid_t)H5F_OBJ_ALL, H5F_OBJ_ALL);
+  pthread_mutex_lock(&library_lock);
+  int64_t count = (int64_t)H5Fget_obj_count((hid_t)H5F_OBJ_ALL, H5F_OBJ_ALL);
+  pthread_mutex_unlock(&library_lock);
+  return count;
+}
+
+static void close_file(int64_t file) {
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+  if (file >= 0) H5Fclose((hid_t)file);
 }
 
 void gh5_close(int64_t file) {
-  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-  if (file >= 0) H5Fclose((hid_t)file);
+  pthread_mutex_lock(&library_lock);
+  close_file(file);
+  pthread_mutex_unlock(&library_lock);
 }
 
 // Opens a dataset at the root, distinguishing "missing" from "not a dataset".
@@ -100,7 +129,8 @@ static gh5_status open_dataset(int64_t file, const char *name, hid_t *out, char 
   return GH5_OK;
 }
 
-gh5_status gh5_info(int64_t file, const char *name, gh5_dataset_info *info, char *message) {
+static gh5_status dataset_info(
+    int64_t file, const char *name, gh5_dataset_info *info, char *message) {
   hid_t dataset;
   gh5_status status = open_dataset(file, name, &dataset, message);
   if (status != GH5_OK) return status;
@@ -150,7 +180,7 @@ static gh5_status read_all(
     int64_t file, const char *name, hid_t memory_type, void *out, uint64_t count,
     char *message) {
   gh5_dataset_info info;
-  gh5_status status = gh5_info(file, name, &info, message);
+  gh5_status status = dataset_info(file, name, &info, message);
   if (status != GH5_OK) return status;
   uint64_t elements = 1;
   for (int i = 0; i < info.rank; i++) elements *= info.dims[i];
@@ -175,15 +205,10 @@ static gh5_status read_all(
   return GH5_OK;
 }
 
-gh5_status gh5_read_float(
-    int64_t file, const char *name, float *out, uint64_t count, char *message) {
-  return read_all(file, name, H5T_NATIVE_FLOAT, out, count, message);
-}
-
-gh5_status gh5_read_int64(
+static gh5_status read_int64(
     int64_t file, const char *name, int64_t *out, uint64_t count, char *message) {
   gh5_dataset_info info;
-  gh5_status status = gh5_info(file, name, &info, message);
+  gh5_status status = dataset_info(file, name, &info, message);
   if (status != GH5_OK) return status;
   if (info.type_class != GH5_CLASS_INTEGER) {
     set_message(message, "dataset '%s' does not hold integers", name);
@@ -192,7 +217,7 @@ gh5_status gh5_read_int64(
   return read_all(file, name, H5T_NATIVE_INT64, out, count, message);
 }
 
-gh5_status gh5_write(
+static gh5_status write_dataset(
     int64_t file, const char *name, gh5_type type, int rank, const uint64_t *dims,
     const void *data, int gzip_level, char *message) {
   if (!quiet_start(message)) return GH5_OPEN_FAILED;
@@ -239,7 +264,16 @@ done:
   return status;
 }
 
-gh5_status gh5_image(int64_t file, uint8_t **out, size_t *size, char *message) {
+gh5_status gh5_write(
+    int64_t file, const char *name, gh5_type type, int rank, const uint64_t *dims,
+    const void *data, int gzip_level, char *message) {
+  pthread_mutex_lock(&library_lock);
+  gh5_status status = write_dataset(file, name, type, rank, dims, data, gzip_level, message);
+  pthread_mutex_unlock(&library_lock);
+  return status;
+}
+
+static gh5_status file_image(int64_t file, uint8_t **out, size_t *size, char *message) {
   if (!quiet_start(message)) return GH5_OPEN_FAILED;
   if (H5Fflush((hid_t)file, H5F_SCOPE_GLOBAL) < 0) {
     set_message(message, "%s", "flushing the in-memory HDF5 file failed");
@@ -263,4 +297,182 @@ gh5_status gh5_image(int64_t file, uint8_t **out, size_t *size, char *message) {
   *out = buffer;
   *size = (size_t)length;
   return GH5_OK;
+}
+
+gh5_status gh5_image(int64_t file, uint8_t **out, size_t *size, char *message) {
+  pthread_mutex_lock(&library_lock);
+  gh5_status status = file_image(file, out, size, message);
+  pthread_mutex_unlock(&library_lock);
+  return status;
+}
+
+// ---- Files from disk, read in a child process ----
+
+// What a child does with the file.
+typedef enum { JOB_CHECK, JOB_INFO, JOB_READ_FLOAT, JOB_READ_INT64 } job_kind;
+
+// What a child sends back through the pipe; the data of a read goes through a shared mapping.
+typedef struct {
+  int32_t status;
+  char message[GH5_MESSAGE_CAPACITY];
+  gh5_dataset_info info;
+} child_reply;
+
+static int write_fully(int fd, const void *data, size_t size) {
+  const char *bytes = data;
+  while (size > 0) {
+    ssize_t n = write(fd, bytes, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return 0;
+    bytes += n;
+    size -= (size_t)n;
+  }
+  return 1;
+}
+
+// Reads up to `size` bytes, stopping early only at end of file or an error; returns the count.
+static size_t read_fully(int fd, void *data, size_t size) {
+  char *bytes = data;
+  size_t done = 0;
+  while (done < size) {
+    ssize_t n = read(fd, bytes + done, size - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    done += (size_t)n;
+  }
+  return done;
+}
+
+// The child's whole life: never returns. `out` is a mapping shared with the parent.
+static void run_child(
+    int fd, job_kind kind, const char *path, const char *name, void *out, uint64_t count) {
+  // A crash ends the child by its signal, which the parent reports; handlers the parent
+  // installed (a sanitizer's, a fuzzer's) must not run here as if the parent had crashed.
+  const int crash_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP};
+  for (size_t i = 0; i < sizeof(crash_signals) / sizeof(crash_signals[0]); i++)
+    signal(crash_signals[i], SIG_DFL);
+  child_reply reply;
+  memset(&reply, 0, sizeof(reply));
+  int64_t file = -1;
+  gh5_status status = open_file(path, &file, reply.message);
+  if (status == GH5_OK) {
+    switch (kind) {
+      case JOB_CHECK: break;
+      case JOB_INFO: status = dataset_info(file, name, &reply.info, reply.message); break;
+      case JOB_READ_FLOAT:
+        status = read_all(file, name, H5T_NATIVE_FLOAT, out, count, reply.message);
+        break;
+      case JOB_READ_INT64: status = read_int64(file, name, out, count, reply.message); break;
+    }
+    close_file(file);
+  }
+  reply.status = (int32_t)status;
+  _exit(write_fully(fd, &reply, sizeof(reply)) ? 0 : 1);
+}
+
+static const char *signal_name(int signal_number) {
+  switch (signal_number) {
+    case SIGSEGV: return "a segmentation fault";
+    case SIGBUS: return "a bus error";
+    case SIGFPE: return "an arithmetic fault";
+    case SIGILL: return "an illegal instruction";
+    case SIGABRT: return "an abort";
+    case SIGKILL: return "SIGKILL (out of memory?)";
+    default: return "a signal";
+  }
+}
+
+// Runs `kind` on the file at `path` in a child process and collects its reply; `out` receives
+// `count` elements of `element_size` bytes for the reads.
+static gh5_status run_in_child(
+    job_kind kind, const char *path, const char *name, gh5_dataset_info *info, void *out,
+    uint64_t count, size_t element_size, char *message) {
+  if (count > SIZE_MAX / 16) {
+    set_message(message, "dataset '%s' is too large", name);
+    return GH5_OUT_OF_MEMORY;
+  }
+  // The child reads straight into pages it shares with this process.
+  size_t bytes = (size_t)count * element_size;
+  void *shared = NULL;
+  if (bytes > 0) {
+    shared = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (shared == MAP_FAILED) {
+      set_message(message, "no memory for dataset '%s'", name);
+      return GH5_OUT_OF_MEMORY;
+    }
+  }
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) {
+    if (shared != NULL) munmap(shared, bytes);
+    set_message(message, "cannot start a process to read the file (pipe: %s)", strerror(errno));
+    return GH5_SPAWN_FAILED;
+  }
+  pthread_mutex_lock(&library_lock);
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(fds[0]);
+    run_child(fds[1], kind, path, name, shared, count);
+  }
+  int fork_error = errno;
+  pthread_mutex_unlock(&library_lock);
+  close(fds[1]);
+  if (pid < 0) {
+    close(fds[0]);
+    if (shared != NULL) munmap(shared, bytes);
+    set_message(message, "cannot start a process to read the file (fork: %s)",
+                strerror(fork_error));
+    return GH5_SPAWN_FAILED;
+  }
+  child_reply reply;
+  int complete = read_fully(fds[0], &reply, sizeof(reply)) == sizeof(reply);
+  close(fds[0]);
+  int wait_status = 0;
+  pid_t waited;
+  do {
+    waited = waitpid(pid, &wait_status, 0);
+  } while (waited < 0 && errno == EINTR);
+  if (waited == pid && WIFSIGNALED(wait_status)) {
+    if (shared != NULL) munmap(shared, bytes);
+    snprintf(message, GH5_MESSAGE_CAPACITY,
+             "libhdf5 crashed reading the file (%s in the reading process): the file is damaged",
+             signal_name(WTERMSIG(wait_status)));
+    return GH5_CRASHED;
+  }
+  if (!complete || (waited == pid && (!WIFEXITED(wait_status) || WEXITSTATUS(wait_status) != 0))) {
+    if (shared != NULL) munmap(shared, bytes);
+    snprintf(message, GH5_MESSAGE_CAPACITY,
+             "libhdf5 stopped reading the file (the reading process exited with status %d): "
+             "the file is damaged",
+             waited == pid && WIFEXITED(wait_status) ? WEXITSTATUS(wait_status) : -1);
+    return GH5_CRASHED;
+  }
+  if (shared != NULL) {
+    if (reply.status == GH5_OK) memcpy(out, shared, bytes);
+    munmap(shared, bytes);
+  }
+  if (message != NULL) {
+    memcpy(message, reply.message, GH5_MESSAGE_CAPACITY);
+    message[GH5_MESSAGE_CAPACITY - 1] = '\0';
+  }
+  if (info != NULL) *info = reply.info;
+  return (gh5_status)reply.status;
+}
+
+gh5_status gh5_file_check(const char *path, char *message) {
+  return run_in_child(JOB_CHECK, path, "", NULL, NULL, 0, 0, message);
+}
+
+gh5_status gh5_file_info(
+    const char *path, const char *name, gh5_dataset_info *info, char *message) {
+  return run_in_child(JOB_INFO, path, name, info, NULL, 0, 0, message);
+}
+
+gh5_status gh5_file_read_float(
+    const char *path, const char *name, float *out, uint64_t count, char *message) {
+  return run_in_child(JOB_READ_FLOAT, path, name, NULL, out, count, sizeof(float), message);
+}
+
+gh5_status gh5_file_read_int64(
+    const char *path, const char *name, int64_t *out, uint64_t count, char *message) {
+  return run_in_child(JOB_READ_INT64, path, name, NULL, out, count, sizeof(int64_t), message);
 }

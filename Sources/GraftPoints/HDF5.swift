@@ -20,15 +20,16 @@ public struct HDF5DatasetInfo: Sendable, Equatable {
   public var count: Int { shape.reduce(1, *) }
 }
 
-/// An HDF5 file opened read-only through libhdf5, for reading whole numeric datasets at its root.
+/// An HDF5 file read through libhdf5, for reading whole numeric datasets at its root.
 ///
-/// Every dataset's claimed size is checked against the file's size before anything is allocated,
-/// and a dataset that was never written (HDF5 would return fill values) is refused rather than read
-/// as zeros.
+/// libhdf5 runs in a short-lived child process for every call (open, describe, read), because
+/// libhdf5 1.10 crashes on some damaged files (a null pointer inside `H5Fopen`); such a file
+/// gives a `PointFileError` naming it, and the caller lives on. Every dataset's claimed size is
+/// checked against the file's size before anything is allocated, and a dataset that was never
+/// written (HDF5 would return fill values) is refused rather than read as zeros.
 public final class HDF5File {
   /// The file's path.
   public let path: String
-  private let handle: Int64
   private let fileSize: Int
 
   /// Opens the HDF5 file at `url`.
@@ -42,17 +43,13 @@ public final class HDF5File {
       let size = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int
     else { throw PointFileError(.readFailed, path: path, "not a readable file") }
     fileSize = size
-    var h: Int64 = -1
     var message = [CChar](repeating: 0, count: Int(GH5_MESSAGE_CAPACITY))
-    let status = gh5_open(path, &h, &message)
+    let status = gh5_file_check(path, &message)
     guard status == GH5_OK else { throw HDF5File.error(status, message, path: path) }
-    handle = h
   }
 
-  deinit { gh5_close(handle) }
-
   /// HDF5 objects open in this process (files, datasets, dataspaces, types): 0 when every
-  /// `HDF5File` and `HDF5Writer` is gone, which tests check after good and damaged files.
+  /// `HDF5Writer` is gone (an `HDF5File` opens nothing here), which tests check.
   public static var openObjectCount: Int { Int(gh5_open_object_count()) }
 
   static func error(_ status: gh5_status, _ message: [CChar], path: String) -> PointFileError {
@@ -66,6 +63,8 @@ public final class HDF5File {
       case GH5_BAD_DATASET: .unsupported
       case GH5_READ_FAILED: .corruptData
       case GH5_OUT_OF_MEMORY: .tooLarge
+      case GH5_CRASHED: .corruptData
+      case GH5_SPAWN_FAILED: .readFailed
       case GH5_INVALID_ARGUMENT: .invalidWrite
       default: .writeFailed
       }
@@ -76,7 +75,7 @@ public final class HDF5File {
   public func info(_ name: String) throws -> HDF5DatasetInfo? {
     var raw = gh5_dataset_info()
     var message = [CChar](repeating: 0, count: Int(GH5_MESSAGE_CAPACITY))
-    let status = gh5_info(handle, name, &raw, &message)
+    let status = gh5_file_info(path, name, &raw, &message)
     if status == GH5_MISSING { return nil }
     guard status == GH5_OK else { throw HDF5File.error(status, message, path: path) }
     let dims = withUnsafeBytes(of: raw.dims) { Array($0.bindMemory(to: UInt64.self)) }
@@ -143,7 +142,7 @@ public final class HDF5File {
     var values = [Float](repeating: 0, count: info.count)
     var message = [CChar](repeating: 0, count: Int(GH5_MESSAGE_CAPACITY))
     let status = values.withUnsafeMutableBufferPointer {
-      gh5_read_float(handle, name, $0.baseAddress, UInt64(info.count), &message)
+      gh5_file_read_float(path, name, $0.baseAddress, UInt64(info.count), &message)
     }
     guard status == GH5_OK else { throw HDF5File.error(status, message, path: path) }
     return (info.shape, values)
@@ -168,7 +167,7 @@ public final class HDF5File {
     var values = [Int64](repeating: 0, count: info.count)
     var message = [CChar](repeating: 0, count: Int(GH5_MESSAGE_CAPACITY))
     let status = values.withUnsafeMutableBufferPointer {
-      gh5_read_int64(handle, name, $0.baseAddress, UInt64(info.count), &message)
+      gh5_file_read_int64(path, name, $0.baseAddress, UInt64(info.count), &message)
     }
     guard status == GH5_OK else { throw HDF5File.error(status, message, path: path) }
     return (info.shape, values.map { Int($0) })
