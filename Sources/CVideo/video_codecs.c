@@ -696,6 +696,10 @@ gv_status gv_writer_open(
     snprintf(value, sizeof value, "%d", crf);
     av_dict_set(&options, "crf", value, 0);
     av_dict_set(&options, "preset", "medium", 0);
+    // Macroblock-tree rate control reads memory libx264 never wrote, so the same frames gave
+    // different bytes from run to run (and a model trained on them learned differently):
+    // without it the output depends on the frames alone (CaptionedClipsTests).
+    av_dict_set(&options, "x264-params", "mbtree=0", 0);
   } else {
     w->codec->qmin = w->codec->qmax = 2 + crf / 6;
   }

@@ -2,8 +2,9 @@ import CVideo
 import Foundation
 
 /// Writes RGB frames as an H.264 video (libx264 through FFmpeg's libavcodec, yuv420p; the
-/// container from the file's extension, MP4 with its index first). Single-threaded encoding, so
-/// the same frames give the same bytes.
+/// container from the file's extension, MP4 with its index first). Single-threaded encoding
+/// without macroblock-tree rate control (which reads memory libx264 never wrote), so the same
+/// frames give the same bytes, whatever the process did before.
 public final class VideoWriter {
   /// The file being written.
   public let url: URL

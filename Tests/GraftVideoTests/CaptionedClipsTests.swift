@@ -41,6 +41,41 @@ final class CaptionedClipsTests: XCTestCase {
       try VideoWriter(url: folder.appendingPathComponent("odd.mp4"), width: 63, height: 48, fps: 8))
   }
 
+  /// The same frames give the same bytes whatever the heap held before: libx264's
+  /// macroblock-tree rate control read memory it never wrote, so clips of `graft data prepare
+  /// clips` differed from run to run (and so did what a model trained on them learned) until
+  /// the writer turned it off. Freed memory is filled with a different pattern before each
+  /// write, as another process's history would leave it.
+  func testWriterBytesDoNotDependOnTheHeap() throws {
+    let folder = try VideoFixtures.temporaryFolder(self)
+    var shape = [UInt8](repeating: 0, count: 28 * 28)
+    for r in 3..<25 { for c in 6..<22 { shape[r * 28 + c] = UInt8(90 + (r * 13 + c * 7) % 160) } }
+    let items = [
+      ClipSetGenerator.Item(pixels: shape, noun: "bag"),
+      ClipSetGenerator.Item(pixels: shape.reversed(), noun: "digit 5"),
+    ]
+    let options = ClipSetGenerator.Options()
+    for index in 0..<ClipSetGenerator.actions.count {
+      let clip = ClipSetGenerator.clip(index, items: items, options: options)
+      var written: [Data] = []
+      for pattern in [0x00, 0xA5, 0x3C] as [Int32] {
+        for size in stride(from: 64, through: 1 << 16, by: 509) {
+          let block = malloc(size)!
+          memset(block, pattern, size)
+          free(block)
+        }
+        let url = folder.appendingPathComponent("clip\(index)-\(pattern).mp4")
+        let writer = try VideoWriter(
+          url: url, width: options.size, height: options.size, fps: options.fps)
+        for frame in clip.frames { try writer.append(frame) }
+        try writer.finish()
+        written.append(try Data(contentsOf: url))
+      }
+      XCTAssertEqual(written[0], written[1], "clip \(index)")
+      XCTAssertEqual(written[0], written[2], "clip \(index)")
+    }
+  }
+
   /// Each action does what its label says to the items' pixels; captions name the item.
   func testClipsShowTheirActions() {
     // An L-shaped item, so a quarter turn changes it.

@@ -127,7 +127,9 @@ void gv_close(gv_reader *reader);
 typedef struct gv_writer gv_writer;
 
 /// Creates `path` (container from its extension: .mp4, .mkv, ...) with one H.264 stream
-/// (libx264 through libavcodec, yuv420p, single-threaded so the bytes are reproducible;
+/// (libx264 through libavcodec, yuv420p, single-threaded and without
+/// macroblock-tree rate control, which reads memory libx264 never wrote, so the same frames give
+/// the same bytes;
 /// MPEG-4 part 2 when this FFmpeg has no H.264 encoder) of `width` x `height` (even) frames at
 /// `fps`, quality `crf` (x264's scale, 0-51). On failure `*out` is NULL.
 gv_status gv_writer_open(
