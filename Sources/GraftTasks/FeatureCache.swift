@@ -429,14 +429,14 @@ final class FeatureCache {
     files[name] = opened
     let bytes = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int) ?? 0
     report[name] = [
-      "status": status, "file": url.path, "samples": opened.count, "bytes": bytes ?? 0,
+      "status": status, "file": url.path, "samples": opened.count, "bytes": bytes,
       "seconds": Date().timeIntervalSince(started),
     ]
     try writeRecord()
     log(
       String(
         format: "feature cache: %@ %@ (%d samples, %.1f MB) in %.1f s", status, name,
-        opened.count, Double(bytes ?? 0) / 1e6, Date().timeIntervalSince(started)))
+        opened.count, Double(bytes) / 1e6, Date().timeIntervalSince(started)))
     return opened
   }
 

@@ -51,7 +51,7 @@ enum DetectionRoute {
         throw ValidationError("\(yamlURL.path): missing or unreadable (not a run folder to resume)")
       }
       try cfg.apply(yaml: yaml, source: yamlURL.path)
-      try tune.checkResumeAgrees(
+      cfg = try tune.checkResumeAgrees(
         method: methodName, backbone: backboneRef, arch: nil, data: dataRef, config: cfg)
       let backbone = try TuneBackbone.load(backboneRef)
       let data = try DetectionTuneData.load(dataRef)
