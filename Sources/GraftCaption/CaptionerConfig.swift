@@ -35,6 +35,8 @@ public struct PLLaVAConfig: OptionTable, Codable, Equatable, Sendable {
   public var loraAlphaEval: Float?
   /// Dropout on the LoRA input while training.
   public var loraDropout: Float = 0.05
+  /// Which decoder layers carry LoRA: q and v of `c_attn` (PLLaVA), or every linear layer.
+  public var loraTargets = DecoderLoRATargets.qv
   /// Caption tokens at most (the end-of-text token not counted); longer captions are cut.
   public var maxTextTokens = 24
   /// Tokens a generated caption may have at most (end-of-text included).
@@ -74,6 +76,9 @@ public struct PLLaVAConfig: OptionTable, Codable, Equatable, Sendable {
       "lora_alpha_eval", \.loraAlphaEvalText,
       "LoRA alpha at generation (PLLaVA's down-weighting); auto: lora_alpha"),
     .float("lora_dropout", \.loraDropout, in: 0...0.99, "dropout on the LoRA input in training"),
+    ConfigOption(
+      "lora_targets", \.loraTargets,
+      "decoder layers with LoRA: qv (q and v of c_attn, PLLaVA) or all (every linear layer)"),
     .int("max_text_tokens", \.maxTextTokens, in: 1...4096, "caption tokens at most in training"),
     .int("max_new_tokens", \.maxNewTokens, in: 1...4096, "tokens generated at most"),
     ConfigOption(

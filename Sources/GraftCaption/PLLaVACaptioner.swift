@@ -4,14 +4,16 @@ import Foundation
 /// encodes every sampled frame (tokens of block `layer`, −2 as PLLaVA), a trained projector
 /// MLP maps them to the decoder's width, adaptive pooling brings them to `pool` (t, h, w), and
 /// the pooled visual tokens go before the embedded caption as a prefix of a frozen GPT-2-layout
-/// decoder that carries LoRA on q and v of `c_attn`. The loss is the next-token loss of the
+/// decoder that carries LoRA on q and v of `c_attn` (or, with `lora_targets: all`, on every
+/// linear layer). The loss is the next-token loss of the
 /// caption tokens only (prefix and padding labelled −100).
 ///
 /// Modes (`PLLaVAConfig.mode`): `lora` trains the projector and the LoRA deltas, `projector`
 /// the projector alone, `full` the projector and every decoder weight. `PLLaVAConfig` documents
 /// how its defaults scale PLLaVA's down.
 ///
-/// Tensors (what a run folder stores): `projector.*`, in `lora` mode `lora.blocks.<i>.q|v.*`,
+/// Tensors (what a run folder stores): `projector.*`, in `lora` mode `lora.blocks.<i>.q|v.*`
+/// (`lora.blocks.<i>.c_attn|attn_c_proj|mlp_c_fc|mlp_c_proj.*` with `lora_targets: all`),
 /// in `full` mode `decoder.*` (Graft's layout of the decoder: projections held [out, in]).
 public final class PLLaVACaptioner: Module {
   /// The options.
@@ -81,7 +83,7 @@ public final class PLLaVACaptioner: Module {
       config.mode == .lora
       ? DecoderLoRA(
         decoder: model, rank: config.loraRank, alpha: config.loraAlpha,
-        dropout: config.loraDropout, generator: &generator) : nil
+        dropout: config.loraDropout, targets: config.loraTargets, generator: &generator) : nil
     super.init()
     model.freeze()
     if config.mode == .full { model.unfreeze() }

@@ -155,11 +155,57 @@ final class PLLaVACaptionerTests: XCTestCase {
     let before = lora.decoder.checkpointStateDict()
     let loss = lora.loss(frameTokens: tokens, captions: ["A square drifts upward"])
     loss.backward()
-    XCTAssertNotNil(lora.lora!.blocks[0].q.loraB.grad)
+    XCTAssertNotNil(lora.lora!.blocks[0].layer("q")!.loraB.grad)
     XCTAssertNotNil(lora.projector.linear1.weight.grad)
     XCTAssertTrue(lora.decoder.parameters().allSatisfy { $0.grad == nil })
     let after = lora.decoder.checkpointStateDict()
     for (name, t) in before { XCTAssertEqual(t.scalars, after[name]!.scalars, name) }
+  }
+
+  /// `lora_targets: all` puts a delta on every linear layer of every block, and the adapted
+  /// decoder computes what the decoder with `W + (alpha / r)·B·A` merged into each weight does
+  /// (PEFT's merge); `qv` keeps PLLaVA's two deltas per block.
+  func testLoRAOnEveryLinearLayerEqualsMergedWeights() throws {
+    let folder = try CaptionFixtures.temporaryFolder(self)
+    let decoderFolder = try CaptionFixtures.decoderFolder(in: folder)
+    let decoder = try CaptionDecoder.load(folder: decoderFolder)
+    var g = RandomGenerator(seed: 9)
+    let lora = DecoderLoRA(
+      decoder: decoder.model, rank: 4, alpha: 3, dropout: 0, targets: .all, generator: &g)
+    let (d, layers) = (decoder.model.width, decoder.model.depth)
+    let hidden = decoder.model.transformer.h[0].mlp.cFc.weight.shape[0]
+    XCTAssertEqual(lora.parameterCount, layers * 4 * (d + 3 * d + d + d + d + hidden + hidden + d))
+    XCTAssertEqual(
+      lora.blocks[0].layers.map(\.name), ["c_attn", "attn_c_proj", "mlp_c_fc", "mlp_c_proj"])
+    for block in lora.blocks {
+      for entry in block.layers {
+        entry.layer.loraB.assign(Tensor.randn(entry.layer.loraB.shape, std: 0.5, generator: &g))
+      }
+    }
+    let merged = try CaptionDecoder.load(folder: decoderFolder).model
+    for (i, block) in merged.transformer.h.enumerated() {
+      for (name, linear) in [
+        ("c_attn", block.attn.cAttn), ("attn_c_proj", block.attn.cProj),
+        ("mlp_c_fc", block.mlp.cFc), ("mlp_c_proj", block.mlp.cProj),
+      ] {
+        let delta = lora.blocks[i].layer(name)!
+        linear.weight.assign(linear.weight + delta.loraB.matmul(delta.loraA) * (3 / 4))
+      }
+    }
+    let ids = [[5, 17, 3, 42, 8, 11]]
+    let adapted = decoder.model.logits(.ids(ids), hooks: lora).scalars
+    let reference = merged.logits(.ids(ids)).scalars
+    let plain = decoder.model.logits(.ids(ids)).scalars
+    let scale = reference.map(abs).max()!
+    for (a, r) in zip(adapted, reference) { XCTAssertEqual(a, r, accuracy: 1e-4 * scale) }
+    XCTAssertGreaterThan(zip(plain, reference).map { abs($0 - $1) }.max()!, 1e-2 * scale)
+    // The option, and PLLaVA's default.
+    XCTAssertEqual(try PLLaVAConfig.parse(["lora_targets": "all"]).loraTargets, .all)
+    XCTAssertEqual(PLLaVAConfig().loraTargets, .qv)
+    XCTAssertThrowsError(try PLLaVAConfig.parse(["lora_targets": "mlp"]))
+    let qv = DecoderLoRA(decoder: decoder.model, rank: 4, alpha: 3, dropout: 0, generator: &g)
+    XCTAssertEqual(qv.blocks[0].layers.map(\.name), ["q", "v"])
+    XCTAssertEqual(qv.parameterCount, layers * 2 * 4 * (d + d))
   }
 
   func testLoRAScalesAtGenerationAndBadOptionsAreNamed() throws {
@@ -186,8 +232,8 @@ final class PLLaVACaptionerTests: XCTestCase {
       config: config, backbone: CaptionFixtures.backbone(), decoder: decoder, generator: &g)
     // Make the LoRA deltas large: with alpha_eval 0, generation equals the plain decoder's.
     for b in captioner.lora!.blocks {
-      b.q.loraB.assign(Tensor.randn(b.q.loraB.shape, std: 2, generator: &g))
-      b.v.loraB.assign(Tensor.randn(b.v.loraB.shape, std: 2, generator: &g))
+      b.layer("q")!.loraB.assign(Tensor.randn(b.layer("q")!.loraB.shape, std: 2, generator: &g))
+      b.layer("v")!.loraB.assign(Tensor.randn(b.layer("v")!.loraB.shape, std: 2, generator: &g))
     }
     let tokens = Tensor.randn([1, 8, 4, 4, 16], generator: &g)
     let prefix = withNoGrad { captioner.visualPrefix(tokens) }
