@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 
 /// Recycles large tensor buffers by exact byte size (ggml-alloc's idea, in its simplest form).
 ///
@@ -69,7 +68,21 @@ public final class BufferPool: Sendable {
       return out
     }
   }
-  private let state = Mutex(State())
+  /// `State` behind an `NSLock` (a pthread mutex), not the Synchronization module's `Mutex`:
+  /// on Linux ThreadSanitizer does not see `Mutex`'s locking and reports a race on everything
+  /// it guards (a ten-line program that only updates a struct under it from two threads is
+  /// reported too), which hid real races behind false ones.
+  private final class LockedState: @unchecked Sendable {
+    private let lock = NSLock()
+    private var state = State()
+
+    func withLock<R>(_ body: (inout State) throws -> R) rethrows -> R {
+      lock.lock()
+      defer { lock.unlock() }
+      return try body(&state)
+    }
+  }
+  private let state = LockedState()
 
   init(capacityBytes: Int, memoryLimitBytes: Int? = nil) {
     self.capacityBytes = capacityBytes
