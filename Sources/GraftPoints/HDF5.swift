@@ -31,6 +31,9 @@ public final class HDF5File {
   /// The file's path.
   public let path: String
   private let fileSize: Int
+  /// Datasets already described (nil: looked up, none of that name), so that reading one after
+  /// asking about it costs one child process, not two.
+  private var described: [String: HDF5DatasetInfo?] = [:]
 
   /// Opens the HDF5 file at `url`.
   public init(contentsOf url: URL) throws {
@@ -73,6 +76,13 @@ public final class HDF5File {
 
   /// The dataset `name` at the file's root, or nil when there is none.
   public func info(_ name: String) throws -> HDF5DatasetInfo? {
+    if let known = described[name] { return known }
+    let found = try describe(name)
+    described[name] = .some(found)
+    return found
+  }
+
+  private func describe(_ name: String) throws -> HDF5DatasetInfo? {
     var raw = gh5_dataset_info()
     var message = [CChar](repeating: 0, count: Int(GH5_MESSAGE_CAPACITY))
     let status = gh5_file_info(path, name, &raw, &message)
