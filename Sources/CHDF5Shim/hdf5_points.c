@@ -67,7 +67,12 @@ static gh5_status create_memory(int64_t *file, char *message) {
     set_message(message, "%s", "cannot set up an in-memory HDF5 file");
     return GH5_WRITE_FAILED;
   }
-  hid_t id = H5Fcreate("graft-in-memory.h5", H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+  // A name of its own: libhdf5 will not create a file while one of the same name is open, so
+  // a shared name failed a second writer alive at the same time. Called under library_lock.
+  static unsigned long long created = 0;
+  char name[64];
+  snprintf(name, sizeof name, "graft-in-memory-%llu.h5", ++created);
+  hid_t id = H5Fcreate(name, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
   H5Pclose(fapl);
   if (id < 0) {
     set_message(message, "%s", "cannot create an in-memory HDF5 file");

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import XCTest
 
 @testable import GraftPoints
@@ -47,6 +48,45 @@ final class HDF5Tests: XCTestCase {
     assertPointError(.indexOutOfRange, path: url.path, "cloud 3") {
       try PointFile.read(url, cloudIndex: 3)
     }
+  }
+
+  /// Reads fork a child process each; from several threads at once, while others build files
+  /// in memory through libhdf5 in this process (the shim's lock keeps a child from starting
+  /// while libhdf5 is mid-call here), every read gives the file's values. Writers alive at the
+  /// same time each get a file of their own (they shared one name, and the second failed).
+  func testReadsFromSeveralThreadsWhileOthersWrite() throws {
+    let url = try temporaryFolder(self).appendingPathComponent("ply_data_train1.h5")
+    do {
+      let writer = try HDF5Writer()
+      try writer.add("data", floats: positions(), shape: [clouds, points, 3], gzip: 2)
+      try writer.add("label", integers: [3, 1, 4], shape: [clouds, 1], type: .uint8)
+      try writer.write(to: url)
+    }
+    let expected = positions()
+    let others = (0..<4).map { positions(Float($0)) }
+    let shape = [clouds, points, 3]
+    let results = Mutex<[String]>([])
+    DispatchQueue.concurrentPerform(iterations: 8) { worker in
+      for round in 0..<4 {
+        do {
+          if worker % 2 == 0 {
+            let set = try PointCloudSet.read(contentsOf: url)
+            guard set.positions == expected, set.labels == [3, 1, 4] else {
+              results.withLock { $0.append("worker \(worker) round \(round): wrong values") }
+              continue
+            }
+          } else {
+            let w = try HDF5Writer()
+            try w.add("data", floats: others[round], shape: shape)
+            _ = try w.bytes()
+          }
+        } catch {
+          results.withLock { $0.append("worker \(worker) round \(round): \(error)") }
+        }
+      }
+    }
+    XCTAssertEqual(results.withLock { $0 }, [])
+    XCTAssertEqual(HDF5File.openObjectCount, 0)
   }
 
   func testReadsScanObjectNNLayoutCompressed() throws {
