@@ -436,24 +436,26 @@ static gh5_status run_in_child(
   do {
     waited = waitpid(pid, &wait_status, 0);
   } while (waited < 0 && errno == EINTR);
-  if (waited == pid && WIFSIGNALED(wait_status)) {
-    if (shared != NULL) munmap(shared, bytes);
-    snprintf(message, GH5_MESSAGE_CAPACITY,
-             "libhdf5 crashed reading the file (%s in the reading process): the file is damaged",
-             signal_name(WTERMSIG(wait_status)));
-    return GH5_CRASHED;
-  }
-  if (!complete || (waited == pid && (!WIFEXITED(wait_status) || WEXITSTATUS(wait_status) != 0))) {
-    if (shared != NULL) munmap(shared, bytes);
-    snprintf(message, GH5_MESSAGE_CAPACITY,
-             "libhdf5 stopped reading the file (the reading process exited with status %d): "
-             "the file is damaged",
-             waited == pid && WIFEXITED(wait_status) ? WEXITSTATUS(wait_status) : -1);
-    return GH5_CRASHED;
-  }
+  int crashed = waited == pid && WIFSIGNALED(wait_status);
+  int exited_cleanly =
+      complete && (waited != pid || (WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 0));
   if (shared != NULL) {
-    if (reply.status == GH5_OK) memcpy(out, shared, bytes);
+    if (exited_cleanly && reply.status == GH5_OK) memcpy(out, shared, bytes);
     munmap(shared, bytes);
+  }
+  if (crashed || !exited_cleanly) {
+    if (message == NULL) return GH5_CRASHED;
+    if (crashed)
+      snprintf(message, GH5_MESSAGE_CAPACITY,
+               "libhdf5 crashed reading the file (%s in the reading process): the file is "
+               "damaged",
+               signal_name(WTERMSIG(wait_status)));
+    else
+      snprintf(message, GH5_MESSAGE_CAPACITY,
+               "libhdf5 stopped reading the file (the reading process exited with status %d): "
+               "the file is damaged",
+               waited == pid && WIFEXITED(wait_status) ? WEXITSTATUS(wait_status) : -1);
+    return GH5_CRASHED;
   }
   if (message != NULL) {
     memcpy(message, reply.message, GH5_MESSAGE_CAPACITY);
