@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -313,20 +314,43 @@ gh5_status gh5_image(int64_t file, uint8_t **out, size_t *size, char *message) {
 
 // ---- Files from disk, read in a child process ----
 
-// What a child does with the file.
-typedef enum { JOB_CHECK, JOB_INFO, JOB_READ_FLOAT, JOB_READ_INT64 } job_kind;
+// What the parent asks of the child.
+typedef enum { REQUEST_INFO = 1, REQUEST_READ_FLOAT = 2, REQUEST_READ_INT64 = 3 } request_kind;
 
-// What a child sends back through the pipe; the data of a read goes through a shared mapping.
+typedef struct {
+  int32_t kind;
+  char name[GH5_NAME_CAPACITY];
+  /// Elements to read (the data goes through the reader's shared memory file).
+  uint64_t count;
+} child_request;
+
+// What the child answers: after opening the file, and after each request.
 typedef struct {
   int32_t status;
   char message[GH5_MESSAGE_CAPACITY];
   gh5_dataset_info info;
 } child_reply;
 
-static int write_fully(int fd, const void *data, size_t size) {
+struct gh5_reader {
+  // One request at a time.
+  pthread_mutex_t lock;
+  // The child, or -1 once it is reaped.
+  pid_t pid;
+  // This process's end of the socket pair the requests and replies travel through.
+  int socket;
+  // A memory file both processes map: the child reads a dataset into it, this process copies it
+  // out. Sized per read, emptied after.
+  int data;
+  // GH5_OK while the child lives; once it has died, what every later call returns.
+  gh5_status failure;
+  char failure_message[GH5_MESSAGE_CAPACITY];
+};
+
+static int send_fully(int fd, const void *data, size_t size) {
   const char *bytes = data;
   while (size > 0) {
-    ssize_t n = write(fd, bytes, size);
+    // MSG_NOSIGNAL: a child that has died must give an error here, not SIGPIPE.
+    ssize_t n = send(fd, bytes, size, MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return 0;
     bytes += n;
@@ -348,31 +372,60 @@ static size_t read_fully(int fd, void *data, size_t size) {
   return done;
 }
 
-// The child's whole life: never returns. `out` is a mapping shared with the parent.
-static void run_child(
-    int fd, job_kind kind, const char *path, const char *name, void *out, uint64_t count) {
+// Closes every descriptor above stderr except `a` and `b` (a < b): the child keeps no other
+// reader's socket open, so each reader's child sees its own parent go.
+static void close_other_descriptors(int a, int b) {
+  if (a > 3) close_range(3, (unsigned)a - 1, 0);
+  if (b > a + 1) close_range((unsigned)a + 1, (unsigned)b - 1, 0);
+  close_range((unsigned)b + 1, ~0U, 0);
+}
+
+// Serves one request: describes or reads the dataset it names.
+static gh5_status serve_request(
+    int64_t file, int data, const child_request *request, child_reply *reply) {
+  if (request->kind == REQUEST_INFO)
+    return dataset_info(file, request->name, &reply->info, reply->message);
+  size_t element_size = request->kind == REQUEST_READ_FLOAT ? sizeof(float) : sizeof(int64_t);
+  size_t bytes = (size_t)request->count * element_size;
+  void *out = NULL;
+  if (bytes > 0) {
+    out = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, data, 0);
+    if (out == MAP_FAILED) {
+      set_message(reply->message, "no memory for dataset '%s'", request->name);
+      return GH5_OUT_OF_MEMORY;
+    }
+  }
+  gh5_status status =
+      request->kind == REQUEST_READ_FLOAT
+          ? read_all(file, request->name, H5T_NATIVE_FLOAT, out, request->count, reply->message)
+          : read_int64(file, request->name, out, request->count, reply->message);
+  if (out != NULL) munmap(out, bytes);
+  return status;
+}
+
+// The child's whole life: opens the file, answers requests until this process closes its end
+// (or kills it), never returns.
+static void run_child(int socket, int data, const char *path) {
   // A crash ends the child by its signal, which the parent reports; handlers the parent
   // installed (a sanitizer's, a fuzzer's) must not run here as if the parent had crashed.
   const int crash_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP};
   for (size_t i = 0; i < sizeof(crash_signals) / sizeof(crash_signals[0]); i++)
     signal(crash_signals[i], SIG_DFL);
+  close_other_descriptors(socket < data ? socket : data, socket < data ? data : socket);
   child_reply reply;
   memset(&reply, 0, sizeof(reply));
   int64_t file = -1;
-  gh5_status status = open_file(path, &file, reply.message);
-  if (status == GH5_OK) {
-    switch (kind) {
-      case JOB_CHECK: break;
-      case JOB_INFO: status = dataset_info(file, name, &reply.info, reply.message); break;
-      case JOB_READ_FLOAT:
-        status = read_all(file, name, H5T_NATIVE_FLOAT, out, count, reply.message);
-        break;
-      case JOB_READ_INT64: status = read_int64(file, name, out, count, reply.message); break;
-    }
-    close_file(file);
+  reply.status = (int32_t)open_file(path, &file, reply.message);
+  if (!send_fully(socket, &reply, sizeof(reply)) || reply.status != GH5_OK) _exit(0);
+  child_request request;
+  while (read_fully(socket, &request, sizeof(request)) == sizeof(request)) {
+    request.name[GH5_NAME_CAPACITY - 1] = '\0';
+    memset(&reply, 0, sizeof(reply));
+    reply.status = (int32_t)serve_request(file, data, &request, &reply);
+    if (!send_fully(socket, &reply, sizeof(reply))) break;
   }
-  reply.status = (int32_t)status;
-  _exit(write_fully(fd, &reply, sizeof(reply)) ? 0 : 1);
+  close_file(file);
+  _exit(0);
 }
 
 static const char *signal_name(int signal_number) {
@@ -387,99 +440,179 @@ static const char *signal_name(int signal_number) {
   }
 }
 
-// Runs `kind` on the file at `path` in a child process and collects its reply; `out` receives
-// `count` elements of `element_size` bytes for the reads.
-static gh5_status run_in_child(
-    job_kind kind, const char *path, const char *name, gh5_dataset_info *info, void *out,
+// The child stopped answering: reaps it and records why, for this call and every later one.
+static gh5_status record_death(gh5_reader *reader) {
+  int wait_status = 0;
+  pid_t waited;
+  do {
+    waited = waitpid(reader->pid, &wait_status, 0);
+  } while (waited < 0 && errno == EINTR);
+  reader->pid = -1;
+  reader->failure = GH5_CRASHED;
+  if (waited >= 0 && WIFSIGNALED(wait_status))
+    snprintf(reader->failure_message, GH5_MESSAGE_CAPACITY,
+             "libhdf5 crashed reading the file (%s in the reading process): the file is damaged",
+             signal_name(WTERMSIG(wait_status)));
+  else
+    snprintf(reader->failure_message, GH5_MESSAGE_CAPACITY,
+             "libhdf5 stopped reading the file (the reading process exited with status %d): "
+             "the file is damaged",
+             waited >= 0 && WIFEXITED(wait_status) ? WEXITSTATUS(wait_status) : -1);
+  return GH5_CRASHED;
+}
+
+static void copy_message(char *message, const char *text) {
+  if (message == NULL) return;
+  memcpy(message, text, GH5_MESSAGE_CAPACITY);
+  message[GH5_MESSAGE_CAPACITY - 1] = '\0';
+}
+
+void gh5_reader_close(gh5_reader *reader) {
+  if (reader == NULL) return;
+  if (reader->socket >= 0) close(reader->socket);
+  // Killed rather than asked to leave: it holds nothing worth saving, and a child stuck in
+  // libhdf5 on a damaged file must not keep this call waiting.
+  if (reader->pid > 0) {
+    kill(reader->pid, SIGKILL);
+    while (waitpid(reader->pid, NULL, 0) < 0 && errno == EINTR) {
+    }
+  }
+  if (reader->data >= 0) close(reader->data);
+  pthread_mutex_destroy(&reader->lock);
+  free(reader);
+}
+
+gh5_status gh5_reader_open(const char *path, gh5_reader **out, char *message) {
+  *out = NULL;
+  gh5_reader *reader = calloc(1, sizeof(gh5_reader));
+  if (reader == NULL) {
+    set_message(message, "%s", "out of memory");
+    return GH5_OUT_OF_MEMORY;
+  }
+  pthread_mutex_init(&reader->lock, NULL);
+  reader->pid = -1;
+  reader->socket = -1;
+  reader->failure = GH5_OK;
+  reader->data = memfd_create("graft-hdf5", MFD_CLOEXEC);
+  if (reader->data < 0) {
+    set_message(message, "cannot start a process to read the file (memfd: %s)", strerror(errno));
+    gh5_reader_close(reader);
+    return GH5_SPAWN_FAILED;
+  }
+  // The socket pair is made and this process's copy of the child's end closed under the lock
+  // that every fork here takes, so no other reader's child inherits the child's end (which would
+  // hide the child's death from this process).
+  int fds[2];
+  pthread_mutex_lock(&library_lock);
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+    int error = errno;
+    pthread_mutex_unlock(&library_lock);
+    set_message(message, "cannot start a process to read the file (socketpair: %s)",
+                strerror(error));
+    gh5_reader_close(reader);
+    return GH5_SPAWN_FAILED;
+  }
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(fds[0]);
+    run_child(fds[1], reader->data, path);
+  }
+  int fork_error = errno;
+  close(fds[1]);
+  pthread_mutex_unlock(&library_lock);
+  reader->socket = fds[0];
+  if (pid < 0) {
+    set_message(message, "cannot start a process to read the file (fork: %s)",
+                strerror(fork_error));
+    gh5_reader_close(reader);
+    return GH5_SPAWN_FAILED;
+  }
+  reader->pid = pid;
+  child_reply reply;
+  if (read_fully(reader->socket, &reply, sizeof(reply)) != sizeof(reply)) {
+    gh5_status status = record_death(reader);
+    copy_message(message, reader->failure_message);
+    gh5_reader_close(reader);
+    return status;
+  }
+  if (reply.status != GH5_OK) {
+    copy_message(message, reply.message);
+    gh5_reader_close(reader);
+    return (gh5_status)reply.status;
+  }
+  *out = reader;
+  return GH5_OK;
+}
+
+// Asks the child for `kind` on dataset `name`; a read's `count` elements of `element_size`
+// bytes land in `out`.
+static gh5_status ask(
+    gh5_reader *reader, request_kind kind, const char *name, gh5_dataset_info *info, void *out,
     uint64_t count, size_t element_size, char *message) {
+  if (strlen(name) >= GH5_NAME_CAPACITY) {
+    set_message(message, "%s", "dataset name too long");
+    return GH5_INVALID_ARGUMENT;
+  }
   if (count > SIZE_MAX / 16) {
     set_message(message, "dataset '%s' is too large", name);
     return GH5_OUT_OF_MEMORY;
   }
-  // The child reads straight into pages it shares with this process.
   size_t bytes = (size_t)count * element_size;
-  void *shared = NULL;
-  if (bytes > 0) {
-    shared = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  pthread_mutex_lock(&reader->lock);
+  gh5_status status;
+  if (reader->failure != GH5_OK) {
+    copy_message(message, reader->failure_message);
+    status = reader->failure;
+    goto done;
+  }
+  if (bytes > 0 && ftruncate(reader->data, (off_t)bytes) != 0) {
+    set_message(message, "no memory for dataset '%s'", name);
+    status = GH5_OUT_OF_MEMORY;
+    goto done;
+  }
+  child_request request;
+  memset(&request, 0, sizeof(request));
+  request.kind = (int32_t)kind;
+  strcpy(request.name, name);
+  request.count = count;
+  child_reply reply;
+  if (!send_fully(reader->socket, &request, sizeof(request)) ||
+      read_fully(reader->socket, &reply, sizeof(reply)) != sizeof(reply)) {
+    status = record_death(reader);
+    copy_message(message, reader->failure_message);
+    goto done;
+  }
+  status = (gh5_status)reply.status;
+  copy_message(message, reply.message);
+  if (info != NULL) *info = reply.info;
+  if (status == GH5_OK && bytes > 0) {
+    void *shared = mmap(NULL, bytes, PROT_READ, MAP_SHARED, reader->data, 0);
     if (shared == MAP_FAILED) {
       set_message(message, "no memory for dataset '%s'", name);
-      return GH5_OUT_OF_MEMORY;
+      status = GH5_OUT_OF_MEMORY;
+    } else {
+      memcpy(out, shared, bytes);
+      munmap(shared, bytes);
     }
   }
-  int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0) {
-    if (shared != NULL) munmap(shared, bytes);
-    set_message(message, "cannot start a process to read the file (pipe: %s)", strerror(errno));
-    return GH5_SPAWN_FAILED;
-  }
-  pthread_mutex_lock(&library_lock);
-  pid_t pid = fork();
-  if (pid == 0) {
-    close(fds[0]);
-    run_child(fds[1], kind, path, name, shared, count);
-  }
-  int fork_error = errno;
-  pthread_mutex_unlock(&library_lock);
-  close(fds[1]);
-  if (pid < 0) {
-    close(fds[0]);
-    if (shared != NULL) munmap(shared, bytes);
-    set_message(message, "cannot start a process to read the file (fork: %s)",
-                strerror(fork_error));
-    return GH5_SPAWN_FAILED;
-  }
-  child_reply reply;
-  int complete = read_fully(fds[0], &reply, sizeof(reply)) == sizeof(reply);
-  close(fds[0]);
-  int wait_status = 0;
-  pid_t waited;
-  do {
-    waited = waitpid(pid, &wait_status, 0);
-  } while (waited < 0 && errno == EINTR);
-  int crashed = waited == pid && WIFSIGNALED(wait_status);
-  int exited_cleanly =
-      complete && (waited != pid || (WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 0));
-  if (shared != NULL) {
-    if (exited_cleanly && reply.status == GH5_OK) memcpy(out, shared, bytes);
-    munmap(shared, bytes);
-  }
-  if (crashed || !exited_cleanly) {
-    if (message == NULL) return GH5_CRASHED;
-    if (crashed)
-      snprintf(message, GH5_MESSAGE_CAPACITY,
-               "libhdf5 crashed reading the file (%s in the reading process): the file is "
-               "damaged",
-               signal_name(WTERMSIG(wait_status)));
-    else
-      snprintf(message, GH5_MESSAGE_CAPACITY,
-               "libhdf5 stopped reading the file (the reading process exited with status %d): "
-               "the file is damaged",
-               waited == pid && WIFEXITED(wait_status) ? WEXITSTATUS(wait_status) : -1);
-    return GH5_CRASHED;
-  }
-  if (message != NULL) {
-    memcpy(message, reply.message, GH5_MESSAGE_CAPACITY);
-    message[GH5_MESSAGE_CAPACITY - 1] = '\0';
-  }
-  if (info != NULL) *info = reply.info;
-  return (gh5_status)reply.status;
+done:
+  // The memory file gives its pages back between reads.
+  if (bytes > 0 && reader->data >= 0) (void)ftruncate(reader->data, 0);
+  pthread_mutex_unlock(&reader->lock);
+  return status;
 }
 
-gh5_status gh5_file_check(const char *path, char *message) {
-  return run_in_child(JOB_CHECK, path, "", NULL, NULL, 0, 0, message);
+gh5_status gh5_reader_info(
+    gh5_reader *reader, const char *name, gh5_dataset_info *info, char *message) {
+  return ask(reader, REQUEST_INFO, name, info, NULL, 0, 0, message);
 }
 
-gh5_status gh5_file_info(
-    const char *path, const char *name, gh5_dataset_info *info, char *message) {
-  return run_in_child(JOB_INFO, path, name, info, NULL, 0, 0, message);
+gh5_status gh5_reader_read_float(
+    gh5_reader *reader, const char *name, float *out, uint64_t count, char *message) {
+  return ask(reader, REQUEST_READ_FLOAT, name, NULL, out, count, sizeof(float), message);
 }
 
-gh5_status gh5_file_read_float(
-    const char *path, const char *name, float *out, uint64_t count, char *message) {
-  return run_in_child(JOB_READ_FLOAT, path, name, NULL, out, count, sizeof(float), message);
-}
-
-gh5_status gh5_file_read_int64(
-    const char *path, const char *name, int64_t *out, uint64_t count, char *message) {
-  return run_in_child(JOB_READ_INT64, path, name, NULL, out, count, sizeof(int64_t), message);
+gh5_status gh5_reader_read_int64(
+    gh5_reader *reader, const char *name, int64_t *out, uint64_t count, char *message) {
+  return ask(reader, REQUEST_READ_INT64, name, NULL, out, count, sizeof(int64_t), message);
 }

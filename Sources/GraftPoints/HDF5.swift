@@ -22,17 +22,20 @@ public struct HDF5DatasetInfo: Sendable, Equatable {
 
 /// An HDF5 file read through libhdf5, for reading whole numeric datasets at its root.
 ///
-/// libhdf5 runs in a short-lived child process for every call (open, describe, read), because
-/// libhdf5 1.10 crashes on some damaged files (a null pointer inside `H5Fopen`); such a file
-/// gives a `PointFileError` naming it, and the caller lives on. Every dataset's claimed size is
+/// libhdf5 runs in a child process that lives as long as this object (one per file, answering
+/// every describe and read), because libhdf5 1.10 crashes on some damaged files (a null pointer
+/// inside `H5Fopen`); such a file gives a `PointFileError` naming it, and the caller lives on.
+/// Keep it only while reading: the child shares this process's pages until either writes them. Every dataset's claimed size is
 /// checked against the file's size before anything is allocated, and a dataset that was never
 /// written (HDF5 would return fill values) is refused rather than read as zeros.
 public final class HDF5File {
   /// The file's path.
   public let path: String
   private let fileSize: Int
+  /// The child process reading the file.
+  private let reader: OpaquePointer
   /// Datasets already described (nil: looked up, none of that name), so that reading one after
-  /// asking about it costs one child process, not two.
+  /// asking about it costs one request, not two.
   private var described: [String: HDF5DatasetInfo?] = [:]
 
   /// Opens the HDF5 file at `url`.
@@ -47,9 +50,13 @@ public final class HDF5File {
     else { throw PointFileError(.readFailed, path: path, "not a readable file") }
     fileSize = size
     var message = [CChar](repeating: 0, count: Int(GH5_MESSAGE_CAPACITY))
-    let status = gh5_file_check(path, &message)
-    guard status == GH5_OK else { throw HDF5File.error(status, message, path: path) }
+    var opened: OpaquePointer?
+    let status = gh5_reader_open(path, &opened, &message)
+    guard status == GH5_OK, let opened else { throw HDF5File.error(status, message, path: path) }
+    reader = opened
   }
+
+  deinit { gh5_reader_close(reader) }
 
   /// HDF5 objects open in this process (files, datasets, dataspaces, types): 0 when every
   /// `HDF5Writer` is gone (an `HDF5File` opens nothing here), which tests check.
@@ -85,7 +92,7 @@ public final class HDF5File {
   private func describe(_ name: String) throws -> HDF5DatasetInfo? {
     var raw = gh5_dataset_info()
     var message = [CChar](repeating: 0, count: Int(GH5_MESSAGE_CAPACITY))
-    let status = gh5_file_info(path, name, &raw, &message)
+    let status = gh5_reader_info(reader, name, &raw, &message)
     if status == GH5_MISSING { return nil }
     guard status == GH5_OK else { throw HDF5File.error(status, message, path: path) }
     let dims = withUnsafeBytes(of: raw.dims) { Array($0.bindMemory(to: UInt64.self)) }
@@ -152,7 +159,7 @@ public final class HDF5File {
     var values = [Float](repeating: 0, count: info.count)
     var message = [CChar](repeating: 0, count: Int(GH5_MESSAGE_CAPACITY))
     let status = values.withUnsafeMutableBufferPointer {
-      gh5_file_read_float(path, name, $0.baseAddress, UInt64(info.count), &message)
+      gh5_reader_read_float(reader, name, $0.baseAddress, UInt64(info.count), &message)
     }
     guard status == GH5_OK else { throw HDF5File.error(status, message, path: path) }
     return (info.shape, values)
@@ -177,7 +184,7 @@ public final class HDF5File {
     var values = [Int64](repeating: 0, count: info.count)
     var message = [CChar](repeating: 0, count: Int(GH5_MESSAGE_CAPACITY))
     let status = values.withUnsafeMutableBufferPointer {
-      gh5_file_read_int64(path, name, $0.baseAddress, UInt64(info.count), &message)
+      gh5_reader_read_int64(reader, name, $0.baseAddress, UInt64(info.count), &message)
     }
     guard status == GH5_OK else { throw HDF5File.error(status, message, path: path) }
     return (info.shape, values.map { Int($0) })

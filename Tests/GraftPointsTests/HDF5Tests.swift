@@ -50,7 +50,66 @@ final class HDF5Tests: XCTestCase {
     }
   }
 
-  /// Reads fork a child process each; from several threads at once, while others build files
+  /// Each file is read by a child process of its own that lives as long as the `HDF5File`: any
+  /// number of describes and reads start no other, and the child is gone (reaped, not a zombie)
+  /// once the file is released.
+  func testOneChildProcessPerFileEndsWithIt() throws {
+    let url = try temporaryFolder(self).appendingPathComponent("ply_data_train2.h5")
+    let writer = try HDF5Writer()
+    try writer.add("data", floats: positions(), shape: [clouds, points, 3], gzip: 1)
+    try writer.add("label", integers: [5, 6, 7], shape: [clouds, 1], type: .uint8)
+    try writer.write(to: url)
+    let before = childProcesses()
+    var file: HDF5File? = try HDF5File(contentsOf: url)
+    let during = childProcesses()
+    XCTAssertEqual(during.subtracting(before).count, 1, "\(before) → \(during)")
+    for _ in 0..<20 {
+      XCTAssertEqual(try file?.floats("data").values, positions())
+      XCTAssertEqual(try file?.integers("label").values, [5, 6, 7])
+      XCTAssertNil(try file?.info("normal"))
+    }
+    XCTAssertEqual(childProcesses(), during)
+    file = nil
+    XCTAssertEqual(childProcesses(), before)
+  }
+
+  /// A reading process that dies between requests (killed here, as the kernel's OOM killer
+  /// would) makes that read and every later one a named error, not a hang or a crash.
+  func testReadingProcessThatDiesGivesNamedErrors() throws {
+    let url = try temporaryFolder(self).appendingPathComponent("ply_data_train3.h5")
+    let writer = try HDF5Writer()
+    try writer.add("data", floats: positions(), shape: [clouds, points, 3])
+    try writer.write(to: url)
+    let before = childProcesses()
+    let file = try HDF5File(contentsOf: url)
+    let child = try XCTUnwrap(childProcesses().subtracting(before).first)
+    XCTAssertEqual(try file.floats("data").values, positions())
+    XCTAssertEqual(kill(pid_t(child), SIGKILL), 0)
+    for _ in 0..<2 {
+      assertPointError(.corruptData, path: url.path, "SIGKILL") { try file.floats("data") }
+    }
+    XCTAssertEqual(childProcesses(), before)
+  }
+
+  /// This process's children, from every `/proc/<pid>/stat` whose parent is this process
+  /// (zombies included: a child not yet reaped still has an entry).
+  private func childProcesses() -> Set<Int> {
+    let me = Int(getpid())
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    var children = Set<Int>()
+    for entry in entries {
+      guard let pid = Int(entry),
+        let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+        let close = stat.lastIndex(of: ")")
+      else { continue }
+      // After the command's closing parenthesis: state, then the parent's pid.
+      let fields = stat[stat.index(after: close)...].split(separator: " ")
+      if fields.count > 1, Int(fields[1]) == me { children.insert(pid) }
+    }
+    return children
+  }
+
+  /// Reads run in child processes; from several threads at once, while others build files
   /// in memory through libhdf5 in this process (the shim's lock keeps a child from starting
   /// while libhdf5 is mid-call here), every read gives the file's values. Writers alive at the
   /// same time each get a file of their own (they shared one name, and the second failed).

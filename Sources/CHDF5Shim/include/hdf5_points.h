@@ -9,10 +9,11 @@
 //
 // Files from disk are read in a child process: libhdf5 1.10 dereferences a null pointer inside
 // H5Fopen and H5Dopen2 on some damaged files (found by Tools/fuzz.sh hdf5; the input is in
-// Fuzz/Regressions/hdf5), and a crash there must not take the caller with it. Each gh5_file_*
-// call forks; the child opens the file, does the one thing asked, sends the status, message and
-// data back through a pipe and exits; a child that dies gives GH5_CRASHED. libhdf5 itself runs
-// in this process only on the in-memory files that gh5_create_memory makes.
+// Fuzz/Regressions/hdf5), and a crash there must not take the caller with it. gh5_reader_open
+// forks one child per file, which opens it and then answers requests (describe a dataset, read
+// one) through a socket pair, the data through a memory file both map, until gh5_reader_close;
+// a child that dies gives GH5_CRASHED, then and on every later request. libhdf5 itself runs in
+// this process only on the in-memory files that gh5_create_memory makes.
 
 #include <stddef.h>
 #include <stdint.h>
@@ -37,12 +38,14 @@ typedef enum {
   GH5_OUT_OF_MEMORY = 8,
   /// libhdf5 crashed (or was killed) in the child process reading the file: a damaged file.
   GH5_CRASHED = 9,
-  /// The child process could not be started (fork or pipe failed).
+  /// The child process could not be started (fork, socketpair or memfd_create failed).
   GH5_SPAWN_FAILED = 10,
 } gh5_status;
 
 /// Room for a message; longer ones are cut.
 #define GH5_MESSAGE_CAPACITY 256
+/// Room for a dataset name, its terminating NUL included.
+#define GH5_NAME_CAPACITY 256
 /// The largest rank a dataset may have.
 #define GH5_MAX_RANK 8
 
@@ -78,22 +81,28 @@ typedef struct {
   uint64_t storage_size;
 } gh5_dataset_info;
 
-/// Checks that the file at `path` opens as HDF5 (read-only), in a child process.
-gh5_status gh5_file_check(const char *path, char *message);
+/// A file from disk open in a child process (see above).
+typedef struct gh5_reader gh5_reader;
 
-/// Describes the dataset `name` at the root of the file at `path`, in a child process.
-gh5_status gh5_file_info(
-    const char *path, const char *name, gh5_dataset_info *info, char *message);
+/// Starts a child process that opens the file at `path` read-only as HDF5; on success `*reader`
+/// serves the calls below until gh5_reader_close. Requests on one reader are serialised.
+gh5_status gh5_reader_open(const char *path, gh5_reader **reader, char *message);
 
-/// Reads the whole dataset `name` of the file at `path`, converted to float, in a child process;
-/// `count` must equal its element count.
-gh5_status gh5_file_read_float(
-    const char *path, const char *name, float *out, uint64_t count, char *message);
+/// Ends the child process and releases the reader (NULL is allowed).
+void gh5_reader_close(gh5_reader *reader);
 
-/// Reads the whole integer dataset `name` of the file at `path`, converted to int64, in a child
-/// process; `count` must equal its element count.
-gh5_status gh5_file_read_int64(
-    const char *path, const char *name, int64_t *out, uint64_t count, char *message);
+/// Describes the dataset `name` at the root of the file.
+gh5_status gh5_reader_info(
+    gh5_reader *reader, const char *name, gh5_dataset_info *info, char *message);
+
+/// Reads the whole dataset `name`, converted to float; `count` must equal its element count.
+gh5_status gh5_reader_read_float(
+    gh5_reader *reader, const char *name, float *out, uint64_t count, char *message);
+
+/// Reads the whole integer dataset `name`, converted to int64; `count` must equal its element
+/// count.
+gh5_status gh5_reader_read_int64(
+    gh5_reader *reader, const char *name, int64_t *out, uint64_t count, char *message);
 
 /// Creates an empty file in memory (HDF5's core driver, no backing file); write datasets with
 /// gh5_write and take the bytes with gh5_image.
