@@ -9,20 +9,86 @@ import GraftDetection
 /// Every plotted point carries `data-method`, every image figure `data-method`,
 /// `data-image`, `data-pred` (boxes drawn) and `data-true`, so a test can check the page.
 public enum DetectionReport {
-  /// One method's row.
+  /// One method's row: its runs, one per seed.
   public struct Row {
     public var method: String
-    public var summary: DetectionSummary
-    /// Its test detections (COCO results, the images' own pixels).
+    /// One summary per seed, in `seeds` order.
+    public var summaries: [DetectionSummary]
+    /// The seeds, in run order.
+    public var seeds: [UInt64]
+    /// The first seed's test detections (COCO results, the images' own pixels): the ones drawn.
     public var detections: [Detection]
 
-    /// A row from its parts.
-    public init(method: String, summary: DetectionSummary, detections: [Detection]) {
+    /// A row from its parts (`summaries` and `seeds` of the same length, at least one).
+    public init(
+      method: String, summaries: [DetectionSummary], seeds: [UInt64], detections: [Detection]
+    ) {
+      precondition(!summaries.isEmpty && summaries.count == seeds.count)
       self.method = method
-      self.summary = summary
+      self.summaries = summaries
+      self.seeds = seeds
       self.detections = detections
     }
+
+    /// A one-seed row.
+    public init(method: String, summary: DetectionSummary, detections: [Detection]) {
+      self.init(method: method, summaries: [summary], seeds: [0], detections: detections)
+    }
+
+    /// The first seed's summary (parameter counts are the same for every seed).
+    public var summary: DetectionSummary { summaries[0] }
+
+    /// Test COCO number `index` (0 AP, 1 AP50, 2 AP75, 3–5 APs/m/l, 6… AR) over the seeds; a
+    /// seed where it is undefined (-1: no ground truth in that area range) is left out.
+    public func test(_ index: Int) -> SeedStatistics {
+      SeedStatistics(summaries.map { $0.test.stats[index] }.filter { $0 >= 0 })
+    }
+
+    /// Validation AP over the seeds.
+    public var validationAP: SeedStatistics {
+      SeedStatistics(summaries.map { $0.validation.stats[0] })
+    }
+
+    /// How this row's test AP compares with `floor`'s: "floor" (the floor itself), "above",
+    /// "below" or "tied" (either mean inside the other's 95 % interval), "–" with one seed
+    /// (no interval to judge by).
+    public func comparison(with floor: Row?) -> String {
+      guard let floor else { return "–" }
+      if floor.method == method { return "floor" }
+      let (mine, theirs) = (test(0), floor.test(0))
+      guard mine.count > 1, theirs.count > 1 else { return "–" }
+      if mine.isTied(with: theirs) { return "tied" }
+      return mine.mean > theirs.mean ? "above" : "below"
+    }
+
+    /// As written to the bench's `summary.json` under `methods`.
+    public func json(floor: Row?) -> [String: Any] {
+      var means: [String: Any] = [:]
+      var stds: [String: Any] = [:]
+      for (i, name) in COCOBoxScores.names.enumerated() {
+        let s = test(i)
+        means[name] = s.count > 0 ? s.mean : -1
+        stds[name] = s.count > 0 ? s.std : -1
+      }
+      var o: [String: Any] = [
+        "method": method, "seeds": seeds.map { Int($0) }, "test_mean": means, "test_std": stds,
+        "validation_ap_mean": validationAP.mean,
+        "trainable_parameters": summary.trainableParameters,
+        "trainable_share": Double(summary.trainableParameters)
+          / Double(max(summary.backboneParameters, 1)),
+        "train_seconds_mean": summaries.map(\.trainSeconds).reduce(0, +)
+          / Double(summaries.count),
+        "peak_rss_bytes_max": summaries.map(\.peakRSSBytes).max() ?? 0,
+        "vs_floor": comparison(with: floor),
+      ]
+      if let h = test(0).halfWidth95 { o["test_ap_ci95_half_width"] = h }
+      return o
+    }
   }
+
+  /// The method whose row is the floor the others are compared with: the linear probe's frozen
+  /// pyramid.
+  public static let floorMethod = "linear"
 
   /// Predictions scoring below this are not drawn.
   public static let drawThreshold = 0.3
@@ -61,7 +127,8 @@ public enum DetectionReport {
     for row in rows {
       out +=
         "<h3>\(ReportWriter.escape(row.method)) (test AP "
-        + String(format: "%.1f", 100 * row.summary.test.stats[0]) + ")</h3>\n<div class=\"grid\">\n"
+        + String(format: "%.1f", 100 * row.summary.test.stats[0]) + ", seed \(row.seeds[0]))</h3>\n"
+        + "<div class=\"grid\">\n"
       for image in shown {
         let predicted = row.detections.filter {
           $0.imageID == image.id && $0.score >= drawThreshold
@@ -75,23 +142,31 @@ public enum DetectionReport {
     return out + "</body></html>\n"
   }
 
-  static func pct(_ v: Double) -> String { v < 0 ? "–" : String(format: "%.1f", 100 * v) }
+  /// "mean ± std" of a statistic in percent ("mean" alone for one seed, "–" when undefined).
+  public static func pct(_ s: SeedStatistics) -> String {
+    guard s.count > 0 else { return "–" }
+    let mean = String(format: "%.1f", 100 * s.mean)
+    return s.count > 1 ? mean + " ± " + String(format: "%.1f", 100 * s.std) : mean
+  }
 
   static func table(_ rows: [Row]) -> String {
+    let floor = rows.first { $0.method == floorMethod }
     var out =
       "<table><tr><th>method</th><th>AP</th><th>AP50</th><th>AP75</th><th>APs</th><th>APm</th>"
-      + "<th>APl</th><th>trainable</th><th>share</th><th>train s</th><th>peak RSS MiB</th></tr>\n"
+      + "<th>APl</th><th>val AP</th><th>vs \(floorMethod)</th><th>seeds</th><th>trainable</th>"
+      + "<th>share</th><th>train s</th><th>peak RSS MiB</th></tr>\n"
     for r in rows {
       let s = r.summary
-      let t = s.test.stats
       out +=
         "<tr><td>\(ReportWriter.escape(r.method))</td>"
-        + t.prefix(6).map { "<td>\(pct($0))</td>" }.joined()
-        + "<td>\(s.trainableParameters)</td>"
+        + (0..<6).map { "<td>\(pct(r.test($0)))</td>" }.joined()
+        + "<td>\(pct(r.validationAP))</td><td>\(r.comparison(with: floor))</td>"
+        + "<td>\(r.seeds.count)</td><td>\(s.trainableParameters)</td>"
         + String(
           format: "<td>%.2f%%</td><td>%.0f</td><td>%.0f</td></tr>\n",
           100 * Double(s.trainableParameters) / Double(max(s.backboneParameters, 1)),
-          s.trainSeconds, Double(s.peakRSSBytes) / 1_048_576)
+          r.summaries.map(\.trainSeconds).reduce(0, +) / Double(r.summaries.count),
+          Double(r.summaries.map(\.peakRSSBytes).max() ?? 0) / 1_048_576)
     }
     return out + "</table>\n"
   }
@@ -100,7 +175,7 @@ public enum DetectionReport {
   static func scatter(_ rows: [Row]) -> String {
     let (w, h, left, bottom, top, right) = (640.0, 360.0, 60.0, 40.0, 20.0, 120.0)
     let xs = rows.map { log10(Double(max($0.summary.trainableParameters, 1))) }
-    let ys = rows.map { max(0, $0.summary.test.stats[0]) }
+    let ys = rows.map { max(0, $0.test(0).mean) }
     let (x0, x1) = (
       (xs.min() ?? 0).rounded(.down),
       max((xs.max() ?? 1).rounded(.up), (xs.min() ?? 0).rounded(.down) + 1)

@@ -387,29 +387,58 @@ final class DetectionTaskTests: XCTestCase {
     XCTAssertTrue(bad.err.contains("adapter_config.json"), bad.err)
   }
 
-  /// `graft bench det` on two methods: a run folder each, summary.json with both, and a report
-  /// with the scatter's points and the test-image grid (true boxes on every shown image).
+  /// `graft bench det` on two methods and two seeds: a run folder each, summary.json with every
+  /// run and a row per method (mean and std over the seeds, the comparison with the linear
+  /// floor, det.lr by the recipe's optimizer), and a report with the scatter's points and the
+  /// test-image grid (true boxes on every shown image).
   func testBenchDetWritesSummaryAndReport() throws {
     let root = temporaryFolder()
     defer { try? FileManager.default.removeItem(at: root) }
     let dataFolder = root.appendingPathComponent("data")
     try writeSquares(dataFolder, counts: [6, 2, 3])
     let out = root.appendingPathComponent("bench")
-    let bench = try runGraft([
+    let arguments = [
       "bench", "det", "--backbone", tinyTimmFolder, "--data", dataFolder.path, "--out", out.path,
-      "--methods", "linear,hst", "--quiet", "--set", "train.epochs=1", "--set",
+      "--methods", "linear,hst", "--seeds", "0,1", "--quiet", "--set", "train.epochs=1", "--set",
       "det.image_size=32", "--set", "det.neck=16", "--set", "det.convs=1", "--set",
       "train.batch_size=6",
-    ])
+    ]
+    let bench = try runGraft(arguments)
     XCTAssertEqual(bench.status, 0, bench.err)
     XCTAssertTrue(bench.out.contains("hst"), bench.out)
-    let object = try JSONSerialization.jsonObject(
-      with: Data(contentsOf: out.appendingPathComponent("summary.json")))
-    let runs = try XCTUnwrap((object as? [String: Any])?["runs"] as? [[String: Any]])
-    XCTAssertEqual(runs.map { $0["method"] as? String }, ["linear", "hst"])
+    let object = try XCTUnwrap(
+      try JSONSerialization.jsonObject(
+        with: Data(contentsOf: out.appendingPathComponent("summary.json"))) as? [String: Any])
+    let runs = try XCTUnwrap(object["runs"] as? [[String: Any]])
+    XCTAssertEqual(runs.map { $0["method"] as? String }, ["linear", "linear", "hst", "hst"])
+    XCTAssertEqual(runs.map { $0["seed"] as? Int }, [0, 1, 0, 1])
     for run in runs {
       XCTAssertEqual((run["test"] as? [String: Any])?.count, 12)
       XCTAssertNotNil(run["trainable_share"])
+      let folder = try XCTUnwrap(run["folder"] as? String)
+      let seed = try XCTUnwrap(run["seed"] as? Int)
+      XCTAssertTrue(folder.hasSuffix("seed-\(seed)"), folder)
+      // Each seed trained with its own seed, and the pyramid and head at the rate of the
+      // method's optimizer (linear: SGD; HST: AdamW).
+      let config = try String(
+        contentsOf: URL(fileURLWithPath: folder).appendingPathComponent("tune_config.yaml"),
+        encoding: .utf8)
+      XCTAssertTrue(config.contains("seed: \"\(seed)\""), config)
+      let rate = run["method"] as? String == "linear" ? "0.01" : "0.001"
+      XCTAssertTrue(config.contains("det.lr: \"\(rate)\""), config)
+    }
+    let methods = try XCTUnwrap(object["methods"] as? [[String: Any]])
+    XCTAssertEqual(methods.map { $0["method"] as? String }, ["linear", "hst"])
+    XCTAssertEqual(methods.map { $0["vs_floor"] as? String }.first, "floor")
+    XCTAssertTrue(["above", "below", "tied"].contains(methods[1]["vs_floor"] as? String ?? ""))
+    for (m, method) in methods.enumerated() {
+      let aps = runs[(2 * m)..<(2 * m + 2)].compactMap {
+        ($0["test"] as? [String: Any])?["AP"] as? Double
+      }
+      let mean = try XCTUnwrap((method["test_mean"] as? [String: Any])?["AP"] as? Double)
+      XCTAssertEqual(mean, aps.reduce(0, +) / 2, accuracy: 1e-12)
+      let std = try XCTUnwrap((method["test_std"] as? [String: Any])?["AP"] as? Double)
+      XCTAssertEqual(std, abs(aps[0] - aps[1]) / 2.squareRoot(), accuracy: 1e-12)
     }
     let html = try String(contentsOf: out.appendingPathComponent("report.html"), encoding: .utf8)
     XCTAssertEqual(html.components(separatedBy: "<g data-method=").count - 1, 2)
@@ -417,5 +446,13 @@ final class DetectionTaskTests: XCTestCase {
     XCTAssertEqual(html.components(separatedBy: "<figure data-method=").count - 1, 6)
     XCTAssertFalse(html.contains("data-true=\"0\""))
     XCTAssertTrue(html.contains("data:image/png;base64,"))
+    // Finished runs are reused: a second call trains nothing and writes the same table.
+    let again = try runGraft(arguments)
+    XCTAssertEqual(again.status, 0, again.err)
+    XCTAssertEqual(again.out, bench.out)
+    // The seed belongs to --seeds.
+    let seedSet = try runGraft(arguments + ["--set", "seed=3"])
+    XCTAssertNotEqual(seedSet.status, 0)
+    XCTAssertTrue(seedSet.err.contains("--seeds"), seedSet.err)
   }
 }
