@@ -30,9 +30,9 @@ struct BenchDet: ParsableCommand {
   ]
 
   /// The benchmark's changes to every preset: 64-pixel images (the canvases' own size), a
-  /// 64-channel neck, two tower layers, batch 16, 8 epochs with one warm-up epoch.
+  /// 64-channel neck, two tower layers, batch 16, 10 epochs with one warm-up epoch.
   static let defaultSettings = [
-    "train.epochs=8", "train.batch_size=16", "optim.warmup_epochs=1", "det.image_size=64",
+    "train.epochs=10", "train.batch_size=16", "optim.warmup_epochs=1", "det.image_size=64",
     "det.neck=64", "det.convs=2",
   ]
 

@@ -455,4 +455,37 @@ final class DetectionTaskTests: XCTestCase {
     XCTAssertNotEqual(seedSet.status, 0)
     XCTAssertTrue(seedSet.err.contains("--seeds"), seedSet.err)
   }
+
+  /// A bench row against the linear floor: tied when either mean lies inside the other's 95 %
+  /// interval, above or below otherwise, "–" without an interval (one seed); undefined numbers
+  /// (-1) are left out of a statistic.
+  func testBenchRowsCompareWithTheFloorByTheirIntervals() {
+    func row(_ method: String, _ aps: [Double], apl: Double = -1) -> DetectionReport.Row {
+      let summaries = aps.map { ap in
+        DetectionSummary(
+          method: method, bestEpoch: 1,
+          validation: COCOBoxScores(stats: Array(repeating: ap, count: 12)),
+          test: COCOBoxScores(stats: [ap, ap, ap, ap, ap, apl] + Array(repeating: ap, count: 6)),
+          trainableParameters: 10, backboneParameters: 100, trainSeconds: 1, wallSeconds: 1,
+          imagesPerSecond: 1, peakRSSBytes: 1)
+      }
+      return DetectionReport.Row(
+        method: method, summaries: summaries, seeds: aps.indices.map { UInt64($0) },
+        detections: [])
+    }
+    let floor = row("linear", [0.080, 0.083, 0.086])
+    XCTAssertEqual(floor.comparison(with: floor), "floor")
+    XCTAssertEqual(row("hst", [0.110, 0.115, 0.120]).comparison(with: floor), "above")
+    XCTAssertEqual(row("full", [0.050, 0.055, 0.060]).comparison(with: floor), "below")
+    // 0.084 lies inside the floor's interval (0.083 ± 4.3 · 0.003 / √3).
+    XCTAssertEqual(row("lora", [0.070, 0.084, 0.098]).comparison(with: floor), "tied")
+    XCTAssertEqual(row("lst", [0.2]).comparison(with: floor), "–")
+    XCTAssertEqual(row("lst", [0.2]).comparison(with: nil), "–")
+    let r = row("hst", [0.1, 0.2], apl: -1)
+    XCTAssertEqual(r.test(0).mean, 0.15, accuracy: 1e-12)
+    XCTAssertEqual(r.test(5).count, 0)
+    XCTAssertEqual(DetectionReport.pct(r.test(5)), "–")
+    XCTAssertEqual(DetectionReport.pct(r.test(0)), "15.0 ± 7.1")
+    XCTAssertEqual(DetectionReport.pct(row("x", [0.1234]).test(0)), "12.3")
+  }
 }
