@@ -45,9 +45,17 @@ export GRAFT_FUZZ_TOKENIZER=$PWD/Tests/GraftTextTests/Fixtures/tokenizer/tokeniz
 # GRAFT_FUZZ_CONFIGURATION=release builds optimised (slower to build, several times more
 # inputs per second: what long campaigns use); preconditions stay on in both.
 configuration=${GRAFT_FUZZ_CONFIGURATION:-debug}
-build=.build-fuzz
+# GRAFT_FUZZ_SANITIZE=none builds libFuzzer alone, without AddressSanitizer (so no memory-error
+# or leak checks): for targets whose cost is the sanitizer's own, such as hdf5, where every
+# input forks a reading process and forking an ASan process costs about 12 ms (its page tables
+# and allocator state). Campaigns say which build they ran.
+case ${GRAFT_FUZZ_SANITIZE:-address} in
+  address) build=.build-fuzz sanitizers=fuzzer,address cc_sanitizers=fuzzer-no-link,address ;;
+  none) build=.build-fuzz-plain sanitizers=fuzzer cc_sanitizers=fuzzer-no-link ;;
+  *) echo "GRAFT_FUZZ_SANITIZE: address or none" >&2; exit 2 ;;
+esac
 GRAFT_FUZZ=1 swift build -c "$configuration" --build-path "$build" --product graft-fuzz \
-  -Xswiftc -sanitize=fuzzer,address -Xcc -fsanitize=fuzzer-no-link,address >&2
+  -Xswiftc -sanitize="$sanitizers" -Xcc -fsanitize="$cc_sanitizers" >&2
 binary="$build/$configuration/graft-fuzz"
 
 # The seed corpus of `target`: fixture files of its kind, and a few hand-written inputs.

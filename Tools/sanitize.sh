@@ -19,7 +19,7 @@ run() {
   # damaged HDF5 file for which libhdf5 asks for 10^18 bytes is the named error users see
   # (Tools/fuzz.sh sets the same).
   ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1:allocator_may_return_null=1} \
-    TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1} \
+    TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:allocator_may_return_null=1} \
     swift test "${args[@]}"
 }
 case $which in
