@@ -50,7 +50,7 @@ public enum DetectionReport {
     }
 
     /// How this row's test AP compares with `floor`'s: "floor" (the floor itself), "above",
-    /// "below" or "tied" (either mean inside the other's 95 % interval), "–" with one seed
+    /// "below" or "tied" (each mean inside the other's 95 % interval), "–" with one seed
     /// (no interval to judge by).
     public func comparison(with floor: Row?) -> String {
       guard let floor else { return "–" }

@@ -456,7 +456,7 @@ final class DetectionTaskTests: XCTestCase {
     XCTAssertTrue(seedSet.err.contains("--seeds"), seedSet.err)
   }
 
-  /// A bench row against the linear floor: tied when either mean lies inside the other's 95 %
+  /// A bench row against the linear floor: tied when each mean lies inside the other's 95 %
   /// interval, above or below otherwise, "–" without an interval (one seed); undefined numbers
   /// (-1) are left out of a statistic.
   func testBenchRowsCompareWithTheFloorByTheirIntervals() {
@@ -477,7 +477,7 @@ final class DetectionTaskTests: XCTestCase {
     XCTAssertEqual(floor.comparison(with: floor), "floor")
     XCTAssertEqual(row("hst", [0.110, 0.115, 0.120]).comparison(with: floor), "above")
     XCTAssertEqual(row("full", [0.050, 0.055, 0.060]).comparison(with: floor), "below")
-    // 0.084 lies inside the floor's interval (0.083 ± 4.3 · 0.003 / √3).
+    // 0.084 lies inside the floor's interval (0.083 ± 4.3 · 0.003 / √3), and 0.083 inside its.
     XCTAssertEqual(row("lora", [0.070, 0.084, 0.098]).comparison(with: floor), "tied")
     XCTAssertEqual(row("lst", [0.2]).comparison(with: floor), "–")
     XCTAssertEqual(row("lst", [0.2]).comparison(with: nil), "–")
