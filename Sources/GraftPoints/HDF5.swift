@@ -25,9 +25,10 @@ public struct HDF5DatasetInfo: Sendable, Equatable {
 /// libhdf5 runs in a child process that lives as long as this object (one per file, answering
 /// every describe and read), because libhdf5 1.10 crashes on some damaged files (a null pointer
 /// inside `H5Fopen`); such a file gives a `PointFileError` naming it, and the caller lives on.
-/// Keep it only while reading: the child shares this process's pages until either writes them. Every dataset's claimed size is
-/// checked against the file's size before anything is allocated, and a dataset that was never
-/// written (HDF5 would return fill values) is refused rather than read as zeros.
+/// Keep it only while reading: the child shares this process's pages until either writes them.
+/// Every dataset's claimed size is checked against the file's size before anything is
+/// allocated, and a dataset that was never written (HDF5 would return fill values) is refused
+/// rather than read as zeros.
 public final class HDF5File {
   /// The file's path.
   public let path: String

@@ -30,11 +30,6 @@ public enum DetectionReport {
       self.detections = detections
     }
 
-    /// A one-seed row.
-    public init(method: String, summary: DetectionSummary, detections: [Detection]) {
-      self.init(method: method, summaries: [summary], seeds: [0], detections: detections)
-    }
-
     /// The first seed's summary (parameter counts are the same for every seed).
     public var summary: DetectionSummary { summaries[0] }
 
@@ -43,6 +38,14 @@ public enum DetectionReport {
     public func test(_ index: Int) -> SeedStatistics {
       SeedStatistics(summaries.map { $0.test.stats[index] }.filter { $0 >= 0 })
     }
+
+    /// Mean training seconds over the seeds.
+    public var meanTrainSeconds: Double {
+      summaries.map(\.trainSeconds).reduce(0, +) / Double(summaries.count)
+    }
+
+    /// The largest peak RSS of the seeds' runs, bytes.
+    public var largestPeakRSSBytes: Int { summaries.map(\.peakRSSBytes).max() ?? 0 }
 
     /// Validation AP over the seeds.
     public var validationAP: SeedStatistics {
@@ -76,9 +79,7 @@ public enum DetectionReport {
         "trainable_parameters": summary.trainableParameters,
         "trainable_share": Double(summary.trainableParameters)
           / Double(max(summary.backboneParameters, 1)),
-        "train_seconds_mean": summaries.map(\.trainSeconds).reduce(0, +)
-          / Double(summaries.count),
-        "peak_rss_bytes_max": summaries.map(\.peakRSSBytes).max() ?? 0,
+        "train_seconds_mean": meanTrainSeconds, "peak_rss_bytes_max": largestPeakRSSBytes,
         "vs_floor": comparison(with: floor),
       ]
       if let h = test(0).halfWidth95 { o["test_ap_ci95_half_width"] = h }
@@ -165,8 +166,7 @@ public enum DetectionReport {
         + String(
           format: "<td>%.2f%%</td><td>%.0f</td><td>%.0f</td></tr>\n",
           100 * Double(s.trainableParameters) / Double(max(s.backboneParameters, 1)),
-          r.summaries.map(\.trainSeconds).reduce(0, +) / Double(r.summaries.count),
-          Double(r.summaries.map(\.peakRSSBytes).max() ?? 0) / 1_048_576)
+          r.meanTrainSeconds, Double(r.largestPeakRSSBytes) / 1_048_576)
     }
     return out + "</table>\n"
   }

@@ -88,20 +88,6 @@ struct BenchDet: ParsableCommand {
     return all
   }
 
-  /// `--seeds` parsed.
-  func seedList() throws -> [UInt64] {
-    let list = try seeds.split(separator: ",").map { text -> UInt64 in
-      guard let v = UInt64(text.trimmingCharacters(in: .whitespaces)) else {
-        throw ValidationError("--seeds: '\(text)' is not a seed")
-      }
-      return v
-    }
-    guard !list.isEmpty, Set(list).count == list.count else {
-      throw ValidationError("--seeds: give one or more distinct seeds, e.g. 0,1,2")
-    }
-    return list
-  }
-
   func run() throws {
     let dataRef = data ?? DataHome.folder("canvas-det").path
     let dataset = try DetectionTuneData.load(dataRef)
@@ -114,7 +100,7 @@ struct BenchDet: ParsableCommand {
     let log: (String) -> Void = {
       if !quietFlag.quiet { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
     }
-    let seedValues = try seedList()
+    let seedValues = try parseSeeds(seeds)
     if settings.overrides.contains(where: { Self.key($0) == "seed" }) {
       throw ValidationError("--set seed=…: give the seeds with --seeds")
     }
@@ -247,8 +233,7 @@ struct BenchDet: ParsableCommand {
           + String(
             format: " %5d %11d %7.2f%% %8.0f %8.0f", r.seeds.count, s.trainableParameters,
             100 * Double(s.trainableParameters) / Double(max(s.backboneParameters, 1)),
-            r.summaries.map(\.trainSeconds).reduce(0, +) / Double(r.summaries.count),
-            Double(r.summaries.map(\.peakRSSBytes).max() ?? 0) / 1_048_576))
+            r.meanTrainSeconds, Double(r.largestPeakRSSBytes) / 1_048_576))
     }
     return lines.joined(separator: "\n")
   }

@@ -77,13 +77,7 @@ struct BenchGraft3D: ParsableCommand {
     let list = { (s: String) in
       s.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
     }
-    let seedList: [UInt64] =
-      try seeds.map {
-        try list($0).map {
-          guard let v = UInt64($0) else { throw ValidationError("--seeds: '\($0)' is not a seed") }
-          return v
-        }
-      } ?? (quick ? [0] : Self.defaultSeeds)
+    let seedList = try seeds.map(parseSeeds) ?? (quick ? [0] : Self.defaultSeeds)
     let base = quick ? Self.quickSettings : Self.defaultSettings
     try PointSweep(
       backbone: backbone, imageBackbone: imageBackbone,

@@ -34,6 +34,20 @@ func printReport<R: Encodable>(_ report: R, json: Bool, table: () -> Void) throw
   print(String(decoding: try encoder.encode(report), as: UTF8.self))
 }
 
+/// A `--seeds` list ("0,1,2"): one or more distinct unsigned integers.
+func parseSeeds(_ text: String) throws -> [UInt64] {
+  let list = try text.split(separator: ",").map { item -> UInt64 in
+    guard let v = UInt64(item.trimmingCharacters(in: .whitespaces)) else {
+      throw ValidationError("--seeds: '\(item)' is not a seed")
+    }
+    return v
+  }
+  guard !list.isEmpty, Set(list).count == list.count else {
+    throw ValidationError("--seeds: give one or more distinct seeds, e.g. 0,1,2")
+  }
+  return list
+}
+
 /// The running executable (for re-running itself as a child process).
 func selfExecutable() -> String {
   (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
