@@ -172,7 +172,11 @@ final class IDPTTests: XCTestCase {
       }
     }
     XCTAssertEqual(params.count, 2 + 3 * 3 + 3 + 1)  // head, generator, class token
-    let check = GradientCheck.run(params.map(\.tensor), epsilon: 1e-3, atol: 3e-3, rtol: 3e-2) {
+    // The shifted BatchNorms make prompt tokens of magnitude ~10, so the loss carries float32
+    // rounding of a few 1e-6 (deterministic, but not smooth below steps of ~1e-3): ε = 1e-3
+    // turned that into differences off by 5e-3 with AVX2's OpenBLAS kernels. At ε = 3e-3 the
+    // rounding costs under 1e-3 and the curvature less (largest error 1.8e-3 over four seeds).
+    let check = GradientCheck.run(params.map(\.tensor), epsilon: 3e-3, atol: 3e-3, rtol: 3e-2) {
       _ in m(x)
     }
     XCTAssertTrue(check.passed, check.summary)
