@@ -147,6 +147,10 @@ public final class BufferPool: Sendable {
 
   /// Ends the process with a message (exit status 1, not a trap): a tensor buffer of `bytes`
   /// could not be had. Every output Graft writes is atomic, so what was written stays whole.
+  ///
+  /// `_exit`, not `exit`: other threads (data-loading workers, the GEMM pool) are still running,
+  /// and `exit`'s teardown (atexit handlers, C++ destructors of the libraries) under them ended
+  /// one run with SIGSEGV after the message. C output streams are flushed first.
   private static func outOfMemory(_ bytes: Int, inUse: Int, limit: Int?) -> Never {
     func mib(_ b: Int) -> String { String(format: "%.1f MiB", Double(b) / 1_048_576) }
     let cause =
@@ -157,7 +161,8 @@ public final class BufferPool: Sendable {
         ("graft: out of memory: a tensor of \(mib(bytes)) did not fit (\(mib(inUse)) of tensors "
           + "in use; \(cause)); use a smaller train.batch_size or train.eval_batch_size, or a "
           + "smaller model\n").utf8))
-    exit(1)
+    fflush(nil)  // every C output stream
+    _exit(1)
   }
 
   /// Returns a buffer obtained from `take(bytes)`.
