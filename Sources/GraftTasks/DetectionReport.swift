@@ -171,46 +171,88 @@ public enum DetectionReport {
     return out + "</table>\n"
   }
 
-  /// Test AP (y) against trainable parameters (x, log10), one labelled dot per method.
+  /// Test AP (y) against trainable parameters (x, log10): per method a dot at the mean over
+  /// the seeds with a bar of ± one std, in the method's colour, named in a legend on the right
+  /// with its AP. Both axes span the data, not whole decades from zero: methods of one field
+  /// sit within a few AP points and a factor of five in parameters, and labels beside the dots
+  /// piled on top of each other.
   static func scatter(_ rows: [Row]) -> String {
-    let (w, h, left, bottom, top, right) = (640.0, 360.0, 60.0, 40.0, 20.0, 120.0)
-    let xs = rows.map { log10(Double(max($0.summary.trainableParameters, 1))) }
-    let ys = rows.map { max(0, $0.test(0).mean) }
-    let (x0, x1) = (
-      (xs.min() ?? 0).rounded(.down),
-      max((xs.max() ?? 1).rounded(.up), (xs.min() ?? 0).rounded(.down) + 1)
-    )
-    let y1 = max(0.05, ((ys.max() ?? 0) * 10).rounded(.up) / 10)
-    func px(_ x: Double) -> Double { left + (x - x0) / (x1 - x0) * (w - left - right) }
-    func py(_ y: Double) -> Double { h - bottom - y / y1 * (h - bottom - top) }
+    let (w, left, bottom, top, right) = (700.0, 60.0, 40.0, 20.0, 190.0)
+    let h = max(300, top + bottom + 16 * Double(rows.count + 1))
+    let counts = rows.map { Double(max($0.summary.trainableParameters, 1)) }
+    let means = rows.map { max(0, $0.test(0).mean) }
+    let stds = rows.map { $0.test(0).count > 1 ? $0.test(0).std : 0 }
+    // x: a margin of 30 % either side of the extreme counts, at least half a decade in all.
+    var x0 = log10((counts.min() ?? 1) / 1.3)
+    var x1 = log10((counts.max() ?? 10) * 1.3)
+    if x1 - x0 < 0.5 { (x0, x1) = ((x0 + x1) / 2 - 0.25, (x0 + x1) / 2 + 0.25) }
+    // y, in AP points: whole ticks of a step that gives at most six intervals.
+    let low = zip(means, stds).map { 100 * ($0 - $1) }.min() ?? 0
+    let high = zip(means, stds).map { 100 * ($0 + $1) }.max() ?? 1
+    let (bottomAP, topAP) = (max(0, low - 0.5), high + 0.5)
+    let steps: [Double] = [0.5, 1, 2, 5, 10, 20]
+    let step: Double =
+      steps.first { (s: Double) -> Bool in
+        let intervals: Double = (topAP / s).rounded(.up) - (bottomAP / s).rounded(.down)
+        return intervals <= 6
+      } ?? 20
+    let y0: Double = (bottomAP / step).rounded(.down) * step
+    let y1: Double = max((topAP / step).rounded(.up) * step, y0 + step)
+    func px(_ count: Double) -> Double {
+      left + (log10(count) - x0) / (x1 - x0) * (w - left - right)
+    }
+    let plotHeight: Double = h - bottom - top
+    func py(_ ap: Double) -> Double {
+      let fraction: Double = (100 * ap - y0) / (y1 - y0)
+      return h - bottom - fraction * plotHeight
+    }
     var svg =
       "<h2>Test AP against trainable parameters</h2>\n<svg xmlns=\"http://www.w3.org/2000/svg\" "
       + "width=\"\(Int(w))\" height=\"\(Int(h))\" font-size=\"11\">\n"
       + "<line x1=\"\(left)\" y1=\"\(h - bottom)\" x2=\"\(w - right)\" y2=\"\(h - bottom)\" "
       + "stroke=\"#444\"/><line x1=\"\(left)\" y1=\"\(top)\" x2=\"\(left)\" y2=\"\(h - bottom)\" "
       + "stroke=\"#444\"/>\n"
-    var e = x0
-    while e <= x1 {
-      svg +=
-        "<text x=\"\(px(e))\" y=\"\(h - bottom + 14)\" text-anchor=\"middle\">1e\(Int(e))</text>\n"
-      e += 1
+    // x ticks at 1, 2 and 5 times a power of ten.
+    for e in Int(x0.rounded(.down))...Int(x1.rounded(.up)) {
+      for m in [1, 2, 5] where (x0...x1).contains(log10(Double(m)) + Double(e)) {
+        let x = px(Double(m) * pow(10, Double(e)))
+        svg +=
+          "<line x1=\"\(x)\" y1=\"\(h - bottom)\" x2=\"\(x)\" y2=\"\(h - bottom + 4)\" "
+          + "stroke=\"#444\"/><text x=\"\(x)\" y=\"\(h - bottom + 16)\" text-anchor=\"middle\">"
+          + "\(m)e\(e)</text>\n"
+      }
     }
-    for k in 0...4 {
-      let y = y1 * Double(k) / 4
+    var y = y0
+    while y <= y1 + 1e-9 {
       svg +=
-        "<text x=\"\(left - 6)\" y=\"\(py(y) + 4)\" text-anchor=\"end\">"
-        + String(format: "%.1f", 100 * y) + "</text>\n"
+        "<text x=\"\(left - 6)\" y=\"\(py(y / 100) + 4)\" text-anchor=\"end\">"
+        + String(format: step < 1 ? "%.1f" : "%.0f", y) + "</text>\n"
+      y += step
     }
     svg +=
       "<text x=\"\((left + w - right) / 2)\" y=\"\(h - 6)\" text-anchor=\"middle\">trainable "
       + "parameters (log)</text><text x=\"14\" y=\"\((top + h - bottom) / 2)\" "
       + "transform=\"rotate(-90 14 \((top + h - bottom) / 2))\" text-anchor=\"middle\">test AP"
       + "</text>\n"
-    for (r, (x, y)) in zip(rows, zip(xs, ys)) {
+    let methods = rows.map(\.method)
+    for (i, r) in rows.enumerated() {
+      let color = ReportWriter.color(r.method, in: methods)
+      let (x, mean, std) = (px(counts[i]), means[i], stds[i])
+      let (legendX, legendY) = (w - right + 16, top + 8 + 16 * Double(i))
       svg +=
-        "<g data-method=\"\(ReportWriter.escape(r.method))\"><circle cx=\"\(px(x))\" "
-        + "cy=\"\(py(y))\" r=\"4\" fill=\"#1f77b4\"/><text x=\"\(px(x) + 6)\" y=\"\(py(y) - 4)\">"
-        + "\(ReportWriter.escape(r.method))</text></g>\n"
+        "<g data-method=\"\(ReportWriter.escape(r.method))\" data-ap=\"\(mean)\" "
+        + "data-trainable=\"\(Int(counts[i]))\">"
+        + String(
+          format: "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%@\"/>",
+          x, py(mean - std), x, py(mean + std), color)
+        + String(
+          format: "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"%@\"/>", x, py(mean), color)
+        + String(
+          format: "<circle class=\"legend\" cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"%@\"/>",
+          legendX, legendY - 4, color)
+        + "<text x=\"\(legendX + 10)\" y=\"\(legendY)\">\(ReportWriter.escape(r.method)) "
+        + String(format: "%.1f", 100 * mean)
+        + (r.test(0).count > 1 ? String(format: " ± %.1f", 100 * std) : "") + "</text></g>\n"
     }
     return svg + "</svg>\n"
   }

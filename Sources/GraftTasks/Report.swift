@@ -97,12 +97,14 @@ public enum ReportWriter {
     figure.wrong figcaption b{color:#c0392b}figure.right figcaption b{color:#1e8449}
     """
 
-  private static let palette = [
+  /// Chart colours, one per method in table order.
+  static let palette = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
     "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39",
   ]
 
-  private static func color(_ method: String, in methods: [String]) -> String {
+  /// `method`'s chart colour: the palette's entry at its place in `methods`.
+  static func color(_ method: String, in methods: [String]) -> String {
     palette[(methods.firstIndex(of: method) ?? 0) % palette.count]
   }
 

@@ -442,6 +442,16 @@ final class DetectionTaskTests: XCTestCase {
     }
     let html = try String(contentsOf: out.appendingPathComponent("report.html"), encoding: .utf8)
     XCTAssertEqual(html.components(separatedBy: "<g data-method=").count - 1, 2)
+    // The scatter names each method in a legend, in its own colour, with its mean ± std
+    // (labels beside the dots piled up when the methods' points were close).
+    XCTAssertEqual(html.components(separatedBy: "<circle class=\"legend\"").count - 1, 2)
+    for method in ["linear", "hst"] {
+      XCTAssertNotNil(
+        html.range(
+          of: ">\(method) [0-9]+\\.[0-9] ± [0-9]+\\.[0-9]</text>", options: .regularExpression),
+        method)
+    }
+    XCTAssertTrue(html.contains("fill=\"#1f77b4\"") && html.contains("fill=\"#ff7f0e\""))
     // Two methods × three test images, each with its true boxes.
     XCTAssertEqual(html.components(separatedBy: "<figure data-method=").count - 1, 6)
     XCTAssertFalse(html.contains("data-true=\"0\""))
