@@ -180,8 +180,9 @@ public enum DetectionReport {
     let (w, left, bottom, top, right) = (700.0, 60.0, 40.0, 20.0, 190.0)
     let h = max(300, top + bottom + 16 * Double(rows.count + 1))
     let counts = rows.map { Double(max($0.summary.trainableParameters, 1)) }
-    let means = rows.map { max(0, $0.test(0).mean) }
-    let stds = rows.map { $0.test(0).count > 1 ? $0.test(0).std : 0 }
+    let aps = rows.map { $0.test(0) }
+    let means = aps.map { max(0, $0.mean) }
+    let stds = aps.map { $0.count > 1 ? $0.std : 0 }
     // x: a margin of 30 % either side of the extreme counts, at least half a decade in all.
     var x0 = log10((counts.min() ?? 1) / 1.3)
     var x1 = log10((counts.max() ?? 10) * 1.3)
@@ -252,7 +253,7 @@ public enum DetectionReport {
           legendX, legendY - 4, color)
         + "<text x=\"\(legendX + 10)\" y=\"\(legendY)\">\(ReportWriter.escape(r.method)) "
         + String(format: "%.1f", 100 * mean)
-        + (r.test(0).count > 1 ? String(format: " ± %.1f", 100 * std) : "") + "</text></g>\n"
+        + (aps[i].count > 1 ? String(format: " ± %.1f", 100 * std) : "") + "</text></g>\n"
     }
     return svg + "</svg>\n"
   }

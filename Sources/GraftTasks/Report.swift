@@ -97,8 +97,7 @@ public enum ReportWriter {
     figure.wrong figcaption b{color:#c0392b}figure.right figcaption b{color:#1e8449}
     """
 
-  /// Chart colours, one per method in table order.
-  static let palette = [
+  private static let palette = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
     "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39",
   ]
