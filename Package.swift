@@ -212,7 +212,7 @@ let package = Package(
       resources: [.copy("Fixtures")]
     ),
     .testTarget(
-      name: "GraftPointsTests", dependencies: ["GraftPoints", "GraftData"],
+      name: "GraftPointsTests", dependencies: ["GraftPoints", "GraftData", "CHDF5Shim"],
       resources: [.copy("Fixtures")]
     ),
   ]

@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -38,6 +40,29 @@ static int quiet_start(char *message) {
 
 void gh5_free(void *pointer) { free(pointer); }
 
+static herr_t note_allocation_failure(unsigned n, const H5E_error2_t *error, void *found) {
+  (void)n;
+  if (error->maj_num == H5E_RESOURCE || error->min_num == H5E_CANTALLOC ||
+      error->min_num == H5E_NOSPACE)
+    *(int *)found = 1;
+  return 0;
+}
+
+// Whether the call that just failed on this thread failed for want of memory (in the reading
+// child: its address-space limit, see limit_child).
+static int failed_for_memory(void) {
+  int found = 0;
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, note_allocation_failure, &found);
+  return found;
+}
+
+// Error text for a failure that may have been the reading child's memory limit.
+static const char *memory_limit_note(void) {
+  return failed_for_memory() ? " (libhdf5 reached the reading process's memory limit: it asked "
+                               "for far more than the file can need)"
+                             : " (corrupt or truncated data)";
+}
+
 static gh5_status open_file(const char *path, int64_t *file, char *message) {
   if (!quiet_start(message)) return GH5_OPEN_FAILED;
   FILE *probe = fopen(path, "rb");
@@ -53,7 +78,11 @@ static gh5_status open_file(const char *path, int64_t *file, char *message) {
   }
   hid_t id = is_hdf5 > 0 ? H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
   if (id < 0) {
-    set_message(message, "%s", "HDF5 could not open the file (corrupt or truncated superblock)");
+    set_message(message, "%s",
+                failed_for_memory()
+                    ? "HDF5 could not open the file (libhdf5 reached the reading process's "
+                      "memory limit: it asked for far more than the file can need)"
+                    : "HDF5 could not open the file (corrupt or truncated superblock)");
     return GH5_NOT_HDF5;
   }
   *file = (int64_t)id;
@@ -203,9 +232,13 @@ static gh5_status read_all(
   status = open_dataset(file, name, &dataset, message);
   if (status != GH5_OK) return status;
   herr_t result = H5Dread(dataset, memory_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out);
+  // Asked before H5Dclose, which (as every libhdf5 call) empties the error stack.
+  const char *why = result < 0 ? memory_limit_note() : "";
   H5Dclose(dataset);
   if (result < 0) {
-    set_message(message, "reading dataset '%s' failed (corrupt or truncated data)", name);
+    char format[GH5_MESSAGE_CAPACITY];
+    snprintf(format, sizeof format, "reading dataset '%%s' failed%s", why);
+    set_message(message, format, name);
     return GH5_READ_FAILED;
   }
   return GH5_OK;
@@ -380,6 +413,92 @@ static void close_other_descriptors(int a, int b) {
   close_range((unsigned)b + 1, ~0U, 0);
 }
 
+// ---- The reading child's limits ----
+//
+// A damaged file can make libhdf5 allocate without end (one the fuzzer found grows by about
+// 370 MB a second: Fuzz/Regressions/hdf5/unbounded-memory-growth.h5) or, in principle, loop. The
+// child therefore runs under an address-space limit and a CPU-time limit, reset before each
+// request to what that request can need, so libhdf5's allocations fail (an error) or the kernel
+// stops the child (GH5_CRASHED, named) long before the machine's memory or the user's patience
+// runs out. Both are measured from what the child had when it started: it is a copy of the
+// caller, whose own mappings (a model's weights, a sanitizer's shadow memory) it keeps.
+
+// Address space libhdf5 may use beyond the child's start and the request's own data: its
+// metadata and chunk caches (a few MB by default), a compressed chunk being inflated, type
+// conversion buffers (1 MB by default).
+static const uint64_t child_memory_headroom = 512ull << 20;
+// CPU seconds every request may take, plus one per `child_cpu_bytes_per_second` of its data
+// (inflating gzip runs at well over 50 MB/s, so this is a damaged file, not a slow one).
+static const uint64_t child_cpu_seconds = 60;
+static const uint64_t child_cpu_bytes_per_second = 10ull << 20;
+
+// The child's address space when it started, in bytes (0: unknown, no memory limit).
+static uint64_t child_start_address_space = 0;
+// The process that started the child.
+static pid_t child_parent = 0;
+
+static uint64_t address_space_now(void) {
+  FILE *statm = fopen("/proc/self/statm", "r");
+  if (statm == NULL) return 0;
+  unsigned long long pages = 0;
+  int read = fscanf(statm, "%llu", &pages);
+  fclose(statm);
+  long page_size = sysconf(_SC_PAGESIZE);
+  return read == 1 && page_size > 0 ? pages * (uint64_t)page_size : 0;
+}
+
+// Lowers (or raises back) a soft limit to `value`, never above the hard limit the caller had.
+static void set_soft_limit(int resource, uint64_t value) {
+  struct rlimit limit;
+  if (getrlimit(resource, &limit) != 0) return;
+  rlim_t wanted = value >= (uint64_t)RLIM_INFINITY ? RLIM_INFINITY : (rlim_t)value;
+  if (limit.rlim_max != RLIM_INFINITY && (wanted == RLIM_INFINITY || wanted > limit.rlim_max))
+    wanted = limit.rlim_max;
+  limit.rlim_cur = wanted;
+  (void)setrlimit(resource, &limit);
+}
+
+static uint64_t saturating_add(uint64_t a, uint64_t b) {
+  return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+// Limits the child to what a request that moves `bytes` of data can need: its data twice (the
+// shared buffer it lands in, and a converted copy), the headroom, and CPU time in proportion.
+static void limit_child(uint64_t bytes) {
+  if (child_start_address_space > 0) {
+    uint64_t doubled = bytes > UINT64_MAX / 2 ? UINT64_MAX : 2 * bytes;
+    uint64_t start = saturating_add(child_start_address_space, child_memory_headroom);
+    set_soft_limit(RLIMIT_AS, saturating_add(start, doubled));
+  }
+  struct rusage usage;
+  if (getrusage(RUSAGE_SELF, &usage) != 0) return;
+  uint64_t used = (uint64_t)usage.ru_utime.tv_sec + (uint64_t)usage.ru_stime.tv_sec + 1;
+  set_soft_limit(RLIMIT_CPU, saturating_add(used, child_cpu_seconds +
+                                                      bytes / child_cpu_bytes_per_second));
+}
+
+// Runs every 200 ms in the child: a child whose parent has gone (killed, crashed) leaves too,
+// even in the middle of libhdf5. (PR_SET_PDEATHSIG would fire when the *thread* that forked
+// ends, and the caller's threads come and go.) getppid and _exit are async-signal-safe.
+static void leave_if_orphaned(int signal_number) {
+  (void)signal_number;
+  if (getppid() != child_parent) _exit(1);
+}
+
+static void watch_parent(pid_t parent) {
+  child_parent = parent;
+  struct sigaction action;
+  memset(&action, 0, sizeof(action));
+  action.sa_handler = leave_if_orphaned;
+  action.sa_flags = SA_RESTART;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGALRM, &action, NULL);
+  struct itimerval every = {{0, 200000}, {0, 200000}};
+  setitimer(ITIMER_REAL, &every, NULL);
+  // The parent may have gone before the timer was set.
+  leave_if_orphaned(SIGALRM);
+}
+
 // Serves one request: describes or reads the dataset it names.
 static gh5_status serve_request(
     int64_t file, int data, const child_request *request, child_reply *reply) {
@@ -405,13 +524,25 @@ static gh5_status serve_request(
 
 // The child's whole life: opens the file, answers requests until this process closes its end
 // (or kills it), never returns.
-static void run_child(int socket, int data, const char *path) {
+static void run_child(int socket, int data, const char *path, pid_t parent) {
   // A crash ends the child by its signal, which the parent reports; handlers the parent
-  // installed (a sanitizer's, a fuzzer's) must not run here as if the parent had crashed.
-  const int crash_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP};
-  for (size_t i = 0; i < sizeof(crash_signals) / sizeof(crash_signals[0]); i++)
-    signal(crash_signals[i], SIG_DFL);
+  // installed (a sanitizer's, a fuzzer's) must not run here as if the parent had crashed, and
+  // a mask the forking thread had must not hold back the limits' and the watchdog's signals.
+  const int own_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP, SIGXCPU, SIGALRM};
+  sigset_t unblocked;
+  sigemptyset(&unblocked);
+  for (size_t i = 0; i < sizeof(own_signals) / sizeof(own_signals[0]); i++) {
+    signal(own_signals[i], SIG_DFL);
+    sigaddset(&unblocked, own_signals[i]);
+  }
+  sigprocmask(SIG_UNBLOCK, &unblocked, NULL);
+  // A child stopped by a limit or a crash leaves no core file behind in the caller's folder.
+  struct rlimit no_core = {0, 0};
+  (void)setrlimit(RLIMIT_CORE, &no_core);
+  watch_parent(parent);
   close_other_descriptors(socket < data ? socket : data, socket < data ? data : socket);
+  child_start_address_space = address_space_now();
+  limit_child(0);
   child_reply reply;
   memset(&reply, 0, sizeof(reply));
   int64_t file = -1;
@@ -420,6 +551,10 @@ static void run_child(int socket, int data, const char *path) {
   child_request request;
   while (read_fully(socket, &request, sizeof(request)) == sizeof(request)) {
     request.name[GH5_NAME_CAPACITY - 1] = '\0';
+    uint64_t element_size = request.kind == REQUEST_INFO         ? 0
+                            : request.kind == REQUEST_READ_FLOAT ? sizeof(float)
+                                                                 : sizeof(int64_t);
+    limit_child(request.count > UINT64_MAX / 8 ? UINT64_MAX : request.count * element_size);
     memset(&reply, 0, sizeof(reply));
     reply.status = (int32_t)serve_request(file, data, &request, &reply);
     if (!send_fully(socket, &reply, sizeof(reply))) break;
@@ -449,7 +584,12 @@ static gh5_status record_death(gh5_reader *reader) {
   } while (waited < 0 && errno == EINTR);
   reader->pid = -1;
   reader->failure = GH5_CRASHED;
-  if (waited >= 0 && WIFSIGNALED(wait_status))
+  if (waited >= 0 && WIFSIGNALED(wait_status) && WTERMSIG(wait_status) == SIGXCPU)
+    snprintf(reader->failure_message, GH5_MESSAGE_CAPACITY,
+             "libhdf5 ran past the reading process's CPU-time limit (%llu s a request and 1 s "
+             "a 10 MB read): the file is damaged",
+             (unsigned long long)child_cpu_seconds);
+  else if (waited >= 0 && WIFSIGNALED(wait_status))
     snprintf(reader->failure_message, GH5_MESSAGE_CAPACITY,
              "libhdf5 crashed reading the file (%s in the reading process): the file is damaged",
              signal_name(WTERMSIG(wait_status)));
@@ -512,10 +652,11 @@ gh5_status gh5_reader_open(const char *path, gh5_reader **out, char *message) {
     gh5_reader_close(reader);
     return GH5_SPAWN_FAILED;
   }
+  pid_t parent = getpid();
   pid_t pid = fork();
   if (pid == 0) {
     close(fds[0]);
-    run_child(fds[1], reader->data, path);
+    run_child(fds[1], reader->data, path, parent);
   }
   int fork_error = errno;
   close(fds[1]);

@@ -46,9 +46,14 @@ public final class HDF5File {
     guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
       throw PointFileError(.fileNotFound, path: path, "no such file")
     }
-    guard !isDirectory.boolValue,
-      let size = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int
-    else { throw PointFileError(.readFailed, path: path, "not a readable file") }
+    let attributes = try? FileManager.default.attributesOfItem(atPath: path)
+    guard !isDirectory.boolValue, let size = attributes?[.size] as? Int else {
+      throw PointFileError(.readFailed, path: path, "not a readable file")
+    }
+    // libhdf5 would wait for ever on a FIFO, and reads a device as if it were a file.
+    guard attributes?[.type] as? FileAttributeType == .typeRegular else {
+      throw PointFileError(.readFailed, path: path, "not a regular file")
+    }
     fileSize = size
     var message = [CChar](repeating: 0, count: Int(GH5_MESSAGE_CAPACITY))
     var opened: OpaquePointer?

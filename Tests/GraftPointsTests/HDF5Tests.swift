@@ -1,3 +1,4 @@
+import CHDF5Shim
 import Foundation
 import Synchronization
 import XCTest
@@ -91,10 +92,113 @@ final class HDF5Tests: XCTestCase {
     XCTAssertEqual(childProcesses(), before)
   }
 
+  /// A damaged file on which libhdf5 allocates without end (found by the fuzzer; about
+  /// 370 MB a second, 20 GB when it was found): the reading process's address-space limit makes
+  /// it a named error within seconds, and the process never held more than a gigabyte.
+  func testFileThatAllocatesWithoutBoundFailsFastWithinMemory() throws {
+    let growing = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+      .appendingPathComponent("../../Fuzz/Regressions/hdf5/unbounded-memory-growth.h5")
+      .standardized
+    let start = Date()
+    // As the fuzz target reads it: every step may fail, but none may hang or grow.
+    var failures = 0
+    var messages: [String] = []
+    do {
+      let file = try HDF5File(contentsOf: growing)
+      for step in [{ _ = try file.floats("data") }, { _ = try file.integers("label") }] {
+        do { try step() } catch {
+          failures += 1
+          messages.append("\(error)")
+          XCTAssertTrue("\(error)".hasPrefix(growing.path), "\(error)")
+        }
+      }
+    } catch {
+      failures += 1
+    }
+    XCTAssertGreaterThan(failures, 0)
+    XCTAssertTrue(messages.contains { $0.contains("memory limit") }, "\(messages)")
+    XCTAssertLessThan(Date().timeIntervalSince(start), 20)
+    var usage = rusage()
+    XCTAssertEqual(getrusage(RUSAGE_CHILDREN.rawValue, &usage), 0)
+    // ru_maxrss is in KiB: the largest child this test process has reaped.
+    XCTAssertLessThan(usage.ru_maxrss, 1 << 20, "a reading process held \(usage.ru_maxrss) KiB")
+  }
+
+  /// The reading process runs under an address-space limit, a CPU-time limit and no core
+  /// files, raised for a read to what its data needs (and no further).
+  func testReadingProcessRunsUnderLimits() throws {
+    let url = try temporaryFolder(self).appendingPathComponent("limits.h5")
+    let writer = try HDF5Writer()
+    try writer.add("data", floats: positions(), shape: [clouds, points, 3])
+    try writer.write(to: url)
+    let before = childProcesses()
+    let file = try HDF5File(contentsOf: url)
+    let child = try XCTUnwrap(childProcesses().subtracting(before).first)
+    func softLimit(_ name: String) throws -> String {
+      let limits = try String(contentsOfFile: "/proc/\(child)/limits", encoding: .utf8)
+      let line = try XCTUnwrap(limits.split(separator: "\n").first { $0.hasPrefix(name) })
+      return String(line.dropFirst(name.count).split(separator: " ")[0])
+    }
+    let opened = try XCTUnwrap(UInt64(try softLimit("Max address space")))
+    XCTAssertEqual(try softLimit("Max core file size"), "0")
+    let cpu = try XCTUnwrap(Int(try softLimit("Max cpu time")))
+    XCTAssertTrue((60...70).contains(cpu), "\(cpu) s")
+    // After a read the limit covers that read's data, twice (the reply's buffer and a
+    // converted copy), on top of what the child had when it opened the file.
+    XCTAssertEqual(try file.floats("data").values, positions())
+    let afterRead = try XCTUnwrap(UInt64(try softLimit("Max address space")))
+    XCTAssertEqual(afterRead - opened, UInt64(2 * positions().count * 4))
+  }
+
+  /// A reading process whose parent dies (killed, crashed) leaves too, even while it is stuck
+  /// inside a call that never returns: here opening a FIFO nobody writes to, standing in for
+  /// libhdf5 looping on a damaged file or a read from a hung network disk. It outlived its
+  /// parent by hours before.
+  func testReadingProcessLeavesWhenItsParentDies() throws {
+    let fifo = try temporaryFolder(self).appendingPathComponent("stuck.h5").path
+    XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+    let path = strdup(fifo)
+    defer { free(path) }
+    // The parent: a fork of this process that opens a reader, which never answers, then is
+    // killed. Only C calls run in it.
+    let parent = fork()
+    if parent == 0 {
+      var reader: OpaquePointer?
+      _ = gh5_reader_open(path, &reader, nil)
+      _exit(0)
+    }
+    XCTAssertGreaterThan(parent, 0)
+    var reading: Int?
+    for _ in 0..<200 where reading == nil {
+      reading = processes(childrenOf: Int(parent)).first
+      if reading == nil { usleep(10_000) }
+    }
+    let child = try XCTUnwrap(reading, "the parent started no reading process")
+    XCTAssertEqual(kill(parent, SIGKILL), 0)
+    var status: Int32 = 0
+    XCTAssertEqual(waitpid(parent, &status, 0), parent)
+    var gone = false
+    for _ in 0..<300 where !gone {
+      gone = !FileManager.default.fileExists(atPath: "/proc/\(child)/stat") || isZombie(child)
+      if !gone { usleep(10_000) }
+    }
+    if !gone { kill(pid_t(child), SIGKILL) }
+    XCTAssertTrue(gone, "the reading process \(child) outlived its parent by 3 s")
+  }
+
+  private func isZombie(_ pid: Int) -> Bool {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+      let close = stat.lastIndex(of: ")")
+    else { return false }
+    return stat[stat.index(after: close)...].split(separator: " ").first == "Z"
+  }
+
   /// This process's children, from every `/proc/<pid>/stat` whose parent is this process
   /// (zombies included: a child not yet reaped still has an entry).
-  private func childProcesses() -> Set<Int> {
-    let me = Int(getpid())
+  private func childProcesses() -> Set<Int> { processes(childrenOf: Int(getpid())) }
+
+  /// The processes whose parent is `parent`.
+  private func processes(childrenOf me: Int) -> Set<Int> {
     let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
     var children = Set<Int>()
     for entry in entries {
@@ -237,6 +341,15 @@ final class HDF5Tests: XCTestCase {
         XCTAssertTrue($0 is PointFileError, "\($0)")
         XCTAssertTrue("\($0)".hasPrefix(cutURL.path), "\($0)")
       }
+    }
+    // A FIFO (libhdf5 would wait for a writer for ever) and a device.
+    let fifo = folder.appendingPathComponent("fifo.h5")
+    XCTAssertEqual(mkfifo(fifo.path, 0o600), 0)
+    assertPointError(.readFailed, path: fifo.path, "not a regular file") {
+      try PointCloudSet.read(contentsOf: fifo)
+    }
+    assertPointError(.readFailed, path: "/dev/zero", "not a regular file") {
+      try HDF5File(contentsOf: URL(fileURLWithPath: "/dev/zero"))
     }
     assertPointError(.fileNotFound, path: folder.appendingPathComponent("none.h5").path) {
       try PointCloudSet.read(contentsOf: folder.appendingPathComponent("none.h5"))
