@@ -56,11 +56,11 @@ static int failed_for_memory(void) {
   return found;
 }
 
-// Error text for a failure that may have been the reading child's memory limit.
-static const char *memory_limit_note(void) {
+// Why the libhdf5 call that just failed did: the reading child's memory limit, or `otherwise`.
+static const char *failure_reason(const char *otherwise) {
   return failed_for_memory() ? " (libhdf5 reached the reading process's memory limit: it needs "
                                "far more memory than the data it reads)"
-                             : " (corrupt or truncated data)";
+                             : otherwise;
 }
 
 static gh5_status open_file(const char *path, int64_t *file, char *message) {
@@ -78,11 +78,8 @@ static gh5_status open_file(const char *path, int64_t *file, char *message) {
   }
   hid_t id = is_hdf5 > 0 ? H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
   if (id < 0) {
-    set_message(message, "%s",
-                failed_for_memory()
-                    ? "HDF5 could not open the file (libhdf5 reached the reading process's "
-                      "memory limit: it asked for far more memory than the file can need)"
-                    : "HDF5 could not open the file (corrupt or truncated superblock)");
+    set_message(message, "HDF5 could not open the file%s",
+                failure_reason(" (corrupt or truncated superblock)"));
     return GH5_NOT_HDF5;
   }
   *file = (int64_t)id;
@@ -247,7 +244,7 @@ static gh5_status read_all(
   if (status != GH5_OK) return status;
   herr_t result = H5Dread(dataset, memory_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out);
   // Asked before H5Dclose, which (as every libhdf5 call) empties the error stack.
-  const char *why = result < 0 ? memory_limit_note() : "";
+  const char *why = result < 0 ? failure_reason(" (corrupt or truncated data)") : "";
   H5Dclose(dataset);
   if (result < 0) {
     char format[GH5_MESSAGE_CAPACITY];
@@ -601,8 +598,9 @@ static gh5_status record_death(gh5_reader *reader) {
   if (waited >= 0 && WIFSIGNALED(wait_status) && WTERMSIG(wait_status) == SIGXCPU)
     snprintf(reader->failure_message, GH5_MESSAGE_CAPACITY,
              "libhdf5 ran past the reading process's CPU-time limit (%llu s a request and 1 s "
-             "a 10 MB read): the file is damaged",
-             (unsigned long long)child_cpu_seconds);
+             "a %llu MB read): the file is damaged",
+             (unsigned long long)child_cpu_seconds,
+             (unsigned long long)(child_cpu_bytes_per_second >> 20));
   else if (waited >= 0 && WIFSIGNALED(wait_status))
     snprintf(reader->failure_message, GH5_MESSAGE_CAPACITY,
              "libhdf5 crashed reading the file (%s in the reading process): the file is damaged",

@@ -77,13 +77,7 @@ final class HDF5Tests: XCTestCase {
   /// A reading process that dies between requests (killed here, as the kernel's OOM killer
   /// would) makes that read and every later one a named error, not a hang or a crash.
   func testReadingProcessThatDiesGivesNamedErrors() throws {
-    let url = try temporaryFolder(self).appendingPathComponent("ply_data_train3.h5")
-    let writer = try HDF5Writer()
-    try writer.add("data", floats: positions(), shape: [clouds, points, 3])
-    try writer.write(to: url)
-    let before = childProcesses()
-    let file = try HDF5File(contentsOf: url)
-    let child = try XCTUnwrap(childProcesses().subtracting(before).first)
+    let (url, file, child, before) = try openWithReadingProcess("ply_data_train3.h5")
     XCTAssertEqual(try file.floats("data").values, positions())
     XCTAssertEqual(kill(pid_t(child), SIGKILL), 0)
     for _ in 0..<2 {
@@ -128,13 +122,7 @@ final class HDF5Tests: XCTestCase {
   /// The reading process runs under an address-space limit, a CPU-time limit and no core
   /// files, raised for a read to what its data needs (and no further).
   func testReadingProcessRunsUnderLimits() throws {
-    let url = try temporaryFolder(self).appendingPathComponent("limits.h5")
-    let writer = try HDF5Writer()
-    try writer.add("data", floats: positions(), shape: [clouds, points, 3])
-    try writer.write(to: url)
-    let before = childProcesses()
-    let file = try HDF5File(contentsOf: url)
-    let child = try XCTUnwrap(childProcesses().subtracting(before).first)
+    let (_, file, child, _) = try openWithReadingProcess("limits.h5")
     func softLimit(_ name: String) throws -> String {
       let limits = try String(contentsOfFile: "/proc/\(child)/limits", encoding: .utf8)
       let line = try XCTUnwrap(limits.split(separator: "\n").first { $0.hasPrefix(name) })
@@ -187,11 +175,27 @@ final class HDF5Tests: XCTestCase {
     XCTAssertTrue(gone, "the reading process \(child) outlived its parent by 3 s")
   }
 
-  private func isZombie(_ pid: Int) -> Bool {
+  /// Writes a ModelNet-layout file named `name` and opens it; returns the file, the pid of the
+  /// reading process it started and this process's children before it.
+  private func openWithReadingProcess(_ name: String) throws -> (URL, HDF5File, Int, Set<Int>) {
+    let url = try temporaryFolder(self).appendingPathComponent(name)
+    let writer = try HDF5Writer()
+    try writer.add("data", floats: positions(), shape: [clouds, points, 3])
+    try writer.write(to: url)
+    let before = childProcesses()
+    let file = try HDF5File(contentsOf: url)
+    return (url, file, try XCTUnwrap(childProcesses().subtracting(before).first), before)
+  }
+
+  private func isZombie(_ pid: Int) -> Bool { statFields(pid)?.first == "Z" }
+
+  /// The fields of `/proc/<pid>/stat` after the command's closing parenthesis (state, then the
+  /// parent's pid, …), or nil when there is no such process.
+  private func statFields(_ pid: Int) -> [Substring]? {
     guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
       let close = stat.lastIndex(of: ")")
-    else { return false }
-    return stat[stat.index(after: close)...].split(separator: " ").first == "Z"
+    else { return nil }
+    return stat[stat.index(after: close)...].split(separator: " ")
   }
 
   /// This process's children, from every `/proc/<pid>/stat` whose parent is this process
@@ -203,12 +207,7 @@ final class HDF5Tests: XCTestCase {
     let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
     var children = Set<Int>()
     for entry in entries {
-      guard let pid = Int(entry),
-        let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
-        let close = stat.lastIndex(of: ")")
-      else { continue }
-      // After the command's closing parenthesis: state, then the parent's pid.
-      let fields = stat[stat.index(after: close)...].split(separator: " ")
+      guard let pid = Int(entry), let fields = statFields(pid) else { continue }
       if fields.count > 1, Int(fields[1]) == me { children.insert(pid) }
     }
     return children
