@@ -104,6 +104,61 @@ public enum GridSearch {
   }
 }
 
+extension GridSearch {
+  /// The edge of the learning-rate axis `point` sits on, if any: `.top` at the largest rate,
+  /// `.bottom` at the smallest; nil inside the grid, or when the axis is missing, has fewer than
+  /// two values or has a value that is not a positive number (a grid that cannot be widened).
+  public static func lrEdge(_ point: [Int], axes: [GridAxis]) -> GridEdge? {
+    guard let a = axes.firstIndex(where: { $0.key == "optim.lr" }),
+      let rates = positiveRates(axes[a])
+    else { return nil }
+    let rate = Double(axes[a].values[point[a]])!
+    if rate == rates.last! { return .top }
+    if rate == rates.first! { return .bottom }
+    return nil
+  }
+
+  /// `axes` with the learning-rate axis one step wider beyond `edge`: the step is the ratio of
+  /// the two rates at that edge (×2.5 for the preset grids), so a grid that chose its largest
+  /// rate also tries that rate ×2.5 (VPT's own grid runs to rates far above the presets'). The
+  /// new rate goes after the others (`.top`) or before them (`.bottom`). Nil when the axis
+  /// cannot be widened (see `lrEdge`).
+  public static func widened(_ axes: [GridAxis], beyond edge: GridEdge) -> [GridAxis]? {
+    guard let a = axes.firstIndex(where: { $0.key == "optim.lr" }),
+      let rates = positiveRates(axes[a])
+    else { return nil }
+    var out = axes
+    let n = rates.count
+    switch edge {
+    case .top:
+      out[a].values.append(String(format: "%.4g", rates[n - 1] * rates[n - 1] / rates[n - 2]))
+    case .bottom:
+      out[a].values.insert(String(format: "%.4g", rates[0] * rates[0] / rates[1]), at: 0)
+    }
+    // Four significant digits could round a tiny step onto a rate already listed.
+    return positiveRates(out[a])?.count == n + 1 ? out : nil
+  }
+
+  /// The axis's rates, sorted, if it lists at least two different positive numbers and
+  /// nothing else.
+  private static func positiveRates(_ axis: GridAxis) -> [Double]? {
+    let rates = axis.values.compactMap(Double.init)
+    guard rates.count == axis.values.count, rates.allSatisfy({ $0 > 0 && $0.isFinite }) else {
+      return nil
+    }
+    let sorted = Array(Set(rates)).sorted()
+    return sorted.count >= 2 ? sorted : nil
+  }
+}
+
+/// Which end of a grid axis a choice sits on.
+public enum GridEdge: String, Sendable {
+  /// The largest value.
+  case top
+  /// The smallest value.
+  case bottom
+}
+
 /// Mean, sample standard deviation and the 95 % confidence interval of the mean over seeds
 /// (Student's t with n − 1 degrees of freedom: mean ± t·s/√n).
 public struct SeedStatistics: Sendable, Equatable {
@@ -177,11 +232,14 @@ public struct ProtocolResult: Sendable {
   public var chosen: Int
   /// The final runs (train + validation, tested once), one per seed.
   public var finals: [RunRecord]
+  /// How many steps the learning-rate axis was widened beyond the given grid because its edge
+  /// won (`ProtocolSweep`'s widening; `axes` holds the widened grid).
+  public var widenings: Int
 
   /// The parts.
   public init(
     method: String, task: String, axes: [GridAxis], points: [[Int]], validation: [[Double?]],
-    gridSeeds: [UInt64], chosen: Int, finals: [RunRecord]
+    gridSeeds: [UInt64], chosen: Int, finals: [RunRecord], widenings: Int = 0
   ) {
     self.method = method
     self.task = task
@@ -191,7 +249,12 @@ public struct ProtocolResult: Sendable {
     self.gridSeeds = gridSeeds
     self.chosen = chosen
     self.finals = finals
+    self.widenings = widenings
   }
+
+  /// The edge of the learning-rate grid the chosen point sits on, if any: after the widening
+  /// allowed, a choice still at an edge means the best rate may lie beyond the grid.
+  public var chosenEdge: GridEdge? { GridSearch.lrEdge(points[chosen], axes: axes) }
 
   /// The mean validation top-1 of each point over the grid seeds it finished (-1 when none).
   public static func meanScores(_ validation: [[Double?]]) -> [Double] {
@@ -230,6 +293,7 @@ public struct ProtocolResult: Sendable {
         ]
       },
       "chosen": chosenSettings, "chosen_val_top1": scores[chosen],
+      "grid_widenings": widenings, "chosen_edge": chosenEdge?.rawValue ?? NSNull(),
       "seeds": finals.map { Int($0.seed ?? 0) },
       "test_top1": finals.map(\.testTop1), "test_top1_mean": s.mean, "test_top1_std": s.std,
       "trainable_parameters": finals.first?.trainableParameters ?? 0,
@@ -347,7 +411,7 @@ public struct ProtocolSummary: Sendable {
         ProtocolResult(
           method: method, task: task, axes: axes, points: points, validation: validation,
           gridSeeds: (row["grid_seeds"] as? [Int] ?? []).map { UInt64($0) }, chosen: choice,
-          finals: finals))
+          finals: finals, widenings: row["grid_widenings"] as? Int ?? 0))
     }
     return ProtocolSummary(
       backbone: backbone, tasks: tasks, results: results,
@@ -379,13 +443,15 @@ public struct ProtocolSummary: Sendable {
       if !lines.isEmpty { lines.append("") }
       lines.append(task)
       lines.append(
-        p("method", 13) + p("chosen", 26) + p("val", 7, right: true)
+        p("method", 13) + p("chosen", 30) + p("val", 7, right: true)
           + p("test mean ± std", 17, right: true) + p("95% CI", 15, right: true)
           + p("seeds", 7, right: true) + "  vs best")
       for r in here {
         let s = r.test
-        let chosen = GridSearch.folderName(r.points[r.chosen], axes: r.axes)
+        let chosen =
+          GridSearch.folderName(r.points[r.chosen], axes: r.axes)
           .replacingOccurrences(of: "_", with: " ")
+          + (r.chosenEdge.map { " (\($0.rawValue))" } ?? "")
         let val = ProtocolResult.meanScores(r.validation)[r.chosen]
         let figure =
           r.finals.isEmpty
@@ -400,7 +466,7 @@ public struct ProtocolSummary: Sendable {
           verdict = leaders.contains(r.method) ? "tied" : "below"
         }
         lines.append(
-          p(r.method, 13) + p(chosen, 26) + p(String(format: "%.1f", 100 * val), 7, right: true)
+          p(r.method, 13) + p(chosen, 30) + p(String(format: "%.1f", 100 * val), 7, right: true)
             + p(figure, 17, right: true) + p(ci ?? "–", 15, right: true)
             + p("\(r.finals.count)", 7, right: true) + "  " + verdict)
       }

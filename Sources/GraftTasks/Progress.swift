@@ -63,6 +63,13 @@ public final class ProgressReporter {
     phaseDone = 0
   }
 
+  /// Adds `steps` steps to the current phase and the whole job (a job that learns of more work
+  /// as it goes, as a protocol sweep that widens a grid).
+  public func addSteps(_ steps: Int) {
+    phaseSteps += steps
+    totalSteps += steps
+  }
+
   /// One step done, over `samples` inputs, with the running `loss` if any.
   public func step(samples: Int = 0, loss: Double? = nil) {
     doneSteps += 1

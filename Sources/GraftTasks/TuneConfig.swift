@@ -227,8 +227,8 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
   public static func preset(for method: String) throws -> TuneConfig {
     let recipe = try MethodRegistry.descriptor(method).recipe
     var c = TuneConfig(method: method)
-    (c.optimizer, c.lr, c.weightDecay, c.warmupEpochs) = (
-      recipe.optimizer, recipe.lr, recipe.weightDecay, recipe.warmupEpochs
+    (c.optimizer, c.lr, c.weightDecay, c.warmupEpochs, c.epochs) = (
+      recipe.optimizer, recipe.lr, recipe.weightDecay, recipe.warmupEpochs, recipe.epochs
     )
     return c
   }

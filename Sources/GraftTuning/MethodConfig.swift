@@ -14,13 +14,19 @@ public struct Recipe: Sendable, Equatable {
   public var weightDecay: Float
   /// Linear warm-up, in epochs.
   public var warmupEpochs: Int
+  /// Epochs on a task of VTAB-1k's size (1,000 images): enough that the method's validation
+  /// curve is flat at the end (the evidence is in `TuneConfig.epochs`'s documentation).
+  public var epochs: Int
 
   /// The settings.
-  public init(_ optimizer: OptimizerKind, lr: Float, weightDecay: Float, warmupEpochs: Int) {
+  public init(
+    _ optimizer: OptimizerKind, lr: Float, weightDecay: Float, warmupEpochs: Int, epochs: Int = 20
+  ) {
     self.optimizer = optimizer
     self.lr = lr
     self.weightDecay = weightDecay
     self.warmupEpochs = warmupEpochs
+    self.epochs = epochs
   }
 
   /// The learning rates `graft sweep` tries by default: the recipe's rate, one step of VPT's

@@ -79,14 +79,16 @@ struct DemoImages: ParsableCommand {
       <out>/report.html. --protocol vtab (the default) is VTAB-1k's protocol's last stage: each \
       method's learning rate and weight decay as the protocol chose them on this task's \
       validation split (recorded from graft bench graft1k --protocol vtab --tasks mnist), \
-      trained on train + validation, tested once. --protocol search runs the \
-      whole protocol (each method's grid on validation first; --seeds final runs). --protocol \
-      default trains each preset recipe on the training split. All use \
-      \(DemoImages.defaultSettings.joined(separator: ", ")). Finished runs in <out> are reused; \
-      --fresh redoes them.
+      trained on train + validation for the method's recipe epochs (its converged schedule), \
+      tested once. --protocol search runs the whole protocol (each method's grid on \
+      validation first, widened where its edge wins; --seeds final runs). --protocol default \
+      trains each preset recipe on the training split with \
+      \(DemoImages.defaultSettings.joined(separator: ", ")), as earlier versions did. Finished \
+      runs in <out> are reused; --fresh redoes them.
       """)
 
-  /// What the demo changes in every method's preset.
+  /// What `--protocol default` changes in every method's preset (the protocols use each
+  /// method's recipe epochs).
   static let defaultSettings = ["train.epochs=10"]
 
   @Option(help: "vtab (the protocol's choices, train+val), search (the whole protocol) or default.")
@@ -109,6 +111,8 @@ struct DemoImages: ParsableCommand {
 
   @Option(help: "Comma-separated methods.")
   var methods = "linear,mp,vpt-deep,lst,lora,full"
+
+  @OptionGroup var widenOption: WidenOption
 
   @OptionGroup var settings: SetOptions
   var overrides: [String] { settings.overrides }
@@ -154,8 +158,8 @@ struct DemoImages: ParsableCommand {
       }
       try runSweep(
         title: title + " (VTAB-1k protocol: choices from validation, train + val)",
-        backbone: backbone, methods: names, tasks: [task],
-        settings: Self.defaultSettings + overrides, out: folder, fresh: fresh,
+        backbone: backbone, methods: names, tasks: [task], settings: overrides, out: folder,
+        fresh: fresh,
         quiet: quiet, json: json, methodSettings: chosen)
     case "search":
       guard seeds >= 1 else { throw ValidationError("--seeds must be at least 1") }
@@ -163,8 +167,8 @@ struct DemoImages: ParsableCommand {
       for m in names { grids[m] = try TuneConfig.defaultGrid(for: m) }
       try runProtocol(
         title: title + " (VTAB-1k protocol)", backbone: backbone, methods: names, tasks: [task],
-        grids: grids, settings: Self.defaultSettings + overrides,
-        seeds: (0..<UInt64(seeds)).map { $0 }, gridSeedCount: 1,
+        grids: grids, settings: overrides,
+        seeds: (0..<UInt64(seeds)).map { $0 }, gridSeedCount: 1, widen: widenOption.widen,
         out: folder, fresh: fresh, quiet: quiet, json: json)
     default:
       throw ValidationError("--protocol '\(`protocol`)': expected vtab, search or default")
@@ -181,16 +185,17 @@ struct BenchGraft1k: ParsableCommand {
       Each method trains with its preset recipe (\(BenchGraft1k.defaultSettings.joined(separator: ", "))) \
       in its own process (so each peak RSS is its own). Writes <out>/<task>/<method>/ run \
       folders, <out>/summary.json and <out>/report.html. Finished runs are reused; --fresh \
-      redoes them. --protocol vtab runs VTAB-1k's protocol instead (see `graft sweep`): each \
-      method's preset grid (lr × weight decay) on train/val, then the best point on train + \
+      redoes them. --protocol vtab runs VTAB-1k's protocol instead (see `graft sweep`) with \
+      each method's recipe epochs (its converged schedule): each method's preset grid (lr × \
+      weight decay, widened where its edge wins) on train/val, then the best point on train + \
       val for --seeds seeds (default 3), tested once; default --out runs/graft1k-vtab.
       """)
 
   /// The row name of PVP's warm start (`--pvp-from`): vpt-deep from another task's prompts.
   static let pvpRow = "vpt-deep+pvp"
 
-  /// What the benchmark changes in every method's preset: 10 epochs keep the 65 runs within
-  /// an hour on two cores.
+  /// What the default protocol changes in every method's preset: 10 epochs keep the 65 runs
+  /// within an hour on two cores (`--protocol vtab` uses each method's recipe epochs).
   static let defaultSettings = ["train.epochs=10"]
 
   @Option(help: "Run folder (default runs/graft1k, or runs/graft1k-vtab with --protocol vtab).")
@@ -216,6 +221,8 @@ struct BenchGraft1k: ParsableCommand {
 
   @Option(help: "Comma-separated Graft-1k tasks (default: all).")
   var tasks: String?
+
+  @OptionGroup var widenOption: WidenOption
 
   @OptionGroup var settings: SetOptions
   var overrides: [String] { settings.overrides }
@@ -274,9 +281,10 @@ struct BenchGraft1k: ParsableCommand {
       for m in rows { grids[m] = try TuneConfig.defaultGrid(for: variants[m]?.method ?? m) }
       try runProtocol(
         title: "Graft-1k, VTAB-1k protocol: \(backbone)", backbone: backbone,
-        methods: rows, tasks: taskRefs, grids: grids,
-        settings: Self.defaultSettings + overrides, seeds: (0..<UInt64(seeds)).map { $0 },
-        gridSeedCount: 1, out: folder, fresh: fresh, quiet: quiet, json: json,
+        methods: rows, tasks: taskRefs, grids: grids, settings: overrides,
+        seeds: (0..<UInt64(seeds)).map { $0 },
+        gridSeedCount: 1, widen: widenOption.widen, out: folder, fresh: fresh, quiet: quiet,
+        json: json,
         variants: variants)
     default:
       throw ValidationError("--protocol '\(`protocol`)': expected default or vtab")

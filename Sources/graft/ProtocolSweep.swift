@@ -18,12 +18,18 @@ struct ProtocolSweep {
   var seeds: [UInt64]
   /// How many of `seeds` (the first ones) each grid point runs with; its score is the mean.
   var gridSeedCount: Int
+  /// How many times a method's learning-rate axis may grow by one step beyond the edge its
+  /// choice sits on (`--widen`): the choice is made again on the wider grid each time.
+  var widenLimit: Int
 
   /// Settings every grid run gets last: train on the training split only.
   static let gridSettings = ["data.train_on=train"]
   /// Settings every final run gets last: train + validation, all epochs (nothing held out to
   /// stop early on).
   static let finalSettings = ["data.train_on=train+val", "train.patience=0"]
+  /// How often a grid may widen by default (`--widen`): on Graft-1k's MNIST task five of the
+  /// thirteen methods chose the top rate of their preset grid and one its bottom.
+  static let defaultWidenLimit = 2
 
   /// Runs the protocol; returns the results (task-major, methods in order) and the failed
   /// runs. A method whose grid runs all failed gets no final run (and no result).
@@ -34,7 +40,7 @@ struct ProtocolSweep {
     func runs(_ method: String, on task: String) -> Bool {
       runner.variants[method]?.tasks?.contains(task) ?? true
     }
-    let total = tasks.map { task in
+    var total = tasks.map { task in
       methods.filter { runs($0, on: task) }.map { m in
         GridSearch.points(grids[m] ?? []).count * gridSeeds.count + seeds.count
       }.reduce(0, +)
@@ -49,28 +55,55 @@ struct ProtocolSweep {
     }
     for task in tasks {
       for method in methods where runs(method, on: task) {
-        let axes = grids[method] ?? []
-        let points = GridSearch.points(axes)
+        var axes = grids[method] ?? []
         let base = runner.folder(task: task, method: method, single: tasks.count == 1)
+        // Validation scores by point folder, so that a widened grid keeps the runs it had.
+        var scored: [String: [Double?]] = [:]
+        var widenings = 0
+        var points: [[Int]] = []
         var validation: [[Double?]] = []
-        for point in points {
-          let name = GridSearch.folderName(point, axes: axes)
-          var scores: [Double?] = []
-          for seed in gridSeeds {
-            let dir = base.appendingPathComponent("grid").appendingPathComponent(name)
-              .appendingPathComponent("seed-\(seed)")
-            do {
-              let record = try runner.runOne(
-                method: method, task: task, dir: dir,
-                extra: GridSearch.settings(point, axes: axes) + Self.gridSettings, seed: seed,
-                what: "\(method) on \(task), grid \(name) (seed \(seed))", counter: counter())
-              scores.append(record.validationTop1)
-            } catch let e as SweepRunner.ChildFailure {
-              failures.append(e.message)
-              scores.append(nil)
+        var chosen = 0
+        while true {
+          points = GridSearch.points(axes)
+          for point in points {
+            let name = GridSearch.folderName(point, axes: axes)
+            if scored[name] != nil { continue }
+            var scores: [Double?] = []
+            for seed in gridSeeds {
+              let dir = base.appendingPathComponent("grid").appendingPathComponent(name)
+                .appendingPathComponent("seed-\(seed)")
+              do {
+                let record = try runner.runOne(
+                  method: method, task: task, dir: dir,
+                  extra: GridSearch.settings(point, axes: axes) + Self.gridSettings, seed: seed,
+                  what: "\(method) on \(task), grid \(name) (seed \(seed))", counter: counter())
+                scores.append(record.validationTop1)
+              } catch let e as SweepRunner.ChildFailure {
+                failures.append(e.message)
+                scores.append(nil)
+              }
             }
+            scored[name] = scores
           }
-          validation.append(scores)
+          validation = points.map { scored[GridSearch.folderName($0, axes: axes)] ?? [] }
+          let means = ProtocolResult.meanScores(validation)
+          guard means.contains(where: { $0 >= 0 }) else { break }
+          chosen = GridSearch.best(axes: axes, points: points, scores: means)
+          // A grid whose edge wins cannot tell whether the best rate lies beyond it: widen.
+          guard widenings < widenLimit,
+            let edge = GridSearch.lrEdge(points[chosen], axes: axes),
+            let wider = GridSearch.widened(axes, beyond: edge)
+          else { break }
+          let added = GridSearch.points(wider).count - points.count
+          runner.progress.log(
+            "\(method) on \(task): the grid's \(edge.rawValue) rate won on validation; adding "
+              + (wider.first { $0.key == "optim.lr" }.map {
+                edge == .top ? $0.values.last! : $0.values.first!
+              } ?? "") + " (\(added * gridSeeds.count) more runs)")
+          axes = wider
+          widenings += 1
+          total += added * gridSeeds.count
+          runner.progress.addSteps(added * gridSeeds.count)
         }
         let means = ProtocolResult.meanScores(validation)
         guard means.contains(where: { $0 >= 0 }) else {
@@ -78,7 +111,6 @@ struct ProtocolSweep {
           done += seeds.count
           continue
         }
-        let chosen = GridSearch.best(axes: axes, points: points, scores: means)
         let settings = GridSearch.settings(points[chosen], axes: axes)
         runner.progress.log(
           String(
@@ -100,7 +132,7 @@ struct ProtocolSweep {
         results.append(
           ProtocolResult(
             method: method, task: task, axes: axes, points: points, validation: validation,
-            gridSeeds: gridSeeds, chosen: chosen, finals: finals))
+            gridSeeds: gridSeeds, chosen: chosen, finals: finals, widenings: widenings))
       }
     }
     runner.progress.finish()
@@ -112,7 +144,8 @@ struct ProtocolSweep {
 /// (or the JSON summary); shared by `graft sweep` and `graft bench graft1k --protocol vtab`.
 func runProtocol(
   title: String, backbone: String, methods: [String], tasks: [String], grids: [String: [GridAxis]],
-  settings: [String], seeds: [UInt64], gridSeedCount: Int, out: URL, fresh: Bool, quiet: Bool,
+  settings: [String], seeds: [UInt64], gridSeedCount: Int, widen: Int, out: URL, fresh: Bool,
+  quiet: Bool,
   json: Bool, variants: [String: SweepVariant] = [:], childArguments: [String] = []
 ) throws {
   for m in methods { _ = try MethodRegistry.descriptor(variants[m]?.method ?? m) }
@@ -140,7 +173,7 @@ func runProtocol(
     runner: SweepRunner(
       backbone: backbone, settings: settings, out: out, fresh: fresh, progress: progress,
       quiet: quiet, variants: variants, childArguments: childArguments),
-    grids: grids, seeds: seeds, gridSeedCount: gridSeedCount)
+    grids: grids, seeds: seeds, gridSeedCount: gridSeedCount, widenLimit: widen)
   let (results, failures) = try sweep.run(methods: methods, tasks: tasks)
   guard !results.isEmpty else {
     throw ValidationError("every run failed:\n" + failures.joined(separator: "\n"))
@@ -209,6 +242,8 @@ struct SweepCommand: ParsableCommand {
   @Option(help: "How many of those seeds each grid point runs with (its score is the mean).")
   var gridSeeds = 1
 
+  @OptionGroup var widenOption: WidenOption
+
   @OptionGroup var settings: SetOptions
 
   @Option(help: "Run folder.")
@@ -252,11 +287,25 @@ struct SweepCommand: ParsableCommand {
     try runProtocol(
       title: "graft sweep: \(backbone) on \(data)", backbone: backbone, methods: methods,
       tasks: [data], grids: grids, settings: settings.overrides,
-      seeds: (0..<UInt64(seeds)).map { $0 }, gridSeedCount: gridSeeds,
+      seeds: (0..<UInt64(seeds)).map { $0 }, gridSeedCount: gridSeeds, widen: widenOption.widen,
       out: URL(fileURLWithPath: out), fresh: fresh, quiet: quietFlag.quiet,
       json: jsonFlag.json,
       childArguments: initFrom.map {
         ["--init-from", URL(fileURLWithPath: $0).path] + (freshHead ? ["--fresh-head"] : [])
       } ?? [])
+  }
+}
+
+/// `--widen N`, shared by the commands that run the protocol.
+struct WidenOption: ParsableArguments {
+  @Option(
+    help: ArgumentHelp(
+      "How many times a method's optim.lr axis may grow one step (the ratio of its two edge "
+        + "rates, ×2.5 for the preset grids) beyond an edge that wins on validation; 0: never.",
+      valueName: "n"))
+  var widen = ProtocolSweep.defaultWidenLimit
+
+  func validate() throws {
+    guard widen >= 0 else { throw ValidationError("--widen must be 0 or more") }
   }
 }

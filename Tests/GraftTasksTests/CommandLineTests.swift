@@ -93,12 +93,13 @@ final class CommandLineTests: XCTestCase {
   }
 
   /// `graft demo --protocol vtab` (the default) replays the protocol's choices on MNIST:
-  /// each method's recorded lr and weight decay, trained on train + validation; another task
-  /// or a method without a recorded choice is a clear error.
+  /// each method's recorded lr and weight decay, trained on train + validation for its
+  /// recipe's (converged) epochs, not the default protocol's 10; another task or a method
+  /// without a recorded choice is a clear error.
   func testDemoReplaysTheProtocolsChoices() throws {
     let out = temporaryFolder()
     defer { try? FileManager.default.removeItem(at: out) }
-    let small = ["--set", "train.epochs=1", "--set", "data.train_samples=64", "--quiet"]
+    let small = ["--set", "data.train_samples=64", "--quiet"]
     let run = try runGraft(
       ["demo", "--backbone", tinyTimmFolder, "--methods", "linear", "--out", out.path] + small)
     XCTAssertEqual(run.status, 0, run.err)
@@ -107,6 +108,9 @@ final class CommandLineTests: XCTestCase {
     var stored = TuneConfig(method: "linear")
     try stored.apply(yaml: yaml, source: "tune_config.yaml")
     XCTAssertEqual(stored.trainOn, .trainAndValidation)
+    let recipeEpochs = try MethodRegistry.descriptor("linear").recipe.epochs
+    XCTAssertEqual(stored.epochs, recipeEpochs)
+    XCTAssertNotEqual(recipeEpochs, 10)
     // The report says that the validation curves show fit (the runs trained on validation).
     let page = try String(contentsOf: out.appendingPathComponent("report.html"), encoding: .utf8)
     XCTAssertTrue(page.contains("curves show fit, not generalisation"))

@@ -103,6 +103,8 @@ final class VTABProtocolTests: XCTestCase {
     XCTAssertEqual(lora[1].values, ["0", "0.01"])
     for m in MethodRegistry.all.map(\.name) {
       var config = try TuneConfig.preset(for: m)
+      // The preset trains for the recipe's (converged) epochs.
+      XCTAssertEqual(config.epochs, try MethodRegistry.descriptor(m).recipe.epochs, m)
       for axis in try TuneConfig.defaultGrid(for: m) {
         XCTAssertEqual(axis.values.count, axis.key == "optim.lr" ? 4 : 2, m)
         for v in axis.values { XCTAssertNoThrow(try config.set(axis.key, v), "\(m) \(v)") }
@@ -110,7 +112,83 @@ final class VTABProtocolTests: XCTestCase {
     }
   }
 
+  /// The edge a choice sits on, and the learning-rate axis one step wider beyond it.
+  func testGridWideningAtTheEdges() throws {
+    let axes = [
+      GridAxis(key: "optim.weight_decay", values: ["0", "1e-4"]),
+      GridAxis(key: "optim.lr", values: ["0.1", "0.25", "0.625", "1.562"]),
+    ]
+    XCTAssertEqual(GridSearch.lrEdge([0, 3], axes: axes), .top)
+    XCTAssertEqual(GridSearch.lrEdge([1, 0], axes: axes), .bottom)
+    XCTAssertNil(GridSearch.lrEdge([0, 1], axes: axes))
+    let up = try XCTUnwrap(GridSearch.widened(axes, beyond: .top))
+    XCTAssertEqual(up[0], axes[0])
+    XCTAssertEqual(up[1].values, ["0.1", "0.25", "0.625", "1.562", "3.904"])
+    XCTAssertNil(GridSearch.lrEdge([0, 3], axes: up))
+    XCTAssertEqual(GridSearch.lrEdge([0, 4], axes: up), .top)
+    let down = try XCTUnwrap(GridSearch.widened(axes, beyond: .bottom))
+    XCTAssertEqual(down[1].values, ["0.04", "0.1", "0.25", "0.625", "1.562"])
+    // Given in any order, the edges are the smallest and largest rates.
+    let shuffled = [GridAxis(key: "optim.lr", values: ["3e-3", "1e-2", "1e-3"])]
+    XCTAssertEqual(GridSearch.lrEdge([1], axes: shuffled), .top)
+    XCTAssertEqual(GridSearch.lrEdge([2], axes: shuffled), .bottom)
+    XCTAssertNil(GridSearch.lrEdge([0], axes: shuffled))
+    XCTAssertEqual(
+      GridSearch.widened(shuffled, beyond: .bottom)?[0].values,
+      ["0.0003333", "3e-3", "1e-2", "1e-3"])
+    // Axes that cannot widen: one rate, a rate that is not a positive number, no lr axis.
+    for bad in [
+      [GridAxis(key: "optim.lr", values: ["1e-3"])],
+      [GridAxis(key: "optim.lr", values: ["0", "1e-3"])],
+      [GridAxis(key: "optim.lr", values: ["1e-3", "fast"])],
+      [GridAxis(key: "optim.weight_decay", values: ["0", "1e-4"])],
+    ] {
+      XCTAssertNil(GridSearch.lrEdge([0], axes: bad), "\(bad)")
+      XCTAssertNil(GridSearch.widened(bad, beyond: .top), "\(bad)")
+    }
+  }
+
   // MARK: graft sweep
+
+  /// A grid whose edge wins on validation widens (`--widen`), up to the limit, reusing the
+  /// runs it had: learning rates far too small to move the linear head from its initial
+  /// predictions tie on validation, a tie goes to the smallest rate, so the bottom edge wins
+  /// every time and the axis grows downward twice; the summary says so.
+  func testSweepWidensAGridWhoseEdgeWins() throws {
+    let out = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: out) }
+    let r = try runGraft([
+      "sweep", "--backbone", tinyTimmFolder, "--method", "linear", "--data", "digits",
+      "--grid", "optim.lr=1e-9,1e-8", "--grid", "optim.weight_decay=0", "--widen", "2",
+      "--set", "train.epochs=1", "--set", "data.train_samples=100", "--out", out.path, "--quiet",
+    ])
+    XCTAssertEqual(r.status, 0, r.err)
+    XCTAssertTrue(r.out.contains("(bottom)"), r.out)
+    let summary = try XCTUnwrap(
+      JSONSerialization.jsonObject(
+        with: Data(contentsOf: out.appendingPathComponent("summary.json"))) as? [String: Any])
+    let result = try XCTUnwrap((summary["results"] as? [[String: Any]])?.first)
+    let grid = try XCTUnwrap(result["grid"] as? [[String: Any]])
+    XCTAssertEqual(grid.first?["values"] as? [String], ["1e-11", "1e-10", "1e-9", "1e-8"])
+    XCTAssertEqual(result["grid_widenings"] as? Int, 2)
+    XCTAssertEqual(result["chosen_edge"] as? String, "bottom")
+    XCTAssertEqual(result["chosen"] as? [String], ["optim.lr=1e-11", "optim.weight_decay=0"])
+    let points = try XCTUnwrap(result["points"] as? [[String: Any]])
+    XCTAssertEqual(points.count, 4)
+    let scores = points.compactMap { $0["mean_val_top1"] as? Double }
+    XCTAssertEqual(scores.count, 4)
+    XCTAssertEqual(Set(scores).count, 1, "\(scores)")
+    for lr in ["1e-11", "1e-10", "1e-9", "1e-8"] {
+      XCTAssertTrue(
+        FileManager.default.fileExists(
+          atPath: out.appendingPathComponent("linear/grid/lr-\(lr)_wd-0/seed-0/summary.json").path),
+        lr)
+    }
+    // Read back by graft report, the widening and the edge stay.
+    let loaded = try ProtocolSummary.load(folder: out) { _, m in out.appendingPathComponent(m) }
+    XCTAssertEqual(loaded.results.first?.widenings, 2)
+    XCTAssertEqual(loaded.results.first?.chosenEdge, .bottom)
+  }
 
   /// `graft sweep` end to end on a tiny backbone: a 2-point grid on train/val, the best point
   /// (by the grid runs' own validation top-1) retrained on train + val for two seeds, the
@@ -121,7 +199,8 @@ final class VTABProtocolTests: XCTestCase {
     let args = [
       "sweep", "--backbone", tinyTimmFolder, "--method", "linear", "--data", "digits",
       "--grid", "optim.lr=0.3,0.001", "--grid", "optim.weight_decay=0", "--seeds", "2",
-      "--set", "train.epochs=1", "--set", "data.train_samples=100", "--out", out.path, "--quiet",
+      "--set", "train.epochs=1", "--set", "data.train_samples=100", "--widen", "0", "--out",
+      out.path, "--quiet",
     ]
     let first = try runGraft(args)
     XCTAssertEqual(first.status, 0, first.err)
