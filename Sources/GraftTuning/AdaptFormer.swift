@@ -47,7 +47,8 @@ public final class AdaptFormer: TuningMethod {
       ConfigOption("scale", \.scale, "factor on the adapter output"),
     ]
     /// AdamW, lr 1e-2, wd 0.05, warm-up 2.
-    public static let recipe = Recipe(.adamw, lr: 1e-2, weightDecay: 0.05, warmupEpochs: 2)
+    public static let recipe = Recipe(
+      .adamw, lr: 1e-2, weightDecay: 0.05, warmupEpochs: 2, epochs: 40)
   }
 
   /// The registry entry.

@@ -9,7 +9,8 @@ public final class FullFineTuning: TuningMethod {
     /// None.
     public static let options: [ConfigOption<Config>] = []
     /// AdamW, lr 1e-4, wd 0.05, warm-up 2.
-    public static let recipe = Recipe(.adamw, lr: 1e-4, weightDecay: 0.05, warmupEpochs: 2)
+    public static let recipe = Recipe(
+      .adamw, lr: 1e-4, weightDecay: 0.05, warmupEpochs: 2, epochs: 20)
   }
 
   /// The registry entry.

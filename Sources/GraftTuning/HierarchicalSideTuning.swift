@@ -96,7 +96,8 @@ public final class HierarchicalSideTuning: TuningMethod {
           + "to the depth"),
     ]
     /// AdamW, lr 1e-2, wd 5e-4, warm-up 2.
-    public static let recipe = Recipe(.adamw, lr: 1e-2, weightDecay: 5e-4, warmupEpochs: 2)
+    public static let recipe = Recipe(
+      .adamw, lr: 1e-2, weightDecay: 5e-4, warmupEpochs: 2, epochs: 20)
 
     /// A list of 1 to 16 positive integers, none beyond 16384 (sizes of stages: bounded so that
     /// a typo is an error, not an allocation that cannot succeed).

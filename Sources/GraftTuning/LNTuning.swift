@@ -13,7 +13,7 @@ public final class LNTuning: TuningMethod {
     /// None.
     public static let options: [ConfigOption<Config>] = []
     /// AdamW, lr 1e-2, no decay, warm-up 1.
-    public static let recipe = Recipe(.adamw, lr: 1e-2, weightDecay: 0, warmupEpochs: 1)
+    public static let recipe = Recipe(.adamw, lr: 1e-2, weightDecay: 0, warmupEpochs: 1, epochs: 20)
   }
 
   /// The registry entry.

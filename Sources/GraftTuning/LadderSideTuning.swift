@@ -138,7 +138,8 @@ public final class LadderSideTuning: TuningMethod {
         "gate_T", \.gateT, "gate temperature T", expectation: "a number > 0", valid: { $0 > 0 }),
     ]
     /// AdamW, lr 3e-3, wd 0.01, warm-up 1.
-    public static let recipe = Recipe(.adamw, lr: 3e-3, weightDecay: 0.01, warmupEpochs: 1)
+    public static let recipe = Recipe(
+      .adamw, lr: 3e-3, weightDecay: 0.01, warmupEpochs: 1, epochs: 10)
   }
 
   /// The registry entry.

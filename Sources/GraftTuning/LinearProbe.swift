@@ -11,7 +11,7 @@ public final class LinearProbe: TuningMethod {
     /// None.
     public static let options: [ConfigOption<Config>] = []
     /// SGD, lr 0.1, no decay, warm-up 1.
-    public static let recipe = Recipe(.sgd, lr: 0.1, weightDecay: 0, warmupEpochs: 1)
+    public static let recipe = Recipe(.sgd, lr: 0.1, weightDecay: 0, warmupEpochs: 1, epochs: 20)
   }
 
   /// The registry entry.

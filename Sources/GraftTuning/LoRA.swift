@@ -73,7 +73,8 @@ public final class LoRA: TuningMethod {
         "layers to adapt: q, k, v (slices of the fused qkv), qkv, proj, fc1, fc2"),
     ]
     /// AdamW, lr 5e-3, wd 0.01, warm-up 1.
-    public static let recipe = Recipe(.adamw, lr: 5e-3, weightDecay: 0.01, warmupEpochs: 1)
+    public static let recipe = Recipe(
+      .adamw, lr: 5e-3, weightDecay: 0.01, warmupEpochs: 1, epochs: 40)
 
     /// Known, non-empty, non-overlapping targets.
     public func validate() throws {

@@ -175,7 +175,8 @@ public final class MomentProbing: TuningMethod {
         "cross", \.cross, "pairs of groups: near (i, i+1), n/2 (i, i+heads/2), cn2 (all)"),
     ]
     /// AdamW, lr 5e-4, wd 0.05, warm-up 2.
-    public static let recipe = Recipe(.adamw, lr: 5e-4, weightDecay: 0.05, warmupEpochs: 2)
+    public static let recipe = Recipe(
+      .adamw, lr: 5e-4, weightDecay: 0.05, warmupEpochs: 2, epochs: 20)
 
     /// An explicit projection splits into groups of at least 7; `n/2` needs even heads.
     public func validate() throws {

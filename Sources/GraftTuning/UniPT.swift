@@ -56,7 +56,8 @@ public final class UniPT: TuningMethod {
         "reduction", \.reduction, in: 1...4096, "width of the parallel network, m = D / reduction")
     ]
     /// AdamW, lr 5e-4, wd 0.01, warm-up 1.
-    public static let recipe = Recipe(.adamw, lr: 5e-4, weightDecay: 0.01, warmupEpochs: 1)
+    public static let recipe = Recipe(
+      .adamw, lr: 5e-4, weightDecay: 0.01, warmupEpochs: 1, epochs: 10)
   }
 
   /// The registry entry.
