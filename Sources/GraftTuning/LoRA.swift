@@ -74,7 +74,7 @@ public final class LoRA: TuningMethod {
     ]
     /// AdamW, lr 5e-3, wd 0.01, warm-up 1.
     public static let recipe = Recipe(
-      .adamw, lr: 5e-3, weightDecay: 0.01, warmupEpochs: 1, epochs: 40)
+      .adamw, lr: 5e-3, weightDecay: 0.01, warmupEpochs: 1, epochs: 10)
 
     /// Known, non-empty, non-overlapping targets.
     public func validate() throws {
