@@ -351,6 +351,7 @@ final class VTABProtocolTests: XCTestCase {
       (["--grid", "optim.lr"], "key=value"),
       (["--grid", "optim.nope=1,2"], "unknown key 'optim.nope'"),
       (["--grid", "optim.lr=1,2", "--grid", "optim.lr=3"], "given twice"),
+      (["--widen=-1"], "--widen must be 0 or more"),
     ] {
       let r = try runGraft(
         [
@@ -365,5 +366,10 @@ final class VTABProtocolTests: XCTestCase {
     let bench = try runGraft(["bench", "graft1k", "--protocol", "nope", "--out", out.path])
     XCTAssertNotEqual(bench.status, 0)
     XCTAssertTrue(bench.err.contains("expected default or vtab"), bench.err)
+    for command in [["bench", "graft1k", "--protocol", "vtab"], ["demo"]] {
+      let r = try runGraft(command + ["--widen=-1", "--out", out.path])
+      XCTAssertNotEqual(r.status, 0)
+      XCTAssertTrue(r.err.contains("--widen must be 0 or more"), r.err)
+    }
   }
 }
