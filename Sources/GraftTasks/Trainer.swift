@@ -95,6 +95,8 @@ public struct TuneSummary {
       "train_seconds": trainSeconds, "wall_seconds": wallSeconds,
       "train_images_per_second": imagesPerSecond,
       "peak_rss_bytes": peakRSSBytes, "backbone_precision": backbonePrecision.rawValue,
+      // The threads of the process that wrote it: its seconds depend on them.
+      "threads": Parallel.threadCount,
     ]
     if let testVoted { out["test_voted"] = testVoted.json(confusion: true) }
     if let dataParallel { out["data_parallel"] = dataParallel.json }

@@ -6,7 +6,8 @@ import GraftTasks
 /// `report.html` into `out`, prints the table (or the JSON summary).
 func runSweep(
   title: String, backbone: String, methods: [String], tasks: [String], settings: [String],
-  out: URL, fresh: Bool, quiet: Bool, json: Bool, methodSettings: [String: [String]] = [:]
+  out: URL, fresh: Bool, quiet: Bool, json: Bool, methodSettings: [String: [String]] = [:],
+  jobs: Int = 1
 ) throws {
   for m in methods { _ = try MethodRegistry.descriptor(m) }
   let started = Date()
@@ -29,7 +30,7 @@ func runSweep(
     backbone: backbone, settings: settings, out: out, fresh: fresh,
     progress: ProgressReporter(
       style: .automatic(quiet: quiet), totalSteps: methods.count * tasks.count),
-    quiet: quiet, methodSettings: methodSettings)
+    quiet: quiet, methodSettings: methodSettings, jobs: jobs)
   let (records, failures) = try runner.run(methods: methods, tasks: tasks)
   guard !records.isEmpty else {
     throw ValidationError("every run failed:\n" + failures.joined(separator: "\n"))
@@ -114,6 +115,8 @@ struct DemoImages: ParsableCommand {
 
   @OptionGroup var widenOption: WidenOption
 
+  @OptionGroup var jobsOption: JobsOption
+
   @OptionGroup var settings: SetOptions
   var overrides: [String] { settings.overrides }
 
@@ -138,7 +141,7 @@ struct DemoImages: ParsableCommand {
       try runSweep(
         title: title, backbone: backbone, methods: names, tasks: [task],
         settings: Self.defaultSettings + overrides, out: folder, fresh: fresh,
-        quiet: quiet, json: json)
+        quiet: quiet, json: json, jobs: jobsOption.jobs)
     case "vtab":
       guard task == "graft1k/mnist" else {
         throw ValidationError(
@@ -160,7 +163,7 @@ struct DemoImages: ParsableCommand {
         title: title + " (VTAB-1k protocol: choices from validation, train + val)",
         backbone: backbone, methods: names, tasks: [task], settings: overrides, out: folder,
         fresh: fresh,
-        quiet: quiet, json: json, methodSettings: chosen)
+        quiet: quiet, json: json, methodSettings: chosen, jobs: jobsOption.jobs)
     case "search":
       guard seeds >= 1 else { throw ValidationError("--seeds must be at least 1") }
       var grids: [String: [GridAxis]] = [:]
@@ -169,7 +172,7 @@ struct DemoImages: ParsableCommand {
         title: title + " (VTAB-1k protocol)", backbone: backbone, methods: names, tasks: [task],
         grids: grids, settings: overrides,
         seeds: (0..<UInt64(seeds)).map { $0 }, gridSeedCount: 1, widen: widenOption.widen,
-        out: folder, fresh: fresh, quiet: quiet, json: json)
+        out: folder, fresh: fresh, quiet: quiet, json: json, jobs: jobsOption.jobs)
     default:
       throw ValidationError("--protocol '\(`protocol`)': expected vtab, search or default")
     }
@@ -224,6 +227,8 @@ struct BenchGraft1k: ParsableCommand {
 
   @OptionGroup var widenOption: WidenOption
 
+  @OptionGroup var jobsOption: JobsOption
+
   @OptionGroup var settings: SetOptions
   var overrides: [String] { settings.overrides }
 
@@ -253,7 +258,8 @@ struct BenchGraft1k: ParsableCommand {
       try runSweep(
         title: "Graft-1k: \(backbone)", backbone: backbone, methods: methodNames,
         tasks: taskRefs, settings: Self.defaultSettings + overrides,
-        out: URL(fileURLWithPath: out ?? "runs/graft1k"), fresh: fresh, quiet: quiet, json: json)
+        out: URL(fileURLWithPath: out ?? "runs/graft1k"), fresh: fresh, quiet: quiet, json: json,
+        jobs: jobsOption.jobs)
     case "vtab":
       guard seeds >= 1 else { throw ValidationError("--seeds must be at least 1") }
       let folder = URL(fileURLWithPath: out ?? "runs/graft1k-vtab")
@@ -285,7 +291,7 @@ struct BenchGraft1k: ParsableCommand {
         seeds: (0..<UInt64(seeds)).map { $0 },
         gridSeedCount: 1, widen: widenOption.widen, out: folder, fresh: fresh, quiet: quiet,
         json: json,
-        variants: variants)
+        variants: variants, jobs: jobsOption.jobs)
     default:
       throw ValidationError("--protocol '\(`protocol`)': expected default or vtab")
     }

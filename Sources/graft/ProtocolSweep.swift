@@ -67,25 +67,35 @@ struct ProtocolSweep {
         var chosen = 0
         while true {
           points = GridSearch.points(axes)
+          // Every point not scored yet, every grid seed: one batch, so that `--jobs` runs
+          // them side by side.
+          var requests: [SweepRunner.RunRequest] = []
+          var names: [String] = []
           for point in points {
             let name = GridSearch.folderName(point, axes: axes)
-            if scored[name] != nil { continue }
-            var scores: [Double?] = []
+            if scored[name] != nil || names.contains(name) { continue }
+            names.append(name)
             for seed in gridSeeds {
-              let dir = base.appendingPathComponent("grid").appendingPathComponent(name)
-                .appendingPathComponent("seed-\(seed)")
-              do {
-                let record = try runner.runOne(
-                  method: method, task: task, dir: dir,
+              requests.append(
+                SweepRunner.RunRequest(
+                  method: method, task: task,
+                  dir: base.appendingPathComponent("grid").appendingPathComponent(name)
+                    .appendingPathComponent("seed-\(seed)"),
                   extra: GridSearch.settings(point, axes: axes) + Self.gridSettings, seed: seed,
-                  what: "\(method) on \(task), grid \(name) (seed \(seed))", counter: counter())
-                scores.append(record.validationTop1)
-              } catch let e as SweepRunner.ChildFailure {
-                failures.append(e.message)
-                scores.append(nil)
+                  what: "\(method) on \(task), grid \(name) (seed \(seed))", counter: counter()))
+            }
+          }
+          let outcomes = try runner.runMany(requests)
+          for (n, name) in names.enumerated() {
+            scored[name] = outcomes[(n * gridSeeds.count)..<((n + 1) * gridSeeds.count)].map {
+              outcome -> Double? in
+              switch outcome {
+              case .success(let record): return record.validationTop1
+              case .failure(let failure):
+                failures.append(failure.message)
+                return nil
               }
             }
-            scored[name] = scores
           }
           validation = points.map { scored[GridSearch.folderName($0, axes: axes)] ?? [] }
           means = ProtocolResult.meanScores(validation)
@@ -117,16 +127,17 @@ struct ProtocolSweep {
             format: "%@ on %@: chose %@ (validation top-1 %.2f%%)", method, task,
             settings.joined(separator: " "), 100 * means[chosen]))
         var finals: [RunRecord] = []
-        for seed in seeds {
-          let dir = base.appendingPathComponent("final").appendingPathComponent("seed-\(seed)")
-          do {
-            finals.append(
-              try runner.runOne(
-                method: method, task: task, dir: dir, extra: settings + Self.finalSettings,
-                seed: seed, what: "\(method) on \(task), final on train+val (seed \(seed))",
-                counter: counter()))
-          } catch let e as SweepRunner.ChildFailure {
-            failures.append(e.message)
+        let requests = seeds.map { seed in
+          SweepRunner.RunRequest(
+            method: method, task: task,
+            dir: base.appendingPathComponent("final").appendingPathComponent("seed-\(seed)"),
+            extra: settings + Self.finalSettings, seed: seed,
+            what: "\(method) on \(task), final on train+val (seed \(seed))", counter: counter())
+        }
+        for outcome in try runner.runMany(requests) {
+          switch outcome {
+          case .success(let record): finals.append(record)
+          case .failure(let failure): failures.append(failure.message)
           }
         }
         results.append(
@@ -146,7 +157,8 @@ func runProtocol(
   title: String, backbone: String, methods: [String], tasks: [String], grids: [String: [GridAxis]],
   settings: [String], seeds: [UInt64], gridSeedCount: Int, widen: Int, out: URL, fresh: Bool,
   quiet: Bool,
-  json: Bool, variants: [String: SweepVariant] = [:], childArguments: [String] = []
+  json: Bool, variants: [String: SweepVariant] = [:], childArguments: [String] = [],
+  jobs: Int = 1
 ) throws {
   for m in methods { _ = try MethodRegistry.descriptor(variants[m]?.method ?? m) }
   // Every key must be one `graft tune` takes, before hours of runs start.
@@ -172,7 +184,7 @@ func runProtocol(
   let sweep = ProtocolSweep(
     runner: SweepRunner(
       backbone: backbone, settings: settings, out: out, fresh: fresh, progress: progress,
-      quiet: quiet, variants: variants, childArguments: childArguments),
+      quiet: quiet, variants: variants, childArguments: childArguments, jobs: jobs),
     grids: grids, seeds: seeds, gridSeedCount: gridSeedCount, widenLimit: widen)
   let (results, failures) = try sweep.run(methods: methods, tasks: tasks)
   guard !results.isEmpty else {
@@ -244,6 +256,8 @@ struct SweepCommand: ParsableCommand {
 
   @OptionGroup var widenOption: WidenOption
 
+  @OptionGroup var jobsOption: JobsOption
+
   @OptionGroup var settings: SetOptions
 
   @Option(help: "Run folder.")
@@ -292,7 +306,7 @@ struct SweepCommand: ParsableCommand {
       json: jsonFlag.json,
       childArguments: initFrom.map {
         ["--init-from", URL(fileURLWithPath: $0).path] + (freshHead ? ["--fresh-head"] : [])
-      } ?? [])
+      } ?? [], jobs: jobsOption.jobs)
   }
 }
 
@@ -307,5 +321,19 @@ struct WidenOption: ParsableArguments {
 
   func validate() throws {
     guard widen >= 0 else { throw ValidationError("--widen must be 0 or more") }
+  }
+}
+
+/// `--jobs N`: how many child runs a sweep trains at once.
+struct JobsOption: ParsableArguments {
+  @Option(
+    help: ArgumentHelp(
+      "Child runs at once, each on the cores divided by N (GRAFT_NUM_THREADS); several small "
+        + "runs side by side use the cores better than one run on all of them.",
+      valueName: "n"))
+  var jobs = 1
+
+  func validate() throws {
+    guard jobs >= 1 else { throw ValidationError("--jobs must be 1 or more") }
   }
 }

@@ -43,6 +43,9 @@ struct SweepRunner {
   /// Seeds: every method runs once per seed (`--set seed=S`) in `<folder>/seed-S`; empty: once,
   /// with the settings' seed, in the folder itself.
   var seeds: [UInt64] = []
+  /// Child runs at once (`--jobs`); with more than one, each child gets
+  /// `Parallel.threadCount / jobs` threads, so that the cores are shared out, not oversubscribed.
+  var jobs = 1
 
   /// The run folder of `method` on `task`.
   func folder(task: String, method: String, single: Bool) -> URL {
@@ -57,31 +60,45 @@ struct SweepRunner {
   func run(methods: [String], tasks: [String]) throws -> (
     records: [RunRecord], failures: [String]
   ) {
-    var records: [RunRecord] = []
-    var failures: [String] = []
     let runSeeds: [UInt64?] = seeds.isEmpty ? [nil] : seeds.map { $0 }
     let total = methods.count * tasks.count * runSeeds.count
     progress.beginPhase("runs", steps: total)
+    var requests: [RunRequest] = []
     for task in tasks {
       for method in methods {
         for seed in runSeeds {
           let base = folder(task: task, method: method, single: tasks.count == 1)
-          let dir = seed.map { base.appendingPathComponent("seed-\($0)") } ?? base
-          let what = "\(method) on \(task)" + (seed.map { " (seed \($0))" } ?? "")
-          let n = records.count + failures.count + 1
-          do {
-            records.append(
-              try runOne(
-                method: method, task: task, dir: dir, seed: seed, what: what,
-                counter: "[\(n)/\(total)]"))
-          } catch let error as ChildFailure {
-            failures.append(error.message)
-          }
+          requests.append(
+            RunRequest(
+              method: method, task: task,
+              dir: seed.map { base.appendingPathComponent("seed-\($0)") } ?? base, seed: seed,
+              what: "\(method) on \(task)" + (seed.map { " (seed \($0))" } ?? ""),
+              counter: "[\(requests.count + 1)/\(total)]"))
         }
+      }
+    }
+    var records: [RunRecord] = []
+    var failures: [String] = []
+    for result in try runMany(requests) {
+      switch result {
+      case .success(let record): records.append(record)
+      case .failure(let failure): failures.append(failure.message)
       }
     }
     progress.finish()
     return (records, failures)
+  }
+
+  /// One child run: `method` on `task` in `dir`, with `extra` settings after the method's and
+  /// the sweep's, then the seed; `what` and `counter` name it in the log.
+  struct RunRequest {
+    var method: String
+    var task: String
+    var dir: URL
+    var extra: [String] = []
+    var seed: UInt64?
+    var what: String
+    var counter: String
   }
 
   /// A child `graft tune` that failed (the sweep goes on without it).
@@ -89,19 +106,77 @@ struct SweepRunner {
     var message: String
   }
 
-  /// Runs `method` on `task` in `dir` as a child `graft tune` with the method's settings, the
-  /// sweep's, then `extra`, then the seed; a finished run there is reused and an interrupted
-  /// one resumed. Advances the progress by one step and logs the result; a child that fails
-  /// throws `ChildFailure` (logged), other errors (an unreadable finished run) propagate.
-  func runOne(
-    method: String, task: String, dir: URL, extra: [String] = [], seed: UInt64?, what: String,
-    counter: String
-  ) throws -> RunRecord {
+  /// Runs each request as a child `graft tune` with the method's settings, the sweep's, then
+  /// its `extra`, then its seed, up to `jobs` children at once, and returns the results in the
+  /// order asked. A finished run in a request's folder is reused and an interrupted one
+  /// resumed. Each run advances the progress by one step and logs its figures; a child that
+  /// fails gives its `ChildFailure` (logged), other errors (an unreadable finished run)
+  /// propagate once the children started so far have finished.
+  ///
+  /// With one job a child's progress passes through as it runs. With several, every child gets
+  /// `Parallel.threadCount / jobs` threads (`GRAFT_NUM_THREADS`) and runs quietly, its standard
+  /// error kept in a temporary file that a failure's message quotes: interleaved epoch lines of
+  /// several runs would say nothing.
+  func runMany(_ requests: [RunRequest]) throws -> [Result<RunRecord, ChildFailure>] {
+    var results = [Result<RunRecord, ChildFailure>?](repeating: nil, count: requests.count)
+    var launches: [(index: Int, arguments: [String])] = []
+    for (i, request) in requests.enumerated() {
+      if let arguments = try childCommand(for: request) {
+        launches.append((i, arguments))
+      } else {
+        results[i] = .success(try finish(request))
+      }
+    }
+    let finished = FinishedChildren()
+    var running: [Int: RunningChild] = [:]
+    var next = 0
+    var firstError: Error? = nil
+    while next < launches.count || !running.isEmpty {
+      while firstError == nil, running.count < max(jobs, 1), next < launches.count {
+        let (i, arguments) = launches[next]
+        next += 1
+        let request = requests[i]
+        progress.log("\(request.counter) \(request.what)")
+        do {
+          running[i] = try launch(arguments, index: i, finished: finished)
+        } catch {
+          progress.step()
+          progress.log("    failed: \(error)")
+          results[i] = .failure(ChildFailure(message: "\(request.what): \(error)"))
+        }
+      }
+      guard !running.isEmpty else { break }
+      let i = finished.take()
+      guard let child = running.removeValue(forKey: i) else { continue }
+      let request = requests[i]
+      if let problem = child.problem(what: request.what) {
+        progress.step()
+        progress.log("    failed: \(problem)")
+        results[i] = .failure(ChildFailure(message: problem))
+        continue
+      }
+      do {
+        results[i] = .success(try finish(request))
+      } catch {
+        firstError = firstError ?? error
+      }
+    }
+    if let firstError { throw firstError }
+    return results.map { $0! }
+  }
+
+  /// The arguments of the child `graft tune` that `request` needs (a new run or a resumed
+  /// one), or nil when its folder holds a finished run trained as a new one would be. Removes
+  /// a folder trained otherwise (and an unfinished one that cannot resume).
+  private func childCommand(for request: RunRequest) throws -> [String]? {
+    let dir = request.dir
+    let method = request.method
     let summary = dir.appendingPathComponent("summary.json")
     let fm = FileManager.default
     if fresh { try? fm.removeItem(at: dir) }
     let wanted =
-      (methodSettings[method] ?? []) + settings + extra + (seed.map { ["seed=\($0)"] } ?? [])
+      (methodSettings[method] ?? []) + settings + request.extra
+      + (request.seed.map { ["seed=\($0)"] } ?? [])
     let arguments = childArguments + (variants[method]?.arguments ?? [])
     let initFrom = arguments.firstIndex(of: "--init-from").map { arguments[$0 + 1] }
     if fm.fileExists(atPath: dir.path),
@@ -109,44 +184,44 @@ struct SweepRunner {
         dir, method: variants[method]?.method ?? method, settings: wanted, initFrom: initFrom,
         freshHead: arguments.contains("--fresh-head"))
     {
-      progress.log("\(counter) \(what): \(dir.path) was trained otherwise; redoing it")
+      progress.log(
+        "\(request.counter) \(request.what): \(dir.path) was trained otherwise; redoing it")
       try fm.removeItem(at: dir)
     }
     if fm.fileExists(atPath: summary.path) {
-      progress.log("\(counter) \(what): finished earlier, reusing \(dir.path)")
-    } else {
-      progress.log("\(counter) \(what)")
-      var args: [String]
-      if Trainer.holdsRun(dir) {
-        args = ["tune", "--resume", dir.path, "--json"]
-      } else {
-        try? fm.removeItem(at: dir)
-        args = [
-          "tune", "--backbone", methodBackbones[method] ?? backbone, "--method",
-          variants[method]?.method ?? method, "--data", task, "--out", dir.path, "--json",
-        ]
-        args += arguments
-        // The method's own settings first (its recipe for this sweep), so the sweep's and
-        // the user's settings win; the seed last.
-        for s in wanted { args += ["--set", s] }
-      }
-      if quiet { args.append("--quiet") }
-      do {
-        try runChild(args, what: what)
-      } catch {
-        progress.step()
-        progress.log("    failed: \(error)")
-        throw ChildFailure(message: "\(error)")
-      }
+      progress.log("\(request.counter) \(request.what): finished earlier, reusing \(dir.path)")
+      return nil
     }
-    var record = try RunRecord.load(folder: dir, task: task)
-    record.seed = seed
+    var args: [String]
+    if Trainer.holdsRun(dir) {
+      args = ["tune", "--resume", dir.path, "--json"]
+    } else {
+      try? fm.removeItem(at: dir)
+      args = [
+        "tune", "--backbone", methodBackbones[method] ?? backbone, "--method",
+        variants[method]?.method ?? method, "--data", request.task, "--out", dir.path, "--json",
+      ]
+      args += arguments
+      // The method's own settings first (its recipe for this sweep), so the sweep's and
+      // the user's settings win; the seed last.
+      for s in wanted { args += ["--set", s] }
+    }
+    if quiet || jobs > 1 { args.append("--quiet") }
+    return args
+  }
+
+  /// Reads the finished run of `request`, advances the progress and logs its figures.
+  private func finish(_ request: RunRequest) throws -> RunRecord {
+    var record = try RunRecord.load(folder: request.dir, task: request.task)
+    record.seed = request.seed
     progress.step()
     progress.log(
       String(
-        format: "    val top-1 %.2f%%  test top-1 %.2f%%  %d trainable  %.1f s  %.0f MiB peak RSS",
-        100 * record.validationTop1, 100 * record.testTop1, record.trainableParameters,
-        record.trainSeconds, record.peakRSSMiB))
+        format:
+          "    %@val top-1 %.2f%%  test top-1 %.2f%%  %d trainable  %.1f s  %.0f MiB peak RSS",
+        jobs > 1 ? request.counter + " " : "", 100 * record.validationTop1,
+        100 * record.testTop1, record.trainableParameters, record.trainSeconds,
+        record.peakRSSMiB))
     return record
   }
 
@@ -179,22 +254,79 @@ struct SweepRunner {
         != (try? AdapterCheckpoint.tensorsHash(URL(fileURLWithPath: initFrom)))
   }
 
-  /// Runs this executable with `arguments`; its standard error passes through, its standard
-  /// output (the JSON summary) is discarded (the run folder holds it).
-  private func runChild(_ arguments: [String], what: String) throws {
+  /// Starts this executable with `arguments` (its standard output, the JSON summary, is
+  /// discarded: the run folder holds it); `finished` hears of its exit under `index`.
+  private func launch(_ arguments: [String], index: Int, finished: FinishedChildren) throws
+    -> RunningChild
+  {
     let process = Process()
     process.executableURL =
       Bundle.main.executableURL
       ?? URL(fileURLWithPath: CommandLine.arguments[0])
     process.arguments = arguments
     process.standardOutput = FileHandle.nullDevice
-    try process.run()
-    process.waitUntilExit()
-    guard process.terminationStatus == 0 else {
-      throw ValidationError(
-        "\(what) failed (graft \(arguments.joined(separator: " ")) exited with "
-          + "\(process.terminationStatus))")
+    var log: URL? = nil
+    if jobs > 1 {
+      var environment = ProcessInfo.processInfo.environment
+      environment["GRAFT_NUM_THREADS"] = "\(max(1, Parallel.threadCount / jobs))"
+      process.environment = environment
+      let url = FileManager.default.temporaryDirectory.appendingPathComponent(
+        "graft-sweep-\(getpid())-\(index).log")
+      guard FileManager.default.createFile(atPath: url.path, contents: nil),
+        let handle = FileHandle(forWritingAtPath: url.path)
+      else { throw ValidationError("cannot create \(url.path) for a child's messages") }
+      process.standardError = handle
+      log = url
     }
+    process.terminationHandler = { _ in finished.add(index) }
+    do {
+      try process.run()
+    } catch {
+      if let log { try? FileManager.default.removeItem(at: log) }
+      throw error
+    }
+    return RunningChild(process: process, arguments: arguments, log: log)
+  }
+}
+
+/// A child `graft tune` a sweep started.
+private struct RunningChild {
+  var process: Process
+  var arguments: [String]
+  /// Where its standard error goes when it does not pass through (several jobs at once).
+  var log: URL?
+
+  /// Once it has exited: nil when it succeeded, else what went wrong (with the end of its
+  /// messages when they were kept). Removes the messages' file either way.
+  func problem(what: String) -> String? {
+    defer { if let log { try? FileManager.default.removeItem(at: log) } }
+    guard process.terminationStatus != 0 else { return nil }
+    var message =
+      "\(what) failed (graft \(arguments.joined(separator: " ")) exited with "
+      + "\(process.terminationStatus))"
+    if let log, let text = try? String(contentsOf: log, encoding: .utf8) {
+      let lines = text.split(separator: "\n", omittingEmptySubsequences: true).suffix(10)
+      if !lines.isEmpty { message += ":\n" + lines.joined(separator: "\n") }
+    }
+    return message
+  }
+}
+
+/// The indices of exited children, as their termination handlers (on Foundation's threads)
+/// report them; `take` waits for the next.
+private final class FinishedChildren: @unchecked Sendable {
+  private let lock = NSLock()
+  private let signal = DispatchSemaphore(value: 0)
+  private var indices: [Int] = []
+
+  func add(_ index: Int) {
+    lock.withLock { indices.append(index) }
+    signal.signal()
+  }
+
+  func take() -> Int {
+    signal.wait()
+    return lock.withLock { indices.removeFirst() }
   }
 }
 

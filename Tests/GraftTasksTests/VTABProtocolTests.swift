@@ -1,3 +1,4 @@
+import GraftTensor
 import XCTest
 
 @testable import GraftTasks
@@ -341,6 +342,63 @@ final class VTABProtocolTests: XCTestCase {
       ["bench", "graft1k", "--pvp-from", "mnist", "--out", out.path, "--quiet"])
     XCTAssertNotEqual(pvp.status, 0)
     XCTAssertTrue(pvp.err.contains("--pvp-from needs --protocol vtab"), pvp.err)
+  }
+
+  /// `--jobs 2`: the protocol's runs go two at a time, each child on half the threads
+  /// (recorded in its `summary.json`); the protocol's figures come out as with one job, and a
+  /// failing child's own message reaches the sweep's error, not only its exit status.
+  func testSweepRunsChildrenSideBySide() throws {
+    let root = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: root) }
+    let common = [
+      "sweep", "--method", "linear", "--data", "digits", "--grid", "optim.lr=0.3,0.1,0.03",
+      "--grid", "optim.weight_decay=0", "--seeds", "2", "--set", "train.epochs=1", "--set",
+      "data.train_samples=96", "--widen", "0", "--quiet", "--json",
+    ]
+    var scores: [[Double]] = []
+    var runs: [String] = []
+    for jobs in [1, 2] {
+      let out = root.appendingPathComponent("jobs-\(jobs)")
+      let r = try runGraft(
+        common + ["--backbone", tinyTimmFolder, "--jobs", "\(jobs)", "--out", out.path])
+      XCTAssertEqual(r.status, 0, r.err)
+      let summary = try XCTUnwrap(
+        JSONSerialization.jsonObject(
+          with: Data(contentsOf: out.appendingPathComponent("summary.json"))) as? [String: Any])
+      let result = try XCTUnwrap((summary["results"] as? [[String: Any]])?.first)
+      let points = try XCTUnwrap(result["points"] as? [[String: Any]])
+      scores.append(points.compactMap { $0["mean_val_top1"] as? Double })
+      runs = ["grid/lr-0.3_wd-0", "grid/lr-0.1_wd-0", "grid/lr-0.03_wd-0", "final"].flatMap {
+        $0 == "final" ? ["final/seed-0", "final/seed-1"] : ["\($0)/seed-0"]
+      }
+      for run in runs {
+        let file = out.appendingPathComponent("linear/\(run)/summary.json")
+        let record = try XCTUnwrap(
+          JSONSerialization.jsonObject(with: Data(contentsOf: file)) as? [String: Any], run)
+        XCTAssertEqual(
+          record["threads"] as? Int,
+          jobs == 1 ? Parallel.threadCount : max(1, Parallel.threadCount / 2),
+          run)
+      }
+    }
+    XCTAssertEqual(runs.count, 5)
+    // The same runs: only float reordering (other row blocks on other threads) may move a
+    // borderline image.
+    XCTAssertEqual(scores[0].count, 3)
+    XCTAssertEqual(scores[1].count, 3)
+    for (one, two) in zip(scores[0], scores[1]) { XCTAssertEqual(one, two, accuracy: 0.02) }
+    let broken = try runGraft(
+      common + [
+        "--backbone", root.appendingPathComponent("no-such-backbone").path, "--jobs", "2",
+        "--out", root.appendingPathComponent("broken").path,
+      ])
+    XCTAssertNotEqual(broken.status, 0)
+    XCTAssertTrue(broken.err.contains("every run failed"), broken.err)
+    XCTAssertTrue(broken.err.contains("no-such-backbone: no such file or folder"), broken.err)
+    let jobs = try runGraft(
+      common + ["--backbone", tinyTimmFolder, "--jobs", "0", "--out", root.path])
+    XCTAssertNotEqual(jobs.status, 0)
+    XCTAssertTrue(jobs.err.contains("--jobs must be 1 or more"), jobs.err)
   }
 
   /// Bad grids are clear errors before any run.
