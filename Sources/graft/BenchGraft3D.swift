@@ -57,6 +57,8 @@ struct BenchGraft3D: ParsableCommand {
   @Flag(help: "One seed, two epochs, five votes (a smoke run).")
   var quick = false
 
+  @OptionGroup var jobsOption: JobsOption
+
   @OptionGroup var settings: SetOptions
 
   @Flag(help: "Redo runs that finished earlier.")
@@ -83,7 +85,7 @@ struct BenchGraft3D: ParsableCommand {
       backbone: backbone, imageBackbone: imageBackbone,
       methods: methods.map(list) ?? Self.defaultMethods, tasks: tasks.map(list) ?? Graft3D.tasks,
       settings: base + settings.overrides, seeds: seedList, out: URL(fileURLWithPath: out),
-      fresh: fresh, quiet: quietFlag.quiet, json: jsonFlag.json
+      fresh: fresh, quiet: quietFlag.quiet, json: jsonFlag.json, jobs: jobsOption.jobs
     ).run(title: "Graft-3D: \(backbone)")
   }
 }

@@ -36,6 +36,8 @@ struct DemoPoints: ParsableCommand {
   @Option(help: "Comma-separated methods.")
   var methods = "linear,vpt-deep,idpt,lora,full,p2p"
 
+  @OptionGroup var jobsOption: JobsOption
+
   @OptionGroup var settings: SetOptions
 
   @Flag(help: "Redo runs that finished earlier.")
@@ -50,7 +52,8 @@ struct DemoPoints: ParsableCommand {
       backbone: backbone, imageBackbone: imageBackbone,
       methods: methods.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) },
       tasks: [task], settings: Self.defaultSettings + settings.overrides, seeds: [],
-      out: URL(fileURLWithPath: out), fresh: fresh, quiet: quietFlag.quiet, json: jsonFlag.json
+      out: URL(fileURLWithPath: out), fresh: fresh, quiet: quietFlag.quiet, json: jsonFlag.json,
+      jobs: jobsOption.jobs
     ).run(title: "Graft demo: \(backbone) on \(task)")
   }
 }

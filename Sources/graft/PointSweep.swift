@@ -24,6 +24,8 @@ struct PointSweep {
   var quiet: Bool
   /// Print the JSON summary instead of the table.
   var json: Bool
+  /// Child runs at once (`--jobs`).
+  var jobs = 1
 
   /// P2P's settings for `imageBackbone`: its input normalisation, which P2P cannot read from
   /// the model (see `P2P`'s documentation), and the point backbone's cloud size, so that P2P
@@ -78,7 +80,7 @@ struct PointSweep {
       quiet: quiet, methodBackbones: ["p2p": imageBackbone],
       methodSettings: Self.pointRecipes.merging(
         methods.contains("p2p") ? ["p2p": try p2pSettings()] : [:]
-      ) { $1 }, seeds: seeds)
+      ) { $1 }, seeds: seeds, jobs: jobs)
     let (records, failures) = try runner.run(methods: methods, tasks: tasks)
     guard !records.isEmpty else {
       throw ValidationError("every run failed:\n" + failures.joined(separator: "\n"))

@@ -429,5 +429,10 @@ final class VTABProtocolTests: XCTestCase {
       XCTAssertNotEqual(r.status, 0)
       XCTAssertTrue(r.err.contains("--widen must be 0 or more"), r.err)
     }
+    for command in [["bench", "graft1k"], ["demo"], ["demo", "points"], ["bench", "graft3d"]] {
+      let r = try runGraft(command + ["--jobs", "0", "--out", out.path])
+      XCTAssertNotEqual(r.status, 0)
+      XCTAssertTrue(r.err.contains("--jobs must be 1 or more"), r.err)
+    }
   }
 }
