@@ -113,10 +113,10 @@ struct SweepRunner {
   /// fails gives its `ChildFailure` (logged), other errors (an unreadable finished run)
   /// propagate once the children started so far have finished.
   ///
-  /// With one job a child's progress passes through as it runs. With several, every child gets
-  /// `Parallel.threadCount / jobs` threads (`GRAFT_NUM_THREADS`) and runs quietly, its standard
-  /// error kept in a temporary file that a failure's message quotes: interleaved epoch lines of
-  /// several runs would say nothing.
+  /// With one job (or one run to train) a child's progress passes through as it runs. With
+  /// several side by side, every child gets `Parallel.threadCount` divided by their number
+  /// (`GRAFT_NUM_THREADS`) and runs quietly, its standard error kept in a temporary file that a
+  /// failure's message quotes: interleaved epoch lines of several runs would say nothing.
   func runMany(_ requests: [RunRequest]) throws -> [Result<RunRecord, ChildFailure>] {
     var results = [Result<RunRecord, ChildFailure>?](repeating: nil, count: requests.count)
     var launches: [(index: Int, arguments: [String])] = []
@@ -127,18 +127,21 @@ struct SweepRunner {
         results[i] = .success(try finish(request))
       }
     }
+    // A batch of fewer runs than jobs shares the cores among the runs it has.
+    let sideBySide = min(max(jobs, 1), launches.count)
     let finished = FinishedChildren()
     var running: [Int: RunningChild] = [:]
     var next = 0
     var firstError: Error? = nil
     while next < launches.count || !running.isEmpty {
-      while firstError == nil, running.count < max(jobs, 1), next < launches.count {
+      while firstError == nil, running.count < sideBySide, next < launches.count {
         let (i, arguments) = launches[next]
         next += 1
         let request = requests[i]
         progress.log("\(request.counter) \(request.what)")
         do {
-          running[i] = try launch(arguments, index: i, finished: finished)
+          running[i] = try launch(
+            arguments, index: i, sideBySide: sideBySide, finished: finished)
         } catch {
           progress.step()
           progress.log("    failed: \(error)")
@@ -206,7 +209,7 @@ struct SweepRunner {
       // the user's settings win; the seed last.
       for s in wanted { args += ["--set", s] }
     }
-    if quiet || jobs > 1 { args.append("--quiet") }
+    if quiet { args.append("--quiet") }
     return args
   }
 
@@ -255,10 +258,11 @@ struct SweepRunner {
   }
 
   /// Starts this executable with `arguments` (its standard output, the JSON summary, is
-  /// discarded: the run folder holds it); `finished` hears of its exit under `index`.
-  private func launch(_ arguments: [String], index: Int, finished: FinishedChildren) throws
-    -> RunningChild
-  {
+  /// discarded: the run folder holds it); `finished` hears of its exit under `index`. With
+  /// `sideBySide` children at once it gets that share of the threads and runs quietly.
+  private func launch(
+    _ arguments: [String], index: Int, sideBySide: Int, finished: FinishedChildren
+  ) throws -> RunningChild {
     let process = Process()
     process.executableURL =
       Bundle.main.executableURL
@@ -266,9 +270,10 @@ struct SweepRunner {
     process.arguments = arguments
     process.standardOutput = FileHandle.nullDevice
     var log: URL? = nil
-    if jobs > 1 {
+    if sideBySide > 1 {
+      if !arguments.contains("--quiet") { process.arguments = arguments + ["--quiet"] }
       var environment = ProcessInfo.processInfo.environment
-      environment["GRAFT_NUM_THREADS"] = "\(max(1, Parallel.threadCount / jobs))"
+      environment["GRAFT_NUM_THREADS"] = "\(max(1, Parallel.threadCount / sideBySide))"
       process.environment = environment
       let url = FileManager.default.temporaryDirectory.appendingPathComponent(
         "graft-sweep-\(getpid())-\(index).log")

@@ -345,8 +345,9 @@ final class VTABProtocolTests: XCTestCase {
   }
 
   /// `--jobs 2`: the protocol's runs go two at a time, each child on half the threads
-  /// (recorded in its `summary.json`); the protocol's figures come out as with one job, and a
-  /// failing child's own message reaches the sweep's error, not only its exit status.
+  /// (recorded in its `summary.json`), a lone run on all of them; the protocol's figures come
+  /// out as with one job, and a failing child's own message reaches the sweep's error, not
+  /// only its exit status.
   func testSweepRunsChildrenSideBySide() throws {
     let root = temporaryFolder()
     defer { try? FileManager.default.removeItem(at: root) }
@@ -387,6 +388,22 @@ final class VTABProtocolTests: XCTestCase {
     XCTAssertEqual(scores[0].count, 3)
     XCTAssertEqual(scores[1].count, 3)
     for (one, two) in zip(scores[0], scores[1]) { XCTAssertEqual(one, two, accuracy: 0.02) }
+    // A batch of one run (one grid point, one seed) has the cores to itself.
+    let single = root.appendingPathComponent("single")
+    let r = try runGraft(
+      [
+        "sweep", "--method", "linear", "--data", "digits", "--grid", "optim.lr=0.3", "--grid",
+        "optim.weight_decay=0", "--set", "train.epochs=1", "--set", "data.train_samples=96",
+        "--widen", "0", "--quiet", "--backbone", tinyTimmFolder, "--jobs", "2", "--out",
+        single.path,
+      ])
+    XCTAssertEqual(r.status, 0, r.err)
+    for run in ["grid/lr-0.3_wd-0/seed-0", "final/seed-0"] {
+      let file = single.appendingPathComponent("linear/\(run)/summary.json")
+      let record = try XCTUnwrap(
+        JSONSerialization.jsonObject(with: Data(contentsOf: file)) as? [String: Any], run)
+      XCTAssertEqual(record["threads"] as? Int, Parallel.threadCount, run)
+    }
     let broken = try runGraft(
       common + [
         "--backbone", root.appendingPathComponent("no-such-backbone").path, "--jobs", "2",
