@@ -46,6 +46,8 @@ struct ProtocolSweep {
         GridSearch.points(grids[m] ?? []).count * gridSeeds.count + seeds.count
       }.reduce(0, +)
     }.reduce(0, +)
+    // The whole job is these runs: its ETA counts them, not the reporter's placeholder step.
+    runner.progress.totalSteps = total
     runner.progress.beginPhase("runs", steps: total)
     var done = 0
     var results: [ProtocolResult] = []

@@ -418,6 +418,23 @@ final class VTABProtocolTests: XCTestCase {
     XCTAssertTrue(jobs.err.contains("--jobs must be 1 or more"), jobs.err)
   }
 
+  /// The protocol's progress counts its runs: after the first of three, time is left (the
+  /// estimate was 0:00 throughout when the reporter's total stayed its placeholder step).
+  func testSweepProgressEstimatesTheRunsLeft() throws {
+    let out = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: out) }
+    let r = try runGraft([
+      "sweep", "--backbone", tinyTimmFolder, "--method", "linear", "--data", "digits",
+      "--grid", "optim.lr=0.3,0.1", "--grid", "optim.weight_decay=0", "--set", "train.epochs=1",
+      "--set", "data.train_samples=96", "--widen", "0", "--out", out.path,
+    ])
+    XCTAssertEqual(r.status, 0, r.err)
+    let lines = r.err.split(separator: "\n").filter { $0.hasPrefix("runs  [") }
+    let first = try XCTUnwrap(lines.first, r.err)
+    XCTAssertTrue(first.contains("1/3"), String(first))
+    XCTAssertFalse(first.hasSuffix("ETA 0:00"), String(first))
+  }
+
   /// Bad grids are clear errors before any run.
   func testSweepCommandRefusesBadGrids() throws {
     let out = temporaryFolder()
