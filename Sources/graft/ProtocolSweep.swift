@@ -128,7 +128,6 @@ struct ProtocolSweep {
           String(
             format: "%@ on %@: chose %@ (validation top-1 %.2f%%)", method, task,
             settings.joined(separator: " "), 100 * means[chosen]))
-        var finals: [RunRecord] = []
         let requests = seeds.map { seed in
           SweepRunner.RunRequest(
             method: method, task: task,
@@ -136,12 +135,8 @@ struct ProtocolSweep {
             extra: settings + Self.finalSettings, seed: seed,
             what: "\(method) on \(task), final on train+val (seed \(seed))", counter: counter())
         }
-        for outcome in try runner.runMany(requests) {
-          switch outcome {
-          case .success(let record): finals.append(record)
-          case .failure(let failure): failures.append(failure.message)
-          }
-        }
+        let (finals, failed) = SweepRunner.split(try runner.runMany(requests))
+        failures += failed
         results.append(
           ProtocolResult(
             method: method, task: task, axes: axes, points: points, validation: validation,

@@ -77,16 +77,9 @@ struct SweepRunner {
         }
       }
     }
-    var records: [RunRecord] = []
-    var failures: [String] = []
-    for result in try runMany(requests) {
-      switch result {
-      case .success(let record): records.append(record)
-      case .failure(let failure): failures.append(failure.message)
-      }
-    }
+    let outcome = Self.split(try runMany(requests))
     progress.finish()
-    return (records, failures)
+    return outcome
   }
 
   /// One child run: `method` on `task` in `dir`, with `extra` settings after the method's and
@@ -104,6 +97,21 @@ struct SweepRunner {
   /// A child `graft tune` that failed (the sweep goes on without it).
   struct ChildFailure: Error {
     var message: String
+  }
+
+  /// The records of the runs that finished and the messages of those that failed, in order.
+  static func split(_ outcomes: [Result<RunRecord, ChildFailure>]) -> (
+    records: [RunRecord], failures: [String]
+  ) {
+    var records: [RunRecord] = []
+    var failures: [String] = []
+    for outcome in outcomes {
+      switch outcome {
+      case .success(let record): records.append(record)
+      case .failure(let failure): failures.append(failure.message)
+      }
+    }
+    return (records, failures)
   }
 
   /// Runs each request as a child `graft tune` with the method's settings, the sweep's, then
@@ -269,7 +277,7 @@ struct SweepRunner {
       ?? URL(fileURLWithPath: CommandLine.arguments[0])
     process.arguments = arguments
     process.standardOutput = FileHandle.nullDevice
-    var log: URL? = nil
+    var log: (url: URL, handle: FileHandle)? = nil
     if sideBySide > 1 {
       if !arguments.contains("--quiet") { process.arguments = arguments + ["--quiet"] }
       var environment = ProcessInfo.processInfo.environment
@@ -281,13 +289,16 @@ struct SweepRunner {
         let handle = FileHandle(forWritingAtPath: url.path)
       else { throw ValidationError("cannot create \(url.path) for a child's messages") }
       process.standardError = handle
-      log = url
+      log = (url, handle)
     }
     process.terminationHandler = { _ in finished.add(index) }
     do {
       try process.run()
     } catch {
-      if let log { try? FileManager.default.removeItem(at: log) }
+      if let log {
+        try? log.handle.close()
+        try? FileManager.default.removeItem(at: log.url)
+      }
       throw error
     }
     return RunningChild(process: process, arguments: arguments, log: log)
@@ -298,18 +309,24 @@ struct SweepRunner {
 private struct RunningChild {
   var process: Process
   var arguments: [String]
-  /// Where its standard error goes when it does not pass through (several jobs at once).
-  var log: URL?
+  /// Where its standard error goes when it does not pass through (several jobs at once), and
+  /// the parent's handle on that file.
+  var log: (url: URL, handle: FileHandle)?
 
   /// Once it has exited: nil when it succeeded, else what went wrong (with the end of its
-  /// messages when they were kept). Removes the messages' file either way.
+  /// messages when they were kept). Closes and removes the messages' file either way.
   func problem(what: String) -> String? {
-    defer { if let log { try? FileManager.default.removeItem(at: log) } }
+    defer {
+      if let log {
+        try? log.handle.close()
+        try? FileManager.default.removeItem(at: log.url)
+      }
+    }
     guard process.terminationStatus != 0 else { return nil }
     var message =
       "\(what) failed (graft \(arguments.joined(separator: " ")) exited with "
       + "\(process.terminationStatus))"
-    if let log, let text = try? String(contentsOf: log, encoding: .utf8) {
+    if let log, let text = try? String(contentsOf: log.url, encoding: .utf8) {
       let lines = text.split(separator: "\n", omittingEmptySubsequences: true).suffix(10)
       if !lines.isEmpty { message += ":\n" + lines.joined(separator: "\n") }
     }

@@ -356,8 +356,17 @@ final class VTABProtocolTests: XCTestCase {
       "--grid", "optim.weight_decay=0", "--seeds", "2", "--set", "train.epochs=1", "--set",
       "data.train_samples=96", "--widen", "0", "--quiet", "--json",
     ]
+    func threads(_ run: URL) throws -> Int? {
+      let file = run.appendingPathComponent("summary.json")
+      let record = try XCTUnwrap(
+        JSONSerialization.jsonObject(with: Data(contentsOf: file)) as? [String: Any], file.path)
+      return record["threads"] as? Int
+    }
+    let runs = [
+      "grid/lr-0.3_wd-0/seed-0", "grid/lr-0.1_wd-0/seed-0", "grid/lr-0.03_wd-0/seed-0",
+      "final/seed-0", "final/seed-1",
+    ]
     var scores: [[Double]] = []
-    var runs: [String] = []
     for jobs in [1, 2] {
       let out = root.appendingPathComponent("jobs-\(jobs)")
       let r = try runGraft(
@@ -369,20 +378,12 @@ final class VTABProtocolTests: XCTestCase {
       let result = try XCTUnwrap((summary["results"] as? [[String: Any]])?.first)
       let points = try XCTUnwrap(result["points"] as? [[String: Any]])
       scores.append(points.compactMap { $0["mean_val_top1"] as? Double })
-      runs = ["grid/lr-0.3_wd-0", "grid/lr-0.1_wd-0", "grid/lr-0.03_wd-0", "final"].flatMap {
-        $0 == "final" ? ["final/seed-0", "final/seed-1"] : ["\($0)/seed-0"]
-      }
       for run in runs {
-        let file = out.appendingPathComponent("linear/\(run)/summary.json")
-        let record = try XCTUnwrap(
-          JSONSerialization.jsonObject(with: Data(contentsOf: file)) as? [String: Any], run)
         XCTAssertEqual(
-          record["threads"] as? Int,
-          jobs == 1 ? Parallel.threadCount : max(1, Parallel.threadCount / 2),
-          run)
+          try threads(out.appendingPathComponent("linear/\(run)")),
+          jobs == 1 ? Parallel.threadCount : max(1, Parallel.threadCount / 2), run)
       }
     }
-    XCTAssertEqual(runs.count, 5)
     // The same runs: only float reordering (other row blocks on other threads) may move a
     // borderline image.
     XCTAssertEqual(scores[0].count, 3)
@@ -399,10 +400,8 @@ final class VTABProtocolTests: XCTestCase {
       ])
     XCTAssertEqual(r.status, 0, r.err)
     for run in ["grid/lr-0.3_wd-0/seed-0", "final/seed-0"] {
-      let file = single.appendingPathComponent("linear/\(run)/summary.json")
-      let record = try XCTUnwrap(
-        JSONSerialization.jsonObject(with: Data(contentsOf: file)) as? [String: Any], run)
-      XCTAssertEqual(record["threads"] as? Int, Parallel.threadCount, run)
+      XCTAssertEqual(
+        try threads(single.appendingPathComponent("linear/\(run)")), Parallel.threadCount, run)
     }
     let broken = try runGraft(
       common + [
