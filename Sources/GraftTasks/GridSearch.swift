@@ -235,11 +235,15 @@ public struct ProtocolResult: Sendable {
   /// How many steps the learning-rate axis was widened beyond the given grid because its edge
   /// won (`ProtocolSweep`'s widening; `axes` holds the widened grid).
   public var widenings: Int
+  /// Validation top-1 after each epoch of the chosen point's run with the first grid seed
+  /// (empty when unknown): whether the schedule had converged there.
+  public var chosenCurve: [Double]
 
   /// The parts.
   public init(
     method: String, task: String, axes: [GridAxis], points: [[Int]], validation: [[Double?]],
-    gridSeeds: [UInt64], chosen: Int, finals: [RunRecord], widenings: Int = 0
+    gridSeeds: [UInt64], chosen: Int, finals: [RunRecord], widenings: Int = 0,
+    chosenCurve: [Double] = []
   ) {
     self.method = method
     self.task = task
@@ -250,7 +254,34 @@ public struct ProtocolResult: Sendable {
     self.chosen = chosen
     self.finals = finals
     self.widenings = widenings
+    self.chosenCurve = chosenCurve
   }
+
+  /// A late gain above this (one point: two images of VTAB-1k's 200 validation images, the
+  /// margin `TuneConfig.epochs`'s evidence uses to call a length converged) means the curve
+  /// was still rising.
+  public static let risingMargin = 0.01
+
+  /// How much `curve`'s best in its last quarter of epochs (at least one) beats its best
+  /// before them; nil for fewer than two epochs. Negative or small: the schedule's end was flat.
+  public static func lateGain(of curve: [Double]) -> Double? {
+    guard curve.count >= 2 else { return nil }
+    let late = max(1, curve.count / 4)
+    guard let end = curve.suffix(late).max(), let before = curve.prefix(curve.count - late).max()
+    else { return nil }
+    return end - before
+  }
+
+  /// The chosen point's late gain (`lateGain(of:)` of `chosenCurve`).
+  public var chosenLateGain: Double? { Self.lateGain(of: chosenCurve) }
+
+  /// Whether the chosen point's validation was still rising when its schedule ended (its late
+  /// gain above `risingMargin`): more epochs might have scored better. Nil without a curve.
+  public var chosenStillRising: Bool? { chosenLateGain.map(Self.isRising) }
+
+  /// Whether a late gain is more than `risingMargin` (validation scores are multiples of one
+  /// image, so a gain of exactly the margin, give or take rounding, is not).
+  public static func isRising(_ lateGain: Double) -> Bool { lateGain > risingMargin + 1e-9 }
 
   /// The edge of the learning-rate grid the chosen point sits on, if any: after the widening
   /// allowed, a choice still at an edge means the best rate may lie beyond the grid.
@@ -294,6 +325,8 @@ public struct ProtocolResult: Sendable {
       },
       "chosen": chosenSettings, "chosen_val_top1": scores[chosen],
       "grid_widenings": widenings, "chosen_edge": chosenEdge?.rawValue ?? NSNull(),
+      "chosen_val_curve": chosenCurve, "chosen_late_gain": chosenLateGain ?? NSNull(),
+      "chosen_still_rising": chosenStillRising ?? NSNull(),
       "seeds": finals.map { Int($0.seed ?? 0) },
       "test_top1": finals.map(\.testTop1), "test_top1_mean": s.mean, "test_top1_std": s.std,
       "trainable_parameters": finals.first?.trainableParameters ?? 0,
@@ -399,6 +432,15 @@ public struct ProtocolSummary: Sendable {
       guard
         let choice = points.firstIndex(where: { GridSearch.settings($0, axes: axes) == chosen })
       else { throw bad("\(method)'s chosen point is not in its grid") }
+      let gridSeeds = (row["grid_seeds"] as? [Int] ?? []).map { UInt64($0) }
+      // A summary written before the curve was recorded: read it from the chosen grid run.
+      let chosenCurve =
+        row["chosen_val_curve"] as? [Double]
+        ?? (try? RunRecord.load(
+          folder: methodFolder(task, method).appendingPathComponent("grid")
+            .appendingPathComponent(GridSearch.folderName(points[choice], axes: axes))
+            .appendingPathComponent("seed-\(gridSeeds.first ?? 0)"), task: task))?
+        .validationCurve ?? []
       let base = methodFolder(task, method).appendingPathComponent("final")
       var finals: [RunRecord] = []
       for seed in seeds {
@@ -410,8 +452,8 @@ public struct ProtocolSummary: Sendable {
       results.append(
         ProtocolResult(
           method: method, task: task, axes: axes, points: points, validation: validation,
-          gridSeeds: (row["grid_seeds"] as? [Int] ?? []).map { UInt64($0) }, chosen: choice,
-          finals: finals, widenings: row["grid_widenings"] as? Int ?? 0))
+          gridSeeds: gridSeeds, chosen: choice, finals: finals,
+          widenings: row["grid_widenings"] as? Int ?? 0, chosenCurve: chosenCurve))
     }
     return ProtocolSummary(
       backbone: backbone, tasks: tasks, results: results,
@@ -427,7 +469,7 @@ public struct ProtocolSummary: Sendable {
   }
 
   /// The text table: per task, one row per method with the chosen point, its validation
-  /// top-1, the test top-1 mean ± std over seeds, the 95 % interval, and `tied` (within each
+  /// top-1, whether its validation was still rising at the end of its schedule, the test top-1 mean ± std over seeds, the 95 % interval, and `tied` (within each
   /// other's interval) or `best` against the task's best method.
   public func table() -> String {
     func p(_ s: String, _ w: Int, right: Bool = false) -> String {
@@ -444,7 +486,8 @@ public struct ProtocolSummary: Sendable {
       lines.append(task)
       lines.append(
         p("method", 13) + p("chosen", 30) + p("val", 7, right: true)
-          + p("test mean ± std", 17, right: true) + p("95% CI", 15, right: true)
+          + p("val at end", 14, right: true) + p("test mean ± std", 17, right: true)
+          + p("95% CI", 15, right: true)
           + p("seeds", 7, right: true) + "  vs best")
       for r in here {
         let s = r.test
@@ -453,6 +496,11 @@ public struct ProtocolSummary: Sendable {
           .replacingOccurrences(of: "_", with: " ")
           + (r.chosenEdge.map { " (\($0.rawValue))" } ?? "")
         let val = ProtocolResult.meanScores(r.validation)[r.chosen]
+        // Whether the chosen run's validation was still rising in its last quarter of epochs.
+        let end =
+          r.chosenLateGain.map {
+            ProtocolResult.isRising($0) ? String(format: "rising %+.1f", 100 * $0) : "flat"
+          } ?? "–"
         let figure =
           r.finals.isEmpty
           ? "–" : String(format: "%.1f ± %.1f", 100 * s.mean, 100 * s.std)
@@ -467,7 +515,7 @@ public struct ProtocolSummary: Sendable {
         }
         lines.append(
           p(r.method, 13) + p(chosen, 30) + p(String(format: "%.1f", 100 * val), 7, right: true)
-            + p(figure, 17, right: true) + p(ci ?? "–", 15, right: true)
+            + p(end, 14, right: true) + p(figure, 17, right: true) + p(ci ?? "–", 15, right: true)
             + p("\(r.finals.count)", 7, right: true) + "  " + verdict)
       }
     }

@@ -69,12 +69,19 @@ extension ReportWriter {
     let best = s.results.filter { $0.task == task && !$0.finals.isEmpty }
       .max { $0.test.mean < $1.test.mean }
     var out =
-      "<table><tr><th>method</th><th>chosen</th><th>val top-1</th><th>test top-1 mean ± std</th>"
+      "<table><tr><th>method</th><th>chosen</th><th>val top-1</th><th>val at end</th>"
+      + "<th>test top-1 mean ± std</th>"
       + "<th>95 % CI</th><th>seeds</th><th>trainable</th><th>vs best</th></tr>\n"
     for r in s.results where r.task == task {
       let t = r.test
       let val = ProtocolResult.meanScores(r.validation)[r.chosen]
       let ci = r.testInterval.map { String(format: "%.1f–%.1f", 100 * $0.low, 100 * $0.high) }
+      // The chosen run's last quarter of epochs against the rest: still rising, or flat.
+      let end =
+        r.chosenLateGain.map {
+          ProtocolResult.isRising($0)
+            ? String(format: "rising (%+.1f)", 100 * $0) : String(format: "flat (%+.1f)", 100 * $0)
+        } ?? "–"
       let verdict =
         r.finals.isEmpty
         ? "failed"
@@ -83,7 +90,8 @@ extension ReportWriter {
           : leaders.contains(r.method) ? "tied with the best" : "below"
       out +=
         "<tr><td>\(escape(r.method))</td><td><code>\(escape(r.chosenSettings.joined(separator: " ")))</code></td>"
-        + "<td>\(pct(val))</td>"
+        + "<td>\(pct(val))</td><td data-late-gain=\"\(r.chosenLateGain.map { "\($0)" } ?? "")\">"
+        + "\(end)</td>"
         + "<td>\(r.finals.isEmpty ? "–" : String(format: "%.1f ± %.1f", 100 * t.mean, 100 * t.std))</td>"
         + "<td>\(ci ?? "–")</td><td>\(r.finals.count)</td>"
         + "<td>\(r.finals.first?.trainableParameters ?? 0)</td><td>\(verdict)</td></tr>\n"

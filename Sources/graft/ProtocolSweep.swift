@@ -62,6 +62,9 @@ struct ProtocolSweep {
         let base = runner.folder(task: task, method: method, single: tasks.count == 1)
         // Validation scores by point folder, so that a widened grid keeps the runs it had.
         var scored: [String: [Double?]] = [:]
+        // The first grid seed's validation curve by point folder: the chosen one's tells
+        // whether its schedule converged.
+        var curves: [String: [Double]] = [:]
         var widenings = 0
         var points: [[Int]] = []
         var validation: [[Double?]] = []
@@ -92,7 +95,9 @@ struct ProtocolSweep {
             scored[name] = outcomes[(n * gridSeeds.count)..<((n + 1) * gridSeeds.count)].map {
               outcome -> Double? in
               switch outcome {
-              case .success(let record): return record.validationTop1
+              case .success(let record):
+                if record.seed == gridSeeds.first { curves[name] = record.validationCurve }
+                return record.validationTop1
               case .failure(let failure):
                 failures.append(failure.message)
                 return nil
@@ -140,7 +145,8 @@ struct ProtocolSweep {
         results.append(
           ProtocolResult(
             method: method, task: task, axes: axes, points: points, validation: validation,
-            gridSeeds: gridSeeds, chosen: chosen, finals: finals, widenings: widenings))
+            gridSeeds: gridSeeds, chosen: chosen, finals: finals, widenings: widenings,
+            chosenCurve: curves[GridSearch.folderName(points[chosen], axes: axes)] ?? []))
       }
     }
     runner.progress.finish()

@@ -30,6 +30,8 @@ struct ReportCommand: ParsableCommand {
       }
       try ReportWriter.writeProtocol(
         sweep, title: "graft sweep: \(sweep.backbone) on \(tasks.joined(separator: ", "))", to: url)
+      // The sweep's table again, with what was added since it ran (the chosen runs' curves).
+      print(sweep.table())
     } else if let tasks = summary["tasks"] as? [String],
       let rows = summary["methods"] as? [[String: Any]],
       let backbone = summary["backbone"] as? String

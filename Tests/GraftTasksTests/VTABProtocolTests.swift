@@ -93,6 +93,35 @@ final class VTABProtocolTests: XCTestCase {
     XCTAssertFalse(a.isTied(with: d))
   }
 
+  /// A chosen run's curve is still rising when its best in the last quarter of the epochs beats
+  /// the best before them by more than one point.
+  func testLateGainOfAValidationCurve() throws {
+    XCTAssertNil(ProtocolResult.lateGain(of: []))
+    XCTAssertNil(ProtocolResult.lateGain(of: [0.5]))
+    // Two epochs: the last against the first.
+    XCTAssertEqual(try XCTUnwrap(ProtocolResult.lateGain(of: [0.5, 0.6])), 0.1, accuracy: 1e-12)
+    // Eight epochs: the last two against the best of the first six (a dip does not count).
+    let rising = [0.3, 0.5, 0.6, 0.7, 0.65, 0.72, 0.74, 0.745]
+    XCTAssertEqual(try XCTUnwrap(ProtocolResult.lateGain(of: rising)), 0.025, accuracy: 1e-12)
+    let flat = [0.3, 0.5, 0.6, 0.7, 0.8, 0.805, 0.81, 0.80]
+    XCTAssertEqual(try XCTUnwrap(ProtocolResult.lateGain(of: flat)), 0.005, accuracy: 1e-12)
+    let fell = [0.3, 0.5, 0.8, 0.7, 0.75, 0.76, 0.77, 0.78]
+    XCTAssertEqual(try XCTUnwrap(ProtocolResult.lateGain(of: fell)), -0.02, accuracy: 1e-12)
+    func result(_ curve: [Double]) -> ProtocolResult {
+      ProtocolResult(
+        method: "linear", task: "t", axes: [], points: [[]], validation: [[0.8]],
+        gridSeeds: [0], chosen: 0, finals: [], chosenCurve: curve)
+    }
+    XCTAssertEqual(result(rising).chosenStillRising, true)
+    XCTAssertEqual(result(flat).chosenStillRising, false)
+    XCTAssertEqual(result(fell).chosenStillRising, false)
+    XCTAssertNil(result([0.8]).chosenStillRising)
+    // Exactly one point is not more than one point.
+    XCTAssertEqual(result([0.5, 0.625, 0.635]).chosenStillRising, false)
+    XCTAssertEqual(result([0.5, 0.625, 0.64]).chosenStillRising, true)
+    XCTAssertEqual(result([0.5, 0.75, 0.75, 0.76]).chosenStillRising, false)
+  }
+
   /// Every method's preset carries a grid: four rates around its recipe's, two decays.
   func testPresetGrids() throws {
     let vpt = try TuneConfig.defaultGrid(for: "vpt-deep")
@@ -259,6 +288,7 @@ final class VTABProtocolTests: XCTestCase {
     try FileManager.default.removeItem(at: out.appendingPathComponent("report.html"))
     let report = try runGraft(["report", out.path])
     XCTAssertEqual(report.status, 0, report.err)
+    XCTAssertTrue(report.out.contains("val at end") && report.out.contains("best"), report.out)
     XCTAssertEqual(
       try String(contentsOf: out.appendingPathComponent("report.html"), encoding: .utf8)
         .replacingOccurrences(of: #"· \d+ s ·"#, with: "", options: .regularExpression)
@@ -283,6 +313,39 @@ final class VTABProtocolTests: XCTestCase {
         contentsOf: out.appendingPathComponent("linear/\(run)/tune_config.yaml"), encoding: .utf8)
       XCTAssertTrue(config.contains("train.epochs: \"2\""), run)
     }
+    // The summary keeps the chosen grid run's validation curve and says whether it still rose
+    // in its last epoch; the table prints the verdict, and a summary without the curve (written
+    // before it was recorded) reads it from the chosen grid run.
+    let twoEpochs = try XCTUnwrap(
+      (try JSONSerialization.jsonObject(
+        with: Data(contentsOf: out.appendingPathComponent("summary.json"))) as? [String: Any])?[
+          "results"] as? [[String: Any]])[0]
+    let chosenRun =
+      try XCTUnwrap(twoEpochs["chosen"] as? [String])[0] == "optim.lr=0.3"
+      ? "lr-0.3_wd-0" : "lr-0.001_wd-0"
+    let curve = try RunRecord.load(
+      folder: out.appendingPathComponent("linear/grid/\(chosenRun)/seed-0"), task: "digits"
+    ).validationCurve
+    XCTAssertEqual(curve.count, 2)
+    XCTAssertEqual(twoEpochs["chosen_val_curve"] as? [Double], curve)
+    let gain = try XCTUnwrap(twoEpochs["chosen_late_gain"] as? Double)
+    XCTAssertEqual(gain, curve[1] - curve[0], accuracy: 1e-12)
+    XCTAssertEqual(twoEpochs["chosen_still_rising"] as? Bool, ProtocolResult.isRising(gain))
+    XCTAssertTrue(
+      changed.out.contains(
+        ProtocolResult.isRising(gain) ? String(format: "rising %+.1f", 100 * gain) : "flat"),
+      changed.out)
+    let withoutCurve = out.appendingPathComponent("summary.json")
+    var written2 = try XCTUnwrap(
+      JSONSerialization.jsonObject(with: Data(contentsOf: withoutCurve)) as? [String: Any])
+    var rows = try XCTUnwrap(written2["results"] as? [[String: Any]])
+    rows[0]["chosen_val_curve"] = nil
+    written2["results"] = rows
+    try JSONSerialization.data(withJSONObject: written2).write(to: withoutCurve)
+    let loaded = try ProtocolSummary.load(folder: out) { _, method in
+      out.appendingPathComponent(method)
+    }
+    XCTAssertEqual(loaded.results[0].chosenCurve, curve)
   }
 
   /// `graft sweep --init-from DIR --fresh-head` (PVP's warm start): every child run starts from
