@@ -187,13 +187,16 @@ public struct SeedStatistics: Sendable, Equatable {
   }
 
   /// Whether this and `other` are tied: each mean lies inside the other's 95 % interval
-  /// (without intervals, only equal means are tied).
+  /// (without intervals, only equal means are tied). Seeds that all scored the same give an
+  /// interval of zero width, which says nothing about the spread (a top-1 moves in steps of
+  /// one test image, so three seeds can agree by chance): the other's interval decides then.
   public func isTied(with other: SeedStatistics) -> Bool {
     let d = abs(mean - other.mean)
     guard let a = halfWidth95, let b = other.halfWidth95 else {
       return d <= GridSearch.tieTolerance
     }
-    return d <= min(a, b)
+    let informative = [a, b].filter { $0 > 0 }
+    return d <= (informative.min() ?? GridSearch.tieTolerance)
   }
 
   /// The 0.975 quantile of Student's t distribution (two-sided 95 %).

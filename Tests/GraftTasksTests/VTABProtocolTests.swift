@@ -91,6 +91,15 @@ final class VTABProtocolTests: XCTestCase {
     // b's mean is inside a's interval but a's is outside b's: not tied.
     let d = SeedStatistics([0.86, 0.865, 0.87])  // 0.865 ± 0.0124
     XCTAssertFalse(a.isTied(with: d))
+    // Seeds that agree exactly (UniPT and MP on fmnist-count, 4,000 test images): the zero-width
+    // interval says nothing, so the other's decides.
+    let agreed = SeedStatistics([0.9905, 0.9905, 0.9905])
+    let spread = SeedStatistics([0.9905, 0.994, 0.9895])  // 0.99133 ± 0.00588
+    XCTAssertTrue(agreed.isTied(with: spread))
+    XCTAssertTrue(spread.isTied(with: agreed))
+    XCTAssertFalse(agreed.isTied(with: SeedStatistics([0.95, 0.951, 0.952])))
+    XCTAssertTrue(agreed.isTied(with: SeedStatistics([0.9905, 0.9905, 0.9905])))
+    XCTAssertFalse(agreed.isTied(with: SeedStatistics([0.991, 0.991, 0.991])))
   }
 
   /// A chosen run's curve is still rising when its best in the last quarter of the epochs beats
