@@ -137,9 +137,9 @@ public final class LadderSideTuning: TuningMethod {
       ConfigOption(
         "gate_T", \.gateT, "gate temperature T", expectation: "a number > 0", valid: { $0 > 0 }),
     ]
-    /// AdamW, lr 3e-3, wd 0.01, warm-up 1.
+    /// AdamW, lr 3e-3, wd 0.01, warm-up 1, 20 epochs (`TuneConfig.epochs` gives the evidence).
     public static let recipe = Recipe(
-      .adamw, lr: 3e-3, weightDecay: 0.01, warmupEpochs: 1, epochs: 10)
+      .adamw, lr: 3e-3, weightDecay: 0.01, warmupEpochs: 1, epochs: 20)
   }
 
   /// The registry entry.

@@ -3,15 +3,16 @@ import Foundation
 /// `linear`: a new head on the frozen backbone's final features. No gradient reaches the
 /// backbone, so it runs with recording off and keeps no activations for backward.
 public final class LinearProbe: TuningMethod {
-  /// No options. Recipe: SGD momentum 0.9, lr 0.1, no decay, cosine, warm-up 1 (linear probing
-  /// practice, MAE/DINO).
+  /// No options. Recipe: SGD momentum 0.9, lr 0.1, no decay, cosine, warm-up 1, 100 epochs
+  /// (linear probing practice, MAE/DINO: long schedules; with the feature cache an epoch reads
+  /// stored features and costs milliseconds, see `TuneConfig.epochs` for the evidence).
   public struct Config: MethodConfig {
     /// The defaults.
     public init() {}
     /// None.
     public static let options: [ConfigOption<Config>] = []
-    /// SGD, lr 0.1, no decay, warm-up 1.
-    public static let recipe = Recipe(.sgd, lr: 0.1, weightDecay: 0, warmupEpochs: 1, epochs: 20)
+    /// SGD, lr 0.1, no decay, warm-up 1, 100 epochs.
+    public static let recipe = Recipe(.sgd, lr: 0.1, weightDecay: 0, warmupEpochs: 1, epochs: 100)
   }
 
   /// The registry entry.
