@@ -15,10 +15,12 @@ public enum ReportWriter {
 
   /// The page for `summary`; `classNames` label the first task, `testSamples` are its first
   /// test images with their labels (for the grid, in dataset order); `extra` is HTML appended
-  /// at the end (the point-cloud report's galleries, `PointReport`).
+  /// at the end (the point-cloud report's galleries, `PointReport`); `testLabels` (by task)
+  /// let the page say whether a method below the linear probe is below it beyond chance.
   public static func html(
     _ summary: SweepSummary, title: String, classNames: [String],
-    testSamples: [(image: RGBImage, label: Int)], extra: String = ""
+    testSamples: [(image: RGBImage, label: Int)], testLabels: [String: [Int]] = [:],
+    extra: String = ""
   ) throws -> String {
     let firstTask = summary.tasks.first ?? ""
     let best =
@@ -30,6 +32,16 @@ public enum ReportWriter {
       + summary.tasks.map { "<code>\(escape($0))</code>" }.joined(separator: ", ")
       + String(format: " · %.0f s", summary.wallSeconds) + " · Graft \(GraftVersion.string)</p>\n"
     body += table(summary)
+    if summary.runs.contains(where: { $0.method == "linear" }) {
+      // No method should end below the probe without the page saying so, and why.
+      let below = belowProbe(summary, testLabels: testLabels)
+      body += "<h2>Against the linear probe</h2>\n"
+      body +=
+        below.isEmpty
+        ? "<p>Every method is at or above the linear probe.</p>\n"
+        : "<ul class=\"below-probe\">\n" + below.map { "<li>\(escape($0))</li>\n" }.joined()
+          + "</ul>\n"
+    }
     body += "<div class=\"charts\">\n"
     body += section(
       "Test top-1 against trainable parameters"
@@ -69,10 +81,12 @@ public enum ReportWriter {
   /// Writes `report.html` into `folder`, atomically.
   public static func write(
     _ summary: SweepSummary, title: String, classNames: [String],
-    testSamples: [(image: RGBImage, label: Int)], extra: String = "", to folder: URL
+    testSamples: [(image: RGBImage, label: Int)], testLabels: [String: [Int]] = [:],
+    extra: String = "", to folder: URL
   ) throws {
     let page = try html(
-      summary, title: title, classNames: classNames, testSamples: testSamples, extra: extra)
+      summary, title: title, classNames: classNames, testSamples: testSamples,
+      testLabels: testLabels, extra: extra)
     try AtomicFile.write(Data(page.utf8), to: folder.appendingPathComponent("report.html"))
   }
 

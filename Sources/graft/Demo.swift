@@ -16,6 +16,7 @@ func runSweep(
   // Prepare the tasks here once (the children would race to do it), and keep the first one's
   // test images for the report.
   var first: ImageTuneData? = nil
+  var testLabels: [String: [Int]] = [:]
   for task in tasks {
     if task.hasPrefix("graft1k/") {
       let name = String(task.dropFirst("graft1k/".count))
@@ -25,6 +26,7 @@ func runSweep(
     }
     let data = try ImageTuneData.load(task)
     if first == nil { first = data }
+    testLabels[task] = (0..<data.test.count).map { data.test.label(at: $0) }
   }
   let runner = SweepRunner(
     backbone: backbone, settings: settings, out: out, fresh: fresh,
@@ -41,12 +43,13 @@ func runSweep(
   try summary.write(to: out)
   try ReportWriter.write(
     summary, title: title, classNames: first!.classNames,
-    testSamples: ReportWriter.gridSamples(first!), to: out)
+    testSamples: ReportWriter.gridSamples(first!), testLabels: testLabels, to: out)
   if json {
     let d = try JSONSerialization.data(withJSONObject: summary.json, options: [.sortedKeys])
     print(String(decoding: d, as: UTF8.self))
   } else {
     print(sweepTable(summary))
+    for line in ReportWriter.belowProbe(summary, testLabels: testLabels) { print("\n" + line) }
     print(
       String(
         format: "\n%.0f s in all; wrote %@ and %@", summary.wallSeconds,

@@ -53,9 +53,15 @@ struct ReportCommand: ParsableCommand {
         backbone: backbone, tasks: tasks, runs: records,
         wallSeconds: summary["wall_seconds"] as? Double ?? 0)
       let first = try ImageTuneData.load(tasks[0])
+      var testLabels: [String: [Int]] = [:]
+      for task in tasks {
+        let data = task == tasks[0] ? first : try ImageTuneData.load(task)
+        testLabels[task] = (0..<data.test.count).map { data.test.label(at: $0) }
+      }
       try ReportWriter.write(
         sweep, title: "Graft: \(backbone) on \(tasks.joined(separator: ", "))",
-        classNames: first.classNames, testSamples: ReportWriter.gridSamples(first), to: url)
+        classNames: first.classNames, testSamples: ReportWriter.gridSamples(first),
+        testLabels: testLabels, to: url)
     } else {
       let runURL = url.appendingPathComponent("run.json")
       guard let runData = try? MappedFile.contents(of: runURL),

@@ -150,6 +150,64 @@ final class ReportTests: XCTestCase {
     XCTAssertEqual(digits.components(separatedBy: "class=\"column-label\"").count - 1, 10)
   }
 
+  /// McNemar's exact test against SciPy's `binomtest(k, n, 0.5).pvalue`, and the counts it
+  /// starts from.
+  func testPairedComparison() throws {
+    for (a, b, p) in [
+      (3, 12, 0.03515625), (310, 319, 0.7497698640726824), (5, 5, 1.0), (40, 160, 3.384016e-18),
+      (0, 0, 1.0),
+    ] {
+      let pair = PairedComparison(onlyFirst: a, onlySecond: b)
+      XCTAssertEqual(pair.pValue, p, accuracy: p * 1e-6 + 1e-15, "\(a), \(b)")
+    }
+    let pair = try XCTUnwrap(
+      PairedComparison(first: [0, 1, 2, 3, 0], second: [0, 1, 1, 1, 1], labels: [0, 1, 2, 1, 1]))
+    XCTAssertEqual(pair, PairedComparison(onlyFirst: 1, onlySecond: 2))
+    XCTAssertNil(PairedComparison(first: [0], second: [0, 1], labels: [0, 1]))
+  }
+
+  /// A method below the linear probe is named on the page with the test images between them
+  /// and whether that is beyond chance; a page where none is says so.
+  func testReportExplainsAMethodBelowTheLinearProbe() throws {
+    let labels = (0..<400).map { $0 % 10 }
+    func run(_ method: String, wrong: Set<Int>) -> RunRecord {
+      let predictions = labels.enumerated().map {
+        wrong.contains($0.offset) ? ($0.element + 1) % 10 : $0.element
+      }
+      return RunRecord(
+        task: "t", method: method, folder: URL(fileURLWithPath: "/nonexistent"),
+        testTop1: Double(400 - wrong.count) / 400, testTop5: 1, trainableParameters: 10,
+        backboneParameters: 100, trainSeconds: 1, imagesPerSecond: 1, peakRSSMiB: 100,
+        validationCurve: [0.5], confusion: [], testPredictions: predictions)
+    }
+    // The probe misses images 0..<40; `close` misses 2..<44 (2 fewer right, p = 0.69);
+    // `worse` misses 0..<80 (40 fewer, p ≈ 1.8e-12).
+    let probe = run("linear", wrong: Set(0..<40))
+    let close = run("close", wrong: Set(2..<44))
+    let worse = run("worse", wrong: Set(0..<80))
+    let better = run("better", wrong: Set(0..<10))
+    let summary = SweepSummary(
+      backbone: "b", tasks: ["t"], runs: [probe, close, worse, better], wallSeconds: 1)
+    let lines = ReportWriter.belowProbe(summary, testLabels: ["t": labels])
+    XCTAssertEqual(lines.count, 2, "\(lines)")
+    XCTAssertTrue(
+      lines[0].hasPrefix("close on t: 89.50% against the linear probe's 90.00%, 2 fewer of 400"),
+      lines[0])
+    XCTAssertTrue(lines[0].contains("level with the probe"), lines[0])
+    XCTAssertTrue(lines[1].contains("40 fewer of 400"), lines[1])
+    XCTAssertTrue(lines[1].contains("below the probe beyond chance"), lines[1])
+    let page = try ReportWriter.html(
+      summary, title: "x", classNames: [], testSamples: [], testLabels: ["t": labels])
+    XCTAssertTrue(page.contains("Against the linear probe"))
+    XCTAssertEqual(page.components(separatedBy: "<li>").count - 1, 2)
+    // Without the labels the page still names them, without the test.
+    XCTAssertFalse(ReportWriter.belowProbe(summary, testLabels: [:])[0].contains("McNemar"))
+    let fine = SweepSummary(backbone: "b", tasks: ["t"], runs: [probe, better], wallSeconds: 1)
+    XCTAssertTrue(
+      try ReportWriter.html(fine, title: "x", classNames: [], testSamples: [])
+        .contains("Every method is at or above the linear probe."))
+  }
+
   /// The memory chart's method names turn 45° when 13 methods share its width (Graft-3D's
   /// `vpt-shallow` ran into its neighbours) and stay level when few do.
   func testMemoryChartNamesTurnWhenTheyCrowd() {
