@@ -471,8 +471,20 @@ public struct ProtocolSummary: Sendable {
     try AtomicFile.write(data + Data("\n".utf8), to: folder.appendingPathComponent("summary.json"))
   }
 
+  /// Where `method` stands against the linear probe on `task` (`linear` under the same
+  /// protocol): "above" or "below" when neither mean is inside the other's interval, else
+  /// "tied"; nil for the probe itself, or when either has no final run.
+  public func againstProbe(_ method: String, task: String) -> String? {
+    guard method != "linear", let probe = result("linear", task: task), !probe.finals.isEmpty,
+      let r = result(method, task: task), !r.finals.isEmpty
+    else { return nil }
+    if r.test.isTied(with: probe.test) { return "tied" }
+    return r.test.mean > probe.test.mean ? "above" : "below"
+  }
+
   /// The text table: per task, one row per method with the chosen point, its validation
-  /// top-1, whether its validation was still rising at the end of its schedule, the test top-1 mean ± std over seeds, the 95 % interval, and `tied` (within each
+  /// top-1, whether its validation was still rising at the end of its schedule, where it
+  /// stands against the linear probe (`againstProbe`), the test top-1 mean ± std over seeds, the 95 % interval, and `tied` (within each
   /// other's interval) or `best` against the task's best method.
   public func table() -> String {
     func p(_ s: String, _ w: Int, right: Bool = false) -> String {
@@ -491,7 +503,7 @@ public struct ProtocolSummary: Sendable {
         p("method", 13) + p("chosen", 30) + p("val", 7, right: true)
           + p("val at end", 14, right: true) + p("test mean ± std", 17, right: true)
           + p("95% CI", 15, right: true)
-          + p("seeds", 7, right: true) + "  vs best")
+          + p("seeds", 7, right: true) + "  " + p("vs linear", 11) + "vs best")
       for r in here {
         let s = r.test
         let chosen =
@@ -519,7 +531,8 @@ public struct ProtocolSummary: Sendable {
         lines.append(
           p(r.method, 13) + p(chosen, 30) + p(String(format: "%.1f", 100 * val), 7, right: true)
             + p(end, 14, right: true) + p(figure, 17, right: true) + p(ci ?? "–", 15, right: true)
-            + p("\(r.finals.count)", 7, right: true) + "  " + verdict)
+            + p("\(r.finals.count)", 7, right: true) + "  "
+            + p(againstProbe(r.method, task: task) ?? "–", 11) + verdict)
       }
     }
     return lines.joined(separator: "\n")

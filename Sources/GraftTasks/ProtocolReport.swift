@@ -71,7 +71,7 @@ extension ReportWriter {
     var out =
       "<table><tr><th>method</th><th>chosen</th><th>val top-1</th><th>val at end</th>"
       + "<th>test top-1 mean ± std</th>"
-      + "<th>95 % CI</th><th>seeds</th><th>trainable</th><th>vs best</th></tr>\n"
+      + "<th>95 % CI</th><th>seeds</th><th>trainable</th><th>vs linear probe</th><th>vs best</th></tr>\n"
     for r in s.results where r.task == task {
       let t = r.test
       let val = ProtocolResult.meanScores(r.validation)[r.chosen]
@@ -94,7 +94,8 @@ extension ReportWriter {
         + "\(end)</td>"
         + "<td>\(r.finals.isEmpty ? "–" : String(format: "%.1f ± %.1f", 100 * t.mean, 100 * t.std))</td>"
         + "<td>\(ci ?? "–")</td><td>\(r.finals.count)</td>"
-        + "<td>\(r.finals.first?.trainableParameters ?? 0)</td><td>\(verdict)</td></tr>\n"
+        + "<td>\(r.finals.first?.trainableParameters ?? 0)</td>"
+        + "<td>\(s.againstProbe(r.method, task: task) ?? "–")</td><td>\(verdict)</td></tr>\n"
     }
     return out + "</table>\n"
   }

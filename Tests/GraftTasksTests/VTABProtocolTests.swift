@@ -131,6 +131,40 @@ final class VTABProtocolTests: XCTestCase {
     XCTAssertEqual(result([0.5, 0.75, 0.75, 0.76]).chosenStillRising, false)
   }
 
+  /// Each method's place against the linear probe under the protocol, by the tie rule.
+  func testMethodsAgainstTheLinearProbe() {
+    func result(_ method: String, _ tests: [Double]) -> ProtocolResult {
+      ProtocolResult(
+        method: method, task: "t", axes: [], points: [[]], validation: [[0.8]], gridSeeds: [0],
+        chosen: 0,
+        finals: tests.map {
+          RunRecord(
+            task: "t", method: method, folder: URL(fileURLWithPath: "/nonexistent"),
+            testTop1: $0, testTop5: 1, trainableParameters: 1, backboneParameters: 1,
+            trainSeconds: 1, imagesPerSecond: 1, peakRSSMiB: 1, validationCurve: [],
+            confusion: [], testPredictions: [])
+        })
+    }
+    let summary = ProtocolSummary(
+      backbone: "b", tasks: ["t"],
+      results: [
+        result("linear", [0.80, 0.81, 0.82]), result("mp", [0.90, 0.91, 0.92]),
+        result("vpt-deep", [0.79, 0.81, 0.83]), result("vpt-shallow", [0.70, 0.71, 0.72]),
+        result("lst", []),
+      ], wallSeconds: 1)
+    XCTAssertNil(summary.againstProbe("linear", task: "t"))
+    XCTAssertEqual(summary.againstProbe("mp", task: "t"), "above")
+    XCTAssertEqual(summary.againstProbe("vpt-deep", task: "t"), "tied")
+    XCTAssertEqual(summary.againstProbe("vpt-shallow", task: "t"), "below")
+    XCTAssertNil(summary.againstProbe("lst", task: "t"))
+    XCTAssertNil(summary.againstProbe("mp", task: "other"))
+    let table = summary.table()
+    XCTAssertTrue(table.contains("vs linear"), table)
+    // VPT-deep is tied with the probe and below the best (MP).
+    let row = table.split(separator: "\n").first { $0.hasPrefix("vpt-deep") } ?? ""
+    XCTAssertTrue(row.hasSuffix("tied       below"), String(row))
+  }
+
   /// Every method's preset carries a grid: four rates around its recipe's, two decays.
   func testPresetGrids() throws {
     let vpt = try TuneConfig.defaultGrid(for: "vpt-deep")
