@@ -483,9 +483,10 @@ public struct ProtocolSummary: Sendable {
   }
 
   /// The text table: per task, one row per method with the chosen point, its validation
-  /// top-1, whether its validation was still rising at the end of its schedule, where it
-  /// stands against the linear probe (`againstProbe`), the test top-1 mean ± std over seeds, the 95 % interval, and `tied` (within each
-  /// other's interval) or `best` against the task's best method.
+  /// top-1, whether its validation was still rising at the end of its schedule, the test top-1
+  /// mean ± std over seeds, the 95 % interval, where it stands against the linear probe
+  /// (`againstProbe`), and `tied` (within each other's interval) or `best` against the task's
+  /// best method.
   public func table() -> String {
     func p(_ s: String, _ w: Int, right: Bool = false) -> String {
       let fill = String(repeating: " ", count: max(0, w - s.count))
