@@ -462,6 +462,12 @@ extension ReportWriter {
     }
   }
 
+  /// The label of every test sample of `data`, in dataset order (what `belowProbe` compares
+  /// two runs' predictions against).
+  public static func testLabels<Sample: TuneSample>(_ data: TuneData<Sample>) -> [Int] {
+    (0..<data.test.count).map { data.test.label(at: $0) }
+  }
+
   /// `report.html` of the single run in `folder` (what `graft tune` writes).
   public static func writeRun<Sample: TuneSample>(
     folder: URL, backbone: String, dataReference: String, data: TuneData<Sample>

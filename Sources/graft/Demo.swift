@@ -26,7 +26,7 @@ func runSweep(
     }
     let data = try ImageTuneData.load(task)
     if first == nil { first = data }
-    testLabels[task] = (0..<data.test.count).map { data.test.label(at: $0) }
+    testLabels[task] = ReportWriter.testLabels(data)
   }
   let runner = SweepRunner(
     backbone: backbone, settings: settings, out: out, fresh: fresh,

@@ -55,8 +55,8 @@ struct ReportCommand: ParsableCommand {
       let first = try ImageTuneData.load(tasks[0])
       var testLabels: [String: [Int]] = [:]
       for task in tasks {
-        let data = task == tasks[0] ? first : try ImageTuneData.load(task)
-        testLabels[task] = (0..<data.test.count).map { data.test.label(at: $0) }
+        testLabels[task] = ReportWriter.testLabels(
+          task == tasks[0] ? first : try ImageTuneData.load(task))
       }
       try ReportWriter.write(
         sweep, title: "Graft: \(backbone) on \(tasks.joined(separator: ", "))",
