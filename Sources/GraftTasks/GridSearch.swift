@@ -286,6 +286,13 @@ public struct ProtocolResult: Sendable {
   /// image, so a gain of exactly the margin, give or take rounding, is not).
   public static func isRising(_ lateGain: Double) -> Bool { lateGain > risingMargin + 1e-9 }
 
+  /// The `val at end` column of the table and the report: `flat`, or `rising +2.5` (the late
+  /// gain in points); `–` without a curve.
+  public static func lateGainText(_ lateGain: Double?) -> String {
+    guard let gain = lateGain else { return "–" }
+    return isRising(gain) ? String(format: "rising %+.1f", 100 * gain) : "flat"
+  }
+
   /// The edge of the learning-rate grid the chosen point sits on, if any: after the widening
   /// allowed, a choice still at an edge means the best rate may lie beyond the grid.
   public var chosenEdge: GridEdge? { GridSearch.lrEdge(points[chosen], axes: axes) }
@@ -513,10 +520,7 @@ public struct ProtocolSummary: Sendable {
           + (r.chosenEdge.map { " (\($0.rawValue))" } ?? "")
         let val = ProtocolResult.meanScores(r.validation)[r.chosen]
         // Whether the chosen run's validation was still rising in its last quarter of epochs.
-        let end =
-          r.chosenLateGain.map {
-            ProtocolResult.isRising($0) ? String(format: "rising %+.1f", 100 * $0) : "flat"
-          } ?? "–"
+        let end = ProtocolResult.lateGainText(r.chosenLateGain)
         let figure =
           r.finals.isEmpty
           ? "–" : String(format: "%.1f ± %.1f", 100 * s.mean, 100 * s.std)

@@ -76,12 +76,11 @@ extension ReportWriter {
       let t = r.test
       let val = ProtocolResult.meanScores(r.validation)[r.chosen]
       let ci = r.testInterval.map { String(format: "%.1f–%.1f", 100 * $0.low, 100 * $0.high) }
-      // The chosen run's last quarter of epochs against the rest: still rising, or flat.
-      let end =
-        r.chosenLateGain.map {
-          ProtocolResult.isRising($0)
-            ? String(format: "rising (%+.1f)", 100 * $0) : String(format: "flat (%+.1f)", 100 * $0)
-        } ?? "–"
+      // The chosen run's last quarter of epochs against the rest: still rising, or flat (the
+      // same words as the text table; the gain itself, in points, as the cell's tooltip).
+      let end = ProtocolResult.lateGainText(r.chosenLateGain)
+      let gainTip =
+        r.chosenLateGain.map { String(format: " title=\"late gain %+.1f points\"", 100 * $0) } ?? ""
       let verdict =
         r.finals.isEmpty
         ? "failed"
@@ -90,7 +89,7 @@ extension ReportWriter {
           : leaders.contains(r.method) ? "tied with the best" : "below"
       out +=
         "<tr><td>\(escape(r.method))</td><td><code>\(escape(r.chosenSettings.joined(separator: " ")))</code></td>"
-        + "<td>\(pct(val))</td><td data-late-gain=\"\(r.chosenLateGain.map { "\($0)" } ?? "")\">"
+        + "<td>\(pct(val))</td><td data-late-gain=\"\(r.chosenLateGain.map { "\($0)" } ?? "")\"\(gainTip)>"
         + "\(end)</td>"
         + "<td>\(r.finals.isEmpty ? "–" : String(format: "%.1f ± %.1f", 100 * t.mean, 100 * t.std))</td>"
         + "<td>\(ci ?? "–")</td><td>\(r.finals.count)</td>"

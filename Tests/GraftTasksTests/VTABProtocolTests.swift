@@ -121,6 +121,11 @@ final class VTABProtocolTests: XCTestCase {
         method: "linear", task: "t", axes: [], points: [[]], validation: [[0.8]],
         gridSeeds: [0], chosen: 0, finals: [], chosenCurve: curve)
     }
+    // The table and the report say it in the same words.
+    XCTAssertEqual(ProtocolResult.lateGainText(0.025), "rising +2.5")
+    XCTAssertEqual(ProtocolResult.lateGainText(0.005), "flat")
+    XCTAssertEqual(ProtocolResult.lateGainText(0.01), "flat")
+    XCTAssertEqual(ProtocolResult.lateGainText(nil), "–")
     XCTAssertEqual(result(rising).chosenStillRising, true)
     XCTAssertEqual(result(flat).chosenStillRising, false)
     XCTAssertEqual(result(fell).chosenStillRising, false)
@@ -374,10 +379,13 @@ final class VTABProtocolTests: XCTestCase {
     let gain = try XCTUnwrap(twoEpochs["chosen_late_gain"] as? Double)
     XCTAssertEqual(gain, curve[1] - curve[0], accuracy: 1e-12)
     XCTAssertEqual(twoEpochs["chosen_still_rising"] as? Bool, ProtocolResult.isRising(gain))
+    XCTAssertTrue(changed.out.contains(ProtocolResult.lateGainText(gain)), changed.out)
+    let changedPage = try String(
+      contentsOf: out.appendingPathComponent("report.html"), encoding: .utf8)
     XCTAssertTrue(
-      changed.out.contains(
-        ProtocolResult.isRising(gain) ? String(format: "rising %+.1f", 100 * gain) : "flat"),
-      changed.out)
+      changedPage.contains(
+        String(format: "title=\"late gain %+.1f points\">", 100 * gain)
+          + ProtocolResult.lateGainText(gain) + "</td>"), changedPage)
     let withoutCurve = out.appendingPathComponent("summary.json")
     var written2 = try XCTUnwrap(
       JSONSerialization.jsonObject(with: Data(contentsOf: withoutCurve)) as? [String: Any])
