@@ -95,6 +95,13 @@ public struct TuneBackbone {
         mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5]))
   }
 
+  /// `reference` as a run records it: a path absolute, so the checkpoint finds it from any
+  /// folder; a bundled name as it is.
+  public static func recordedReference(_ reference: String) -> String {
+    FileManager.default.fileExists(atPath: reference)
+      ? URL(fileURLWithPath: reference).standardizedFileURL.path : reference
+  }
+
   /// Loads `reference` with `ModelLoader` (`arch` for an `.npz`) and hashes its weights file
   /// (`model.safetensors` of a folder, or the `.npz`) and its resolved settings.
   public static func load(_ reference: String, arch: String? = nil) throws -> TuneBackbone {
@@ -109,11 +116,8 @@ public struct TuneBackbone {
     case .pointMAE(let m):
       input = .points(PointInput(points: m.model.config.npoints))
     }
-    // A path is recorded absolute, so the checkpoint finds it from any folder.
-    let isPath = FileManager.default.fileExists(atPath: reference)
     return TuneBackbone(
-      model: loaded.backbone,
-      reference: isPath ? URL(fileURLWithPath: reference).standardizedFileURL.path : reference,
+      model: loaded.backbone, reference: recordedReference(reference),
       architecture: loaded.name, weightsHash: try FNV1a64.file(loaded.weightsFile),
       input: input)
   }

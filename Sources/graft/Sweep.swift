@@ -192,7 +192,8 @@ struct SweepRunner {
     let initFrom = arguments.firstIndex(of: "--init-from").map { arguments[$0 + 1] }
     if fm.fileExists(atPath: dir.path),
       isStale(
-        dir, method: variants[method]?.method ?? method, settings: wanted, initFrom: initFrom,
+        dir, method: variants[method]?.method ?? method, settings: wanted,
+        backbone: methodBackbones[method] ?? backbone, data: request.task, initFrom: initFrom,
         freshHead: arguments.contains("--fresh-head"))
     {
       progress.log(
@@ -240,10 +241,13 @@ struct SweepRunner {
   /// would be: its `tune_config.yaml` differs from `method`'s preset with `settings` (the
   /// `--set` assignments a new run gets) in a setting that changes results (so a changed grid,
   /// choice, recipe or a removed setting counts, `train.recompute` does not), or its `run.json`
-  /// names another `--init-from` folder, other contents of it, or another `--fresh-head`. A
-  /// sweep then redoes the run instead of reusing it.
+  /// names another backbone or data (a sweep of one task keeps its runs in `<out>/<method>`,
+  /// so a later sweep of another task into the same folder finds them there), another
+  /// `--init-from` folder, other contents of it, or another `--fresh-head`. A sweep then
+  /// redoes the run instead of reusing it.
   func isStale(
-    _ dir: URL, method: String, settings: [String], initFrom: String?, freshHead: Bool
+    _ dir: URL, method: String, settings: [String], backbone: String, data: String,
+    initFrom: String?, freshHead: Bool
   ) -> Bool {
     let url = dir.appendingPathComponent("tune_config.yaml")
     guard let yaml = try? String(contentsOf: url, encoding: .utf8) else { return false }
@@ -258,6 +262,9 @@ struct SweepRunner {
     }
     let run = try? MappedFile.contents(of: dir.appendingPathComponent("run.json"))
     let object = run.flatMap { try? JSONSerialization.jsonObject(with: $0) } as? [String: Any]
+    guard object?["data"] as? String == data,
+      object?["backbone"] as? String == TuneBackbone.recordedReference(backbone)
+    else { return true }
     guard object?["init_from"] as? String == initFrom else { return true }
     guard let initFrom else { return false }
     return object?["fresh_head"] as? Bool != freshHead

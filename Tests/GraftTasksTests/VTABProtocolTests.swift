@@ -399,6 +399,39 @@ final class VTABProtocolTests: XCTestCase {
     XCTAssertEqual(loaded.results[0].chosenCurve, curve)
   }
 
+  /// A sweep of one task keeps its runs in `<out>/<method>`; a sweep of another task (or with
+  /// another backbone) into the same folder must redo them, not reuse the first task's scores.
+  func testSweepOfAnotherTaskIntoTheSameFolderRedoesTheRuns() throws {
+    let root = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: root) }
+    // The same digits, under another name: another task as far as a sweep can tell.
+    let other = root.appendingPathComponent("other-digits.csv")
+    try FileManager.default.copyItem(
+      at: repositoryRoot.appendingPathComponent("Data/digits/digits.csv"), to: other)
+    let out = root.appendingPathComponent("sweep")
+    func sweep(_ data: String) throws -> (status: Int32, out: String, err: String) {
+      try runGraft([
+        "sweep", "--backbone", tinyTimmFolder, "--method", "linear", "--data", data,
+        "--grid", "optim.lr=0.3", "--grid", "optim.weight_decay=0", "--set", "train.epochs=1",
+        "--set", "data.train_samples=64", "--widen", "0", "--out", out.path, "--quiet",
+      ])
+    }
+    func recordedData(_ run: String) throws -> String? {
+      try XCTUnwrap(
+        JSONSerialization.jsonObject(
+          with: Data(contentsOf: out.appendingPathComponent("linear/\(run)/run.json")))
+          as? [String: Any])["data"] as? String
+    }
+    let first = try sweep("digits")
+    XCTAssertEqual(first.status, 0, first.err)
+    XCTAssertEqual(try recordedData("grid/lr-0.3_wd-0/seed-0"), "digits")
+    let second = try sweep(other.path)
+    XCTAssertEqual(second.status, 0, second.err)
+    for run in ["grid/lr-0.3_wd-0/seed-0", "final/seed-0"] {
+      XCTAssertEqual(try recordedData(run), other.path, run)
+    }
+  }
+
   /// `graft sweep --init-from DIR --fresh-head` (PVP's warm start): every child run starts from
   /// the run's prompts with a fresh head, and records where it started in its `run.json`.
   func testSweepStartsEveryRunFromTheGivenRun() throws {
