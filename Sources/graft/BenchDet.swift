@@ -18,7 +18,8 @@ struct BenchDet: ParsableCommand {
       pyramid of its last token map. Writes <out>/<method>/seed-<s>/ run folders, \
       <out>/summary.json and <out>/report.html (the table with mean ± std over seeds and each \
       method against the linear floor, AP against trainable parameters, and test images with \
-      true and predicted boxes). Finished runs are reused, interrupted ones resumed; --fresh \
+      true and predicted boxes). Finished runs are reused, interrupted ones resumed, when they \
+      were trained with the same settings, backbone and data (others are redone); --fresh \
       redoes them.
       """)
 
@@ -108,6 +109,7 @@ struct BenchDet: ParsableCommand {
     var runs: [[String: Any]] = []
     var failures: [String] = []
     let fm = FileManager.default
+    let reuse = RunReuse()
     for (n, method) in list.enumerated() {
       let methodSettings = try settings(for: method)
       var summaries: [DetectionSummary] = []
@@ -117,6 +119,15 @@ struct BenchDet: ParsableCommand {
         let dir = root.appendingPathComponent(method).appendingPathComponent("seed-\(seed)")
         if fresh { try? fm.removeItem(at: dir) }
         let what = "[\(n + 1)/\(list.count)] \(method) seed \(seed)"
+        // A run trained with other settings, backbone or data is redone, not reported as new.
+        if fm.fileExists(atPath: dir.path),
+          reuse.isStale(
+            dir, method: method, settings: ["seed=\(seed)"] + methodSettings, backbone: backbone,
+            data: dataRef)
+        {
+          log("\(what): \(dir.path) was trained otherwise; redoing it")
+          try fm.removeItem(at: dir)
+        }
         if fm.fileExists(atPath: dir.appendingPathComponent("summary.json").path) {
           log("\(what): finished earlier, reusing \(dir.path)")
         } else {

@@ -16,7 +16,8 @@ struct SweepVariant {
 
 /// Runs methods on tasks, each `graft tune` in a child process of this executable, so that every
 /// run's peak RSS is its own. A run folder that already holds a finished run (`summary.json`) is
-/// reused; an interrupted one is resumed; `fresh` starts every run over.
+/// reused and an interrupted one resumed, if it was trained as a new run would be (`RunReuse`;
+/// otherwise it is redone); `fresh` starts every run over.
 struct SweepRunner {
   /// The backbone reference given to `graft tune`.
   var backbone: String
@@ -43,6 +44,8 @@ struct SweepRunner {
   /// Seeds: every method runs once per seed (`--set seed=S`) in `<folder>/seed-S`; empty: once,
   /// with the settings' seed, in the folder itself.
   var seeds: [UInt64] = []
+  /// Decides which finished or interrupted runs stand for the runs asked (`RunReuse`).
+  var reuse = RunReuse()
   /// Child runs at once (`--jobs`); with more than one, each child gets
   /// `Parallel.threadCount / jobs` threads, so that the cores are shared out, not oversubscribed.
   var jobs = 1
@@ -191,7 +194,7 @@ struct SweepRunner {
     let arguments = childArguments + (variants[method]?.arguments ?? [])
     let initFrom = arguments.firstIndex(of: "--init-from").map { arguments[$0 + 1] }
     if fm.fileExists(atPath: dir.path),
-      isStale(
+      reuse.isStale(
         dir, method: variants[method]?.method ?? method, settings: wanted,
         backbone: methodBackbones[method] ?? backbone, data: request.task, initFrom: initFrom,
         freshHead: arguments.contains("--fresh-head"))
@@ -235,41 +238,6 @@ struct SweepRunner {
         100 * record.testTop1, record.trainableParameters, record.trainSeconds,
         record.peakRSSMiB))
     return record
-  }
-
-  /// Whether the run in `dir` (finished or interrupted) was trained otherwise than a new run
-  /// would be: its `tune_config.yaml` differs from `method`'s preset with `settings` (the
-  /// `--set` assignments a new run gets) in a setting that changes results (so a changed grid,
-  /// choice, recipe or a removed setting counts, `train.recompute` does not), or its `run.json`
-  /// names another backbone or data (a sweep of one task keeps its runs in `<out>/<method>`,
-  /// so a later sweep of another task into the same folder finds them there), another
-  /// `--init-from` folder, other contents of it, or another `--fresh-head`. A sweep then
-  /// redoes the run instead of reusing it.
-  func isStale(
-    _ dir: URL, method: String, settings: [String], backbone: String, data: String,
-    initFrom: String?, freshHead: Bool
-  ) -> Bool {
-    let url = dir.appendingPathComponent("tune_config.yaml")
-    guard let yaml = try? String(contentsOf: url, encoding: .utf8) else { return false }
-    do {
-      var stored = TuneConfig(method: method)
-      try stored.apply(yaml: yaml, source: url.path)
-      var wanted = try TuneConfig.preset(for: method)
-      for s in settings { try wanted.set(assignment: s) }
-      guard try wanted.resumeConflicts(with: stored).isEmpty else { return true }
-    } catch {
-      return true
-    }
-    let run = try? MappedFile.contents(of: dir.appendingPathComponent("run.json"))
-    let object = run.flatMap { try? JSONSerialization.jsonObject(with: $0) } as? [String: Any]
-    guard object?["data"] as? String == data,
-      object?["backbone"] as? String == TuneBackbone.recordedReference(backbone)
-    else { return true }
-    guard object?["init_from"] as? String == initFrom else { return true }
-    guard let initFrom else { return false }
-    return object?["fresh_head"] as? Bool != freshHead
-      || object?["init_from_hash"] as? String
-        != (try? AdapterCheckpoint.tensorsHash(URL(fileURLWithPath: initFrom)))
   }
 
   /// Starts this executable with `arguments` (its standard output, the JSON summary, is

@@ -460,6 +460,17 @@ final class DetectionTaskTests: XCTestCase {
     let again = try runGraft(arguments)
     XCTAssertEqual(again.status, 0, again.err)
     XCTAssertEqual(again.out, bench.out)
+    // Other settings: every run is redone with them, none reported under them as it was.
+    let changed = try runGraft(arguments + ["--set", "det.neck=8"])
+    XCTAssertEqual(changed.status, 0, changed.err)
+    for method in ["linear", "hst"] {
+      for seed in 0...1 {
+        let config = try String(
+          contentsOf: out.appendingPathComponent("\(method)/seed-\(seed)/tune_config.yaml"),
+          encoding: .utf8)
+        XCTAssertTrue(config.contains("det.neck: \"8\""), "\(method) seed \(seed)")
+      }
+    }
     // The seed belongs to --seeds.
     let seedSet = try runGraft(arguments + ["--set", "seed=3"])
     XCTAssertNotEqual(seedSet.status, 0)

@@ -408,10 +408,13 @@ final class VTABProtocolTests: XCTestCase {
     let other = root.appendingPathComponent("other-digits.csv")
     try FileManager.default.copyItem(
       at: repositoryRoot.appendingPathComponent("Data/digits/digits.csv"), to: other)
+    // A copy of the tiny backbone, to be trained again in place below.
+    let backbone = root.appendingPathComponent("backbone")
+    try FileManager.default.copyItem(at: URL(fileURLWithPath: tinyTimmFolder), to: backbone)
     let out = root.appendingPathComponent("sweep")
     func sweep(_ data: String) throws -> (status: Int32, out: String, err: String) {
       try runGraft([
-        "sweep", "--backbone", tinyTimmFolder, "--method", "linear", "--data", data,
+        "sweep", "--backbone", backbone.path, "--method", "linear", "--data", data,
         "--grid", "optim.lr=0.3", "--grid", "optim.weight_decay=0", "--set", "train.epochs=1",
         "--set", "data.train_samples=64", "--widen", "0", "--out", out.path, "--quiet",
       ])
@@ -429,6 +432,26 @@ final class VTABProtocolTests: XCTestCase {
     XCTAssertEqual(second.status, 0, second.err)
     for run in ["grid/lr-0.3_wd-0/seed-0", "final/seed-0"] {
       XCTAssertEqual(try recordedData(run), other.path, run)
+    }
+    // The same folder with other weights (a model trained again in place keeps its name): the
+    // runs record the old weights' hash, so they are redone.
+    let weights = backbone.appendingPathComponent("model.safetensors")
+    var bytes = try Data(contentsOf: weights)
+    bytes[bytes.count - 2] ^= 0x01  // a low bit of the last float: still a valid file
+    try bytes.write(to: weights)
+    let hash = try FNV1a64.file(weights)
+    func recordedHash(_ run: String) throws -> String? {
+      try XCTUnwrap(
+        JSONSerialization.jsonObject(
+          with: Data(
+            contentsOf: out.appendingPathComponent("linear/\(run)/adapter_config.json")))
+          as? [String: Any])["base_model_hash"] as? String
+    }
+    XCTAssertNotEqual(try recordedHash("final/seed-0"), hash)
+    let third = try sweep(other.path)
+    XCTAssertEqual(third.status, 0, third.err)
+    for run in ["grid/lr-0.3_wd-0/seed-0", "final/seed-0"] {
+      XCTAssertEqual(try recordedHash(run), hash, run)
     }
   }
 
