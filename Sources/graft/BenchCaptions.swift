@@ -150,12 +150,24 @@ struct CaptionArmOptions: ParsableArguments {
     return (results, decoderFolder)
   }
 
-  /// The settings as `summary.json` records them.
+  /// The settings as `summary.json` records them; an arm is reused only when they are equal.
+  /// Besides the references they hold what those name: the decoder's and the backbone's weights
+  /// hashes and the clip set's annotations hash, so a decoder pretrained again into the same
+  /// folder, a model retrained in place or clips prepared again (`graft data prepare clips`
+  /// with another count or seed) train the arms again.
   func summarySettings(_ decoderFolder: URL) -> [String: String] {
+    let unreadable = "unreadable"
     var s = [
       "decoder": decoderFolder.path, "backbone": backbone, "data": dataURL.path,
       "epochs": "\(epochs)", "batch_size": "\(batchSize)", "lr": "\(lr)", "seed": "\(seed)",
       "decoding": "greedy",
+      "decoder_weights":
+        (try? FNV1a64.file(decoderFolder.appendingPathComponent("model.safetensors")))
+        ?? unreadable,
+      "backbone_weights": RunReuse().weightsHash(of: backbone) ?? unreadable,
+      "data_annotations": (try? CaptionClips(path: dataURL)).flatMap {
+        try? FNV1a64.file($0.annotations)
+      } ?? unreadable,
     ]
     if let maxClips { s["max_clips"] = "\(maxClips)" }
     if !sets.overrides.isEmpty { s["set"] = sets.overrides.joined(separator: " ") }

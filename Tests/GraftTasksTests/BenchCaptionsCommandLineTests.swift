@@ -39,6 +39,16 @@ final class BenchCaptionsCommandLineTests: XCTestCase {
     XCTAssertEqual(again.status, 0, again.err)
     XCTAssertEqual(again.err.components(separatedBy: "reusing").count - 1, 2, again.err)
     XCTAssertTrue(again.out.contains("video − none (lora)"), again.out)
+    // Clips prepared again in the same folder (another seed): both arms train again.
+    let reprepared = try runGraft([
+      "data", "prepare", "clips", "--clips", "10", "--seed", "1", "--root", clips, "--quiet",
+    ])
+    XCTAssertEqual(reprepared.status, 0, reprepared.err)
+    let third = try runGraft(args)
+    XCTAssertEqual(third.status, 0, third.err)
+    XCTAssertEqual(third.err.components(separatedBy: "reusing").count - 1, 0, third.err)
+    XCTAssertEqual(
+      third.err.components(separatedBy: "ran with other settings").count - 1, 2, third.err)
 
     let missing = try runGraft([
       "bench", "captions", "--decoder", "no-such-decoder", "--data", clips,
