@@ -247,10 +247,14 @@ public final class DetectionTrainer {
       }
       try? FileManager.default.removeItem(at: paths.finished)
       try AtomicFile.write(Data(try config.yaml().utf8), to: paths.config)
-      let run: [String: Any] = [
+      var run: [String: Any] = [
         "backbone": backbone.reference, "data": dataReference, "method": config.method,
         "task": "detection",
       ]
+      // What the data was when this run started (a sweep compares it before reusing the run).
+      if let fingerprint = DataFingerprint.of(dataReference) {
+        run["data_fingerprint"] = fingerprint
+      }
       try AtomicFile.write(
         Data((try jsonLine(run) + "\n").utf8), to: folder.appendingPathComponent("run.json"))
       try AdapterCheckpoint.writeConfig(adapterConfig(), to: folder)

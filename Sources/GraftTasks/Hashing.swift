@@ -101,3 +101,44 @@ public enum BackboneConfigHash {
     return kind + ":" + String(decoding: data ?? Data(), as: UTF8.self)
   }
 }
+
+/// What identifies a dataset's contents cheaply, so that a run trained on a dataset prepared
+/// again in place (`graft data prepare furniture --points 4096` into the same folder, a Graft-1k
+/// task rebuilt) is not taken for one trained on the new files: the hash of the files that
+/// describe the splits, not of every sample.
+public enum DataFingerprint {
+  /// For `reference` as `graft tune --data` takes it: `graft1k/<task>` and a folder hash their
+  /// `prepared.json` (what `graft data prepare` wrote: counts, seed, settings), else their split
+  /// lists (VTAB-1k's `train800.txt`, `val200.txt`, `test.txt`; a detection folder's
+  /// `annotations/{train,val,test}.json`); a file (a COCO `.json`, a digits `.csv`) hashes its
+  /// bytes. Nil when there is nothing to hash (a bundled name such as `digits`, a folder of
+  /// class subfolders): the reference alone then identifies the data.
+  public static func of(_ reference: String) -> String? {
+    let fm = FileManager.default
+    let url: URL
+    if reference.hasPrefix("graft1k/") {
+      url = Graft1k.defaultRoot().appendingPathComponent(
+        String(reference.dropFirst("graft1k/".count)))
+    } else {
+      url = URL(fileURLWithPath: reference)
+    }
+    var isFolder: ObjCBool = false
+    guard fm.fileExists(atPath: url.path, isDirectory: &isFolder) else { return nil }
+    guard isFolder.boolValue else { return try? FNV1a64.file(url) }
+    let candidates = [
+      ["prepared.json"], ["train800.txt", "val200.txt", "test.txt"],
+      ["annotations/train.json", "annotations/val.json", "annotations/test.json"],
+    ]
+    for names in candidates {
+      let files = names.map { url.appendingPathComponent($0) }
+      guard files.allSatisfy({ fm.fileExists(atPath: $0.path) }) else { continue }
+      var parts: [String] = []
+      for (name, file) in zip(names, files) {
+        guard let hash = try? FNV1a64.file(file) else { return nil }
+        parts.append("\(name) \(hash)")
+      }
+      return FNV1a64.text(parts.joined(separator: "\n"))
+    }
+    return nil
+  }
+}

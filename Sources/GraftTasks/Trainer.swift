@@ -615,6 +615,8 @@ public final class Trainer {
     var run: [String: Any] = [
       "backbone": backbone.reference, "data": dataReference, "method": config.method,
     ]
+    // What the data was when this run started (a sweep compares it before reusing the run).
+    if let fingerprint = DataFingerprint.of(dataReference) { run["data_fingerprint"] = fingerprint }
     if let initialisation {
       run["init_from"] = initialisation.folder
       run["fresh_head"] = initialisation.freshHead

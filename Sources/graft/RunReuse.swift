@@ -10,13 +10,16 @@ import GraftTensor
 /// A run is stale (redone) when its `tune_config.yaml` is missing, unreadable or differs from
 /// `method`'s preset with the new run's `--set` assignments in a setting that changes results
 /// (a changed grid point, choice, recipe or a removed setting counts, `train.recompute` does
-/// not); when its `run.json` names other data or another backbone, or its `adapter_config.json`
-/// records other backbone weights (a model folder trained again in place keeps its name); or
-/// when it started from another `--init-from` folder, other contents of it, or another
-/// `--fresh-head`.
+/// not); when its `run.json` names other data or another backbone, or records another
+/// `DataFingerprint` of the data (or none: a run from before fingerprints), or its
+/// `adapter_config.json` other backbone weights (a dataset prepared again in place, a model
+/// folder trained again in place, keep their names); or when it started from another
+/// `--init-from` folder, other contents of it, or another `--fresh-head`.
 final class RunReuse {
   /// Each backbone reference's weights hash (nil: it could not be read), read once.
   private var hashes: [String: String?] = [:]
+  /// Each data reference's `DataFingerprint` (nil: none), read once.
+  private var fingerprints: [String: String?] = [:]
 
   /// The weights hash of the backbone `reference` names (`TuneBackbone.weightsHash`'s), or nil
   /// when it cannot be loaded: a new run would fail on it anyway, and a finished run is not
@@ -50,6 +53,12 @@ final class RunReuse {
     guard object?["data"] as? String == data,
       object?["backbone"] as? String == TuneBackbone.recordedReference(backbone)
     else { return true }
+    if fingerprints[data] == nil { fingerprints[data] = .some(DataFingerprint.of(data)) }
+    if let fingerprint = fingerprints[data] ?? nil,
+      object?["data_fingerprint"] as? String != fingerprint
+    {
+      return true
+    }
     if let hash = weightsHash(of: backbone) {
       let adapter = try? MappedFile.contents(
         of: dir.appendingPathComponent(AdapterCheckpoint.configFile))

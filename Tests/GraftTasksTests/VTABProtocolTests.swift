@@ -453,6 +453,64 @@ final class VTABProtocolTests: XCTestCase {
     for run in ["grid/lr-0.3_wd-0/seed-0", "final/seed-0"] {
       XCTAssertEqual(try recordedHash(run), hash, run)
     }
+    // The same data file with other contents (one sample fewer): the runs are redone.
+    func recordedFingerprint(_ run: String) throws -> String? {
+      try XCTUnwrap(
+        JSONSerialization.jsonObject(
+          with: Data(contentsOf: out.appendingPathComponent("linear/\(run)/run.json")))
+          as? [String: Any])["data_fingerprint"] as? String
+    }
+    let before = try XCTUnwrap(DataFingerprint.of(other.path))
+    XCTAssertEqual(try recordedFingerprint("final/seed-0"), before)
+    let lines = try String(contentsOf: other, encoding: .utf8).split(separator: "\n")
+    try (lines.dropLast().joined(separator: "\n") + "\n").write(
+      to: other, atomically: true, encoding: .utf8)
+    let after = try XCTUnwrap(DataFingerprint.of(other.path))
+    XCTAssertNotEqual(after, before)
+    let fourth = try sweep(other.path)
+    XCTAssertEqual(fourth.status, 0, fourth.err)
+    for run in ["grid/lr-0.3_wd-0/seed-0", "final/seed-0"] {
+      XCTAssertEqual(try recordedFingerprint(run), after, run)
+    }
+  }
+
+  /// A dataset's fingerprint hashes the files that describe it: `prepared.json` first, else the
+  /// VTAB-1k lists, else a detection folder's annotations; a file its bytes; nothing else.
+  func testDataFingerprintHashesTheFilesThatDescribeTheSplits() throws {
+    let root = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: root) }
+    let fm = FileManager.default
+    func write(_ text: String, _ path: String) throws {
+      let url = root.appendingPathComponent(path)
+      try fm.createDirectory(
+        at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+      try Data(text.utf8).write(to: url)
+    }
+    XCTAssertNil(DataFingerprint.of("digits"))
+    XCTAssertNil(DataFingerprint.of(root.appendingPathComponent("missing").path))
+    try write("x", "classes/a/1.png")
+    XCTAssertNil(DataFingerprint.of(root.appendingPathComponent("classes").path))
+    // VTAB-1k lists: any of them changing changes the fingerprint.
+    for (name, text) in [("train800.txt", "a 0\n"), ("val200.txt", "b 1\n"), ("test.txt", "c 0\n")]
+    {
+      try write(text, "vtab/\(name)")
+    }
+    let vtab = root.appendingPathComponent("vtab").path
+    let lists = try XCTUnwrap(DataFingerprint.of(vtab))
+    try write("c 1\n", "vtab/test.txt")
+    XCTAssertNotEqual(try XCTUnwrap(DataFingerprint.of(vtab)), lists)
+    // prepared.json, when there is one, speaks for the folder.
+    try write("{\"seed\": 0}", "vtab/prepared.json")
+    let prepared = try XCTUnwrap(DataFingerprint.of(vtab))
+    try write("c 0\n", "vtab/test.txt")
+    XCTAssertEqual(DataFingerprint.of(vtab), prepared)
+    try write("{\"seed\": 1}", "vtab/prepared.json")
+    XCTAssertNotEqual(DataFingerprint.of(vtab), prepared)
+    // A detection folder's annotations; a file's bytes.
+    for split in ["train", "val", "test"] { try write("{}", "det/annotations/\(split).json") }
+    XCTAssertNotNil(DataFingerprint.of(root.appendingPathComponent("det").path))
+    let file = root.appendingPathComponent("det/annotations/train.json")
+    XCTAssertEqual(DataFingerprint.of(file.path), try FNV1a64.file(file))
   }
 
   /// `graft sweep --init-from DIR --fresh-head` (PVP's warm start): every child run starts from
