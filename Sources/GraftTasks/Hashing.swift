@@ -107,9 +107,10 @@ public enum BackboneConfigHash {
 /// task rebuilt) is not taken for one trained on the new files: the hash of the files that
 /// describe the splits, not of every sample.
 public enum DataFingerprint {
-  /// For `reference` as `graft tune --data` takes it: `graft1k/<task>` and a folder hash their
-  /// `prepared.json` (what `graft data prepare` wrote: counts, seed, settings), else their split
-  /// lists (VTAB-1k's `train800.txt`, `val200.txt`, `test.txt`; a detection folder's
+  /// For `reference` as `graft tune --data` takes it: `graft1k/<task>`, `furniture` (and its
+  /// rotated `furniture-so3`) and a folder hash their `prepared.json` (what `graft data
+  /// prepare` wrote: counts, seed, settings), else their split lists (VTAB-1k's
+  /// `train800.txt`, `val200.txt`, `test.txt`; a detection folder's
   /// `annotations/{train,val,test}.json`); a file (a COCO `.json`, a digits `.csv`) hashes its
   /// bytes. Nil when there is nothing to hash (a bundled name such as `digits`, a folder of
   /// class subfolders): the reference alone then identifies the data.
@@ -119,6 +120,8 @@ public enum DataFingerprint {
     if reference.hasPrefix("graft1k/") {
       url = Graft1k.defaultRoot().appendingPathComponent(
         String(reference.dropFirst("graft1k/".count)))
+    } else if reference == "furniture" || reference == "furniture-so3" {
+      url = Furniture.defaultRoot()
     } else {
       url = URL(fileURLWithPath: reference)
     }
