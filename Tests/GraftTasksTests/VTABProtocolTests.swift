@@ -511,6 +511,18 @@ final class VTABProtocolTests: XCTestCase {
     XCTAssertNotNil(DataFingerprint.of(root.appendingPathComponent("det").path))
     let file = root.appendingPathComponent("det/annotations/train.json")
     XCTAssertEqual(DataFingerprint.of(file.path), try FNV1a64.file(file))
+    // The prepared sets by name: their folder under the data home.
+    setenv("GRAFT_DATA_HOME", root.path, 1)
+    defer { unsetenv("GRAFT_DATA_HOME") }
+    try write("{\"points\": 2048}", "furniture/prepared.json")
+    try write("{\"task\": \"mnist\"}", "graft1k/mnist/prepared.json")
+    let furniture = try XCTUnwrap(DataFingerprint.of("furniture"))
+    XCTAssertEqual(DataFingerprint.of(root.appendingPathComponent("furniture").path), furniture)
+    XCTAssertEqual(DataFingerprint.of("furniture-so3"), furniture)
+    XCTAssertEqual(
+      DataFingerprint.of("graft1k/mnist"),
+      DataFingerprint.of(root.appendingPathComponent("graft1k/mnist").path))
+    XCTAssertNotNil(DataFingerprint.of("graft1k/mnist"))
   }
 
   /// `graft sweep --init-from DIR --fresh-head` (PVP's warm start): every child run starts from
