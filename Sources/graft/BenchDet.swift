@@ -24,7 +24,8 @@ struct BenchDet: ParsableCommand {
       """)
 
   /// Every method with a detection route (MP and P2P are classification-only; IDPT needs a
-  /// point backbone).
+  /// point backbone) but `vpt-shallow`: VPT-deep stands for prompt tuning (`--methods` adds
+  /// it).
   static let defaultMethods = [
     "linear", "full", "bitfit", "ln-tune", "vpt-deep", "lora", "adapter", "mp+", "lst", "hst",
     "unipt",
