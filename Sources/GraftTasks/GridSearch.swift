@@ -470,6 +470,42 @@ public struct ProtocolSummary: Sendable {
       wallSeconds: o["wall_seconds"] as? Double ?? 0)
   }
 
+  /// Several protocol sweeps as one (`graft report A B --out M`), so methods swept apart (one
+  /// command per method or task, as a CPU budget allows) are compared in one table: the tasks in
+  /// first-seen order, each task's results in the order of `parts`, the wall times summed.
+  /// Parts must share the backbone, and a method may appear on a task in one part only; either
+  /// mismatch throws an error naming both folders.
+  public static func merged(_ parts: [(folder: URL, summary: ProtocolSummary)]) throws
+    -> ProtocolSummary
+  {
+    guard let first = parts.first else { throw ConfigError("no protocol sweeps to merge") }
+    var tasks: [String] = []
+    var owner: [String: URL] = [:]
+    for (folder, part) in parts {
+      guard part.backbone == first.summary.backbone else {
+        throw ConfigError(
+          "\(folder.path): backbone \(part.backbone), but \(first.folder.path) used "
+            + "\(first.summary.backbone); sweeps on other backbones do not compare")
+      }
+      for task in part.tasks where !tasks.contains(task) { tasks.append(task) }
+      for r in part.results {
+        let key = r.method + "\u{0}" + r.task
+        if let other = owner[key] {
+          throw ConfigError(
+            "\(r.method) on \(r.task) is in both \(other.path) and \(folder.path); "
+              + "give one of them")
+        }
+        owner[key] = folder
+      }
+    }
+    let results = tasks.flatMap { task in
+      parts.flatMap { $0.summary.results.filter { $0.task == task } }
+    }
+    return ProtocolSummary(
+      backbone: first.summary.backbone, tasks: tasks, results: results,
+      wallSeconds: parts.map(\.summary.wallSeconds).reduce(0, +))
+  }
+
   /// Writes `summary.json` into `folder`, atomically.
   public func write(to folder: URL) throws {
     let data = try JSONSerialization.data(

@@ -3,17 +3,48 @@ import Foundation
 import GraftTasks
 import GraftTensor
 
-/// `graft report <folder>`: (re)writes `report.html` of a run folder or a sweep folder.
+/// `graft report <folder>`: (re)writes `report.html` of a run folder or a sweep folder;
+/// `graft report A B … --out M` merges protocol sweeps into one table.
 struct ReportCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "report",
-    abstract: "Write report.html for a run folder (graft tune) or a sweep (graft demo, bench).")
+    abstract: "Write report.html for a run folder (graft tune) or a sweep (graft demo, bench).",
+    discussion: """
+      With several protocol sweeps (graft sweep, graft bench graft1k --protocol vtab) and \
+      --out M: one table and report of them all, as if swept together (the same backbone; a \
+      method on a task in one of them only), so methods swept one command at a time compare \
+      against each other and the linear probe. M/sources.json lists the sweeps: graft report M \
+      merges them again.
+      """)
 
-  @Argument(help: "The folder.")
-  var folder: String
+  @Argument(help: "The folder (or, with --out, several protocol sweep folders).")
+  var folders: [String]
+
+  @Option(help: "With several protocol sweeps: the folder for the merged report.")
+  var out: String?
+
+  /// The file of a merged report's folder that lists its sweeps.
+  static let sourcesFile = "sources.json"
 
   func run() throws {
+    guard let folder = folders.first else { throw ValidationError("give a folder") }
+    if let out {
+      try merge(folders.map { URL(fileURLWithPath: $0).standardizedFileURL }, into: out)
+      return
+    }
+    guard folders.count == 1 else {
+      throw ValidationError("several folders are merged into one report: give --out")
+    }
     let url = URL(fileURLWithPath: folder)
+    let sources = url.appendingPathComponent(Self.sourcesFile)
+    if FileManager.default.fileExists(atPath: sources.path) {
+      guard let data = try? MappedFile.contents(of: sources),
+        let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+        let paths = object["sweeps"] as? [String]
+      else { throw ValidationError("\(sources.path): not a list of sweeps ({\"sweeps\": […]})") }
+      try merge(paths.map { URL(fileURLWithPath: $0) }, into: folder)
+      return
+    }
     let summaryURL = url.appendingPathComponent("summary.json")
     guard let data = try? MappedFile.contents(of: summaryURL),
       let object = try? JSONSerialization.jsonObject(with: data),
@@ -21,15 +52,10 @@ struct ReportCommand: ParsableCommand {
     else { throw ValidationError("\(summaryURL.path): missing or not JSON (is the run finished?)") }
     if summary["protocol"] as? String == "vtab" {
       // A protocol sweep (graft sweep, graft bench graft1k --protocol vtab).
-      let tasks = summary["tasks"] as? [String] ?? []
-      let runner = SweepRunner(
-        backbone: "", settings: [], out: url, fresh: false,
-        progress: ProgressReporter(style: .quiet, totalSteps: 1), quiet: true)
-      let sweep = try ProtocolSummary.load(folder: url) { task, method in
-        runner.folder(task: task, method: method, single: tasks.count == 1)
-      }
+      let sweep = try Self.protocolSweep(url)
       try ReportWriter.writeProtocol(
-        sweep, title: "graft sweep: \(sweep.backbone) on \(tasks.joined(separator: ", "))", to: url)
+        sweep, title: "graft sweep: \(sweep.backbone) on \(sweep.tasks.joined(separator: ", "))",
+        to: url)
       // The sweep's table again, with what was added since it ran (the chosen runs' curves).
       print(sweep.table())
     } else if let tasks = summary["tasks"] as? [String],
@@ -72,6 +98,48 @@ struct ReportCommand: ParsableCommand {
       try ReportWriter.writeRun(
         folder: url, backbone: backbone, dataReference: dataRef, data: ImageTuneData.load(dataRef))
     }
+    print(url.appendingPathComponent("report.html").path)
+  }
+}
+
+extension ReportCommand {
+  /// The protocol sweep in `folder` (its runs in the sweep's own layout).
+  static func protocolSweep(_ folder: URL) throws -> ProtocolSummary {
+    let summaryURL = folder.appendingPathComponent("summary.json")
+    let object =
+      (try? MappedFile.contents(of: summaryURL)).flatMap {
+        try? JSONSerialization.jsonObject(with: $0)
+      } as? [String: Any]
+    guard let object, object["protocol"] as? String == "vtab" else {
+      throw ValidationError(
+        "\(summaryURL.path): missing, or not a protocol sweep's summary (graft sweep, graft "
+          + "bench graft1k --protocol vtab)")
+    }
+    let tasks = object["tasks"] as? [String] ?? []
+    let runner = SweepRunner(
+      backbone: "", settings: [], out: folder, fresh: false,
+      progress: ProgressReporter(style: .quiet, totalSteps: 1), quiet: true)
+    return try ProtocolSummary.load(folder: folder) { task, method in
+      runner.folder(task: task, method: method, single: tasks.count == 1)
+    }
+  }
+
+  /// Merges the protocol sweeps in `folders` (`ProtocolSummary.merged`) and writes
+  /// `sources.json` and `report.html` into `out`; prints the table.
+  func merge(_ folders: [URL], into out: String) throws {
+    let parts = try folders.map { (folder: $0, summary: try Self.protocolSweep($0)) }
+    let merged = try ProtocolSummary.merged(parts)
+    let url = URL(fileURLWithPath: out)
+    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    let list = try JSONSerialization.data(
+      withJSONObject: ["sweeps": folders.map(\.path)],
+      options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+    try AtomicFile.write(list + Data("\n".utf8), to: url.appendingPathComponent(Self.sourcesFile))
+    try ReportWriter.writeProtocol(
+      merged,
+      title: "graft report: \(merged.backbone) on \(merged.tasks.joined(separator: ", ")) "
+        + "(\(folders.count) sweeps)", to: url)
+    print(merged.table())
     print(url.appendingPathComponent("report.html").path)
   }
 }

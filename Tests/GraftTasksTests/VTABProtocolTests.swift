@@ -170,6 +170,94 @@ final class VTABProtocolTests: XCTestCase {
     XCTAssertTrue(row.hasSuffix("tied       below"), String(row))
   }
 
+  /// Sweeps run apart merge into one summary: tasks in first-seen order, each task's results
+  /// in the parts' order, so the probe of one part and a method of another compare; another
+  /// backbone or a method on a task twice is an error naming both folders.
+  func testProtocolSweepsMerge() throws {
+    func result(_ method: String, _ task: String, _ tests: [Double]) -> ProtocolResult {
+      ProtocolResult(
+        method: method, task: task, axes: [], points: [[]], validation: [[0.8]], gridSeeds: [0],
+        chosen: 0,
+        finals: tests.map {
+          RunRecord(
+            task: task, method: method, folder: URL(fileURLWithPath: "/nonexistent"),
+            testTop1: $0, testTop5: 1, trainableParameters: 1, backboneParameters: 1,
+            trainSeconds: 1, imagesPerSecond: 1, peakRSSMiB: 1, validationCurve: [],
+            confusion: [], testPredictions: [])
+        })
+    }
+    let a = URL(fileURLWithPath: "/runs/a")
+    let b = URL(fileURLWithPath: "/runs/b")
+    let probe = ProtocolSummary(
+      backbone: "vit", tasks: ["t1"], results: [result("linear", "t1", [0.80, 0.81, 0.82])],
+      wallSeconds: 10)
+    let mp = ProtocolSummary(
+      backbone: "vit", tasks: ["t2", "t1"],
+      results: [result("mp", "t2", [0.5, 0.5, 0.5]), result("mp", "t1", [0.90, 0.91, 0.92])],
+      wallSeconds: 5)
+    let merged = try ProtocolSummary.merged([(a, probe), (b, mp)])
+    XCTAssertEqual(merged.tasks, ["t1", "t2"])
+    XCTAssertEqual(
+      merged.results.map { "\($0.method) \($0.task)" }, ["linear t1", "mp t1", "mp t2"])
+    XCTAssertEqual(merged.wallSeconds, 15)
+    XCTAssertEqual(merged.againstProbe("mp", task: "t1"), "above")
+    XCTAssertNil(merged.againstProbe("mp", task: "t2"))
+    XCTAssertThrowsError(try ProtocolSummary.merged([(a, mp), (b, mp)])) {
+      XCTAssertTrue("\($0)".contains("/runs/a") && "\($0)".contains("/runs/b"), "\($0)")
+    }
+    var other = mp
+    other.backbone = "resnet"
+    XCTAssertThrowsError(try ProtocolSummary.merged([(a, probe), (b, other)])) {
+      XCTAssertTrue("\($0)".contains("/runs/b") && "\($0)".contains("resnet"), "\($0)")
+    }
+    XCTAssertThrowsError(try ProtocolSummary.merged([]))
+  }
+
+  /// `graft report A B --out M`: two sweeps run apart, one table; `graft report M` again.
+  func testReportMergesSweepsRunApart() throws {
+    let root = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: root) }
+    for method in ["linear", "mp"] {
+      let sweep = try runGraft([
+        "sweep", "--backbone", tinyTimmFolder, "--method", method, "--data", "digits",
+        "--grid", "optim.lr=0.3", "--grid", "optim.weight_decay=0", "--seeds", "2",
+        "--set", "train.epochs=1", "--set", "data.train_samples=64", "--widen", "0", "--out",
+        root.appendingPathComponent(method).path, "--quiet",
+      ])
+      XCTAssertEqual(sweep.status, 0, sweep.err)
+    }
+    let merged = root.appendingPathComponent("merged")
+    let report = try runGraft([
+      "report", root.appendingPathComponent("linear").path,
+      root.appendingPathComponent("mp").path, "--out", merged.path,
+    ])
+    XCTAssertEqual(report.status, 0, report.err)
+    let rows = report.out.split(separator: "\n")
+    XCTAssertTrue(rows.contains { $0.hasPrefix("linear ") }, report.out)
+    // MP's row says where it stands against the other sweep's probe.
+    let mpRow = try XCTUnwrap(rows.first { $0.hasPrefix("mp ") }, report.out)
+    XCTAssertTrue(
+      ["above", "tied", "below"].contains { mpRow.contains("  \($0)") }, String(mpRow))
+    let page = try String(
+      contentsOf: merged.appendingPathComponent("report.html"), encoding: .utf8)
+    XCTAssertTrue(page.contains("2 sweeps"), page)
+    let again = try runGraft(["report", merged.path])
+    XCTAssertEqual(again.status, 0, again.err)
+    XCTAssertEqual(again.out, report.out)
+    let noOut = try runGraft([
+      "report", root.appendingPathComponent("linear").path,
+      root.appendingPathComponent("mp").path,
+    ])
+    XCTAssertNotEqual(noOut.status, 0)
+    XCTAssertTrue(noOut.err.contains("--out"), noOut.err)
+    let notASweep = try runGraft([
+      "report", root.appendingPathComponent("linear").path, root.path, "--out", merged.path,
+    ])
+    XCTAssertNotEqual(notASweep.status, 0)
+    XCTAssertTrue(
+      notASweep.err.contains(root.appendingPathComponent("summary.json").path), notASweep.err)
+  }
+
   /// Every method's preset carries a grid: four rates around its recipe's, two decays.
   func testPresetGrids() throws {
     let vpt = try TuneConfig.defaultGrid(for: "vpt-deep")
