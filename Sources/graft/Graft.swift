@@ -33,6 +33,37 @@ struct Graft: ParsableCommand {
             + "run 'graft \(command)' as one process\n").utf8))
       Foundation.exit(2)
     }
-    main(nil)
+    do {
+      var command = try parseAsRoot(nil)
+      try command.run()
+    } catch {
+      if let text = FileErrorText.describe(error) {
+        FileHandle.standardError.write(Data("Error: \(text)\n".utf8))
+        Foundation.exit(1)
+      }
+      exit(withError: error)
+    }
+  }
+}
+
+/// Foundation's file errors print as `Error Domain=NSCocoaErrorDomain Code=516 "…" UserInfo={…}`;
+/// the command line says the file and the reason instead.
+enum FileErrorText {
+  /// `<path>: <reason> (<the system's word for it>)` for a Foundation file error; nil for any
+  /// other error (it prints as it is).
+  static func describe(_ error: Error) -> String? {
+    let ns = error as NSError
+    guard ns.domain == NSCocoaErrorDomain else { return nil }
+    let path =
+      ns.userInfo[NSFilePathErrorKey] as? String ?? (ns.userInfo[NSURLErrorKey] as? URL)?.path
+    var text =
+      (path.map { $0 + ": " } ?? "") + (ns.localizedFailureReason ?? ns.localizedDescription)
+    if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? Error,
+      (underlying as NSError).domain == NSPOSIXErrorDomain,
+      let word = strerror(Int32((underlying as NSError).code))
+    {
+      text += " (\(String(cString: word)))"
+    }
+    return text
   }
 }

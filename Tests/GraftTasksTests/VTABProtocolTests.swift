@@ -250,6 +250,17 @@ final class VTABProtocolTests: XCTestCase {
     ])
     XCTAssertNotEqual(noOut.status, 0)
     XCTAssertTrue(noOut.err.contains("--out"), noOut.err)
+    // An --out that is a file: the file and the reason, not Foundation's error dump.
+    let file = root.appendingPathComponent("a-file")
+    try Data().write(to: file)
+    let onAFile = try runGraft([
+      "report", root.appendingPathComponent("linear").path,
+      root.appendingPathComponent("mp").path, "--out", file.path,
+    ])
+    XCTAssertEqual(onAFile.status, 1)
+    XCTAssertTrue(
+      onAFile.err.contains("\(file.path): ") && !onAFile.err.contains("NSCocoaErrorDomain"),
+      onAFile.err)
     let notASweep = try runGraft([
       "report", root.appendingPathComponent("linear").path, root.path, "--out", merged.path,
     ])
