@@ -1,0 +1,75 @@
+import XCTest
+
+@testable import GraftTuning
+
+/// A training step with the frozen backbone in BF16 follows the FP32 step: the products read
+/// rounded operands (about 3 significant digits), so logits and gradients move by about 1e-2
+/// relative, never more. A broken BF16 forward or backward (a wrong rounding, transpose or
+/// kept tensor) moves them by order one.
+final class BF16StepTests: XCTestCase {
+  func testEveryMethodsStepInBF16FollowsItsFP32Step() throws {
+    try XCTSkipUnless(BF16Support.isAvailable, "this CPU runs BF16 backbones in FP32")
+    // Wider than the tiny backbone of MethodTests, so that rounding averages as in a real
+    // model instead of hinging on a few values.
+    var config = ViTConfig(
+      imgSize: 16, patchSize: 4, embedDim: 64, depth: 4, numHeads: 4, numClasses: 3)
+    config.globalPool = .token
+    var checked = 0
+    for name in MethodRegistry.names {
+      var backboneGenerator = RandomGenerator(seed: 1)
+      let backbone = try VisionTransformer(config: config, generator: &backboneGenerator)
+      let method = try makeMethod(name, backbone: backbone)
+      guard method.taskInput == .backbone else { continue }
+      var inputGenerator = RandomGenerator(seed: 5)
+      let task = Tensor.randn([4, 3, 16, 16], generator: &inputGenerator)
+      method.setTraining(false)  // no dropout: the two steps see the same network
+      let fp32 = step(method, task)
+      XCTAssertEqual(applyPrecision(.bf16, to: backbone).0, .bf16, name)
+      let bf16 = step(method, task)
+      applyPrecision(.fp32, to: backbone)
+      XCTAssertLessThan(relative(bf16.logits, fp32.logits), 2e-2, "\(name): logits")
+      // Tensors whose gradient is tiny against the method's largest (a key bias, whose exact
+      // gradient is zero under softmax) are rounding noise on both sides: not compared.
+      let scale = fp32.grads.map { rms($0.1) }.max() ?? 0
+      for (a, b) in zip(fp32.grads, bf16.grads) where rms(a.1) > 1e-2 * scale {
+        XCTAssertLessThan(relative(b.1, a.1), 0.1, "\(name): \(a.0)")
+      }
+      checked += 1
+    }
+    XCTAssertGreaterThanOrEqual(checked, 13)
+  }
+
+  /// The logits and every trainable tensor's gradient of one step on labels 0…3.
+  private func step(_ method: TuningMethod, _ task: Tensor) -> (
+    logits: [Float], grads: [(String, [Float])]
+  ) {
+    for (_, t) in method.trainableTensors() { t.grad = nil }
+    method.generator = RandomGenerator(seed: 1)
+    let x = method.backboneInput(task)
+    let output =
+      method.needsBackboneGradient
+      ? method.backbone.forward(x, hooks: method, hiddenStates: method.needsHiddenStates)
+      : withNoGrad {
+        method.backbone.forward(x, hooks: method, hiddenStates: method.needsHiddenStates)
+      }
+    let logits = method.logits(output)
+    logits.crossEntropy(targets: [0, 1, 2, 3]).backward()
+    return (
+      logits.scalars, method.trainableTensors().map { ($0.name, $0.tensor.grad?.scalars ?? []) }
+    )
+  }
+
+  private func rms(_ x: [Float]) -> Double {
+    (x.reduce(0.0) { $0 + Double($1) * Double($1) } / Double(max(x.count, 1))).squareRoot()
+  }
+
+  /// ‖x − reference‖ / ‖reference‖.
+  private func relative(_ x: [Float], _ reference: [Float]) -> Double {
+    var (num, den) = (0.0, 0.0)
+    for (p, q) in zip(x, reference) {
+      num += Double(p - q) * Double(p - q)
+      den += Double(q) * Double(q)
+    }
+    return (num / max(den, 1e-30)).squareRoot()
+  }
+}
