@@ -1,5 +1,4 @@
 import Foundation
-import GraftModels
 import GraftTasks
 import GraftTensor
 
@@ -21,14 +20,22 @@ final class RunReuse {
   /// Each data reference's `DataFingerprint` (nil: none), read once.
   private var fingerprints: [String: String?] = [:]
 
-  /// The weights hash of the backbone `reference` names (`TuneBackbone.weightsHash`'s), or nil
-  /// when it cannot be loaded: a new run would fail on it anyway, and a finished run is not
-  /// thrown away for that.
+  /// The weights hash of the backbone `reference` names (the `TuneBackbone.weightsHash` a run
+  /// records), or nil when it cannot be loaded: a new run would fail on it anyway, and a
+  /// finished run is not thrown away for that.
   func weightsHash(of reference: String) -> String? {
     if let known = hashes[reference] { return known }
-    let hash = try? FNV1a64.file(ModelLoader.loadBackbone(reference).weightsFile)
+    let hash = try? TuneBackbone.load(reference).weightsHash
     hashes[reference] = hash
     return hash
+  }
+
+  /// The `DataFingerprint` of the data `reference` names (nil: none), read once.
+  func fingerprint(of reference: String) -> String? {
+    if let known = fingerprints[reference] { return known }
+    let fingerprint = DataFingerprint.of(reference)
+    fingerprints[reference] = fingerprint
+    return fingerprint
   }
 
   /// Whether the run in `dir` (finished or interrupted) was trained otherwise than a new run
@@ -53,8 +60,7 @@ final class RunReuse {
     guard object?["data"] as? String == data,
       object?["backbone"] as? String == TuneBackbone.recordedReference(backbone)
     else { return true }
-    if fingerprints[data] == nil { fingerprints[data] = .some(DataFingerprint.of(data)) }
-    if let fingerprint = fingerprints[data] ?? nil,
+    if let fingerprint = fingerprint(of: data),
       object?["data_fingerprint"] as? String != fingerprint
     {
       return true
