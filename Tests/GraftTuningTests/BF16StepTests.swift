@@ -23,40 +23,20 @@ final class BF16StepTests: XCTestCase {
       var inputGenerator = RandomGenerator(seed: 5)
       let task = Tensor.randn([4, 3, 16, 16], generator: &inputGenerator)
       method.setTraining(false)  // no dropout: the two steps see the same network
-      let fp32 = step(method, task)
+      let fp32 = trainingStep(method, task, targets: [0, 1, 2, 3])
       XCTAssertEqual(applyPrecision(.bf16, to: backbone).0, .bf16, name)
-      let bf16 = step(method, task)
+      let bf16 = trainingStep(method, task, targets: [0, 1, 2, 3])
       applyPrecision(.fp32, to: backbone)
       XCTAssertLessThan(relative(bf16.logits, fp32.logits), 2e-2, "\(name): logits")
       // Tensors whose gradient is tiny against the method's largest (a key bias, whose exact
       // gradient is zero under softmax) are rounding noise on both sides: not compared.
-      let scale = fp32.grads.map { rms($0.1) }.max() ?? 0
-      for (a, b) in zip(fp32.grads, bf16.grads) where rms(a.1) > 1e-2 * scale {
-        XCTAssertLessThan(relative(b.1, a.1), 0.1, "\(name): \(a.0)")
+      let scale = fp32.grads.map { rms($0.values) }.max() ?? 0
+      for (a, b) in zip(fp32.grads, bf16.grads) where rms(a.values) > 1e-2 * scale {
+        XCTAssertLessThan(relative(b.values, a.values), 0.1, "\(name): \(a.name)")
       }
       checked += 1
     }
     XCTAssertGreaterThanOrEqual(checked, 13)
-  }
-
-  /// The logits and every trainable tensor's gradient of one step on labels 0…3.
-  private func step(_ method: TuningMethod, _ task: Tensor) -> (
-    logits: [Float], grads: [(String, [Float])]
-  ) {
-    for (_, t) in method.trainableTensors() { t.grad = nil }
-    method.generator = RandomGenerator(seed: 1)
-    let x = method.backboneInput(task)
-    let output =
-      method.needsBackboneGradient
-      ? method.backbone.forward(x, hooks: method, hiddenStates: method.needsHiddenStates)
-      : withNoGrad {
-        method.backbone.forward(x, hooks: method, hiddenStates: method.needsHiddenStates)
-      }
-    let logits = method.logits(output)
-    logits.crossEntropy(targets: [0, 1, 2, 3]).backward()
-    return (
-      logits.scalars, method.trainableTensors().map { ($0.name, $0.tensor.grad?.scalars ?? []) }
-    )
   }
 
   private func rms(_ x: [Float]) -> Double {

@@ -35,6 +35,34 @@ func makeMethod(
     name, backbone: backbone, classes: classes, options: options, generator: &rng)
 }
 
+/// One training step of `method` on `task` with the cross-entropy of `targets`, through `hooks`
+/// (the method itself unless given): its gradients cleared first and its generator reseeded, so
+/// runs draw alike (IDPT's head dropout, P2P's training views). Returns the logits, every
+/// trainable tensor's name and gradient, and the bytes the tape saved.
+func trainingStep(
+  _ method: TuningMethod, _ task: Tensor, targets: [Int], hooks: (any BackboneHooks)? = nil
+) -> (logits: [Float], grads: [(name: String, values: [Float])], tape: Int) {
+  for (_, t) in method.trainableTensors() { t.grad = nil }
+  method.generator = RandomGenerator(seed: 1)
+  let base = TapeStats.savedBytes
+  let x = method.backboneInput(task)
+  let hooks = hooks ?? method
+  let output =
+    method.needsBackboneGradient
+    ? method.backbone.forward(x, hooks: hooks, hiddenStates: method.needsHiddenStates)
+    : withNoGrad {
+      method.backbone.forward(x, hooks: hooks, hiddenStates: method.needsHiddenStates)
+    }
+  let logits = method.logits(output)
+  let loss = logits.crossEntropy(targets: targets)
+  let tape = TapeStats.savedBytes - base
+  loss.backward()
+  return (
+    logits.scalars,
+    method.trainableTensors().map { ($0.name, $0.tensor.grad?.scalars ?? []) }, tape
+  )
+}
+
 final class MethodTests: XCTestCase {
   // Sizes of the tiny backbone: D, depth L, MLP hidden H, classes C, patch area, channels.
   let d = 16
@@ -294,22 +322,8 @@ final class FusedBlocksTests: XCTestCase {
   private func step(
     _ method: TuningMethod, _ task: Tensor, hooks: (any BackboneHooks)? = nil
   ) -> Step {
-    for (_, t) in method.trainableTensors() { t.grad = nil }
-    method.generator = RandomGenerator(seed: 1)
-    let base = TapeStats.savedBytes
-    let x = method.backboneInput(task)
-    let hooks = hooks ?? method
-    let output =
-      method.needsBackboneGradient
-      ? method.backbone.forward(x, hooks: hooks, hiddenStates: method.needsHiddenStates)
-      : withNoGrad {
-        method.backbone.forward(x, hooks: hooks, hiddenStates: method.needsHiddenStates)
-      }
-    let logits = method.logits(output)
-    let loss = logits.crossEntropy(targets: [0, 1, 2])
-    let tape = TapeStats.savedBytes - base
-    loss.backward()
-    return (logits.scalars, method.trainableTensors().map { $0.tensor.grad?.scalars ?? [] }, tape)
+    let step = trainingStep(method, task, targets: [0, 1, 2], hooks: hooks)
+    return (step.logits, step.grads.map(\.values), step.tape)
   }
 
   /// The fused step's logits and gradients agree with the unfused one's to 1e-4.
