@@ -261,6 +261,15 @@ final class VTABProtocolTests: XCTestCase {
     XCTAssertTrue(
       onAFile.err.contains("\(file.path): ") && !onAFile.err.contains("NSCocoaErrorDomain"),
       onAFile.err)
+    // A merged folder whose list of sweeps is damaged: the file and what it should hold.
+    let damaged = root.appendingPathComponent("damaged")
+    try FileManager.default.createDirectory(at: damaged, withIntermediateDirectories: true)
+    try Data("{\"sweeps\": 3}".utf8).write(to: damaged.appendingPathComponent("sources.json"))
+    let unreadable = try runGraft(["report", damaged.path])
+    XCTAssertNotEqual(unreadable.status, 0)
+    XCTAssertTrue(
+      unreadable.err.contains(damaged.appendingPathComponent("sources.json").path)
+        && unreadable.err.contains("not a list of sweeps"), unreadable.err)
     let notASweep = try runGraft([
       "report", root.appendingPathComponent("linear").path, root.path, "--out", merged.path,
     ])
