@@ -388,6 +388,8 @@ extension Tensor {
           let qkv = rebuilt()
           precondition(
             qkv.shape == qkvShape, "attentionProjection: rebuilt qkv \(qkv.shape), not \(qkvShape)")
+          // Rounded as a kept qkv is, so the gradient products read what the forward ones did.
+          if lowPrecision { roundToBF16(qkv.pointer, count: qkv.count, into: qkv.pointer) }
           return qkv
         }
       // dL/d(attention result) = g·W.

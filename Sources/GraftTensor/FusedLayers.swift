@@ -262,7 +262,7 @@ private struct RowNorm {
 }
 
 /// `x` rounded to the nearest BF16 value into `dst` (which may be `x`).
-private func roundToBF16(
+func roundToBF16(
   _ x: UnsafePointer<Float>, count: Int, into dst: UnsafeMutablePointer<Float>
 ) {
   Parallel.forRange(count, grain: 65_536) { r in

@@ -39,6 +39,39 @@ final class BF16StepTests: XCTestCase {
     XCTAssertGreaterThanOrEqual(checked, 13)
   }
 
+  /// `train.recompute` on the BF16 backbone: the rebuilt qkv and MLP pre-activation repeat the
+  /// forward pass's own BF16 products, so every setting gives the logits and gradients of
+  /// keeping them, bit for bit, with a smaller tape (what makes BF16 + `all` the lean and fast
+  /// setting in the README's "Frugal backward").
+  func testRecomputeOnTheBF16BackboneChangesNoGradient() throws {
+    try XCTSkipUnless(BF16Support.isAvailable, "this CPU runs BF16 backbones in FP32")
+    var config = ViTConfig(
+      imgSize: 16, patchSize: 4, embedDim: 64, depth: 2, numHeads: 4, numClasses: 3)
+    config.globalPool = .token
+    var checked = 0
+    for name in ["vpt-deep", "lora", "bitfit", "ln-tune", "adapter", "hst"] {
+      var backboneGenerator = RandomGenerator(seed: 1)
+      let backbone = try VisionTransformer(config: config, generator: &backboneGenerator)
+      let method = try makeMethod(name, backbone: backbone)
+      method.setTraining(false)
+      XCTAssertEqual(applyPrecision(.bf16, to: backbone).0, .bf16, name)
+      var inputGenerator = RandomGenerator(seed: 5)
+      let task = Tensor.randn([4, 3, 16, 16], generator: &inputGenerator)
+      backbone.setBlockRecompute(.none)
+      let kept = trainingStep(method, task, targets: [0, 1, 2, 0])
+      for recompute in [BlockRecompute.qkv, .mlp, .all] {
+        backbone.setBlockRecompute(recompute)
+        let rebuilt = trainingStep(method, task, targets: [0, 1, 2, 0])
+        XCTAssertEqual(rebuilt.logits, kept.logits, "\(name) \(recompute)")
+        XCTAssertEqual(
+          rebuilt.grads.map(\.values), kept.grads.map(\.values), "\(name) \(recompute)")
+        XCTAssertLessThan(rebuilt.tape, kept.tape, "\(name) \(recompute)")
+      }
+      checked += 1
+    }
+    XCTAssertEqual(checked, 6)
+  }
+
   private func rms(_ x: [Float]) -> Double {
     (x.reduce(0.0) { $0 + Double($1) * Double($1) } / Double(max(x.count, 1))).squareRoot()
   }
