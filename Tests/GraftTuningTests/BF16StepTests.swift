@@ -9,19 +9,12 @@ import XCTest
 final class BF16StepTests: XCTestCase {
   func testEveryMethodsStepInBF16FollowsItsFP32Step() throws {
     try XCTSkipUnless(BF16Support.isAvailable, "this CPU runs BF16 backbones in FP32")
-    // Wider than the tiny backbone of MethodTests, so that rounding averages as in a real
-    // model instead of hinging on a few values.
-    var config = ViTConfig(
-      imgSize: 16, patchSize: 4, embedDim: 64, depth: 4, numHeads: 4, numClasses: 3)
-    config.globalPool = .token
     var checked = 0
     for name in MethodRegistry.names {
-      var backboneGenerator = RandomGenerator(seed: 1)
-      let backbone = try VisionTransformer(config: config, generator: &backboneGenerator)
+      let backbone = try backbone(depth: 4)
       let method = try makeMethod(name, backbone: backbone)
       guard method.taskInput == .backbone else { continue }
-      var inputGenerator = RandomGenerator(seed: 5)
-      let task = Tensor.randn([4, 3, 16, 16], generator: &inputGenerator)
+      let task = images()
       method.setTraining(false)  // no dropout: the two steps see the same network
       let fp32 = trainingStep(method, task, targets: [0, 1, 2, 3])
       XCTAssertEqual(applyPrecision(.bf16, to: backbone).0, .bf16, name)
@@ -45,18 +38,13 @@ final class BF16StepTests: XCTestCase {
   /// setting in the README's "Frugal backward").
   func testRecomputeOnTheBF16BackboneChangesNoGradient() throws {
     try XCTSkipUnless(BF16Support.isAvailable, "this CPU runs BF16 backbones in FP32")
-    var config = ViTConfig(
-      imgSize: 16, patchSize: 4, embedDim: 64, depth: 2, numHeads: 4, numClasses: 3)
-    config.globalPool = .token
     var checked = 0
     for name in ["vpt-deep", "lora", "bitfit", "ln-tune", "adapter", "hst"] {
-      var backboneGenerator = RandomGenerator(seed: 1)
-      let backbone = try VisionTransformer(config: config, generator: &backboneGenerator)
+      let backbone = try backbone(depth: 2)
       let method = try makeMethod(name, backbone: backbone)
       method.setTraining(false)
       XCTAssertEqual(applyPrecision(.bf16, to: backbone).0, .bf16, name)
-      var inputGenerator = RandomGenerator(seed: 5)
-      let task = Tensor.randn([4, 3, 16, 16], generator: &inputGenerator)
+      let task = images()
       backbone.setBlockRecompute(.none)
       let kept = trainingStep(method, task, targets: [0, 1, 2, 0])
       for recompute in [BlockRecompute.qkv, .mlp, .all] {
@@ -70,6 +58,22 @@ final class BF16StepTests: XCTestCase {
       checked += 1
     }
     XCTAssertEqual(checked, 6)
+  }
+
+  /// A ViT wider than the tiny backbone of MethodTests, so that rounding averages as in a real
+  /// model instead of hinging on a few values; the same weights on every call.
+  private func backbone(depth: Int) throws -> VisionTransformer {
+    var config = ViTConfig(
+      imgSize: 16, patchSize: 4, embedDim: 64, depth: depth, numHeads: 4, numClasses: 3)
+    config.globalPool = .token
+    var generator = RandomGenerator(seed: 1)
+    return try VisionTransformer(config: config, generator: &generator)
+  }
+
+  /// Four random 16 × 16 images, the same on every call.
+  private func images() -> Tensor {
+    var generator = RandomGenerator(seed: 5)
+    return Tensor.randn([4, 3, 16, 16], generator: &generator)
   }
 
   private func rms(_ x: [Float]) -> Double {
