@@ -38,7 +38,6 @@ final class BF16StepTests: XCTestCase {
   /// setting in the README's "Frugal backward").
   func testRecomputeOnTheBF16BackboneChangesNoGradient() throws {
     try XCTSkipUnless(BF16Support.isAvailable, "this CPU runs BF16 backbones in FP32")
-    var checked = 0
     for name in ["vpt-deep", "lora", "bitfit", "ln-tune", "adapter", "hst"] {
       let backbone = try backbone(depth: 2)
       let method = try makeMethod(name, backbone: backbone)
@@ -55,9 +54,7 @@ final class BF16StepTests: XCTestCase {
           rebuilt.grads.map(\.values), kept.grads.map(\.values), "\(name) \(recompute)")
         XCTAssertLessThan(rebuilt.tape, kept.tape, "\(name) \(recompute)")
       }
-      checked += 1
     }
-    XCTAssertEqual(checked, 6)
   }
 
   /// A ViT wider than the tiny backbone of MethodTests, so that rounding averages as in a real
