@@ -239,21 +239,10 @@ public final class PointPretrainer {
           epoch + 1, config.epochs, lossSum / Double(max(seen, 1)), lastValidation,
           Double(seen) / max(trainTime, 1e-9)))
       // The epoch's weights, optimizer and state, committed as one unit (`CheckpointStore`).
-      let state: [String: Any] = [
-        "epoch": epoch + 1, "metrics": metricLines, "settings": settings, "seconds": seconds,
-        "validation_loss": lastValidation,
-      ]
-      let stateData = Data(try jsonLine(state).utf8)
-      try store.commit(epoch: epoch + 1) { dir in
-        try Safetensors.write(
-          model.stateDict(), to: dir.appendingPathComponent("model.safetensors"))
-        try Safetensors.write(
-          optimizer.stateDict(), to: dir.appendingPathComponent("optimizer.safetensors"))
-        try AtomicFile.write(stateData, to: dir.appendingPathComponent("state.json"))
-      }
-      try AtomicFile.write(
-        Data(metricLines.map { $0 + "\n" }.joined().utf8),
-        to: out.appendingPathComponent("metrics.jsonl"))
+      try PretrainResume.commit(
+        epoch: epoch + 1, metricLines: metricLines, settings: settings, seconds: seconds,
+        figures: ["validation_loss": lastValidation], model: model, optimizer: optimizer,
+        store: store, out: out)
     }
     progress?.finish()
 

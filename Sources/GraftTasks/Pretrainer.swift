@@ -279,25 +279,15 @@ public final class Pretrainer {
           format: "epoch %d/%d  train loss %.4f top-1 %.4f  test top-1 %.4f  %.0f img/s",
           epoch + 1, config.epochs, lossSum / Double(max(seen, 1)),
           Double(correct) / Double(max(seen, 1)), lastTop1, Double(seen) / max(trainTime, 1e-9)))
-      // The epoch's weights, optimizer and state, committed as one unit.
-      let state: [String: Any] = [
-        "epoch": epoch + 1, "metrics": metricLines, "settings": settings, "seconds": seconds,
-        "test_top1": lastTop1,
-      ]
-      let stateData = Data(try jsonLine(state).utf8)
-      try store.commit(epoch: epoch + 1) { dir in
-        try Safetensors.write(
-          model.stateDict(), to: dir.appendingPathComponent("model.safetensors"))
-        try Safetensors.write(
-          optimizer.stateDict(), to: dir.appendingPathComponent("optimizer.safetensors"))
-        try AtomicFile.write(stateData, to: dir.appendingPathComponent("state.json"))
-      }
+      // The epoch's weights, optimizer and state, committed as one unit (`CheckpointStore`).
+      try PretrainResume.commit(
+        epoch: epoch + 1, metricLines: metricLines, settings: settings, seconds: seconds,
+        figures: ["test_top1": lastTop1], model: model, optimizer: optimizer,
+        store: store, out: out)
+      // A run resumed from the flat layout of before `CheckpointStore` no longer needs its files.
       for name in ["state.json", "model.safetensors", "optimizer.safetensors"] {
         try? FileManager.default.removeItem(at: checkpoints.appendingPathComponent(name))
       }
-      try AtomicFile.write(
-        Data(metricLines.map { $0 + "\n" }.joined().utf8),
-        to: out.appendingPathComponent("metrics.jsonl"))
     }
     progress?.finish()
 

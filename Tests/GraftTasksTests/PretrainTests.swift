@@ -82,6 +82,49 @@ final class PretrainTests: XCTestCase {
     ) { XCTAssertTrue("\($0)".contains("state.json"), "\($0)") }
   }
 
+  /// A run interrupted before `CheckpointStore` kept its last epoch as flat files in
+  /// `checkpoint/`: it resumes from them to the same weights, and the first new commit removes
+  /// them (else a later resume could read them again).
+  func testResumeFromTheFlatCheckpointLayout() throws {
+    let whole = temporaryFolder()
+    let split = temporaryFolder()
+    defer {
+      try? FileManager.default.removeItem(at: whole)
+      try? FileManager.default.removeItem(at: split)
+    }
+    let config = try tinyPretrainConfig(epochs: 2)
+    try Pretrainer(config: config, classNames: digits.classNames)
+      .run(train: digits.train, test: digits.test, out: whole)
+    XCTAssertNil(
+      try Pretrainer(config: config, classNames: digits.classNames)
+        .run(train: digits.train, test: digits.test, out: split, stopAfter: 1))
+    // Epoch 1's committed folder rewritten as the flat layout.
+    let checkpoints = split.appendingPathComponent("checkpoint")
+    let committed = try XCTUnwrap(CheckpointStore(folder: checkpoints).latest())
+    let flat = ["state.json", "model.safetensors", "optimizer.safetensors"]
+    for name in flat {
+      try FileManager.default.moveItem(
+        at: committed.file(name), to: checkpoints.appendingPathComponent(name))
+    }
+    try FileManager.default.removeItem(at: committed.folder)
+    XCTAssertTrue(Pretrainer.holdsRun(split))
+
+    try Pretrainer(config: config, classNames: digits.classNames)
+      .run(train: digits.train, test: digits.test, out: split, resume: true)
+    let wa = try SafetensorsFile(contentsOf: whole.appendingPathComponent("model.safetensors"))
+      .tensors()
+    let wb = try SafetensorsFile(contentsOf: split.appendingPathComponent("model.safetensors"))
+      .tensors()
+    XCTAssertEqual(Set(wa.keys), Set(wb.keys))
+    for (name, t) in wa { XCTAssertEqual(t.scalars, wb[name]!.scalars, name) }
+    for name in flat {
+      XCTAssertFalse(
+        FileManager.default.fileExists(atPath: checkpoints.appendingPathComponent(name).path),
+        name)
+    }
+    XCTAssertEqual(try CheckpointStore(folder: checkpoints).latest()?.epoch, 2)
+  }
+
   func testUnknownKeyIsAClearError() {
     var c = PretrainConfig()
     XCTAssertThrowsError(try c.set("train.epoch", "3")) {
