@@ -66,12 +66,7 @@ final class PretrainTests: XCTestCase {
     XCTAssertNil(try b1.run(train: digits.train, test: digits.test, out: split, stopAfter: 1))
     let b2 = try Pretrainer(config: config, classNames: digits.classNames)
     try b2.run(train: digits.train, test: digits.test, out: split, resume: true)
-    let wa = try SafetensorsFile(contentsOf: whole.appendingPathComponent("model.safetensors"))
-      .tensors()
-    let wb = try SafetensorsFile(contentsOf: split.appendingPathComponent("model.safetensors"))
-      .tensors()
-    XCTAssertEqual(Set(wa.keys), Set(wb.keys))
-    for (name, t) in wa { XCTAssertEqual(t.scalars, wb[name]!.scalars, name) }
+    try assertSameWeights(whole, split)
 
     // Resuming with other settings is refused, naming the file.
     var other = config
@@ -111,18 +106,27 @@ final class PretrainTests: XCTestCase {
 
     try Pretrainer(config: config, classNames: digits.classNames)
       .run(train: digits.train, test: digits.test, out: split, resume: true)
-    let wa = try SafetensorsFile(contentsOf: whole.appendingPathComponent("model.safetensors"))
-      .tensors()
-    let wb = try SafetensorsFile(contentsOf: split.appendingPathComponent("model.safetensors"))
-      .tensors()
-    XCTAssertEqual(Set(wa.keys), Set(wb.keys))
-    for (name, t) in wa { XCTAssertEqual(t.scalars, wb[name]!.scalars, name) }
+    try assertSameWeights(whole, split)
     for name in flat {
       XCTAssertFalse(
         FileManager.default.fileExists(atPath: checkpoints.appendingPathComponent(name).path),
         name)
     }
     XCTAssertEqual(try CheckpointStore(folder: checkpoints).latest()?.epoch, 2)
+  }
+
+  /// The two run folders' `model.safetensors` hold the same tensors, bit for bit.
+  private func assertSameWeights(
+    _ a: URL, _ b: URL, file: StaticString = #filePath, line: UInt = #line
+  ) throws {
+    let wa = try SafetensorsFile(contentsOf: a.appendingPathComponent("model.safetensors"))
+      .tensors()
+    let wb = try SafetensorsFile(contentsOf: b.appendingPathComponent("model.safetensors"))
+      .tensors()
+    XCTAssertEqual(Set(wa.keys), Set(wb.keys), file: file, line: line)
+    for (name, t) in wa {
+      XCTAssertEqual(t.scalars, wb[name]?.scalars, name, file: file, line: line)
+    }
   }
 
   func testUnknownKeyIsAClearError() {
