@@ -7,11 +7,17 @@ import GraftTasks
 public enum OpsBenchmark {
   /// One GEMM shape's figures.
   public struct GemmRow: Codable, Sendable {
+    /// The shape's name (`2048^3`, or ViT-S/16's `S-qkv`, `S-fc1`, `S-fc2`).
     public var label: String
+    /// Rows of the left operand (tokens).
     public var m: Int
+    /// Columns of the product (output features).
     public var n: Int
+    /// The inner dimension (input features).
     public var k: Int
+    /// GFLOP/s through `Tensor.matmul`, median of the repeats.
     public var graftGflops: Double
+    /// GFLOP/s of `cblas_sgemm` called directly on the same shape.
     public var cblasGflops: Double
     /// graft / cblas; the target is ≥ 0.95.
     public var ratio: Double { graftGflops / cblasGflops }
@@ -22,11 +28,13 @@ public enum OpsBenchmark {
       case cblasGflops = "cblas_gflops"
     }
 
+    /// A row from its figures.
     public init(label: String, m: Int, n: Int, k: Int, graftGflops: Double, cblasGflops: Double) {
       (self.label, self.m, self.n, self.k) = (label, m, n, k)
       (self.graftGflops, self.cblasGflops) = (graftGflops, cblasGflops)
     }
 
+    /// Reads a row written by `encode(to:)` (`ratio` is recomputed, not read).
     public init(from decoder: Decoder) throws {
       let c = try decoder.container(keyedBy: CodingKeys.self)
       self.init(
@@ -36,6 +44,7 @@ public enum OpsBenchmark {
         cblasGflops: try c.decode(Double.self, forKey: .cblasGflops))
     }
 
+    /// Writes the row with snake-case keys and its `ratio`.
     public func encode(to encoder: Encoder) throws {
       var c = encoder.container(keyedBy: CodingKeys.self)
       try c.encode(label, forKey: .label)
@@ -50,11 +59,15 @@ public enum OpsBenchmark {
 
   /// One op and pass.
   public struct OpRow: Codable, Sendable {
+    /// The op (for example `layer_norm`, `gelu`, `softmax`).
     public var op: String
+    /// `forward` or `backward`.
     public var pass: String
     /// Bytes the pass must read and write at least (each input and output once).
     public var bytes: Int
+    /// GB/s: `bytes` over the median time.
     public var gbps: Double
+    /// GB/s of a plain copy of the same bytes, in the same run.
     public var copyGbps: Double
     /// gbps / copy_gbps; the forward target is ≥ 0.5.
     public var ratio: Double { gbps / copyGbps }
@@ -64,10 +77,12 @@ public enum OpsBenchmark {
       case copyGbps = "copy_gbps"
     }
 
+    /// A row from its figures.
     public init(op: String, pass: String, bytes: Int, gbps: Double, copyGbps: Double) {
       (self.op, self.pass, self.bytes, self.gbps, self.copyGbps) = (op, pass, bytes, gbps, copyGbps)
     }
 
+    /// Reads a row written by `encode(to:)` (`ratio` is recomputed, not read).
     public init(from decoder: Decoder) throws {
       let c = try decoder.container(keyedBy: CodingKeys.self)
       self.init(
@@ -77,6 +92,7 @@ public enum OpsBenchmark {
         copyGbps: try c.decode(Double.self, forKey: .copyGbps))
     }
 
+    /// Writes the row with snake-case keys and its `ratio`.
     public func encode(to encoder: Encoder) throws {
       var c = encoder.container(keyedBy: CodingKeys.self)
       try c.encode(op, forKey: .op)
@@ -90,10 +106,15 @@ public enum OpsBenchmark {
 
   /// The whole report (`--json` prints this object).
   public struct Report: Codable, Sendable {
+    /// The OpenBLAS kernel chosen at load time (`OpsBenchmark.openblasKernel`).
     public var openblasKernel: String
+    /// OpenBLAS's build configuration string (`openblas_get_config`).
     public var openblasConfig: String
+    /// Threads the products ran on.
     public var threads: Int
+    /// A square GEMM and the linear layers of a ViT-S/16 block.
     public var sgemm: [GemmRow]
+    /// The non-GEMM ops, forward and backward.
     public var ops: [OpRow]
     /// The CPU, its clock during the run and its peak.
     public var machine: MachineReport?

@@ -3,7 +3,9 @@ import GraftTasks
 
 /// A benchmark that cannot run as asked, with the reason.
 public struct BenchmarkError: Error, CustomStringConvertible, Sendable {
+  /// What cannot run, and why.
   public let description: String
+  /// An error with its message.
   public init(_ description: String) { self.description = description }
 }
 

@@ -14,8 +14,11 @@ public enum DetectionDrawing {
   /// One box to draw: corners in the image's pixels, the class index (for the colour) and the
   /// tag's text.
   public struct Mark: Sendable {
+    /// Corners in the image's pixels.
     public var box: BoundingBox
+    /// The class index, which picks the colour from `palette`.
     public var classIndex: Int
+    /// The tag written at the box's top-left corner.
     public var text: String
 
     /// A mark from its parts.

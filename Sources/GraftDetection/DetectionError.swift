@@ -21,6 +21,7 @@ public enum DetectionError: Error, Equatable, CustomStringConvertible {
   /// An image the annotations list that is not in the images folder.
   case imageFileMissing(path: String, imagePath: String)
 
+  /// The message, naming the file and the entry.
   public var description: String {
     switch self {
     case .fileMissing(let path): return "\(path): no such file"

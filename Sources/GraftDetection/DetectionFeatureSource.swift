@@ -46,9 +46,13 @@ public final class ViTPyramidFeatures: DetectionFeatureSource {
     self.tokenMap = tokenMap
   }
 
+  /// The pyramid's strides in input pixels: its stride-16-relative strides times p/16.
   public var strides: [Int] { pyramid.strides.map { $0 * patchStride / 16 } }
+  /// The pyramid's output channels.
   public var channels: Int { pyramid.outChannels }
+  /// The pyramid's maps of the backbone's last-block token map.
   public func features(_ images: Tensor) -> [Tensor] { pyramid(tokenMap(images)) }
+  /// The pyramid's tensors, under `pyramid.` (the backbone is frozen).
   public var namedParameters: [(String, Tensor)] {
     pyramid.namedParameters.map { ("pyramid.\($0.0)", $0.1) }
   }

@@ -22,6 +22,7 @@ public struct FCOSLevels: Equatable, Sendable {
     self.sizes = sizes
   }
 
+  /// Same strides and map sizes.
   public static func == (a: FCOSLevels, b: FCOSLevels) -> Bool {
     a.strides == b.strides && a.sizes.elementsEqual(b.sizes) { $0 == $1 }
   }

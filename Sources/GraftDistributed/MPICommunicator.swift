@@ -9,7 +9,9 @@ import GraftTensor
 /// collective that fails (a rank died, the network broke) prints which rank and operation
 /// failed and ends every rank through `MPI_Abort`, so no rank waits forever.
 public final class MPICommunicator: Communicator, @unchecked Sendable {
+  /// This process's rank in MPI_COMM_WORLD.
   public let rank: Int
+  /// The number of ranks in MPI_COMM_WORLD.
   public let size: Int
 
   fileprivate init(rank: Int, size: Int) {
@@ -17,6 +19,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     self.size = size
   }
 
+  /// Sums `values` over every rank, in place (`MPI_Allreduce`).
   public func allreduceSum(_ values: UnsafeMutableBufferPointer<Float>) {
     guard let base = values.baseAddress, values.count > 0 else { return }
     check("MPI_Allreduce (sum of \(values.count) floats)") {
@@ -24,6 +27,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     }
   }
 
+  /// Sums `values` over every rank, in place (`MPI_Allreduce`).
   public func allreduceSum(_ values: UnsafeMutableBufferPointer<Double>) {
     guard let base = values.baseAddress, values.count > 0 else { return }
     check("MPI_Allreduce (sum of \(values.count) doubles)") {
@@ -31,6 +35,8 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     }
   }
 
+  /// Every rank's `values` concatenated in rank order (`MPI_Allgatherv`); `counts[r]` is rank r's
+  /// count.
   public func allgather(_ values: UnsafeBufferPointer<Float>, counts: [Int]) -> [Float] {
     precondition(counts.count == size && counts[rank] == values.count, "allgather counts")
     guard counts.allSatisfy({ $0 <= Int(Int32.max) }), counts.reduce(0, +) <= Int(Int32.max)
@@ -53,6 +59,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     return out
   }
 
+  /// Starts summing `values` over every rank (`MPI_Iallreduce`); see `Communicator`.
   public func startAllreduceSum(_ values: UnsafeMutableBufferPointer<Float>)
     -> any PendingCollective
   {
@@ -64,6 +71,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     return MPIPendingCollective(communicator: self, request: request!, count: values.count)
   }
 
+  /// Waits until every rank has called it (`MPI_Barrier`).
   public func barrier() {
     check("MPI_Barrier") { graft_mpi_barrier() }
   }
@@ -171,6 +179,7 @@ public enum MPILaunch {
 
 /// MPI could not start.
 public struct MPIError: Error, CustomStringConvertible {
+  /// What failed, and why.
   public let description: String
   init(_ description: String) { self.description = description }
 }

@@ -6,7 +6,9 @@ import GraftDetection
 public final class HSTSideFeatures: DetectionFeatureSource {
   /// The method whose side network gives the maps.
   public let method: HierarchicalSideTuning
+  /// Channels of every map (the neck width).
   public let channels: Int
+  /// 4, 8, 16, 32 pixels: one stride per side stage, finest first.
   public var strides: [Int] { [4, 8, 16, 32].prefix(method.widths.count).map { $0 } }
   private var projections: [(weight: Tensor, bias: Tensor)] = []
 
@@ -24,10 +26,13 @@ public final class HSTSideFeatures: DetectionFeatureSource {
     }
   }
 
+  /// The side network's map of each stage, projected to `channels`.
   public func features(_ images: Tensor) -> [Tensor] {
     zip(method.featureMaps(images), projections).map { $0.conv2d(weight: $1.weight, bias: $1.bias) }
   }
 
+  /// The projections' tensors, `proj.<stage>.weight` and `.bias` (the side network's are the
+  /// method's).
   public var namedParameters: [(String, Tensor)] {
     projections.enumerated().flatMap { i, p in
       [("proj.\(i).weight", p.weight), ("proj.\(i).bias", p.bias)]
@@ -62,8 +67,9 @@ public final class DetectionModel {
   /// Why the frozen backbone runs in another precision than `backbone.precision` asks (no
   /// native BF16 here), for the log; nil when it does not.
   public let precisionNote: String?
-  /// Mean and standard deviation the images are normalised by (the backbone's).
+  /// Per-channel mean the images are normalised by (the backbone's).
   public let mean: [Double]
+  /// Per-channel standard deviation the images are normalised by (the backbone's).
   public let std: [Double]
 
   /// Methods whose trainable part reads only pooled features, or which take point clouds:

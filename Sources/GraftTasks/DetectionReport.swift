@@ -11,6 +11,7 @@ import GraftDetection
 public enum DetectionReport {
   /// One method's row: its runs, one per seed.
   public struct Row {
+    /// The method's name, as `graft tune --method` takes it.
     public var method: String
     /// One summary per seed, in `seeds` order.
     public var summaries: [DetectionSummary]

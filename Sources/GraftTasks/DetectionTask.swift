@@ -11,6 +11,7 @@ public struct DetectionSummary {
   public var bestEpoch: Int
   /// COCO scores on validation and test.
   public var validation: COCOBoxScores
+  /// COCO scores on test, of the best validation epoch's tensors.
   public var test: COCOBoxScores
   /// Trainable elements (method, pyramid or projections, head).
   public var trainableParameters: Int

@@ -40,7 +40,9 @@ public protocol PendingCollective: AnyObject {
 public final class CompletedCollective: PendingCollective {
   /// A completed collective.
   public init() {}
+  /// Nothing to advance: the collective is complete.
   public func poll() {}
+  /// Returns at once: the collective is complete.
   public func wait() {}
 }
 

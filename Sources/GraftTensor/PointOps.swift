@@ -47,6 +47,7 @@ public struct IndexTensor: Equatable, Sendable, CustomStringConvertible {
   /// The indices as Float32 (exact below 2²⁴), for writing next to tensors.
   public func asTensor() -> Tensor { Tensor(values.map { Float($0) }, shape: shape) }
 
+  /// The shape and the first eight indices, for logs and test failures.
   public var description: String {
     let head = values.prefix(8).map(String.init).joined(separator: ", ")
     return "IndexTensor(shape: \(shape), [\(head)\(count > 8 ? ", …" : "")])"

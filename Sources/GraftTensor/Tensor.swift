@@ -150,6 +150,7 @@ public final class Tensor {
 }
 
 extension Tensor: CustomStringConvertible {
+  /// The shape and the first eight values, for logs and test failures.
   public var description: String {
     let head = scalars.prefix(8).map { String(format: "%.4g", $0) }.joined(separator: ", ")
     return "Tensor(shape: \(shape), [\(head)\(count > 8 ? ", …" : "")])"

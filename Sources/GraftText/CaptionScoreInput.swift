@@ -18,6 +18,7 @@ public enum CaptionScoreInputError: Error, Equatable, CustomStringConvertible {
   /// A hypothesis for a video that has no reference caption.
   case hypothesisWithoutReferences(videoID: String)
 
+  /// The message, naming the file or the video.
   public var description: String {
     switch self {
     case .fileMissing(let path): return "\(path): no such file"

@@ -10,6 +10,7 @@ public struct CaptionScores: Equatable, Sendable {
   /// CIDEr-D (σ = 6, ×10), the mean over videos.
   public var cider: Double
 
+  /// Scores from their parts.
   public init(bleu: [Double], rougeL: Double, cider: Double) {
     self.bleu = bleu
     self.rougeL = rougeL

@@ -31,6 +31,8 @@ public struct CaptionedClipSet: Codable, Sendable {
       self.file = file
     }
 
+    /// Reads an entry; `label` may be text or a number, or come from `category` as MSR-VTT's files
+    /// have it.
     public init(from decoder: any Decoder) throws {
       let c = try decoder.container(keyedBy: CodingKeys.self)
       videoID = try c.decode(String.self, forKey: .videoID)
@@ -45,6 +47,7 @@ public struct CaptionedClipSet: Codable, Sendable {
       }
     }
 
+    /// Writes the entry; `label` as text.
     public func encode(to encoder: any Encoder) throws {
       var c = encoder.container(keyedBy: CodingKeys.self)
       try c.encode(videoID, forKey: .videoID)
