@@ -43,18 +43,8 @@ public final class PLLaVACaptioner: Module {
     generator: inout RandomGenerator
   ) throws {
     try config.validate()
-    guard let image = backbone.model as? any ImageBackbone,
-      let preprocessing = backbone.preprocessing
-    else {
-      throw CaptionError(
-        .unsupportedBackbone, "\(backbone.reference): the backbone does not take images")
-    }
-    do {
-      encoder = try FrameEncoder(
-        backbone: image, transform: EvalTransform(config: preprocessing), layer: config.layer)
-    } catch let e as VideoError {
-      throw ConfigError("method.layer: \(e.message)")
-    }
+    encoder = try Self.frameEncoder(backbone: backbone, config: config)
+    let image = encoder.backbone
     let model = decoder.model
     guard
       let eos = model.config.eosTokenIDs.first ?? decoder.tokenizer.id(of: "<|endoftext|>")
@@ -90,6 +80,26 @@ public final class PLLaVACaptioner: Module {
     registerModule("projector", projector)
     if let lora { registerModule("lora", lora) }
     registerModule("decoder", model)
+  }
+
+  /// The frozen encoder of `config`'s block (`method.layer`) of `backbone`, with the backbone's
+  /// eval transform. Throws `CaptionError.unsupportedBackbone` for a backbone that does not take
+  /// images, `ConfigError` for a layer it does not have.
+  public static func frameEncoder(backbone: TuneBackbone, config: PLLaVAConfig) throws
+    -> FrameEncoder
+  {
+    guard let image = backbone.model as? any ImageBackbone,
+      let preprocessing = backbone.preprocessing
+    else {
+      throw CaptionError(
+        .unsupportedBackbone, "\(backbone.reference): the backbone does not take images")
+    }
+    do {
+      return try FrameEncoder(
+        backbone: image, transform: EvalTransform(config: preprocessing), layer: config.layer)
+    } catch let e as VideoError {
+      throw ConfigError("method.layer: \(e.message)")
+    }
   }
 
   // MARK: Inputs

@@ -14,9 +14,11 @@ struct DemoVideo: ParsableCommand {
       the PLLaVA captioner (frozen vit-nano-fmnist frames → projector → pooling → the bundled \
       decoder, tuned in full by default: with LoRA on this small decoder the captions do not \
       yet use the video) and the same recipe without the video (--arms), each in its \
-      own process, as graft bench captions does (--epochs, default \(DemoVideo.defaultEpochs)). Prints captions of a few test clips beside their \
-      references and the scores of both, and writes <out>/summary.json and <out>/report.html. \
-      Finished arms in <out> are reused; --fresh redoes them.
+      own process, as graft bench captions does (--epochs, default \(DemoVideo.defaultEpochs)). \
+      Prints captions of a few test clips beside their references and the scores of both, then \
+      how well a linear probe on the same pooled frame tokens tells the clips' actions apart, \
+      and writes <out>/summary.json, <out>/report.html and <out>/action_probe.json. Finished \
+      arms in <out> are reused; --fresh redoes them.
       """)
 
   /// Epochs of the demo's recipe, as `graft bench captions`: the two `full` arms take about
@@ -71,9 +73,20 @@ struct DemoVideo: ParsableCommand {
     guard !list.isEmpty else { throw ValidationError("--arms is empty") }
     let (results, decoderFolder) = try options.runArms(
       list, out: outURL, fresh: fresh, title: "Graft demo: video captioning", json: json)
+    // What the captioner's visual input holds of the action, for its "action named" count.
+    benchProgress("action probe: a linear head on the captioner's pooled frame tokens", json: json)
+    let probe = try ActionProbe.measure(
+      CaptionClips(path: clips), backbone: TuneBackbone.load(options.backbone),
+      config: options.methodConfig())
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    try AtomicFile.write(
+      encoder.encode(probe) + Data("\n".utf8),
+      to: outURL.appendingPathComponent("action_probe.json"))
     if json {
       let data = try MappedFile.contents(of: outURL.appendingPathComponent("summary.json"))
-      let object = try JSONSerialization.jsonObject(with: data)
+      var object = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
+      object["action_probe"] = try JSONSerialization.jsonObject(with: encoder.encode(probe))
       print(
         String(
           decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]),
@@ -100,9 +113,17 @@ struct DemoVideo: ParsableCommand {
     print("✓: the caption names the clip's action. Test scores (COCO caption metrics):\n")
     print(captionTable(results))
     print(
+      "\nThe action in the visual input: a linear probe on the same pooled frame tokens (before "
+        + "the projector)")
+    print(
+      "tells \(probe.testCorrect) of \(probe.testClips) test clips' actions apart "
+        + "(chance 1 in \(probe.classes.count)); the captions above name it in "
+        + results.map { "\($0.actionNamed) (\($0.arm))" }.joined(separator: ", ") + ".")
+    print(
       String(
-        format: "\n%.0f s in all; wrote %@ and %@", Date().timeIntervalSince(started),
+        format: "\n%.0f s in all; wrote %@, %@ and %@", Date().timeIntervalSince(started),
         outURL.appendingPathComponent("summary.json").path,
-        outURL.appendingPathComponent("report.html").path))
+        outURL.appendingPathComponent("report.html").path,
+        outURL.appendingPathComponent("action_probe.json").path))
   }
 }
