@@ -53,14 +53,16 @@ public struct CaptionDecoder {
           return candidate
         }
       }
+      let places =
+        searchPaths.isEmpty
+        ? "there is no model folder to look in (\(ModelLoader.searchPathVariable) is unset and "
+          + "the executable is not inside a Graft checkout with Models/)"
+        : "looked in "
+          + searchPaths.map { $0.appendingPathComponent(reference).path }.joined(separator: ", ")
       throw CaptionError(
         .missingDecoder,
-        "\(reference): no such language model folder nor bundled decoder; looked in "
-          + (searchPaths.isEmpty
-            ? "nothing"
-            : searchPaths.map { $0.appendingPathComponent(reference).path }.joined(
-              separator: ", "))
-          + " (set \(ModelLoader.searchPathVariable), or give --decoder a folder)")
+        "\(reference): no such language model folder nor bundled decoder; \(places) (set "
+          + "\(ModelLoader.searchPathVariable), or give --decoder a folder)")
     }
     throw CaptionError(
       .missingDecoder, "\(URL(fileURLWithPath: reference).path): no such language model folder")

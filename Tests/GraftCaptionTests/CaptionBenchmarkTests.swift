@@ -113,6 +113,11 @@ final class CaptionBenchmarkTests: XCTestCase {
       XCTAssertEqual((e as? CaptionError)?.kind, .missingDecoder)
       XCTAssertTrue("\(e)".contains(folder.appendingPathComponent("no-such-decoder").path), "\(e)")
     }
+    // With no folder to look in, the message says why rather than listing nothing.
+    XCTAssertThrowsError(try CaptionDecoder.resolve("gpt2-wordnet", searchPaths: [])) { e in
+      XCTAssertTrue("\(e)".contains("no model folder to look in"), "\(e)")
+      XCTAssertTrue("\(e)".contains("GRAFT_MODELS"), "\(e)")
+    }
     let found = try CaptionFixtures.decoderFolder(in: folder, name: "bundled")
     XCTAssertEqual(
       try CaptionDecoder.resolve("bundled", searchPaths: [folder]).standardizedFileURL.path,
