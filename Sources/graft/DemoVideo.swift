@@ -75,8 +75,9 @@ struct DemoVideo: ParsableCommand {
       list, out: outURL, fresh: fresh, title: "Graft demo: video captioning", json: json)
     // What the captioner's visual input holds of the action, for its "action named" count.
     benchProgress("action probe: a linear head on the captioner's pooled frame tokens", json: json)
+    let set = try CaptionClips(path: clips)
     let probe = try ActionProbe.measure(
-      CaptionClips(path: clips), backbone: TuneBackbone.load(options.backbone),
+      set, backbone: TuneBackbone.load(options.backbone),
       config: options.methodConfig())
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -93,7 +94,6 @@ struct DemoVideo: ParsableCommand {
           as: UTF8.self))
       return
     }
-    let set = try CaptionClips(path: clips)
     print("Video captioning: \(options.backbone) frames → projector → pooled visual tokens → ")
     print(
       "\(decoderFolder.lastPathComponent); arms \(arms), \(epochs) epochs on the clip set's "
