@@ -84,8 +84,11 @@ struct NativeKernelProbe {
     case Int(GRAFT_DNNL_OK):
       return nil
     case Int(GRAFT_DNNL_NO_NATIVE_KERNEL):
-      let name = kernel.isEmpty ? "no" : "its \(kernel)"
-      return "this CPU has no \(missing): oneDNN would use \(name) \(fallback)"
+      // An AVX2-only CPU: oneDNN offers no implementation of this product at all.
+      guard !kernel.isEmpty else {
+        return "this CPU has no \(missing), and oneDNN has no kernel for these products on it"
+      }
+      return "this CPU has no \(missing): oneDNN would use its \(kernel) \(fallback)"
     default:
       return "oneDNN failed to start (status \(status))"
     }

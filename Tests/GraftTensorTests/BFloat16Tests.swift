@@ -43,6 +43,26 @@ final class BFloat16Tests: XCTestCase {
     Tensor(t.scalars.map(BFloat16.rounded), shape: t.shape)
   }
 
+  /// What the user reads when a CPU lacks the native kernel: the fallback kernel's name where
+  /// oneDNN has one (AVX-512 without BF16), and a sentence that says so where it has none
+  /// (AVX2 only), not "would use no kernel".
+  func testNoNativeKernelReasonNamesTheFallbackOrItsAbsence() {
+    func probe(_ name: String) -> NativeKernelProbe {
+      NativeKernelProbe(missing: "AVX-512 BF16", fallback: "kernel, slower than FP32") {
+        buffer, size in
+        _ = name.withCString { strncpy(buffer, $0, size - 1) }
+        return Int32(GRAFT_DNNL_NO_NATIVE_KERNEL)
+      }
+    }
+    XCTAssertEqual(
+      probe("brg:avx512_core").unavailableReason,
+      "this CPU has no AVX-512 BF16: oneDNN would use its brg:avx512_core kernel, slower than FP32")
+    XCTAssertEqual(
+      probe("").unavailableReason,
+      "this CPU has no AVX-512 BF16, and oneDNN has no kernel for these products on it")
+    XCTAssertNil(probe("").nativeKernel)
+  }
+
   func testLinearOnBF16WeightsEqualsFP32OnRoundedOperands() throws {
     guard BF16Support.isAvailable else {
       // Without native BF16 nothing changes: the weight keeps FP32 and says so.
