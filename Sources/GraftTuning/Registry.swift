@@ -28,12 +28,9 @@ public struct MethodDescriptor: Sendable {
 
   /// A method `name` with options and recipe from `Config`; `make` builds it on a backbone for
   /// a number of classes from a parsed config, drawing initial values from the generator.
-  /// `epochs` replaces the recipe's where methods that share a config converge at different
-  /// lengths (VPT's shallow and deep prompts).
   public init<Config: MethodConfig>(
     name: String, summary: String, config: Config.Type,
     requires requirements: BackboneCapabilities = [], takesPointClouds: Bool = false,
-    epochs: Int? = nil,
     make:
       @escaping @Sendable (any SequenceBackbone, Int, Config, inout RandomGenerator) throws ->
       TuningMethod
@@ -44,7 +41,6 @@ public struct MethodDescriptor: Sendable {
     self.takesPointClouds = takesPointClouds
     options = Config.optionList
     recipe = Config.recipe
-    if let epochs { recipe.epochs = epochs }
     build = { backbone, classes, given, generator in
       try make(backbone, classes, Config.parse(method: name, given: given), &generator)
     }

@@ -42,7 +42,7 @@ public final class VisualPromptTuning: TuningMethod {
         "project", \.project, in: 0...16384,
         "learn prompts in this width and project to D (0: off)"),
     ]
-    /// SGD, lr 0.25 (batch 32), wd 1e-4, warm-up 2.
+    /// SGD, lr 0.25 (batch 32), wd 1e-4, warm-up 2, 40 epochs for both depths (`TuneConfig.epochs`).
     public static let recipe = Recipe(
       .sgd, lr: 0.25, weightDecay: 1e-4, warmupEpochs: 2, epochs: 40)
   }
@@ -50,8 +50,7 @@ public final class VisualPromptTuning: TuningMethod {
   /// The registry entry of `vpt-shallow`.
   public static let shallowDescriptor = MethodDescriptor(
     name: "vpt-shallow", summary: "prompt tokens before block 0 and a new head",
-    // Flat from 10 epochs where vpt-deep's prompts still gain to 40 (TuneConfig.epochs).
-    config: Config.self, requires: .tokenInsertion, epochs: 10
+    config: Config.self, requires: .tokenInsertion
   ) { backbone, classes, config, generator in
     VisualPromptTuning(
       deep: false, backbone: backbone, classes: classes, config: config, generator: &generator)
