@@ -209,6 +209,8 @@ extension Tensor {
     let out = Tensor(shape: [n, o, g.ho, g.wo], zeroed: false)
     if g.isDepthwise {
       Tensor.depthwiseForward(pointer, weight.pointer, out.pointer, g)
+    } else if g.usesDirect {
+      Tensor.directForward(pointer, weight.pointer, out.pointer, g)
     } else {
       Tensor.gemmForward(pointer, weight.pointer, out.pointer, g)
     }
@@ -232,6 +234,9 @@ extension Tensor {
       if needWeight { gw = Tensor(shape: [o, c / groups, kh, kw]) }
       if g.isDepthwise {
         Tensor.depthwiseBackward(
+          grad.pointer, savedInput?.pointer, savedWeight?.pointer, gx?.pointer, gw?.pointer, g)
+      } else if g.usesDirect {
+        Tensor.directBackward(
           grad.pointer, savedInput?.pointer, savedWeight?.pointer, gx?.pointer, gw?.pointer, g)
       } else {
         Tensor.gemmBackward(

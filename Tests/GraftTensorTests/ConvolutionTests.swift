@@ -168,7 +168,21 @@ final class ConvolutionTests: XCTestCase {
     }
   }
 
+  /// Runs `body` once with each general path forced (direct loops, im2col + GEMM), so that the
+  /// shapes the other path would take by default check both.
+  func forEachPath(_ body: (Conv2dPath) -> Void) {
+    defer { Conv2dGeometry.forcedPath = nil }
+    for path in [Conv2dPath.direct, .im2col] {
+      Conv2dGeometry.forcedPath = path
+      body(path)
+    }
+  }
+
   func testMatchesNaiveLoopOnOddShapes() {
+    forEachPath { path in matchesNaiveLoopOnOddShapes(path) }
+  }
+
+  func matchesNaiveLoopOnOddShapes(_ path: Conv2dPath) {
     var rng = RandomGenerator(seed: 11)
     // (N, C, H, W, O, kh, kw, stride, padding, dilation, groups): general, strided, grouped,
     // depthwise, patchify (with leftover rows), pointwise, and a kernel as large as the input.
@@ -190,13 +204,17 @@ final class ConvolutionTests: XCTestCase {
       let b = Tensor.randn([o], generator: &rng)
       let got = x.conv2d(weight: wt, bias: b, stride: s, padding: p, dilation: d, groups: g)
       let want = naiveConv2d(x, wt, b, stride: s, padding: p, dilation: d, groups: g)
-      XCTAssertEqual(got.shape, want.shape, "config \(i)")
+      XCTAssertEqual(got.shape, want.shape, "\(path) config \(i)")
       let err = zip(got.scalars, want.scalars).map { abs($0 - $1) }.max() ?? 0
-      XCTAssertLessThan(err, 1e-4, "config \(i): max abs error vs naive loop")
+      XCTAssertLessThan(err, 1e-4, "\(path) config \(i): max abs error vs naive loop")
     }
   }
 
   func testGradientCheck() {
+    forEachPath { path in gradientCheck(path) }
+  }
+
+  func gradientCheck(_ path: Conv2dPath) {
     var rng = RandomGenerator(seed: 3)
     // (C, H, W, O, k, stride, padding, dilation, groups, bias)
     let configs: [(Int, Int, Int, Int, Int, (Int, Int), (Int, Int), (Int, Int), Int, Bool)] = [
@@ -219,11 +237,15 @@ final class ConvolutionTests: XCTestCase {
           weight: xs[1], bias: xs.count > 2 ? xs[2] : nil, stride: s, padding: p, dilation: d,
           groups: g)
       }
-      XCTAssertTrue(check.passed, "config \(i): \(check.summary)")
+      XCTAssertTrue(check.passed, "\(path) config \(i): \(check.summary)")
     }
   }
 
   func testLargeBackwardSatisfiesLinearity() {
+    forEachPath { path in largeBackwardSatisfiesLinearity(path) }
+  }
+
+  func largeBackwardSatisfiesLinearity(_ path: Conv2dPath) {
     // Shapes large enough that im2col, col2im, the patch gather and the depthwise loops split
     // across threads. Convolution is linear in x and in w, so for L = Σ gy·conv(x, w):
     // ⟨∂L/∂x, v⟩ = Σ gy·conv(v, w) and ⟨∂L/∂w, u⟩ = Σ gy·conv(x, u).
@@ -233,6 +255,7 @@ final class ConvolutionTests: XCTestCase {
       (2, 64, 10, 10, 8, 3, 1, 1, 1),  // general im2col
       (2, 64, 12, 12, 64, 3, 1, 1, 64),  // depthwise
       (2, 3, 128, 128, 8, 8, 8, 0, 1),  // patchify
+      (3, 3, 128, 128, 3, 3, 2, 0, 1),  // Moment Probing's first convolution
     ]
     for (i, cfg) in configs.enumerated() {
       let (n, c, h, w, o, k, s, p, g) = cfg
@@ -248,9 +271,41 @@ final class ConvolutionTests: XCTestCase {
       let u = Tensor.randn(wt.shape, generator: &rng)
       let (viaV, viaU) = withNoGrad { (dot(conv(v, wt), gy), dot(conv(x, u), gy)) }
       XCTAssertEqual(
-        dot(x.grad!, v), viaV, accuracy: 1e-4 * Swift.max(1, abs(viaV)), "config \(i) dx")
+        dot(x.grad!, v), viaV, accuracy: 1e-4 * Swift.max(1, abs(viaV)), "\(path) config \(i) dx")
       XCTAssertEqual(
-        dot(wt.grad!, u), viaU, accuracy: 1e-4 * Swift.max(1, abs(viaU)), "config \(i) dw")
+        dot(wt.grad!, u), viaU, accuracy: 1e-4 * Swift.max(1, abs(viaU)), "\(path) config \(i) dw")
+    }
+  }
+
+  func testDirectPathIsChosenForFewOutputChannelsAndAgreesWithIm2col() {
+    // Moment Probing's 3 → 3 stride-2 convolution takes the direct loops, a wide one keeps the
+    // GEMM; on the same inputs both paths give the same output and gradients to rounding.
+    func geometry(_ o: Int, groups: Int = 1) -> Conv2dGeometry {
+      Conv2dGeometry(
+        n: 1, c: 6, h: 9, w: 9, o: o, kh: 3, kw: 3, sh: 2, sw: 2, ph: 0, pw: 0, dh: 1, dw: 1,
+        groups: groups, ho: 4, wo: 4)
+    }
+    XCTAssertTrue(geometry(3).usesDirect)
+    XCTAssertTrue(geometry(16, groups: 2).usesDirect, "8 output channels per group")
+    XCTAssertFalse(geometry(32).usesDirect)
+    XCTAssertFalse(geometry(6, groups: 6).usesDirect, "depthwise has its own loop")
+
+    var rng = RandomGenerator(seed: 21)
+    let x = Tensor.randn([4, 3, 37, 41], generator: &rng)
+    let w = Tensor.randn([3, 3, 3, 3], generator: &rng)
+    let gy = Tensor.randn([4, 3, 18, 20], generator: &rng)
+    var results: [[[Float]]] = []
+    forEachPath { _ in
+      let (xi, wi) = (x.detached().requiringGrad(), w.detached().requiringGrad())
+      let y = xi.conv2d(weight: wi, stride: (2, 2))
+      y.backward(gy)
+      results.append([y.scalars, xi.grad!.scalars, wi.grad!.scalars])
+    }
+    for (part, name) in ["output", "input gradient", "weight gradient"].enumerated() {
+      let (direct, gemm) = (results[0][part], results[1][part])
+      let scale = gemm.map(abs).max()!
+      let err = zip(direct, gemm).map { abs($0 - $1) }.max()!
+      XCTAssertLessThan(err, 1e-5 * scale, name)
     }
   }
 

@@ -1,0 +1,280 @@
+import Foundation
+
+// Direct 2-D convolution for few output channels per group (Moment Probing's 3 → 3 stride-2
+// convolutions, P2P's image layer).
+//
+// There im2col + GEMM is a poor fit: the GEMM has only `og` rows, so OpenBLAS runs at a fraction
+// of its speed, and the column matrix (C·kh·kw rows of Ho·Wo) is many times the image, written
+// and read back through memory for every image. Here each image's rows are instead split once by
+// column phase (padded column `x` goes to phase `x mod sw`, index `x / sw`): the taps of one
+// kernel column for consecutive outputs are then consecutive floats, so every tap is a
+// contiguous multiply-add over an output row, whatever the stride, padding or dilation. Rows
+// outside the input are skipped rather than padded.
+//
+// Work is split by image, so each thread owns its images' outputs and input gradients; the
+// weight gradient is summed per image and then over images in image order, so results do not
+// depend on the number of threads. Each output sums its taps in (channel, ki, kj) order.
+
+/// One image's input channels with padded rows split by column phase: the floats of channel
+/// `c`, input row `r`, phase `q` start at `c·channelFloats + r·rowFloats + q·phaseLength`.
+struct PhaseSplitLayout {
+  let g: Conv2dGeometry
+  /// Floats per phase: ⌈(W + 2·pw) / sw⌉.
+  let phaseLength: Int
+  /// Where tap column `kj` of output column 0 lies within a split row.
+  let tapOffsets: [Int]
+
+  init(_ g: Conv2dGeometry) {
+    self.g = g
+    let length = (g.w + 2 * g.pw + g.sw - 1) / g.sw
+    phaseLength = length
+    tapOffsets = (0..<g.kw).map { kj in
+      let column = kj * g.dw
+      return (column % g.sw) * length + column / g.sw
+    }
+  }
+
+  var rowFloats: Int { g.sw * phaseLength }
+  var channelFloats: Int { g.h * rowFloats }
+  var imageFloats: Int { g.c * channelFloats }
+  /// `imageFloats` plus the slack that lets the forward pass load 32 floats past a row's last
+  /// output (lanes it then drops).
+  var bufferFloats: Int { imageFloats + 32 }
+
+  /// The indices `j` of phase `q` whose padded column `j·sw + q` is an input column (not
+  /// padding).
+  @inline(__always) func inputIndices(phase q: Int) -> Range<Int> {
+    // Input column j·sw + q − pw must lie in 0..<W.
+    let last = g.w - 1 + g.pw - q
+    guard last >= 0 else { return 0..<0 }
+    let lo = (g.pw - q + g.sw - 1) / g.sw  // q < sw, so the numerator is never negative
+    let hi = Swift.min(phaseLength, last / g.sw + 1)
+    return lo < hi ? lo..<hi : 0..<0
+  }
+
+  /// Splits one image `[C, H, W]` into `dst`, zeros where columns are padding.
+  func split(_ x: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>) {
+    dst.update(repeating: 0, count: bufferFloats)
+    for c in 0..<g.c {
+      for r in 0..<g.h {
+        let src = x + (c * g.h + r) * g.w
+        let row = dst + c * channelFloats + r * rowFloats
+        for q in 0..<g.sw {
+          let phase = row + q * phaseLength
+          let first = q - g.pw
+          for j in inputIndices(phase: q) { phase[j] = src[j * g.sw + first] }
+        }
+      }
+    }
+  }
+
+  /// Adds a split gradient back into one image's gradient `[C, H, W]`, dropping padding.
+  func merge(_ src: UnsafePointer<Float>, into x: UnsafeMutablePointer<Float>) {
+    for c in 0..<g.c {
+      for r in 0..<g.h {
+        let dst = x + (c * g.h + r) * g.w
+        let row = src + c * channelFloats + r * rowFloats
+        for q in 0..<g.sw {
+          let phase = row + q * phaseLength
+          let first = q - g.pw
+          for j in inputIndices(phase: q) { dst[j * g.sw + first] += phase[j] }
+        }
+      }
+    }
+  }
+}
+
+/// d[i] += a·s[i] for i in 0..<n, eight lanes at a time.
+@inline(__always)
+private func axpy(_ d: UnsafeMutablePointer<Float>, _ a: Float, _ s: UnsafePointer<Float>, _ n: Int)
+{
+  let (rd, rs) = (UnsafeMutableRawPointer(d), UnsafeRawPointer(s))
+  let av = SIMD8<Float>(repeating: a)
+  var i = 0
+  while i + 8 <= n {
+    let acc = rd.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+    let v = rs.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+    rd.storeBytes(of: acc.addingProduct(av, v), toByteOffset: i * 4, as: SIMD8<Float>.self)
+    i += 8
+  }
+  while i < n {
+    d[i] = d[i].addingProduct(a, s[i])
+    i += 1
+  }
+}
+
+/// Which general path a convolution takes; tests force each in turn so that both stay checked.
+enum Conv2dPath {
+  case direct
+  case im2col
+}
+
+extension Conv2dGeometry {
+  /// Forces one path for every convolution that is not depthwise, pointwise or patchify (nil:
+  /// choose by shape). Tests set it; `GRAFT_CONV_PATH=direct` or `im2col` sets it for a process,
+  /// to time one path against the other.
+  nonisolated(unsafe) static var forcedPath: Conv2dPath? = {
+    switch ProcessInfo.processInfo.environment["GRAFT_CONV_PATH"] {
+    case "direct": .direct
+    case "im2col": .im2col
+    default: nil
+    }
+  }()
+
+  /// Few output channels per group, where the direct loops beat im2col + GEMM (Moment Probing's
+  /// 3 → 3 convolutions of 128×128 maps: see the README's feature-cache section).
+  var prefersDirect: Bool { og <= 8 }
+
+  /// Whether this call runs the direct loops.
+  var usesDirect: Bool {
+    guard !isDepthwise, !isPointwise, !isPatchify else { return false }
+    return Self.forcedPath.map { $0 == .direct } ?? prefersDirect
+  }
+}
+
+extension Tensor {
+  /// Direct forward: `out[n, o]` = Σ over the group's channels and taps of weight × input, each
+  /// output summing its taps in (channel, ki, kj) order in registers.
+  static func directForward(
+    _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
+    _ g: Conv2dGeometry
+  ) {
+    let layout = PhaseSplitLayout(g)
+    Parallel.forRange(g.n, grain: 1) { images in
+      let split = UnsafeMutablePointer<Float>.allocate(capacity: layout.bufferFloats)
+      // The taps of one output row: where each reads (for output column 0) and its weight.
+      let sources = UnsafeMutablePointer<UnsafePointer<Float>>.allocate(capacity: g.kg)
+      let weights = UnsafeMutablePointer<Float>.allocate(capacity: g.kg)
+      defer {
+        split.deallocate()
+        sources.deallocate()
+        weights.deallocate()
+      }
+      for img in images {
+        layout.split(x + img * g.c * g.hw, into: split)
+        for oc in 0..<g.o {
+          let firstChannel = (oc / g.og) * g.cg
+          for oy in 0..<g.ho {
+            var taps = 0
+            for ci in 0..<g.cg {
+              let channel = split + (firstChannel + ci) * layout.channelFloats
+              for ki in 0..<g.kh {
+                let iy = oy * g.sh + ki * g.dh - g.ph
+                guard iy >= 0 && iy < g.h else { continue }
+                let row = channel + iy * layout.rowFloats
+                for kj in 0..<g.kw {
+                  sources[taps] = UnsafePointer(row + layout.tapOffsets[kj])
+                  weights[taps] = w[((oc * g.cg + ci) * g.kh + ki) * g.kw + kj]
+                  taps += 1
+                }
+              }
+            }
+            let d = out + ((img * g.o + oc) * g.ho + oy) * g.wo
+            // 32 outputs at a time in four independent accumulators: one would wait on the
+            // latency of each multiply-add before the next.
+            var ox = 0
+            while ox < g.wo {
+              var acc0 = SIMD8<Float>(repeating: 0)
+              var acc1 = acc0
+              var acc2 = acc0
+              var acc3 = acc0
+              for t in 0..<taps {
+                let src = UnsafeRawPointer(sources[t] + ox)
+                let wv = SIMD8<Float>(repeating: weights[t])
+                acc0 = acc0.addingProduct(wv, src.loadUnaligned(as: SIMD8<Float>.self))
+                acc1 = acc1.addingProduct(
+                  wv, src.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self))
+                acc2 = acc2.addingProduct(
+                  wv, src.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self))
+                acc3 = acc3.addingProduct(
+                  wv, src.loadUnaligned(fromByteOffset: 96, as: SIMD8<Float>.self))
+              }
+              let dst = d + ox
+              if ox + 32 <= g.wo {
+                let raw = UnsafeMutableRawPointer(dst)
+                raw.storeBytes(of: acc0, as: SIMD8<Float>.self)
+                raw.storeBytes(of: acc1, toByteOffset: 32, as: SIMD8<Float>.self)
+                raw.storeBytes(of: acc2, toByteOffset: 64, as: SIMD8<Float>.self)
+                raw.storeBytes(of: acc3, toByteOffset: 96, as: SIMD8<Float>.self)
+              } else {
+                let accs = [acc0, acc1, acc2, acc3]
+                for i in 0..<(g.wo - ox) { dst[i] = accs[i / 8][i % 8] }
+              }
+              ox += 32
+            }
+          }
+        }
+      }
+    }
+  }
+
+  /// Direct backward: dX by scattering each tap into a split gradient, dW as per-image dot
+  /// products summed over images in order.
+  static func directBackward(
+    _ gy: UnsafePointer<Float>, _ x: UnsafePointer<Float>?, _ w: UnsafePointer<Float>?,
+    _ gx: UnsafeMutablePointer<Float>?, _ gw: UnsafeMutablePointer<Float>?, _ g: Conv2dGeometry
+  ) {
+    let layout = PhaseSplitLayout(g)
+    let weightCount = g.o * g.kg
+    let perImage: UnsafeMutablePointer<Float>? =
+      gw == nil ? nil : .allocate(capacity: g.n * weightCount)
+    defer { perImage?.deallocate() }
+    Parallel.forRange(g.n, grain: 1) { images in
+      let split = UnsafeMutablePointer<Float>.allocate(capacity: layout.bufferFloats)
+      defer { split.deallocate() }
+      for img in images {
+        let gyi = gy + img * g.o * g.p
+        if let x, let perImage {
+          layout.split(x + img * g.c * g.hw, into: split)
+          let partial = perImage + img * weightCount
+          for oc in 0..<g.o {
+            let firstChannel = (oc / g.og) * g.cg
+            for ci in 0..<g.cg {
+              let channel = split + (firstChannel + ci) * layout.channelFloats
+              for ki in 0..<g.kh {
+                let rowOffset = ki * g.dh - g.ph
+                let ys = validOutputRange(
+                  offset: rowOffset, stride: g.sh, input: g.h, output: g.ho)
+                for kj in 0..<g.kw {
+                  var acc: Float = 0
+                  for oy in ys {
+                    let row = channel + (oy * g.sh + rowOffset) * layout.rowFloats
+                    acc += simdDot(gyi + (oc * g.ho + oy) * g.wo, row + layout.tapOffsets[kj], g.wo)
+                  }
+                  partial[((oc * g.cg + ci) * g.kh + ki) * g.kw + kj] = acc
+                }
+              }
+            }
+          }
+        }
+        if let w, let gx {
+          split.update(repeating: 0, count: layout.bufferFloats)
+          for oc in 0..<g.o {
+            let firstChannel = (oc / g.og) * g.cg
+            for ci in 0..<g.cg {
+              let channel = split + (firstChannel + ci) * layout.channelFloats
+              for ki in 0..<g.kh {
+                let rowOffset = ki * g.dh - g.ph
+                let ys = validOutputRange(
+                  offset: rowOffset, stride: g.sh, input: g.h, output: g.ho)
+                let taps = w + ((oc * g.cg + ci) * g.kh + ki) * g.kw
+                for oy in ys {
+                  let row = channel + (oy * g.sh + rowOffset) * layout.rowFloats
+                  let s = gyi + (oc * g.ho + oy) * g.wo
+                  for kj in 0..<g.kw { axpy(row + layout.tapOffsets[kj], taps[kj], s, g.wo) }
+                }
+              }
+            }
+          }
+          layout.merge(split, into: gx + img * g.c * g.hw)
+        }
+      }
+    }
+    if let gw, let perImage {
+      for img in 0..<g.n {
+        let partial = perImage + img * weightCount
+        for i in 0..<weightCount { gw[i] += partial[i] }
+      }
+    }
+  }
+}
