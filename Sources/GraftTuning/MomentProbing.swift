@@ -396,8 +396,7 @@ public final class MomentProbing: TuningMethod {
     let right = byGroup.indexSelect(1, pairs.map(\.1))
     let covariance = left.matmul(right, transposeSelf: true) * (1 / Float(n))
     guard normalizesCovariances else { return covariance }
-    let norm = (covariance * covariance).sum(axis: 2, keepDims: true).sqrt()
-    return covariance / norm.clamp(min: 1e-12)
+    return covariance.l2Normalized(axis: 2)
   }
 
   /// The flattened MHC³ feature [B, K·s²] of the patch tokens [B, N, D].

@@ -56,4 +56,30 @@ final class ReductionTests: XCTestCase {
     for v in t.scalars { total += Double(v) }
     XCTAssertEqual(Double(t.sum().item), total, accuracy: 1e-3)
   }
+
+  func testL2NormalizedMatchesComposedOpsWithGradients() {
+    // Along a middle axis (Moment Probing's columns), the last axis, and with one line of zeros
+    // (norm below eps: the divisor is eps and the gradient g / eps).
+    var rng = RandomGenerator(seed: 8)
+    for (shape, axis) in [([2, 3, 5, 4], 2), ([3, 7], 1), ([2, 6, 3], 0)] {
+      let x = Tensor.randn(shape, generator: &rng)
+      if axis == 2 { for k in 0..<shape[2] { x[0, 1, k, 3] = 0 } }
+      let g = Tensor.randn(shape, generator: &rng)
+      let (fused, composed) = (x.detached().requiringGrad(), x.detached().requiringGrad())
+      let y = fused.l2Normalized(axis: axis)
+      let norm = (composed * composed).sum(axis: axis, keepDims: true).sqrt()
+      let want = composed / norm.clamp(min: 1e-12)
+      y.backward(g)
+      want.backward(g)
+      for (got, expected, what) in [(y, want, "output"), (fused.grad!, composed.grad!, "gradient")]
+      {
+        let err = zip(got.scalars, expected.scalars).map { abs($0 - $1) / (1 + abs($1)) }.max()!
+        XCTAssertLessThan(err, 1e-5, "\(shape) axis \(axis): \(what)")
+      }
+    }
+    let check = GradientCheck.run([Tensor.randn([2, 4, 3], generator: &rng)]) {
+      $0[0].l2Normalized(axis: 1)
+    }
+    XCTAssertTrue(check.passed, check.summary)
+  }
 }
