@@ -391,10 +391,9 @@ public final class MomentProbing: TuningMethod {
     let grouped = ln(proj(patches).reshaped([batch, n, heads, h]))
     // One scalar per sample and group: the mean over its tokens and channels.
     let centred = grouped - grouped.mean(axes: [1, 3], keepDims: true)
-    let byGroup = centred.permuted([0, 2, 1, 3])  // [B, heads, N, h]
-    let left = byGroup.indexSelect(1, pairs.map(\.0))
-    let right = byGroup.indexSelect(1, pairs.map(\.1))
-    let covariance = left.matmul(right, transposeSelf: true) * (1 / Float(n))
+    // (1/N)·X_iᵀ·X_j per pair, each group read in place from the [B, N, heads·h] tokens.
+    let covariance = centred.reshaped([batch, n, projectionWidth]).groupCrossProducts(
+      groups: heads, pairs: pairs, scale: 1 / Float(n))
     guard normalizesCovariances else { return covariance }
     return covariance.l2Normalized(axis: 2)
   }

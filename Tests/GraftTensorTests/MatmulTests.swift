@@ -79,4 +79,33 @@ final class MatmulTests: XCTestCase {
     let shared = randomTensor([4, 2], seed: 12)
     assertGradients([q, shared]) { $0[0].matmul($0[1].broadcast(to: [2, 4, 2])) }
   }
+
+  func testGroupCrossProductsMatchPermuteGatherMatmul() {
+    // Moment Probing's pairs (near, n/2, all) and a group paired with itself: the fused op against
+    // the composed ops it replaces, output and gradient.
+    var rng = RandomGenerator(seed: 17)
+    let (batch, n, groups, h) = (3, 7, 4, 5)
+    for pairs in [[(0, 1), (1, 2), (2, 3)], [(0, 2), (1, 3)], [(2, 2), (3, 0), (0, 1)]] {
+      let x = Tensor.randn([batch, n, groups * h], generator: &rng)
+      let g = Tensor.randn([batch, pairs.count, h, h], generator: &rng)
+      let (fused, composed) = (x.detached().requiringGrad(), x.detached().requiringGrad())
+      let y = fused.groupCrossProducts(groups: groups, pairs: pairs, scale: 1 / Float(n))
+      let byGroup = composed.reshaped([batch, n, groups, h]).permuted([0, 2, 1, 3])
+      let want =
+        byGroup.indexSelect(1, pairs.map(\.0)).matmul(
+          byGroup.indexSelect(1, pairs.map(\.1)), transposeSelf: true) * (1 / Float(n))
+      y.backward(g)
+      want.backward(g)
+      XCTAssertEqual(y.shape, [batch, pairs.count, h, h])
+      for (got, expected, what) in [(y, want, "output"), (fused.grad!, composed.grad!, "gradient")]
+      {
+        let err = zip(got.scalars, expected.scalars).map { abs($0 - $1) / (1 + abs($1)) }.max()!
+        XCTAssertLessThan(err, 1e-5, "\(pairs): \(what)")
+      }
+    }
+    let check = GradientCheck.run([Tensor.randn([2, 3, 6], generator: &rng)]) {
+      $0[0].groupCrossProducts(groups: 3, pairs: [(0, 1), (2, 2)], scale: 0.5)
+    }
+    XCTAssertTrue(check.passed, check.summary)
+  }
 }
