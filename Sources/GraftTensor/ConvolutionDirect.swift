@@ -37,8 +37,8 @@ struct PhaseSplitLayout {
   var rowFloats: Int { g.sw * phaseLength }
   var channelFloats: Int { g.h * rowFloats }
   var imageFloats: Int { g.c * channelFloats }
-  /// `imageFloats` plus the slack that lets the forward pass load 32 floats past a row's last
-  /// output (lanes it then drops).
+  /// `imageFloats` plus the slack that lets the forward pass load up to 31 floats past a row's
+  /// last output (lanes it then drops) and the backward pass run whole vectors past it.
   var bufferFloats: Int { imageFloats + 32 }
 
   /// The indices `j` of phase `q` whose padded column `j·sw + q` is an input column (not
@@ -84,22 +84,23 @@ struct PhaseSplitLayout {
   }
 }
 
-/// d[i] += a·s[i] for i in 0..<n, eight lanes at a time.
+/// The first `count` lanes of `v` (none when `count` ≤ 0) into `dst`.
 @inline(__always)
-private func axpy(_ d: UnsafeMutablePointer<Float>, _ a: Float, _ s: UnsafePointer<Float>, _ n: Int)
-{
+private func storePrefix(_ v: SIMD8<Float>, _ dst: UnsafeMutablePointer<Float>, _ count: Int) {
+  for lane in 0..<Swift.min(Swift.max(count, 0), 8) { dst[lane] = v[lane] }
+}
+
+/// d[i] += a·s[i] for i in 0..<n, n a multiple of 8.
+@inline(__always)
+private func axpy8(
+  _ d: UnsafeMutablePointer<Float>, _ a: Float, _ s: UnsafePointer<Float>, _ n: Int
+) {
   let (rd, rs) = (UnsafeMutableRawPointer(d), UnsafeRawPointer(s))
   let av = SIMD8<Float>(repeating: a)
-  var i = 0
-  while i + 8 <= n {
+  for i in stride(from: 0, to: n, by: 8) {
     let acc = rd.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
     let v = rs.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
     rd.storeBytes(of: acc.addingProduct(av, v), toByteOffset: i * 4, as: SIMD8<Float>.self)
-    i += 8
-  }
-  while i < n {
-    d[i] = d[i].addingProduct(a, s[i])
-    i += 1
   }
 }
 
@@ -197,8 +198,11 @@ extension Tensor {
                 raw.storeBytes(of: acc2, toByteOffset: 64, as: SIMD8<Float>.self)
                 raw.storeBytes(of: acc3, toByteOffset: 96, as: SIMD8<Float>.self)
               } else {
-                let accs = [acc0, acc1, acc2, acc3]
-                for i in 0..<(g.wo - ox) { dst[i] = accs[i / 8][i % 8] }
+                let left = g.wo - ox
+                storePrefix(acc0, dst, left)
+                storePrefix(acc1, dst + 8, left - 8)
+                storePrefix(acc2, dst + 16, left - 16)
+                storePrefix(acc3, dst + 24, left - 24)
               }
               ox += 32
             }
@@ -209,21 +213,37 @@ extension Tensor {
   }
 
   /// Direct backward: dX by scattering each tap into a split gradient, dW as per-image dot
-  /// products summed over images in order.
+  /// products summed over images in order. The output gradient is first copied into rows padded
+  /// with zeros to a multiple of 8, so both run in whole vectors: a padded lane adds 0 to dX, and
+  /// for dW its input lane is zeroed too (an infinite input the convolution never reads stays
+  /// out of the sum).
   static func directBackward(
     _ gy: UnsafePointer<Float>, _ x: UnsafePointer<Float>?, _ w: UnsafePointer<Float>?,
     _ gx: UnsafeMutablePointer<Float>?, _ gw: UnsafeMutablePointer<Float>?, _ g: Conv2dGeometry
   ) {
     let layout = PhaseSplitLayout(g)
     let weightCount = g.o * g.kg
+    let paddedWidth = (g.wo + 7) / 8 * 8
+    let lastChunk = paddedWidth - 8
+    let lastLanes =
+      SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7) .< SIMD8(repeating: Int32(g.wo - lastChunk))
     let perImage: UnsafeMutablePointer<Float>? =
       gw == nil ? nil : .allocate(capacity: g.n * weightCount)
     defer { perImage?.deallocate() }
     Parallel.forRange(g.n, grain: 1) { images in
       let split = UnsafeMutablePointer<Float>.allocate(capacity: layout.bufferFloats)
-      defer { split.deallocate() }
+      let padded = UnsafeMutablePointer<Float>.allocate(capacity: g.o * g.ho * paddedWidth)
+      defer {
+        split.deallocate()
+        padded.deallocate()
+      }
       for img in images {
         let gyi = gy + img * g.o * g.p
+        for row in 0..<(g.o * g.ho) {
+          let dst = padded + row * paddedWidth
+          dst.update(from: gyi + row * g.wo, count: g.wo)
+          (dst + g.wo).update(repeating: 0, count: paddedWidth - g.wo)
+        }
         if let x, let perImage {
           layout.split(x + img * g.c * g.hw, into: split)
           let partial = perImage + img * weightCount
@@ -236,12 +256,23 @@ extension Tensor {
                 let ys = validOutputRange(
                   offset: rowOffset, stride: g.sh, input: g.h, output: g.ho)
                 for kj in 0..<g.kw {
-                  var acc: Float = 0
+                  var acc = SIMD8<Float>(repeating: 0)
                   for oy in ys {
-                    let row = channel + (oy * g.sh + rowOffset) * layout.rowFloats
-                    acc += simdDot(gyi + (oc * g.ho + oy) * g.wo, row + layout.tapOffsets[kj], g.wo)
+                    let src = UnsafeRawPointer(
+                      channel + (oy * g.sh + rowOffset) * layout.rowFloats + layout.tapOffsets[kj])
+                    let gr = UnsafeRawPointer(padded + (oc * g.ho + oy) * paddedWidth)
+                    for chunk in stride(from: 0, to: lastChunk, by: 8) {
+                      acc = acc.addingProduct(
+                        gr.loadUnaligned(fromByteOffset: chunk * 4, as: SIMD8<Float>.self),
+                        src.loadUnaligned(fromByteOffset: chunk * 4, as: SIMD8<Float>.self))
+                    }
+                    let tail = src.loadUnaligned(
+                      fromByteOffset: lastChunk * 4, as: SIMD8<Float>.self)
+                    acc = acc.addingProduct(
+                      gr.loadUnaligned(fromByteOffset: lastChunk * 4, as: SIMD8<Float>.self),
+                      tail.replacing(with: 0, where: .!lastLanes))
                   }
-                  partial[((oc * g.cg + ci) * g.kh + ki) * g.kw + kj] = acc
+                  partial[((oc * g.cg + ci) * g.kh + ki) * g.kw + kj] = acc.sum()
                 }
               }
             }
@@ -260,8 +291,10 @@ extension Tensor {
                 let taps = w + ((oc * g.cg + ci) * g.kh + ki) * g.kw
                 for oy in ys {
                   let row = channel + (oy * g.sh + rowOffset) * layout.rowFloats
-                  let s = gyi + (oc * g.ho + oy) * g.wo
-                  for kj in 0..<g.kw { axpy(row + layout.tapOffsets[kj], taps[kj], s, g.wo) }
+                  let s = padded + (oc * g.ho + oy) * paddedWidth
+                  for kj in 0..<g.kw {
+                    axpy8(row + layout.tapOffsets[kj], taps[kj], s, paddedWidth)
+                  }
                 }
               }
             }

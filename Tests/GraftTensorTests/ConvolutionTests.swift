@@ -309,6 +309,24 @@ final class ConvolutionTests: XCTestCase {
     }
   }
 
+  func testInputNoWindowReadsStaysOutOfTheGradients() {
+    // With kernel 3 and stride 2 over 8 columns the windows read columns 0…6: an infinite value
+    // in column 7 must not reach the weight gradient (the direct path runs whole vectors past
+    // the last output and zeroes those lanes), on either path.
+    var rng = RandomGenerator(seed: 4)
+    let x = Tensor.randn([2, 3, 9, 8], generator: &rng)
+    for c in 0..<3 { x[1, c, 4, 7] = .infinity }
+    let w = Tensor.randn([3, 3, 3, 3], generator: &rng)
+    forEachPath { path in
+      let (xi, wi) = (x.detached().requiringGrad(), w.detached().requiringGrad())
+      let y = xi.conv2d(weight: wi, stride: (2, 2))
+      XCTAssertTrue(y.scalars.allSatisfy(\.isFinite), "\(path) output")
+      y.backward(Tensor.randn(y.shape, generator: &rng))
+      XCTAssertTrue(wi.grad!.scalars.allSatisfy(\.isFinite), "\(path) weight gradient")
+      XCTAssertTrue(xi.grad!.scalars.allSatisfy(\.isFinite), "\(path) input gradient")
+    }
+  }
+
   func testOnlyNeededInputsGetGradients() {
     var rng = RandomGenerator(seed: 5)
     let x = Tensor.randn([1, 2, 4, 4], generator: &rng)
