@@ -122,14 +122,12 @@ extension Conv2dGeometry {
     }
   }()
 
-  /// Few output channels per group, where the direct loops beat im2col + GEMM (Moment Probing's
-  /// 3 → 3 convolutions of 128×128 maps: see the README's feature-cache section).
-  var prefersDirect: Bool { og <= 8 }
-
-  /// Whether this call runs the direct loops.
+  /// Whether this call runs the direct loops: by default for few output channels per group
+  /// (at most 8), where they beat im2col + GEMM (Moment Probing's 3 → 3 convolutions of 128×128
+  /// maps: see the README's feature-cache section).
   var usesDirect: Bool {
     guard !isDepthwise, !isPointwise, !isPatchify else { return false }
-    return Self.forcedPath.map { $0 == .direct } ?? prefersDirect
+    return Self.forcedPath.map { $0 == .direct } ?? (og <= 8)
   }
 }
 
@@ -212,11 +210,11 @@ extension Tensor {
     }
   }
 
-  /// Direct backward: dX by scattering each tap into a split gradient, dW as per-image dot
-  /// products summed over images in order. The output gradient is first copied into rows padded
-  /// with zeros to a multiple of 8, so both run in whole vectors: a padded lane adds 0 to dX, and
-  /// for dW its input lane is zeroed too (an infinite input the convolution never reads stays
-  /// out of the sum).
+  /// Direct backward, one pass over the taps: dW as per-image dot products (summed over images
+  /// in order), dX by scattering each tap into a split gradient. The output gradient is first
+  /// copied into rows padded with zeros to a multiple of 8, so both run in whole vectors: a
+  /// padded lane adds 0 to dX, and for dW its input lane is zeroed too (an infinite input the
+  /// convolution never reads stays out of the sum).
   static func directBackward(
     _ gy: UnsafePointer<Float>, _ x: UnsafePointer<Float>?, _ w: UnsafePointer<Float>?,
     _ gx: UnsafeMutablePointer<Float>?, _ gw: UnsafeMutablePointer<Float>?, _ g: Conv2dGeometry
@@ -227,15 +225,22 @@ extension Tensor {
     let lastChunk = paddedWidth - 8
     let lastLanes =
       SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7) .< SIMD8(repeating: Int32(g.wo - lastChunk))
+    // What each gradient reads: dW the input, dX the weight.
+    let input = gw == nil ? nil : x
+    let weight = gx == nil ? nil : w
     let perImage: UnsafeMutablePointer<Float>? =
-      gw == nil ? nil : .allocate(capacity: g.n * weightCount)
+      input == nil ? nil : .allocate(capacity: g.n * weightCount)
     defer { perImage?.deallocate() }
     Parallel.forRange(g.n, grain: 1) { images in
-      let split = UnsafeMutablePointer<Float>.allocate(capacity: layout.bufferFloats)
       let padded = UnsafeMutablePointer<Float>.allocate(capacity: g.o * g.ho * paddedWidth)
+      let inputSplit: UnsafeMutablePointer<Float>? =
+        input == nil ? nil : .allocate(capacity: layout.bufferFloats)
+      let gradientSplit: UnsafeMutablePointer<Float>? =
+        weight == nil ? nil : .allocate(capacity: layout.bufferFloats)
       defer {
-        split.deallocate()
         padded.deallocate()
+        inputSplit?.deallocate()
+        gradientSplit?.deallocate()
       }
       for img in images {
         let gyi = gy + img * g.o * g.p
@@ -244,63 +249,47 @@ extension Tensor {
           dst.update(from: gyi + row * g.wo, count: g.wo)
           (dst + g.wo).update(repeating: 0, count: paddedWidth - g.wo)
         }
-        if let x, let perImage {
-          layout.split(x + img * g.c * g.hw, into: split)
-          let partial = perImage + img * weightCount
-          for oc in 0..<g.o {
-            let firstChannel = (oc / g.og) * g.cg
-            for ci in 0..<g.cg {
-              let channel = split + (firstChannel + ci) * layout.channelFloats
-              for ki in 0..<g.kh {
-                let rowOffset = ki * g.dh - g.ph
-                let ys = validOutputRange(
-                  offset: rowOffset, stride: g.sh, input: g.h, output: g.ho)
-                for kj in 0..<g.kw {
-                  var acc = SIMD8<Float>(repeating: 0)
-                  for oy in ys {
-                    let src = UnsafeRawPointer(
-                      channel + (oy * g.sh + rowOffset) * layout.rowFloats + layout.tapOffsets[kj])
-                    let gr = UnsafeRawPointer(padded + (oc * g.ho + oy) * paddedWidth)
+        if let input, let inputSplit { layout.split(input + img * g.c * g.hw, into: inputSplit) }
+        gradientSplit?.update(repeating: 0, count: layout.bufferFloats)
+        let partial = perImage.map { $0 + img * weightCount }
+        for oc in 0..<g.o {
+          let firstChannel = (oc / g.og) * g.cg
+          for ci in 0..<g.cg {
+            let channelOffset = (firstChannel + ci) * layout.channelFloats
+            for ki in 0..<g.kh {
+              let rowOffset = ki * g.dh - g.ph
+              let ys = validOutputRange(offset: rowOffset, stride: g.sh, input: g.h, output: g.ho)
+              let tap = ((oc * g.cg + ci) * g.kh + ki) * g.kw
+              for kj in 0..<g.kw {
+                var acc = SIMD8<Float>(repeating: 0)
+                for oy in ys {
+                  let at =
+                    channelOffset + (oy * g.sh + rowOffset) * layout.rowFloats
+                    + layout.tapOffsets[kj]
+                  let gr = padded + (oc * g.ho + oy) * paddedWidth
+                  if let inputSplit {
+                    let (src, grRaw) = (UnsafeRawPointer(inputSplit + at), UnsafeRawPointer(gr))
                     for chunk in stride(from: 0, to: lastChunk, by: 8) {
                       acc = acc.addingProduct(
-                        gr.loadUnaligned(fromByteOffset: chunk * 4, as: SIMD8<Float>.self),
+                        grRaw.loadUnaligned(fromByteOffset: chunk * 4, as: SIMD8<Float>.self),
                         src.loadUnaligned(fromByteOffset: chunk * 4, as: SIMD8<Float>.self))
                     }
                     let tail = src.loadUnaligned(
                       fromByteOffset: lastChunk * 4, as: SIMD8<Float>.self)
                     acc = acc.addingProduct(
-                      gr.loadUnaligned(fromByteOffset: lastChunk * 4, as: SIMD8<Float>.self),
+                      grRaw.loadUnaligned(fromByteOffset: lastChunk * 4, as: SIMD8<Float>.self),
                       tail.replacing(with: 0, where: .!lastLanes))
                   }
-                  partial[((oc * g.cg + ci) * g.kh + ki) * g.kw + kj] = acc.sum()
-                }
-              }
-            }
-          }
-        }
-        if let w, let gx {
-          split.update(repeating: 0, count: layout.bufferFloats)
-          for oc in 0..<g.o {
-            let firstChannel = (oc / g.og) * g.cg
-            for ci in 0..<g.cg {
-              let channel = split + (firstChannel + ci) * layout.channelFloats
-              for ki in 0..<g.kh {
-                let rowOffset = ki * g.dh - g.ph
-                let ys = validOutputRange(
-                  offset: rowOffset, stride: g.sh, input: g.h, output: g.ho)
-                let taps = w + ((oc * g.cg + ci) * g.kh + ki) * g.kw
-                for oy in ys {
-                  let row = channel + (oy * g.sh + rowOffset) * layout.rowFloats
-                  let s = padded + (oc * g.ho + oy) * paddedWidth
-                  for kj in 0..<g.kw {
-                    axpy8(row + layout.tapOffsets[kj], taps[kj], s, paddedWidth)
+                  if let weight, let gradientSplit {
+                    axpy8(gradientSplit + at, weight[tap + kj], gr, paddedWidth)
                   }
                 }
+                partial?[tap + kj] = acc.sum()
               }
             }
           }
-          layout.merge(split, into: gx + img * g.c * g.hw)
         }
+        if let gx, let gradientSplit { layout.merge(gradientSplit, into: gx + img * g.c * g.hw) }
       }
     }
     if let gw, let perImage {
