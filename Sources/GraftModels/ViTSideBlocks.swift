@@ -50,8 +50,9 @@ enum ViTSideBlocks {
       let source = ParameterSource(generator: generator)
       for i in layers {
         // One scope per block: a scope registers what it handed out on the block built on it.
-        out[i] = ViTBlock(
-          index: i, width: width, hidden: hidden, config: c, source: source.scoped(String(i)))
+        out[i] = keepingProbabilities(
+          ViTBlock(
+            index: i, width: width, hidden: hidden, config: c, source: source.scoped(String(i))))
       }
       generator = source.generator
       return ReducedBlocks(blocks: out, finalNorm: nil, normEps: c.normEps, pruning: nil)
@@ -61,9 +62,10 @@ enum ViTSideBlocks {
       var kept: [Int: PruningRecord.Block] = [:]
       for i in layers {
         let (weights, indices) = plan.block(i)
-        out[i] = ViTBlock(
-          index: i, width: width, hidden: hidden, config: c,
-          source: ParameterSource(weights: weights))
+        out[i] = keepingProbabilities(
+          ViTBlock(
+            index: i, width: width, hidden: hidden, config: c,
+            source: ParameterSource(weights: weights)))
         kept[i] = indices
       }
       let side = finalNorm.map {
@@ -74,6 +76,15 @@ enum ViTSideBlocks {
         pruning: PruningRecord(channels: plan.channels, blocks: kept))
     }
   }
+}
+
+/// `block`, set to keep its attention probabilities for backward. LST runs every side block
+/// under activation checkpointing, so what a block keeps lives only while that block's own
+/// backward runs (its [B, heads, N, N] probabilities, one block at a time), and rebuilding them
+/// instead would run the block's softmax a third time per step (forward, recompute, rebuild).
+private func keepingProbabilities(_ block: ViTBlock) -> ViTBlock {
+  block.keepsAttentionProbabilities = true
+  return block
 }
 
 /// Structured magnitude pruning of a list of `ViTBlock`s (a ViT's, Point-MAE's) to 1/r of their

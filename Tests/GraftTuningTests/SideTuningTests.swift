@@ -351,6 +351,34 @@ final class SideTuningTests: XCTestCase {
     }
   }
 
+  /// LST's side blocks run under activation checkpointing, so they keep their attention
+  /// probabilities for backward (alive only while that block's own backward runs) rather than
+  /// rebuilding them: the forward pass keeps the same (only each checkpoint's inputs), and the
+  /// gradients are those of rebuilding.
+  func testLSTSideBlocksKeepProbabilitiesOnlyInsideTheirCheckpoints() throws {
+    let m = try lst(tinyBackbone(), ["reduction": "2"])
+    let blocks = m.sideLayers.map { m.sideBlocks[$0] as! ViTBlock }
+    XCTAssertEqual(blocks.map(\.keepsAttentionProbabilities), blocks.map { _ in true })
+    let x = tinyInput(batch: 2)
+    var saved: [Int] = []
+    var gradients: [[Float]] = []
+    for keep in [true, false] {
+      for block in blocks { block.keepsAttentionProbabilities = keep }
+      m.zeroGrad()
+      let base = TapeStats.savedBytes
+      let y = m(x)
+      let loss = (y * y).sum()
+      saved.append(TapeStats.savedBytes - base)
+      loss.backward()
+      gradients.append(m.trainableTensors().flatMap { $0.tensor.grad!.scalars })
+    }
+    XCTAssertEqual(saved[0], saved[1])
+    XCTAssertEqual(gradients[0].count, gradients[1].count)
+    for (kept, rebuilt) in zip(gradients[0], gradients[1]) {
+      XCTAssertEqual(kept, rebuilt, accuracy: 1e-6)
+    }
+  }
+
   // MARK: UniPT
 
   /// `fuse` against an independent PyTorch computation (Tools/make_unipt_fixture.py).
