@@ -17,12 +17,12 @@ public final class IndexedModules<Element: Module>: Module {
 }
 
 /// `lst`: Ladder Side-Tuning (Sung, Cho & Bansal, NeurIPS 2022; ylsung/Ladder-Side-Tuning),
-/// adapted from T5 to transformer encoders. The backbone runs without recording (no gradient reaches it, so it
-/// keeps no activations); a narrow copy of it, the side network, trains on its hidden states
-/// through "ladders". Each ladder and side block is recomputed in backward (activation
+/// adapted from T5 to transformer encoders. The backbone runs without recording (no gradient
+/// reaches it, so it keeps no activations); a narrow copy of it, the side network, trains on its
+/// hidden states through "ladders". Each side block is recomputed in backward (activation
 /// checkpointing), so a training step keeps, per layer, only the side state entering it and the
-/// backbone's hidden state. What trains: the side network, ladders, gates, upsample and the new
-/// head; nothing of the backbone.
+/// ladder's output (the ladders, which read frozen states, run once). What trains: the side
+/// network, ladders, gates, upsample and the new head; nothing of the backbone.
 ///
 /// Forward (r = `reduction`, d = D / r, S = the side layers, all blocks by default):
 /// - `h = side_first_downsample(x₀)`: Linear D → d on the embedded token sequence x₀ (the
@@ -283,15 +283,17 @@ public final class LadderSideTuning: TuningMethod {
       output.hiddenStates.count == backbone.depth, "lst needs every block's output")
     var h = sideFirstDownsample(x0)
     for i in sideLayers {
-      // Ladder, gate and side block are recomputed in backward (activation checkpointing):
-      // the step keeps only h and the backbone state, not the block's [B, N, ·] activations.
       let (ladder, alpha, block) = (sideDownsamples[i]!, sideGateParams[i]!, sideBlock(i))
+      // The ladder reads a frozen backbone state, so it runs once, outside the checkpoint: it
+      // keeps only its d-wide output (its input is the state, alive anyway), and backward does
+      // not redo the side network's widest product (D → d).
+      let down = ladder(output.hiddenStates[i])
+      // Gate and side block are recomputed in backward (activation checkpointing): the step
+      // keeps only h and the ladder's output, not the block's [B, N, ·] activations.
       h =
-        Tensor.checkpoint(
-          [h, output.hiddenStates[i]],
-          parameters: ladder.parameters() + [alpha] + block.parameters()
-        ) { [unowned self] inputs in
-          [block.callAsFunction(self.mix(inputs[0], ladder(inputs[1]), self.gate(alpha)))]
+        Tensor.checkpoint([h, down], parameters: [alpha] + block.parameters()) {
+          [unowned self] inputs in
+          [block.callAsFunction(self.mix(inputs[0], inputs[1], self.gate(alpha)))]
         }[0]
     }
     let s = sideFinalUpsample(finalSideLayerNorm(h))
