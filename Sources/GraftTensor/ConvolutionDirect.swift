@@ -52,34 +52,34 @@ struct PhaseSplitLayout {
     return lo < hi ? lo..<hi : 0..<0
   }
 
-  /// Splits one image `[C, H, W]` into `dst`, zeros where columns are padding.
-  func split(_ x: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>) {
-    dst.update(repeating: 0, count: bufferFloats)
+  /// Calls `body(image, split, indices)` for every input row and column phase: for each `j` in
+  /// `indices`, the float at `image + j·sw` of an image `[C, H, W]` is the one at `split + j` of
+  /// its split. Each input float is visited once.
+  @inline(__always)
+  private func forEachPhase(_ body: (_ image: Int, _ split: Int, _ indices: Range<Int>) -> Void) {
     for c in 0..<g.c {
       for r in 0..<g.h {
-        let src = x + (c * g.h + r) * g.w
-        let row = dst + c * channelFloats + r * rowFloats
         for q in 0..<g.sw {
-          let phase = row + q * phaseLength
-          let first = q - g.pw
-          for j in inputIndices(phase: q) { phase[j] = src[j * g.sw + first] }
+          body(
+            (c * g.h + r) * g.w + q - g.pw, c * channelFloats + r * rowFloats + q * phaseLength,
+            inputIndices(phase: q))
         }
       }
     }
   }
 
+  /// Splits one image `[C, H, W]` into `dst`, zeros where columns are padding.
+  func split(_ x: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>) {
+    dst.update(repeating: 0, count: bufferFloats)
+    forEachPhase { image, split, indices in
+      for j in indices { dst[split + j] = x[image + j * g.sw] }
+    }
+  }
+
   /// Adds a split gradient back into one image's gradient `[C, H, W]`, dropping padding.
   func merge(_ src: UnsafePointer<Float>, into x: UnsafeMutablePointer<Float>) {
-    for c in 0..<g.c {
-      for r in 0..<g.h {
-        let dst = x + (c * g.h + r) * g.w
-        let row = src + c * channelFloats + r * rowFloats
-        for q in 0..<g.sw {
-          let phase = row + q * phaseLength
-          let first = q - g.pw
-          for j in inputIndices(phase: q) { dst[j * g.sw + first] += phase[j] }
-        }
-      }
+    forEachPhase { image, split, indices in
+      for j in indices { x[image + j * g.sw] += src[split + j] }
     }
   }
 }
