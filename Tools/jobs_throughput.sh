@@ -1,11 +1,12 @@
 #!/bin/bash
 # What `--jobs` buys on this machine (README, VTAB-1k's protocol): for each method, one run on
-# all the cores alone, then `JOBS` copies of the same run side by side, each on the cores
-# divided by JOBS (GRAFT_NUM_THREADS, as a sweep's children get them); prints both wall times
-# and the runs per hour side by side give against one at a time.
+# all the cores alone, then `JOBS` copies of the same run side by side, each on twice the cores
+# divided by JOBS, at most all of them (GRAFT_NUM_THREADS, as a sweep's children get them;
+# EACH=N sets another count); prints both wall times and the runs per hour side by side give
+# against one at a time.
 #
 #   Tools/jobs_throughput.sh [METHOD…]     # env: TASK (default mnist), EPOCHS (default 5),
-#                                          #      JOBS (default 2)
+#                                          #      JOBS (default 2), EACH (threads per copy)
 #
 # Needs a release build (swift build -c release --product graft) and an otherwise idle machine.
 set -euo pipefail
@@ -15,7 +16,8 @@ graft=.build/release/graft
 [ -x "$graft" ] || { echo "no $graft: run swift build -c release --product graft" >&2; exit 1; }
 cores=$(nproc)
 jobs=${JOBS:-2}
-each=$((cores / jobs > 0 ? cores / jobs : 1))
+share=$((2 * cores / jobs > 0 ? 2 * cores / jobs : 1))
+each=${EACH:-$((share < cores ? share : cores))}
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 

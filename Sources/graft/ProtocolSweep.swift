@@ -331,7 +331,8 @@ struct WidenOption: ParsableArguments {
 struct JobsOption: ParsableArguments {
   @Option(
     help: ArgumentHelp(
-      "Child runs at once, each on the cores divided by N (GRAFT_NUM_THREADS); several small "
+      "Child runs at once, each on twice the cores divided by N, at most all of them "
+        + "(GRAFT_NUM_THREADS), so the last runs use the cores the others left; several small "
         + "runs side by side use the cores better than one run on all of them.",
       valueName: "n"))
   var jobs = 1

@@ -46,8 +46,8 @@ struct SweepRunner {
   var seeds: [UInt64] = []
   /// Decides which finished or interrupted runs stand for the runs asked (`RunReuse`).
   var reuse = RunReuse()
-  /// Child runs at once (`--jobs`); with more than one, each child gets
-  /// `Parallel.threadCount / jobs` threads, so that the cores are shared out, not oversubscribed.
+  /// Child runs at once (`--jobs`); with more than one, each child gets `childThreads` threads
+  /// (twice its share of the cores, at most all of them).
   var jobs = 1
 
   /// The run folder of `method` on `task`.
@@ -125,9 +125,9 @@ struct SweepRunner {
   /// propagate once the children started so far have finished.
   ///
   /// With one job (or one run to train) a child's progress passes through as it runs. With
-  /// several side by side, every child gets `Parallel.threadCount` divided by their number
-  /// (`GRAFT_NUM_THREADS`) and runs quietly, its standard error kept in a temporary file that a
-  /// failure's message quotes: interleaved epoch lines of several runs would say nothing.
+  /// several side by side, every child gets `childThreads` threads (`GRAFT_NUM_THREADS`) and
+  /// runs quietly, its standard error kept in a temporary file that a failure's message
+  /// quotes: interleaved epoch lines of several runs would say nothing.
   func runMany(_ requests: [RunRequest]) throws -> [Result<RunRecord, ChildFailure>] {
     var results = [Result<RunRecord, ChildFailure>?](repeating: nil, count: requests.count)
     var launches: [(index: Int, arguments: [String])] = []
@@ -240,9 +240,20 @@ struct SweepRunner {
     return record
   }
 
+  /// The threads of each of `sideBySide` children at once: twice its share of the cores, at
+  /// most all of them. An even share would leave cores idle whenever fewer runs are left than
+  /// jobs (the last run of a sweep trains alone on its share); with twice as many threads as
+  /// cores, whichever runs are left use them all. The oversubscription costs little: a pool's
+  /// threads claim the chunks of a job as they get a core, so a descheduled thread's share
+  /// goes to one that runs, and nobody polls while the cores are oversubscribed (`WorkerPool`). Two jobs on any machine give each child every core, as `--jobs 1` does,
+  /// so their results are the same bits.
+  static func childThreads(sideBySide: Int) -> Int {
+    min(Parallel.threadCount, max(1, 2 * Parallel.threadCount / max(sideBySide, 1)))
+  }
+
   /// Starts this executable with `arguments` (its standard output, the JSON summary, is
   /// discarded: the run folder holds it); `finished` hears of its exit under `index`. With
-  /// `sideBySide` children at once it gets that share of the threads and runs quietly.
+  /// `sideBySide` children at once it gets `childThreads` threads and runs quietly.
   private func launch(
     _ arguments: [String], index: Int, sideBySide: Int, finished: FinishedChildren
   ) throws -> RunningChild {
@@ -256,7 +267,7 @@ struct SweepRunner {
     if sideBySide > 1 {
       if !arguments.contains("--quiet") { process.arguments = arguments + ["--quiet"] }
       var environment = ProcessInfo.processInfo.environment
-      environment["GRAFT_NUM_THREADS"] = "\(max(1, Parallel.threadCount / sideBySide))"
+      environment["GRAFT_NUM_THREADS"] = "\(Self.childThreads(sideBySide: sideBySide))"
       process.environment = environment
       let url = FileManager.default.temporaryDirectory.appendingPathComponent(
         "graft-sweep-\(getpid())-\(index).log")
