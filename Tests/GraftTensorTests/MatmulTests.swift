@@ -38,6 +38,43 @@ final class MatmulTests: XCTestCase {
     }
   }
 
+  /// Small GEMMs split from 1 MFLOP on two threads (LST's narrow side layers), into blocks of
+  /// at least 0.5 MFLOP, all threads from 4 MFLOP; one thread never splits.
+  func testGEMMSplitsIntoBlocksOfAtLeastHalfAMegaflop() {
+    XCTAssertEqual(sgemmParts(flops: 999_999, threads: 2), 1)
+    XCTAssertEqual(sgemmParts(flops: 1_000_000, threads: 2), 2)
+    XCTAssertEqual(sgemmParts(flops: 2 * 1600 * 24 * 24, threads: 2), 2)
+    XCTAssertEqual(sgemmParts(flops: 3_999_999, threads: 16), 7)
+    XCTAssertEqual(sgemmParts(flops: 4_000_000, threads: 16), 16)
+    XCTAssertEqual(sgemmParts(flops: 400_000_000, threads: 64), 64)
+    XCTAssertEqual(sgemmParts(flops: 100, threads: 8), 1)
+    XCTAssertEqual(sgemmParts(flops: 10_000_000, threads: 1), 1)
+  }
+
+  /// A product split into row or column blocks across the pool (each block with its own
+  /// offsets and leading dimensions) gives what one OpenBLAS call gives, to float reordering.
+  func testSplitGEMMMatchesOneCall() {
+    for (m, k, n) in [(1600, 24, 24), (24, 1600, 24), (24, 24, 1600), (37, 300, 91)] {
+      for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+        let a = randomTensor(ta ? [k, m] : [m, k], seed: UInt64(m + k))
+        let b = randomTensor(tb ? [n, k] : [k, n], seed: UInt64(n + 7 * k))
+        var split = [Float](repeating: .nan, count: m * n)
+        var whole = [Float](repeating: .nan, count: m * n)
+        split.withUnsafeMutableBufferPointer { c in
+          sgemm(a.pointer, transA: ta, b.pointer, transB: tb, c.baseAddress!, m: m, n: n, k: k)
+        }
+        _ = blasSingleThreaded
+        whole.withUnsafeMutableBufferPointer { c in
+          sgemmBlock(
+            a.pointer, ta, ta ? m : k, b.pointer, tb, tb ? k : n, c.baseAddress!, n, m: m, n: n,
+            k: k, beta: 0)
+        }
+        XCTAssertFalse(split.contains { $0.isNaN }, "\(m)x\(k)x\(n) ta \(ta) tb \(tb)")
+        assertClose(split, whole, tolerance: 1e-4)
+      }
+    }
+  }
+
   func testDegenerateEmptyOutput() {
     let c = Tensor.zeros([0, 4]).matmul(Tensor.ones([4, 3]))
     XCTAssertEqual(c.shape, [0, 3])
