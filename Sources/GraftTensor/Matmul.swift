@@ -52,10 +52,10 @@ func sgemm(
 /// How many row (or column) blocks a GEMM of `flops` splits into on `threads` threads: all of
 /// them from 4 MFLOP, and below that as many as give each block at least 0.5 MFLOP (about
 /// 10 µs of a core), so the narrow products of the small heads (LST's 16-wide side layers over
-/// a batch of tokens, 2.5–3.3 MFLOP each) no longer run on one core while the others wait. As with
-/// every split, the last bits of an element can depend on the count (OpenBLAS picks its kernels
-/// by block size), never on which thread runs a block. On two threads this made a warm `lst`
-/// run 3–22 % faster (README).
+/// a batch of tokens, 2.5–3.3 MFLOP each) no longer run on one core while the others wait. As
+/// with every split, the last bits of an element can depend on the count (OpenBLAS picks its
+/// kernels by block size), never on which thread runs a block. On two threads this made a warm
+/// `lst` run 3–22 % faster (README).
 func sgemmParts(flops: Int, threads: Int) -> Int {
   flops >= 4_000_000 ? threads : Swift.max(1, Swift.min(threads, flops / 500_000))
 }

@@ -245,8 +245,9 @@ struct SweepRunner {
   /// jobs (the last run of a sweep trains alone on its share); with twice as many threads as
   /// cores, whichever runs are left use them all. The oversubscription costs little: a pool's
   /// threads claim the chunks of a job as they get a core, so a descheduled thread's share
-  /// goes to one that runs, and nobody polls while the cores are oversubscribed (`WorkerPool`). Two jobs on any machine give each child every core, as `--jobs 1` does,
-  /// so their results are the same bits.
+  /// goes to one that runs, and nobody polls while the cores are oversubscribed (`WorkerPool`).
+  /// Two jobs on any machine give each child every core, as `--jobs 1` does, so their results
+  /// are the same bits.
   static func childThreads(sideBySide: Int) -> Int {
     min(Parallel.threadCount, max(1, 2 * Parallel.threadCount / max(sideBySide, 1)))
   }
