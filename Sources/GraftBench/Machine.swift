@@ -51,17 +51,21 @@ public struct CPUInfo: Codable, Equatable, Sendable {
     CPUInfo(cpuinfo: (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? "")
   }
 
-  /// Peak FP32 FLOPs per cycle and core (2 per fused multiply-add), from the vendor, family and
-  /// flags: AVX-512 with two 512-bit FMA pipes (Zen 5, Intel server cores) 64; AVX-512 on
-  /// 256-bit pipes (Zen 4, AMD family 25) 32; AVX2 + FMA 32; otherwise SSE's 4-wide multiply and
-  /// add, 8. A core with one AVX-512 FMA pipe (some Intel client parts) is counted at 64: its
-  /// fractions of peak then read low, which the README's note on machines says.
+  /// Peak FP32 FLOPs per cycle and core (2 per fused multiply-add) as the vendor, family, model
+  /// and flags describe the core: AVX-512 with two 512-bit FMA pipes (Zen 5, Intel server cores)
+  /// 64; AVX-512 on 256-bit pipes (Zen 4, AMD family 25) 32; AVX2 + FMA 32, except Zen and Zen+
+  /// (AMD family 23 below model 0x30), whose two FMA pipes are 128 bits wide, 16; otherwise SSE's
+  /// 4-wide multiply and add, 8. What a core really does can differ (one AVX-512 FMA pipe on
+  /// some Intel parts; a virtual machine that shows a generic model), so `graft bench` measures
+  /// it (`Machine.measuredFlopsPerCycle`) and uses this only where it cannot.
   public var fp32FlopsPerCycle: Int {
     let has = Set(flags)
     if has.contains("avx512f") {
       return vendor == "AuthenticAMD" && (family ?? 0) <= 25 ? 32 : 64
     }
-    if has.contains("avx2") && has.contains("fma") { return 32 }
+    if has.contains("avx2") && has.contains("fma") {
+      return vendor == "AuthenticAMD" && family == 23 && (model ?? 0) < 0x30 ? 16 : 32
+    }
     return 8
   }
 
@@ -77,7 +81,7 @@ public struct CPUInfo: Codable, Equatable, Sendable {
     switch family {
     case 26: return "Zen 5"
     case 25: return flags.contains("avx512f") ? "Zen 4" : "Zen 3"
-    case 23: return "Zen / Zen 2"
+    case 23: return (model ?? 0) < 0x30 ? "Zen / Zen+" : "Zen 2"
     default: return nil
     }
   }
@@ -92,8 +96,8 @@ public struct CPUInfo: Codable, Equatable, Sendable {
   }
 }
 
-/// What a benchmark ran on: the CPU, the threads, the clock measured during the run and the FP32
-/// (and BF16) peak that follows, and the OpenBLAS kernel.
+/// What a benchmark ran on: the CPU, the threads, the clock and the FP32 (and BF16) peak measured
+/// during the run, and the OpenBLAS kernel.
 public struct MachineReport: Codable, Sendable {
   /// The CPU.
   public var cpu: CPUInfo
@@ -101,12 +105,22 @@ public struct MachineReport: Codable, Sendable {
   public var threads: Int
   /// Clock measured during the run, GHz: the cycles each thread got per second of wall time
   /// (the mean of the measurements taken). On an idle machine it is the cores' clock; on a
-  /// shared one it is lower by the share the run got, as its GFLOP/s are, so the fraction of
-  /// peak stays a property of the code.
+  /// shared one it is lower by the share the run got.
   public var clockGHz: Double
-  /// threads × FP32 FLOPs per cycle × clock, GFLOP/s.
+  /// FP32 FLOPs per cycle and core: measured on this machine where it can be
+  /// (`Machine.measuredFlopsPerCycle`), else `CPUInfo.fp32FlopsPerCycle`.
+  public var fp32FlopsPerCycle: Int
+  /// Whether `fp32FlopsPerCycle` was measured rather than taken from the CPU's description.
+  public var flopsPerCycleMeasured: Bool
+  /// FP32 GFLOP/s each thread's fused multiply-adds ran at during the run, all threads at once
+  /// (`Machine.measureFMAGflops`, the mean of the measurements taken); nil where there is no
+  /// probe for the CPU.
+  public var fmaGflopsPerThread: Double?
+  /// The FP32 peak during the run, GFLOP/s: threads × `fmaGflopsPerThread` where measured (on a
+  /// shared machine lower by the share the run got, as its GFLOP/s are, so the fraction of peak
+  /// stays a property of the code), else threads × FP32 FLOPs per cycle × clock.
   public var fp32PeakGflops: Double
-  /// The same for BF16, where the CPU has it.
+  /// The same for BF16 (twice FP32's), where the CPU has it.
   public var bf16PeakGflops: Double?
   /// The OpenBLAS kernel in use.
   public var openblasKernel: String
@@ -114,34 +128,71 @@ public struct MachineReport: Codable, Sendable {
   enum CodingKeys: String, CodingKey {
     case cpu, threads
     case clockGHz = "clock_ghz"
+    case fp32FlopsPerCycle = "fp32_flops_per_cycle"
+    case flopsPerCycleMeasured = "flops_per_cycle_measured"
+    case fmaGflopsPerThread = "fma_gflops_per_thread"
     case fp32PeakGflops = "fp32_peak_gflops"
     case bf16PeakGflops = "bf16_peak_gflops"
     case openblasKernel = "openblas_kernel"
   }
 
-  /// The report for `cpu` at `clockGHz` on `threads` threads.
-  public init(cpu: CPUInfo, threads: Int, clockGHz: Double, openblasKernel: String) {
+  /// The report for `cpu` at `clockGHz` on `threads` threads: FP32 FLOPs per cycle and core
+  /// `measuredFlopsPerCycle` where given, else what `cpu` describes; the peak from
+  /// `fmaGflopsPerThread` where given, else from the FLOPs per cycle and the clock.
+  public init(
+    cpu: CPUInfo, threads: Int, clockGHz: Double, openblasKernel: String,
+    measuredFlopsPerCycle: Int? = nil, fmaGflopsPerThread: Double? = nil
+  ) {
     self.cpu = cpu
     self.threads = threads
     self.clockGHz = clockGHz
-    fp32PeakGflops = Double(threads * cpu.fp32FlopsPerCycle) * clockGHz
-    bf16PeakGflops = cpu.bf16FlopsPerCycle.map { Double(threads * $0) * clockGHz }
+    fp32FlopsPerCycle = measuredFlopsPerCycle ?? cpu.fp32FlopsPerCycle
+    flopsPerCycleMeasured = measuredFlopsPerCycle != nil
+    self.fmaGflopsPerThread = fmaGflopsPerThread
+    let peak = Double(threads) * (fmaGflopsPerThread ?? Double(fp32FlopsPerCycle) * clockGHz)
+    fp32PeakGflops = peak
+    bf16PeakGflops = cpu.bf16FlopsPerCycle == nil ? nil : 2 * peak
     self.openblasKernel = openblasKernel
   }
 
-  /// This machine now: the clock measured on every thread at once (`Machine.measureClockGHz`).
-  public static func measure() -> MachineReport {
-    MachineReport(
-      cpu: .current(), threads: Parallel.threadCount, clockGHz: Machine.measureClockGHz(),
-      openblasKernel: OpsBenchmark.openblasKernel)
+  /// Reads a report; one written before the FLOPs per cycle were recorded counts what its CPU
+  /// describes, as it did then.
+  public init(from decoder: any Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    cpu = try c.decode(CPUInfo.self, forKey: .cpu)
+    threads = try c.decode(Int.self, forKey: .threads)
+    clockGHz = try c.decode(Double.self, forKey: .clockGHz)
+    fp32FlopsPerCycle =
+      try c.decodeIfPresent(Int.self, forKey: .fp32FlopsPerCycle) ?? cpu.fp32FlopsPerCycle
+    flopsPerCycleMeasured =
+      try c.decodeIfPresent(Bool.self, forKey: .flopsPerCycleMeasured) ?? false
+    fmaGflopsPerThread = try c.decodeIfPresent(Double.self, forKey: .fmaGflopsPerThread)
+    fp32PeakGflops = try c.decode(Double.self, forKey: .fp32PeakGflops)
+    bf16PeakGflops = try c.decodeIfPresent(Double.self, forKey: .bf16PeakGflops)
+    openblasKernel = try c.decode(String.self, forKey: .openblasKernel)
   }
 
-  /// This report with the clock averaged with a later measurement (`graft bench` measures it
-  /// before and after the timed work, so a clock that drops under load shows).
+  /// This machine now: the clock and the FMA rate measured on every thread at once
+  /// (`Machine.measureClockGHz`, `Machine.measureFMAGflops`) and the FLOPs per cycle its cores
+  /// do (`Machine.measuredFlopsPerCycle`).
+  public static func measure() -> MachineReport {
+    _ = Machine.warmedUp
+    return MachineReport(
+      cpu: .current(), threads: Parallel.threadCount, clockGHz: Machine.measureClockGHz(),
+      openblasKernel: OpsBenchmark.openblasKernel,
+      measuredFlopsPerCycle: Machine.measuredFlopsPerCycle,
+      fmaGflopsPerThread: Machine.measureFMAGflops())
+  }
+
+  /// This report with the clock and FMA rate averaged with a later measurement (`graft bench`
+  /// measures them before and after the timed work, so a machine that slows under load shows).
   public func averaged(with later: MachineReport) -> MachineReport {
-    MachineReport(
+    let fma = fmaGflopsPerThread.flatMap { a in later.fmaGflopsPerThread.map { (a + $0) / 2 } }
+    return MachineReport(
       cpu: cpu, threads: threads, clockGHz: (clockGHz + later.clockGHz) / 2,
-      openblasKernel: openblasKernel)
+      openblasKernel: openblasKernel,
+      measuredFlopsPerCycle: flopsPerCycleMeasured ? fp32FlopsPerCycle : nil,
+      fmaGflopsPerThread: fma)
   }
 
   /// `gflops` as a fraction of the FP32 peak.
@@ -157,10 +208,18 @@ public struct MachineReport: Codable, Sendable {
   public var summary: String {
     let bf16 = bf16PeakGflops.map { String(format: ", BF16 %.0f", $0) } ?? ""
     let reported = cpu.reportedMHz.map { String(format: "; /proc/cpuinfo: %.2f", $0 / 1000) } ?? ""
+    var perCycle = fmaGflopsPerThread == nil ? "" : "FMAs measured on every thread; "
+    perCycle += "\(fp32FlopsPerCycle) FLOP/cycle/core"
+    if flopsPerCycleMeasured {
+      perCycle += " measured"
+      if fp32FlopsPerCycle != cpu.fp32FlopsPerCycle {
+        perCycle += ", \(cpu.fp32FlopsPerCycle) as the CPU describes itself"
+      }
+    }
     return "CPU: \(cpu.description), \(threads) threads at "
       + String(format: "%.2f GHz (measured during the run\(reported))\n", clockGHz)
       + "FP32 peak \(String(format: "%.0f", fp32PeakGflops)) GFLOP/s "
-      + "(\(cpu.fp32FlopsPerCycle) FLOP/cycle/core\(bf16)); OpenBLAS kernel \(openblasKernel)"
+      + "(\(perCycle)\(bf16)); OpenBLAS kernel \(openblasKernel)"
   }
 }
 
@@ -168,23 +227,96 @@ public struct MachineReport: Codable, Sendable {
 public enum Machine {
   /// The clock in GHz, measured on every thread at once (as a benchmark loads them): each runs
   /// a chain of dependent one-cycle additions (`graft_dependent_adds`) for about `seconds`, and
-  /// the cycles over the time gives its clock; the mean over threads.
+  /// the cycles over the time gives its clock; the mean over threads (see `onEveryThread`).
   public static func measureClockGHz(seconds: Double = 0.05) -> Double {
     // Calibrate the rounds on one short run so the timed runs last about `seconds`.
     let probe: UInt64 = 100_000
     let probeTime = time { graft_dependent_adds(probe) }
-    let rounds = UInt64(max(1e5, min(1e9, Double(probe) * seconds / max(probeTime, 1e-7))))
-    let threads = Parallel.threadCount
-    let clocks = UnsafeMutableBufferPointer<Double>.allocate(capacity: threads)
-    defer { clocks.deallocate() }
-    clocks.initialize(repeating: 0)
-    Parallel.forRange(threads, grain: 1) { range in
-      for t in range {
-        let s = time { graft_dependent_adds(rounds) }
-        clocks[t] = Double(rounds) * 16 / s / 1e9
+    let rounds = UInt64(
+      max(1e4, min(1e9, Double(probe) * seconds / 3 / max(probeTime, 1e-7))))
+    return onEveryThread {
+      Double(rounds) * 16 / time { graft_dependent_adds(rounds) } / 1e9
+    }
+  }
+
+  /// FP32 GFLOP/s of fused multiply-adds per thread, measured on every thread at once (as a
+  /// benchmark loads them): each runs `graft_fma_flops` for about `seconds`; the mean over
+  /// threads (see `onEveryThread`). Nil where the FMA probe does not run (no FMA, not x86-64).
+  public static func measureFMAGflops(seconds: Double = 0.05) -> Double? {
+    let probe: UInt64 = 4_000
+    var probeFlops: UInt64 = 0
+    let probeTime = time { probeFlops = graft_fma_flops(probe) }
+    guard probeFlops > 0 else { return nil }
+    let rounds = UInt64(max(1e3, min(1e9, Double(probe) * seconds / 3 / max(probeTime, 1e-7))))
+    let flops = Double(probeFlops) / Double(probe) * Double(rounds)
+    return onEveryThread { flops / time { _ = graft_fma_flops(rounds) } / 1e9 }
+  }
+
+  /// Every thread kept busy for about 0.1 s, once per process, before the first measurement:
+  /// a core that was idle can take tens of milliseconds to reach its clock (on the 2-core
+  /// development VM the first clock measured after a pause read 1.0 GHz on both threads, the
+  /// next 2.5).
+  static let warmedUp: Void = {
+    let rounds: UInt64 = 100_000
+    let start = DispatchTime.now().uptimeNanoseconds
+    while DispatchTime.now().uptimeNanoseconds - start < 100_000_000 {
+      Parallel.forRange(Parallel.threadCount, grain: 1) { range in
+        for _ in range { graft_dependent_adds(rounds) }
       }
     }
-    return clocks.reduce(0, +) / Double(threads)
+  }()
+
+  /// The mean over the pool's threads of `rate`, each thread running it at the same time, taken
+  /// three times; the highest of the three means. A thread the scheduler has not yet moved to
+  /// a core of its own (at a process's start two can share one for milliseconds) or a moment
+  /// of another process's load reads low; a machine shared for the whole run reads low in every
+  /// repetition, as the benchmark's own figures do.
+  private static func onEveryThread(_ rate: @escaping () -> Double) -> Double {
+    let threads = Parallel.threadCount
+    let rates = UnsafeMutableBufferPointer<Double>.allocate(capacity: threads)
+    defer { rates.deallocate() }
+    var best = 0.0
+    for _ in 0..<3 {
+      rates.initialize(repeating: 0)
+      Parallel.forRange(threads, grain: 1) { range in
+        for t in range { rates[t] = rate() }
+      }
+      best = max(best, rates.reduce(0, +) / Double(threads))
+    }
+    return best
+  }
+
+  /// FP32 FLOPs per cycle one core does, measured once per process (`probeFMA`, its rate over
+  /// its clock rounded to the nearest power of two: every core's FMA width × pipes is one, so a
+  /// clock that moved by a third between the two probes cannot change the answer). Nil where
+  /// there is no probe for the CPU (no FMA, not x86-64).
+  public static let measuredFlopsPerCycle: Int? = probeFMA().map {
+    nearestPowerOfTwo($0.gflops / $0.clockGHz)
+  }
+
+  /// One core's FP32 FMA rate (GFLOP/s) and clock (GHz): short runs of independent FMAs on the
+  /// widest vectors the CPU has (`graft_fma_flops`) alternate with short runs of the
+  /// dependent-addition chain, `samples` of each, and the fastest of each is kept: a run that
+  /// lost the core for a while is only ever slower. Nil where the FMA probe does not run.
+  static func probeFMA(samples: Int = 9) -> (gflops: Double, clockGHz: Double)? {
+    guard graft_fma_flops(1) > 0 else { return nil }
+    var (bestGflops, bestClock) = (0.0, 0.0)
+    for _ in 0..<samples {
+      // About 1 ms each on a 2-3 GHz core (an FMA round takes 12-24 cycles): short enough to
+      // fall between two interruptions.
+      var flops: UInt64 = 0
+      let fmaSeconds = time { flops = graft_fma_flops(60_000) }
+      bestGflops = max(bestGflops, Double(flops) / max(fmaSeconds, 1e-9) / 1e9)
+      let rounds: UInt64 = 150_000
+      let addSeconds = time { graft_dependent_adds(rounds) }
+      bestClock = max(bestClock, Double(rounds) * 16 / max(addSeconds, 1e-9) / 1e9)
+    }
+    return (bestGflops, bestClock)
+  }
+
+  /// 2ⁿ for the n nearest log₂ `x` (x > 0), at least 1.
+  static func nearestPowerOfTwo(_ x: Double) -> Int {
+    1 << Int(max(0, log2(x).rounded()))
   }
 
   private static func time(_ body: () -> Void) -> Double {

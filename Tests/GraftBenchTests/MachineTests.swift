@@ -1,3 +1,4 @@
+import GraftTensor
 import XCTest
 
 @testable import GraftBench
@@ -51,6 +52,18 @@ final class MachineTests: XCTestCase {
     XCTAssertNil(zen3.bf16FlopsPerCycle)
     XCTAssertEqual(zen3.generation, "Zen 3")
 
+    // Zen and Zen+ run AVX2 on two 128-bit FMA pipes; Zen 2 widened them to 256 bits.
+    let zen1 = CPUInfo(
+      cpuinfo: cpuinfo(
+        vendor: "AuthenticAMD", family: 23, model: 1, name: "AMD EPYC", flags: "fma avx2"))
+    XCTAssertEqual(zen1.fp32FlopsPerCycle, 16)
+    XCTAssertEqual(zen1.generation, "Zen / Zen+")
+    let zen2 = CPUInfo(
+      cpuinfo: cpuinfo(
+        vendor: "AuthenticAMD", family: 23, model: 49, name: "AMD EPYC 7B12", flags: "fma avx2"))
+    XCTAssertEqual(zen2.fp32FlopsPerCycle, 32)
+    XCTAssertEqual(zen2.generation, "Zen 2")
+
     let sapphire = CPUInfo(
       cpuinfo: cpuinfo(
         vendor: "GenuineIntel", family: 6, model: 143, name: "Intel Xeon Platinum 8481C",
@@ -82,6 +95,81 @@ final class MachineTests: XCTestCase {
     let later = MachineReport(cpu: zen4, threads: 2, clockGHz: 2, openblasKernel: "SkylakeX")
     XCTAssertEqual(report.averaged(with: later).clockGHz, 2.5, accuracy: 1e-12)
     XCTAssertTrue(report.summary.contains("FP32 peak 192 GFLOP/s"), report.summary)
+  }
+
+  /// A measured FLOPs-per-cycle figure replaces the CPU's own description in the peak (BF16's
+  /// too), the summary says both when they differ, and a report written before the figure was
+  /// recorded reads back with the description's.
+  func testMeasuredFlopsPerCycleSetsThePeak() throws {
+    let zen4 = CPUInfo(
+      cpuinfo: cpuinfo(
+        vendor: "AuthenticAMD", family: 25, model: 17, name: "AMD EPYC",
+        flags: "fma avx2 avx512f avx512_bf16"))
+    let report = MachineReport(
+      cpu: zen4, threads: 2, clockGHz: 3, openblasKernel: "Zen", measuredFlopsPerCycle: 16)
+    XCTAssertEqual(report.fp32FlopsPerCycle, 16)
+    XCTAssertEqual(report.fp32PeakGflops, 96, accuracy: 1e-9)
+    XCTAssertEqual(report.bf16PeakGflops ?? 0, 192, accuracy: 1e-9)
+    XCTAssertTrue(
+      report.summary.contains("(16 FLOP/cycle/core measured, 32 as the CPU describes itself"),
+      report.summary)
+    let later = MachineReport(
+      cpu: zen4, threads: 2, clockGHz: 2, openblasKernel: "Zen", measuredFlopsPerCycle: 16)
+    XCTAssertEqual(report.averaged(with: later).fp32PeakGflops, 80, accuracy: 1e-9)
+    XCTAssertTrue(report.averaged(with: later).flopsPerCycleMeasured)
+
+    let probed = MachineReport(
+      cpu: zen4, threads: 2, clockGHz: 3, openblasKernel: "Zen", measuredFlopsPerCycle: 16,
+      fmaGflopsPerThread: 40)
+    XCTAssertEqual(probed.fp32PeakGflops, 80, accuracy: 1e-9, "the FMA rate, not the clock")
+    XCTAssertEqual(probed.bf16PeakGflops ?? 0, 160, accuracy: 1e-9)
+    XCTAssertTrue(
+      probed.summary.contains("(FMAs measured on every thread; 16 FLOP/cycle/core measured"),
+      probed.summary)
+    let slower = MachineReport(
+      cpu: zen4, threads: 2, clockGHz: 3, openblasKernel: "Zen", measuredFlopsPerCycle: 16,
+      fmaGflopsPerThread: 30)
+    XCTAssertEqual(probed.averaged(with: slower).fp32PeakGflops, 70, accuracy: 1e-9)
+
+    let same = MachineReport(
+      cpu: zen4, threads: 2, clockGHz: 3, openblasKernel: "Zen", measuredFlopsPerCycle: 32)
+    XCTAssertTrue(same.summary.contains("(32 FLOP/cycle/core measured, BF16 384)"), same.summary)
+
+    var json = try XCTUnwrap(
+      JSONSerialization.jsonObject(with: JSONEncoder().encode(report)) as? [String: Any])
+    XCTAssertEqual(json["fp32_flops_per_cycle"] as? Int, 16)
+    json["fp32_flops_per_cycle"] = nil
+    json["flops_per_cycle_measured"] = nil
+    let old = try JSONDecoder().decode(
+      MachineReport.self, from: JSONSerialization.data(withJSONObject: json))
+    XCTAssertEqual(old.fp32FlopsPerCycle, 32)
+    XCTAssertFalse(old.flopsPerCycleMeasured)
+    XCTAssertEqual(old.fp32PeakGflops, 96, accuracy: 1e-9, "the peak as it was written")
+  }
+
+  func testNearestPowerOfTwo() {
+    XCTAssertEqual(Machine.nearestPowerOfTwo(15.8), 16)
+    XCTAssertEqual(Machine.nearestPowerOfTwo(12.9), 16)
+    XCTAssertEqual(Machine.nearestPowerOfTwo(11), 8)
+    XCTAssertEqual(Machine.nearestPowerOfTwo(45), 32)
+    XCTAssertEqual(Machine.nearestPowerOfTwo(46), 64)
+    XCTAssertEqual(Machine.nearestPowerOfTwo(0.3), 1)
+  }
+
+  /// The FMA probe measures what the cores do: a power of two per cycle, and a GEMM on every
+  /// thread never runs faster than the probe's rate times the threads (had the probe counted
+  /// half its FMAs, OpenBLAS's sgemm, near the peak on any kernel it picks, would beat it).
+  func testFMAProbeBoundsTheGEMM() throws {
+    guard let probe = Machine.probeFMA() else {
+      throw XCTSkip("no FMA probe for this CPU (no FMA, or not x86-64)")
+    }
+    let perCycle = Machine.nearestPowerOfTwo(probe.gflops / probe.clockGHz)
+    XCTAssertTrue([8, 16, 32, 64].contains(perCycle), "\(probe)")
+    XCTAssertEqual(Machine.measuredFlopsPerCycle.map { [8, 16, 32, 64].contains($0) }, true)
+    let gemm = OpsBenchmark.linearLayerGflops(m: 1024, n: 1024, k: 1024)
+    XCTAssertLessThan(gemm, 1.1 * probe.gflops * Double(Parallel.threadCount), "\(probe)")
+    let perThread = try XCTUnwrap(Machine.measureFMAGflops(seconds: 0.01))
+    XCTAssertLessThan(perThread, 1.1 * probe.gflops, "all threads at once, not faster than one")
   }
 
   /// The dependent-addition chain measures a clock a CPU can have (and the machine's own CPU

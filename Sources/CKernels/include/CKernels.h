@@ -36,6 +36,13 @@ int graft_kernels_level(void);
 /// (`graft bench` reports the clock it measured during the run).
 void graft_dependent_adds(uint64_t rounds);
 
+/// Runs `rounds` rounds of 24 fused multiply-adds into 12 independent accumulators on the
+/// widest float vectors this CPU runs (AVX-512: 16 lanes; AVX2 + FMA: 8), enough in flight to
+/// fill every FMA pipe of any current core, and returns the FLOPs done (2 per lane and FMA);
+/// 0 where there is no FMA or the machine is not x86-64, so nothing ran. Timed against
+/// `graft_dependent_adds`, it measures the FP32 FLOPs a core does per cycle.
+uint64_t graft_fma_flops(uint64_t rounds);
+
 /// Whether recording (autograd) is off in the calling thread: a C11 thread-local flag, 0 in
 /// every new thread. GradMode keeps its state here rather than in a pthread key: a key's slot
 /// is shared with whatever else the process loaded, and with FFmpeg's dependency tree linked
