@@ -7,8 +7,39 @@ import CBLAS
 // `sched_yield` for tens of milliseconds after every GEMM, stealing the cores from the
 // elementwise ops that follow; with one pool there is never more than one thread per core.
 
-/// Makes OpenBLAS single-threaded, once, before the first GEMM.
-let blasSingleThreaded: Void = { openblas_set_num_threads(1) }()
+/// Makes OpenBLAS single-threaded, once, before the first GEMM, and runs `openBLASWarmUp`.
+let blasSingleThreaded: Void = {
+  openblas_set_num_threads(1)
+  openBLASWarmUp()
+}()
+
+/// One 384 × 384 × 16 product into scratch (2.4 MFLOP, about 0.1 ms, once per process).
+///
+/// On the 2-core AVX2 EPYC (Debian's OpenBLAS 0.3.21, its `Zen` kernel) a product with a long
+/// inner dimension and a narrow output, Aᵀ·B as in the weight gradient of a narrow layer over a
+/// batch of tokens (64 × 128 or 16 × 128 over 1,600 tokens: UniPT's Down layers, LST's ladders),
+/// ran at 10–12 GFLOP/s, a third of the kernel's 31–36, until the process had run one product
+/// at least about 336 × 336 wide with an inner dimension of at least 16 (in any thread); after
+/// it, at 29–36, every shape measured, for the rest of the process. The cause is inside
+/// OpenBLAS and was not found: it is not the first touch of its packing buffer (small products
+/// run first stay slow), the clock or the caches (spinning and large memsets do not help). A
+/// process that starts with a ViT's own products is fast anyway; one that trains a small head
+/// on cached features was not. The product changes no result: each later product is computed
+/// as before, only faster (README, "Faster heads").
+func openBLASWarmUp() {
+  let (side, depth) = (384, 16)
+  let a = UnsafeMutablePointer<Float>.allocate(capacity: side * depth)
+  let b = UnsafeMutablePointer<Float>.allocate(capacity: side * depth)
+  let c = UnsafeMutablePointer<Float>.allocate(capacity: side * side)
+  defer {
+    a.deallocate()
+    b.deallocate()
+    c.deallocate()
+  }
+  a.initialize(repeating: 0, count: side * depth)
+  b.initialize(repeating: 0, count: side * depth)
+  sgemmBlock(a, true, side, b, false, side, c, side, m: side, n: side, k: depth, beta: 0)
+}
 
 /// C[m,n] = op(A)·op(B) (+ beta·C) for row-major contiguous operands, split across the pool's
 /// threads when it is large enough to pay for it.
