@@ -28,17 +28,16 @@ let blasSingleThreaded: Void = {
 /// as before, only faster (README, "Faster heads").
 func openBLASWarmUp() {
   let (side, depth) = (384, 16)
-  let a = UnsafeMutablePointer<Float>.allocate(capacity: side * depth)
-  let b = UnsafeMutablePointer<Float>.allocate(capacity: side * depth)
+  // Both operands are the same zero [16, 384] matrix: only the shape matters.
+  let operand = UnsafeMutablePointer<Float>.allocate(capacity: side * depth)
   let c = UnsafeMutablePointer<Float>.allocate(capacity: side * side)
   defer {
-    a.deallocate()
-    b.deallocate()
+    operand.deallocate()
     c.deallocate()
   }
-  a.initialize(repeating: 0, count: side * depth)
-  b.initialize(repeating: 0, count: side * depth)
-  sgemmBlock(a, true, side, b, false, side, c, side, m: side, n: side, k: depth, beta: 0)
+  operand.initialize(repeating: 0, count: side * depth)
+  sgemmBlock(
+    operand, true, side, operand, false, side, c, side, m: side, n: side, k: depth, beta: 0)
 }
 
 /// C[m,n] = op(A)·op(B) (+ beta·C) for row-major contiguous operands, split across the pool's
