@@ -245,7 +245,14 @@ INLINE void softmaxRow(const float *x, float *y, ptrdiff_t n, int log, const flo
     m0 = a > m0 ? a : m0;
   }
   if (i < n) {
-    loadPartial(&a, x + i, n - i, -INFINITY);
+    // A row of at least 16 ends on a full vector that overlaps the last one (the max does not
+    // mind seeing an element twice); a partial vector assembled on the stack would stall its
+    // load for the stores to arrive, once per row, which costs more than a 50-wide row's max.
+    if (n >= 16) {
+      a = LOAD(x + n - 16);
+    } else {
+      loadPartial(&a, x + i, n - i, -INFINITY);
+    }
     m1 = a > m1 ? a : m1;
   }
   m0 = m1 > m0 ? m1 : m0;
@@ -278,7 +285,24 @@ INLINE void softmaxRow(const float *x, float *y, ptrdiff_t n, int log, const flo
     if (!log) STORE(e + i, a);
     s0 += a;
   }
-  if (i < n) {
+  if (i < n && n >= 16) {
+    // The last 16 elements, overlapping the previous vector: only the new lanes, the last
+    // n − i, join the sum. The overlap's exponentials are stored again (the same bits) unless
+    // the row is long and in place, where the overlap no longer holds logits: then only the
+    // new lanes are copied out.
+    const v16u lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    const ptrdiff_t fresh = n - i;
+    a = LOAD(x + n - 16) - m;
+    expNonPositive16(&a);
+    if (!log && e == x) {
+      float t[16];
+      STORE(t, a);
+      memcpy(e + i, t + 16 - fresh, (size_t)fresh * sizeof(float));
+    } else if (!log) {
+      STORE(e + n - 16, a);
+    }
+    s1 += lane >= (v16u)(unsigned)(16 - fresh) ? a : (v16f)0;
+  } else if (i < n) {
     // Padding lanes hold −inf, whose exponential is 0 and adds nothing to the sum.
     loadPartial(&a, x + i, n - i, -INFINITY);
     a -= m;
@@ -298,7 +322,11 @@ INLINE void softmaxRow(const float *x, float *y, ptrdiff_t n, int log, const flo
     float inv = 1 / total;
     i = 0;
     for (; i + 16 <= n; i += 16) STORE(y + i, LOAD(e + i) * inv);
-    for (; i < n; i++) y[i] = e[i] * inv;
+    if (i < n && n >= 16 && e != y) {
+      STORE(y + n - 16, LOAD(e + n - 16) * inv);  // the overlap gets the same values again
+    } else {
+      for (; i < n; i++) y[i] = e[i] * inv;
+    }
   }
 }
 

@@ -1,5 +1,6 @@
 import CBLAS
 import CDNNLShim
+import CKernels
 
 // Scaled dot-product attention, softmax(q·kᵀ·scale)·v, as one op with a hand-written backward.
 //
@@ -57,17 +58,12 @@ private func gemm(
   sgemmBlock(a, transA, lda, b, transB, ldb, c, ldc, m: m, n: n, k: k, alpha: alpha, beta: 0)
 }
 
-/// In-place softmax of `rows` contiguous rows of `n` (already scaled) logits.
+/// In-place softmax of `rows` contiguous rows of `n` (already scaled) logits, on the vector
+/// kernel the `softmax` op uses: with heads 4 or 8 wide, as in LST's side network, the
+/// exponentials cost more than the two products around them.
 @inline(__always)
 private func softmaxRows(_ s: UnsafeMutablePointer<Float>, rows: Int, n: Int) {
-  for r in 0..<rows {
-    let row = s + r * n
-    var m = simdMax(row, n)
-    if m == -.infinity { m = 0 }
-    for j in 0..<n { row[j] = fastExp(row[j] - m) }
-    let inv = 1 / simdSum(row, n)
-    for j in 0..<n { row[j] *= inv }
-  }
+  graft_softmax_rows(s, s, rows, n, 0)
 }
 
 /// q, k and v rounded to BF16 and laid out as the FP32 operands, for attention whose two

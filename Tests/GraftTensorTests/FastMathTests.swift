@@ -217,6 +217,27 @@ final class FastMathTests: XCTestCase {
     }
   }
 
+  /// Attention runs the row kernel in place, and in place must give the bits it gives into a
+  /// separate buffer. Rows of 16 or more end on a vector that overlaps the one before it; a row
+  /// longer than the kernel's stack buffer keeps its exponentials in y, which is x here, so its
+  /// overlap holds exponentials, not logits, by the time the last vector is read.
+  func testSoftmaxRowKernelInPlaceMatchesOutOfPlace() {
+    var rng = RandomGenerator(seed: 23)
+    for n in [1, 5, 16, 17, 31, 50, 197, 4100, 4111] {
+      let x = (0..<(2 * n)).map { _ in 6 * rng.nextNormal() }
+      for log in [false, true] {
+        var separate = [Float](repeating: .nan, count: x.count)
+        graft_softmax_rows(x, &separate, 2, n, log ? 1 : 0)
+        var inPlace = x
+        inPlace.withUnsafeMutableBufferPointer {
+          graft_softmax_rows($0.baseAddress!, $0.baseAddress!, 2, n, log ? 1 : 0)
+        }
+        let differing = zip(inPlace, separate).filter { $0.bitPattern != $1.bitPattern }.count
+        XCTAssertEqual(differing, 0, "n=\(n) log=\(log): elements with other bits")
+      }
+    }
+  }
+
   func testSoftmaxRowKernelSpecialValues() {
     let n = 20
     var x = [Float](repeating: 0, count: 3 * n)
