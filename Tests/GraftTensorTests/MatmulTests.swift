@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import XCTest
 
@@ -113,6 +114,41 @@ final class MatmulTests: XCTestCase {
         })
     }
     XCTAssertGreaterThan(pieces / whole, 0.6, "one call \(whole) s, in pieces \(pieces) s")
+  }
+
+  /// `graft_small_sgemm` (attention heads ≤ 16 wide): every element is alpha times one chain of
+  /// fused multiply-adds in order of the inner index, so it equals that chain to the bit on any
+  /// instruction set, for every transpose and for widths on both sides of each vector width;
+  /// it reads rows through the leading dimensions and writes nothing past column n.
+  func testSmallProductKernelIsOneMultiplyAddChainPerElement() {
+    var rng = RandomGenerator(seed: 31)
+    for (m, n, k) in [
+      (1, 1, 1), (7, 3, 5), (50, 4, 50), (50, 50, 4), (9, 8, 16), (13, 9, 3),
+      (6, 16, 7), (5, 17, 2), (50, 50, 16), (3, 5, 0),
+    ] {
+      for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+        let (lda, ldb, ldc) = ((ta ? m : k) + 3, (tb ? k : n) + 2, n + 5)
+        let a = (0..<((ta ? k : m) * lda)).map { _ in rng.nextNormal() }
+        let b = (0..<((tb ? n : k) * ldb)).map { _ in rng.nextNormal() }
+        var c = [Float](repeating: 42, count: m * ldc)
+        let alpha: Float = 0.375
+        graft_small_sgemm(ta ? 1 : 0, tb ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, &c, ldc)
+        var wrong = 0
+        for i in 0..<m {
+          for j in 0..<n {
+            var chain: Float = 0
+            for p in 0..<k {
+              let av = ta ? a[p * lda + i] : a[i * lda + p]
+              let bv = tb ? b[j * ldb + p] : b[p * ldb + j]
+              chain = chain.addingProduct(av, bv)
+            }
+            if c[i * ldc + j].bitPattern != (chain * alpha).bitPattern { wrong += 1 }
+          }
+          XCTAssertTrue(c[(i * ldc + n)..<(i * ldc + ldc)].allSatisfy { $0 == 42 })
+        }
+        XCTAssertEqual(wrong, 0, "m \(m) n \(n) k \(k) transA \(ta) transB \(tb)")
+      }
+    }
   }
 
   func testDegenerateEmptyOutput() {

@@ -26,6 +26,18 @@ void graft_exp(const float *x, float *y, ptrdiff_t n);
 /// max-subtracted; a NaN anywhere in a row makes the whole output row NaN (as PyTorch).
 void graft_softmax_rows(const float *x, float *y, ptrdiff_t rows, ptrdiff_t n, int log);
 
+/// Floats of op(B) `graft_small_sgemm` can hold: k · n, n rounded up to 4, 8 or a multiple of
+/// 16, must not exceed it (32 KiB, on the stack).
+#define GRAFT_SMALL_SGEMM_PACK 8192
+
+/// C[m, n] = alpha · op(A) · op(B) for small matrices (no beta: C is overwritten), row-major with
+/// leading dimensions as BLAS; op transposes when `transA` / `transB` is non-zero. Each element
+/// is one chain of fused multiply-adds in order of the inner index, so every instruction set
+/// gives the same bits. Requires k · round(n) ≤ GRAFT_SMALL_SGEMM_PACK (see above).
+void graft_small_sgemm(int transA, int transB, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha,
+                       const float *a, ptrdiff_t lda, const float *b, ptrdiff_t ldb, float *c,
+                       ptrdiff_t ldc);
+
 /// The instruction set level the kernels run with on this CPU: 4 (x86-64-v4, AVX-512),
 /// 3 (x86-64-v3, AVX2 + FMA), or 0 (the portable build: baseline x86-64 or another
 /// architecture).
