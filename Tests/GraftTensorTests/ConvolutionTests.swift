@@ -291,21 +291,25 @@ final class ConvolutionTests: XCTestCase {
     XCTAssertFalse(geometry(6, groups: 6).usesDirect, "depthwise has its own loop")
 
     var rng = RandomGenerator(seed: 21)
-    let x = Tensor.randn([4, 3, 37, 41], generator: &rng)
-    let w = Tensor.randn([3, 3, 3, 3], generator: &rng)
-    let gy = Tensor.randn([4, 3, 18, 20], generator: &rng)
-    var results: [[[Float]]] = []
-    forEachPath { _ in
-      let (xi, wi) = (x.detached().requiringGrad(), w.detached().requiringGrad())
-      let y = xi.conv2d(weight: wi, stride: (2, 2))
-      y.backward(gy)
-      results.append([y.scalars, xi.grad!.scalars, wi.grad!.scalars])
-    }
-    for (part, name) in ["output", "input gradient", "weight gradient"].enumerated() {
-      let (direct, gemm) = (results[0][part], results[1][part])
-      let scale = gemm.map(abs).max()!
-      let err = zip(direct, gemm).map { abs($0 - $1) }.max()!
-      XCTAssertLessThan(err, 1e-5 * scale, name)
+    // Output rows 20 wide (three 8-float chunks) and 71 wide (nine: the weight gradient's
+    // four-accumulator loop, then its two- and one-chunk steps and the masked tail).
+    for (h, w, ho, wo) in [(37, 41, 18, 20), (29, 143, 14, 71)] {
+      let x = Tensor.randn([4, 3, h, w], generator: &rng)
+      let weight = Tensor.randn([3, 3, 3, 3], generator: &rng)
+      let gy = Tensor.randn([4, 3, ho, wo], generator: &rng)
+      var results: [[[Float]]] = []
+      forEachPath { _ in
+        let (xi, wi) = (x.detached().requiringGrad(), weight.detached().requiringGrad())
+        let y = xi.conv2d(weight: wi, stride: (2, 2))
+        y.backward(gy)
+        results.append([y.scalars, xi.grad!.scalars, wi.grad!.scalars])
+      }
+      for (part, name) in ["output", "input gradient", "weight gradient"].enumerated() {
+        let (direct, gemm) = (results[0][part], results[1][part])
+        let scale = gemm.map(abs).max()!
+        let err = zip(direct, gemm).map { abs($0 - $1) }.max()!
+        XCTAssertLessThan(err, 1e-5 * scale, "\(name), output \(ho) × \(wo)")
+      }
     }
   }
 
