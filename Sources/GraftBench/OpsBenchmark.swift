@@ -1,4 +1,5 @@
 import CBLAS
+import CKernels
 import Foundation
 import GraftTasks
 
@@ -116,12 +117,17 @@ public enum OpsBenchmark {
     public var sgemm: [GemmRow]
     /// The non-GEMM ops, forward and backward.
     public var ops: [OpRow]
+    /// Attention's per-head products for heads at most 16 wide, one call on one thread:
+    /// `graft_small_sgemm` (graft) against `cblas_sgemm` (cblas), both as attention calls them.
+    /// Absent in reports from before they were measured.
+    public var headProducts: [GemmRow]?
     /// The CPU, its clock during the run and its peak.
     public var machine: MachineReport?
 
     enum CodingKeys: String, CodingKey {
       case openblasKernel = "openblas_kernel"
       case openblasConfig = "openblas_config"
+      case headProducts = "head_products"
       case threads, sgemm, ops, machine
     }
   }
@@ -238,9 +244,60 @@ public enum OpsBenchmark {
           op: "add", pass: "backward", bytes: size, gbps: Double(size) / bwd / 1e9,
           copyGbps: copyGbps))
     }
+    log("head products")
+    let heads = headProducts(repeats: repeats)
     return Report(
       openblasKernel: openblasKernel, openblasConfig: String(cString: openblas_get_config()),
-      threads: Parallel.threadCount, sgemm: gemm, ops: ops,
+      threads: Parallel.threadCount, sgemm: gemm, ops: ops, headProducts: heads,
       machine: machineBefore.averaged(with: .measure()))
+  }
+
+  /// The per-head products of attention with narrow heads, as `Attention.swift` issues them
+  /// (labels: the problem, then the product; `ᵀ` marks a transposed operand), each timed as a
+  /// batch of calls on this thread: LST's side attention on the bundled backbone (4 heads 4 wide
+  /// over 50 tokens; q, k, v read in place from the fused [50, 48] projection) and heads 8 and
+  /// 16 wide. The anchor is single-threaded OpenBLAS, which attention called before.
+  public static func headProducts(repeats: Int) -> [GemmRow] {
+    // label, transA, transB, m, n, k, lda, ldb
+    let shapes: [(String, Bool, Bool, Int, Int, Int, Int, Int)] = [
+      ("h4 q·kᵀ", false, true, 50, 50, 4, 48, 48),
+      ("h4 P·v", false, false, 50, 4, 50, 50, 48),
+      ("h4 Pᵀ·dO", true, false, 50, 4, 50, 50, 16),
+      ("h8 q·kᵀ", false, true, 197, 197, 8, 96, 96),
+      ("h8 P·v", false, false, 197, 8, 197, 197, 96),
+      ("h16 P·v", false, false, 50, 16, 50, 50, 192),
+    ]
+    var rng = RandomGenerator(seed: 2)
+    let a = Tensor.rand([1 << 16], generator: &rng)
+    let b = Tensor.rand([1 << 16], generator: &rng)
+    let c = Tensor(shape: [1 << 16], zeroed: false)
+    // OpenBLAS as attention runs it: one thread, warmed up by a product through the tensor API.
+    _ = Tensor.zeros([384, 16]).matmul(Tensor.zeros([16, 384]))
+    openblas_set_num_threads(1)
+    var rows: [GemmRow] = []
+    for (label, ta, tb, m, n, k, lda, ldb) in shapes {
+      let flop = 2.0 * Double(m) * Double(n) * Double(k)
+      // About a millisecond of work per timing, so the timer's resolution does not count.
+      let calls = Swift.max(1, Int(20e6 / flop))
+      let blas = medianSeconds(repeats) {
+        for _ in 0..<calls {
+          cblas_sgemm(
+            CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+            Int32(m), Int32(n), Int32(k), 0.5, a.pointer, Int32(lda), b.pointer, Int32(ldb), 0,
+            c.pointer, Int32(n))
+        }
+      }
+      let small = medianSeconds(repeats) {
+        for _ in 0..<calls {
+          graft_small_sgemm(
+            ta ? 1 : 0, tb ? 1 : 0, m, n, k, 0.5, a.pointer, lda, b.pointer, ldb, c.pointer, n)
+        }
+      }
+      rows.append(
+        GemmRow(
+          label: label, m: m, n: n, k: k, graftGflops: flop * Double(calls) / small / 1e9,
+          cblasGflops: flop * Double(calls) / blas / 1e9))
+    }
+    return rows
   }
 }

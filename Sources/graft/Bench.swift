@@ -51,6 +51,16 @@ struct BenchOps: ParsableCommand {
           + pad(
             report.machine.map { fmt($0.fractionOfPeak(r.graftGflops), 2) } ?? "-", 8, right: true))
     }
+    if let heads = report.headProducts {
+      print(
+        "\nhead product     m      n      k   graft GFLOP/s   cblas GFLOP/s   ratio (one thread)")
+      for r in heads {
+        print(
+          pad(r.label, 11) + pad("\(r.m)", 4, right: true) + pad("\(r.n)", 7, right: true)
+            + pad("\(r.k)", 7, right: true) + pad(fmt(r.graftGflops, 1), 16, right: true)
+            + pad(fmt(r.cblasGflops, 1), 16, right: true) + pad(fmt(r.ratio, 3), 9, right: true))
+      }
+    }
     print("\nop [12608, 384]  pass        GB/s   copy GB/s   ratio (forward ≥ 0.5)")
     for r in report.ops {
       print(
