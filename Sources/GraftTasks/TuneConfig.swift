@@ -154,8 +154,9 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
   public var detLR: Float = 0
 
   /// Keys that change a run's memory and time but not its results, which a resumed run may
-  /// change (a run that ran out of memory resumes with `train.recompute=all`).
-  public static let resultNeutralKeys: Set<String> = ["train.recompute"]
+  /// change (a run that ran out of memory resumes with `train.recompute=all`, or an `lst` /
+  /// `unipt` run with `method.keep_mib=0`).
+  public static let resultNeutralKeys: Set<String> = ["train.recompute", "method.keep_mib"]
 
   /// The settings by which this configuration differs from `recorded` (a run's), leaving out
   /// `resultNeutralKeys`: empty when it may resume that run. Compared as settings, not text, so

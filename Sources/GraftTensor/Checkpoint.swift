@@ -26,6 +26,14 @@ extension Tensor {
       && (inputs.contains(where: \.requiresGrad) || parameters.contains(where: \.requiresGrad))
     guard needsGradient else { return body(inputs) }
     let outputs = GradMode.withNoGrad { body(inputs) }
+    return checkpoint(inputs, parameters: parameters, computed: outputs, body)
+  }
+
+  /// The checkpoint node over `outputs`, the values `body` gave on `inputs` without recording.
+  private static func checkpoint(
+    _ inputs: [Tensor], parameters: [Tensor], computed outputs: [Tensor],
+    _ body: @escaping ([Tensor]) -> [Tensor]
+  ) -> [Tensor] {
     precondition(!outputs.isEmpty, "checkpoint: the body returned no tensor")
     let shapes = outputs.map(\.shape)
     // A single node for all outputs: they are laid end to end in one flat tensor, and each
@@ -62,10 +70,56 @@ extension Tensor {
     }
   }
 
+  /// `checkpoint`, except that while `budget` lasts the piece is kept as recorded instead.
+  ///
+  /// The piece runs once with recording on; when what its new nodes saved (by the tape's own
+  /// count, `TapeStats.savedBytes`) fits in what is left of `budget`, the recorded graph stays
+  /// and the bytes are taken from the budget, so backward does not run the piece again. The
+  /// first piece that does not fit empties the budget, its recording is dropped and it, like
+  /// every later piece, becomes a checkpoint node holding only its inputs (the values computed
+  /// are the same, so nothing is computed twice in the forward pass). A side network whose
+  /// layers keep little at this batch size then trains without recomputation, and one that
+  /// keeps much recomputes all but its first layers; gradients are the same bit for bit either
+  /// way (a recomputation repeats the forward pass's own ops on the same tensors).
+  public static func checkpoint(
+    _ inputs: [Tensor], parameters: [Tensor] = [], budget: CheckpointBudget,
+    _ body: @escaping ([Tensor]) -> [Tensor]
+  ) -> [Tensor] {
+    let needsGradient =
+      GradMode.enabled
+      && (inputs.contains(where: \.requiresGrad) || parameters.contains(where: \.requiresGrad))
+    guard needsGradient, budget.remaining > 0 else {
+      return checkpoint(inputs, parameters: parameters, body)
+    }
+    let before = TapeStats.savedBytes
+    let recorded = body(inputs)
+    let kept = TapeStats.savedBytes - before
+    if kept <= budget.remaining {
+      budget.remaining -= kept
+      return recorded
+    }
+    budget.remaining = 0
+    // Detached copies of the values drop the recorded graph; the checkpoint node recomputes
+    // the piece in backward as the plain `checkpoint` does.
+    let values = recorded.map { $0.detached() }
+    return checkpoint(inputs, parameters: parameters, computed: values, body)
+  }
+
   /// `checkpoint` for a body of one input and one output.
   public static func checkpoint(
     _ input: Tensor, parameters: [Tensor] = [], _ body: @escaping (Tensor) -> Tensor
   ) -> Tensor {
     checkpoint([input], parameters: parameters) { [body($0[0])] }[0]
   }
+}
+
+/// What a forward pass may keep of the pieces it passes to
+/// `Tensor.checkpoint(_:parameters:budget:_:)`, in bytes; one per forward pass, shared by its
+/// pieces in order.
+public final class CheckpointBudget {
+  /// Bytes not yet taken.
+  public fileprivate(set) var remaining: Int
+
+  /// A budget of `bytes` (0: every piece is checkpointed).
+  public init(bytes: Int) { remaining = Swift.max(0, bytes) }
 }

@@ -122,6 +122,9 @@ public final class LadderSideTuning: TuningMethod {
     public var gateAlpha: Float = 0
     /// Gate temperature T.
     public var gateT: Float = 0.1
+    /// MiB of side-block activations a training step keeps, block by block, before the rest
+    /// are recomputed in backward (`Tensor.checkpoint(_:parameters:budget:_:)`).
+    public var keepMiB = defaultKeepMiB
 
     /// The defaults.
     public init() {}
@@ -136,6 +139,10 @@ public final class LadderSideTuning: TuningMethod {
       ConfigOption("gate_alpha", \.gateAlpha, "initial gate parameter α (μ = sigmoid(α / T))"),
       ConfigOption(
         "gate_T", \.gateT, "gate temperature T", expectation: "a number > 0", valid: { $0 > 0 }),
+      .int(
+        "keep_mib", \.keepMiB, in: 0...1_048_576,
+        "MiB of side activations a step keeps, block by block, before recomputing the rest in "
+          + "backward (0: recompute every block)"),
     ]
     /// AdamW, lr 3e-3, wd 0.01, warm-up 1, 20 epochs (`TuneConfig.epochs` gives the evidence).
     public static let recipe = Recipe(
@@ -160,6 +167,8 @@ public final class LadderSideTuning: TuningMethod {
   public let sideWidth: Int
   /// Gate temperature T.
   public let gateT: Float
+  /// Bytes of side-block activations a training step keeps before recomputing (`keep_mib`).
+  public let keepBytes: Int
   /// Whether the side blocks were pruned from the backbone (else random).
   public let pruned: Bool
   /// What pruning kept (nil for random init).
@@ -200,6 +209,7 @@ public final class LadderSideTuning: TuningMethod {
     sideLayers = layers
     sideWidth = w
     gateT = config.gateT
+    keepBytes = config.keepMiB << 20
     pruned = config.initialization == .prune
 
     let head = TuningMethod.timmHead(backbone.featureWidth, classes, generator: &generator)
@@ -282,16 +292,18 @@ public final class LadderSideTuning: TuningMethod {
     precondition(
       output.hiddenStates.count == backbone.depth, "lst needs every block's output")
     var h = sideFirstDownsample(x0)
+    let budget = CheckpointBudget(bytes: keepBytes)
     for i in sideLayers {
       let (ladder, alpha, block) = (sideDownsamples[i]!, sideGateParams[i]!, sideBlock(i))
       // The ladder reads a frozen backbone state, so it runs once, outside the checkpoint: it
       // keeps only its d-wide output (its input is the state, alive anyway), and backward does
       // not redo the side network's widest product (D → d).
       let down = ladder(output.hiddenStates[i])
-      // Gate and side block are recomputed in backward (activation checkpointing): the step
-      // keeps only h and the ladder's output, not the block's [B, N, ·] activations.
+      // Gate and side block are kept as recorded while `keep_mib` lasts, then recomputed in
+      // backward (activation checkpointing): such a step keeps only h and the ladder's output,
+      // not the block's [B, N, ·] activations.
       h =
-        Tensor.checkpoint([h, down], parameters: [alpha] + block.parameters()) {
+        Tensor.checkpoint([h, down], parameters: [alpha] + block.parameters(), budget: budget) {
           [unowned self] inputs in
           [block.callAsFunction(self.mix(inputs[0], inputs[1], self.gate(alpha)))]
         }[0]

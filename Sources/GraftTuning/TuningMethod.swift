@@ -32,6 +32,11 @@ public struct BackboneReads: OptionSet, Hashable, Sendable {
   public static let hiddenStates = BackboneReads(rawValue: 8)
 }
 
+/// The default `keep_mib` of the side methods (`lst`, `unipt`): MiB of their layers'
+/// activations a training step keeps before the remaining layers are recomputed in backward
+/// (`Tensor.checkpoint(_:parameters:budget:_:)`).
+public let defaultKeepMiB = 32
+
 /// A small trainable part attached to a frozen backbone.
 ///
 /// Subclasses register their own tensors (and the classifier `head`) in their initialiser,

@@ -47,13 +47,20 @@ public final class UniPT: TuningMethod {
   public struct Config: MethodConfig {
     /// Width of the parallel network, m = D / reduction.
     public var reduction = 2
+    /// MiB of per-layer activations (the interactions) a training step keeps, layer by layer,
+    /// before the rest are recomputed in backward (`Tensor.checkpoint(_:parameters:budget:_:)`).
+    public var keepMiB = defaultKeepMiB
 
     /// The defaults.
     public init() {}
     /// The keys.
     public static let options: [ConfigOption<Config>] = [
       .int(
-        "reduction", \.reduction, in: 1...4096, "width of the parallel network, m = D / reduction")
+        "reduction", \.reduction, in: 1...4096, "width of the parallel network, m = D / reduction"),
+      .int(
+        "keep_mib", \.keepMiB, in: 0...1_048_576,
+        "MiB of per-layer activations a step keeps, layer by layer, before recomputing the rest "
+          + "in backward (0: recompute every layer)"),
     ]
     /// AdamW, lr 5e-4, wd 0.01, warm-up 1.
     public static let recipe = Recipe(
@@ -74,6 +81,8 @@ public final class UniPT: TuningMethod {
 
   /// The width m of the parallel network.
   public let mappingSize: Int
+  /// Bytes of per-layer activations a training step keeps before recomputing (`keep_mib`).
+  public let keepBytes: Int
   /// `Down_l` (Linear D → m, LayerNorm m) for l = 0 … L; the last one is the anchor's.
   public let downsampleLayers: ModuleList<Sequential>
   /// Linear m → m, LayerNorm m on the merged features.
@@ -93,6 +102,7 @@ public final class UniPT: TuningMethod {
     let m = d / r
     guard m >= 1 else { throw ConfigError("method.reduction = \(r) leaves no width (D = \(d))") }
     mappingSize = m
+    keepBytes = config.keepMiB << 20
     let head = TuningMethod.timmHead(backbone.featureWidth, classes, generator: &generator)
     var downs: [Sequential] = []
     for _ in 0...backbone.depth {
@@ -130,12 +140,15 @@ public final class UniPT: TuningMethod {
     let anchorMean = anchor.mean(axis: 1)
     var merged: [Tensor] = []
     var confidences: [Tensor] = []
+    let budget = CheckpointBudget(bytes: keepBytes)
     for (l, state) in states.enumerated() {
-      // Recomputed in backward (activation checkpointing): the step keeps the state and the
-      // anchor, not layer l's [B, N, N] interaction matrices.
+      // Kept as recorded while `keep_mib` lasts, then recomputed in backward (activation
+      // checkpointing): such a layer keeps the state and the anchor, not its [B, N, N]
+      // interaction matrices.
       let down = downsampleLayers[l]
       let pieces = Tensor.checkpoint(
-        [state, anchor, anchorMean], parameters: down.parameters() + gateLayer.parameters()
+        [state, anchor, anchorMean], parameters: down.parameters() + gateLayer.parameters(),
+        budget: budget
       ) { [unowned self] inputs in
         let (anchor, anchorMean) = (inputs[1], inputs[2])
         let t = down(inputs[0])

@@ -250,6 +250,21 @@ final class ConfigTests: XCTestCase {
     XCTAssertEqual(lora.methodOptions["targets"], "q,k,fc1")
   }
 
+  /// A side method's `keep_mib` changes how much of the step is recomputed, not its results:
+  /// resuming with another value (or a run recorded before the key existed) is no conflict,
+  /// unlike a setting that changes the method.
+  func testSideMethodsResumeWithAnotherKeepBudget() throws {
+    for method in ["lst", "unipt"] {
+      let recorded = try TuneConfig.preset(for: method)
+      var leaner = recorded
+      try leaner.set(assignment: "method.keep_mib=0")
+      XCTAssertTrue(try leaner.resumeConflicts(with: recorded).isEmpty, method)
+      var other = recorded
+      try other.set(assignment: "method.reduction=4")
+      XCTAssertEqual(try other.resumeConflicts(with: recorded).map(\.key), ["method.reduction"])
+    }
+  }
+
   func testBadKeysAreClearErrors() throws {
     var c = try TuneConfig.preset(for: "lora")
     XCTAssertThrowsError(try c.set(assignment: "optim.lrr=1")) {

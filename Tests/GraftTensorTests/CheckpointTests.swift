@@ -42,6 +42,58 @@ final class CheckpointTests: XCTestCase {
     XCTAssertEqual(TapeStats.savedBytes, before, "the recomputed graph is freed")
   }
 
+  /// Three pieces in a row under one budget: kept as recorded while it lasts (no recomputation
+  /// in backward), checkpointed from the first piece that does not fit; the gradients are those
+  /// of the plain graph whatever the budget.
+  func testBudgetKeepsPiecesWhileItLastsThenCheckpoints() {
+    let x0 = randomTensor([3, 5, 8], seed: 7)
+    func run(budget bytes: Int?) -> (gradients: [[Float]], saved: Int, calls: Int) {
+      let (w1, w2, ln) = weights(seed: 10)
+      let x = x0.copy().requiringGrad()
+      var calls = 0
+      let budget = bytes.map { CheckpointBudget(bytes: $0) }
+      let before = TapeStats.savedBytes
+      var h = x
+      for _ in 0..<3 {
+        if let budget {
+          h =
+            Tensor.checkpoint([h], parameters: [w1, w2, ln], budget: budget) { inputs in
+              calls += 1
+              return [self.piece(inputs[0], w1, w2, ln)]
+            }[0]
+        } else {
+          h = piece(h, w1, w2, ln)
+        }
+      }
+      let saved = TapeStats.savedBytes - before
+      (h * h).sum().backward()
+      XCTAssertEqual(TapeStats.savedBytes, before, "budget \(bytes ?? -1): the tape is freed")
+      return ([x.grad!, w1.grad!, w2.grad!, ln.grad!].map(\.scalars), saved, calls)
+    }
+    let plain = run(budget: nil)
+    let pieceBytes = plain.saved / 3
+    XCTAssertEqual(plain.saved, 3 * pieceBytes)
+    XCTAssertGreaterThan(pieceBytes, x0.byteCount)
+
+    let none = run(budget: 0)
+    XCTAssertEqual(none.saved, 3 * x0.byteCount, "three checkpoints, each keeping its input")
+    XCTAssertEqual(none.calls, 6, "each piece run in forward and again in backward")
+    let all = run(budget: 3 * pieceBytes)
+    XCTAssertEqual(all.saved, plain.saved)
+    XCTAssertEqual(all.calls, 3, "nothing recomputed")
+    let one = run(budget: pieceBytes + pieceBytes / 2)
+    XCTAssertEqual(one.saved, pieceBytes + 2 * x0.byteCount)
+    XCTAssertEqual(one.calls, 5, "the first piece kept, the other two recomputed")
+    for result in [none, all, one] {
+      for (got, reference) in zip(result.gradients, plain.gradients) {
+        XCTAssertEqual(got.count, reference.count)
+        for (a, b) in zip(got, reference) {
+          XCTAssertEqual(a, b, accuracy: 1e-6 * max(1, abs(b)))
+        }
+      }
+    }
+  }
+
   func testParametersAloneMakeTheNodeAndInputsWithoutGradientGetNone() {
     // The input is frozen data; only the piece's weights train (a side network's ladder).
     let data = randomTensor([2, 4, 8], seed: 3)

@@ -356,7 +356,7 @@ final class SideTuningTests: XCTestCase {
   /// rebuilding them: the forward pass keeps the same (only each checkpoint's inputs), and the
   /// gradients are those of rebuilding.
   func testLSTSideBlocksKeepProbabilitiesOnlyInsideTheirCheckpoints() throws {
-    let m = try lst(tinyBackbone(), ["reduction": "2"])
+    let m = try lst(tinyBackbone(), ["reduction": "2", "keep_mib": "0"])
     let blocks = m.sideLayers.map { m.sideBlocks[$0] as! ViTBlock }
     XCTAssertEqual(blocks.map(\.keepsAttentionProbabilities), blocks.map { _ in true })
     let x = tinyInput(batch: 2)
@@ -376,6 +376,33 @@ final class SideTuningTests: XCTestCase {
     XCTAssertEqual(gradients[0].count, gradients[1].count)
     for (kept, rebuilt) in zip(gradients[0], gradients[1]) {
       XCTAssertEqual(kept, rebuilt, accuracy: 1e-6)
+    }
+  }
+
+  /// `keep_mib`: the tiny model's side layers fit in the default budget, so a step keeps them
+  /// as recorded (more tape, no recomputation); with `keep_mib = 0` every layer is a checkpoint
+  /// again. Logits and gradients are the same either way.
+  func testSideMethodsKeepTheirLayersWithinTheBudget() throws {
+    let x = tinyInput(batch: 2)
+    for name in ["lst", "unipt"] {
+      var saved: [Int] = []
+      var results: [[Float]] = []
+      for keep in ["\(defaultKeepMiB)", "0"] {
+        let m = try makeMethod(
+          name, backbone: tinyBackbone(), classes: c,
+          options: ["reduction": "2", "keep_mib": keep])
+        let base = TapeStats.savedBytes
+        let y = m(x)
+        saved.append(TapeStats.savedBytes - base)
+        (y * y).sum().backward()
+        results.append(y.scalars + m.trainableTensors().flatMap { $0.tensor.grad!.scalars })
+      }
+      XCTAssertGreaterThan(saved[0], saved[1], "\(name): kept layers hold their activations")
+      XCTAssertLessThanOrEqual(saved[0] - saved[1], defaultKeepMiB << 20, name)
+      XCTAssertEqual(results[0].count, results[1].count)
+      for (kept, recomputed) in zip(results[0], results[1]) {
+        XCTAssertEqual(kept, recomputed, accuracy: 1e-6 * max(1, abs(recomputed)), name)
+      }
     }
   }
 
