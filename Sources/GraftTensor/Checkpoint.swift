@@ -79,8 +79,8 @@ extension Tensor {
   /// every later piece, becomes a checkpoint node holding only its inputs (the values computed
   /// are the same, so nothing is computed twice in the forward pass). A side network whose
   /// layers keep little at this batch size then trains without recomputation, and one that
-  /// keeps much recomputes all but its first layers; gradients are the same bit for bit either
-  /// way (a recomputation repeats the forward pass's own ops on the same tensors).
+  /// keeps much recomputes all but its first layers; the gradients are those of the plain graph
+  /// either way (a recomputation repeats the forward pass's own ops on the same tensors).
   public static func checkpoint(
     _ inputs: [Tensor], parameters: [Tensor] = [], budget: CheckpointBudget,
     _ body: @escaping ([Tensor]) -> [Tensor]

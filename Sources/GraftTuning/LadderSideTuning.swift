@@ -19,10 +19,11 @@ public final class IndexedModules<Element: Module>: Module {
 /// `lst`: Ladder Side-Tuning (Sung, Cho & Bansal, NeurIPS 2022; ylsung/Ladder-Side-Tuning),
 /// adapted from T5 to transformer encoders. The backbone runs without recording (no gradient
 /// reaches it, so it keeps no activations); a narrow copy of it, the side network, trains on its
-/// hidden states through "ladders". Each side block is recomputed in backward (activation
-/// checkpointing), so a training step keeps, per layer, only the side state entering it and the
-/// ladder's output (the ladders, which read frozen states, run once). What trains: the side
-/// network, ladders, gates, upsample and the new head; nothing of the backbone.
+/// hidden states through "ladders". Once a training step has kept `keep_mib` of side-block
+/// activations, every further side block is recomputed in backward (activation checkpointing),
+/// keeping only the side state entering it and the ladder's output (the ladders, which read
+/// frozen states, run once). What trains: the side network, ladders, gates, upsample and the
+/// new head; nothing of the backbone.
 ///
 /// Forward (r = `reduction`, d = D / r, S = the side layers, all blocks by default):
 /// - `h = side_first_downsample(x₀)`: Linear D → d on the embedded token sequence x₀ (the

@@ -3,10 +3,11 @@ import Foundation
 /// `unipt`: Universal Parallel Tuning (Diao et al., CVPR 2024; Paranioar/UniPT), the
 /// transformer variant of its VSE∞/BERT text tower (`VSE-infty/lib/adapter_for_transformer.py`)
 /// on any backbone. A light network beside the backbone reads every hidden state, computed without
-/// recording (no gradient reaches the backbone, which keeps no activations). Each layer's
-/// interaction is recomputed in backward (activation checkpointing), so a step keeps its inputs,
-/// not its [B, N, N] matrices. What trains: the Down, projection, Up and confidence layers and
-/// the new head; nothing of the backbone.
+/// recording (no gradient reaches the backbone, which keeps no activations). Once a step has
+/// kept `keep_mib` of the layers' interactions, each further layer's is recomputed in backward
+/// (activation checkpointing), so the step keeps its inputs, not its [B, N, N] matrices. What
+/// trains: the Down, projection, Up and confidence layers and the new head; nothing of the
+/// backbone.
 ///
 /// Inputs: H₀ (the embedded sequence entering block 0, `BackboneOutput.embedded`),
 /// H₁ … H_{L−1} (the outputs of blocks 0 … L−2) and F, the backbone's final tokens
