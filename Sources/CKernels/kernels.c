@@ -10,28 +10,12 @@
 // behaviour, so results match the Swift scalar code bit for bit (tests check this).
 
 #include "CKernels.h"
+#include "clones.h"
 
 #include <math.h>
 #include <string.h>
 
 #pragma clang fp contract(off)
-
-// ThreadSanitizer instruments the ifunc resolvers that target_clones makes, and the loader runs
-// them before the sanitizer's runtime is set up (the process crashed at load, found by
-// Tools/sanitize.sh thread): under it, one portable build.
-#if defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define GRAFT_NO_CLONES 1
-#endif
-#endif
-
-#if defined(__x86_64__) && defined(__linux__) && !defined(GRAFT_NO_CLONES)
-#define GRAFT_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define GRAFT_CLONES
-#endif
-
-#define INLINE static inline __attribute__((always_inline))
 
 typedef float v16f __attribute__((ext_vector_type(16)));
 typedef unsigned v16u __attribute__((ext_vector_type(16)));

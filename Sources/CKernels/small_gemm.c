@@ -8,24 +8,11 @@
 // portable) gives the same bits.
 
 #include "CKernels.h"
+#include "clones.h"
 
 #include <string.h>
 
 #pragma clang fp contract(off)
-
-#if defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define GRAFT_NO_CLONES 1
-#endif
-#endif
-
-#if defined(__x86_64__) && defined(__linux__) && !defined(GRAFT_NO_CLONES)
-#define GRAFT_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define GRAFT_CLONES
-#endif
-
-#define INLINE static inline __attribute__((always_inline))
 
 typedef float v4f __attribute__((ext_vector_type(4)));
 typedef float v8f __attribute__((ext_vector_type(8)));
