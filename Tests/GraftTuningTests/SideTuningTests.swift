@@ -500,5 +500,13 @@ final class SideTuningTests: XCTestCase {
     }
     XCTAssertThrowsError(try lst(tinyBackbone(), ["gate_T": "0"]))
     XCTAssertThrowsError(try unipt(tinyBackbone(), ["reduction": "32"]))
+    // A negative or non-numeric keep budget names the key.
+    for (name, value) in [("lst", "-1"), ("unipt", "lots")] {
+      XCTAssertThrowsError(
+        try makeMethod(name, backbone: tinyBackbone(), classes: c, options: ["keep_mib": value])
+      ) {
+        XCTAssertTrue("\($0)".contains("keep_mib"), "\(name): \($0)")
+      }
+    }
   }
 }
