@@ -38,6 +38,44 @@ struct Detect: ParsableCommand {
 
   func validate() throws {
     guard !images.isEmpty else { throw ValidationError("give image files") }
+    guard drawThreshold.isFinite, (0...1).contains(drawThreshold) else {
+      throw ValidationError(
+        "--draw-threshold must be a score between 0 and 1, not \(drawThreshold)")
+    }
+    let inputs = Set(images.map(Self.canonicalPath))
+    if inputs.contains(Self.canonicalPath(output)) {
+      throw ValidationError("-o \(output) is one of the input images: give another results file")
+    }
+    if draw != nil { _ = try drawingPaths(inputs: inputs) }
+  }
+
+  /// Canonical form of `path`, links resolved, so that two spellings of one file compare equal.
+  static func canonicalPath(_ path: String) -> String {
+    URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path
+  }
+
+  /// Where --draw writes each image's drawing: `NAME.png` in the folder. Refused before anything
+  /// runs when two images would share a drawing or a drawing would replace an input image.
+  func drawingPaths(inputs: Set<String>) throws -> [URL] {
+    guard let draw else { return [] }
+    let folder = URL(fileURLWithPath: draw)
+    var takenBy: [String: String] = [:]
+    return try images.map { image in
+      let base = URL(fileURLWithPath: image).deletingPathExtension().lastPathComponent
+      let url = folder.appendingPathComponent("\(base).png")
+      let key = Self.canonicalPath(url.path)
+      if let other = takenBy[key] {
+        throw ValidationError(
+          "--draw: \(other) and \(image) would both be drawn to \(url.path): draw them in separate runs"
+        )
+      }
+      if inputs.contains(key) {
+        throw ValidationError(
+          "--draw: drawing \(image) would replace the input image \(url.path): give another folder")
+      }
+      takenBy[key] = image
+      return url
+    }
   }
 
   func run() throws {
@@ -54,8 +92,9 @@ struct Detect: ParsableCommand {
     try AtomicFile.write(
       DetectionResultsFile.encode(found.flatMap { $0 }), to: URL(fileURLWithPath: output))
     if let draw {
-      let folder = URL(fileURLWithPath: draw)
-      try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+      let paths = try drawingPaths(inputs: Set(images.map(Self.canonicalPath)))
+      try FileManager.default.createDirectory(
+        at: URL(fileURLWithPath: draw), withIntermediateDirectories: true)
       let names = Dictionary(
         uniqueKeysWithValues: adapter.categories.enumerated().map {
           ($1.id, ($0, $1.name))
@@ -66,10 +105,7 @@ struct Detect: ParsableCommand {
           return DetectionDrawing.Mark(
             box: d.box, classIndex: index, text: String(format: "%@ %.2f", name, d.score))
         }
-        let base = URL(fileURLWithPath: images[k]).deletingPathExtension().lastPathComponent
-        try ImageCodec.write(
-          DetectionDrawing.draw(image, marks: marks),
-          to: folder.appendingPathComponent("\(base).png"))
+        try ImageCodec.write(DetectionDrawing.draw(image, marks: marks), to: paths[k])
       }
     }
     if !quietFlag.quiet {

@@ -387,6 +387,36 @@ final class DetectionTaskTests: XCTestCase {
     XCTAssertTrue(bad.err.contains("adapter_config.json"), bad.err)
   }
 
+  /// `graft detect` refuses, before it loads anything, a --draw folder that would replace an input
+  /// image, two images that would share a drawing, a results file that is an input image and a
+  /// threshold that is no score; every input image is left as it was.
+  func testDetectRefusesOutputsThatWouldReplaceInputsOrEachOther() throws {
+    let root = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: root) }
+    let dataFolder = root.appendingPathComponent("data")
+    try writeSquares(dataFolder, counts: [2, 1, 1])
+    let train = dataFolder.appendingPathComponent("images/train")
+    let image = train.appendingPathComponent("000.png").path
+    let twin = dataFolder.appendingPathComponent("images/test/000.png").path
+    let before = try Data(contentsOf: URL(fileURLWithPath: image))
+    let dets = root.appendingPathComponent("dets.json").path
+    let cases: [([String], String)] = [
+      (["-o", dets, "--draw", train.path, image], "would replace the input image"),
+      (["-o", dets, "--draw", train.path + "/../train", image], "would replace the input image"),
+      (["-o", dets, "--draw", root.path, image, twin], "would both be drawn to"),
+      (["-o", image, image], "is one of the input images"),
+      (["-o", dets, "--draw-threshold", "nan", image], "--draw-threshold"),
+      (["-o", dets, "--draw-threshold", "5", image], "--draw-threshold"),
+    ]
+    for (arguments, message) in cases {
+      let run = try runGraft(["detect", "--adapter", root.path] + arguments)
+      XCTAssertNotEqual(run.status, 0, arguments.joined(separator: " "))
+      XCTAssertTrue(run.err.contains(message), run.err)
+      XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: image)), before)
+      XCTAssertFalse(FileManager.default.fileExists(atPath: dets))
+    }
+  }
+
   /// `graft bench det` on two methods and two seeds: a run folder each, summary.json with every
   /// run and a row per method (mean and std over the seeds, the comparison with the linear
   /// floor, det.lr by the recipe's optimizer), and a report with the scatter's points and the
