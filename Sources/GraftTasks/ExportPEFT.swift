@@ -184,6 +184,22 @@ public enum PEFTLoRA {
     guard FileManager.default.fileExists(atPath: configURL.path) else {
       throw bad(configURL, "no such file (not a PEFT adapter folder)")
     }
+    // Checked first, so that a finished run or an earlier import is never mixed with this one.
+    guard !out.path.isEmpty else { throw FileError(path: out.path, message: "give a folder") }
+    let held = (try? FileManager.default.contentsOfDirectory(atPath: out.path)) ?? []
+    guard held.isEmpty else {
+      throw FileError(
+        path: out.path,
+        message:
+          "holds \(held.count) files or folders already (\(held.sorted().prefix(3).joined(separator: ", ")), …); "
+          + "import into a new or empty folder")
+    }
+    if let given, Set(given).count != given.count {
+      let twice = Dictionary(grouping: given, by: { $0 }).filter { $0.value.count > 1 }.keys
+      throw FileError(
+        path: peft.path,
+        message: "class names given twice: \(twice.sorted().joined(separator: ", "))")
+    }
     let object: [String: Any]
     do {
       guard

@@ -15,11 +15,11 @@ public enum TimmExport {
   /// Why `method` cannot become a timm ViT, or nil when it can.
   public static func refusal(method: String) -> String? {
     if mergeable.contains(method) { return nil }
+    // The text follows what `--to onnx` writes, so it never sends a user to a dead end.
     let onnx =
-      ["vpt-shallow", "vpt-deep", "adapter"].contains(method)
+      ONNXExport.methods.contains(method)
       ? "export the whole tuned model with `--to onnx` instead"
-      : "the way out is `--to onnx` (the whole tuned model as a graph), which does not cover "
-        + "this method yet: so far it writes the methods that fold, VPT and the adapter"
+      : "`--to onnx` (the whole tuned model as a graph) does not cover this method either"
     switch method {
     case "adapter":
       // AdaptFormer.swift: mlpBranch adds up(relu(down(x)))·scale, which no weight of the MLP

@@ -104,6 +104,12 @@ final class ExportTests: XCTestCase {
     XCTAssertThrowsError(try TimmExport.export(run: vpt, to: folder.appendingPathComponent("y"))) {
       XCTAssertTrue("\($0)".contains("--to onnx"), "\($0)")
     }
+    // Every method ONNX writes is sent there; none is told that ONNX does not cover it.
+    for method in ONNXExport.methods.subtracting(TimmExport.mergeable) {
+      let text = try XCTUnwrap(TimmExport.refusal(method: method), method)
+      XCTAssertTrue(text.contains("with `--to onnx` instead"), "\(method): \(text)")
+      XCTAssertFalse(text.contains("does not cover"), "\(method): \(text)")
+    }
     XCTAssertThrowsError(try PEFTLoRA.export(run: vpt, to: folder.appendingPathComponent("z"))) {
       XCTAssertTrue("\($0)".contains("lora runs"), "\($0)")
     }
@@ -245,6 +251,34 @@ final class ExportTests: XCTestCase {
       try PEFTLoRA.importAdapter(
         peft: peft, backbone: "vit-nano-fmnist", to: folder.appendingPathComponent("o"))
     ) { XCTAssertTrue("\($0)".contains("adapter_model.safetensors"), "\($0)") }
+  }
+
+  /// Import never writes into a folder that holds anything (a finished run would be left half
+  /// replaced, its summary and checkpoints describing another method), and class names given
+  /// twice are refused; in both cases nothing is written.
+  func testImportRefusesAFolderInUseAndRepeatedClassNames() throws {
+    let (run, _) = try makeRun("lora")
+    let peft = folder.appendingPathComponent("peft")
+    try PEFTLoRA.export(run: run, to: peft)
+    let before = try FileManager.default.contentsOfDirectory(atPath: run.path).sorted()
+    let config = try Data(contentsOf: run.appendingPathComponent("adapter_config.json"))
+    XCTAssertThrowsError(
+      try PEFTLoRA.importAdapter(peft: peft, backbone: "vit-nano-fmnist", to: run)
+    ) {
+      XCTAssertTrue("\($0)".contains(run.path) && "\($0)".contains("new or empty folder"), "\($0)")
+    }
+    XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: run.path).sorted(), before)
+    XCTAssertEqual(try Data(contentsOf: run.appendingPathComponent("adapter_config.json")), config)
+    let fresh = folder.appendingPathComponent("fresh")
+    XCTAssertThrowsError(
+      try PEFTLoRA.importAdapter(
+        peft: peft, backbone: "vit-nano-fmnist", classNames: ["a", "b", "a"], to: fresh)
+    ) { XCTAssertTrue("\($0)".contains("given twice: a"), "\($0)") }
+    XCTAssertFalse(FileManager.default.fileExists(atPath: fresh.path))
+    // An empty folder is fine.
+    try FileManager.default.createDirectory(at: fresh, withIntermediateDirectories: true)
+    try PEFTLoRA.importAdapter(peft: peft, backbone: "vit-nano-fmnist", to: fresh)
+    XCTAssertNoThrow(try AdapterCheckpoint.load(fresh))
   }
 }
 
