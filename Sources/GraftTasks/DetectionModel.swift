@@ -285,12 +285,7 @@ public struct DetectionAdapter {
         "\(folder.path): the run was trained on backbone '\(config.baseModel)' "
           + "(\(config.baseModelHash)); the backbone given differs (\(backbone.weightsHash))")
     }
-    let yamlURL = folder.appendingPathComponent("tune_config.yaml")
-    guard let yaml = try? String(contentsOf: yamlURL, encoding: .utf8) else {
-      throw ConfigError("\(yamlURL.path): missing or unreadable")
-    }
-    var tune = TuneConfig(method: config.method)
-    try tune.apply(yaml: yaml, source: yamlURL.path)
+    let tune = try RunConfigFile.read(folder, method: config.method)
     let model = try DetectionModel(
       backbone: backbone, config: tune, numClasses: config.classNames.count)
     let url = folder.appendingPathComponent(AdapterCheckpoint.weightsFile)

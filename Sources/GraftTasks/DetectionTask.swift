@@ -247,10 +247,10 @@ public final class DetectionTrainer {
           "\(folder.path) already holds a run; continue it with --resume \(folder.path)")
       }
       try? FileManager.default.removeItem(at: paths.finished)
-      try AtomicFile.write(Data(try config.yaml().utf8), to: paths.config)
+      let recorded = try RunConfigFile.write(config, to: folder)
       var run: [String: Any] = [
         "backbone": backbone.reference, "data": dataReference, "method": config.method,
-        "task": "detection",
+        "task": "detection", recorded.key: recorded.value,
       ]
       // What the data was when this run started (a sweep compares it before reusing the run).
       if let fingerprint = DataFingerprint.of(dataReference) {
@@ -412,12 +412,11 @@ public final class DetectionTrainer {
   }
 
   private func resume(_ paths: Paths, optimizer: any Optimizer) throws -> DetectionRunState {
-    guard let stored = try? String(contentsOf: paths.config, encoding: .utf8) else {
+    guard FileManager.default.fileExists(atPath: paths.config.path) else {
       throw ConfigError(
         "\(paths.folder.path): nothing to resume (no tune_config.yaml: not a graft tune run)")
     }
-    var recorded = TuneConfig(method: config.method)
-    try recorded.apply(yaml: stored, source: paths.config.path)
+    let recorded = try RunConfigFile.read(paths.folder, method: config.method)
     let differences = try config.resumeConflicts(with: recorded)
     guard differences.isEmpty else {
       throw ConfigError(

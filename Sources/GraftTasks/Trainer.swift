@@ -611,9 +611,10 @@ public final class Trainer {
   /// A new run: writes the configuration, `run.json` and `adapter_config.json`.
   private func start(_ paths: Paths, dataReference: String, videoInput: VideoInput?) throws {
     try? FileManager.default.removeItem(at: paths.finished)
-    try AtomicFile.write(Data(try config.yaml().utf8), to: paths.config)
+    let recorded = try RunConfigFile.write(config, to: paths.folder)
     var run: [String: Any] = [
       "backbone": backbone.reference, "data": dataReference, "method": config.method,
+      recorded.key: recorded.value,
     ]
     // What the data was when this run started (a sweep compares it before reusing the run).
     if let fingerprint = DataFingerprint.of(dataReference) { run["data_fingerprint"] = fingerprint }
@@ -632,12 +633,11 @@ public final class Trainer {
   /// then loads the newest committed epoch's state, tensors and optimizer state (none: the
   /// run starts over from its first epoch), and rewrites `metrics.jsonl` from that state.
   private func resume(_ paths: Paths, optimizer: any Optimizer) throws -> RunState {
-    guard let stored = try? String(contentsOf: paths.config, encoding: .utf8) else {
+    guard FileManager.default.fileExists(atPath: paths.config.path) else {
       throw ConfigError(
         "\(paths.folder.path): nothing to resume (no tune_config.yaml: not a graft tune run)")
     }
-    var recorded = TuneConfig(method: config.method)
-    try recorded.apply(yaml: stored, source: paths.config.path)
+    let recorded = try RunConfigFile.read(paths.folder, method: config.method)
     let differences = try config.resumeConflicts(with: recorded)
     guard differences.isEmpty, recorded.method == config.method else {
       throw ConfigError(

@@ -42,6 +42,41 @@ final class RunFolderTests: XCTestCase {
       la.map { NSDictionary(dictionary: $0) }, lb.map { NSDictionary(dictionary: $0) })
   }
 
+  /// A run whose `tune_config.yaml` was emptied or lost a key is not resumed with defaults: the
+  /// fingerprint in `run.json` no longer matches, and the error names the file; restored, the
+  /// run resumes. A run recorded before the fingerprint still needs a file that names a method.
+  func testResumeRefusesAChangedOrEmptiedConfigFile() throws {
+    let folder = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let extra = ["train.epochs=2", "data.train_samples=100"]
+    XCTAssertNil(try shortRun("linear", extra: extra, folder: folder, stopAfter: 1).1)
+    let file = folder.appendingPathComponent("tune_config.yaml")
+    let original = try String(contentsOf: file, encoding: .utf8)
+    let withoutEpochs =
+      original.split(separator: "\n").filter { !$0.hasPrefix("train.epochs:") }
+      .joined(separator: "\n") + "\n"
+    for text in ["", withoutEpochs] {
+      try text.write(to: file, atomically: true, encoding: .utf8)
+      XCTAssertThrowsError(try shortRun("linear", extra: extra, folder: folder, resume: true)) {
+        XCTAssertTrue("\($0)".contains(file.path), "\($0)")
+        XCTAssertTrue("\($0)".contains("not the settings the run started with"), "\($0)")
+      }
+    }
+    // Before the fingerprint: an empty file names no method.
+    let runJSON = folder.appendingPathComponent("run.json")
+    let run = try String(contentsOf: runJSON, encoding: .utf8)
+    XCTAssertTrue(run.contains("config_fnv1a64"), run)
+    var object = try JSONSerialization.jsonObject(with: Data(run.utf8)) as! [String: Any]
+    object["config_fnv1a64"] = nil
+    try JSONSerialization.data(withJSONObject: object).write(to: runJSON)
+    try "".write(to: file, atomically: true, encoding: .utf8)
+    XCTAssertThrowsError(try shortRun("linear", extra: extra, folder: folder, resume: true)) {
+      XCTAssertTrue("\($0)".contains("names no method"), "\($0)")
+    }
+    try original.write(to: file, atomically: true, encoding: .utf8)
+    XCTAssertNotNil(try shortRun("linear", extra: extra, folder: folder, resume: true).1)
+  }
+
   func testRunFolderLoadsAndReproducesTheRunsLogits() throws {
     let folder = temporaryFolder()
     defer { try? FileManager.default.removeItem(at: folder) }
