@@ -285,7 +285,9 @@ public struct VTABListDataset: Dataset {
     var files: [URL] = []
     var labels: [Int] = []
     var lineNumber = 0
-    for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
+    // `\.isNewline`, not "\n": Swift reads "\r\n" as one Character, so a list written on
+    // Windows would otherwise be a single line.
+    for rawLine in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline) {
       lineNumber += 1
       let line = rawLine.trimmingCharacters(in: .whitespacesAndNewlines)
       if line.isEmpty { continue }

@@ -249,7 +249,9 @@ extension TuneData where Sample == RGBImage {
           train: train, validation: val, test: test, description: "VTAB-1k \(url.path)")
       }
       // Optional class names, one per line, in label order.
-      let names = try String(contentsOf: namesURL, encoding: .utf8).split(separator: "\n")
+      // Split on any line end ("\r\n" is one Character, not "\n").
+      let names = try String(contentsOf: namesURL, encoding: .utf8)
+        .split(whereSeparator: \.isNewline)
         .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
       guard names.count == classes else {
         throw DatasetError(

@@ -233,6 +233,21 @@ final class VTABListTests: TemporaryFolderTestCase {
       ])
   }
 
+  /// A list written on Windows ("\r\n" after every line) reads as the same list, and an error
+  /// still names the right line.
+  func testListsWithWindowsLineEnds() throws {
+    try write("images/a.ppm", grey(10))
+    try write("train800.txt", text: "images/a.ppm 0\r\nimages/a.ppm 2\r\n")
+    let dataset = try VTABListDataset(root: folder, split: .train800, decoder: pnmDecoder)
+    XCTAssertEqual(dataset.labels, [0, 2])
+    let image = folder.appendingPathComponent("images/a.ppm").path
+    XCTAssertEqual(dataset.files.map(\.path), [image, image])
+    let list = try write("val200.txt", text: "a.ppm 0\r\n\r\nb.ppm one\r\n")
+    assertDatasetError(.invalidFormat, ["\(list.path):3:", "'one'"]) {
+      try VTABListDataset(root: self.folder, split: .val200, decoder: pnmDecoder)
+    }
+  }
+
   func testMalformedListsNameFileAndLine() throws {
     let list = try write("val200.txt", text: "a.ppm 0\nb.ppm 1\nc.ppm\n")
     assertDatasetError(.invalidFormat, ["\(list.path):3:", "path label"]) {

@@ -46,6 +46,18 @@ final class TuneDataTests: XCTestCase {
     XCTAssertEqual([v.train.count, v.validation.count, v.test.count], [6, 3, 3])
     XCTAssertEqual(v.classNames.count, (0..<12).map { digits.train.label(at: $0) }.max()! + 1)
     XCTAssertEqual(try v.test.image(at: 0), try digits.train.image(at: 9))
+    // The same folder written on Windows ("\r\n" line ends, classes.txt too) reads the same.
+    let names = (0..<v.classNames.count).map { "digit \($0)" }
+    for (name, text) in lists {
+      try text.replacingOccurrences(of: "\n", with: "\r\n").write(
+        to: vtab.appendingPathComponent(name + ".txt"), atomically: true, encoding: .utf8)
+    }
+    try (names.joined(separator: "\r\n") + "\r\n").write(
+      to: vtab.appendingPathComponent("classes.txt"), atomically: true, encoding: .utf8)
+    let windows = try ImageTuneData.load(vtab.path)
+    XCTAssertEqual(windows.train.labels, v.train.labels)
+    XCTAssertEqual(windows.test.labels, v.test.labels)
+    XCTAssertEqual(windows.classNames, names)
     XCTAssertThrowsError(try ImageTuneData.load(root.appendingPathComponent("missing").path))
   }
 
