@@ -39,7 +39,7 @@ public struct CaptionClips: Sendable {
   static func matches(_ given: String?, _ split: String) -> Bool {
     guard let given else { return false }
     let aliases: [String: Set<String>] = [
-      "val": ["val", "validate", "validation"], "validate": ["val", "validate", "validation"],
+      "val": CaptionedClipSet.validationNames, "validate": CaptionedClipSet.validationNames,
     ]
     return aliases[split]?.contains(given) ?? (given == split)
   }

@@ -208,7 +208,7 @@ extension TuneData where Sample == ClipSample {
     }
     let splits = Set(set.videos.compactMap(\.split))
     func part(_ name: String) throws -> ClipDataset? {
-      let names: Set<String> = name == "val" ? ["val", "validate"] : [name]
+      let names: Set<String> = name == "val" ? CaptionedClipSet.validationNames : [name]
       guard !splits.isDisjoint(with: names) else { return nil }
       return ClipDataset(try VideoDataset(annotations: url, split: name), input: input)
     }

@@ -104,7 +104,23 @@ public struct CaptionedClipSet: Codable, Sendable {
     } catch {
       throw FileError(path: url.path, message: "not MSR-VTT-style annotations: \(error)")
     }
+    // A mistyped split would drop its video from every split without a word, and a repeated id
+    // would give one video the other's captions.
+    let known = Self.validationNames.union(["train", "test"])
+    if let odd = videos.first(where: { $0.split.map { !known.contains($0) } ?? false }) {
+      throw FileError(
+        path: url.path,
+        message: "video '\(odd.videoID)' has split '\(odd.split!)'; the splits are "
+          + "train, val (or validate, validation) and test")
+    }
+    var seen = Set<String>()
+    if let twice = videos.first(where: { !seen.insert($0.videoID).inserted }) {
+      throw FileError(path: url.path, message: "video_id '\(twice.videoID)' is given twice")
+    }
   }
+
+  /// The names a validation split goes by (MSR-VTT's own files say `validate`).
+  public static let validationNames: Set<String> = ["val", "validate", "validation"]
 
   /// The captions of each video, by id.
   public var captionsByVideo: [String: [String]] {

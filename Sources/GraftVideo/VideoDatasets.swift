@@ -68,7 +68,7 @@ public struct VideoDataset: Dataset {
       throw DatasetError(.empty, path: url.path, "no video has a label (or category)")
     }
     let index = Dictionary(uniqueKeysWithValues: names.enumerated().map { ($1, $0) })
-    let wanted: Set<String>? = split.map { $0 == "val" ? ["val", "validate"] : [$0] }
+    let wanted: Set<String>? = split.map { $0 == "val" ? CaptionedClipSet.validationNames : [$0] }
     var files: [URL] = []
     var labels: [Int] = []
     for video in set.videos {

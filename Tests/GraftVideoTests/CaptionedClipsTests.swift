@@ -183,6 +183,30 @@ final class CaptionedClipsTests: XCTestCase {
     XCTAssertThrowsError(try CaptionedClipSet(contentsOf: url))
   }
 
+  /// A mistyped split (the clip would silently belong to no split) and a repeated video_id are
+  /// errors naming the file and the video.
+  func testUnknownSplitsAndRepeatedIDsAreNamedErrors() throws {
+    let folder = try VideoFixtures.temporaryFolder(self)
+    let url = folder.appendingPathComponent("annotations.json")
+    func videos(_ entries: String) -> Data {
+      Data("{\"videos\": [\(entries)], \"sentences\": []}".utf8)
+    }
+    try videos(
+      #"{"video_id": "a", "split": "train"}, {"video_id": "b", "split": "validation"}"#
+    ).write(to: url)
+    XCTAssertEqual(try CaptionedClipSet(contentsOf: url).videos.count, 2)
+    for (entries, text) in [
+      (#"{"video_id": "a", "split": "train"}, {"video_id": "b", "split": "tset"}"#, "'tset'"),
+      (#"{"video_id": "a", "split": "train"}, {"video_id": "a", "split": "test"}"#, "twice"),
+    ] {
+      try videos(entries).write(to: url)
+      XCTAssertThrowsError(try CaptionedClipSet(contentsOf: url)) { error in
+        XCTAssertTrue("\(error)".contains(url.path), "\(error)")
+        XCTAssertTrue("\(error)".contains(text), "\(error)")
+      }
+    }
+  }
+
   /// An empty file, a folder or a FIFO given as the annotations is a named error (a FIFO used
   /// to block forever in `Data(contentsOf:)`).
   func testAnnotationsThatAreNotJSONFilesAreNamedErrors() throws {
