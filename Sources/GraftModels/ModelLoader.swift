@@ -235,7 +235,9 @@ public enum ModelLoader {
       while true {
         if FileManager.default.fileExists(atPath: dir.appendingPathComponent("Package.swift").path)
         {
-          out.append(dir.appendingPathComponent("Models", isDirectory: true))
+          let models = dir.appendingPathComponent("Models", isDirectory: true).standardizedFileURL
+          // GRAFT_MODELS may name the same folder; each is looked in (and listed) once.
+          if !out.contains(where: { $0.path == models.path }) { out.append(models) }
           break
         }
         let parent = dir.deletingLastPathComponent()

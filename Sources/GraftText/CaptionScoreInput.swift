@@ -13,10 +13,12 @@ public enum CaptionScoreInputError: Error, Equatable, CustomStringConvertible {
   case badLayout(path: String, reason: String)
   /// The hypotheses file has no entries.
   case noHypotheses(path: String)
-  /// Two hypotheses for one video (the COCO scorers take exactly one per video).
-  case duplicateHypothesis(videoID: String)
-  /// A hypothesis for a video that has no reference caption.
-  case hypothesisWithoutReferences(videoID: String)
+  /// Two hypotheses for one video in the hypotheses file `path` (the COCO scorers take exactly
+  /// one per video).
+  case duplicateHypothesis(path: String, videoID: String)
+  /// A hypothesis in `path` for a video that the references file `references` has no caption
+  /// for.
+  case hypothesisWithoutReferences(path: String, references: String, videoID: String)
 
   /// The message, naming the file or the video.
   public var description: String {
@@ -26,10 +28,10 @@ public enum CaptionScoreInputError: Error, Equatable, CustomStringConvertible {
     case .notJSON(let path, let reason): return "\(path): not JSON (\(reason))"
     case .badLayout(let path, let reason): return "\(path): \(reason)"
     case .noHypotheses(let path): return "\(path): no hypotheses to score"
-    case .duplicateHypothesis(let id):
-      return "video \(id) has more than one hypothesis; give exactly one caption per video"
-    case .hypothesisWithoutReferences(let id):
-      return "video \(id) has a hypothesis but no reference caption"
+    case .duplicateHypothesis(let path, let id):
+      return "\(path): video \(id) has more than one hypothesis; give exactly one caption per video"
+    case .hypothesisWithoutReferences(let path, let references, let id):
+      return "\(path): video \(id) has a hypothesis but no reference caption in \(references)"
     }
   }
 }
@@ -82,10 +84,11 @@ public struct CaptionScoreInput: Equatable, Sendable {
     var input = CaptionScoreInput(videoIDs: [], hypotheses: [], references: [], unscoredVideos: [])
     for h in hyps {
       guard seen.insert(h.videoID).inserted else {
-        throw CaptionScoreInputError.duplicateHypothesis(videoID: h.videoID)
+        throw CaptionScoreInputError.duplicateHypothesis(path: hypothesesName, videoID: h.videoID)
       }
       guard let r = byVideo[h.videoID] else {
-        throw CaptionScoreInputError.hypothesisWithoutReferences(videoID: h.videoID)
+        throw CaptionScoreInputError.hypothesisWithoutReferences(
+          path: hypothesesName, references: referencesName, videoID: h.videoID)
       }
       input.videoIDs.append(h.videoID)
       input.hypotheses.append(h.caption)

@@ -84,6 +84,10 @@ public final class LoRA: TuningMethod {
         )
       }
       guard !targets.isEmpty else { throw ConfigError("method.targets is empty") }
+      var seen = Set<String>()
+      if let twice = targets.first(where: { !seen.insert($0).inserted }) {
+        throw ConfigError("method.targets: '\(twice)' is given twice")
+      }
       if targets.contains("qkv") && targets.contains(where: { ["q", "k", "v"].contains($0) }) {
         throw ConfigError("method.targets: 'qkv' overlaps 'q', 'k' and 'v'; give one or the other")
       }
@@ -123,9 +127,7 @@ public final class LoRA: TuningMethod {
     rank = config.rank
     dropout = config.dropout
     scale = config.alpha / Float(rank)
-    var targets: [String] = []
-    for t in config.targets where !targets.contains(t) { targets.append(t) }
-    self.targets = targets
+    targets = config.targets
     let head = TuningMethod.timmHead(backbone.featureWidth, classes, generator: &generator)
     var blockList: [LoRABlock] = []
     for index in 0..<backbone.depth {

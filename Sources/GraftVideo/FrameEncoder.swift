@@ -20,8 +20,10 @@ public struct FrameEncoder {
   public init(backbone: any ImageBackbone, transform: EvalTransform, layer: Int = -2) throws {
     guard (-backbone.depth..<backbone.depth).contains(layer) else {
       throw VideoError(
-        .invalidArgument, path: "<layer>",
-        message: "layer \(layer) is not a block of a \(backbone.depth)-block backbone")
+        .invalidArgument, path: "layer",
+        message:
+          "\(layer) is not a block of a \(backbone.depth)-block backbone (0…\(backbone.depth - 1), "
+          + "or -\(backbone.depth)…-1 from the end)")
     }
     self.backbone = backbone
     self.transform = transform

@@ -83,7 +83,11 @@ struct Embed: ParsableCommand {
   @Option(help: "Frames per video: the inputs are videos (see below).")
   var frames: Int?
 
-  @Option(help: "With --frames: the block whose output gives the tokens (negative: from the end).")
+  // `.unconditional`: a negative block (`--layer -2`, as the README writes it) is the value, not
+  // another flag.
+  @Option(
+    parsing: .unconditional,
+    help: "With --frames: the block whose output gives the tokens (negative: from the end).")
   var layer = -2
 
   @Option(help: "With --frames: pooled shape t,h,w.")

@@ -211,6 +211,11 @@ final class ModelLoaderTests: EmbedScratchTestCase {
       executable: bin.appendingPathComponent("graft"))
     XCTAssertEqual(
       dirs.map(\.path), ["/opt/models", "/srv/graft", repo.appendingPathComponent("Models").path])
+    // GRAFT_MODELS naming the repository's own Models/ lists it once (an error lists them all).
+    let same = ModelLoader.bundledModelDirectories(
+      environment: ["GRAFT_MODELS": repo.appendingPathComponent("Models").path + "/"],
+      executable: bin.appendingPathComponent("graft"))
+    XCTAssertEqual(same.map(\.path), [repo.appendingPathComponent("Models").path])
     // No repository above the executable, no variable: nowhere to look.
     XCTAssertEqual(
       ModelLoader.bundledModelDirectories(

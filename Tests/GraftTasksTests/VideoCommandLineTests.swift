@@ -24,6 +24,23 @@ final class VideoCommandLineTests: XCTestCase {
     return root
   }
 
+  /// `graft embed --frames` as the README writes it, `--layer -2` (a negative value, which the
+  /// parser once read as another flag), and a block the backbone lacks named as `layer`.
+  func testEmbedFramesTakesANegativeLayer() throws {
+    let clip = repositoryRoot.appendingPathComponent(
+      "Tests/GraftVideoTests/Fixtures/clips/h264.mp4")
+    let root = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: root) }
+    let out = root.appendingPathComponent("out.safetensors").path
+    let embed = ["embed", "--model", "vit-nano-fmnist", "--frames", "2", "--quiet", "-o", out]
+    let ok = try runGraft(embed + ["--layer", "-2", clip.path])
+    XCTAssertEqual(ok.status, 0, ok.err)
+    XCTAssertTrue(FileManager.default.fileExists(atPath: out))
+    let bad = try runGraft(embed + ["--layer", "99", clip.path])
+    XCTAssertNotEqual(bad.status, 0)
+    XCTAssertTrue(bad.err.contains("layer: 99 is not a block of a 6-block backbone"), bad.err)
+  }
+
   func testTuneEvalAndPredictOnAVideoFolder() throws {
     let root = try clipTree()
     let data = root.appendingPathComponent("clips").path

@@ -238,12 +238,16 @@ final class CaptionScoreTests: XCTestCase {
   func testInputErrorsAreNamed() throws {
     let refs = #"{"sentences": [{"video_id": "v1", "caption": "a b"}]}"#
     assertError(
-      .hypothesisWithoutReferences(videoID: "v2"), refs,
+      .hypothesisWithoutReferences(path: "hyps.json", references: "refs.json", videoID: "v2"), refs,
       #"[{"video_id": "v1", "caption": "a"}, {"video_id": "v2", "caption": "b"}]"#)
     assertError(
-      .duplicateHypothesis(videoID: "v1"), refs,
+      .duplicateHypothesis(path: "hyps.json", videoID: "v1"), refs,
       #"[{"video_id": "v1", "caption": "a"}, {"video_id": "v1", "caption": "b"}]"#)
     assertError(.noHypotheses(path: "hyps.json"), refs, "[]")
+    // Every message names the file it is about.
+    XCTAssertTrue(
+      "\(CaptionScoreInputError.duplicateHypothesis(path: "h.json", videoID: "v1"))"
+        .hasPrefix("h.json: "))
     XCTAssertThrowsError(try parse("{not json", "[]")) { error in
       guard case .notJSON(let path, _)? = error as? CaptionScoreInputError else {
         return XCTFail("\(error)")

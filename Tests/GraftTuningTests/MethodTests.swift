@@ -278,6 +278,10 @@ final class MethodTests: XCTestCase {
     }
     XCTAssertThrowsError(
       try makeMethod("lora", backbone: tinyBackbone(), options: ["targets": "q,zz"]))
+    // A target given twice is an error, as a block given twice is for LST's layers.
+    XCTAssertThrowsError(
+      try makeMethod("lora", backbone: tinyBackbone(), options: ["targets": "q,v,q"])
+    ) { XCTAssertTrue("\($0)".contains("'q' is given twice"), "\($0)") }
     XCTAssertThrowsError(try makeMethod("linear", backbone: tinyBackbone(), options: ["rank": "4"]))
     let a = try! makeMethod("lora", backbone: tinyBackbone(), options: ["rank": "2"])
     let b = try! makeMethod("lora", backbone: tinyBackbone(), options: ["rank": "4"])
