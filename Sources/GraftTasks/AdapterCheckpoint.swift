@@ -219,9 +219,17 @@ public enum AdapterCheckpoint {
           + "Graft): the backbone's architecture and preprocessing were not checked")
     }
     var generator = RandomGenerator(seed: 0)
-    let method = try MethodRegistry.make(
-      config.method, backbone: backbone.model, classes: config.numClasses,
-      options: config.hyperparameters, generator: &generator)
+    let method: TuningMethod
+    do {
+      method = try MethodRegistry.make(
+        config.method, backbone: backbone.model, classes: config.numClasses,
+        options: config.hyperparameters, generator: &generator)
+    } catch let error as ConfigError {
+      // The options come from the file, not from --set: say so.
+      throw ConfigError(
+        "\(folder.appendingPathComponent(configFile).path): its hyperparameters do not make a "
+          + "\(config.method) method: \(error.message)")
+    }
     let url = folder.appendingPathComponent(weightsFile)
     let state = try SafetensorsFile(contentsOf: url).tensors()
     try method.loadTrainableState(state, source: url.path)

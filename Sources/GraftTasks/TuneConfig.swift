@@ -340,7 +340,23 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
   /// (`optim.lr: 0.01`); lists become comma-separated values. `method` may name the method
   /// only if it agrees with this one. `source` names the file in errors. A key given twice
   /// (in one mapping, or once nested and once dotted) is an error: YAML parsers differ on which
-  /// value wins, so a run must not depend on it. So is a key that is not a plain name.
+  /// value wins, so a run must not depend on it. So is a key that is not a plain name. This
+  /// form reads the file at `path` (`--config`): a missing file, a folder, a device or a file
+  /// that is not UTF-8 text is a `ConfigError` naming it.
+  public mutating func apply(yamlFile path: String) throws {
+    let data: Data
+    do {
+      data = try MappedFile.contents(of: URL(fileURLWithPath: path))
+    } catch {
+      throw ConfigError("\(error) (--config takes a YAML file)")
+    }
+    guard let text = String(validating: data, as: UTF8.self) else {
+      throw ConfigError("\(path): not UTF-8 text (--config takes a YAML file)")
+    }
+    try apply(yaml: text, source: path)
+  }
+
+  /// Applies YAML `text` read from `source` (named in errors), as `apply(yamlFile:)`.
   public mutating func apply(yaml text: String, source: String) throws {
     let root: Any?
     do {

@@ -134,6 +134,8 @@ struct DemoImages: ParsableCommand {
 
   func run() throws {
     let names = methods.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+    // An unknown name is that, whichever protocol would have run it.
+    for m in names { _ = try MethodRegistry.descriptor(m) }
     let title = "Graft demo: \(backbone) on \(task)"
     let folder = URL(
       fileURLWithPath: out

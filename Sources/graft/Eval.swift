@@ -109,7 +109,12 @@ struct Eval: ParsableCommand {
     }
     let votes = try votes()
     let (result, out): (EvaluationResult, Tensor)
-    switch try AnyTuneData.load(data, for: input, video: loaded.config.videoInput ?? VideoInput()) {
+    let tuneData = try AnyTuneData.load(
+      data, for: input, video: loaded.config.videoInput ?? VideoInput())
+    if let note = Self.classNamesNote(run: loaded.config.classNames, data: tuneData.classNames) {
+      FileHandle.standardError.write(Data("note: \(note)\n".utf8))
+    }
+    switch tuneData {
     case .images(let d):
       (result, out) = try loaded.evaluate(try Self.split(d, split), votes: votes, seed: seed)
     case .points(let d):
@@ -134,6 +139,18 @@ struct Eval: ParsableCommand {
           loaded.config.method, split, result.count, votes > 1 ? ", \(votes) votes" : "",
           result.top1, result.top5, result.meanPerClass, result.loss))
     }
+  }
+
+  /// What to say when the run's classes and the data's differ by name or order (the head's
+  /// outputs are scored against the data's labels by index, so other names may mean the scores
+  /// compare other classes); nil when they agree.
+  static func classNamesNote(run: [String], data: [String]) -> String? {
+    guard run != data else { return nil }
+    func some(_ names: [String]) -> String {
+      names.prefix(4).joined(separator: ", ") + (names.count > 4 ? ", …" : "")
+    }
+    return "the run's classes (\(some(run))) are not this data's (\(some(data))) by name and "
+      + "order; labels are scored by index, as if they were the same classes"
   }
 
   /// Split `name` of `data`.

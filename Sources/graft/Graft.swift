@@ -33,6 +33,15 @@ struct Graft: ParsableCommand {
             + "run 'graft \(command)' as one process\n").utf8))
       Foundation.exit(2)
     }
+    if let problem = EnvironmentSettings.firstProblem(in: ProcessInfo.processInfo.environment) {
+      FileHandle.standardError.write(Data("Error: \(problem)\n".utf8))
+      Foundation.exit(64)
+    }
+    if let flag = EmptyPathOption.first(in: Array(CommandLine.arguments.dropFirst())) {
+      FileHandle.standardError.write(
+        Data("Error: \(flag) was given an empty path (an unset shell variable?)\n".utf8))
+      Foundation.exit(64)
+    }
     do {
       var command = try parseAsRoot(nil)
       try command.run()
@@ -43,6 +52,52 @@ struct Graft: ParsableCommand {
       }
       exit(withError: error)
     }
+  }
+}
+
+/// The environment variables Graft reads as numbers: a value that is not one would otherwise be
+/// ignored (`abc`) or taken literally (`GRAFT_MEMORY_LIMIT_MIB=0` fails every run as out of
+/// memory), so it is an error before anything runs. Empty counts as unset.
+enum EnvironmentSettings {
+  /// Each variable and the least value it takes.
+  static let numbers: [(name: String, least: Int, unit: String)] = [
+    ("GRAFT_MEMORY_LIMIT_MIB", 1, "MiB"), ("GRAFT_POOL_MIB", 0, "MiB"),
+    ("GRAFT_NUM_THREADS", 1, "threads"), ("GRAFT_SPIN_US", 0, "microseconds"),
+  ]
+
+  /// What is wrong with the first bad variable in `environment`, nil when none is.
+  static func firstProblem(in environment: [String: String]) -> String? {
+    for (name, least, unit) in numbers {
+      guard let text = environment[name], !text.isEmpty else { continue }
+      guard let value = Int(text), value >= least else {
+        return
+          "\(name)=\(text) is not a whole number of \(unit) ≥ \(least); set it to one, or unset it"
+      }
+    }
+    return nil
+  }
+}
+
+/// Options whose value is a file or folder: given as an empty string (`--out ""`, `--out=`, most
+/// often an unset shell variable), it would name the current folder and scatter a run there.
+enum EmptyPathOption {
+  static let flags: Set<String> = [
+    "--out", "-o", "--output", "--resume", "--draw", "--init-from", "--adapter", "--peft",
+    "--data", "--config", "--backbone", "--model", "--root",
+  ]
+
+  /// The first path option in `arguments` given an empty value, nil when there is none.
+  static func first(in arguments: [String]) -> String? {
+    for (i, argument) in arguments.enumerated() {
+      if argument == "--" { return nil }
+      if flags.contains(argument), i + 1 < arguments.count, arguments[i + 1].isEmpty {
+        return argument
+      }
+      if argument.hasSuffix("="), flags.contains(String(argument.dropLast())) {
+        return String(argument.dropLast())
+      }
+    }
+    return nil
   }
 }
 

@@ -100,6 +100,18 @@ struct Tune: ParsableCommand {
 
   @OptionGroup var imageLimit: ImageLimitOptions
 
+  func validate() throws {
+    // A resumed run writes into its own folder; another --out would be silently ignored.
+    if let resume, let out,
+      URL(fileURLWithPath: out).standardizedFileURL.path
+        != URL(fileURLWithPath: resume).standardizedFileURL.path
+    {
+      throw ValidationError(
+        "--out \(out) conflicts with --resume \(resume): a resumed run goes on in its own "
+          + "folder; leave --out out, or copy the folder first and resume the copy")
+    }
+  }
+
   func run() throws {
     // Under `mpirun -np K` (K > 1) every rank runs this; otherwise MPI is never initialised.
     guard let communicator = try MPILaunch.communicator() else {
@@ -150,12 +162,7 @@ struct Tune: ParsableCommand {
         let backboneRef = run["backbone"] as? String, let dataRef = run["data"] as? String,
         let methodName = run["method"] as? String
       else { throw ValidationError("\(runURL.path): not a run folder to resume") }
-      var cfg = TuneConfig(method: methodName)
-      let yamlURL = folder.appendingPathComponent("tune_config.yaml")
-      guard let yaml = try? String(contentsOf: yamlURL, encoding: .utf8) else {
-        throw ValidationError("\(yamlURL.path): missing or unreadable (not a run folder to resume)")
-      }
-      try cfg.apply(yaml: yaml, source: yamlURL.path)
+      var cfg = try RunConfigFile.read(folder, method: methodName)
       let adapter = try AdapterCheckpoint.readConfig(folder)
       let runArch = backboneRef.hasSuffix(".npz") ? adapter.baseModelArchitecture : nil
       cfg = try checkResumeAgrees(
@@ -188,13 +195,7 @@ struct Tune: ParsableCommand {
     }
     var cfg = try TuneConfig.preset(for: method)
     if let config {
-      let text: String
-      do {
-        text = try String(contentsOf: URL(fileURLWithPath: config), encoding: .utf8)
-      } catch {
-        throw ValidationError("\(config): cannot read (\(error.localizedDescription))")
-      }
-      try cfg.apply(yaml: text, source: config)
+      try cfg.apply(yamlFile: config)
     }
     for assignment in overrides { try cfg.set(assignment: assignment) }
     let tb = try TuneBackbone.load(backbone, arch: arch)
@@ -292,13 +293,7 @@ struct Tune: ParsableCommand {
     guard config != nil || !overrides.isEmpty else { return runConfig }
     var asked = runConfig
     if let config {
-      let text: String
-      do {
-        text = try String(contentsOf: URL(fileURLWithPath: config), encoding: .utf8)
-      } catch {
-        throw ValidationError("\(config): cannot read (\(error.localizedDescription))")
-      }
-      try asked.apply(yaml: text, source: config)
+      try asked.apply(yamlFile: config)
     }
     for assignment in overrides { try asked.set(assignment: assignment) }
     if let first = try asked.resumeConflicts(with: runConfig).first {

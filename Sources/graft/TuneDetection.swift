@@ -45,12 +45,7 @@ enum DetectionRoute {
         let backboneRef = run["backbone"] as? String, let dataRef = run["data"] as? String,
         let methodName = run["method"] as? String
       else { throw ValidationError("\(runURL.path): not a run folder to resume") }
-      var cfg = TuneConfig(method: methodName)
-      let yamlURL = folder.appendingPathComponent("tune_config.yaml")
-      guard let yaml = try? String(contentsOf: yamlURL, encoding: .utf8) else {
-        throw ValidationError("\(yamlURL.path): missing or unreadable (not a run folder to resume)")
-      }
-      try cfg.apply(yaml: yaml, source: yamlURL.path)
+      var cfg = try RunConfigFile.read(folder, method: methodName)
       cfg = try tune.checkResumeAgrees(
         method: methodName, backbone: backboneRef, arch: nil, data: dataRef, config: cfg)
       let backbone = try TuneBackbone.load(backboneRef)
@@ -76,13 +71,7 @@ enum DetectionRoute {
     }
     var cfg = try TuneConfig.preset(for: method)
     if let config = tune.config {
-      let text: String
-      do {
-        text = try String(contentsOf: URL(fileURLWithPath: config), encoding: .utf8)
-      } catch {
-        throw ValidationError("\(config): cannot read (\(error.localizedDescription))")
-      }
-      try cfg.apply(yaml: text, source: config)
+      try cfg.apply(yamlFile: config)
     }
     for assignment in tune.overrides { try cfg.set(assignment: assignment) }
     let backbone = try TuneBackbone.load(backboneRef)

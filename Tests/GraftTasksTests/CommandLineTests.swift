@@ -17,11 +17,17 @@ func graftExecutable() throws -> URL {
   return url
 }
 
-/// Runs `graft` with `arguments` in the repository root; returns status, stdout and stderr.
-func runGraft(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
+/// Runs `graft` with `arguments` in the repository root, `environment` added to this process's;
+/// returns status, stdout and stderr.
+func runGraft(_ arguments: [String], environment: [String: String] = [:]) throws -> (
+  status: Int32, out: String, err: String
+) {
   let process = Process()
   process.executableURL = try graftExecutable()
   process.arguments = arguments
+  if !environment.isEmpty {
+    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+  }
   process.currentDirectoryURL = repositoryRoot
   let out = Pipe()
   let err = Pipe()
@@ -195,6 +201,10 @@ final class CommandLineTests: XCTestCase {
       (["data", "prepare", "graft1k", "--task", "cifar"], "cifar"),
       (["pretrain", "--out", "/tmp/x", "--set", "train.epoch=3"], "train.epoch"),
       (["report", "/nonexistent/run"], "/nonexistent/run"),
+      (
+        ["demo", "--methods", "linear,bogus", "--out", "/nonexistent/demo"],
+        "unknown method 'bogus'"
+      ),
     ]
     for (args, expected) in cases {
       let r = try runGraft(args)
@@ -202,6 +212,74 @@ final class CommandLineTests: XCTestCase {
       XCTAssertTrue(r.err.contains(expected), "\(args): \(r.err)")
       XCTAssertFalse(r.err.contains("Fatal error"), r.err)
     }
+  }
+
+  /// `graft eval` of a run on data whose classes have other names says so (the scores compare
+  /// classes by index), and says nothing on the run's own data.
+  func testEvalNotesClassNamesThatAreNotTheRuns() throws {
+    let root = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: root) }
+    let png = try Data(
+      contentsOf: repositoryRoot.appendingPathComponent(
+        "Tests/GraftDataTests/Fixtures/images/png_rgb.png"))
+    for (folder, classes) in [("ab", ["a", "b"]), ("xy", ["x", "y"])] {
+      for split in ["train", "val", "test"] {
+        for c in classes {
+          let dir = root.appendingPathComponent("\(folder)/\(split)/\(c)")
+          try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+          for i in 0..<2 { try png.write(to: dir.appendingPathComponent("\(i).png")) }
+        }
+      }
+    }
+    let run = root.appendingPathComponent("run").path
+    let tune = try runGraft([
+      "tune", "--backbone", tinyTimmFolder, "--method", "linear", "--data",
+      root.appendingPathComponent("ab").path, "--set", "train.epochs=1", "--out", run, "--quiet",
+    ])
+    XCTAssertEqual(tune.status, 0, tune.err)
+    let same = try runGraft(["eval", "--adapter", run, "--data", root.path + "/ab"])
+    XCTAssertEqual(same.status, 0, same.err)
+    XCTAssertFalse(same.err.contains("by name and order"), same.err)
+    let other = try runGraft(["eval", "--adapter", run, "--data", root.path + "/xy"])
+    XCTAssertEqual(other.status, 0, other.err)
+    XCTAssertTrue(
+      other.err.contains("the run's classes (a, b) are not this data's (x, y) by name and order"),
+      other.err)
+  }
+
+  /// An empty path (`--out ""`, `--out=`: an unset shell variable), a numeric environment
+  /// variable that is no number, and a `--resume` run with another `--out` are refused before
+  /// anything is written (an empty --out used to put the run into the current folder).
+  func testEmptyPathsBadEnvironmentAndAStrayOutAreRefused() throws {
+    let scratch = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: scratch) }
+    let before = try FileManager.default.contentsOfDirectory(atPath: repositoryRoot.path)
+    let tune = ["tune", "--backbone", tinyTimmFolder, "--method", "linear", "--data", "digits"]
+    let cases: [([String], [String: String], String)] = [
+      (tune + ["--out", ""], [:], "--out was given an empty path"),
+      (tune + ["--out="], [:], "--out was given an empty path"),
+      (["import", "--peft", "", "--backbone", "vit-nano-fmnist", "--out", "x"], [:], "--peft"),
+      (
+        tune + ["--out", scratch.path], ["GRAFT_MEMORY_LIMIT_MIB": "abc"],
+        "GRAFT_MEMORY_LIMIT_MIB=abc is not a whole number"
+      ),
+      (
+        tune + ["--out", scratch.path], ["GRAFT_MEMORY_LIMIT_MIB": "0"], "GRAFT_MEMORY_LIMIT_MIB=0"
+      ),
+      (tune + ["--out", scratch.path], ["GRAFT_NUM_THREADS": "-2"], "GRAFT_NUM_THREADS=-2"),
+      (
+        ["tune", "--resume", scratch.path, "--out", scratch.appendingPathComponent("b").path],
+        [:], "conflicts with --resume"
+      ),
+    ]
+    for (arguments, environment, message) in cases {
+      let r = try runGraft(arguments, environment: environment)
+      XCTAssertNotEqual(r.status, 0, arguments.joined(separator: " "))
+      XCTAssertTrue(r.err.contains(message), "\(arguments): \(r.err)")
+    }
+    XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: scratch.path), [])
+    XCTAssertEqual(
+      Set(try FileManager.default.contentsOfDirectory(atPath: repositoryRoot.path)), Set(before))
   }
 }
 

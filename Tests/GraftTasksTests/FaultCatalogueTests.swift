@@ -133,6 +133,7 @@ final class FaultCatalogueTests: XCTestCase {
   func catalogue(_ root: URL) throws -> [Fault] {
     let r = root.path
     let out = r + "/out.safetensors"
+    let tinyHash = try TuneBackbone.load(tinyTimmFolder).weightsHash
     let png = imageFixture("png_rgb.png").path
     let m = tinyTimmFolder
     func embed(_ model: String, _ inputs: [String], output: String = out, _ extra: [String] = [])
@@ -331,7 +332,7 @@ final class FaultCatalogueTests: XCTestCase {
         expected: ["unknown.yaml", "optim.lrr"]),
       Fault(
         name: "YAML file missing", arguments: tune(["--config", r + "/none.yaml"]),
-        expected: ["none.yaml", "cannot read"]),
+        expected: ["none.yaml", "no such file"]),
       // Data.
       Fault(
         name: "image-folder splits with other classes",
@@ -395,6 +396,16 @@ final class FaultCatalogueTests: XCTestCase {
           }, "--data", "digits",
         ],
         expected: ["adapter_config.json", "format_version"]),
+      Fault(
+        name: "adapter_config.json hyperparameters the method does not take",
+        arguments: [
+          "eval", "--adapter",
+          try adapterFolder(root, "a-options") {
+            $0["base_model_hash"] = tinyHash
+            $0["hyperparameters"] = ["alpha": "2"]
+          }, "--data", "digits",
+        ],
+        expected: ["adapter_config.json: its hyperparameters", "no option 'alpha'"]),
       Fault(
         name: "adapter_config.json of another backbone",
         arguments: [

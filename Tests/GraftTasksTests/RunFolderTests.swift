@@ -300,6 +300,29 @@ final class ConfigTests: XCTestCase {
     }
   }
 
+  /// `--config` given a folder, a device, a binary file or nothing is an error naming the path
+  /// and what it is (they used to read as Foundation's "error 256" or "no permission").
+  func testConfigFilesThatAreNotYAMLTextAreNamed() throws {
+    let folder = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let binary = folder.appendingPathComponent("weights.bin")
+    try Data([0xff, 0xfe, 0x00, 0x81]).write(to: binary)
+    let good = folder.appendingPathComponent("good.yaml")
+    try "train:\n  epochs: 3\n".write(to: good, atomically: true, encoding: .utf8)
+    for (path, text) in [
+      (folder.path, "is a directory"), ("/dev/null", "not a regular file"),
+      (binary.path, "not UTF-8 text"), (folder.path + "/none.yaml", "no such file"),
+    ] {
+      var config = try TuneConfig.preset(for: "lora")
+      XCTAssertThrowsError(try config.apply(yamlFile: path)) {
+        XCTAssertTrue("\($0)".contains(path) && "\($0)".contains(text), "\($0)")
+      }
+    }
+    var config = try TuneConfig.preset(for: "lora")
+    try config.apply(yamlFile: good.path)
+    XCTAssertEqual(config.epochs, 3)
+  }
+
   func testBadKeysAreClearErrors() throws {
     var c = try TuneConfig.preset(for: "lora")
     XCTAssertThrowsError(try c.set(assignment: "optim.lrr=1")) {
