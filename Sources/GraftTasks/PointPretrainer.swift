@@ -54,18 +54,20 @@ public struct PointPretrainConfig: Sendable, Equatable, OptionTable {
 
   /// Every key `--set` takes.
   public static let options: [ConfigOption<PointPretrainConfig>] = [
-    .int("model.trans_dim", \.transDim, atLeast: 1, "token width D"),
-    .int("model.depth", \.depth, atLeast: 1, "encoder blocks"),
-    .int("model.num_heads", \.numHeads, atLeast: 1, "encoder attention heads"),
-    .int("model.group_size", \.groupSize, atLeast: 1, "points per group"),
-    .int("model.num_group", \.numGroup, atLeast: 2, "groups per cloud"),
-    .int("model.npoints", \.npoints, atLeast: 2, "points per cloud given to the model"),
-    .int("decoder.depth", \.decoderDepth, atLeast: 1, "decoder blocks"),
-    .int("decoder.num_heads", \.decoderHeads, atLeast: 1, "decoder attention heads"),
+    .int("model.trans_dim", \.transDim, in: 1...4096, "token width D"),
+    .int("model.depth", \.depth, in: 1...96, "encoder blocks"),
+    .int("model.num_heads", \.numHeads, in: 1...128, "encoder attention heads"),
+    .int("model.group_size", \.groupSize, in: 1...4096, "points per group"),
+    .int("model.num_group", \.numGroup, in: 2...8192, "groups per cloud"),
+    .int("model.npoints", \.npoints, in: 2...1_000_000, "points per cloud given to the model"),
+    .int("decoder.depth", \.decoderDepth, in: 1...96, "decoder blocks"),
+    .int("decoder.num_heads", \.decoderHeads, in: 1...128, "decoder attention heads"),
     .float("mask.ratio", \.maskRatio, in: 0.01...0.99, "share of the groups hidden"),
-    .int("data.surface_points", \.surfacePoints, atLeast: 2, "points sampled per mesh per epoch"),
-    .int("train.epochs", \.epochs, atLeast: 1, "epochs over the training meshes"),
-    .int("train.batch_size", \.batchSize, atLeast: 1, "clouds per step"),
+    .int(
+      "data.surface_points", \.surfacePoints, in: 2...1_000_000,
+      "points sampled per mesh per epoch (at least model.npoints)"),
+    .int("train.epochs", \.epochs, in: 1...100_000, "epochs over the training meshes"),
+    .int("train.batch_size", \.batchSize, in: 1...4096, "clouds per step"),
     .int("train.warmup_epochs", \.warmupEpochs, atLeast: 0, "linear warm-up, epochs"),
     .int("train.workers", \.workers, atLeast: 0, "background sampling threads"),
     ConfigOption("optim.lr", \.lr, "peak learning rate", expectation: "a number > 0") { $0 > 0 },
@@ -133,6 +135,11 @@ public final class PointPretrainer {
       try encoderConfig.validate()
     } catch let e as PointMAEConfigError {
       throw ConfigError(e.message)
+    }
+    guard config.surfacePoints >= config.npoints else {
+      throw ConfigError(
+        "data.surface_points (\(config.surfacePoints)) is below model.npoints "
+          + "(\(config.npoints)): the model's points are taken from the surface points")
     }
     model = try PointMAEPretraining(
       config: encoderConfig, decoderDepth: config.decoderDepth,

@@ -19,8 +19,10 @@ extension PointOps {
   /// Shapes: `query` `[B, M, C]` and `points` `[B, N, C]` (any C: xyz, or features as in a
   /// DGCNN's dynamic graph) → indices `[B, M, k]` and squared distances `[B, M, k]` (or
   /// unbatched `[M, C]`, `[N, C]` → `[M, k]`); 1 ≤ k ≤ N. The distances are not recorded on the
-  /// tape. Queries run in parallel in blocks, each block one single-threaded GEMM. Inputs must
-  /// be finite.
+  /// tape. Queries run in parallel in blocks, each block one single-threaded GEMM. A cloud
+  /// (query or points) with a coordinate that is not finite gets the indices `0..<k` and NaN
+  /// distances for every query: still valid indices, so a diverged model's NaN reaches its loss
+  /// (and the trainer's check) instead of sending a gather out of bounds.
   public static func knn(query: Tensor, points: Tensor, k: Int) -> (
     indices: IndexTensor, squaredDistances: Tensor
   ) {
@@ -35,6 +37,11 @@ extension PointOps {
     let distances = Tensor(shape: outShape, zeroed: false)
     guard batch * m > 0 else { return (IndexTensor(shape: outShape, values: []), distances) }
 
+    let finite = (0..<batch).map { b in
+      UnsafeBufferPointer(start: query.pointer + b * m * c, count: m * c).allSatisfy(\.isFinite)
+        && UnsafeBufferPointer(start: points.pointer + b * n * c, count: n * c).allSatisfy(
+          \.isFinite)
+    }
     let prep = KNNPrepared(query: query.pointer, points: points.pointer, batch, m, n, c)
     defer { prep.deallocate() }
     let rowsPerBlock = Swift.max(1, Swift.min(m, 65_536 / n))
@@ -60,6 +67,15 @@ extension PointOps {
           let first = block * rowsPerBlock
           let rows = Swift.min(rowsPerBlock, m - first)
           let qRow0 = b * m + first
+          guard finite[b] else {
+            for row in qRow0..<(qRow0 + rows) {
+              for j in 0..<k {
+                iOut[row * k + j] = Int32(j)
+                dOut[row * k + j] = .nan
+              }
+            }
+            continue
+          }
           sgemm(
             prep.query + qRow0 * c, transA: false, prep.points + b * n * c, transB: true, dots,
             m: rows, n: n, k: c)

@@ -94,5 +94,26 @@ final class PointPretrainTests: XCTestCase {
     }
     try? c.set("model.num_heads", "5")
     XCTAssertThrowsError(try PointPretrainer(config: c))
+    // Sizes have an upper bound (a typo's extra zeros aborted on memory), and the surface
+    // sample must hold the model's points.
+    XCTAssertThrowsError(try c.set("data.surface_points", "1000000000000")) {
+      XCTAssertTrue("\($0)".contains("data.surface_points"), "\($0)")
+    }
+    var few = try! tinyConfig(epochs: 1)
+    try! few.set("data.surface_points", "10")
+    XCTAssertThrowsError(try PointPretrainer(config: few)) {
+      XCTAssertTrue("\($0)".contains("below model.npoints"), "\($0)")
+    }
+  }
+
+  /// A learning rate that blows the weights up ends the run with the divergence error at its
+  /// step; it used to crash in the Chamfer loss's neighbour search on the NaN clouds.
+  func testADivergingRunStopsWithAnErrorNotACrash() throws {
+    var c = try tinyConfig(epochs: 3)
+    try c.set("optim.lr", "1e30")
+    try c.set("train.warmup_epochs", "0")
+    XCTAssertThrowsError(
+      try PointPretrainer(config: c).run(train: meshes(), validation: meshes(), out: folder)
+    ) { XCTAssertTrue("\($0)".contains("step"), "\($0)") }
   }
 }

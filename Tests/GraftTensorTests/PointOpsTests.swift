@@ -211,6 +211,25 @@ final class PointOpsTests: XCTestCase {
     XCTAssertGreaterThan(ties, 100)
   }
 
+  /// A cloud holding a NaN (a diverged model's output) gets valid indices 0..<k and NaN
+  /// distances, the other clouds of the batch their true neighbours; the Chamfer loss over it is
+  /// NaN, not a read out of bounds (it crashed point pretraining at a huge learning rate).
+  func testKNNOfACloudWithNaNGivesValidIndicesAndNaN() {
+    let cloud = gridCloud(batch: 2)
+    var values = cloud.scalars
+    values[cloud.count / 2 + 7] = .nan  // the second cloud
+    let broken = Tensor(values, shape: cloud.shape)
+    let query = broken.narrow(1, start: 0, length: 20)
+    let (indices, distances) = PointOps.knn(query: query, points: broken, k: 5)
+    let (truth, _) = PointOps.knn(
+      query: cloud.narrow(1, start: 0, length: 20), points: cloud, k: 5)
+    XCTAssertEqual(Array(indices.values[..<100]), Array(truth.values[..<100]))
+    XCTAssertEqual(
+      Array(indices.values[100...]), Array(repeating: [0, 1, 2, 3, 4], count: 20).flatMap { $0 })
+    XCTAssertTrue(distances.scalars[100...].allSatisfy(\.isNaN))
+    XCTAssertTrue(PointOps.chamferDistanceL2(broken, cloud).item.isNaN)
+  }
+
   // MARK: Ball query
 
   func testBallQueryMatchesPointnet2Convention() throws {
