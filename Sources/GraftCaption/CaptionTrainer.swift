@@ -107,6 +107,9 @@ public final class CaptionTrainer {
     guard options.epochs >= 1, options.batchSize >= 1 else {
       throw ConfigError("epochs and batch size must be at least 1")
     }
+    guard options.lr.isFinite, options.lr > 0 else {
+      throw ConfigError("the learning rate must be a number > 0, not \(options.lr)")
+    }
     let valSet = data.entries(split: "val")
     // The eval rule is deterministic: the validation tokens are computed once.
     let valTokens = try valSet.map { e in
@@ -147,13 +150,27 @@ public final class CaptionTrainer {
         optimizer.apply(schedule, step: step)
         lr = schedule.lr(at: step)
         let loss = captioner.loss(frameTokens: captioner.frameTokens(clips), captions: captions)
+        // A diverged step ends the run before its NaN reaches a weight or a file; the folder
+        // keeps the last good epoch.
+        let value = Double(loss.scalars[0])
+        guard value.isFinite else {
+          throw ConfigError(
+            "epoch \(epoch), step \(step): the training loss is \(value); lower the learning rate"
+              + (out.map { " (\($0.path) keeps the last finished epoch, if any)" } ?? ""))
+        }
         optimizer.zeroGrad()
         loss.backward()
         optimizer.step()
-        sum += Double(loss.scalars[0])
+        sum += value
         step += 1
       }
       let valLoss = valTokens.isEmpty ? nil : validationLoss(valSet, tokens: valTokens)
+      if let valLoss, !valLoss.isFinite {
+        throw ConfigError(
+          "epoch \(epoch): the validation loss is \(valLoss) (the weights diverged); lower the "
+            + "learning rate"
+            + (out.map { " (\($0.path) keeps the last finished epoch, if any)" } ?? ""))
+      }
       let record = CaptionEpoch(
         epoch: epoch, trainLoss: sum / Double(stepsPerEpoch), valLoss: valLoss,
         lr: Double(lr), seconds: Date().timeIntervalSince(started))

@@ -230,7 +230,12 @@ public enum ImageCodec {
     if b.count == 12 && starts(Array("RIFF".utf8)) && Array(b[8..<12]) == Array("WEBP".utf8) {
       return "WebP"
     }
-    if b.count >= 12 && Array(b[4..<8]) == Array("ftyp".utf8) { return "HEIF/AVIF" }
+    if b.count >= 12 && Array(b[4..<8]) == Array("ftyp".utf8) {
+      // The ISO base media box is shared: its major brand tells a still image from a video.
+      let brand = String(decoding: b[8..<12], as: UTF8.self)
+      let still: Set<String> = ["heic", "heix", "heim", "heis", "mif1", "msf1", "avif", "avis"]
+      return still.contains(brand) ? "HEIF/AVIF" : "MP4/QuickTime video ('\(brand)')"
+    }
     if starts([0xFF, 0x0A]) || starts([0, 0, 0, 0x0C, 0x4A, 0x58, 0x4C, 0x20]) {
       return "JPEG XL"
     }

@@ -10,7 +10,8 @@ extension ModelLoader {
   /// A timm folder keeps its `config.json` as it is (preprocessing included) with a new
   /// `model.safetensors`; a Point-MAE folder is written by `PointMAE.save(folder:)`. Both files
   /// are written atomically. Throws `FileError` for a Google `.npz` (no folder to copy the
-  /// configuration from), for `out` being the source folder, or for what loading throws.
+  /// configuration from), for `out` being the source folder or a folder that holds anything,
+  /// or for what loading throws.
   public static func writeReinitialised(_ reference: String, to out: URL, seed: UInt64) throws {
     let loaded = try loadBackbone(reference)
     var generator = RandomGenerator(seed: seed)
@@ -21,6 +22,14 @@ extension ModelLoader {
     }
     guard out.standardizedFileURL.path != source.standardizedFileURL.path else {
       throw FileError(path: out.path, message: "is the model's own folder; give another --out")
+    }
+    // Another model's (or a pretraining run's) files would be left beside the new weights.
+    let held = (try? FileManager.default.contentsOfDirectory(atPath: out.path)) ?? []
+    guard held.isEmpty else {
+      throw FileError(
+        path: out.path,
+        message: "holds files already (\(held.sorted().prefix(3).joined(separator: ", "))); "
+          + "give a new or empty folder")
     }
     switch loaded {
     case .vit(let model):

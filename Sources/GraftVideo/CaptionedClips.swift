@@ -341,6 +341,15 @@ public enum ClipSetGenerator {
     root: URL, fashionMNIST: URL, mnistCSV: URL, options: Options = Options(),
     log: ((String) -> Void)? = nil
   ) throws -> CaptionedClipSet {
+    guard options.clips >= 1, options.size >= 16, options.size % 2 == 0, options.frames >= 2,
+      options.fps >= 1
+    else {
+      throw VideoError(
+        .invalidArgument, path: root.path,
+        message:
+          "clips need a count ≥ 1 (\(options.clips)), an even canvas ≥ 16 (\(options.size)), "
+          + "≥ 2 frames (\(options.frames)) and ≥ 1 fps (\(options.fps))")
+    }
     let videos = root.appendingPathComponent("videos")
     try FileManager.default.createDirectory(at: videos, withIntermediateDirectories: true)
     let items = try items(

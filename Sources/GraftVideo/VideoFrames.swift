@@ -31,6 +31,10 @@ public struct VideoFrames: Sendable {
 
 /// Reads sampled frames out of video files.
 public enum VideoDecoding {
+  /// The most frames one call samples (PLLaVA takes 16 to 64): far more would only be a typo
+  /// that asks for gigabytes of pixels.
+  public static let maxFrameCount = 4096
+
   /// Decodes the `count` frames that `sampling` picks from the file at `url`.
   ///
   /// The file is decoded forward from its start (exact frame indices whatever the container's
@@ -39,12 +43,15 @@ public enum VideoDecoding {
   /// counted first; when the stream ends before the count it stated (a cut file), the sampling is
   /// redone over the frames that exist and the file decoded again, with a warning. Frames whose
   /// size changes mid-stream are resized (bilinear) to the first frame's size, with a warning.
-  /// Throws `VideoError` for a file that gives no frame.
+  /// Throws `VideoError` for a file that gives no frame, or a `count` outside
+  /// 1...`maxFrameCount`.
   public static func sample(
     _ url: URL, count: Int, sampling: FrameSampling = .pllava, threads: Int = 0
   ) throws -> VideoFrames {
-    guard count >= 1 else {
-      throw VideoError(.invalidArgument, path: url.path, message: "frame count \(count) < 1")
+    guard (1...maxFrameCount).contains(count) else {
+      throw VideoError(
+        .invalidArgument, path: url.path,
+        message: "frame count \(count) is not between 1 and \(maxFrameCount)")
     }
     let reader = try VideoReader(url: url, threads: threads)
     var info = try reader.info()
@@ -83,6 +90,18 @@ public enum VideoDecoding {
         "\(reader.corruptPackets) corrupt packet(s) skipped, \(reader.readErrors) read error(s)")
     }
     warnings += attempt.warnings
+    if case .pllavaBound(let start, let end) = sampling, info.fps > 0 {
+      // PLLaVA clamps a window past the end to the last frame; say so rather than hand back
+      // copies of one frame without a word.
+      let duration = Double(info.frames) / info.fps
+      if end > duration {
+        warnings.append(
+          String(
+            format: "the window %g–%g s runs past the clip's end (%.3g s, %d frames): frames "
+              + "beyond it are the last frame again, as PLLaVA samples them", start, end,
+            duration, info.frames))
+      }
+    }
     return VideoFrames(
       width: attempt.width, height: attempt.height, indices: indices, times: attempt.times,
       pixels: attempt.pixels, info: info, warnings: warnings)

@@ -94,6 +94,20 @@ final class ImageCodecTests: XCTestCase {
     XCTAssertNil(ImageFormat(detecting: Data("GIF89a".utf8)))
   }
 
+  /// The ISO media box starts HEIF images and MP4 videos alike: its brand tells them apart, so
+  /// a video given as an image is called a video (it was called HEIF).
+  func testAVideoGivenAsAnImageIsCalledAVideo() {
+    func box(_ brand: String) -> Data {
+      Data([0, 0, 0, 0x18] + Array("ftyp\(brand)".utf8) + [0, 0])
+    }
+    for (brand, words) in [("isom", "MP4/QuickTime video"), ("heic", "HEIF/AVIF")] {
+      XCTAssertThrowsError(try ImageCodec.decode(data: box(brand), name: "x.png")) {
+        XCTAssertEqual(($0 as? ImageError)?.kind, .unsupported)
+        XCTAssertTrue("\($0)".contains(words), "\($0)")
+      }
+    }
+  }
+
   /// Every prefix of a JPEG, and every prefix of a PNG that cuts into the image data, is refused
   /// with an error, never a crash or a silently grey-padded image. As in Pillow, a PNG may lack
   /// its 12-byte IEND chunk, a JPEG not even its EOI marker.

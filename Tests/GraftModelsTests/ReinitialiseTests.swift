@@ -58,5 +58,13 @@ final class ReinitialiseTests: XCTestCase {
   func testTheSourceFolderIsNeverOverwritten() throws {
     let source = fixtures.appendingPathComponent("point_mae/model")
     XCTAssertThrowsError(try ModelLoader.writeReinitialised(source.path, to: source, seed: 0))
+    // Nor is another folder that holds anything (a model, a pretraining run): nothing changes.
+    let other = try temporaryFolder()
+    try ModelLoader.writeReinitialised(source.path, to: other, seed: 0)
+    let before = try Data(contentsOf: other.appendingPathComponent("model.safetensors"))
+    XCTAssertThrowsError(try ModelLoader.writeReinitialised(source.path, to: other, seed: 1)) {
+      XCTAssertTrue("\($0)".contains("holds files already"), "\($0)")
+    }
+    XCTAssertEqual(try Data(contentsOf: other.appendingPathComponent("model.safetensors")), before)
   }
 }

@@ -58,6 +58,20 @@ final class VideoDecodingTests: XCTestCase {
     }
   }
 
+  /// A PLLaVA window past the clip's end gives the last frame again, as PLLaVA's sampler does,
+  /// and says so; a window inside the clip says nothing.
+  func testAWindowPastTheEndIsClampedWithAWarning() throws {
+    let url = VideoFixtures.url("h264.mp4")
+    let inside = try VideoDecoding.sample(
+      url, count: 3, sampling: .pllavaBound(start: 0, end: 0.1), threads: 1)
+    XCTAssertEqual(inside.warnings, [])
+    let past = try VideoDecoding.sample(
+      url, count: 3, sampling: .pllavaBound(start: 10, end: 20), threads: 1)
+    XCTAssertEqual(Set(past.indices), [past.info.frames - 1])
+    XCTAssertEqual(past.warnings.count, 1)
+    XCTAssertTrue(past.warnings[0].contains("runs past the clip's end"), past.warnings[0])
+  }
+
   /// Seeking lands on the first frame at or after the time, in an indexed container, a
   /// variable-frame-rate one and a GIF (which cannot seek and is reopened).
   func testSeekLandsOnTheFirstFrameAtOrAfterTheTime() throws {
