@@ -46,7 +46,8 @@ struct CaptionArmOptions: ParsableArguments {
   var arguments: [String] {
     var a = [
       "--decoder", decoder, "--backbone", backbone, "--data", dataURL.path, "--epochs",
-      "\(epochs)", "--batch-size", "\(batchSize)", "--lr", "\(lr)", "--seed", "\(seed)",
+      // `--lr=…` in one piece: a child's parser reads a lone negative number as a flag.
+      "\(epochs)", "--batch-size", "\(batchSize)", "--lr=\(lr)", "--seed", "\(seed)",
     ]
     if let maxClips { a += ["--max-clips", "\(maxClips)"] }
     for s in sets.overrides { a += ["--set", s] }
@@ -86,6 +87,7 @@ struct CaptionArmOptions: ParsableArguments {
     guard epochs >= 1, batchSize >= 1 else {
       throw ValidationError("--epochs and --batch-size must be at least 1")
     }
+    guard lr.isFinite, lr > 0 else { throw ValidationError("--lr must be a number > 0, not \(lr)") }
   }
 
   /// The title lines of a report: decoder, backbone, data and recipe.
@@ -105,6 +107,10 @@ struct CaptionArmOptions: ParsableArguments {
   func runArms(
     _ arms: [CaptionArm], out: URL, fresh: Bool, title: String, json: Bool
   ) throws -> (results: [CaptionArmResult], decoder: URL) {
+    var seen = Set<String>()
+    if let twice = arms.first(where: { !seen.insert($0.name).inserted }) {
+      throw ValidationError("--arms: '\(twice.name)' is given twice")
+    }
     let decoderFolder = try CaptionDecoder.resolve(decoder)
     _ = try methodConfig()
     let clips = try CaptionClips(path: dataURL)

@@ -68,8 +68,10 @@ func repositoryRoot() -> URL {
   return URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
 }
 
-/// Runs a child process and decodes the last line of its standard output as JSON; its standard
-/// error is dropped unless `showsStandardError` (then a failure points to its messages).
+/// Runs a child process and decodes the last line of its standard output as JSON. Its standard
+/// error is shown as it comes with `showsStandardError`; otherwise it is kept aside (in a
+/// temporary file, so a chatty child never blocks on a full pipe) and its last lines are part
+/// of the error when the child fails, so the reason is never lost.
 func runJSON<T: Decodable>(
   executable: String, arguments: [String], showsStandardError: Bool = false
 ) throws -> T {
@@ -78,16 +80,34 @@ func runJSON<T: Decodable>(
   process.arguments = executable == "/usr/bin/env" ? ["python3"] + arguments : arguments
   let output = Pipe()
   process.standardOutput = output
-  if !showsStandardError { process.standardError = FileHandle.nullDevice }
+  var messages: URL? = nil
+  if !showsStandardError {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "graft-child-\(getpid())-\(UUID().uuidString).err")
+    if FileManager.default.createFile(atPath: url.path, contents: nil),
+      let handle = FileHandle(forWritingAtPath: url.path)
+    {
+      process.standardError = handle
+      messages = url
+    } else {
+      process.standardError = FileHandle.nullDevice
+    }
+  }
+  defer { if let messages { try? FileManager.default.removeItem(at: messages) } }
   try process.run()
   let data = output.fileHandleForReading.readDataToEndOfFile()
   process.waitUntilExit()
   guard process.terminationStatus == 0,
     let line = String(decoding: data, as: UTF8.self).split(separator: "\n").last
   else {
+    var why = showsStandardError ? "; its messages are above" : ""
+    if let messages, let text = try? String(contentsOf: messages, encoding: .utf8) {
+      let last = text.split(separator: "\n").suffix(5).joined(separator: "\n  ")
+      if !last.isEmpty { why = ":\n  " + last }
+    }
     throw ValidationError(
       "\(executable) \(arguments.joined(separator: " ")) failed (status \(process.terminationStatus))"
-        + (showsStandardError ? "; its messages are above" : ""))
+        + why)
   }
   return try JSONDecoder().decode(T.self, from: Data(line.utf8))
 }

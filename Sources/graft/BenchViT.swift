@@ -52,6 +52,13 @@ struct BenchViT: ParsableCommand {
   @OptionGroup var jsonFlag: JSONFlag
   var json: Bool { jsonFlag.json }
 
+  func validate() throws {
+    guard batches.allSatisfy({ (1...4096).contains($0) }), (1...10_000).contains(iterations)
+    else {
+      throw ValidationError("--batch must be in 1...4096 and --iterations in 1...10000")
+    }
+  }
+
   struct Row: Codable {
     var model: String
     var batch: Int

@@ -66,6 +66,22 @@ struct CaptionTrain: ParsableCommand {
   @OptionGroup var sets: SetOptions
   @OptionGroup var quietFlag: QuietFlag
 
+  func validate() throws {
+    guard epochs >= 1, batchSize >= 1, (maxClips ?? 1) >= 1 else {
+      throw ValidationError("--epochs, --batch-size and --max-clips must be at least 1")
+    }
+    guard lr.isFinite, lr > 0 else {
+      throw ValidationError("--lr must be a number > 0, not \(lr)")
+    }
+    // A run folder is written, never written over: another run's files would be mixed in.
+    let held = (try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []
+    guard held.isEmpty else {
+      throw ValidationError(
+        "--out \(out) already holds files (\(held.sorted().prefix(3).joined(separator: ", "))); "
+          + "give a new folder")
+    }
+  }
+
   func run() throws {
     var given: [String: String] = [:]
     for item in sets.overrides {
@@ -189,6 +205,7 @@ struct CaptionEval: ParsableCommand {
     adapter: String, data: String, split: String, beam: Int, lengthPenalty: Float,
     hypsOut: String?, json: Bool, quiet: Bool
   ) throws {
+    if let hypsOut { try OutputGuard.check(hypsOut, flag: "--hyps-out", folders: [adapter, data]) }
     let captioner = try CaptionAdapter.load(URL(fileURLWithPath: adapter)).captioner
     let clips = try CaptionClips(path: URL(fileURLWithPath: data))
     let quiet = quiet || json

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import GraftData
 
 // Flags and options several commands share, declared once.
@@ -35,4 +36,32 @@ struct ImageLimitOptions: ParsableArguments {
 
   /// Sets the decoders' limit (before any image is decoded).
   func apply() { ImageCodec.maxPixels = maxPixels }
+}
+
+/// Keeps a command from writing over what it reads: an output path that is one of its input
+/// files, or lies inside a folder it reads (a run, a clip set, a sweep), is an error before
+/// anything runs.
+enum OutputGuard {
+  /// Canonical form of `path`, links resolved, so two spellings of one file compare equal.
+  static func canonical(_ path: String) -> String {
+    URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path
+  }
+
+  /// Throws a `ValidationError` naming `flag` when `output` is one of `inputs` or lies inside
+  /// (or is) one of `folders`.
+  static func check(_ output: String, flag: String, inputs: [String] = [], folders: [String] = [])
+    throws
+  {
+    let out = canonical(output)
+    if let input = inputs.first(where: { canonical($0) == out }) {
+      throw ValidationError("\(flag) \(output) is the input \(input): write it elsewhere")
+    }
+    for folder in folders {
+      let inside = canonical(folder)
+      if out == inside || out.hasPrefix(inside.hasSuffix("/") ? inside : inside + "/") {
+        throw ValidationError(
+          "\(flag) \(output) is inside \(folder), which this command reads: write it elsewhere")
+      }
+    }
+  }
 }

@@ -84,6 +84,18 @@ struct DataCommand: ParsableCommand {
     @OptionGroup var quietFlag: QuietFlag
     var quiet: Bool { quietFlag.quiet }
 
+    /// Sizes are checked first: a negative count used to crash, a huge one to abort on memory.
+    func validate() throws {
+      let bounds: [(String, Int, ClosedRange<Int>)] = [
+        ("--clips", clips, 1...100_000), ("--images", images, 1...1_000_000),
+        ("--canvas", canvas, 64...4096), ("--points", points, 1...1_000_000),
+      ]
+      for (flag, value, range) in bounds where !range.contains(value) {
+        throw ValidationError(
+          "\(flag) must be between \(range.lowerBound) and \(range.upperBound), not \(value)")
+      }
+    }
+
     func run() throws {
       switch benchmark {
       case "clips":

@@ -10,6 +10,10 @@ func runSweep(
   jobs: Int = 1
 ) throws {
   for m in methods { _ = try MethodRegistry.descriptor(m) }
+  // A method listed twice would run twice and fill two identical rows.
+  if let twice = methods.first(where: { m in methods.filter { $0 == m }.count > 1 }) {
+    throw ValidationError("--methods: \(twice) is given twice")
+  }
   let started = Date()
   let progress = ProgressReporter(style: .automatic(quiet: quiet), totalSteps: 1)
   try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)

@@ -42,16 +42,12 @@ struct Detect: ParsableCommand {
       throw ValidationError(
         "--draw-threshold must be a score between 0 and 1, not \(drawThreshold)")
     }
-    let inputs = Set(images.map(Self.canonicalPath))
-    if inputs.contains(Self.canonicalPath(output)) {
+    let inputs = Set(images.map(OutputGuard.canonical))
+    if inputs.contains(OutputGuard.canonical(output)) {
       throw ValidationError("-o \(output) is one of the input images: give another results file")
     }
+    try OutputGuard.check(output, flag: "-o", folders: [adapter])
     if draw != nil { _ = try drawingPaths(inputs: inputs) }
-  }
-
-  /// Canonical form of `path`, links resolved, so that two spellings of one file compare equal.
-  static func canonicalPath(_ path: String) -> String {
-    URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path
   }
 
   /// Where --draw writes each image's drawing: `NAME.png` in the folder. Refused before anything
@@ -63,7 +59,7 @@ struct Detect: ParsableCommand {
     return try images.map { image in
       let base = URL(fileURLWithPath: image).deletingPathExtension().lastPathComponent
       let url = folder.appendingPathComponent("\(base).png")
-      let key = Self.canonicalPath(url.path)
+      let key = OutputGuard.canonical(url.path)
       if let other = takenBy[key] {
         throw ValidationError(
           "--draw: \(other) and \(image) would both be drawn to \(url.path): draw them in separate runs"
@@ -92,7 +88,7 @@ struct Detect: ParsableCommand {
     try AtomicFile.write(
       DetectionResultsFile.encode(found.flatMap { $0 }), to: URL(fileURLWithPath: output))
     if let draw {
-      let paths = try drawingPaths(inputs: Set(images.map(Self.canonicalPath)))
+      let paths = try drawingPaths(inputs: Set(images.map(OutputGuard.canonical)))
       try FileManager.default.createDirectory(
         at: URL(fileURLWithPath: draw), withIntermediateDirectories: true)
       let names = Dictionary(

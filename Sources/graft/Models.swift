@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GraftModels
+import GraftText
 
 /// `graft models`: the bundled models, and fresh-weight copies of a model for ablations.
 struct ModelsCommand: ParsableCommand {
@@ -31,6 +32,16 @@ struct ModelsReinit: ParsableCommand {
   var seed: UInt64 = 0
 
   func run() throws {
+    let config = ModelLoader.bundledModelDirectories().map {
+      $0.appendingPathComponent(model).appendingPathComponent("config.json")
+    }.first { FileManager.default.fileExists(atPath: $0.path) }
+    if let config, let object = try? GPT2Config.readObject(config),
+      GPT2Config.describesLanguageModel(object)
+    {
+      throw ValidationError(
+        "\(model) is a text decoder; reinit re-initialises image and point backbones (a fresh "
+          + "decoder is what graft pretrain --modality text starts from)")
+    }
     try ModelLoader.writeReinitialised(model, to: URL(fileURLWithPath: out), seed: seed)
     print("wrote \(out): \(model) with fresh weights (seed \(seed))")
   }

@@ -117,7 +117,10 @@ struct PointsCommand: ParsableCommand {
     var keepMesh = false
 
     func validate() throws {
-      if let points, points < 1 { throw ValidationError("--points must be at least 1") }
+      // 100 million points is 1.2 GB of positions; more is a typo that would abort on memory.
+      if let points, !(1...100_000_000).contains(points) {
+        throw ValidationError("--points must be between 1 and 100000000, not \(points)")
+      }
       let known = [
         "ascii", "binary", "binary_compressed", "binary_big_endian", "binary_little_endian",
       ]

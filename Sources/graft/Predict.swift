@@ -41,6 +41,12 @@ struct Predict: ParsableCommand {
   func validate() throws {
     guard !images.isEmpty else { throw ValidationError("give image files") }
     guard topK >= 1 else { throw ValidationError("--top-k must be at least 1") }
+    if let output {
+      try OutputGuard.check(output, flag: "--output", inputs: images, folders: [adapter])
+      guard output.lowercased().hasSuffix(".safetensors") else {
+        throw ValidationError("--output \(output): the logits are written as a .safetensors file")
+      }
+    }
   }
 
   func run() throws {

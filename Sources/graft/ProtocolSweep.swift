@@ -282,6 +282,9 @@ struct SweepCommand: ParsableCommand {
 
   func validate() throws {
     guard !methods.isEmpty else { throw ValidationError("give at least one --method") }
+    if let twice = methods.first(where: { m in methods.filter { $0 == m }.count > 1 }) {
+      throw ValidationError("--method \(twice) is given twice")
+    }
     if freshHead, initFrom == nil {
       throw ValidationError("--fresh-head belongs with --init-from")
     }

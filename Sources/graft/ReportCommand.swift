@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import GraftTasks
 import GraftTensor
+import GraftText
 
 /// `graft report <folder>`: (re)writes `report.html` of a run folder or a sweep folder;
 /// `graft report A B … --out M` merges protocol sweeps into one table.
@@ -127,6 +128,8 @@ extension ReportCommand {
   /// Merges the protocol sweeps in `folders` (`ProtocolSummary.merged`) and writes
   /// `sources.json` and `report.html` into `out`; prints the table.
   func merge(_ folders: [URL], into out: String) throws {
+    // Written into a sweep, the merge's sources.json would replace that sweep's own report.
+    try OutputGuard.check(out, flag: "--out", folders: folders.map(\.path))
     let parts = try folders.map { (folder: $0, summary: try Self.protocolSweep($0)) }
     let merged = try ProtocolSummary.merged(parts)
     let url = URL(fileURLWithPath: out)
@@ -156,9 +159,24 @@ struct ModelsList: ParsableCommand {
         ((try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []).sorted()
       for name in names {
         let folder = dir.appendingPathComponent(name)
-        guard
-          FileManager.default.fileExists(atPath: folder.appendingPathComponent("config.json").path)
-        else { continue }
+        let configURL = folder.appendingPathComponent("config.json")
+        guard FileManager.default.fileExists(atPath: configURL.path) else { continue }
+        // A text decoder (the captioner's, `graft pretrain --modality text`) is a model too.
+        if let object = try? GPT2Config.readObject(configURL),
+          GPT2Config.describesLanguageModel(object)
+        {
+          do {
+            let c = try GPT2Config.read(configURL)
+            print(
+              pad(name, 20)
+                + "gpt2 decoder  D \(c.nEmbd)  depth \(c.nLayer)  heads \(c.nHead)  "
+                + "vocabulary \(c.vocabSize)  \(folder.path)")
+          } catch {
+            print(pad(name, 20) + "unreadable: \(error)")
+          }
+          found += 1
+          continue
+        }
         do {
           switch try ModelLoader.loadBackbone(folder.path) {
           case .vit(let loaded):

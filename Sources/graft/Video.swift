@@ -87,7 +87,10 @@ struct VideoFramesCommand: ParsableCommand {
   var file: String
 
   func validate() throws {
-    guard frames >= 1 else { throw ValidationError("--frames must be at least 1") }
+    guard (1...VideoDecoding.maxFrameCount).contains(frames) else {
+      throw ValidationError("--frames must be between 1 and \(VideoDecoding.maxFrameCount)")
+    }
+    try OutputGuard.check(output, flag: "-o", inputs: [file])
     guard FrameSampling(name: sampling) != nil else {
       throw ValidationError("--sampling must be pllava, middle or random")
     }

@@ -45,6 +45,16 @@ struct BenchVideo: ParsableCommand {
   @OptionGroup var jsonFlag: JSONFlag
   var json: Bool { jsonFlag.json }
 
+  func validate() throws {
+    guard (1...VideoDecoding.maxFrameCount).contains(frames), (1...1024).contains(batch),
+      (1...10_000).contains(iterations)
+    else {
+      throw ValidationError(
+        "--frames must be in 1...\(VideoDecoding.maxFrameCount), --batch in 1...1024 and "
+          + "--iterations in 1...10000")
+    }
+  }
+
   struct Side: Codable {
     var clipsPerSecond: Double
     var peakRSSMiB: Double
