@@ -134,7 +134,9 @@ struct CaptionRun: ParsableCommand {
 
   func validate() throws {
     guard !videos.isEmpty else { throw ValidationError("give at least one video") }
-    guard beam >= 1 else { throw ValidationError("--beam must be at least 1") }
+    guard (1...CaptionEval.maxBeams).contains(beam) else {
+      throw ValidationError("--beam must be between 1 and \(CaptionEval.maxBeams)")
+    }
   }
 
   func run() throws {
@@ -186,11 +188,16 @@ struct CaptionEval: ParsableCommand {
       "Also write the captions here, as graft score captions reads them.", valueName: "hyps.json"))
   var hypsOut: String?
 
+  /// The widest beam search: each beam is a decoder pass per token, so far more is a typo.
+  static let maxBeams = 64
+
   @OptionGroup var jsonFlag: JSONFlag
   @OptionGroup var quietFlag: QuietFlag
 
   func validate() throws {
-    guard beam >= 1 else { throw ValidationError("--beam must be at least 1") }
+    guard (1...CaptionEval.maxBeams).contains(beam) else {
+      throw ValidationError("--beam must be between 1 and \(CaptionEval.maxBeams)")
+    }
   }
 
   func run() throws {

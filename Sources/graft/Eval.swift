@@ -93,7 +93,9 @@ struct Eval: ParsableCommand {
           "\(adapter) is a captioning run: it has no logits to write, votes to take or "
             + "--precision (it takes --beam, --length-penalty and --hyps-out)")
       }
-      guard beam >= 1 else { throw ValidationError("--beam must be at least 1") }
+      guard (1...CaptionEval.maxBeams).contains(beam) else {
+        throw ValidationError("--beam must be between 1 and \(CaptionEval.maxBeams)")
+      }
       return try CaptionEval.evaluate(
         adapter: adapter, data: data, split: split, beam: beam, lengthPenalty: lengthPenalty,
         hypsOut: hypsOut, json: json, quiet: false)

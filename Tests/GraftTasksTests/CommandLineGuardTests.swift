@@ -89,6 +89,7 @@ final class CommandLineGuardTests: XCTestCase {
         "twice"
       ),
       (["models", "reinit", "gpt2-wordnet", "--out", out], "text decoder"),
+      (["caption", "run", "--adapter", out, "--beam", "100000", clip.path], "--beam"),
     ])
     XCTAssertFalse(FileManager.default.fileExists(atPath: out))
   }
