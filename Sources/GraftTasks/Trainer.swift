@@ -477,7 +477,13 @@ public final class Trainer {
           + "\(classNames.count)")
     }
     // Before anything is written: data the run cannot take, and clips read otherwise than
-    // the run records, are refused.
+    // the run records, are refused. An empty split would be scored as 0 % (and select the
+    // best epoch on nothing).
+    for (name, split) in [
+      ("training", data.train), ("validation", data.validation), ("test", data.test),
+    ] where split.count == 0 {
+      throw DatasetError(.empty, path: data.description, "the \(name) split has no sample")
+    }
     if config.patience > 0 && config.trainOn == .trainAndValidation {
       throw ConfigError(
         "train.patience needs a held-out validation split, and data.train_on=train+val trains "

@@ -34,6 +34,13 @@ public struct TuneData<Sample>: Sendable {
         "the \(name) split \(problems.joined(separator: " and ")) (training: "
           + "\(quotedList(train.classNames)))")
     }
+    // One class leaves nothing to tell apart: every prediction would be right.
+    guard train.classNames.count >= 2 else {
+      throw DatasetError(
+        .tooFewSamples, path: description,
+        "a classifier needs two classes or more; this data has "
+          + (train.classNames.isEmpty ? "none" : "one, \(quotedList(train.classNames))"))
+    }
     self.train = train
     self.validation = validation
     self.test = test
@@ -69,13 +76,24 @@ public struct TuneData<Sample>: Sendable {
   public static var splitSeed: UInt64 { DataFiles.splitSeed }
 
   /// `dataset` split at random (seed `splitSeed`) into test (`testFraction`), validation
-  /// (`validationFraction`) and the rest for training.
+  /// (`validationFraction`) and the rest for training; each held-out split gets at least one
+  /// sample (an empty one would report 0 % as if measured), so a dataset needs three; a
+  /// fraction of 0 holds out nothing.
   public static func split(
     _ dataset: any Dataset<Sample>, validationFraction: Double = 0.1, testFraction: Double = 0.2,
     description: String
   ) throws -> TuneData {
-    let testCount = Int((Double(dataset.count) * testFraction).rounded())
-    let valCount = Int((Double(dataset.count) * validationFraction).rounded())
+    guard dataset.count >= 3 else {
+      throw DatasetError(
+        .tooFewSamples, path: description,
+        "\(dataset.count) samples are too few to hold out validation and test samples from "
+          + "(at least 3; or give val and test splits of their own)")
+    }
+    // A fraction of 0 holds nothing out (the caller brings that split itself).
+    func held(_ fraction: Double) -> Int {
+      fraction > 0 ? Swift.max(1, Int((Double(dataset.count) * fraction).rounded())) : 0
+    }
+    let (testCount, valCount) = (held(testFraction), held(validationFraction))
     let (rest, test) = try DatasetSplit.random(dataset, validationCount: testCount, seed: splitSeed)
     let restSet = try Subset(dataset, indices: rest)
     let (train, val) = try DatasetSplit.random(

@@ -67,6 +67,23 @@ final class TrainerTests: XCTestCase {
   let vptRecipe = ["optim.name=sgd", "optim.lr=0.5", "method.prompt_length=4"]
 
   func testLinearLearnsDigits() throws { try beatsChance("linear") }
+
+  /// A split without a sample is refused before anything is written: scored, it read as 0 %.
+  func testAnEmptySplitIsRefused() throws {
+    let folder = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let config = try TuneConfig.preset(for: "linear")
+    let trainer = try Trainer(
+      backbone: tinyBackbone(), config: config, classNames: digits.classNames)
+    let data = try TuneData(
+      train: digits.train, validation: digits.validation,
+      test: Subset(digits.test, indices: []), description: "digits")
+    XCTAssertThrowsError(try trainer.run(data: data, folder: folder)) {
+      XCTAssertTrue("\($0)".contains("the test split has no sample"), "\($0)")
+    }
+    XCTAssertFalse(
+      FileManager.default.fileExists(atPath: folder.appendingPathComponent("run.json").path))
+  }
   func testFullLearnsDigits() throws { try beatsChance("full") }
   func testBitFitLearnsDigits() throws { try beatsChance("bitfit") }
   func testLNTuneLearnsDigits() throws { try beatsChance("ln-tune") }

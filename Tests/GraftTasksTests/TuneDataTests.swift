@@ -103,4 +103,41 @@ final class TuneDataTests: XCTestCase {
       try ImageTuneData(train: ab, validation: ab, test: ax, description: "code")
     ) { XCTAssertTrue("\($0)".contains("'x'"), "\($0)") }
   }
+
+  /// A folder too small to hold out validation and test is an error, and a tiny one still
+  /// gets one sample in each held-out split (it used to give empty splits, scored as 0 %); one
+  /// class is no classification task.
+  func testTinyFoldersAndOneClassAreRefusedOrSplitWithoutEmptySplits() throws {
+    let root = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: root) }
+    let two = root.appendingPathComponent("two")
+    try writeSplits(two, ["train": ["a", "b"]], count: 1)
+    XCTAssertThrowsError(try ImageTuneData.load(two.path)) {
+      XCTAssertTrue("\($0)".contains("too few"), "\($0)")
+    }
+    let four = root.appendingPathComponent("four")
+    try writeSplits(four, ["train": ["a", "b"]], count: 2)
+    let data = try ImageTuneData.load(four.path)
+    XCTAssertEqual([data.train.count, data.validation.count, data.test.count], [2, 1, 1])
+    let one = root.appendingPathComponent("one")
+    try writeSplits(one, ["train": ["a"]], count: 6)
+    XCTAssertThrowsError(try ImageTuneData.load(one.path)) {
+      XCTAssertTrue("\($0)".contains("two classes or more"), "\($0)")
+    }
+  }
+
+  /// A folder holding both videos and images is an error naming one of each, whichever the
+  /// directory walk meets first (it was read as whichever kind came first).
+  func testAFolderOfVideosAndImagesIsAnError() throws {
+    let root = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: root) }
+    try writeSplits(root, ["train": ["a", "b"]], count: 3)
+    XCTAssertFalse(try VideoTuneData.isVideoData(root.path))
+    let clip = repositoryRoot.appendingPathComponent(
+      "Tests/GraftVideoTests/Fixtures/clips/h264.mp4")
+    try FileManager.default.copyItem(at: clip, to: root.appendingPathComponent("train/a/c.mp4"))
+    XCTAssertThrowsError(try VideoTuneData.isVideoData(root.path)) {
+      XCTAssertTrue("\($0)".contains("both videos") && "\($0)".contains("c.mp4"), "\($0)")
+    }
+  }
 }
