@@ -107,6 +107,6 @@ public struct ModelNet40Folder: Dataset {
   /// Reads sample `index`'s text cloud (positions and normals); a malformed file is a
   /// `PointFileError` naming it.
   public func sample(at index: Int) throws -> PointCloud {
-    try ModelNetText.read(contentsOf: files[index])
+    try ModelNetText.read(contentsOf: files[index]).requiringAFinitePoint(source: files[index].path)
   }
 }

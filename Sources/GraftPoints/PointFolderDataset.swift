@@ -111,7 +111,7 @@ public struct PointFolderDataset: Dataset {
   public func sample(at index: Int) throws -> PointCloud {
     switch try PointFile.read(files[index]).geometry {
     case .cloud(let cloud):
-      return cloud
+      return try cloud.requiringAFinitePoint(source: files[index].path)
     case .mesh(let mesh):
       return try mesh.sampleSurface(
         count: meshPoints, seed: Self.meshSeed(for: relativePaths[index], seed: seed),
@@ -136,5 +136,19 @@ public struct PointFolderDataset: Dataset {
         found.append((folder, name))
       }
     }
+  }
+}
+
+extension PointCloud {
+  /// The cloud itself when at least one of its points is finite; otherwise a `DatasetError`
+  /// naming `source` (a dataset's file), since nothing could be sampled from it.
+  public func requiringAFinitePoint(source: String) throws -> PointCloud {
+    guard (0..<count).contains(where: { isFinite($0) }) else {
+      throw DatasetError(
+        .empty, path: source,
+        count == 0
+          ? "the file holds no point" : "none of its \(count) points is finite (NaN or infinite)")
+    }
+    return self
   }
 }

@@ -306,14 +306,24 @@ extension LoadedAdapter {
   /// through the run's evaluation transform (`PointTransforms.evaluation`: normalised, farthest
   /// point sampled), in batches of the run's evaluation size. Throws for an adapter whose run
   /// did not take point clouds.
-  public func predict(clouds: [PointCloud]) throws -> (logits: Tensor, inputs: Tensor) {
+  public func predict(clouds: [PointCloud], sources: [String]? = nil) throws -> (
+    logits: Tensor, inputs: Tensor
+  ) {
     method.setTraining(false)
     guard let pointInput = config.pointInput else {
       throw ConfigError("the adapter's run did not take point clouds")
     }
     let transform = try PointCloud.transforms(for: .points(pointInput)).eval
     var generator = RandomGenerator(seed: 0)
-    let inputs = try clouds.map { try transform($0, &generator).unsqueezed(0) }
+    let inputs = try clouds.enumerated().map { i, cloud in
+      do {
+        return try transform(cloud, &generator).unsqueezed(0)
+      } catch let error as DatasetError where error.path.isEmpty {
+        // Name the file (or the cloud's place) the transform could not use.
+        let source = sources?[i] ?? "cloud \(i + 1) of \(clouds.count)"
+        throw DatasetError(error.kind, path: source, error.message)
+      }
+    }
     var parts: [Tensor] = []
     var start = 0
     while start < inputs.count {

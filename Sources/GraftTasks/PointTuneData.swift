@@ -105,8 +105,17 @@ extension TuneData where Sample == PointCloud {
         PointDatasets.open(url, split: "train"), description: "point clouds \(url.path)")
     }
     let train = try PointDatasets.open(url, split: "train")
+    // A split exists where the same layout finds it (`train/` and `test/` folders: a missing
+    // `val/` must not fall back to reading the split folders themselves as classes).
+    func exists(_ split: String) -> Bool {
+      (try? PointDatasets.layout(of: url, split: split)) == layout
+    }
+    guard exists("test") else {
+      // Only a training split: validation and test are cut from it, as for image folders.
+      return try split(train, description: "point clouds \(url.path), split 'train'")
+    }
     let test = try PointDatasets.open(url, split: "test")
-    if let val = try? PointDatasets.open(url, split: "val"), val.count > 0 {
+    if exists("val"), let val = try? PointDatasets.open(url, split: "val"), val.count > 0 {
       return try TuneData(
         train: train, validation: val, test: test, description: "point clouds \(url.path)")
     }
@@ -144,12 +153,12 @@ public enum AnyTuneData {
   {
     switch input {
     case .image:
-      if VideoTuneData.isVideoData(spec) {
+      if try VideoTuneData.isVideoData(spec) {
         return .videos(try VideoTuneData.load(spec, input: video))
       }
       return .images(try TuneData<RGBImage>.load(spec))
     case .points:
-      guard !VideoTuneData.isVideoData(spec) else {
+      guard try !VideoTuneData.isVideoData(spec) else {
         throw ConfigError(
           "\(spec) holds video clips, but this run takes point clouds (a point backbone, or a "
             + "method such as p2p that takes point clouds); video runs need an image backbone "

@@ -148,21 +148,30 @@ extension TuneData where Sample == ClipSample {
   }
 
   /// Whether `spec` names video data: an annotation file (`annotations(_:)`), or a folder whose
-  /// first files (in a walk of its tree) include a video file and no image.
-  public static func isVideoData(_ spec: String) -> Bool {
+  /// tree (its first 10,000 entries) holds video files and no image. A folder holding both is an
+  /// error naming one of each: which kind it meant cannot be told, and deciding by whichever
+  /// file a directory walk meets first made the answer change when the folder was copied.
+  public static func isVideoData(_ spec: String) throws -> Bool {
     if annotations(spec) != nil { return true }
     let url = URL(fileURLWithPath: spec)
     guard let walk = FileManager.default.enumerator(at: url, includingPropertiesForKeys: nil)
     else { return false }
+    var (video, image): (URL?, URL?) = (nil, nil)
     var seen = 0
     for case let file as URL in walk {
       let ext = file.pathExtension.lowercased()
-      if VideoDataset.extensions.contains(ext) { return true }
-      if ImageFolderDataset.defaultExtensions.contains(ext) { return false }
+      if video == nil, VideoDataset.extensions.contains(ext) { video = file }
+      if image == nil, ImageFolderDataset.defaultExtensions.contains(ext) { image = file }
       seen += 1
       if seen > 10_000 { break }
     }
-    return false
+    if let video, let image {
+      throw DatasetError(
+        .invalidFormat, path: url.path,
+        "holds both videos (\(video.path)) and images (\(image.path)); a data folder is read as "
+          + "one kind: move the other out (thumbnails beside clips, say)")
+    }
+    return video != nil
   }
 
   /// Reads the video task `spec` names, every clip read as `input` says:

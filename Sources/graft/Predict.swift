@@ -65,7 +65,7 @@ struct Predict: ParsableCommand {
       // A run on point clouds (Point-MAE, or P2P on an image backbone): each file is a cloud
       // or a mesh (sampled as `graft data` samples meshes), read as the run read its test split.
       let clouds = try images.map { try PointFile.readCloud(URL(fileURLWithPath: $0)) }
-      (logits, inputs) = try loaded.predict(clouds: clouds)
+      (logits, inputs) = try loaded.predict(clouds: clouds, sources: images)
     } else if loaded.config.preprocessing == nil {
       throw ValidationError(
         "\(adapter): its backbone (\(loaded.config.baseModelArchitecture)) takes no images")

@@ -96,9 +96,56 @@ final class PointTuneTests: XCTestCase {
     for (a, b) in zip(predicted.logits.scalars, logits.scalars) {
       XCTAssertEqual(a, b, accuracy: 1e-5 * max(1, abs(b)))
     }
+    // A cloud the transform cannot use is named by its file, or by its place without one.
+    let empty = PointCloud(positions: [Float](repeating: .nan, count: 6))
+    XCTAssertThrowsError(
+      try loaded.predict(clouds: [clouds[0], empty], sources: ["a.pcd", "b.pcd"])
+    ) { XCTAssertTrue("\($0)".hasPrefix("b.pcd: "), "\($0)") }
+    XCTAssertThrowsError(try loaded.predict(clouds: [empty])) {
+      XCTAssertTrue("\($0)".hasPrefix("cloud 1 of 1: "), "\($0)")
+    }
     // The report shows the test clouds as pictures.
     let report = try String(contentsOf: run.appendingPathComponent("report.html"), encoding: .utf8)
     XCTAssertTrue(report.contains("<svg") || report.contains("data:image/png"))
+  }
+
+  /// `train/` and `test/` without `val/` cut validation from train (a missing `val/` once read
+  /// the split folders as classes and failed); `train/` alone cuts both, as image folders do.
+  /// A file without one finite point is an error naming it.
+  func testSplitFoldersWithoutValidationAndCloudsWithoutAFinitePoint() throws {
+    let shapes = try writeShapes()
+    let root = folder.appendingPathComponent("splits")
+    for split in ["train", "test"] {
+      for shape in ["cube", "disc", "sphere"] {
+        let dir = root.appendingPathComponent("\(split)/\(shape)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        for i in (split == "train" ? 0..<14 : 14..<20) {
+          try FileManager.default.copyItem(
+            at: shapes.appendingPathComponent("\(shape)/\(shape)_\(i).ply"),
+            to: dir.appendingPathComponent("\(shape)_\(i).ply"))
+        }
+      }
+    }
+    let both = try TuneData<PointCloud>.load(root.path)
+    XCTAssertEqual(both.classNames, ["cube", "disc", "sphere"])
+    XCTAssertEqual(both.test.count, 18)
+    XCTAssertEqual(both.train.count + both.validation.count, 42)
+    XCTAssertGreaterThan(both.validation.count, 0)
+    try FileManager.default.removeItem(at: root.appendingPathComponent("test"))
+    let trainOnly = try TuneData<PointCloud>.load(root.path)
+    XCTAssertEqual(trainOnly.classNames, ["cube", "disc", "sphere"])
+    XCTAssertEqual(trainOnly.train.count + trainOnly.validation.count + trainOnly.test.count, 42)
+    // A cloud of NaN points names its file when it is read.
+    let bad = root.appendingPathComponent("train/cube/nan.pcd")
+    try Data(
+      ("VERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 2\nHEIGHT 1\n"
+        + "VIEWPOINT 0 0 0 1 0 0 0\nPOINTS 2\nDATA ascii\nnan nan nan\nnan 1 2\n").utf8
+    ).write(to: bad)
+    let data = try PointFolderDataset(root: root.appendingPathComponent("train"))
+    let index = try XCTUnwrap(data.files.firstIndex { $0.lastPathComponent == "nan.pcd" })
+    XCTAssertThrowsError(try data.sample(at: index)) {
+      XCTAssertTrue("\($0)".contains(bad.path) && "\($0)".contains("finite"), "\($0)")
+    }
   }
 
   func testImagesForAPointBackboneAreRefused() throws {
