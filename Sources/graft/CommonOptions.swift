@@ -39,16 +39,16 @@ struct ImageLimitOptions: ParsableArguments {
 }
 
 /// Keeps a command from writing over what it reads: an output path that is one of its input
-/// files, or lies inside a folder it reads (a run, a clip set, a sweep), is an error before
-/// anything runs.
+/// files, is a folder it reads (a run, a clip set, a sweep), or would replace a file inside
+/// one, is an error before anything runs. A new file inside such a folder is fine.
 enum OutputGuard {
   /// Canonical form of `path`, links resolved, so two spellings of one file compare equal.
   static func canonical(_ path: String) -> String {
     URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path
   }
 
-  /// Throws a `ValidationError` naming `flag` when `output` is one of `inputs` or lies inside
-  /// (or is) one of `folders`.
+  /// Throws a `ValidationError` naming `flag` when `output` is one of `inputs`, is one of
+  /// `folders`, or is a file that exists inside one of them.
   static func check(_ output: String, flag: String, inputs: [String] = [], folders: [String] = [])
     throws
   {
@@ -58,9 +58,15 @@ enum OutputGuard {
     }
     for folder in folders {
       let inside = canonical(folder)
-      if out == inside || out.hasPrefix(inside.hasSuffix("/") ? inside : inside + "/") {
+      if out == inside {
+        throw ValidationError("\(flag) \(output) is \(folder), which this command reads")
+      }
+      if out.hasPrefix(inside.hasSuffix("/") ? inside : inside + "/"),
+        FileManager.default.fileExists(atPath: out)
+      {
         throw ValidationError(
-          "\(flag) \(output) is inside \(folder), which this command reads: write it elsewhere")
+          "\(flag) \(output) would replace a file of \(folder), which this command reads: "
+            + "write it elsewhere")
       }
     }
   }

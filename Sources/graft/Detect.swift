@@ -46,7 +46,6 @@ struct Detect: ParsableCommand {
     if inputs.contains(OutputGuard.canonical(output)) {
       throw ValidationError("-o \(output) is one of the input images: give another results file")
     }
-    try OutputGuard.check(output, flag: "-o", folders: [adapter])
     if draw != nil { _ = try drawingPaths(inputs: inputs) }
   }
 
@@ -76,7 +75,10 @@ struct Detect: ParsableCommand {
 
   func run() throws {
     imageLimit.apply()
+    let folder = adapter
     let adapter = try DetectionAdapter.load(URL(fileURLWithPath: adapter))
+    // After the run loads, so a folder that is no run is named as that first.
+    try OutputGuard.check(output, flag: "-o", folders: [folder])
     var decoded: [RGBImage] = []
     for path in images {
       guard FileManager.default.fileExists(atPath: path) else {

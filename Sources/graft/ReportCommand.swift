@@ -129,7 +129,7 @@ extension ReportCommand {
   /// `sources.json` and `report.html` into `out`; prints the table.
   func merge(_ folders: [URL], into out: String) throws {
     // Written into a sweep, the merge's sources.json would replace that sweep's own report.
-    try OutputGuard.check(out, flag: "--out", folders: folders.map(\.path))
+    try OutputGuard.check(out, flag: "--out", inputs: folders.map(\.path))
     let parts = try folders.map { (folder: $0, summary: try Self.protocolSweep($0)) }
     let merged = try ProtocolSummary.merged(parts)
     let url = URL(fileURLWithPath: out)

@@ -34,14 +34,18 @@ final class CommandLineGuardTests: XCTestCase {
       contentsOf: repositoryRoot.appendingPathComponent(
         "Tests/GraftDataTests/Fixtures/images/png_rgb.png")
     ).write(to: image)
+    try Data("{}".utf8).write(to: run.appendingPathComponent("adapter_model.safetensors"))
+    try Data("{}".utf8).write(to: data.appendingPathComponent("annotations.json"))
     let video = root.appendingPathComponent("v.mp4")
     try FileManager.default.copyItem(at: clip, to: video)
     let before = try [image, video].map { try Data(contentsOf: $0) }
     try check([
       (["predict", "--adapter", run.path, image.path, "--output", image.path], "is the input"),
       (
-        ["predict", "--adapter", run.path, image.path, "--output", run.path + "/x.safetensors"],
-        "is inside"
+        [
+          "predict", "--adapter", run.path, image.path, "--output",
+          run.path + "/adapter_model.safetensors",
+        ], "would replace a file of"
       ),
       (["predict", "--adapter", run.path, image.path, "--output", "o.json"], ".safetensors"),
       (["video", "frames", video.path, "-o", video.path], "is the input"),
