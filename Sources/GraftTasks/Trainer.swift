@@ -300,8 +300,13 @@ public final class Trainer {
   private var gradientBuckets: GradientBuckets? = nil
 
   /// Builds the method on `backbone` for `classNames.count` classes. Unknown methods and
-  /// options throw.
+  /// options throw, and so does a cosine floor above its peak.
   public init(backbone: TuneBackbone, config: TuneConfig, classNames: [String]) throws {
+    guard config.schedule != .cosine || config.minLR <= config.lr else {
+      throw ConfigError(
+        "optim.min_lr (\(config.minLR)) is above optim.lr (\(config.lr)): the cosine would rise "
+          + "instead of decaying; give a floor at most the peak")
+    }
     self.backbone = backbone
     self.config = config
     self.classNames = classNames
@@ -574,6 +579,15 @@ public final class Trainer {
       state.trainImages += training.seen
       let (val, _) = try evaluateSplit("val", data.validation, transform: transforms.eval)
       featureCache?.drain(log)
+      // Finite steps can still leave weights whose outputs are not: such an epoch must not be
+      // selected, checkpointed as good or scored (NaN logits all "predict" class 0).
+      guard val.loss.isFinite else {
+        throw DivergenceError(
+          epoch: epoch + 1, step: (epoch + 1) * loader.batchCount - 1,
+          message: "the validation loss is \(val.loss) after this epoch's updates (the weights "
+            + "diverged: lower optim.lr); nothing of this epoch was written; "
+            + lastCheckpoint(paths, state))
+      }
       var line: [String: Any] = [
         "epoch": epoch + 1, "lr": Double(training.lr), "train_loss": training.loss,
         "train_top1": training.top1, "val_loss": val.loss, "val_top1": val.top1,

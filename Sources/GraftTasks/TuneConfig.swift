@@ -1,4 +1,5 @@
 import Foundation
+import GraftVideo
 import Yams
 
 /// Everything a tuning run is set by, under the keys `--set` and the YAML file use.
@@ -179,12 +180,12 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
       "optim.weight_decay", \.weightDecay, "weight decay (not on biases, norms, tokens, prompts)"),
     nonNegative("optim.momentum", \.momentum, "SGD momentum"),
     ConfigOption("optim.schedule", \.schedule, "cosine (warm-up then half-cosine) or constant"),
-    .int("optim.warmup_epochs", \.warmupEpochs, atLeast: 0, "linear warm-up, in epochs"),
+    .int("optim.warmup_epochs", \.warmupEpochs, in: 0...100_000, "linear warm-up, in epochs"),
     nonNegative("optim.min_lr", \.minLR, "floor of the cosine decay"),
     nonNegative("optim.clip_grad", \.clipGrad, "clip the gradient norm to this (0: off)"),
-    .int("train.epochs", \.epochs, atLeast: 1, "epochs"),
-    .int("train.batch_size", \.batchSize, atLeast: 1, "training batch size"),
-    .int("train.eval_batch_size", \.evalBatchSize, atLeast: 1, "evaluation batch size"),
+    .int("train.epochs", \.epochs, in: 1...100_000, "epochs"),
+    .int("train.batch_size", \.batchSize, in: 1...65_536, "training batch size"),
+    .int("train.eval_batch_size", \.evalBatchSize, in: 1...65_536, "evaluation batch size"),
     ConfigOption(
       "train.label_smoothing", \.labelSmoothing, "label smoothing of the cross-entropy",
       expectation: "a number in 0..<1", valid: { $0 >= 0 && $0 < 1 }),
@@ -203,7 +204,7 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
       "what the backbone's blocks rebuild in backward instead of keeping: none (fastest), qkv "
         + "(the attention projection: 3 token widths fewer a block), mlp (the MLP's hidden "
         + "pre-activation: 4 fewer), all (both); the same gradients, one more GEMM a block each"),
-    .int("train.workers", \.workers, atLeast: 0, "background image decoding threads"),
+    .int("train.workers", \.workers, in: 0...1024, "background image decoding threads"),
     ConfigOption(
       "train.bucket_mb", \.bucketMiB,
       "data-parallel runs (mpirun): gradients of more than this many MiB in all are allreduced "
@@ -226,7 +227,7 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
       "how the feature cache stores values: fp32 (equal to an uncached run up to float "
         + "reordering) or bf16 (half the disk, results change slightly)"),
     .int(
-      "train.patience", \.patience, atLeast: 0,
+      "train.patience", \.patience, in: 0...100_000,
       "stop after this many epochs without a better validation top-1 (0: off); the best "
         + "validation epoch's adapter is evaluated on test"),
     ConfigOption(
@@ -236,7 +237,9 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
     .int(
       "data.train_samples", \.trainSamples, atLeast: 0,
       "use only this many training samples (seeded), 0 for all"),
-    .int("data.frames", \.frames, atLeast: 1, "frames sampled from each video clip (video data)"),
+    .int(
+      "data.frames", \.frames, in: 1...VideoDecoding.maxFrameCount,
+      "frames sampled from each video clip (video data)"),
     ConfigOption(
       "data.sampling", \.sampling,
       "how evaluation picks a clip's frames: pllava (PLLaVA's evaluation rule) or middle "
@@ -247,15 +250,15 @@ public struct TuneConfig: Equatable, Sendable, OptionTable {
       "how training picks a clip's frames: random (one frame per segment, seeded by the run's "
         + "seed, the epoch and the clip), pllava or middle"),
     .int(
-      "eval.votes", \.votes, atLeast: 1,
+      "eval.votes", \.votes, in: 1...100,
       "test-time views averaged for the voted test result (P2P: its official views, at most "
         + "40; other point methods: Point-MAE's random scale-and-translate views); 1: none"),
     .int(
-      "det.image_size", \.detImageSize, atLeast: 16,
+      "det.image_size", \.detImageSize, in: 16...4096,
       "detection: side of the square images trained and evaluated (a multiple of the coarsest "
         + "feature stride)"),
-    .int("det.neck", \.detNeck, atLeast: 1, "detection: channels of every level into the head"),
-    .int("det.convs", \.detConvs, atLeast: 1, "detection: conv layers in each FCOS tower"),
+    .int("det.neck", \.detNeck, in: 1...4096, "detection: channels of every level into the head"),
+    .int("det.convs", \.detConvs, in: 1...16, "detection: conv layers in each FCOS tower"),
     nonNegative(
       "det.lr", \.detLR,
       "detection: learning rate of the pyramid and head (0: optim.lr; the method keeps optim.lr)"),

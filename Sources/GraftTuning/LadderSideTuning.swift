@@ -139,7 +139,8 @@ public final class LadderSideTuning: TuningMethod {
         "init", \.initialization, "side blocks: prune (from the backbone) or random"),
       ConfigOption("gate_alpha", \.gateAlpha, "initial gate parameter α (μ = sigmoid(α / T))"),
       ConfigOption(
-        "gate_T", \.gateT, "gate temperature T", expectation: "a number > 0", valid: { $0 > 0 }),
+        "gate_T", \.gateT, "gate temperature T", expectation: "a number in 0.0001...10000",
+        valid: { (1e-4...1e4).contains($0) }),
       .int(
         "keep_mib", \.keepMiB, in: 0...1_048_576,
         "MiB of side activations a step keeps, block by block, before recomputing the rest in "

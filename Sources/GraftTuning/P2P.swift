@@ -260,12 +260,12 @@ public final class P2P: TuningMethod {
     /// The keys.
     public static let options: [ConfigOption<Config>] = [
       .int(
-        "points", \.points, atLeast: 1,
+        "points", \.points, in: 1...1_000_000,
         "points per cloud the task delivers (the official 2048 for ScanObjectNN; 1024 for CPUs)"),
-      .int("k", \.k, atLeast: 1, "neighbours of each point in the encoder's kNN graph"),
-      .int("trans_dim", \.transDim, atLeast: 1, "point feature width after the first Conv1d"),
+      .int("k", \.k, in: 1...1024, "neighbours of each point in the encoder's kNN graph"),
+      .int("trans_dim", \.transDim, in: 1...4096, "point feature width after the first Conv1d"),
       .int(
-        "graph_dim", \.graphDim, atLeast: 4,
+        "graph_dim", \.graphDim, in: 4...4096,
         "edge and canvas feature width (a multiple of 4: GroupNorm's groups)"),
       ConfigOption(
         "obj_size", \.objSize,

@@ -102,4 +102,32 @@ final class DivergenceTests: XCTestCase {
     }
     assertNothingNonFinite(folder)
   }
+
+  /// Steps whose loss and gradients are finite can still leave weights whose outputs are not
+  /// (a huge learning rate): a non-finite validation loss stops the run under either policy,
+  /// before the epoch is selected, checkpointed or scored (NaN logits all "predicted" class 0
+  /// and the run reported a top-1).
+  func testANonFiniteValidationLossStopsTheRun() throws {
+    let clean = try TuneData(
+      train: PoisonedDataset(base: smallDigits.train, poisoned: nil),
+      validation: PoisonedDataset(base: smallDigits.validation, poisoned: 3),
+      test: PoisonedDataset(base: smallDigits.test, poisoned: nil), description: "poisoned val")
+    for policy in ["stop", "skip-step"] {
+      let folder = memoryFolder()
+      defer { try? FileManager.default.removeItem(at: folder) }
+      var config = try TuneConfig.preset(for: "linear")
+      for s in ["train.epochs=2", "train.workers=0", "train.nan_policy=\(policy)"] {
+        try config.set(assignment: s)
+      }
+      let trainer = try Trainer(
+        backbone: tinyBackbone(), config: config, classNames: clean.classNames)
+      XCTAssertThrowsError(try trainer.run(data: clean, folder: folder)) {
+        XCTAssertTrue($0 is DivergenceError, "\($0)")
+        XCTAssertTrue(
+          "\($0)".contains("epoch 1, step ") && "\($0)".contains("validation loss is"), "\($0)")
+      }
+      assertNothingNonFinite(folder)
+      XCTAssertFalse(Trainer.holdsRun(folder), policy)
+    }
+  }
 }

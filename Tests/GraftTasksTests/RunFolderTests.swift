@@ -323,6 +323,40 @@ final class ConfigTests: XCTestCase {
     XCTAssertEqual(config.epochs, 3)
   }
 
+  /// Size keys have upper bounds (near 2⁶³ a batch size wrapped the batch count: a crash, or a
+  /// run of no step reported as a result), so do P2P's and LST's, and a cosine floor above its
+  /// peak is refused.
+  func testSizesHaveUpperBoundsAndTheCosineCannotRise() throws {
+    var config = try TuneConfig.preset(for: "lora")
+    for assignment in [
+      "train.batch_size=9223372036854775807", "train.eval_batch_size=100000",
+      "optim.warmup_epochs=4611686018427387904", "train.epochs=1000000", "eval.votes=1000",
+      "det.neck=9223372036854775807", "det.image_size=4611686018427387904", "det.convs=100000",
+      "data.frames=100000000",
+    ] {
+      let key = String(assignment.split(separator: "=")[0])
+      XCTAssertThrowsError(try config.set(assignment: assignment)) {
+        XCTAssertTrue("\($0)".contains(key), "\($0)")
+      }
+    }
+    for (method, option) in [
+      ("p2p", ["graph_dim": "4611686018427387904"]), ("p2p", ["trans_dim": "9223372036854775807"]),
+      ("lst", ["gate_T": "1e-45"]),
+    ] {
+      XCTAssertThrowsError(
+        try MethodRegistry.make(
+          method, backbone: tinyBackbone().model, classes: 3, options: option,
+          generator: &generator)
+      ) { XCTAssertTrue("\($0)".contains(option.keys.first!), "\($0)") }
+    }
+    try config.set(assignment: "optim.min_lr=10")
+    XCTAssertThrowsError(
+      try Trainer(backbone: tinyBackbone(), config: config, classNames: ["a", "b"])
+    ) { XCTAssertTrue("\($0)".contains("optim.min_lr"), "\($0)") }
+  }
+
+  private var generator = RandomGenerator(seed: 1)
+
   func testBadKeysAreClearErrors() throws {
     var c = try TuneConfig.preset(for: "lora")
     XCTAssertThrowsError(try c.set(assignment: "optim.lrr=1")) {
