@@ -243,7 +243,11 @@ public enum AdapterCheckpoint {
     }
     let (_, precisionNote) = applyPrecision(runsIn, to: backbone.model)
     if let precisionNote {
-      notes.append("\(folder.path): the run's backbone ran in \(precisionNote)")
+      // Whose precision it is: the one asked for now, or the one the run recorded.
+      notes.append(
+        precision != nil
+          ? "\(folder.path): asked to run in \(precisionNote)"
+          : "\(folder.path): the run's backbone ran in \(precisionNote)")
     }
     return LoadedAdapter(method: method, config: config, backbone: backbone, notes: notes)
   }

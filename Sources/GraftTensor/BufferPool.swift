@@ -159,8 +159,9 @@ public final class BufferPool: Sendable {
     FileHandle.standardError.write(
       Data(
         ("graft: out of memory: a tensor of \(mib(bytes)) did not fit (\(mib(inUse)) of tensors "
-          + "in use; \(cause)); use a smaller train.batch_size or train.eval_batch_size, or a "
-          + "smaller model\n").utf8))
+          + "in use; \(cause)); use a smaller train.batch_size or train.eval_batch_size, "
+          + "smaller method sizes (method.*: heads, prompt_length, rank, …) or a smaller model"
+          + "\n").utf8))
     fflush(nil)  // every C output stream
     _exit(1)
   }

@@ -94,6 +94,11 @@ final class BF16BackboneTests: XCTestCase {
     defer { try? FileManager.default.removeItem(at: folder) }
     let summary = try XCTUnwrap(shortRun("lora", folder: folder).1)
     let loaded = try AdapterCheckpoint.load(folder, backbone: tinyBackbone(), precision: .int8)
+    // Without VNNI the note says that INT8 was asked for now, not that the FP32 run used it.
+    XCTAssertEqual(
+      loaded.notes.contains { $0.contains("asked to run in int8") }, !Int8Support.isAvailable,
+      "\(loaded.notes)")
+    XCTAssertFalse(loaded.notes.contains { $0.contains("the run's backbone ran in") })
     let model = loaded.backbone.model
     for (name, tensor) in model.namedParameters() where tensor.rank == 2 && !tensor.requiresGrad {
       XCTAssertEqual(tensor.productsRunInInt8, Int8Support.isAvailable, name)
