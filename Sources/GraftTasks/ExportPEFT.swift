@@ -194,11 +194,8 @@ public enum PEFTLoRA {
           "holds \(held.count) files or folders already (\(held.sorted().prefix(3).joined(separator: ", ")), …); "
           + "import into a new or empty folder")
     }
-    if let given, Set(given).count != given.count {
-      let twice = Dictionary(grouping: given, by: { $0 }).filter { $0.value.count > 1 }.keys
-      throw FileError(
-        path: peft.path,
-        message: "class names given twice: \(twice.sorted().joined(separator: ", "))")
+    if let twice = given?.firstRepeated {
+      throw FileError(path: peft.path, message: "class names given twice: \(twice)")
     }
     let object: [String: Any]
     do {

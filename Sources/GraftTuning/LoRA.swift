@@ -84,8 +84,7 @@ public final class LoRA: TuningMethod {
         )
       }
       guard !targets.isEmpty else { throw ConfigError("method.targets is empty") }
-      var seen = Set<String>()
-      if let twice = targets.first(where: { !seen.insert($0).inserted }) {
+      if let twice = targets.firstRepeated {
         throw ConfigError("method.targets: '\(twice)' is given twice")
       }
       if targets.contains("qkv") && targets.contains(where: { ["q", "k", "v"].contains($0) }) {

@@ -113,8 +113,7 @@ public struct CaptionedClipSet: Codable, Sendable {
         message: "video '\(odd.videoID)' has split '\(odd.split!)'; the splits are "
           + "train, val (or validate, validation) and test")
     }
-    var seen = Set<String>()
-    if let twice = videos.first(where: { !seen.insert($0.videoID).inserted }) {
+    if let twice = videos.firstRepeated(by: \.videoID) {
       throw FileError(path: url.path, message: "video_id '\(twice.videoID)' is given twice")
     }
   }

@@ -107,8 +107,7 @@ struct CaptionArmOptions: ParsableArguments {
   func runArms(
     _ arms: [CaptionArm], out: URL, fresh: Bool, title: String, json: Bool
   ) throws -> (results: [CaptionArmResult], decoder: URL) {
-    var seen = Set<String>()
-    if let twice = arms.first(where: { !seen.insert($0.name).inserted }) {
+    if let twice = arms.firstRepeated(by: \.name) {
       throw ValidationError("--arms: '\(twice.name)' is given twice")
     }
     let decoderFolder = try CaptionDecoder.resolve(decoder)

@@ -134,9 +134,7 @@ struct CaptionRun: ParsableCommand {
 
   func validate() throws {
     guard !videos.isEmpty else { throw ValidationError("give at least one video") }
-    guard (1...CaptionEval.maxBeams).contains(beam) else {
-      throw ValidationError("--beam must be between 1 and \(CaptionEval.maxBeams)")
-    }
+    try CaptionEval.checkBeam(beam)
   }
 
   func run() throws {
@@ -191,13 +189,18 @@ struct CaptionEval: ParsableCommand {
   /// The widest beam search: each beam is a decoder pass per token, so far more is a typo.
   static let maxBeams = 64
 
+  /// `--beam` in 1...`maxBeams`, for every command that decodes captions.
+  static func checkBeam(_ beam: Int) throws {
+    guard (1...maxBeams).contains(beam) else {
+      throw ValidationError("--beam must be between 1 and \(maxBeams)")
+    }
+  }
+
   @OptionGroup var jsonFlag: JSONFlag
   @OptionGroup var quietFlag: QuietFlag
 
   func validate() throws {
-    guard (1...CaptionEval.maxBeams).contains(beam) else {
-      throw ValidationError("--beam must be between 1 and \(CaptionEval.maxBeams)")
-    }
+    try CaptionEval.checkBeam(beam)
   }
 
   func run() throws {

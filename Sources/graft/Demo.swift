@@ -11,7 +11,7 @@ func runSweep(
 ) throws {
   for m in methods { _ = try MethodRegistry.descriptor(m) }
   // A method listed twice would run twice and fill two identical rows.
-  if let twice = methods.first(where: { m in methods.filter { $0 == m }.count > 1 }) {
+  if let twice = methods.firstRepeated {
     throw ValidationError("--methods: \(twice) is given twice")
   }
   let started = Date()

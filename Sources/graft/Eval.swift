@@ -93,9 +93,7 @@ struct Eval: ParsableCommand {
           "\(adapter) is a captioning run: it has no logits to write, votes to take or "
             + "--precision (it takes --beam, --length-penalty and --hyps-out)")
       }
-      guard (1...CaptionEval.maxBeams).contains(beam) else {
-        throw ValidationError("--beam must be between 1 and \(CaptionEval.maxBeams)")
-      }
+      try CaptionEval.checkBeam(beam)
       return try CaptionEval.evaluate(
         adapter: adapter, data: data, split: split, beam: beam, lengthPenalty: lengthPenalty,
         hypsOut: hypsOut, json: json, quiet: false)

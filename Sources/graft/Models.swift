@@ -32,9 +32,13 @@ struct ModelsReinit: ParsableCommand {
   var seed: UInt64 = 0
 
   func run() throws {
-    let config = ModelLoader.bundledModelDirectories().map {
-      $0.appendingPathComponent(model).appendingPathComponent("config.json")
-    }.first { FileManager.default.fileExists(atPath: $0.path) }
+    // The model folder as given, or the bundled one of that name.
+    let config =
+      ([URL(fileURLWithPath: model)]
+      + ModelLoader.bundledModelDirectories().map {
+        $0.appendingPathComponent(model)
+      }).map { $0.appendingPathComponent("config.json") }
+      .first { FileManager.default.fileExists(atPath: $0.path) }
     if let config, let object = try? GPT2Config.readObject(config),
       GPT2Config.describesLanguageModel(object)
     {

@@ -282,7 +282,7 @@ struct SweepCommand: ParsableCommand {
 
   func validate() throws {
     guard !methods.isEmpty else { throw ValidationError("give at least one --method") }
-    if let twice = methods.first(where: { m in methods.filter { $0 == m }.count > 1 }) {
+    if let twice = methods.firstRepeated {
       throw ValidationError("--method \(twice) is given twice")
     }
     if freshHead, initFrom == nil {
@@ -297,7 +297,7 @@ struct SweepCommand: ParsableCommand {
   func run() throws {
     let axes = try grid.map { try GridAxis(parsing: $0) }
     let keys = axes.map(\.key)
-    if let twice = keys.first(where: { k in keys.filter { $0 == k }.count > 1 }) {
+    if let twice = keys.firstRepeated {
       throw ValidationError("--grid \(twice) is given twice")
     }
     var grids: [String: [GridAxis]] = [:]

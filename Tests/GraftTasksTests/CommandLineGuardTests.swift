@@ -93,6 +93,7 @@ final class CommandLineGuardTests: XCTestCase {
         "twice"
       ),
       (["models", "reinit", "gpt2-wordnet", "--out", out], "text decoder"),
+      (["models", "reinit", "Models/gpt2-wordnet", "--out", out], "text decoder"),
       (["caption", "run", "--adapter", out, "--beam", "100000", clip.path], "--beam"),
     ])
     XCTAssertFalse(FileManager.default.fileExists(atPath: out))
