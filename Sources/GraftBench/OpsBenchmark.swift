@@ -121,6 +121,10 @@ public enum OpsBenchmark {
     /// `graft_small_sgemm` (graft) against `cblas_sgemm` (cblas), both as attention calls them.
     /// Absent in reports from before they were measured.
     public var headProducts: [GemmRow]?
+    /// Narrow weight-gradient products over many tokens, one call against the same product in
+    /// 128-row pieces (`OpsBenchmark.narrowGradientProducts`). Absent in reports from before
+    /// they were measured.
+    public var narrowGradients: [SplitRow]?
     /// The CPU, its clock during the run and its peak.
     public var machine: MachineReport?
 
@@ -128,6 +132,7 @@ public enum OpsBenchmark {
       case openblasKernel = "openblas_kernel"
       case openblasConfig = "openblas_config"
       case headProducts = "head_products"
+      case narrowGradients = "narrow_gradients"
       case threads, sgemm, ops, machine
     }
   }
@@ -246,10 +251,12 @@ public enum OpsBenchmark {
     }
     log("head products")
     let heads = headProducts(repeats: repeats)
+    log("narrow weight gradients")
+    let narrow = narrowGradientProducts(repeats: repeats)
     return Report(
       openblasKernel: openblasKernel, openblasConfig: String(cString: openblas_get_config()),
       threads: Parallel.threadCount, sgemm: gemm, ops: ops, headProducts: heads,
-      machine: machineBefore.averaged(with: .measure()))
+      narrowGradients: narrow, machine: machineBefore.averaged(with: .measure()))
   }
 
   /// The per-head products of attention with narrow heads, as `Attention.swift` issues them
@@ -297,6 +304,110 @@ public enum OpsBenchmark {
         GemmRow(
           label: label, m: m, n: n, k: k, graftGflops: flop * Double(calls) / small / 1e9,
           cblasGflops: flop * Double(calls) / blas / 1e9))
+    }
+    return rows
+  }
+  /// One product timed as a single call and as the same product cut along its inner dimension.
+  public struct SplitRow: Codable, Sendable {
+    /// The product's name (its output shape and inner dimension).
+    public var label: String
+    /// Rows of the product.
+    public var m: Int
+    /// Columns of the product.
+    public var n: Int
+    /// The inner dimension (tokens), cut into `piece`-row pieces for the anchor.
+    public var k: Int
+    /// Rows of each piece.
+    public var piece: Int
+    /// GFLOP/s of one `cblas_sgemm` call over all `k` rows, as the backward issues it.
+    public var wholeGflops: Double
+    /// GFLOP/s of the same product as `k / piece` accumulating calls (the anchor).
+    public var piecesGflops: Double
+    /// whole / pieces; below 0.6 OpenBLAS is in the slow state `openBLASWarmUp` works around.
+    public var ratio: Double { wholeGflops / piecesGflops }
+
+    enum CodingKeys: String, CodingKey {
+      case label, m, n, k, piece, ratio
+      case wholeGflops = "whole_gflops"
+      case piecesGflops = "pieces_gflops"
+    }
+
+    /// A row from its figures.
+    public init(
+      label: String, m: Int, n: Int, k: Int, piece: Int, wholeGflops: Double, piecesGflops: Double
+    ) {
+      (self.label, self.m, self.n, self.k, self.piece) = (label, m, n, k, piece)
+      (self.wholeGflops, self.piecesGflops) = (wholeGflops, piecesGflops)
+    }
+
+    /// Reads a row written by `encode(to:)` (`ratio` is recomputed, not read).
+    public init(from decoder: Decoder) throws {
+      let c = try decoder.container(keyedBy: CodingKeys.self)
+      self.init(
+        label: try c.decode(String.self, forKey: .label), m: try c.decode(Int.self, forKey: .m),
+        n: try c.decode(Int.self, forKey: .n), k: try c.decode(Int.self, forKey: .k),
+        piece: try c.decode(Int.self, forKey: .piece),
+        wholeGflops: try c.decode(Double.self, forKey: .wholeGflops),
+        piecesGflops: try c.decode(Double.self, forKey: .piecesGflops))
+    }
+
+    /// Writes the row with snake-case keys and its `ratio`.
+    public func encode(to encoder: Encoder) throws {
+      var c = encoder.container(keyedBy: CodingKeys.self)
+      try c.encode(label, forKey: .label)
+      try c.encode(m, forKey: .m)
+      try c.encode(n, forKey: .n)
+      try c.encode(k, forKey: .k)
+      try c.encode(piece, forKey: .piece)
+      try c.encode(wholeGflops, forKey: .wholeGflops)
+      try c.encode(piecesGflops, forKey: .piecesGflops)
+      try c.encode(ratio, forKey: .ratio)
+    }
+  }
+
+  /// The weight gradients of narrow layers over a batch of tokens, Aᵀ·B with A [k, m] and
+  /// B [k, n] (UniPT's Down layers, LST's ladders: 64 × 128 and 16 × 128 over 1,600 tokens), on
+  /// one thread as the backward runs them, each as one call and in 128-row pieces. OpenBLAS
+  /// 0.3.21 ran the single call at a third of the pieces' rate on a 2-core AVX2 EPYC until the
+  /// process had run a wide product (README, "Faster heads"); this row shows whether the
+  /// warm-up `Tensor` products run before it (as at Graft's first product) leave it at the
+  /// full rate on this machine. It was a unit test until a CI machine, busy with the fuzzers,
+  /// measured 0.31 with the warm-up run: a rate that depends on the machine is measured here.
+  public static func narrowGradientProducts(repeats: Int) -> [SplitRow] {
+    let (k, piece) = (1600, 128)
+    var rng = RandomGenerator(seed: 3)
+    // Graft's first product runs `openBLASWarmUp` and leaves OpenBLAS on one thread.
+    _ = Tensor.zeros([2, 2]).matmul(Tensor.zeros([2, 2]))
+    openblas_set_num_threads(1)
+    var rows: [SplitRow] = []
+    for (m, n) in [(64, 128), (16, 128)] {
+      let a = Tensor.rand([k, m], generator: &rng)
+      let b = Tensor.rand([k, n], generator: &rng)
+      let c = Tensor(shape: [m, n], zeroed: false)
+      func product(rows start: Int, count: Int, beta: Float) {
+        cblas_sgemm(
+          CblasRowMajor, CblasTrans, CblasNoTrans, Int32(m), Int32(n), Int32(count), 1,
+          a.pointer + start * m, Int32(m), b.pointer + start * n, Int32(n), beta, c.pointer,
+          Int32(n))
+      }
+      let flop = 2.0 * Double(m) * Double(n) * Double(k)
+      // About a millisecond of work per timing, so the timer's resolution does not count.
+      let calls = Swift.max(1, Int(20e6 / flop))
+      let whole = medianSeconds(repeats) {
+        for _ in 0..<calls { product(rows: 0, count: k, beta: 0) }
+      }
+      let pieces = medianSeconds(repeats) {
+        for _ in 0..<calls {
+          for start in stride(from: 0, to: k, by: piece) {
+            product(rows: start, count: Swift.min(piece, k - start), beta: start == 0 ? 0 : 1)
+          }
+        }
+      }
+      rows.append(
+        SplitRow(
+          label: "\(m)×\(n) over \(k)", m: m, n: n, k: k, piece: piece,
+          wholeGflops: flop * Double(calls) / whole / 1e9,
+          piecesGflops: flop * Double(calls) / pieces / 1e9))
     }
     return rows
   }

@@ -61,6 +61,17 @@ struct BenchOps: ParsableCommand {
             + pad(fmt(r.cblasGflops, 1), 16, right: true) + pad(fmt(r.ratio, 3), 9, right: true))
       }
     }
+    if let narrow = report.narrowGradients {
+      print(
+        "\nweight gradient     m      n      k   one call GFLOP/s   in 128-row pieces   ratio (≥ 0.6)"
+      )
+      for r in narrow {
+        print(
+          pad(r.label, 17) + pad("\(r.m)", 4, right: true) + pad("\(r.n)", 7, right: true)
+            + pad("\(r.k)", 7, right: true) + pad(fmt(r.wholeGflops, 1), 19, right: true)
+            + pad(fmt(r.piecesGflops, 1), 20, right: true) + pad(fmt(r.ratio, 3), 9, right: true))
+      }
+    }
     print("\nop [12608, 384]  pass        GB/s   copy GB/s   ratio (forward ≥ 0.5)")
     for r in report.ops {
       print(

@@ -181,4 +181,25 @@ final class MachineTests: XCTestCase {
     let report = MachineReport.measure()
     XCTAssertGreaterThan(report.fp32PeakGflops, 0)
   }
+
+  /// `graft bench ops`'s weight-gradient rows: each shape timed as one call and in pieces that
+  /// compute the same product (the rate comparison itself is the benchmark's, not a test's: it
+  /// depends on the machine), and the row's JSON carries both rates and their ratio.
+  func testNarrowGradientRowsTimeOneCallAgainstPieces() throws {
+    let rows = OpsBenchmark.narrowGradientProducts(repeats: 1)
+    XCTAssertEqual(
+      rows.map { [$0.m, $0.n, $0.k, $0.piece] }, [[64, 128, 1600, 128], [16, 128, 1600, 128]])
+    for row in rows {
+      XCTAssertTrue(row.wholeGflops.isFinite && row.wholeGflops > 0, row.label)
+      XCTAssertTrue(row.piecesGflops.isFinite && row.piecesGflops > 0, row.label)
+    }
+    let json =
+      try JSONSerialization.jsonObject(with: JSONEncoder().encode(rows[0])) as? [String: Any]
+    XCTAssertEqual(try XCTUnwrap(json?["ratio"] as? Double), rows[0].ratio, accuracy: 1e-12)
+    XCTAssertEqual(json?["piece"] as? Int, 128)
+    let back = try JSONDecoder().decode(
+      OpsBenchmark.SplitRow.self, from: JSONEncoder().encode(rows[1]))
+    XCTAssertEqual(back.wholeGflops, rows[1].wholeGflops)
+    XCTAssertEqual(back.label, "16×128 over 1600")
+  }
 }

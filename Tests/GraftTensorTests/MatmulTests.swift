@@ -78,44 +78,6 @@ final class MatmulTests: XCTestCase {
     }
   }
 
-  /// A narrow weight-gradient product over many tokens (Aᵀ·B, 64 × 128 over 1,600 rows) runs
-  /// at the rate of the same product cut into 128-row pieces, which OpenBLAS runs at its full
-  /// rate whatever it ran before. Before `openBLASWarmUp` a process that had run no wide product
-  /// got a third of it on the 2-core AVX2 EPYC (0.3 against this test's 0.6 floor; run alone,
-  /// `--filter testNarrowWeightGradientRunsAtTheKernelRate`, as other tests' wide products
-  /// also lift it).
-  func testNarrowWeightGradientRunsAtTheKernelRate() {
-    let (m, n, k, piece) = (64, 128, 1600, 128)
-    let a = randomTensor([k, m], seed: 11)
-    let b = randomTensor([k, n], seed: 12)
-    let c = UnsafeMutablePointer<Float>.allocate(capacity: m * n)
-    defer { c.deallocate() }
-    _ = blasSingleThreaded
-    func seconds(_ body: () -> Void) -> Double {
-      let start = DispatchTime.now().uptimeNanoseconds
-      body()
-      return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-    }
-    var (whole, pieces) = (Double.infinity, Double.infinity)
-    for _ in 0..<15 {
-      whole = min(
-        whole,
-        seconds {
-          sgemmBlock(a.pointer, true, m, b.pointer, false, n, c, n, m: m, n: n, k: k, beta: 0)
-        })
-      pieces = min(
-        pieces,
-        seconds {
-          for start in stride(from: 0, to: k, by: piece) {
-            sgemmBlock(
-              a.pointer + start * m, true, m, b.pointer + start * n, false, n, c, n, m: m, n: n,
-              k: min(piece, k - start), beta: start == 0 ? 0 : 1)
-          }
-        })
-    }
-    XCTAssertGreaterThan(pieces / whole, 0.6, "one call \(whole) s, in pieces \(pieces) s")
-  }
-
   /// `graft_small_sgemm` (attention heads ≤ 16 wide): every element is alpha times one chain of
   /// fused multiply-adds in order of the inner index, so it equals that chain to the bit on any
   /// instruction set, for every transpose and for widths on both sides of each vector width;
