@@ -151,6 +151,7 @@ struct BenchDet: ParsableCommand {
           process.executableURL =
             Bundle.main.executableURL ?? URL(fileURLWithPath: CommandLine.arguments[0])
           process.arguments = args
+          process.environment = ParentWatch.childEnvironment()
           process.standardOutput = FileHandle.nullDevice
           try process.run()
           process.waitUntilExit()

@@ -78,6 +78,8 @@ func runJSON<T: Decodable>(
   let process = Process()
   process.executableURL = URL(fileURLWithPath: executable)
   process.arguments = executable == "/usr/bin/env" ? ["python3"] + arguments : arguments
+  // A child graft stops when this benchmark is gone (`ParentWatch`).
+  process.environment = ParentWatch.childEnvironment()
   let output = Pipe()
   process.standardOutput = output
   var messages: URL? = nil

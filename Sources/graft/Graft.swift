@@ -23,6 +23,7 @@ struct Graft: ParsableCommand {
   /// (`OpenBLASKernel`), then runs the command.
   static func main() {
     OpenBLASKernel.reexecWithBetterKernelIfNeeded()
+    ParentWatch.start()
     // K processes of another command would each write the same outputs.
     if let ranks = MPILaunch.announcedSize(), ranks > 1,
       let command = CommandLine.arguments.dropFirst().first, command != "tune"

@@ -264,12 +264,12 @@ struct SweepRunner {
       ?? URL(fileURLWithPath: CommandLine.arguments[0])
     process.arguments = arguments
     process.standardOutput = FileHandle.nullDevice
+    // The child stops when this sweep is gone (`ParentWatch`).
+    var environment = ParentWatch.childEnvironment()
     var log: (url: URL, handle: FileHandle)? = nil
     if sideBySide > 1 {
       if !arguments.contains("--quiet") { process.arguments = arguments + ["--quiet"] }
-      var environment = ProcessInfo.processInfo.environment
       environment["GRAFT_NUM_THREADS"] = "\(Self.childThreads(sideBySide: sideBySide))"
-      process.environment = environment
       let url = FileManager.default.temporaryDirectory.appendingPathComponent(
         "graft-sweep-\(getpid())-\(index).log")
       guard FileManager.default.createFile(atPath: url.path, contents: nil),
@@ -278,6 +278,7 @@ struct SweepRunner {
       process.standardError = handle
       log = (url, handle)
     }
+    process.environment = environment
     process.terminationHandler = { _ in finished.add(index) }
     do {
       try process.run()
