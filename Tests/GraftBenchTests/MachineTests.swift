@@ -159,7 +159,14 @@ final class MachineTests: XCTestCase {
   /// The FMA probe measures what the cores do: a power of two per cycle, and a GEMM on every
   /// thread never runs faster than the probe's rate times the threads (had the probe counted
   /// half its FMAs, OpenBLAS's sgemm, near the peak on any kernel it picks, would beat it).
+  /// The cores are brought to their clock first (`Machine.warmedUp`): a probe taken on a core
+  /// still ramping up read low, and the all-thread rate measured after it then passed a 1.1
+  /// bound in 2 of 16 runs on a 2-core Zen 3 EPYC (0 of 24 warmed up, half of them beside a
+  /// busy loop). The bound is 1.25 to leave the clock room to move between the two
+  /// measurements; counting each FMA twice, or summing the threads' rates instead of averaging
+  /// them, reads 2 and fails.
   func testFMAProbeBoundsTheGEMM() throws {
+    _ = Machine.warmedUp
     guard let probe = Machine.probeFMA() else {
       throw XCTSkip("no FMA probe for this CPU (no FMA, or not x86-64)")
     }
@@ -169,7 +176,7 @@ final class MachineTests: XCTestCase {
     let gemm = OpsBenchmark.linearLayerGflops(m: 1024, n: 1024, k: 1024)
     XCTAssertLessThan(gemm, 1.1 * probe.gflops * Double(Parallel.threadCount), "\(probe)")
     let perThread = try XCTUnwrap(Machine.measureFMAGflops(seconds: 0.01))
-    XCTAssertLessThan(perThread, 1.1 * probe.gflops, "all threads at once, not faster than one")
+    XCTAssertLessThan(perThread, 1.25 * probe.gflops, "all threads at once, not faster than one")
   }
 
   /// The dependent-addition chain measures a clock a CPU can have (and the machine's own CPU
