@@ -384,6 +384,22 @@ public enum ClipSetGenerator {
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
     try AtomicFile.write(
       try encoder.encode(set), to: root.appendingPathComponent("annotations.json"))
+    try removeClips(in: videos, from: options.clips)
     return set
+  }
+
+  /// Removes the clips an earlier, larger set left in `videos` (`clipNNNNN.mp4` numbered
+  /// `count` or more), once the new annotations are written: a folder prepared again with
+  /// fewer clips held the old ones beside the new set. Files of any other name stay.
+  static func removeClips(in videos: URL, from count: Int) throws {
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: videos.path)) ?? []
+    for name in names where name.hasPrefix("clip") && name.hasSuffix(".mp4") {
+      let digits = name.dropFirst(4).dropLast(4)
+      guard digits.count == 5, digits.allSatisfy({ $0.isASCII && $0.isNumber }),
+        let index = Int(digits),
+        index >= count
+      else { continue }
+      try FileManager.default.removeItem(at: videos.appendingPathComponent(name))
+    }
   }
 }

@@ -160,6 +160,16 @@ final class CaptionedClipsTests: XCTestCase {
     let clip = try VideoDecoding.sample(
       folder.appendingPathComponent(set.videos[0].file!), count: 32, sampling: .middle)
     XCTAssertEqual(clip.indices, Array(0..<32))
+    // Prepared again with fewer clips, the folder holds the new set only (before, clips 3-7
+    // stayed beside it); a file of another name is left alone.
+    let videos = folder.appendingPathComponent("videos")
+    try Data("mine".utf8).write(to: videos.appendingPathComponent("clip00007-notes.mp4"))
+    options.clips = 3
+    try ClipSetGenerator.prepare(
+      root: folder, fashionMNIST: fashion, mnistCSV: mnist, options: options)
+    XCTAssertEqual(
+      try FileManager.default.contentsOfDirectory(atPath: videos.path).sorted(),
+      ["clip00000.mp4", "clip00001.mp4", "clip00002.mp4", "clip00007-notes.mp4"])
   }
 
   /// Real MSR-VTT annotations (integer categories, `validate` split) load through the same type.
