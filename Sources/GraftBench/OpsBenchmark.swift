@@ -324,7 +324,7 @@ public enum OpsBenchmark {
     /// GFLOP/s of the same product as `k / piece` accumulating calls (the anchor).
     public var piecesGflops: Double
     /// whole / pieces; below 0.6 OpenBLAS is in the slow state `openBLASWarmUp` works around.
-    public var ratio: Double { wholeGflops / piecesGflops }
+    public private(set) var ratio: Double
 
     enum CodingKeys: String, CodingKey {
       case label, m, n, k, piece, ratio
@@ -338,30 +338,7 @@ public enum OpsBenchmark {
     ) {
       (self.label, self.m, self.n, self.k, self.piece) = (label, m, n, k, piece)
       (self.wholeGflops, self.piecesGflops) = (wholeGflops, piecesGflops)
-    }
-
-    /// Reads a row written by `encode(to:)` (`ratio` is recomputed, not read).
-    public init(from decoder: Decoder) throws {
-      let c = try decoder.container(keyedBy: CodingKeys.self)
-      self.init(
-        label: try c.decode(String.self, forKey: .label), m: try c.decode(Int.self, forKey: .m),
-        n: try c.decode(Int.self, forKey: .n), k: try c.decode(Int.self, forKey: .k),
-        piece: try c.decode(Int.self, forKey: .piece),
-        wholeGflops: try c.decode(Double.self, forKey: .wholeGflops),
-        piecesGflops: try c.decode(Double.self, forKey: .piecesGflops))
-    }
-
-    /// Writes the row with snake-case keys and its `ratio`.
-    public func encode(to encoder: Encoder) throws {
-      var c = encoder.container(keyedBy: CodingKeys.self)
-      try c.encode(label, forKey: .label)
-      try c.encode(m, forKey: .m)
-      try c.encode(n, forKey: .n)
-      try c.encode(k, forKey: .k)
-      try c.encode(piece, forKey: .piece)
-      try c.encode(wholeGflops, forKey: .wholeGflops)
-      try c.encode(piecesGflops, forKey: .piecesGflops)
-      try c.encode(ratio, forKey: .ratio)
+      ratio = wholeGflops / piecesGflops
     }
   }
 
