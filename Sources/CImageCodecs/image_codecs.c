@@ -100,6 +100,9 @@ static void png_decode_steps(png_job *job) {
     return;
   }
   png_set_read_fn(job->png, job, png_read_memory);
+  // libpng refuses a side over 1,000,000 pixels by default; Pillow opens any side PNG allows
+  // (2^31 - 1), and rgb_size below bounds the whole image by the pixel limit instead.
+  png_set_user_limits(job->png, PNG_UINT_31_MAX, PNG_UINT_31_MAX);
   png_read_info(job->png, job->info);
 
   int depth = 0, color = 0;
@@ -177,6 +180,7 @@ static gic_status jpeg_status_for(int code) {
   case JERR_INPUT_EMPTY:
     return GIC_TRUNCATED;
   case JERR_BAD_PRECISION:
+  case JERR_SOF_UNSUPPORTED:  // lossless (SOF3) and hierarchical JPEG: a valid file
   case JERR_NOT_COMPILED:
   case JERR_CONVERSION_NOTIMPL:
   case JERR_IMAGE_TOO_BIG:
@@ -195,7 +199,15 @@ static void jpeg_on_error(j_common_ptr cinfo) {
   char text[JMSG_LENGTH_MAX];
   (*cinfo->err->format_message)(cinfo, text);
   if (failure->status == GIC_OK) failure->status = jpeg_status_for(cinfo->err->msg_code);
-  set_message(failure->message, text);
+  if (cinfo->err->msg_code == JERR_SOF_UNSUPPORTED && failure->message != NULL) {
+    snprintf(
+        failure->message, GIC_MESSAGE_CAPACITY,
+        "%s (a lossless or hierarchical JPEG, which this libjpeg does not decode; convert it "
+        "to PNG)",
+        text);
+  } else {
+    set_message(failure->message, text);
+  }
   longjmp(failure->jump, 1);
 }
 

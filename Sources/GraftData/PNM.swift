@@ -49,7 +49,9 @@ public enum PNMCodec {
       guard v <= maxval else {
         throw DatasetError(.invalidFormat, path: path, "sample \(v) exceeds maxval \(maxval)")
       }
-      return UInt8((v * 255 * 2 + maxval) / (2 * maxval))
+      // Pillow's PPM decoders: round(v / maxval * 255) in doubles, ties to even (76 for 30
+      // at maxval 100, where rounding halves up gave 77).
+      return UInt8((Double(v) / Double(maxval) * 255).rounded(.toNearestOrEven))
     }
     switch kind {
     case 1:

@@ -285,3 +285,58 @@ final class ImageCodecTests: XCTestCase {
     return text
   }
 }
+
+/// Files at the edges of the formats, written by Tools/make_codec_edge_fixtures.py, against
+/// Pillow's `Image.open(f).convert("RGB")`.
+final class ImageCodecEdgeTests: XCTestCase {
+  private func url(_ name: String) -> URL { ImageFixtures.url("edges/" + name) }
+
+  /// A side over libpng's default limit of 1,000,000 pixels (Pillow opens it; Graft said
+  /// "Invalid IHDR data"): the whole pattern decodes.
+  func testPNGSidesOverAMillionPixelsDecode() throws {
+    let wide = try ImageCodec.decode(contentsOf: url("png_wide_1000001.png"))
+    XCTAssertEqual([wide.width, wide.height], [1_000_001, 1])
+    let tall = try ImageCodec.decode(contentsOf: url("png_tall_1000001.png"))
+    XCTAssertEqual([tall.width, tall.height], [1, 1_000_001])
+    var wrong = (wide: 0, tall: 0)
+    for x in 0..<1_000_001 {
+      let pixel = wide.pixels[(3 * x)..<(3 * x + 3)]
+      if Array(pixel) != [UInt8(x % 251), UInt8(7 * x % 253), UInt8(13 * x % 255)] {
+        wrong.wide += 1
+      }
+      if tall.pixels[(3 * x)..<(3 * x + 3)] != [UInt8(x % 256), UInt8(x % 256), UInt8(x % 256)] {
+        wrong.tall += 1
+      }
+    }
+    XCTAssertEqual(wrong.wide, 0)
+    XCTAssertEqual(wrong.tall, 0)
+  }
+
+  /// Netpbm samples below or above 8 bits scale as Pillow's decoders do, round(v / maxval · 255)
+  /// with ties to even: 30 at maxval 100 is 76 (rounding halves up gave 77), in binary and
+  /// plain files, and two-byte samples at maxval 1000.
+  func testNetpbmScalesSamplesAsPillowDoes() throws {
+    for name in ["pgm_maxval100", "pgm_plain_maxval100", "ppm_maxval1000"] {
+      let file = name.hasPrefix("ppm") ? name + ".ppm" : name + ".pgm"
+      let image = try PNMCodec.decode(contentsOf: url(file))
+      let expected = [UInt8](try Data(contentsOf: url(name + ".rgb")))
+      XCTAssertEqual(image.pixels.count, expected.count, file)
+      let (worst, count) = ImageFixtures.compare(image.pixels, expected)
+      XCTAssertEqual(count, 0, "\(file): \(count) bytes differ, by up to \(worst)")
+    }
+  }
+
+  /// A lossless JPEG (SOF3) is a valid file this libjpeg cannot decode: unsupported, with a
+  /// hint, not "corrupt".
+  func testALosslessJPEGIsUnsupportedNotCorrupt() {
+    // SOI, then SOF3: precision 8, 8 × 8, one component (id 1, sampling 1×1, table 0).
+    let bytes: [UInt8] = [
+      0xFF, 0xD8, 0xFF, 0xC3, 0x00, 0x0B, 0x08, 0x00, 0x08, 0x00, 0x08, 0x01, 0x01, 0x11, 0x00,
+    ]
+    XCTAssertThrowsError(try ImageCodec.decode(data: Data(bytes), name: "lossless.jpg")) {
+      let error = $0 as? ImageError
+      XCTAssertEqual(error?.kind, .unsupported, "\($0)")
+      XCTAssertTrue("\($0)".contains("lossless"), "\($0)")
+    }
+  }
+}
