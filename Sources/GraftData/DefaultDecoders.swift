@@ -1,5 +1,9 @@
 import Foundation
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 // The decoder datasets and `graft embed` use when none is given: the format is read off the
 // file's first bytes, so a misnamed file still decodes and an unsupported one says what it is.
 
@@ -16,8 +20,13 @@ extension ImageCodec {
   public static let defaultDecoder: ImageDecoder = { try decodeAnyFormat(contentsOf: $0) }
 
   /// Whether the file begins `P1`…`P6` (unreadable files answer false and fail in `decode`).
+  /// Only a regular file is opened: opening a FIFO named like an image waited for a writer for
+  /// ever, before `decode` could refuse it as not a regular file.
   private static func startsWithNetpbmMagic(_ url: URL) -> Bool {
-    guard let handle = try? FileHandle(forReadingFrom: url) else { return false }
+    var status = stat()
+    guard stat(url.path, &status) == 0, status.st_mode & S_IFMT == S_IFREG,
+      let handle = try? FileHandle(forReadingFrom: url)
+    else { return false }
     defer { try? handle.close() }
     guard let head = try? handle.read(upToCount: 2), head.count == 2 else { return false }
     return head[head.startIndex] == UInt8(ascii: "P")

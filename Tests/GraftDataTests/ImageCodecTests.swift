@@ -326,6 +326,32 @@ final class ImageCodecEdgeTests: XCTestCase {
     }
   }
 
+  /// A FIFO named like an image is refused as not a regular file; reading its first bytes to
+  /// tell Netpbm from PNG waited for a writer for ever before.
+  func testAFIFONamedLikeAnImageIsRefusedNotWaitedOn() throws {
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "graft-fifo-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let fifo = folder.appendingPathComponent("frame.pgm")
+    XCTAssertEqual(mkfifo(fifo.path, 0o600), 0)
+    let done = DispatchSemaphore(value: 0)
+    nonisolated(unsafe) var outcome = ""
+    Thread.detachNewThread {
+      do {
+        _ = try ImageCodec.decodeAnyFormat(contentsOf: fifo)
+        outcome = "decoded"
+      } catch {
+        outcome = "\(error)"
+      }
+      done.signal()
+    }
+    guard done.wait(timeout: .now() + 10) == .success else {
+      return XCTFail("decoding a FIFO still waits after 10 s")
+    }
+    XCTAssertTrue(outcome.contains("frame.pgm") && outcome.contains("regular file"), outcome)
+  }
+
   /// A lossless JPEG (SOF3) is a valid file this libjpeg cannot decode: unsupported, with a
   /// hint, not "corrupt".
   func testALosslessJPEGIsUnsupportedNotCorrupt() {
