@@ -215,6 +215,22 @@ public enum RunFolder {
     return nil
   }
 
+  /// Who holds the lock of `folder` now ("process 1234", or "another process" when it wrote
+  /// no id), nil when nobody does or the folder has no lock file. Takes and drops the lock to
+  /// find out, so a caller about to remove the folder knows nobody is writing it.
+  public static func lockHolder(of folder: URL) -> String? {
+    let path = folder.appendingPathComponent(lockFile).path
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    guard flock(fd, LOCK_EX | LOCK_NB) != 0 else {
+      flock(fd, LOCK_UN)
+      return nil
+    }
+    guard errno == EWOULDBLOCK else { return nil }
+    return Lock.holderText(fd)
+  }
+
   /// An exclusive lock on a folder, held until `release()` or the process ends (the kernel
   /// drops `flock` locks of a dead process, so a crash never leaves a folder locked).
   public final class Lock {
@@ -236,16 +252,7 @@ public enum RunFolder {
       guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
         let busy = errno == EWOULDBLOCK
         let problem = String(cString: strerror(errno))
-        var holder = "another process"
-        var buffer = [UInt8](repeating: 0, count: 32)
-        let n = pread(fd, &buffer, buffer.count, 0)
-        if n > 0,
-          let pid = Int(
-            String(decoding: buffer[0..<n], as: UTF8.self).trimmingCharacters(
-              in: .whitespacesAndNewlines))
-        {
-          holder = "process \(pid)"
-        }
+        let holder = Self.holderText(fd)
         close(fd)
         throw FileError(
           path: folder.path,
@@ -259,6 +266,19 @@ public enum RunFolder {
       _ = pid.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
       self.fd = fd
       self.folder = folder
+    }
+
+    /// "process N" from the id the holder wrote into the lock file `fd`, else "another
+    /// process".
+    static func holderText(_ fd: Int32) -> String {
+      var buffer = [UInt8](repeating: 0, count: 32)
+      let n = pread(fd, &buffer, buffer.count, 0)
+      guard n > 0,
+        let pid = Int(
+          String(decoding: buffer[0..<n], as: UTF8.self).trimmingCharacters(
+            in: .whitespacesAndNewlines))
+      else { return "another process" }
+      return "process \(pid)"
     }
 
     /// Releases the lock (the file stays, so a waiting process never locks a removed file).

@@ -129,6 +129,7 @@ struct SweepRunner {
   /// runs quietly, its standard error kept in a temporary file that a failure's message
   /// quotes: interleaved epoch lines of several runs would say nothing.
   func runMany(_ requests: [RunRequest]) throws -> [Result<RunRecord, ChildFailure>] {
+    try lockOut()
     var results = [Result<RunRecord, ChildFailure>?](repeating: nil, count: requests.count)
     var launches: [(index: Int, arguments: [String])] = []
     for (i, request) in requests.enumerated() {
@@ -179,6 +180,34 @@ struct SweepRunner {
     return results.map { $0! }
   }
 
+  /// The sweep folders this process writes, each locked on first use until the process ends.
+  nonisolated(unsafe) private static var lockedFolders: [String: RunFolder.Lock] = [:]
+  private static let lockedFoldersGuard = NSLock()
+
+  /// Locks `out` for this process (once): a second sweep into the same folder at once is
+  /// refused, naming the process that holds it. Two at once removed and retrained each other's
+  /// runs and reported results that were no longer on disk.
+  func lockOut() throws {
+    Self.lockedFoldersGuard.lock()
+    defer { Self.lockedFoldersGuard.unlock() }
+    let key = out.standardizedFileURL.resolvingSymlinksInPath().path
+    guard Self.lockedFolders[key] == nil else { return }
+    Self.lockedFolders[key] = try RunFolder.Lock(out, what: "this graft sweep")
+  }
+
+  /// Removes the run folder `dir` unless a process is writing it (a `graft tune` the user
+  /// started there): that is an error naming the process, not a run deleted under it.
+  private func removeRun(_ dir: URL) throws {
+    if let holder = RunFolder.lockHolder(of: dir) {
+      throw FileError(
+        path: dir.path,
+        message:
+          "\(holder) is writing this run, so the sweep cannot redo it; wait for it to end or "
+          + "choose another --out")
+    }
+    try FileManager.default.removeItem(at: dir)
+  }
+
   /// The arguments of the child `graft tune` that `request` needs (a new run or a resumed
   /// one), or nil when its folder holds a finished run trained as a new one would be. Removes
   /// a folder trained otherwise (and an unfinished one that cannot resume).
@@ -187,7 +216,7 @@ struct SweepRunner {
     let method = request.method
     let summary = dir.appendingPathComponent("summary.json")
     let fm = FileManager.default
-    if fresh { try? fm.removeItem(at: dir) }
+    if fresh && fm.fileExists(atPath: dir.path) { try removeRun(dir) }
     let wanted =
       (methodSettings[method] ?? []) + settings + request.extra
       + (request.seed.map { ["seed=\($0)"] } ?? [])
@@ -201,7 +230,7 @@ struct SweepRunner {
     {
       progress.log(
         "\(request.counter) \(request.what): \(dir.path) was trained otherwise; redoing it")
-      try fm.removeItem(at: dir)
+      try removeRun(dir)
     }
     if fm.fileExists(atPath: summary.path) {
       progress.log("\(request.counter) \(request.what): finished earlier, reusing \(dir.path)")
@@ -211,7 +240,7 @@ struct SweepRunner {
     if Trainer.holdsRun(dir) {
       args = ["tune", "--resume", dir.path, "--json"]
     } else {
-      try? fm.removeItem(at: dir)
+      if fm.fileExists(atPath: dir.path) { try removeRun(dir) }
       args = [
         "tune", "--backbone", methodBackbones[method] ?? backbone, "--method",
         variants[method]?.method ?? method, "--data", request.task, "--out", dir.path, "--json",

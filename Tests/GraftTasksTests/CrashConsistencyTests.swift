@@ -186,7 +186,10 @@ final class CrashConsistencyTests: XCTestCase {
   func testASecondRunIntoALockedFolderFailsNamingTheHolder() throws {
     let folder = memoryFolder()
     defer { try? FileManager.default.removeItem(at: folder) }
+    XCTAssertNil(RunFolder.lockHolder(of: folder), "no lock file yet")
     let lock = try RunFolder.Lock(folder, what: "a test")
+    // What a sweep asks before it removes a run folder.
+    XCTAssertEqual(RunFolder.lockHolder(of: folder), "process \(getpid())")
     XCTAssertThrowsError(try smallRun(folder: folder)) {
       XCTAssertTrue($0 is FileError, "\($0)")
       XCTAssertTrue("\($0)".contains("in use: process \(getpid())"), "\($0)")
@@ -194,6 +197,7 @@ final class CrashConsistencyTests: XCTestCase {
     XCTAssertFalse(
       FileManager.default.fileExists(atPath: folder.appendingPathComponent("run.json").path))
     lock.release()
+    XCTAssertNil(RunFolder.lockHolder(of: folder), "released")
     XCTAssertNotNil(try smallRun(folder: folder))
     // The lock is released when the run ends: the folder can be locked again.
     XCTAssertNoThrow(try RunFolder.Lock(folder))

@@ -5,9 +5,10 @@ import XCTest
   import Glibc
 #endif
 
-/// A sweep's running `graft tune` ends when the sweep is killed on its own (`kill -9`, an
-/// out-of-memory kill): before, it trained on to the end of its epochs with nobody to read it.
-final class ParentWatchTests: XCTestCase {
+/// Sweeps as processes: a sweep's running `graft tune` ends when the sweep is killed on its own
+/// (`kill -9`, an out-of-memory kill; before, it trained on to the end of its epochs with
+/// nobody to read it), and a second sweep into the folder of a running one is refused.
+final class SweepProcessTests: XCTestCase {
   /// The parent process id and state letter of `pid` (`/proc/<pid>/stat`), nil once it is gone.
   private func stat(_ pid: pid_t) -> (parent: pid_t, state: Character)? {
     guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
@@ -27,12 +28,10 @@ final class ParentWatchTests: XCTestCase {
     return entries.compactMap { pid_t($0) }.filter { stat($0)?.parent == parent }
   }
 
-  func testASweepKilledOnItsOwnTakesItsRunningChildWithIt() throws {
-    let out = temporaryFolder()
-    defer { try? FileManager.default.removeItem(at: out) }
+  /// One grid point of 100,000 epochs into `out`: its child trains for hours unless stopped.
+  private func startLongSweep(_ out: URL) throws -> Process {
     let sweep = Process()
     sweep.executableURL = try graftExecutable()
-    // One grid point of 100,000 epochs: the child trains for hours unless it is stopped.
     sweep.arguments = [
       "sweep", "--backbone", tinyTimmFolder, "--method", "linear", "--data", "digits",
       "--grid", "optim.lr=0.1", "--grid", "optim.weight_decay=0", "--widen", "0",
@@ -43,6 +42,47 @@ final class ParentWatchTests: XCTestCase {
     sweep.standardOutput = FileHandle.nullDevice
     sweep.standardError = FileHandle.nullDevice
     try sweep.run()
+    return sweep
+  }
+
+  /// A second sweep into the folder of one that is running stops at once, naming the running
+  /// one, and leaves its run alone: before, it removed the first sweep's grid run as "trained
+  /// otherwise" (another epoch count) while that trained, and both reported tables of runs
+  /// that were not on disk.
+  func testASecondSweepIntoAFolderInUseIsRefused() throws {
+    let out = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: out) }
+    let first = try startLongSweep(out)
+    defer {
+      kill(first.processIdentifier, SIGKILL)
+      first.waitUntilExit()
+    }
+    let run = out.appendingPathComponent("linear/grid/lr-0.1_wd-0/seed-0")
+    let deadline = Date().addingTimeInterval(60)
+    while !FileManager.default.fileExists(atPath: run.appendingPathComponent("run.json").path),
+      Date() < deadline, first.isRunning
+    {
+      usleep(50_000)
+    }
+    XCTAssertTrue(FileManager.default.fileExists(atPath: run.path), "the first sweep's run")
+    let second = try runGraft([
+      "sweep", "--backbone", tinyTimmFolder, "--method", "linear", "--data", "digits",
+      "--grid", "optim.lr=0.1", "--grid", "optim.weight_decay=0", "--widen", "0",
+      "--set", "train.epochs=2", "--set", "data.train_samples=100", "--out", out.path, "--quiet",
+    ])
+    XCTAssertNotEqual(second.status, 0, second.out)
+    XCTAssertTrue(
+      second.err.contains("in use") && second.err.contains("process \(first.processIdentifier)"),
+      second.err)
+    XCTAssertTrue(first.isRunning)
+    XCTAssertTrue(
+      FileManager.default.fileExists(atPath: run.appendingPathComponent("run.json").path))
+  }
+
+  func testASweepKilledOnItsOwnTakesItsRunningChildWithIt() throws {
+    let out = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: out) }
+    let sweep = try startLongSweep(out)
     var child: pid_t? = nil
     let deadline = Date().addingTimeInterval(60)
     while child == nil && Date() < deadline && sweep.isRunning {
