@@ -1,5 +1,9 @@
 import Foundation
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 /// Decodes one image file; the default will be `ImageCodec.decode(contentsOf:)` (PNG, JPEG).
 /// Injected so that datasets do not depend on a particular codec, and tests can use a tiny one.
 public typealias ImageDecoder = @Sendable (URL) throws -> RGBImage
@@ -166,7 +170,7 @@ public struct ImageFolderDataset: Dataset {
     for (label, name) in classes.enumerated() {
       let classPath = rootPath + "/" + name
       var found: [(folder: String, file: String)] = []
-      var visited: Set<String> = []
+      var visited: Set<FolderIdentity> = []
       try Self.collect(classPath, extensions, &found, &visited)
       guard !found.isEmpty else {
         let list = extensions.sorted().joined(separator: ", ")
@@ -205,13 +209,29 @@ public struct ImageFolderDataset: Dataset {
     return names.filter { !$0.hasPrefix(".") }.sorted(by: codePointPrecedes)
   }
 
+  /// A folder as the file system knows it (device and inode), whatever path reaches it.
+  /// Paths compared as Swift strings are equal under Unicode canonical equivalence, so two
+  /// sibling folders named `é` in NFC and in NFD counted as one and the second one's images
+  /// were silently dropped.
+  struct FolderIdentity: Hashable {
+    var device: UInt64
+    var inode: UInt64
+  }
+
   /// Adds the image files below `folder`, following links but never a folder twice.
   private static func collect(
     _ folder: String, _ extensions: Set<String>,
-    _ found: inout [(folder: String, file: String)], _ visited: inout Set<String>
+    _ found: inout [(folder: String, file: String)], _ visited: inout Set<FolderIdentity>
   ) throws {
-    let real = URL(fileURLWithPath: folder).resolvingSymlinksInPath().path
-    guard visited.insert(real).inserted else { return }
+    var status = stat()
+    guard stat(folder, &status) == 0 else {
+      throw DatasetError(
+        .io, path: folder,
+        "cannot inspect the folder: \(String(cString: strerror(errno)))")
+    }
+    let identity = FolderIdentity(
+      device: UInt64(status.st_dev), inode: UInt64(status.st_ino))
+    guard visited.insert(identity).inserted else { return }
     for name in try listing(folder) {
       let path = folder + "/" + name
       if DatasetFile.isDirectory(path) {

@@ -173,6 +173,21 @@ final class ImageFolderTests: TemporaryFolderTestCase {
     XCTAssertEqual(dataset.classCounts, [1, 6, 2])
   }
 
+  /// Two subfolders whose names differ only in Unicode normalisation (`é` as one code point
+  /// and as `e` + U+0301) are two folders: both images count (the second was silently dropped,
+  /// the paths comparing equal as Swift strings), and a link back up still ends the walk.
+  func testSubfoldersDifferingInNormalisationAreBothRead() throws {
+    try write("cat/sub\u{E9}/a.ppm", grey(1))
+    try write("cat/sube\u{301}/b.ppm", grey(2))
+    try write("dog/c.ppm", grey(3))
+    try FileManager.default.createSymbolicLink(
+      atPath: folder.appendingPathComponent("cat/up").path, withDestinationPath: "..")
+    let dataset = try ImageFolderDataset(root: folder, decoder: pnmDecoder)
+    XCTAssertEqual(dataset.classNames, ["cat", "dog"])
+    let names = dataset.files.map(\.lastPathComponent)
+    XCTAssertEqual(names.filter { $0 == "a.ppm" || $0 == "b.ppm" }.count, 2, "\(names)")
+  }
+
   func testImageFolderErrorsNameThePath() throws {
     let missing = folder.appendingPathComponent("nowhere")
     assertDatasetError(.notFound, [missing.path]) {
