@@ -347,6 +347,13 @@ final class FeatureCache {
     let cache = FeatureCache(
       trainer: trainer, reads: trainer.method.backboneReads!, folder: folder,
       runFolder: runFolder)
+    let abandoned = AtomicFile.removeAbandonedTemporaries(in: folder)
+    if !abandoned.isEmpty {
+      cache.log(
+        String(
+          format: "feature cache: removed %d partial file(s) that killed runs left (%.1f MB)",
+          abandoned.count, Double(abandoned.reduce(0) { $0 + $1.bytes }) / 1e6))
+    }
     try cache.writeRecord()
     return cache
   }

@@ -154,6 +154,34 @@ public enum AtomicFile {
 
   /// `.<name>.tmp-<pid>-<random>` next to the destination, so the final rename stays within one
   /// file system.
+  /// Removes the temporary files a killed writer left in `directory` (`.NAME.tmp-PID-…`, as
+  /// `write` names them): those whose process no longer exists on this machine and that nobody
+  /// has modified for `minimumAge` seconds (a writer on another machine sharing the folder
+  /// keeps its file's time fresh). A run's folder gets this from `--resume`; a shared folder
+  /// such as the feature cache needs it when it is next used, or a run killed while it built a
+  /// cache file leaves that file's full size behind for good. Returns each removed file's path
+  /// and size in bytes.
+  public static func removeAbandonedTemporaries(in directory: URL, minimumAge: TimeInterval = 600)
+    -> [(path: String, bytes: Int)]
+  {
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+    var removed: [(path: String, bytes: Int)] = []
+    let now = Date().timeIntervalSince1970
+    for name in names where name.hasPrefix(".") {
+      guard let marker = name.range(of: ".tmp-", options: .backwards),
+        let pid = Int32(name[marker.upperBound...].prefix { $0 != "-" }), pid > 0,
+        kill(pid, 0) != 0, errno == ESRCH
+      else { continue }
+      let path = directory.appendingPathComponent(name).path
+      var st = stat()
+      guard lstat(path, &st) == 0, st.st_mode & S_IFMT == S_IFREG,
+        now - Double(st.st_mtim.tv_sec) >= minimumAge, unlink(path) == 0
+      else { continue }
+      removed.append((path, Int(st.st_size)))
+    }
+    return removed
+  }
+
   private static func uniqueTemporaryPath(for url: URL) throws -> String {
     let name = url.lastPathComponent
     guard !name.isEmpty, name != "/" else {

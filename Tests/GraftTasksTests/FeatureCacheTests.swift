@@ -171,6 +171,36 @@ final class FeatureCacheTests: XCTestCase {
     assertSameResults((first.summary, first.metrics), (second.summary, second.metrics), "rebuilt")
   }
 
+  /// A run killed while it built a cache file leaves `.NAME.tmp-PID-…` behind; the next run
+  /// into the cache removes it once its process is gone and it has not changed for ten minutes,
+  /// and leaves the partial file of a live process, or a fresh one, alone. Nothing removed such
+  /// files before (73.5 MB for a 200-sample LST cache of the bundled backbone).
+  func testPartialFilesOfKilledRunsAreRemoved() throws {
+    let cacheDir = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: cacheDir) }
+    let first = try run("linear", cacheDir: cacheDir)
+    let splits = first.record["splits"] as! [String: [String: Any]]
+    let folder = URL(fileURLWithPath: splits["train"]!["file"] as! String)
+      .deletingLastPathComponent()
+    // pid_max is at most 2^22 on Linux: these processes cannot exist.
+    let abandoned = folder.appendingPathComponent(".train-x.graftfc.tmp-999999999-k3")
+    let live = folder.appendingPathComponent(".train-y.graftfc.tmp-\(getpid())-k4")
+    let fresh = folder.appendingPathComponent(".train-z.graftfc.tmp-999999998-k5")
+    let hourAgo = Date().addingTimeInterval(-3600)
+    for url in [abandoned, live, fresh] {
+      try Data(count: 4096).write(to: url)
+      if url != fresh {
+        try FileManager.default.setAttributes([.modificationDate: hourAgo], ofItemAtPath: url.path)
+      }
+    }
+    let second = try run("linear", cacheDir: cacheDir)
+    XCTAssertFalse(FileManager.default.fileExists(atPath: abandoned.path))
+    XCTAssertTrue(FileManager.default.fileExists(atPath: live.path))
+    XCTAssertTrue(FileManager.default.fileExists(atPath: fresh.path))
+    XCTAssertTrue(
+      second.log.contains { $0.contains("removed 1 partial file") }, "\(second.log)")
+  }
+
   /// Methods that change or train the backbone, and augmented data, never use the cache.
   func testRefusals() throws {
     let config = try TuneConfig.preset(for: "lora")
