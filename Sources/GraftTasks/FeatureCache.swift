@@ -285,6 +285,8 @@ final class FeatureCache {
   private var files: [String: FeatureCacheFile] = [:]
   /// What happened to each split, for `feature_cache.json`.
   private var report: [String: [String: Any]] = [:]
+  /// Why the cache cannot be written, once a file could not be: the run goes on without it.
+  private(set) var unwritable: String? = nil
 
   init(trainer: Trainer, reads: BackboneReads, folder: URL, runFolder: URL) {
     method = trainer.method
@@ -365,9 +367,24 @@ final class FeatureCache {
   }
 
   private func writeRecord() throws {
-    try Self.writeRecord(
-      ["used": true, "folder": folder.path, "precision": precision.rawValue, "splits": report],
-      to: record.deletingLastPathComponent())
+    var object: [String: Any] = [
+      "used": true, "folder": folder.path, "precision": precision.rawValue, "splits": report,
+    ]
+    if let unwritable { object["unwritable"] = unwritable }
+    try Self.writeRecord(object, to: record.deletingLastPathComponent())
+  }
+
+  /// Stops building files for this run: the cache folder cannot be created or written (read
+  /// only, full, a file in its place). The cache only saves time, so the run goes on through
+  /// the backbone, with a warning, instead of failing (it failed, leaving a run folder without
+  /// an adapter).
+  private func giveUpWriting(_ why: String, split: String) throws {
+    unwritable = why
+    report[split] = ["status": "not cached", "reason": why]
+    log(
+      "warning: feature cache: \(why); this run goes on without the cache (each epoch through "
+        + "the backbone)")
+    try writeRecord()
   }
 
   /// The names of what `reads` stores, for the key.
@@ -380,10 +397,11 @@ final class FeatureCache {
   }
 
   /// The cache file of split `name` (`dataset` through `transform`), opened, or built first
-  /// when there is none for its content or the one there is damaged.
+  /// when there is none for its content or the one there is damaged; nil when it would have
+  /// to be built and the cache cannot be written (`unwritable`).
   func file<Sample>(
     _ name: String, dataset: any Dataset<Sample>, transform: @escaping SampleTransform<Sample>
-  ) throws -> FeatureCacheFile {
+  ) throws -> FeatureCacheFile? {
     if let open = files[name] { return open }
     let started = Date()
     let loader = DataLoader(
@@ -421,14 +439,28 @@ final class FeatureCache {
       status = "built"
     }
     if file == nil {
+      if unwritable != nil { return nil }
+      do {
+        try RunFolder.createFolder(folder)
+      } catch {
+        try giveUpWriting("\(error)", split: name)
+        return nil
+      }
       method.setTraining(false)
       let batches = loader.batches(epoch: 0)
       defer { batches.close() }
-      try FeatureCacheFile.write(
-        to: url, key: key, count: dataset.count, reads: reads, precision: precision
-      ) {
-        guard let batch = try batches.next() else { return nil }
-        return method.backboneOutput(batch.inputs)
+      do {
+        try FeatureCacheFile.write(
+          to: url, key: key, count: dataset.count, reads: reads, precision: precision
+        ) {
+          guard let batch = try batches.next() else { return nil }
+          return method.backboneOutput(batch.inputs)
+        }
+      } catch let error as FileError where error.path == url.path {
+        // Writing the file failed (no space, read only); the data's own errors name other
+        // files and end the run.
+        try giveUpWriting("\(error)", split: name)
+        return nil
       }
       file = try FeatureCacheFile(url: url, key: key)
     }
@@ -447,11 +479,12 @@ final class FeatureCache {
     return opened
   }
 
-  /// The metrics and logits of `method` over split `name`, from the cache (as `evaluate`).
+  /// The metrics and logits of `method` over split `name`, from the cache (as `evaluate`);
+  /// nil when the split is not cached and cannot be (`unwritable`).
   func evaluate<Sample>(
     _ name: String, dataset: any Dataset<Sample>, transform: @escaping SampleTransform<Sample>
-  ) throws -> (result: EvaluationResult, logits: Tensor) {
-    let file = try file(name, dataset: dataset, transform: transform)
+  ) throws -> (result: EvaluationResult, logits: Tensor)? {
+    guard let file = try file(name, dataset: dataset, transform: transform) else { return nil }
     method.setTraining(false)
     var acc = EvaluationResult.Accumulator(classes: method.classes)
     var all: [Tensor] = []
@@ -517,13 +550,17 @@ final class TrainingBatches<Sample> {
   init(loader: DataLoader<Sample>, epoch: Int, method: TuningMethod, cache: FeatureCache?) throws {
     self.method = method
     dataset = loader.dataset
-    if let cache, loader.dataset.count > 0 {
-      file = try cache.file("train", dataset: loader.dataset, transform: loader.transform)
+    if let cache, loader.dataset.count > 0,
+      let cached = try cache.file("train", dataset: loader.dataset, transform: loader.transform)
+    {
+      file = cached
       plan = loader.batchIndices(epoch: epoch)
       // `file` put the method in eval mode to build; the epoch trains.
       method.setTraining(true)
     } else {
       iterator = loader.batches(epoch: epoch)
+      // A split the cache could not write may have left the method in eval mode too.
+      if cache != nil { method.setTraining(true) }
     }
   }
 

@@ -959,8 +959,10 @@ public final class Trainer {
   private func evaluateSplit<Sample>(
     _ name: String, _ dataset: any Dataset<Sample>, transform: @escaping SampleTransform<Sample>
   ) throws -> (result: EvaluationResult, logits: Tensor) {
-    if let featureCache, dataset.count > 0 {
-      return try featureCache.evaluate(name, dataset: dataset, transform: transform)
+    if let featureCache, dataset.count > 0,
+      let cached = try featureCache.evaluate(name, dataset: dataset, transform: transform)
+    {
+      return cached
     }
     if let communicator, ranks > 1 {
       return try evaluateSharded(dataset, transform: transform, communicator: communicator)

@@ -201,6 +201,27 @@ final class FeatureCacheTests: XCTestCase {
       second.log.contains { $0.contains("removed 1 partial file") }, "\(second.log)")
   }
 
+  /// A cache folder that cannot be made (here a file stands where it would be; read-only and
+  /// full disks fail the same way) costs the run its speed-up, not the run: a warning, the
+  /// record says why, and the results are the uncached run's. It failed before, leaving a run
+  /// folder without an adapter.
+  func testACacheThatCannotBeWrittenIsAWarningNotAFailure() throws {
+    let parent = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: parent) }
+    try FileManager.default.createDirectory(at: parent, withIntermediateDirectories: true)
+    let blocked = parent.appendingPathComponent("cache")
+    try Data("a file, not a folder".utf8).write(to: blocked)
+    let plain = try run("linear", cacheDir: nil)
+    let blockedRun = try run("linear", cacheDir: blocked)
+    let warnings = blockedRun.log.filter { $0.hasPrefix("warning: feature cache") }
+    XCTAssertEqual(warnings.count, 1, "\(blockedRun.log)")
+    XCTAssertTrue(warnings.first?.contains("without the cache") == true, "\(warnings)")
+    XCTAssertNotNil(blockedRun.record["unwritable"], "\(blockedRun.record)")
+    XCTAssertEqual(statuses(blockedRun.record)["train"], "not cached")
+    assertSameResults(
+      (plain.summary, plain.metrics), (blockedRun.summary, blockedRun.metrics), "blocked")
+  }
+
   /// Methods that change or train the backbone, and augmented data, never use the cache.
   func testRefusals() throws {
     let config = try TuneConfig.preset(for: "lora")
