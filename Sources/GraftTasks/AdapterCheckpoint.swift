@@ -167,7 +167,14 @@ public enum AdapterCheckpoint {
   public static func readConfig(_ folder: URL) throws -> AdapterConfig {
     let url = folder.appendingPathComponent(configFile)
     guard FileManager.default.fileExists(atPath: url.path) else {
-      throw ConfigError("\(folder.path): no \(configFile) (not a graft tune run folder)")
+      let started = [RunFolder.lockFile, "run.json", "tune_config.yaml"].contains {
+        FileManager.default.fileExists(atPath: folder.appendingPathComponent($0).path)
+      }
+      throw ConfigError(
+        started
+          ? "\(folder.path): no \(configFile) yet (a graft tune run that has not saved its "
+            + "adapter: it is starting, or stopped before its first save)"
+          : "\(folder.path): no \(configFile) (not a graft tune run folder)")
     }
     do {
       let config = try JSONDecoder().decode(AdapterConfig.self, from: MappedFile.contents(of: url))
@@ -182,6 +189,20 @@ public enum AdapterCheckpoint {
     } catch {
       throw ConfigError("\(url.path): \(error)")
     }
+  }
+
+  /// A note when `folder` holds a `graft tune` run that has not finished (`run.json` but no
+  /// `summary.json`): its adapter is the one the run saved last, mid-training, and the note
+  /// says whether a process is training it now. Nil for a finished run or an imported adapter.
+  public static func unfinishedNote(_ folder: URL) -> String? {
+    let exists = { FileManager.default.fileExists(atPath: folder.appendingPathComponent($0).path) }
+    guard exists("run.json"), !exists("summary.json") else { return nil }
+    let state =
+      RunFolder.lockHolder(of: folder).map { "\($0) is training it now" }
+      ?? "it stopped before the end; graft tune --resume \(folder.path) finishes it"
+    return
+      "\(folder.path): the run is not finished (no summary.json; \(state)): this uses the "
+      + "adapter it saved last"
   }
 
   /// Loads the run in `folder`: its backbone (`backbone` if given, else loaded by the recorded
@@ -205,7 +226,7 @@ public enum AdapterCheckpoint {
           + "\(config.baseModelHash), but the backbone given has \(backbone.weightsHash) "
           + "(\(backbone.reference)); refusing a different backbone")
     }
-    var notes: [String] = []
+    var notes: [String] = unfinishedNote(folder).map { [$0] } ?? []
     if let stored = config.baseModelConfigHash {
       guard stored == backbone.configHash else {
         throw ConfigError(

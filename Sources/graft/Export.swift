@@ -28,6 +28,9 @@ struct Export: ParsableCommand {
   func run() throws {
     let run = URL(fileURLWithPath: adapter)
     let output = URL(fileURLWithPath: out)
+    if let note = AdapterCheckpoint.unfinishedNote(run) {
+      FileHandle.standardError.write(Data("note: \(note)\n".utf8))
+    }
     switch to {
     case "timm":
       try TimmExport.export(run: run, to: output)

@@ -181,6 +181,37 @@ final class CrashConsistencyTests: XCTestCase {
     }
   }
 
+  /// Loading a run that has not finished (no summary.json) works, as eval, predict and export
+  /// need, with a note saying so and whether a process is training it now; a run that has not
+  /// saved its adapter yet is named as one, not as "not a graft tune run folder". Both loaded
+  /// silently or misleadingly before.
+  func testAnUnfinishedRunLoadsWithANote() throws {
+    let folder = memoryFolder()
+    defer { try? FileManager.default.removeItem(at: folder) }
+    XCTAssertNotNil(try smallRun(folder: folder, epochs: 1))
+    XCTAssertNil(AdapterCheckpoint.unfinishedNote(folder), "a finished run")
+    XCTAssertTrue(
+      try AdapterCheckpoint.load(folder, backbone: tinyBackbone()).notes.allSatisfy {
+        !$0.contains("not finished")
+      })
+    try FileManager.default.removeItem(at: folder.appendingPathComponent("summary.json"))
+    let stopped = try AdapterCheckpoint.load(folder, backbone: tinyBackbone()).notes
+    XCTAssertTrue(
+      stopped.contains {
+        $0.contains("not finished") && $0.contains("graft tune --resume \(folder.path)")
+      }, "\(stopped)")
+    let lock = try RunFolder.Lock(folder)
+    XCTAssertTrue(
+      AdapterCheckpoint.unfinishedNote(folder)?.contains("process \(getpid()) is training it")
+        == true)
+    lock.release()
+    try FileManager.default.removeItem(
+      at: folder.appendingPathComponent(AdapterCheckpoint.configFile))
+    XCTAssertThrowsError(try AdapterCheckpoint.load(folder, backbone: tinyBackbone())) {
+      XCTAssertTrue("\($0)".contains("has not saved its adapter"), "\($0)")
+    }
+  }
+
   /// A run folder is locked while a run writes it: a second run into it fails at once, naming
   /// the process that holds it, and succeeds once the lock is released.
   func testASecondRunIntoALockedFolderFailsNamingTheHolder() throws {
