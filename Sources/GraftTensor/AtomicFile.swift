@@ -188,8 +188,15 @@ public enum AtomicFile {
       throw FileError(path: url.path, message: "open failed: not a file path")
     }
     let suffix = String(UInt64.random(in: 0...UInt64.max), radix: 36)
+    // A file name may take 255 bytes and the marks add up to 38: a long name is shortened in
+    // the temporary one only (a 250-byte output name failed with "File name too long").
+    var stem = ""
+    for character in name {
+      guard stem.utf8.count + character.utf8.count <= 200 else { break }
+      stem.append(character)
+    }
     return url.deletingLastPathComponent()
-      .appendingPathComponent(".\(name).tmp-\(getpid())-\(suffix)").path
+      .appendingPathComponent(".\(stem).tmp-\(getpid())-\(suffix)").path
   }
 }
 

@@ -83,4 +83,15 @@ final class AtomicFileTests: XCTestCase {
     XCTAssertEqual(try String(contentsOf: url, encoding: .utf8), "two")
     XCTAssertEqual(type(url), S_IFREG)
   }
+
+  /// A name of up to 255 bytes (multi-byte characters included) is written: the temporary
+  /// file's name is shortened, not the output's (a 250-byte name failed with "File name too
+  /// long" before).
+  func testTheLongestNamesAreWritten() throws {
+    for name in [String(repeating: "p", count: 255), String(repeating: "é", count: 127)] {
+      let url = directory.appendingPathComponent(name)
+      try AtomicFile.write(Data("long".utf8), to: url)
+      XCTAssertEqual(try String(contentsOf: url, encoding: .utf8), "long")
+    }
+  }
 }
