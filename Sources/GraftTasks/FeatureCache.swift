@@ -28,7 +28,8 @@ public enum FeatureCachePrecision: String, CaseIterable, Sendable, OptionValue {
   var bytes: Int { self == .fp32 ? 4 : 2 }
 }
 
-/// A feature-cache file that is not what it should be (wrong magic, header, key or size).
+/// A feature-cache file that is not what it should be (wrong magic, header, key, size or
+/// checksum).
 public struct FeatureCacheError: Error, CustomStringConvertible, Sendable {
   /// The file.
   public var path: String
@@ -41,11 +42,13 @@ public struct FeatureCacheError: Error, CustomStringConvertible, Sendable {
 /// One split's stored backbone outputs: a memory-mapped file of a JSON header and, per sample,
 /// one record holding each stored field (features, tokens, embedding, block outputs) in order.
 ///
-/// Layout: the 8 magic bytes `GRAFTFC1`, the header's length (UInt64, little-endian), the header
+/// Layout: the 8 magic bytes `GRAFTFC2`, the header's length (UInt64, little-endian), the header
 /// (JSON: key, sample count, precision, fields with their per-sample shapes, prefix rows, token
-/// grid), zero padding to a multiple of 64 bytes, then `count` records. Opening checks the magic,
-/// the header, the key and that the file is exactly as long as the header says, so a truncated or
-/// damaged file is refused rather than read.
+/// grid), zero padding to a multiple of 64 bytes, then `count` records, then the records'
+/// `ContentHash` (UInt64, little-endian). Opening checks the magic, the header, the key, that
+/// the file is exactly as long as the header says and the records' hash, so a truncated or
+/// damaged file is refused rather than read (`GRAFTFC1` files had no hash: zeros written over
+/// their records were read as features).
 public final class FeatureCacheFile {
   /// The stored fields, in record order.
   public struct Field: Codable, Equatable, Sendable {
@@ -78,7 +81,7 @@ public final class FeatureCacheFile {
     }
   }
 
-  static let magic = Array("GRAFTFC1".utf8)
+  static let magic = Array("GRAFTFC2".utf8)
 
   /// The file.
   public let url: URL
@@ -102,7 +105,7 @@ public final class FeatureCacheFile {
     }
     let bytes = file.bytes
     guard bytes.count >= 16, Array(bytes[0..<8]) == Self.magic else {
-      throw bad("not a Graft feature-cache file (no GRAFTFC1 magic)")
+      throw bad("not a Graft feature-cache file of this version (no GRAFTFC2 magic)")
     }
     var length: UInt64 = 0
     for i in 0..<8 { length |= UInt64(bytes[8 + i]) << (8 * UInt64(i)) }
@@ -114,10 +117,17 @@ public final class FeatureCacheFile {
     else { throw bad("its header is damaged") }
     guard header.key == key else { throw bad("it holds another key") }
     let start = Self.alignedStart(headerLength: Int(length))
-    let expected = start + header.count * header.recordBytes
-    guard bytes.count == expected else {
+    let end = start + header.count * header.recordBytes
+    guard bytes.count == end + 8 else {
       throw bad(
-        "\(bytes.count) bytes where its header says \(expected) (a truncated or damaged file)")
+        "\(bytes.count) bytes where its header says \(end + 8) (a truncated or damaged file)")
+    }
+    var hash = ContentHash()
+    hash.update(UnsafeRawBufferPointer(rebasing: bytes[start..<end]))
+    var stored: UInt64 = 0
+    for i in 0..<8 { stored |= UInt64(bytes[end + i]) << (8 * UInt64(i)) }
+    guard hash.value64 == stored else {
+      throw bad("its records do not match their checksum (the file was changed or damaged)")
     }
     self.url = url
     self.header = header
@@ -217,6 +227,7 @@ public final class FeatureCacheFile {
       var written = 0
       var fields: [Field]? = nil
       var scratch: [UInt16] = []
+      var hash = ContentHash()
       while let output = try batches() {
         let parts = parts(of: output, reads: reads)
         let b = output.tokens.shape[0]
@@ -245,11 +256,16 @@ public final class FeatureCacheFile {
             let source = part.1.pointer + row * field.count
             switch precision {
             case .fp32:
-              try out.write(UnsafeRawBufferPointer(start: source, count: field.count * 4))
+              let record = UnsafeRawBufferPointer(start: source, count: field.count * 4)
+              hash.update(record)
+              try out.write(record)
             case .bf16:
               scratch.removeAll(keepingCapacity: true)
               for i in 0..<field.count { scratch.append(BFloat16.bits(source[i])) }
-              try scratch.withUnsafeBytes { try out.write($0) }
+              try scratch.withUnsafeBytes {
+                hash.update($0)
+                try out.write($0)
+              }
             }
           }
         }
@@ -259,6 +275,8 @@ public final class FeatureCacheFile {
         throw FeatureCacheError(
           path: url.path, message: "the backbone gave \(written) samples, expected \(count)")
       }
+      var trailer = hash.value64.littleEndian
+      try withUnsafeBytes(of: &trailer) { try out.write($0) }
     }
   }
 }
@@ -419,7 +437,7 @@ final class FeatureCache {
       }
     }
     let key = [
-      "graft feature cache 1", "weights \(weightsHash)", "backbone config \(configHash)",
+      "graft feature cache 2", "weights \(weightsHash)", "backbone config \(configHash)",
       "stores \(readNames)", "precision \(precision.rawValue)",
       "backbone precision \(backbonePrecision.rawValue)", "samples \(dataset.count)",
       "content \(hash.hex)",
@@ -500,32 +518,60 @@ final class FeatureCache {
 }
 
 /// A fast 64-bit content hash of many bytes: FNV-1a over 8-byte words (then the tail bytes),
-/// with the length mixed in at the end. Tells contents apart; does not resist tampering.
+/// with the length mixed in at the end. Tells contents apart; does not resist tampering. Only
+/// the bytes count, not how they were split between `update` calls: a record of an odd number
+/// of floats leaves 4 bytes that wait for the next call's.
 struct ContentHash {
   private var value: UInt64 = 0xcbf2_9ce4_8422_2325
   private var length: UInt64 = 0
+  /// The bytes after the last whole word (fewer than 8), little-endian, and how many.
+  private var pending: UInt64 = 0
+  private var pendingCount = 0
+
+  private static func mix(_ h: UInt64, _ word: UInt64) -> UInt64 {
+    let m = (h ^ word) &* 0x0000_0100_0000_01b3
+    return m ^ (m >> 29)
+  }
 
   mutating func update(_ bytes: UnsafeRawBufferPointer) {
+    guard let base = bytes.baseAddress, !bytes.isEmpty else { return }
     var h = value
-    let words = bytes.count / 8
-    if let base = bytes.baseAddress {
-      for i in 0..<words {
-        h =
-          (h ^ base.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)) &* 0x0000_0100_0000_01b3
-        h ^= h >> 29
-      }
-      for i in (8 * words)..<bytes.count {
-        h = (h ^ UInt64(bytes[i])) &* 0x0000_0100_0000_01b3
-      }
+    var i = 0
+    // Complete a word begun by the last call.
+    while pendingCount > 0 && pendingCount < 8 && i < bytes.count {
+      pending |= UInt64(bytes[i]) << (8 * UInt64(pendingCount))
+      pendingCount += 1
+      i += 1
+    }
+    if pendingCount == 8 {
+      h = Self.mix(h, pending)
+      (pending, pendingCount) = (0, 0)
+    }
+    while i + 8 <= bytes.count {
+      h = Self.mix(h, UInt64(littleEndian: base.loadUnaligned(fromByteOffset: i, as: UInt64.self)))
+      i += 8
+    }
+    while i < bytes.count {
+      pending |= UInt64(bytes[i]) << (8 * UInt64(pendingCount))
+      pendingCount += 1
+      i += 1
     }
     value = h
     length &+= UInt64(bytes.count)
   }
 
-  /// The hash, with the length, as 16 hex digits.
+  /// The hash, with the tail bytes and the length mixed in.
+  var value64: UInt64 {
+    var h = value
+    for b in 0..<pendingCount {
+      h = (h ^ ((pending >> (8 * UInt64(b))) & 0xFF)) &* 0x0000_0100_0000_01b3
+    }
+    return (h ^ length) &* 0x0000_0100_0000_01b3
+  }
+
+  /// `value64` as 16 hex digits.
   var hex: String {
-    let v = (value ^ length) &* 0x0000_0100_0000_01b3
-    let text = String(v, radix: 16)
+    let text = String(value64, radix: 16)
     return String(repeating: "0", count: 16 - text.count) + text
   }
 }
