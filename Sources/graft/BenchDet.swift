@@ -218,7 +218,8 @@ struct BenchDet: ParsableCommand {
       print("report: \(root.appendingPathComponent("report.html").path)")
     }
     if !failures.isEmpty {
-      throw ValidationError("\(failures.count) runs failed:\n" + failures.joined(separator: "\n"))
+      throw RunsFailed(
+        description: "\(failures.count) runs failed:\n" + failures.joined(separator: "\n"))
     }
   }
 

@@ -39,7 +39,7 @@ func runSweep(
     quiet: quiet, methodSettings: methodSettings, jobs: jobs)
   let (records, failures) = try runner.run(methods: methods, tasks: tasks)
   guard !records.isEmpty else {
-    throw ValidationError("every run failed:\n" + failures.joined(separator: "\n"))
+    throw RunsFailed(description: "every run failed:\n" + failures.joined(separator: "\n"))
   }
   let summary = SweepSummary(
     backbone: backbone, tasks: tasks, runs: records,
@@ -61,8 +61,9 @@ func runSweep(
         out.appendingPathComponent("report.html").path))
   }
   if !failures.isEmpty {
-    throw ValidationError(
-      "\(failures.count) run(s) failed (the others are in the table):\n"
+    throw RunsFailed(
+      description:
+        "\(failures.count) run(s) failed (the others are in the table):\n"
         + failures.joined(separator: "\n"))
   }
 }

@@ -83,7 +83,7 @@ struct PointSweep {
       ) { $1 }, seeds: seeds, jobs: jobs)
     let (records, failures) = try runner.run(methods: methods, tasks: tasks)
     guard !records.isEmpty else {
-      throw ValidationError("every run failed:\n" + failures.joined(separator: "\n"))
+      throw RunsFailed(description: "every run failed:\n" + failures.joined(separator: "\n"))
     }
     var summary = SweepSummary(
       backbone: backbone, tasks: tasks, runs: records,
@@ -119,8 +119,9 @@ struct PointSweep {
           out.appendingPathComponent("report.html").path))
     }
     if !failures.isEmpty {
-      throw ValidationError(
-        "\(failures.count) run(s) failed (the others are in the table):\n"
+      throw RunsFailed(
+        description:
+          "\(failures.count) run(s) failed (the others are in the table):\n"
           + failures.joined(separator: "\n"))
     }
   }

@@ -191,7 +191,7 @@ func runProtocol(
     grids: grids, seeds: seeds, gridSeedCount: gridSeedCount, widenLimit: widen)
   let (results, failures) = try sweep.run(methods: methods, tasks: tasks)
   guard !results.isEmpty else {
-    throw ValidationError("every run failed:\n" + failures.joined(separator: "\n"))
+    throw RunsFailed(description: "every run failed:\n" + failures.joined(separator: "\n"))
   }
   let summary = ProtocolSummary(
     backbone: backbone, tasks: tasks, results: results,
@@ -213,8 +213,9 @@ func runProtocol(
         out.appendingPathComponent("report.html").path))
   }
   if !failures.isEmpty {
-    throw ValidationError(
-      "\(failures.count) run(s) failed (the others are in the table):\n"
+    throw RunsFailed(
+      description:
+        "\(failures.count) run(s) failed (the others are in the table):\n"
         + failures.joined(separator: "\n"))
   }
 }

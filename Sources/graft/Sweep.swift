@@ -3,6 +3,14 @@ import Foundation
 import GraftTasks
 import GraftTensor
 
+/// Runs of a sweep, a benchmark or the demo that failed: a failure of the work, not of the
+/// command line, so it exits with status 1 and no usage text (a `ValidationError` printed the
+/// command's whole usage under each failed run and exited 64).
+struct RunsFailed: Error, CustomStringConvertible {
+  /// What failed, with each run's reason.
+  var description: String
+}
+
 /// A row of a sweep that runs `method` with more `graft tune` arguments, on some tasks only:
 /// PVP's warm start is `vpt-deep` with `--init-from` another task's run and `--fresh-head`.
 struct SweepVariant {

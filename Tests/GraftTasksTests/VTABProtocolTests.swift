@@ -754,7 +754,10 @@ final class VTABProtocolTests: XCTestCase {
         "--backbone", root.appendingPathComponent("no-such-backbone").path, "--jobs", "2",
         "--out", root.appendingPathComponent("broken").path,
       ])
-    XCTAssertNotEqual(broken.status, 0)
+    // A failure of the runs, not of the command line: status 1 and no usage text (64 and the
+    // whole usage before).
+    XCTAssertEqual(broken.status, 1, broken.err)
+    XCTAssertFalse(broken.err.contains("Usage:"), broken.err)
     XCTAssertTrue(broken.err.contains("every run failed"), broken.err)
     XCTAssertTrue(broken.err.contains("no-such-backbone: no such file or folder"), broken.err)
     let jobs = try runGraft(
