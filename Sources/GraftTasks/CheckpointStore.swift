@@ -193,9 +193,13 @@ public enum RunFolder {
       }
     }
     guard access(folder.path, W_OK | X_OK) == 0 else {
-      throw FileError(
-        path: folder.path,
-        message: "cannot write in the folder: \(String(cString: strerror(errno)))")
+      let problem = String(cString: strerror(errno))
+      if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: folder.path) {
+        throw FileError(
+          path: folder.path,
+          message: "is a link to \(target), which cannot be written in (\(problem))")
+      }
+      throw FileError(path: folder.path, message: "cannot write in the folder: \(problem)")
     }
   }
 

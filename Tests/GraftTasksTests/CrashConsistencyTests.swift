@@ -214,6 +214,19 @@ final class CrashConsistencyTests: XCTestCase {
 
   /// A run folder is locked while a run writes it: a second run into it fails at once, naming
   /// the process that holds it, and succeeds once the lock is released.
+  /// An output folder given as a link to nowhere names the link and its target (it said only
+  /// "cannot write in the folder: No such file or directory").
+  func testADanglingLinkAsTheOutputIsNamedAsOne() throws {
+    let folder = memoryFolder()
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let link = folder.appendingPathComponent("out")
+    let target = folder.appendingPathComponent("gone").path
+    try FileManager.default.createSymbolicLink(atPath: link.path, withDestinationPath: target)
+    XCTAssertThrowsError(try RunFolder.createFolder(link)) {
+      XCTAssertTrue("\($0)".contains("is a link to \(target)"), "\($0)")
+    }
+  }
+
   func testASecondRunIntoALockedFolderFailsNamingTheHolder() throws {
     let folder = memoryFolder()
     defer { try? FileManager.default.removeItem(at: folder) }
