@@ -122,8 +122,23 @@ public final class FeatureCacheFile {
       throw bad(
         "\(bytes.count) bytes where its header says \(end + 8) (a truncated or damaged file)")
     }
+    // Hashed through the mapping in 16 MiB pieces, each handed back after it is read: read
+    // pages count in the process's resident memory, and a whole lst cache read at once put a
+    // run's peak RSS at the file's size (900 MiB on Graft-1k mnist, not 140).
     var hash = ContentHash()
-    hash.update(UnsafeRawBufferPointer(rebasing: bytes[start..<end]))
+    let piece = 16 << 20
+    var position = start
+    while position < end {
+      let next = min(position + piece, end)
+      hash.update(UnsafeRawBufferPointer(rebasing: bytes[position..<next]))
+      if file.isMapped, let base = bytes.baseAddress {
+        let first = (Int(bitPattern: base) + position) / Self.pageSize * Self.pageSize
+        _ = madvise(
+          UnsafeMutableRawPointer(bitPattern: first), Int(bitPattern: base) + next - first,
+          MADV_DONTNEED)
+      }
+      position = next
+    }
     var stored: UInt64 = 0
     for i in 0..<8 { stored |= UInt64(bytes[end + i]) << (8 * UInt64(i)) }
     guard hash.value64 == stored else {
@@ -305,6 +320,9 @@ final class FeatureCache {
   private var report: [String: [String: Any]] = [:]
   /// Why the cache cannot be written, once a file could not be: the run goes on without it.
   private(set) var unwritable: String? = nil
+  /// The splits that go without the cache for that reason (asked again every epoch: answered
+  /// before their content is hashed, which would be one more pass over the data each time).
+  private var notCached: Set<String> = []
 
   init(trainer: Trainer, reads: BackboneReads, folder: URL, runFolder: URL) {
     method = trainer.method
@@ -367,6 +385,15 @@ final class FeatureCache {
     let cache = FeatureCache(
       trainer: trainer, reads: trainer.method.backboneReads!, folder: folder,
       runFolder: runFolder)
+    let (oldFiles, oldBytes) = olderFormatFiles(in: folder)
+    if oldFiles > 0 {
+      cache.log(
+        String(
+          format:
+            "note: feature cache: %d file(s) of an earlier format (%.1f MB) in %@ are no longer "
+            + "read; delete them to reclaim the disk",
+          oldFiles, Double(oldBytes) / 1e6, folder.path))
+    }
     let abandoned = AtomicFile.removeAbandonedTemporaries(in: folder)
     if !abandoned.isEmpty {
       cache.log(
@@ -376,6 +403,28 @@ final class FeatureCache {
     }
     try cache.writeRecord()
     return cache
+  }
+
+  /// The cache files in `folder` that this version never reads (`GRAFTFC1`: no checksum; the
+  /// key changed with it, so their names are never asked for again), and their bytes.
+  static func olderFormatFiles(in folder: URL) -> (count: Int, bytes: Int) {
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
+    var (count, bytes) = (0, 0)
+    for name in names where name.hasSuffix(".graftfc") && !name.hasPrefix(".") {
+      let path = folder.appendingPathComponent(name).path
+      var st = stat()
+      guard lstat(path, &st) == 0, st.st_mode & S_IFMT == S_IFREG else { continue }
+      let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+      guard fd >= 0 else { continue }
+      var magic = [UInt8](repeating: 0, count: 8)
+      let n = pread(fd, &magic, 8, 0)
+      close(fd)
+      if n == 8 && magic == Array("GRAFTFC1".utf8) {
+        count += 1
+        bytes += Int(st.st_size)
+      }
+    }
+    return (count, bytes)
   }
 
   private static func writeRecord(_ object: [String: Any], to runFolder: URL) throws {
@@ -397,11 +446,14 @@ final class FeatureCache {
   /// the backbone, with a warning, instead of failing (it failed, leaving a run folder without
   /// an adapter).
   private func giveUpWriting(_ why: String, split: String) throws {
-    unwritable = why
-    report[split] = ["status": "not cached", "reason": why]
-    log(
-      "warning: feature cache: \(why); this run goes on without the cache (each epoch through "
-        + "the backbone)")
+    if unwritable == nil {
+      log(
+        "warning: feature cache: \(why); this run goes on without the cache (each epoch "
+          + "through the backbone)")
+    }
+    unwritable = unwritable ?? why
+    notCached.insert(split)
+    report[split] = ["status": "not cached", "reason": unwritable!]
     try writeRecord()
   }
 
@@ -421,6 +473,7 @@ final class FeatureCache {
     _ name: String, dataset: any Dataset<Sample>, transform: @escaping SampleTransform<Sample>
   ) throws -> FeatureCacheFile? {
     if let open = files[name] { return open }
+    if notCached.contains(name) { return nil }
     let started = Date()
     let loader = DataLoader(
       dataset: dataset, batchSize: batchSize, shuffle: false, workers: workers,
@@ -457,7 +510,10 @@ final class FeatureCache {
       status = "built"
     }
     if file == nil {
-      if unwritable != nil { return nil }
+      if let unwritable {
+        try giveUpWriting(unwritable, split: name)
+        return nil
+      }
       do {
         try RunFolder.createFolder(folder)
       } catch {

@@ -223,7 +223,10 @@ final class FeatureCacheTests: XCTestCase {
     XCTAssertEqual(warnings.count, 1, "\(blockedRun.log)")
     XCTAssertTrue(warnings.first?.contains("without the cache") == true, "\(warnings)")
     XCTAssertNotNil(blockedRun.record["unwritable"], "\(blockedRun.record)")
-    XCTAssertEqual(statuses(blockedRun.record)["train"], "not cached")
+    // Every split is recorded, each answered once (not hashed again every epoch).
+    XCTAssertEqual(
+      statuses(blockedRun.record),
+      ["train": "not cached", "val": "not cached", "test": "not cached"])
     assertSameResults(
       (plain.summary, plain.metrics), (blockedRun.summary, blockedRun.metrics), "blocked")
   }
@@ -249,6 +252,37 @@ final class FeatureCacheTests: XCTestCase {
   /// A file of records larger than a page (whose mapped pages are handed back after each read)
   /// reads back every sample exactly in FP32, and within BF16's rounding in BF16, however often
   /// and in whatever order samples are read; a file asked for with another key is refused.
+  /// Opening a file checks its records' checksum without keeping them resident: 64 MB of
+  /// records leave at most a 16 MiB piece in the process's resident memory (hashing through
+  /// the mapping at once left all 64, so a cached lst run peaked at its cache's size).
+  func testTheChecksumDoesNotKeepTheFileResident() throws {
+    let folder = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let url = folder.appendingPathComponent("big.graftfc")
+    let block = Tensor.zeros([16, 64, 256])  // 16 samples of 64 KiB
+    var written = 0
+    try FeatureCacheFile.write(to: url, key: "k", count: 1024, reads: [.tokens], precision: .fp32) {
+      guard written < 1024 else { return nil }
+      written += 16
+      let pass = ForwardPass(
+        input: block, embedded: EmbeddedTokens(tokens: block, layout: .sequence),
+        prefixTokens: 0, hooks: nil)
+      return BackboneOutput(
+        tokens: block, features: Tensor.zeros([16, 0]), hiddenStates: [], prefixTokenCount: 0,
+        pass: pass)
+    }
+    func residentBytes() throws -> Int {
+      let fields = try String(contentsOfFile: "/proc/self/statm", encoding: .utf8)
+        .split(separator: " ")
+      return Int(fields[1])! * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+    let before = try residentBytes()
+    let file = try FeatureCacheFile(url: url, key: "k")
+    let grown = try residentBytes() - before
+    XCTAssertEqual(file.count, 1024)
+    XCTAssertLessThan(grown, 24 << 20, "opening a 64 MiB file kept \(grown >> 20) MiB resident")
+  }
+
   func testFileRoundTrip() throws {
     let folder = temporaryFolder()
     defer { try? FileManager.default.removeItem(at: folder) }
