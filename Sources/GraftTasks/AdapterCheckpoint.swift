@@ -167,7 +167,7 @@ public enum AdapterCheckpoint {
   public static func readConfig(_ folder: URL) throws -> AdapterConfig {
     let url = folder.appendingPathComponent(configFile)
     guard FileManager.default.fileExists(atPath: url.path) else {
-      let started = [RunFolder.lockFile, "run.json", "tune_config.yaml"].contains {
+      let started = ["run.json", "tune_config.yaml"].contains {
         FileManager.default.fileExists(atPath: folder.appendingPathComponent($0).path)
       }
       throw ConfigError(

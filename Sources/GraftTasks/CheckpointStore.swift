@@ -222,16 +222,23 @@ public enum RunFolder {
   /// Who holds the lock of `folder` now ("process 1234", or "another process" when it wrote
   /// no id), nil when nobody does or the folder has no lock file. Takes and drops the lock to
   /// find out, so a caller about to remove the folder knows nobody is writing it.
+  /// Opened for writing: on NFS an exclusive `flock` of a read-only descriptor fails (EBADF)
+  /// and a held lock would read as free. A lock that cannot be probed is reported as held.
   public static func lockHolder(of folder: URL) -> String? {
     let path = folder.appendingPathComponent(lockFile).path
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
+    let fd = open(path, O_RDWR | O_CLOEXEC)
+    guard fd >= 0 else {
+      if errno == ENOENT { return nil }
+      return "a process that cannot be checked (\(String(cString: strerror(errno))))"
+    }
     defer { close(fd) }
     guard flock(fd, LOCK_EX | LOCK_NB) != 0 else {
       flock(fd, LOCK_UN)
       return nil
     }
-    guard errno == EWOULDBLOCK else { return nil }
+    guard errno == EWOULDBLOCK else {
+      return "a process that cannot be checked (\(String(cString: strerror(errno))))"
+    }
     return Lock.holderText(fd)
   }
 

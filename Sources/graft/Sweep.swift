@@ -205,14 +205,19 @@ struct SweepRunner {
 
   /// Removes the run folder `dir` unless a process is writing it (a `graft tune` the user
   /// started there): that is an error naming the process, not a run deleted under it.
+  /// The folder's lock is held through the removal, so a run that starts meanwhile is refused
+  /// rather than writing into a folder being removed.
   private func removeRun(_ dir: URL) throws {
-    if let holder = RunFolder.lockHolder(of: dir) {
+    let lock: RunFolder.Lock
+    do {
+      lock = try RunFolder.Lock(dir, what: "this sweep")
+    } catch let error as FileError {
       throw FileError(
         path: dir.path,
         message:
-          "\(holder) is writing this run, so the sweep cannot redo it; wait for it to end or "
-          + "choose another --out")
+          "the sweep cannot redo this run: \(error.message)")
     }
+    defer { lock.release() }
     try FileManager.default.removeItem(at: dir)
   }
 

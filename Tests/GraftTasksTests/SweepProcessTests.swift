@@ -1,6 +1,8 @@
 import Foundation
 import XCTest
 
+@testable import GraftTasks
+
 #if canImport(Glibc)
   import Glibc
 #endif
@@ -79,6 +81,32 @@ final class SweepProcessTests: XCTestCase {
       FileManager.default.fileExists(atPath: run.appendingPathComponent("run.json").path))
   }
 
+  /// A run the sweep would redo (trained otherwise) is left alone while a process holds its
+  /// lock (a `graft tune` the user started there): the sweep names that process.
+  func testASweepDoesNotRemoveARunAProcessIsWriting() throws {
+    let out = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: out) }
+    func sweep(epochs: Int) throws -> (status: Int32, out: String, err: String) {
+      try runGraft([
+        "sweep", "--backbone", tinyTimmFolder, "--method", "linear", "--data", "digits",
+        "--grid", "optim.lr=0.1", "--grid", "optim.weight_decay=0", "--widen", "0",
+        "--set", "train.epochs=\(epochs)", "--set", "data.train_samples=100", "--out", out.path,
+        "--quiet",
+      ])
+    }
+    XCTAssertEqual(try sweep(epochs: 1).status, 0)
+    let run = out.appendingPathComponent("linear/grid/lr-0.1_wd-0/seed-0")
+    let lock = try RunFolder.Lock(run, what: "a test")
+    let second = try sweep(epochs: 2)
+    lock.release()
+    XCTAssertNotEqual(second.status, 0, second.out)
+    XCTAssertTrue(
+      second.err.contains("cannot redo this run") && second.err.contains("process \(getpid())"),
+      second.err)
+    XCTAssertTrue(
+      FileManager.default.fileExists(atPath: run.appendingPathComponent("summary.json").path))
+  }
+
   func testASweepKilledOnItsOwnTakesItsRunningChildWithIt() throws {
     let out = temporaryFolder()
     defer { try? FileManager.default.removeItem(at: out) }
@@ -94,7 +122,8 @@ final class SweepProcessTests: XCTestCase {
       sweep.waitUntilExit()
       return XCTFail("the sweep started no child within a minute")
     }
-    defer { kill(child, SIGKILL) }
+    // Only while it is still the sweep's former child (its id may be reused once it ends).
+    defer { if let state = stat(child)?.state, state != "Z" { kill(child, SIGKILL) } }
     // Let the child get into training, then kill the sweep alone (not its process group).
     sleep(2)
     XCTAssertNotNil(stat(child), "the child ended before its sweep was killed")
