@@ -1,9 +1,5 @@
 import Foundation
 
-#if canImport(Glibc)
-  import Glibc
-#endif
-
 /// Decodes one image file; the default will be `ImageCodec.decode(contentsOf:)` (PNG, JPEG).
 /// Injected so that datasets do not depend on a particular codec, and tests can use a tiny one.
 public typealias ImageDecoder = @Sendable (URL) throws -> RGBImage
@@ -170,7 +166,7 @@ public struct ImageFolderDataset: Dataset {
     for (label, name) in classes.enumerated() {
       let classPath = rootPath + "/" + name
       var found: [(folder: String, file: String)] = []
-      var visited: Set<FolderIdentity> = []
+      var visited: Set<[UInt8]> = []
       try Self.collect(classPath, extensions, &found, &visited)
       guard !found.isEmpty else {
         let list = extensions.sorted().joined(separator: ", ")
@@ -209,29 +205,17 @@ public struct ImageFolderDataset: Dataset {
     return names.filter { !$0.hasPrefix(".") }.sorted(by: codePointPrecedes)
   }
 
-  /// A folder as the file system knows it (device and inode), whatever path reaches it.
-  /// Paths compared as Swift strings are equal under Unicode canonical equivalence, so two
-  /// sibling folders named `é` in NFC and in NFD counted as one and the second one's images
-  /// were silently dropped.
-  struct FolderIdentity: Hashable {
-    var device: UInt64
-    var inode: UInt64
-  }
-
-  /// Adds the image files below `folder`, following links but never a folder twice.
+  /// Adds the image files below `folder`, following links but never a folder twice. Folders
+  /// are compared by the bytes of their resolved path: as Swift strings, paths are equal under
+  /// Unicode canonical equivalence, so two sibling folders named `é` in NFC and in NFD counted
+  /// as one and the second one's images were silently dropped (device and inode numbers would
+  /// do too, but some network and overlay file systems do not keep them unique).
   private static func collect(
     _ folder: String, _ extensions: Set<String>,
-    _ found: inout [(folder: String, file: String)], _ visited: inout Set<FolderIdentity>
+    _ found: inout [(folder: String, file: String)], _ visited: inout Set<[UInt8]>
   ) throws {
-    var status = stat()
-    guard stat(folder, &status) == 0 else {
-      throw DatasetError(
-        .io, path: folder,
-        "cannot inspect the folder: \(String(cString: strerror(errno)))")
-    }
-    let identity = FolderIdentity(
-      device: UInt64(status.st_dev), inode: UInt64(status.st_ino))
-    guard visited.insert(identity).inserted else { return }
+    let real = URL(fileURLWithPath: folder).resolvingSymlinksInPath().path
+    guard visited.insert(Array(real.utf8)).inserted else { return }
     for name in try listing(folder) {
       let path = folder + "/" + name
       if DatasetFile.isDirectory(path) {

@@ -152,8 +152,6 @@ public enum AtomicFile {
     }
   }
 
-  /// `.<name>.tmp-<pid>-<random>` next to the destination, so the final rename stays within one
-  /// file system.
   /// Removes the temporary files a killed writer left in `directory` (`.NAME.tmp-PID-…`, as
   /// `write` names them): those whose process no longer exists on this machine and that nobody
   /// has modified for `minimumAge` seconds (a writer on another machine sharing the folder
@@ -168,20 +166,37 @@ public enum AtomicFile {
     var removed: [(path: String, bytes: Int)] = []
     let now = Date().timeIntervalSince1970
     for name in names where name.hasPrefix(".") {
+      // Exactly `.<name>.tmp-<digits>-<base-36 digits>`, nothing else.
       guard let marker = name.range(of: ".tmp-", options: .backwards),
-        let pid = Int32(name[marker.upperBound...].prefix { $0 != "-" }), pid > 0,
-        kill(pid, 0) != 0, errno == ESRCH
+        marker.lowerBound > name.index(after: name.startIndex)
+      else { continue }
+      let fields = name[marker.upperBound...].split(
+        separator: "-", omittingEmptySubsequences: false)
+      guard fields.count == 2, fields.allSatisfy({ !$0.isEmpty }),
+        fields[0].allSatisfy({ $0.isASCII && $0.isNumber }),
+        fields[1].allSatisfy({ $0.isASCII && ($0.isNumber || $0.isLowercase) }),
+        let pid = Int32(fields[0]), pid > 0, kill(pid, 0) != 0, errno == ESRCH
       else { continue }
       let path = directory.appendingPathComponent(name).path
       var st = stat()
       guard lstat(path, &st) == 0, st.st_mode & S_IFMT == S_IFREG,
-        now - Double(st.st_mtim.tv_sec) >= minimumAge, unlink(path) == 0
+        now - Double(modificationSeconds(st)) >= minimumAge, unlink(path) == 0
       else { continue }
       removed.append((path, Int(st.st_size)))
     }
     return removed
   }
 
+  private static func modificationSeconds(_ st: stat) -> Int {
+    #if canImport(Darwin)
+      return Int(st.st_mtimespec.tv_sec)
+    #else
+      return Int(st.st_mtim.tv_sec)
+    #endif
+  }
+
+  /// `.<name>.tmp-<pid>-<random>` next to the destination, so the final rename stays within one
+  /// file system.
   private static func uniqueTemporaryPath(for url: URL) throws -> String {
     let name = url.lastPathComponent
     guard !name.isEmpty, name != "/" else {

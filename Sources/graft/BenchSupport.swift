@@ -107,9 +107,10 @@ func runJSON<T: Decodable>(
       let last = text.split(separator: "\n").suffix(5).joined(separator: "\n  ")
       if !last.isEmpty { why = ":\n  " + last }
     }
-    throw ValidationError(
-      "\(executable) \(arguments.joined(separator: " ")) failed (status \(process.terminationStatus))"
-        + why)
+    throw RunsFailed(
+      description:
+        "\(executable) \(arguments.joined(separator: " ")) failed (status "
+        + "\(process.terminationStatus))" + why)
   }
   return try JSONDecoder().decode(T.self, from: Data(line.utf8))
 }

@@ -354,15 +354,20 @@ final class ImageCodecEdgeTests: XCTestCase {
 
   /// A lossless JPEG (SOF3) is a valid file this libjpeg cannot decode: unsupported, with a
   /// hint, not "corrupt".
-  func testALosslessJPEGIsUnsupportedNotCorrupt() {
+  func testALosslessJPEGIsUnsupportedNotCorrupt() throws {
     // SOI, then SOF3: precision 8, 8 × 8, one component (id 1, sampling 1×1, table 0).
     let bytes: [UInt8] = [
       0xFF, 0xD8, 0xFF, 0xC3, 0x00, 0x0B, 0x08, 0x00, 0x08, 0x00, 0x08, 0x01, 0x01, 0x11, 0x00,
     ]
+    var thrown: Error? = nil
     XCTAssertThrowsError(try ImageCodec.decode(data: Data(bytes), name: "lossless.jpg")) {
-      let error = $0 as? ImageError
-      XCTAssertEqual(error?.kind, .unsupported, "\($0)")
-      XCTAssertTrue("\($0)".contains("lossless"), "\($0)")
+      thrown = $0
     }
+    // libjpeg-turbo 3 decodes lossless JPEG; this header alone then ends as a truncated file.
+    if !"\(thrown.map { "\($0)" } ?? "")".contains("SOF type") {
+      throw XCTSkip("this libjpeg reads lossless JPEG (\(thrown.map { "\($0)" } ?? "no error"))")
+    }
+    XCTAssertEqual((thrown as? ImageError)?.kind, .unsupported, "\(thrown!)")
+    XCTAssertTrue("\(thrown!)".contains("lossless"), "\(thrown!)")
   }
 }

@@ -212,8 +212,6 @@ final class CrashConsistencyTests: XCTestCase {
     }
   }
 
-  /// A run folder is locked while a run writes it: a second run into it fails at once, naming
-  /// the process that holds it, and succeeds once the lock is released.
   /// An output folder given as a link to nowhere names the link and its target (it said only
   /// "cannot write in the folder: No such file or directory").
   func testADanglingLinkAsTheOutputIsNamedAsOne() throws {
@@ -227,6 +225,8 @@ final class CrashConsistencyTests: XCTestCase {
     }
   }
 
+  /// A run folder is locked while a run writes it: a second run into it fails at once, naming
+  /// the process that holds it, and succeeds once the lock is released.
   func testASecondRunIntoALockedFolderFailsNamingTheHolder() throws {
     let folder = memoryFolder()
     defer { try? FileManager.default.removeItem(at: folder) }

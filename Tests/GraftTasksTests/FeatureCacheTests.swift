@@ -192,8 +192,10 @@ final class FeatureCacheTests: XCTestCase {
     let abandoned = folder.appendingPathComponent(".train-x.graftfc.tmp-999999999-k3")
     let live = folder.appendingPathComponent(".train-y.graftfc.tmp-\(getpid())-k4")
     let fresh = folder.appendingPathComponent(".train-z.graftfc.tmp-999999998-k5")
+    // Not a name AtomicFile writes (no random part): never removed.
+    let other = folder.appendingPathComponent(".notes.tmp-999999997")
     let hourAgo = Date().addingTimeInterval(-3600)
-    for url in [abandoned, live, fresh] {
+    for url in [abandoned, live, fresh, other] {
       try Data(count: 4096).write(to: url)
       if url != fresh {
         try FileManager.default.setAttributes([.modificationDate: hourAgo], ofItemAtPath: url.path)
@@ -203,6 +205,7 @@ final class FeatureCacheTests: XCTestCase {
     XCTAssertFalse(FileManager.default.fileExists(atPath: abandoned.path))
     XCTAssertTrue(FileManager.default.fileExists(atPath: live.path))
     XCTAssertTrue(FileManager.default.fileExists(atPath: fresh.path))
+    XCTAssertTrue(FileManager.default.fileExists(atPath: other.path))
     XCTAssertTrue(
       second.log.contains { $0.contains("removed 1 partial file") }, "\(second.log)")
   }
