@@ -50,12 +50,39 @@ public enum OpenBLASKernel {
     }
   }
 
+  /// The user's `OPENBLAS_CORETYPE` when it names a kernel whose instructions this CPU lacks
+  /// (an AVX-512 kernel below x86-64 level 4, an AVX2 one below level 3), else nil. OpenBLAS
+  /// takes the name without checking, and the first product dies of an illegal instruction
+  /// (the README's SkylakeX benchmark commands, copied onto an AVX2 machine, crashed every run).
+  public static func unusableRequest(environment: [String: String], level: Int) -> String? {
+    guard let set = environment["OPENBLAS_CORETYPE"], !set.isEmpty else { return nil }
+    let avx512: Set<String> = ["skylakex", "cooperlake", "sapphirerapids"]
+    let avx2: Set<String> = ["haswell", "zen", "skylake", "excavator"]
+    let name = set.lowercased()
+    if avx512.contains(name) && level < 4 { return set }
+    if avx2.contains(name) && level < 3 { return set }
+    return nil
+  }
+
   /// Re-executes this program with a better `OPENBLAS_CORETYPE` when OpenBLAS fell back to a
-  /// generic kernel; returns (doing nothing) otherwise or when re-executing fails. Call it first
-  /// thing in `main`, before any thread or file is opened.
+  /// generic kernel, or without the user's when this CPU cannot run it (with a note); returns
+  /// (doing nothing) otherwise or when re-executing fails. Call it first thing in `main`,
+  /// before any thread or file is opened.
   public static func reexecWithBetterKernelIfNeeded() {
     #if os(Linux)
       let environment = ProcessInfo.processInfo.environment
+      if environment[pickedVariable] == nil,
+        let unusable = unusableRequest(environment: environment, level: Int(graft_kernels_level()))
+      {
+        FileHandle.standardError.write(
+          Data(
+            ("note: OPENBLAS_CORETYPE=\(unusable) needs instructions this CPU lacks (AVX-512 or "
+              + "AVX2); ignoring it and letting OpenBLAS choose\n").utf8))
+        unsetenv("OPENBLAS_CORETYPE")
+        setenv(pickedVariable, "none", 1)
+        execv("/proc/self/exe", CommandLine.unsafeArgv)
+        return
+      }
       guard
         let kernel = replacement(
           corename: current, config: String(cString: openblas_get_config()),

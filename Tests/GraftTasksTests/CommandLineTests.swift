@@ -49,6 +49,25 @@ let tinyTimmFolder = repositoryRoot.appendingPathComponent(
 ).path
 
 final class CommandLineTests: XCTestCase {
+  /// `OPENBLAS_CORETYPE=SkylakeX` (as the README's benchmark commands set it) on a CPU without
+  /// AVX-512: a note, and the command runs on OpenBLAS's own kernel (every product died of an
+  /// illegal instruction before).
+  func testAnAVX512KernelRequestedOnACPUWithoutItIsDroppedWithANote() throws {
+    let flags = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+    try XCTSkipIf(flags.contains("avx512f"), "this CPU runs the SkylakeX kernel")
+    let out = temporaryFolder()
+    defer { try? FileManager.default.removeItem(at: out) }
+    let image = repositoryRoot.appendingPathComponent(
+      "Tests/GraftDataTests/Fixtures/images/png_rgb.png")
+    let r = try runGraft(
+      [
+        "embed", "--model", "vit-nano-fmnist", "-o",
+        out.appendingPathComponent("f.safetensors").path, image.path,
+      ], environment: ["OPENBLAS_CORETYPE": "SkylakeX"])
+    XCTAssertEqual(r.status, 0, r.err)
+    XCTAssertTrue(r.err.contains("OPENBLAS_CORETYPE=SkylakeX needs instructions"), r.err)
+  }
+
   /// `graft demo` end to end on a tiny backbone: two methods in their own processes, the table,
   /// `summary.json` in the shape and `report.html`; a second call reuses the runs.
   func testDemoWritesSummaryAndReport() throws {

@@ -16,6 +16,21 @@ final class OpenBLASKernelTests: XCTestCase {
       OpenBLASKernel.replacement(corename: "Prescott", config: dynamic, environment: [:], level: 0))
   }
 
+  /// A requested kernel this CPU cannot run is named (then dropped with a note, where it
+  /// crashed every product with an illegal instruction); one it can run is the user's choice.
+  func testAKernelTheCPUCannotRunIsNamed() {
+    func request(_ name: String, level: Int) -> String? {
+      OpenBLASKernel.unusableRequest(environment: ["OPENBLAS_CORETYPE": name], level: level)
+    }
+    XCTAssertEqual(request("SkylakeX", level: 3), "SkylakeX")
+    XCTAssertEqual(request("cooperlake", level: 3), "cooperlake")
+    XCTAssertEqual(request("Haswell", level: 2), "Haswell")
+    XCTAssertNil(request("SkylakeX", level: 4))
+    XCTAssertNil(request("Haswell", level: 3))
+    XCTAssertNil(request("Prescott", level: 1))
+    XCTAssertNil(OpenBLASKernel.unusableRequest(environment: [:], level: 1))
+  }
+
   func testARecognisedCPUKeepsItsKernel() {
     for corename in ["Haswell", "SkylakeX", "Cooperlake", "Zen"] {
       XCTAssertNil(
