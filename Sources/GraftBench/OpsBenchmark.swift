@@ -307,6 +307,7 @@ public enum OpsBenchmark {
     }
     return rows
   }
+
   /// One product timed as a single call and as the same product cut along its inner dimension.
   public struct SplitRow: Codable, Sendable {
     /// The product's name (its output shape and inner dimension).

@@ -220,10 +220,11 @@ public enum RunFolder {
   }
 
   /// Who holds the lock of `folder` now ("process 1234", or "another process" when it wrote
-  /// no id), nil when nobody does or the folder has no lock file. Takes and drops the lock to
-  /// find out, so a caller about to remove the folder knows nobody is writing it.
-  /// Opened for writing: on NFS an exclusive `flock` of a read-only descriptor fails (EBADF)
-  /// and a held lock would read as free. A lock that cannot be probed is reported as held.
+  /// no id), nil when nobody does or the folder has no lock file: whether a run is being
+  /// trained (`AdapterCheckpoint.unfinishedNote`). Takes and drops the lock to find out; the
+  /// file is opened for writing, since on NFS an exclusive `flock` of a read-only descriptor
+  /// fails (EBADF) and a held lock would read as free. A lock that cannot be probed is
+  /// reported as held.
   public static func lockHolder(of folder: URL) -> String? {
     let path = folder.appendingPathComponent(lockFile).path
     let fd = open(path, O_RDWR | O_CLOEXEC)

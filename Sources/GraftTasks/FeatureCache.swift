@@ -122,22 +122,14 @@ public final class FeatureCacheFile {
       throw bad(
         "\(bytes.count) bytes where its header says \(end + 8) (a truncated or damaged file)")
     }
-    // Hashed through the mapping in 16 MiB pieces, each handed back after it is read: read
-    // pages count in the process's resident memory, and a whole lst cache read at once put a
-    // run's peak RSS at the file's size (900 MiB on Graft-1k mnist, not 140).
+    // Hashed through the mapping in 16 MiB pieces, each handed back after it is read: a whole
+    // lst cache read at once put a run's peak RSS at the file's size (900 MiB on Graft-1k
+    // mnist, not 140).
     var hash = ContentHash()
-    let piece = 16 << 20
-    var position = start
-    while position < end {
-      let next = min(position + piece, end)
-      hash.update(UnsafeRawBufferPointer(rebasing: bytes[position..<next]))
-      if file.isMapped, let base = bytes.baseAddress {
-        let first = (Int(bitPattern: base) + position) / Self.pageSize * Self.pageSize
-        _ = madvise(
-          UnsafeMutableRawPointer(bitPattern: first), Int(bitPattern: base) + next - first,
-          MADV_DONTNEED)
-      }
-      position = next
+    for position in stride(from: start, to: end, by: 16 << 20) {
+      let piece = position..<min(position + (16 << 20), end)
+      hash.update(UnsafeRawBufferPointer(rebasing: bytes[piece]))
+      if file.isMapped { Self.handBack(bytes, piece) }
     }
     var stored: UInt64 = 0
     for i in 0..<8 { stored |= UInt64(bytes[end + i]) << (8 * UInt64(i)) }
@@ -183,16 +175,12 @@ public final class FeatureCacheFile {
       out[field.name] = t
       offset += n * precision.bytes
     }
-    // Mapped pages that were read count in the process's resident memory although the kernel
-    // can drop them: hand back those of large records, so a run's peak RSS stays what it
-    // computes (a page read again comes back from the page cache).
+    // Hand back the pages of large records, so a run's peak RSS stays what it computes.
     if mapped.isMapped && recordBytes >= Self.pageSize {
       mapped.withBytes { bytes in
-        let base = Int(bitPattern: bytes.baseAddress!)
         for index in indices {
-          let start = (base + dataStart + index * recordBytes) / Self.pageSize * Self.pageSize
-          let end = min(base + dataStart + (index + 1) * recordBytes, base + bytes.count)
-          _ = madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, MADV_DONTNEED)
+          let start = dataStart + index * recordBytes
+          Self.handBack(bytes, start..<min(start + recordBytes, bytes.count))
         }
       }
     }
@@ -200,6 +188,17 @@ public final class FeatureCacheFile {
   }
 
   static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+
+  /// Drops the mapped pages of `range` (byte offsets into the mapping `bytes`, widened down to
+  /// a page boundary) from this process: read pages count in its resident memory although the
+  /// kernel could drop them, and a page read again comes back from the page cache.
+  static func handBack(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) {
+    guard let base = bytes.baseAddress, !range.isEmpty else { return }
+    let first = (Int(bitPattern: base) + range.lowerBound) / pageSize * pageSize
+    _ = madvise(
+      UnsafeMutableRawPointer(bitPattern: first), Int(bitPattern: base) + range.upperBound - first,
+      MADV_DONTNEED)
+  }
 
   /// The backbone output of the samples `indices` as the backbone gave it, with only the stored
   /// parts filled in (the rest are empty [B, 0] tensors: the method never reads them).

@@ -165,17 +165,8 @@ public enum AtomicFile {
     let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
     var removed: [(path: String, bytes: Int)] = []
     let now = Date().timeIntervalSince1970
-    for name in names where name.hasPrefix(".") {
-      // Exactly `.<name>.tmp-<digits>-<base-36 digits>`, nothing else.
-      guard let marker = name.range(of: ".tmp-", options: .backwards),
-        marker.lowerBound > name.index(after: name.startIndex)
-      else { continue }
-      let fields = name[marker.upperBound...].split(
-        separator: "-", omittingEmptySubsequences: false)
-      guard fields.count == 2, fields.allSatisfy({ !$0.isEmpty }),
-        fields[0].allSatisfy({ $0.isASCII && $0.isNumber }),
-        fields[1].allSatisfy({ $0.isASCII && ($0.isNumber || $0.isLowercase) }),
-        let pid = Int32(fields[0]), pid > 0, kill(pid, 0) != 0, errno == ESRCH
+    for name in names where isTemporaryName(name) {
+      guard let pid = writerProcess(ofTemporary: name), kill(pid, 0) != 0, errno == ESRCH
       else { continue }
       let path = directory.appendingPathComponent(name).path
       var st = stat()
@@ -185,6 +176,20 @@ public enum AtomicFile {
       removed.append((path, Int(st.st_size)))
     }
     return removed
+  }
+
+  /// The process id in a name `write` makes, `.<name>.tmp-<digits>-<base-36 digits>`, or nil
+  /// for any other name (a `.notes.tmp-123` of somebody else's is not taken for one).
+  static func writerProcess(ofTemporary name: String) -> pid_t? {
+    guard let marker = name.range(of: ".tmp-", options: .backwards),
+      marker.lowerBound > name.index(after: name.startIndex)
+    else { return nil }
+    let fields = name[marker.upperBound...].split(separator: "-", omittingEmptySubsequences: false)
+    guard fields.count == 2, !fields[1].isEmpty,
+      fields[1].allSatisfy({ $0.isASCII && ($0.isNumber || $0.isLowercase) }),
+      fields[0].allSatisfy({ $0.isASCII && $0.isNumber }), let pid = pid_t(fields[0]), pid > 0
+    else { return nil }
+    return pid
   }
 
   private static func modificationSeconds(_ st: stat) -> Int {

@@ -232,7 +232,7 @@ final class CrashConsistencyTests: XCTestCase {
     defer { try? FileManager.default.removeItem(at: folder) }
     XCTAssertNil(RunFolder.lockHolder(of: folder), "no lock file yet")
     let lock = try RunFolder.Lock(folder, what: "a test")
-    // What a sweep asks before it removes a run folder.
+    // What eval, predict and export ask of an unfinished run.
     XCTAssertEqual(RunFolder.lockHolder(of: folder), "process \(getpid())")
     XCTAssertThrowsError(try smallRun(folder: folder)) {
       XCTAssertTrue($0 is FileError, "\($0)")
